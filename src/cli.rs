@@ -1,0 +1,43 @@
+//! Command-line interface.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dlm-electd",
+    version,
+    about = "Leader election and failover on a cluster lock manager"
+)]
+pub struct Cli {
+    /// Config file; drop-ins are read from conf.d/*.toml beside it.
+    #[arg(long, global = true, default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the daemon in the foreground.
+    Run,
+    /// Validate the configuration (exit 78 if invalid).
+    CheckConfig,
+    /// Show the running daemon's resources.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Planned switchover: the master releases NAME and stays out for the hold-off.
+    Release {
+        name: String,
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        hold_off: Duration,
+    },
+    /// Run every release action and clear leftover lock state (after a crash).
+    Cleanup,
+}

@@ -1,0 +1,132 @@
+//! Configuration: the validated model the daemon runs on, and how it is read.
+//!
+//! `load` reads the main file and its drop-ins, `validate` turns the raw serde
+//! types of `model` into the types below (defaults applied, names checked
+//! against the backend), and `security` refuses files a non-root user could
+//! have written when the daemon runs as root.
+
+pub mod load;
+pub mod model;
+pub mod security;
+pub mod validate;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use load::load;
+pub use model::Backend;
+
+pub const DEFAULT_PATH: &str = "/etc/dlm-electd/dlm-electd.toml";
+/// EX_CONFIG from sysexits.h: systemd's `RestartPreventExitStatus=78` keeps a
+/// broken config from restart-looping.
+pub const EXIT_CONFIG: i32 = 78;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node: String,
+    pub lock: LockConfig,
+    pub daemon: DaemonConfig,
+    pub resources: Vec<ResourceSpec>,
+    /// Every file the config was read from, in order (main file first).
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockConfig {
+    pub backend: Backend,
+    pub dir: PathBuf,
+    pub mount: PathBuf,
+    pub domain: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    pub runtime_dir: PathBuf,
+    pub poll_interval: Duration,
+    pub op_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceSpec {
+    pub name: String,
+    pub lock: String,
+    pub poll_interval: Duration,
+    pub actions: Vec<ActionSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionSpec {
+    Exec(ExecSpec),
+    Vip(VipSpec),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecSpec {
+    pub acquire: Option<Vec<String>>,
+    pub release: Option<Vec<String>>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VipSpec {
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    pub interface: String,
+    pub announce_count: u32,
+    pub announce_interval: Duration,
+    /// Periodic re-announce while master; zero is off.
+    pub refresh: Duration,
+    pub timeout: Duration,
+}
+
+impl fmt::Display for ActionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActionSpec::Exec(e) => {
+                let first = e.acquire.as_ref().or(e.release.as_ref());
+                write!(f, "exec {}", first.map(|a| a[0].as_str()).unwrap_or("-"))
+            }
+            ActionSpec::Vip(v) => {
+                write!(f, "vip {}/{} on {}", v.address, v.prefix_len, v.interface)
+            }
+        }
+    }
+}
+
+/// A config problem, located in a file when it has a place there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    /// 1-based line and column.
+    pub pos: Option<(usize, usize)>,
+    pub msg: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some((l, c)) => write!(f, "{}:{}:{}: {}", self.path.display(), l, c, self.msg),
+            None => write!(f, "{}: {}", self.path.display(), self.msg),
+        }
+    }
+}
+
+/// All the problems found in one read, so an admin fixes them in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}

@@ -1,0 +1,376 @@
+//! Raw config → validated `Config`: defaults, cross-checks, and names the
+//! chosen lock backend can take. Pure apart from reading the hostname default.
+
+use super::load::Source;
+use super::model::{ActionType, Argv, Backend, RawAction, RawConfig, RawDropIn, RawResource};
+use super::{
+    ActionSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, ResourceSpec, VipSpec,
+};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use toml::Spanned;
+
+pub const DEFAULT_LOCK_DIR: &str = "/var/lib/dlm-electd/locks";
+pub const DEFAULT_MOUNT: &str = "/dlm";
+pub const DEFAULT_DOMAIN: &str = "dlm-electd";
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/dlm-electd";
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
+/// Above o2cb's default recovery window (~60 s dead time plus recovery), so a
+/// trylock that waits out a node death is "slow", not "stalled".
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_VIP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a lock name cannot be used with a backend, or None if it can.
+pub fn lock_name_problem(backend: Backend, name: &str) -> Option<String> {
+    if name.contains('/') || name.contains('\0') {
+        return Some("must not contain '/' or NUL".into());
+    }
+    match backend {
+        Backend::Dlmfs if name.is_empty() || name.len() > 31 => Some(format!(
+            "dlmfs lock names are 1 to 31 bytes, {:?} has {}",
+            name,
+            name.len()
+        )),
+        Backend::Dlmfs if name.starts_with('$') => {
+            Some("dlmfs lock names must not start with '$' (reserved by the DLM)".into())
+        }
+        Backend::File if name.is_empty() || name.len() > 250 => Some(format!(
+            "lock names are 1 to 250 bytes, {:?} has {}",
+            name,
+            name.len()
+        )),
+        Backend::File if name.starts_with('.') => Some("must not start with '.'".into()),
+        _ => None,
+    }
+}
+
+/// Why a dlmfs domain name cannot be used, or None if it can.
+pub fn domain_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 63 {
+        return Some(format!(
+            "dlmfs domain names are 1 to 63 bytes, {:?} has {}",
+            name,
+            name.len()
+        ));
+    }
+    if name.contains('/') || name.contains('\0') || name == "." || name == ".." {
+        return Some("must be a plain directory name".into());
+    }
+    // OCFS2 volumes use their 32-hex-digit UUID as DLM domain; sharing one
+    // would tie us to that volume's heartbeat region (dlmfs-semantics.md §5).
+    if name.len() == 32 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Some(
+            "must not be a 32-hex-digit string (that is how OCFS2 volumes name their domains)"
+                .into(),
+        );
+    }
+    None
+}
+
+fn resource_name_problem(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c));
+    (!ok).then(|| "resource names are 1 to 64 characters from A-Z a-z 0-9 - _ . : @".into())
+}
+
+fn interface_problem(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
+    (!ok).then(|| "interface names are 1 to 15 bytes without '/', ':' or spaces".into())
+}
+
+/// Parses "ADDR/PREFIX" (or a bare address, meaning a host route).
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IPv4 or IPv6 address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => return Err(format!("prefix length {p:?} is not between 1 and {max}")),
+        },
+    };
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+        return Err(format!(
+            "{addr} cannot be a virtual IP (unspecified, multicast or loopback)"
+        ));
+    }
+    Ok((addr, prefix))
+}
+
+struct Ctx<'a> {
+    errors: Vec<ConfigError>,
+    src: &'a Source,
+}
+
+impl Ctx<'_> {
+    fn err<T>(&mut self, at: &Spanned<T>, msg: impl Into<String>) {
+        self.errors.push(self.src.error(Some(at.span()), msg));
+    }
+}
+
+pub fn validate(
+    main: &Source,
+    raw: RawConfig,
+    drop_ins: Vec<(Source, RawDropIn)>,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut cx = Ctx {
+        errors: Vec::new(),
+        src: main,
+    };
+
+    let node = match raw.node.name {
+        Some(n) => {
+            let v = n.get_ref().clone();
+            if v.is_empty()
+                || v.len() > 64
+                || v.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                cx.err(
+                    &n,
+                    "key `name`: node names are 1 to 64 characters without spaces",
+                );
+            }
+            v
+        }
+        None => nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into()),
+    };
+
+    let backend = raw
+        .lock
+        .backend
+        .as_ref()
+        .map(|b| *b.get_ref())
+        .unwrap_or_default();
+    let domain = match raw.lock.domain {
+        Some(d) => {
+            if let Some(p) = domain_problem(d.get_ref()) {
+                cx.err(&d, format!("key `domain`: {p}"));
+            }
+            d.into_inner()
+        }
+        None => DEFAULT_DOMAIN.into(),
+    };
+    let lock = LockConfig {
+        backend,
+        dir: raw.lock.dir.unwrap_or_else(|| DEFAULT_LOCK_DIR.into()),
+        mount: raw.lock.mount.unwrap_or_else(|| DEFAULT_MOUNT.into()),
+        domain,
+    };
+    let daemon = DaemonConfig {
+        runtime_dir: raw
+            .daemon
+            .runtime_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR)),
+        poll_interval: raw
+            .daemon
+            .poll_interval
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_POLL),
+        op_timeout: raw
+            .daemon
+            .op_timeout
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_OP_TIMEOUT),
+    };
+
+    let mut files = vec![main.path.clone()];
+    let mut resources = Vec::new();
+    // name/lock → where first seen, to point at both places of a duplicate.
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut locks: HashMap<String, String> = HashMap::new();
+    let mut all = vec![(main, &raw.resource)];
+    for (src, d) in &drop_ins {
+        files.push(src.path.clone());
+        all.push((src, &d.resource));
+    }
+    for (src, list) in all {
+        cx.src = src;
+        for res in list {
+            if let Some(spec) = resource(&mut cx, res, &daemon, backend) {
+                let here = {
+                    let e = src.error(Some(res.span()), "");
+                    format!("{}:{}", e.path.display(), e.pos.map(|p| p.0).unwrap_or(0))
+                };
+                let name_at = res.get_ref().name.as_ref().unwrap();
+                if let Some(first) = names.insert(spec.name.clone(), here.clone()) {
+                    cx.err(
+                        name_at,
+                        format!(
+                            "duplicate resource name {:?} (first defined at {first})",
+                            spec.name
+                        ),
+                    );
+                } else if let Some(first) = locks.insert(spec.lock.clone(), here) {
+                    let at = res.get_ref().lock.as_ref().unwrap_or(name_at);
+                    cx.err(
+                        at,
+                        format!(
+                            "lock {:?} is already used by the resource at {first}",
+                            spec.lock
+                        ),
+                    );
+                }
+                resources.push(spec);
+            }
+        }
+    }
+    if cx.errors.is_empty() {
+        Ok(Config {
+            node,
+            lock,
+            daemon,
+            resources,
+            files,
+        })
+    } else {
+        Err(cx.errors)
+    }
+}
+
+fn resource(
+    cx: &mut Ctx,
+    res: &Spanned<RawResource>,
+    daemon: &DaemonConfig,
+    backend: Backend,
+) -> Option<ResourceSpec> {
+    let r = res.get_ref();
+    let Some(name) = &r.name else {
+        cx.err(res, "[[resource]] has no `name`");
+        return None;
+    };
+    let before = cx.errors.len();
+    if let Some(p) = resource_name_problem(name.get_ref()) {
+        cx.err(name, format!("key `name`: {p}"));
+    }
+    let lock = r.lock.as_ref().unwrap_or(name);
+    if let Some(p) = lock_name_problem(backend, lock.get_ref()) {
+        let key = if r.lock.is_some() {
+            "key `lock`"
+        } else {
+            "key `name` (the lock defaults to it)"
+        };
+        cx.err(lock, format!("{key}: {p}"));
+    }
+    let actions: Vec<ActionSpec> = r.action.iter().filter_map(|a| action(cx, a)).collect();
+    (cx.errors.len() == before).then(|| ResourceSpec {
+        name: name.get_ref().clone(),
+        lock: lock.get_ref().clone(),
+        poll_interval: r.poll_interval.map(|d| d.0).unwrap_or(daemon.poll_interval),
+        actions,
+    })
+}
+
+fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
+    let r = a.get_ref();
+    let kind = *r.kind.get_ref();
+    let before = cx.errors.len();
+    let timeout = r.timeout.as_ref().map(|t| t.get_ref().0);
+    // Keys of the other action type are mistakes worth naming.
+    let foreign: Vec<(&str, Option<std::ops::Range<usize>>)> = match kind {
+        ActionType::Exec => vec![
+            ("address", r.address.as_ref().map(|s| s.span())),
+            ("interface", r.interface.as_ref().map(|s| s.span())),
+            (
+                "announce_count",
+                r.announce_count.as_ref().map(|s| s.span()),
+            ),
+            (
+                "announce_interval",
+                r.announce_interval.as_ref().map(|s| s.span()),
+            ),
+            ("refresh", r.refresh.as_ref().map(|s| s.span())),
+        ],
+        ActionType::Vip => vec![
+            ("acquire", r.acquire.as_ref().map(|s| s.span())),
+            ("release", r.release.as_ref().map(|s| s.span())),
+        ],
+    };
+    let type_name = match kind {
+        ActionType::Exec => "exec",
+        ActionType::Vip => "vip",
+    };
+    for (key, span) in foreign {
+        if let Some(span) = span {
+            cx.errors.push(cx.src.error(
+                Some(span),
+                format!("key `{key}` does not apply to {type_name} actions"),
+            ));
+        }
+    }
+    let spec = match kind {
+        ActionType::Exec => {
+            if r.acquire.is_none() && r.release.is_none() {
+                cx.err(a, "exec action needs `acquire`, `release` or both");
+            }
+            let argv = |x: &Option<Spanned<Argv>>| x.as_ref().map(|s| s.get_ref().0.clone());
+            ActionSpec::Exec(ExecSpec {
+                acquire: argv(&r.acquire),
+                release: argv(&r.release),
+                timeout: timeout.unwrap_or(DEFAULT_EXEC_TIMEOUT),
+            })
+        }
+        ActionType::Vip => {
+            let (address, prefix_len) = match &r.address {
+                None => {
+                    cx.err(a, "vip action needs `address`, like \"198.51.100.10/24\"");
+                    (IpAddr::from([0, 0, 0, 0]), 0)
+                }
+                Some(s) => parse_cidr(s.get_ref()).unwrap_or_else(|e| {
+                    cx.err(s, format!("key `address`: {e}"));
+                    (IpAddr::from([0, 0, 0, 0]), 0)
+                }),
+            };
+            let interface = match &r.interface {
+                None => {
+                    cx.err(a, "vip action needs `interface`, like \"eth0\"");
+                    String::new()
+                }
+                Some(s) => {
+                    if let Some(p) = interface_problem(s.get_ref()) {
+                        cx.err(s, format!("key `interface`: {p}"));
+                    }
+                    s.get_ref().clone()
+                }
+            };
+            ActionSpec::Vip(VipSpec {
+                address,
+                prefix_len,
+                interface,
+                announce_count: r.announce_count.as_ref().map(|c| *c.get_ref()).unwrap_or(5),
+                announce_interval: r
+                    .announce_interval
+                    .as_ref()
+                    .map(|d| d.get_ref().0)
+                    .unwrap_or(Duration::from_millis(200)),
+                refresh: r
+                    .refresh
+                    .as_ref()
+                    .map(|d| d.get_ref().0)
+                    .unwrap_or(Duration::ZERO),
+                timeout: timeout.unwrap_or(DEFAULT_VIP_TIMEOUT),
+            })
+        }
+    };
+    (cx.errors.len() == before).then_some(spec)
+}

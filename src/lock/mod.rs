@@ -1,0 +1,67 @@
+//! Lock backends: one exclusive lock per election resource.
+//!
+//! Every method here may block (dlmfs calls can sleep in the kernel while the
+//! DLM recovers a dead node), so callers run them on the blocking pool under
+//! a deadline, never on the async runtime.
+
+pub mod dlmfs;
+pub mod file;
+
+use crate::config::{Backend, LockConfig};
+use std::fmt;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockError {
+    /// The cluster (or lock directory) is not usable yet; retry later.
+    NotReady(String),
+    /// Anything else: a bad name, permissions, an I/O error.
+    Failed(String),
+}
+
+impl fmt::Display for LockError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::NotReady(m) => write!(f, "cluster not ready: {m}"),
+            LockError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The outcome of one non-blocking attempt.
+pub enum TryLock {
+    Acquired(Box<dyn HeldLock>),
+    Busy,
+}
+
+pub trait LockBackend: Send + Sync {
+    /// One non-blocking attempt to take `lock` exclusively.
+    fn try_lock(&self, lock: &str) -> Result<TryLock, LockError>;
+
+    /// Drops lock state this node may still keep for `lock` although no local
+    /// process holds it (dlmfs caches a dead holder's lock on the node).
+    /// For `cleanup` after a crash; harmless when there is nothing to drop.
+    fn clear_stale(&self, lock: &str) -> Result<(), LockError>;
+}
+
+/// A lock we hold. Dropping it without `release` also gives it up as far as
+/// this process can (the fd is closed).
+pub trait HeldLock: Send {
+    /// What the previous holder left behind, when the backend can tell.
+    fn previous_holder(&self) -> Option<String> {
+        None
+    }
+    /// Gives the lock up so another node can take it.
+    fn release(self: Box<Self>) -> Result<(), LockError>;
+}
+
+pub fn backend(cfg: &LockConfig, node: &str) -> Arc<dyn LockBackend> {
+    match cfg.backend {
+        Backend::File => Arc::new(file::FileBackend::new(cfg.dir.clone())),
+        Backend::Dlmfs => Arc::new(dlmfs::DlmfsBackend::new(
+            cfg.mount.clone(),
+            cfg.domain.clone(),
+            node,
+        )),
+    }
+}
