@@ -415,3 +415,234 @@ impl Machine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLL: Duration = Duration::from_secs(1);
+
+    fn failed(clean: bool) -> Event {
+        Event::ActionsFailed {
+            msg: "boom".into(),
+            clean,
+        }
+    }
+
+    fn sleep(d: Duration) -> Command {
+        Command::Sleep {
+            wait: d,
+            jitter: true,
+        }
+    }
+
+    /// A machine that went through startup and won.
+    fn master() -> Machine {
+        let mut m = Machine::new(POLL);
+        assert_eq!(m.handle(Event::Start), Command::TryLock);
+        assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+        assert_eq!(m.status(), Status::Acquiring);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Hold);
+        assert!(m.is_master() && m.settled());
+        m
+    }
+
+    /// A machine that went through startup and lost.
+    fn standby() -> Machine {
+        let mut m = Machine::new(POLL);
+        m.handle(Event::Start);
+        assert_eq!(
+            m.handle(Event::Busy),
+            Command::RunRelease,
+            "startup clears leftovers"
+        );
+        assert!(!m.settled());
+        assert_eq!(m.handle(Event::ActionsOk), sleep(POLL));
+        assert!(m.settled());
+        assert_eq!(m.status(), Status::Standby);
+        m
+    }
+
+    #[test]
+    fn standby_polls_without_rerunning_release() {
+        let mut m = standby();
+        assert_eq!(m.handle(Event::Timer), Command::TryLock);
+        assert_eq!(m.status(), Status::Standby, "a poll is not a state change");
+        assert_eq!(m.handle(Event::Busy), sleep(POLL));
+    }
+
+    #[test]
+    fn failed_acquire_rolls_back_unlocks_and_backs_off_doubling() {
+        let mut m = standby();
+        let mut expect = POLL * 2;
+        for _ in 0..8 {
+            m.handle(Event::Timer);
+            assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+            assert_eq!(m.handle(failed(true)), Command::Unlock);
+            assert_eq!(m.status(), Status::Releasing);
+            assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(expect));
+            assert_eq!(m.status(), Status::Backoff);
+            assert_eq!(m.last_error(), Some("boom"));
+            expect = (expect * 2).min(MAX_BACKOFF);
+        }
+        // Winning resets the backoff.
+        m.handle(Event::Timer);
+        m.handle(Event::Locked);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Hold);
+        assert_eq!(m.last_error(), None);
+        assert_eq!(m.handle(Event::Shutdown), Command::RunRelease);
+    }
+
+    #[test]
+    fn unclean_rollback_runs_every_release_before_unlocking() {
+        let mut m = standby();
+        m.handle(Event::Timer);
+        m.handle(Event::Locked);
+        assert_eq!(m.handle(failed(false)), Command::RunRelease);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+    }
+
+    #[test]
+    fn lock_is_kept_until_release_actions_succeed() {
+        let mut m = master();
+        assert_eq!(
+            m.request_release(Duration::from_secs(5)),
+            Ok(Command::RunRelease)
+        );
+        assert_eq!(
+            m.handle(failed(false)),
+            Command::Sleep {
+                wait: POLL * 2,
+                jitter: false
+            }
+        );
+        assert_eq!(m.status(), Status::Releasing);
+        assert_eq!(
+            m.handle(Event::Timer),
+            Command::RunRelease,
+            "retried, lock still held"
+        );
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(
+            m.handle(Event::Unlocked(Ok(()))),
+            Command::Sleep {
+                wait: Duration::from_secs(5),
+                jitter: false
+            }
+        );
+        assert_eq!(m.status(), Status::Standby);
+    }
+
+    #[test]
+    fn release_request_only_on_master() {
+        assert!(standby().request_release(POLL).is_err());
+        let mut m = master();
+        assert!(m.request_release(POLL).is_ok());
+        assert!(m.request_release(POLL).is_err(), "already releasing");
+    }
+
+    #[test]
+    fn shutdown_releases_master_then_exits() {
+        let mut m = master();
+        assert_eq!(m.handle(Event::Shutdown), Command::RunRelease);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), Command::Exit);
+        assert_eq!(standby().handle(Event::Shutdown), Command::Exit);
+    }
+
+    #[test]
+    fn shutdown_with_failing_release_exits_keeping_the_lock() {
+        let mut m = master();
+        m.handle(Event::Shutdown);
+        assert_eq!(m.handle(failed(false)), Command::Exit);
+    }
+
+    #[test]
+    fn shutdown_during_acquire_finishes_then_releases() {
+        let mut m = Machine::new(POLL);
+        m.handle(Event::Start);
+        m.handle(Event::Locked);
+        assert_eq!(m.handle(Event::Shutdown), Command::Keep);
+        assert_eq!(m.handle(Event::ActionsOk), Command::RunRelease);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), Command::Exit);
+    }
+
+    #[test]
+    fn lock_won_while_shutting_down_is_released_with_actions() {
+        let mut m = Machine::new(POLL);
+        m.handle(Event::Start);
+        assert_eq!(m.handle(Event::Shutdown), Command::Keep);
+        assert_eq!(m.handle(Event::Locked), Command::RunRelease);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+    }
+
+    #[test]
+    fn stalled_lock_call_shows_and_does_not_block_shutdown() {
+        let mut m = standby();
+        m.handle(Event::Timer);
+        assert_eq!(m.handle(Event::Stalled), Command::Keep);
+        assert_eq!(m.status(), Status::Stalled);
+        // The call returns late: business as usual.
+        assert_eq!(m.handle(Event::Busy), sleep(POLL));
+        m.handle(Event::Timer);
+        m.handle(Event::Stalled);
+        assert_eq!(m.handle(Event::Shutdown), Command::Exit);
+    }
+
+    #[test]
+    fn late_lock_after_stall_makes_master() {
+        let mut m = standby();
+        m.handle(Event::Timer);
+        m.handle(Event::Stalled);
+        assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+    }
+
+    #[test]
+    fn cluster_not_ready_is_standby_with_error_and_growing_waits() {
+        let mut m = Machine::new(POLL);
+        m.handle(Event::Start);
+        let e = LockError::NotReady("no dlmfs".into());
+        assert_eq!(m.handle(Event::LockFailed(e.clone())), Command::RunRelease);
+        assert_eq!(m.handle(Event::ActionsOk), sleep(POLL * 2));
+        assert_eq!(m.status(), Status::Standby);
+        assert_eq!(m.last_error(), Some("cluster not ready: no dlmfs"));
+        m.handle(Event::Timer);
+        assert_eq!(m.handle(Event::LockFailed(e)), sleep(POLL * 4));
+        m.handle(Event::Timer);
+        assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+    }
+
+    #[test]
+    fn lock_error_is_backoff() {
+        let mut m = standby();
+        m.handle(Event::Timer);
+        assert_eq!(
+            m.handle(Event::LockFailed(LockError::Failed("EACCES".into()))),
+            sleep(POLL * 2)
+        );
+        assert_eq!(m.status(), Status::Backoff);
+    }
+
+    #[test]
+    fn failed_startup_reconcile_is_retried_on_next_busy() {
+        let mut m = Machine::new(POLL);
+        m.handle(Event::Start);
+        m.handle(Event::Busy);
+        assert_eq!(m.handle(failed(false)), sleep(POLL));
+        assert!(m.settled(), "READY must not wait for a broken hook");
+        m.handle(Event::Timer);
+        assert_eq!(m.handle(Event::Busy), Command::RunRelease);
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Timer);
+        assert_eq!(m.handle(Event::Busy), sleep(POLL));
+    }
+
+    #[test]
+    fn stray_events_are_ignored() {
+        let mut m = master();
+        assert_eq!(m.handle(Event::Timer), Command::Keep);
+        assert_eq!(m.handle(Event::Busy), Command::Keep);
+        assert!(m.is_master());
+    }
+}
