@@ -12,14 +12,14 @@ pub fn init(verbose: u8) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // systemd sets JOURNAL_STREAM when stderr is connected to the journal.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        if let Ok(j) = tracing_journald::layer() {
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(j.with_syslog_identifier("dlm-electd".into()))
-                .init();
-            return;
-        }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(j) = tracing_journald::layer()
+    {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(j.with_syslog_identifier("dlm-electd".into()))
+            .init();
+        return;
     }
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -103,12 +103,20 @@ async fn dispatch(cli: Cli) -> i32 {
     }
 }
 
-/// Clients find the daemon through the runtime dir named in the config;
-/// if the config cannot be read they fall back to the default.
+/// Clients find the daemon through the runtime dir named in the config. The
+/// config may be mid-edit and invalid while the daemon runs on the old one,
+/// so only that one key is read, leniently.
 fn runtime_dir(path: &std::path::Path) -> std::path::PathBuf {
-    config::load(path)
-        .map(|c| c.daemon.runtime_dir)
-        .unwrap_or_else(|_| config::validate::DEFAULT_RUNTIME_DIR.into())
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| {
+            t.get("daemon")?
+                .get("runtime_dir")?
+                .as_str()
+                .map(Into::into)
+        })
+        .unwrap_or_else(|| config::validate::DEFAULT_RUNTIME_DIR.into())
 }
 
 fn print_table(s: &control::StatusReport) {

@@ -1,0 +1,686 @@
+//! The daemon end to end on the `file` backend: real `dlm-electd run`
+//! processes holding real OFD locks in a shared directory, exec actions that
+//! append "node event resource" lines to one log, the CLI as a user runs it.
+
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dlm-electd");
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Polls `f` until it returns Some, or panics after `limit` with `what`.
+fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run dlm-electd")
+}
+
+/// A shared lock directory and event log, and the daemons using them.
+struct Lab {
+    dir: tempfile::TempDir,
+    daemons: Vec<Daemon>,
+}
+
+struct Daemon {
+    node: String,
+    config: PathBuf,
+    stderr: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Daemon {
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), sig).unwrap();
+    }
+
+    /// Waits for exit and returns the exit code.
+    fn wait_exit(&mut self) -> Option<i32> {
+        let mut c = self.child.take().expect("running");
+        let st = wait_for(WAIT, "daemon exit", || c.try_wait().unwrap());
+        st.code()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn status(&self) -> Option<Value> {
+        let out = cli(&self.config, &["status", "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("status JSON"))
+    }
+
+    fn state(&self, resource: &str) -> Option<String> {
+        let s = self.status()?;
+        s["resources"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == resource)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+    }
+
+    fn wait_state(&self, resource: &str, state: &str) {
+        wait_for(
+            WAIT,
+            &format!("{} {resource} {state}\n{}", self.node, self.log()),
+            || (self.state(resource).as_deref() == Some(state)).then_some(()),
+        )
+    }
+}
+
+/// An exec action that logs `node event resource` for both steps.
+fn log_action(log: &Path) -> String {
+    format!(
+        r#"
+[[resource.action]]
+type = "exec"
+acquire = ["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {0}"]
+release = ["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {0}"]
+"#,
+        log.display()
+    )
+}
+
+impl Lab {
+    fn new() -> Lab {
+        Lab {
+            dir: tempfile::tempdir().unwrap(),
+            daemons: Vec::new(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn events_log(&self) -> PathBuf {
+        self.path("events.log")
+    }
+
+    /// The usual resources: `web` and `db`, each with the logging action.
+    fn resources(&self) -> String {
+        let a = log_action(&self.events_log());
+        format!("[[resource]]\nname = \"web\"\n{a}\n[[resource]]\nname = \"db\"\n{a}")
+    }
+
+    fn config(&self, node: &str, resources: &str) -> PathBuf {
+        let dir = self.path(node);
+        fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("dlm-electd.toml");
+        let text = format!(
+            "[node]\nname = \"{node}\"\n[lock]\nbackend = \"file\"\ndir = \"{}\"\n[daemon]\nruntime_dir = \"{}\"\npoll_interval = \"100ms\"\n{resources}",
+            self.path("locks").display(),
+            dir.join("run").display(),
+        );
+        fs::write(&cfg, text).unwrap();
+        cfg
+    }
+
+    fn start_with(&mut self, node: &str, resources: &str) -> usize {
+        let config = self.config(node, resources);
+        let stderr = self.path(&format!("{node}.stderr"));
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        self.daemons.push(Daemon {
+            node: node.into(),
+            config,
+            stderr,
+            child: Some(child),
+        });
+        self.daemons.len() - 1
+    }
+
+    fn start(&mut self, node: &str) -> usize {
+        let r = self.resources();
+        self.start_with(node, &r)
+    }
+
+    fn events(&self) -> Vec<String> {
+        fs::read_to_string(self.events_log())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Index of the daemon that is master of `resource`, once exactly one
+    /// of the running daemons reports it and all the others are standby.
+    fn sole_master(&self, resource: &str) -> usize {
+        wait_for(WAIT, &format!("one master of {resource}"), || {
+            let states: Vec<(usize, String)> = self
+                .daemons
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.child.is_some())
+                .map(|(i, d)| (i, d.state(resource).unwrap_or_default()))
+                .collect();
+            let masters: Vec<usize> = states
+                .iter()
+                .filter(|(_, s)| s == "master")
+                .map(|(i, _)| *i)
+                .collect();
+            let settled = states.iter().all(|(_, s)| s == "master" || s == "standby");
+            (masters.len() == 1 && settled).then(|| masters[0])
+        })
+    }
+
+    fn node(&self, i: usize) -> &str {
+        &self.daemons[i].node
+    }
+}
+
+/// Replays the event log and fails if two nodes were ever master of one
+/// resource at once (acquire while another node's acquire was not yet
+/// followed by its release).
+fn assert_never_two_masters(events: &[String]) {
+    let mut master: std::collections::HashMap<String, String> = Default::default();
+    for (n, line) in events.iter().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (node, ev, res) = (f[0], f[1], f[2]);
+        match ev {
+            "acquire" => {
+                if let Some(other) = master.get(res) {
+                    assert!(
+                        other == node,
+                        "line {}: {node} acquired {res} while {other} was master:\n{}",
+                        n + 1,
+                        events.join("\n")
+                    );
+                }
+                master.insert(res.into(), node.into());
+            }
+            "release" => {
+                if master.get(res).map(String::as_str) == Some(node) {
+                    master.remove(res);
+                }
+            }
+            _ => panic!("bad event line {line:?}"),
+        }
+    }
+}
+
+fn position(events: &[String], line: &str) -> usize {
+    events
+        .iter()
+        .rposition(|l| l == line)
+        .unwrap_or_else(|| panic!("no {line:?} in\n{}", events.join("\n")))
+}
+
+#[test]
+fn exactly_one_master_per_resource_among_three() {
+    let mut lab = Lab::new();
+    for n in ["a", "b", "c"] {
+        lab.start(n);
+    }
+    for res in ["web", "db"] {
+        let m = lab.sole_master(res);
+        let acquires: Vec<_> = lab
+            .events()
+            .into_iter()
+            .filter(|l| l.ends_with(&format!("acquire {res}")))
+            .collect();
+        assert_eq!(acquires, vec![format!("{} acquire {res}", lab.node(m))]);
+    }
+    // The standbys cleared leftovers once at startup and stand by.
+    let events = lab.events();
+    assert_never_two_masters(&events);
+    let status = lab.daemons[0].status().unwrap();
+    assert_eq!(status["node"], "a");
+    for r in status["resources"].as_array().unwrap() {
+        assert!(r["since_ms"].as_u64().unwrap() > 0);
+        assert!(r["last_error"].is_null());
+    }
+}
+
+#[test]
+fn sigterm_of_master_releases_before_another_acquires() {
+    let mut lab = Lab::new();
+    lab.start("a");
+    lab.start("b");
+    let m = lab.sole_master("web");
+    let old = lab.node(m).to_string();
+    lab.daemons[m].signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        lab.daemons[m].wait_exit(),
+        Some(0),
+        "{}",
+        lab.daemons[m].log()
+    );
+    let n = lab.sole_master("web");
+    assert_ne!(n, m);
+    let new = lab.node(n).to_string();
+    for res in ["web", "db"] {
+        lab.daemons[n].wait_state(res, "master");
+        let ev = lab.events();
+        let rel = position(&ev, &format!("{old} release {res}"));
+        let acq = position(&ev, &format!("{new} acquire {res}"));
+        assert!(
+            rel < acq,
+            "release on {old} must come before acquire on {new}:\n{}",
+            ev.join("\n")
+        );
+    }
+    assert_never_two_masters(&lab.events());
+}
+
+#[test]
+fn sigkill_of_master_lets_another_take_over() {
+    let mut lab = Lab::new();
+    lab.start("a");
+    lab.start("b");
+    let m = lab.sole_master("web");
+    lab.daemons[m].signal(nix::sys::signal::Signal::SIGKILL);
+    lab.daemons[m].wait_exit();
+    let n = lab.sole_master("web");
+    assert_ne!(n, m);
+    lab.daemons[n].wait_state("db", "master");
+}
+
+#[test]
+fn release_with_hold_off_switches_over_and_stays_out() {
+    let mut lab = Lab::new();
+    lab.start("a");
+    lab.start("b");
+    let m = lab.sole_master("web");
+    let other = 1 - m;
+    let hold = Duration::from_secs(3);
+    let out = cli(
+        &lab.daemons[m].config,
+        &["release", "web", "--hold-off", "3s"],
+    );
+    let released = Instant::now();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lab.daemons[m].state("web").as_deref(), Some("standby"));
+    lab.daemons[other].wait_state("web", "master");
+    // Take the new master away: the old one must still wait out its hold-off.
+    lab.daemons[other].signal(nix::sys::signal::Signal::SIGTERM);
+    lab.daemons[other].wait_exit();
+    lab.daemons[m].wait_state("web", "master");
+    assert!(
+        released.elapsed() >= hold,
+        "came back after {:?}, hold-off was {hold:?}",
+        released.elapsed()
+    );
+    let ev = lab.events();
+    let (old, new) = (lab.node(m).to_string(), lab.node(other).to_string());
+    assert!(
+        position(&ev, &format!("{old} release web")) < position(&ev, &format!("{new} acquire web"))
+    );
+    assert_never_two_masters(&ev);
+}
+
+#[test]
+fn release_on_a_non_master_is_an_error() {
+    let mut lab = Lab::new();
+    lab.start("a");
+    lab.start("b");
+    let m = lab.sole_master("web");
+    let out = cli(&lab.daemons[1 - m].config, &["release", "web"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not master"));
+    let out = cli(&lab.daemons[m].config, &["release", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no resource named"));
+}
+
+#[test]
+fn failing_acquire_rolls_back_and_another_node_takes_over() {
+    let mut lab = Lab::new();
+    let log = lab.events_log();
+    // Action 2 fails on node "a" only; action 1 must be rolled back there.
+    let res = |node: &str| {
+        format!(
+            "[[resource]]\nname = \"web\"\n{}\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/sh\", \"-c\", \"echo \\\"$DLM_ELECTD_NODE acquire2 web\\\" >> {}; test $DLM_ELECTD_NODE != {node}\"]\n",
+            log_action(&log),
+            log.display()
+        )
+    };
+    let a = lab.start_with("a", &res("a"));
+    lab.daemons[a].wait_state("web", "backoff");
+    let st = lab.daemons[a].status().unwrap();
+    let err = st["resources"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("action 2"), "{err}");
+    let ev = lab.events();
+    assert!(
+        position(&ev, "a acquire2 web") < position(&ev, "a release web"),
+        "rolled back:\n{}",
+        ev.join("\n")
+    );
+    let b = lab.start_with("b", &res("a"));
+    lab.daemons[b].wait_state("web", "master");
+    let ev = lab.events();
+    assert!(ev.contains(&"b acquire2 web".to_string()));
+}
+
+#[test]
+fn hanging_action_and_its_grandchild_are_killed_at_timeout() {
+    let mut lab = Lab::new();
+    let pids = lab.path("pids");
+    let res = format!(
+        "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\ntimeout = \"1s\"\nacquire = [\"/bin/sh\", \"-c\", \"sleep 1000 & echo $$ $! > {}; wait\"]\n",
+        pids.display()
+    );
+    let a = lab.start_with("a", &res);
+    lab.daemons[a].wait_state("web", "backoff");
+    let text = fs::read_to_string(&pids).unwrap();
+    let pids: Vec<i32> = text
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 2, "hook and grandchild");
+    for pid in pids {
+        // Gone, or at most a zombie of a dead parent being reaped by init.
+        wait_for(WAIT, &format!("pid {pid} to die"), || {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            (stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")).then_some(())
+        });
+    }
+    let st = lab.daemons[a].status().unwrap();
+    assert!(
+        st["resources"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out")
+    );
+}
+
+#[test]
+fn second_instance_on_a_runtime_dir_is_refused() {
+    let mut lab = Lab::new();
+    let a = lab.start("a");
+    lab.daemons[a].wait_state("web", "master");
+    let out = cli(&lab.daemons[a].config, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another dlm-electd instance"), "{err}");
+    // cleanup refuses too while the daemon runs.
+    assert_eq!(
+        cli(&lab.daemons[a].config, &["cleanup"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
+}
+
+#[test]
+fn startup_clears_leftovers_when_another_node_is_master() {
+    let mut lab = Lab::new();
+    lab.start("a");
+    lab.sole_master("web");
+    let b = lab.start("b");
+    lab.daemons[b].wait_state("web", "standby");
+    wait_for(WAIT, "b's startup release", || {
+        lab.events()
+            .contains(&"b release web".to_string())
+            .then_some(())
+    });
+    // Exactly once, not on every poll.
+    let count = || {
+        lab.events()
+            .iter()
+            .filter(|l| *l == "b release web")
+            .count()
+    };
+    let before = count();
+    lab.daemons[b].wait_state("db", "standby");
+    assert_eq!(before, 1);
+}
+
+#[test]
+fn cleanup_runs_release_actions() {
+    let lab = Lab::new();
+    let cfg = lab.config("a", &lab.resources());
+    let out = cli(&cfg, &["cleanup"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = lab.events();
+    assert_eq!(ev, vec!["a release web", "a release db"]);
+    // Safe to run again when nothing is left.
+    assert!(cli(&cfg, &["cleanup"]).status.success());
+}
+
+#[test]
+fn status_without_daemon_says_so() {
+    let lab = Lab::new();
+    let cfg = lab.config("a", "");
+    let out = cli(&cfg, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+}
+
+#[test]
+fn status_table_for_humans() {
+    let mut lab = Lab::new();
+    let a = lab.start("a");
+    lab.daemons[a].wait_state("db", "master");
+    let out = cli(&lab.daemons[a].config, &["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("RESOURCE")
+            && text
+                .lines()
+                .any(|l| l.starts_with("web") && l.contains("master")),
+        "{text}"
+    );
+}
+
+#[test]
+fn unusable_lock_dir_shows_in_status_and_retries() {
+    let mut lab = Lab::new();
+    // A file where the lock directory should be.
+    fs::write(lab.path("locks"), "not a dir").unwrap();
+    let a = lab.start("a");
+    lab.daemons[a].wait_state("web", "backoff");
+    let st = lab.daemons[a].status().unwrap();
+    let err = st["resources"][0]["last_error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("lock"), "{err}");
+    fs::remove_file(lab.path("locks")).unwrap();
+    lab.daemons[a].wait_state("web", "master");
+}
+
+#[test]
+fn sighup_reload_applies_a_good_config_and_keeps_a_bad_one_out() {
+    let mut lab = Lab::new();
+    let a = lab.start("a");
+    lab.daemons[a].wait_state("db", "master");
+    let cfg = lab.daemons[a].config.clone();
+    let good = fs::read_to_string(&cfg).unwrap();
+    // Bad: nothing changes, the daemon keeps running both resources.
+    fs::write(&cfg, format!("{good}\n[[resource]]\nname = \"web\"\n")).unwrap();
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for(WAIT, "reload refusal", || {
+        lab.daemons[a]
+            .log()
+            .contains("reload refused")
+            .then_some(())
+    });
+    assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
+    // Good: drop db (released), add mail.
+    let without_db = good
+        .split("[[resource]]\nname = \"db\"")
+        .next()
+        .unwrap()
+        .to_string();
+    fs::write(
+        &cfg,
+        format!(
+            "{without_db}\n[[resource]]\nname = \"mail\"\n{}",
+            log_action(&lab.events_log())
+        ),
+    )
+    .unwrap();
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    lab.daemons[a].wait_state("mail", "master");
+    wait_for(WAIT, "db gone", || {
+        (lab.daemons[a].state("db").is_none()).then_some(())
+    });
+    assert!(lab.events().contains(&"a release db".to_string()));
+    assert_eq!(
+        lab.daemons[a].state("web").as_deref(),
+        Some("master"),
+        "{}",
+        lab.daemons[a].log()
+    );
+}
+
+/// Every bad input: exit 78, a message naming file:line:col and the key,
+/// from check-config and from run alike.
+#[test]
+fn bad_config_matrix() {
+    let lab = Lab::new();
+    let head = |extra: &str| format!("[lock]\nbackend = \"file\"\ndir = \"/nonexistent\"\n{extra}");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("malformed", "[[resource]\nname = \"x\"".into(), ":1:"),
+        ("unknown top key", "bogus = 1\n".into(), "bogus"),
+        ("unknown nested key", head("[daemon]\npoll_intervall = \"1s\"\n"), "poll_intervall"),
+        ("unknown action key", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/true\"]\nretries = 3\n"), "retries"),
+        ("wrong type", head("[[resource]]\nname = 5\n"), ":5:"),
+        ("missing name", head("[[resource]]\nlock = \"x\"\n"), "no `name`"),
+        ("duplicate name", head("[[resource]]\nname = \"w\"\n[[resource]]\nname = \"w\"\n"), "duplicate resource name"),
+        ("duplicate lock", head("[[resource]]\nname = \"w\"\n[[resource]]\nname = \"v\"\nlock = \"w\"\n"), "already used"),
+        ("empty argv", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = []\n"), "empty command"),
+        ("bad duration", head("[daemon]\npoll_interval = \"3 fortnights\"\n"), "poll_interval"),
+        ("zero poll", head("[[resource]]\nname = \"w\"\npoll_interval = \"0s\"\n"), "greater than zero"),
+        ("unknown backend", "[lock]\nbackend = \"zookeeper\"\n".into(), "zookeeper"),
+        ("unknown action type", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"pray\"\n"), "pray"),
+        ("dlmfs lock too long", "[lock]\nbackend = \"dlmfs\"\n[[resource]]\nname = \"w\"\nlock = \"abcdefghijklmnopqrstuvwxyz0123456789\"\n".into(), "1 to 31 bytes"),
+        ("dlmfs lock with $", "[lock]\nbackend = \"dlmfs\"\n[[resource]]\nname = \"w\"\nlock = \"$RECOVERY\"\n".into(), "'$'"),
+        ("dlmfs domain too long", format!("[lock]\nbackend = \"dlmfs\"\ndomain = \"{}\"\n", "d".repeat(64)), "1 to 63 bytes"),
+        ("exec without commands", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\n"), "needs `acquire`"),
+        ("vip bad address", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.18.0.300/24\"\ninterface = \"eth0\"\n"), "address"),
+        ("vip bad prefix", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.18.0.3/33\"\ninterface = \"eth0\"\n"), "prefix length"),
+    ];
+    for (what, text, needle) in cases {
+        let cfg = lab.path(&format!("{}.toml", what.replace(' ', "-")));
+        fs::write(&cfg, &text).unwrap();
+        for cmd in ["check-config", "run"] {
+            let out = cli(&cfg, &[cmd]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{what} ({cmd}): {err}");
+            assert!(
+                err.contains(&format!("{}:", cfg.display())),
+                "{what}: names the file: {err}"
+            );
+            assert!(err.contains(needle), "{what}: expected {needle:?} in {err}");
+        }
+        let err = String::from_utf8_lossy(&cli(&cfg, &["check-config"]).stderr).to_string();
+        if !matches!(what, "malformed") {
+            let pos = err.split(':').nth(1).and_then(|l| l.parse::<usize>().ok());
+            assert!(pos.is_some(), "{what}: names a line: {err}");
+        }
+    }
+    // A good config passes.
+    let cfg = lab.config("ok", &lab.resources());
+    assert_eq!(cli(&cfg, &["check-config"]).status.code(), Some(0));
+}
+
+#[test]
+fn drop_ins_add_resources_and_are_checked() {
+    let lab = Lab::new();
+    let cfg = lab.config("a", &lab.resources());
+    let conf_d = cfg.parent().unwrap().join("conf.d");
+    fs::create_dir(&conf_d).unwrap();
+    fs::write(
+        conf_d.join("10-mail.toml"),
+        "[[resource]]\nname = \"mail\"\n",
+    )
+    .unwrap();
+    let out = cli(&cfg, &["check-config"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 resource(s)"));
+    fs::write(
+        conf_d.join("20-dup.toml"),
+        "\n[[resource]]\nname = \"web\"\n",
+    )
+    .unwrap();
+    let out = cli(&cfg, &["check-config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        err.contains("20-dup.toml:3:") && err.contains("duplicate"),
+        "{err}"
+    );
+    fs::write(conf_d.join("20-dup.toml"), "[node]\nname = \"x\"\n").unwrap();
+    let err = String::from_utf8_lossy(&cli(&cfg, &["check-config"]).stderr).to_string();
+    assert!(
+        err.contains("20-dup.toml:1:") && err.contains("node"),
+        "{err}"
+    );
+}
+
+#[test]
+fn as_root_refuses_files_others_can_write() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new();
+    let cfg = lab.config("a", &lab.resources());
+    fs::set_permissions(&cfg, fs::Permissions::from_mode(0o666)).unwrap();
+    let out = cli(&cfg, &["check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writable by group or others"));
+    fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644)).unwrap();
+    let hook = lab.path("hook.sh");
+    fs::write(&hook, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o777)).unwrap();
+    let cfg = lab.config("b", &format!("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"{}\"]\n", hook.display()));
+    let out = cli(&cfg, &["run"]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hook.sh") && err.contains("writable"), "{err}");
+}
