@@ -10,11 +10,13 @@
 
 use super::{HeldLock, LockBackend, LockError, TryLock};
 use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::stat::Mode;
 use std::fs::File;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// statfs(2) f_type of ocfs2_dlmfs.
 pub const DLMFS_MAGIC: i64 = 0x76a9_f425;
@@ -25,6 +27,11 @@ pub struct DlmfsBackend {
     mount: PathBuf,
     domain: String,
     node: String,
+    /// A node-local flock on the domain directory, held for the life of the
+    /// daemon once joined: dlmfs locks are per node, so a second daemon on
+    /// this node (another runtime_dir) would "win" our locks. It gets an
+    /// error instead, whatever its runtime_dir.
+    domain_lock: Mutex<Option<Flock<File>>>,
 }
 
 impl DlmfsBackend {
@@ -33,6 +40,32 @@ impl DlmfsBackend {
             mount,
             domain,
             node: node.to_string(),
+            domain_lock: Mutex::new(None),
+        }
+    }
+
+    /// Takes the node-local domain flock once; later calls are free.
+    fn claim_domain(&self, dir: &Path) -> Result<(), LockError> {
+        let mut held = self.domain_lock.lock().unwrap();
+        if held.is_some() {
+            return Ok(());
+        }
+        let f = File::open(dir)
+            .map_err(|e| LockError::Failed(format!("cannot open {}: {e}", dir.display())))?;
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => {
+                *held = Some(l);
+                Ok(())
+            }
+            Err((_, Errno::EWOULDBLOCK)) => Err(LockError::Failed(format!(
+                "another dlm-electd on this node uses domain {} (it holds the flock on {}); dlmfs locks are per node, so only one daemon per node and domain may run",
+                self.domain,
+                dir.display()
+            ))),
+            Err((_, e)) => Err(LockError::Failed(format!(
+                "cannot flock {}: {e}",
+                dir.display()
+            ))),
         }
     }
 
@@ -54,7 +87,7 @@ impl DlmfsBackend {
         }
         let dir = self.domain_dir();
         match nix::unistd::mkdir(&dir, Mode::from_bits_truncate(0o700)) {
-            Ok(()) | Err(Errno::EEXIST) => Ok(dir),
+            Ok(()) | Err(Errno::EEXIST) => self.claim_domain(&dir).map(|()| dir),
             // o2cb: local node not configured or not heartbeating (EINVAL),
             // or cannot reach the heartbeating nodes (ENOTCONN).
             Err(e @ (Errno::EINVAL | Errno::ENOTCONN | Errno::EPROTO)) => {
