@@ -112,14 +112,30 @@ def _qemu_pids(tag):
     return pids
 
 
+def _pid_alive(pid):
+    # A zombie (killed, parent not reaping yet) counts as gone.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _is_harness(pid):
+    # owner.pid may name a recycled pid: only a python process counts.
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return b"python" in f.read() and _pid_alive(pid)
+    except OSError:
+        return False
+
+
 def _wait_gone(pid, timeout=10):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _pid_alive(pid):
             return True
-        time.sleep(0.02)
+        time.sleep(0.02)  # not our child: no wait() possible, so poll
     return False
 
 
@@ -130,31 +146,30 @@ def cleanup_stale(run=RUN, kill_owner=False):
     set, in which case it gets SIGTERM (it then tears down itself)."""
     tag = _tag(run)
     owner_file = os.path.join(run, "owner.pid")
+    found = []
     try:
         owner = int(open(owner_file).read())
     except (OSError, ValueError):
         owner = None
     if owner and owner != os.getpid():
-        try:
-            os.kill(owner, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
+        alive = _is_harness(owner)
         if alive and not kill_owner:
             raise ClusterError("cluster on %s is owned by live pid %d (harness.py down)" % (run, owner))
         if alive:
+            found.append("owner pid %d" % owner)
             os.kill(owner, signal.SIGTERM)
             if not _wait_gone(owner, 30):
                 os.kill(owner, signal.SIGKILL)
-    found = []
+    qemus = []
     for pid in _qemu_pids(tag):
         try:
             os.kill(pid, signal.SIGKILL)
-            found.append(pid)
+            qemus.append(pid)
         except ProcessLookupError:
             pass
-    for pid in found:
+    for pid in qemus:
         _wait_gone(pid)
+    found += ["qemu pid %d" % p for p in qemus]
     ns = "dlmec-" + tag
     if ns in _sh("ip", "netns", "list", check=False).stdout.split():
         _sh("ip", "netns", "del", ns, check=False)
@@ -226,6 +241,7 @@ class Cluster:
         self._io = None
         self._rpc = None
         self._closed = False
+        self._owner = False
 
     # ---- lifecycle -------------------------------------------------------
     def _up(self, timeout):
@@ -238,6 +254,7 @@ class Cluster:
             print("harness: removed stale %s" % gone, file=sys.stderr)
         with open(os.path.join(self.run, "owner.pid"), "w") as f:
             f.write(str(os.getpid()))
+        self._owner = True  # from here on down() may clean the run dir
         _LIVE.add(self)
         for f in os.listdir(self.run):
             if f.startswith("node") or f in ("events.log", "rpc.sock"):
@@ -369,7 +386,8 @@ class Cluster:
         if self._rpc:
             self._rpc.close()
         try:
-            cleanup_stale(self.run)
+            if self._owner:
+                cleanup_stale(self.run)
         except Exception as e:  # cleanup must not mask the test's own error
             print("harness: cleanup: %s" % e, file=sys.stderr)
         if self._evfile:
