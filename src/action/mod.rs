@@ -3,6 +3,7 @@
 //! inverses in reverse order. Every action is idempotent and bounded by its
 //! own timeout.
 
+pub mod announce;
 pub mod exec;
 pub mod vip;
 

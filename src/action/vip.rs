@@ -1,20 +1,383 @@
 //! `vip` actions: a virtual IP added with netlink and announced with
 //! gratuitous ARP (IPv4) or unsolicited neighbour advertisements (IPv6).
+//!
+//! Needs CAP_NET_ADMIN (addresses) and CAP_NET_RAW (announcements) only.
+//! Every call opens its own rtnetlink connection: calls are rare (takeover,
+//! release, refresh) and a private connection cannot be left in a bad state
+//! by an earlier call that timed out halfway.
 
+use super::announce::{self, Link};
 use super::{Ctx, Step};
 use crate::config::VipSpec;
+use futures::TryStreamExt;
+use humantime::format_duration;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::{AddressMessageBuilder, Handle};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
-pub async fn run(spec: &VipSpec, step: Step, _ctx: &Ctx) -> Result<(), String> {
-    Err(format!(
-        "vip {} {}: not implemented yet",
-        spec.address,
-        step.as_str()
-    ))
+/// Acquire: add the address (present already is fine), then announce it
+/// `announce_count` times. Release: delete it (absent already is fine), then
+/// check it is really gone. Each is bounded by `spec.timeout`.
+///
+/// The whole announce burst runs inside acquire, so a successful acquire
+/// means the link has been told, and nothing keeps announcing after a
+/// release that follows. A burst that cannot fit in the timeout is refused
+/// before anything changes (rather than cut short, which would fail every
+/// takeover after adding the address).
+///
+/// A failed acquire removes the address again, even one that was there
+/// before: the caller reverts only the actions before this one, and a node
+/// that failed to take over must not keep the VIP.
+pub async fn run(spec: &VipSpec, step: Step, ctx: &Ctx) -> Result<(), String> {
+    match step {
+        Step::Acquire => {
+            let burst = burst_length(spec);
+            if burst >= spec.timeout {
+                return Err(format!(
+                    "announcing {} times every {} takes {}, which does not fit in the \
+                     timeout of {}",
+                    spec.announce_count,
+                    format_duration(spec.announce_interval),
+                    format_duration(burst),
+                    format_duration(spec.timeout),
+                ));
+            }
+            if let Err(e) = bounded(spec.timeout, "adding and announcing", acquire(spec)).await {
+                return match bounded(spec.timeout, "removing", release(spec)).await {
+                    Ok(()) => Err(e),
+                    Err(r) => Err(format!("{e}; undoing it failed too: {r}")),
+                };
+            }
+            tracing::info!(
+                resource = %ctx.resource,
+                "added {}/{} on {} and announced it {} times",
+                spec.address, spec.prefix_len, spec.interface, spec.announce_count
+            );
+            Ok(())
+        }
+        Step::Release => {
+            bounded(spec.timeout, "removing", release(spec)).await?;
+            tracing::info!(
+                resource = %ctx.resource,
+                "removed {} from {}", spec.address, spec.interface
+            );
+            Ok(())
+        }
+    }
 }
 
+/// One announcement, for the periodic refresh while master. Refuses when
+/// the address is no longer on the interface: advertising it would draw
+/// its traffic here only to be dropped.
 pub async fn announce(spec: &VipSpec) -> Result<(), String> {
-    Err(format!(
-        "vip {}: announce not implemented yet",
-        spec.address
-    ))
+    bounded(spec.timeout, "announcing", async {
+        let nl = Netlink::open()?;
+        let iface = nl.interface(spec).await?.ok_or_else(|| not_found(spec))?;
+        if nl.find(iface.index, spec.address).await?.is_none() {
+            return Err(format!(
+                "{} is no longer on interface {:?}; not announcing it",
+                spec.address, spec.interface
+            ));
+        }
+        announce_on(&iface, spec.address, 1, Duration::ZERO).await
+    })
+    .await
+}
+
+/// Whether the address is on the interface (with any prefix length). An
+/// interface that does not exist holds nothing, so that is `false`.
+pub async fn present(spec: &VipSpec) -> Result<bool, String> {
+    bounded(spec.timeout, "looking for the address", async {
+        let nl = Netlink::open()?;
+        match nl.interface(spec).await? {
+            None => Ok(false),
+            Some(iface) => Ok(nl.find(iface.index, spec.address).await?.is_some()),
+        }
+    })
+    .await
+}
+
+/// How long a burst takes: the first announcement goes out at once.
+fn burst_length(spec: &VipSpec) -> Duration {
+    spec.announce_interval
+        .saturating_mul(spec.announce_count.saturating_sub(1))
+}
+
+async fn acquire(spec: &VipSpec) -> Result<(), String> {
+    let nl = Netlink::open()?;
+    let iface = nl.interface(spec).await?.ok_or_else(|| not_found(spec))?;
+    nl.add(iface.index, spec).await?;
+    announce_on(
+        &iface,
+        spec.address,
+        spec.announce_count,
+        spec.announce_interval,
+    )
+    .await
+}
+
+/// Releasing from an interface that is gone succeeds: the address went
+/// with it, and failing would block the startup cleanup for good.
+async fn release(spec: &VipSpec) -> Result<(), String> {
+    let nl = Netlink::open()?;
+    let Some(iface) = nl.interface(spec).await? else {
+        tracing::warn!(
+            "interface {:?} not found; {} cannot be on it",
+            spec.interface,
+            spec.address
+        );
+        return Ok(());
+    };
+    nl.delete(iface.index, spec).await?;
+    // A delete can "succeed" without removing it: our prefix length differs
+    // from the one it was added with, so the kernel matched nothing.
+    match nl.find(iface.index, spec.address).await? {
+        None => Ok(()),
+        Some(prefix) => Err(format!(
+            "{}/{prefix} is still on interface {:?} after deleting {}/{}",
+            spec.address, spec.interface, spec.address, spec.prefix_len
+        )),
+    }
+}
+
+async fn announce_on(
+    iface: &Interface,
+    addr: IpAddr,
+    count: u32,
+    interval: Duration,
+) -> Result<(), String> {
+    match &iface.link {
+        Some(link) => announce::burst(link, addr, count, interval).await,
+        None => {
+            // No neighbour cache to update on links without ARP/ND
+            // (tunnels, loopback): the address is all there is to do.
+            tracing::debug!(
+                "interface {} has no link-layer neighbours; not announcing",
+                iface.index
+            );
+            Ok(())
+        }
+    }
+}
+
+fn not_found(spec: &VipSpec) -> String {
+    format!("interface {:?} not found", spec.interface)
+}
+
+async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    f: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| Err(format!("{what} timed out after {}", format_duration(limit))))
+}
+
+struct Interface {
+    index: u32,
+    /// None when the link has no neighbours to announce to.
+    link: Option<Link>,
+}
+
+impl Interface {
+    fn from_message(name: &str, msg: &LinkMessage) -> Interface {
+        let mac = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Address(m) => <[u8; 6]>::try_from(m.as_slice()).ok(),
+            _ => None,
+        });
+        let resolves = !msg
+            .header
+            .flags
+            .intersects(LinkFlags::Noarp | LinkFlags::Loopback);
+        Interface {
+            index: msg.header.index,
+            link: mac.filter(|_| resolves).map(|mac| Link {
+                index: msg.header.index,
+                name: name.to_owned(),
+                mac,
+            }),
+        }
+    }
+}
+
+/// An rtnetlink connection whose background task lives as long as it does.
+struct Netlink {
+    handle: Handle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Netlink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Netlink {
+    fn open() -> Result<Netlink, String> {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| format!("opening rtnetlink: {e}"))?;
+        Ok(Netlink {
+            handle,
+            task: tokio::spawn(conn),
+        })
+    }
+
+    async fn interface(&self, spec: &VipSpec) -> Result<Option<Interface>, String> {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(spec.interface.clone())
+            .execute();
+        match links.try_next().await {
+            Ok(Some(msg)) => Ok(Some(Interface::from_message(&spec.interface, &msg))),
+            Ok(None) => Ok(None),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(format!(
+                "looking up interface {:?}: {}",
+                spec.interface,
+                describe(e)
+            )),
+        }
+    }
+
+    async fn add(&self, index: u32, spec: &VipSpec) -> Result<(), String> {
+        let mut req = self
+            .handle
+            .address()
+            .add(index, spec.address, spec.prefix_len);
+        if spec.address.is_ipv6() {
+            // Duplicate address detection would hold the address tentative
+            // (unusable) for a second or more, and would fail it outright
+            // while the old master still answers for it.
+            let msg = req.message_mut();
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(format!("adding the address: {}", describe_admin(e))),
+        }
+    }
+
+    async fn delete(&self, index: u32, spec: &VipSpec) -> Result<(), String> {
+        let msg = address_message(index, spec.address, spec.prefix_len);
+        match self.handle.address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    errno(&e),
+                    Some(libc::EADDRNOTAVAIL | libc::ENOENT | libc::ENODEV)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(format!("deleting the address: {}", describe_admin(e))),
+        }
+    }
+
+    /// The prefix length `addr` has on the interface, if it is there.
+    async fn find(&self, index: u32, addr: IpAddr) -> Result<Option<u8>, String> {
+        let mut req = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(addr);
+        // Only our family: the kernel filters dumps by family itself.
+        req.message_mut().header.family = match addr {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        let mut found = req.execute();
+        match found.try_next().await {
+            Ok(msg) => Ok(msg.map(|m| m.header.prefix_len)),
+            Err(e) => Err(format!("listing addresses: {}", describe(e))),
+        }
+    }
+}
+
+fn address_message(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {
+    match addr {
+        IpAddr::V4(a) => AddressMessageBuilder::<Ipv4Addr>::new()
+            .index(index)
+            .address(a, prefix_len)
+            .build(),
+        IpAddr::V6(a) => AddressMessageBuilder::<Ipv6Addr>::new()
+            .index(index)
+            .address(a, prefix_len)
+            .build(),
+    }
+}
+
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+fn describe(e: rtnetlink::Error) -> String {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io().to_string(),
+        e => e.to_string(),
+    }
+}
+
+fn describe_admin(e: rtnetlink::Error) -> String {
+    let hint = if errno(&e) == Some(libc::EPERM) {
+        " (needs CAP_NET_ADMIN)"
+    } else {
+        ""
+    };
+    format!("{}{hint}", describe(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(count: u32, interval_ms: u64, timeout_ms: u64) -> VipSpec {
+        VipSpec {
+            address: "198.18.0.10".parse().unwrap(),
+            prefix_len: 24,
+            interface: "nonexistent0".into(),
+            announce_count: count,
+            announce_interval: Duration::from_millis(interval_ms),
+            refresh: Duration::ZERO,
+            timeout: Duration::from_millis(timeout_ms),
+        }
+    }
+
+    #[test]
+    fn burst_counts_intervals_between_announcements() {
+        assert_eq!(burst_length(&spec(0, 200, 1000)), Duration::ZERO);
+        assert_eq!(burst_length(&spec(1, 200, 1000)), Duration::ZERO);
+        assert_eq!(
+            burst_length(&spec(5, 200, 1000)),
+            Duration::from_millis(800)
+        );
+        assert_eq!(burst_length(&spec(u32::MAX, u64::MAX, 1)), Duration::MAX);
+    }
+
+    #[tokio::test]
+    async fn burst_longer_than_timeout_is_refused_up_front() {
+        let ctx = Ctx {
+            resource: "r".into(),
+            node: "n".into(),
+        };
+        let e = run(&spec(6, 200, 1000), Step::Acquire, &ctx)
+            .await
+            .unwrap_err();
+        assert!(e.contains("does not fit in the timeout"), "{e}");
+    }
 }
