@@ -18,7 +18,7 @@ Debian 6.1 kernel from an initramfs (guest/init).  Per node:
   * /dev/vda: the shared zeroed raw heartbeat disk (global heartbeat).
   * /host: the run dir's share/ over 9p, read-write (put /host/dlm-electd there).
   * virtio-serial "ctl": command agent (guest/agent), used by exec().
-  * virtio-serial "events" (/dev/virtio-ports/events): every line a guest
+  * virtio console "events" (/dev/virtio-ports/events -> /dev/hvc0): every line a guest
     writes is stamped with the HOST CLOCK_MONOTONIC in ms on arrival and
     appended to <run>/events.log as "<ms> node<N> <line>", in arrival order.
     Lines starting with "@" are control lines (@ready from the guest;
@@ -311,7 +311,8 @@ class Cluster:
             "-chardev", "socket,id=ctl,path=%s,server=on,wait=off" % r("node%d.ctl" % i),
             "-device", "virtserialport,chardev=ctl,name=ctl",
             "-chardev", "socket,id=ev,path=%s,server=on,wait=off" % r("node%d.ev" % i),
-            "-device", "virtserialport,chardev=ev,name=events",
+            # a console port (guest tty /dev/hvc0): many writers may open it
+            "-device", "virtconsole,chardev=ev,name=events",
             "-virtfs", "local,path=%s,mount_tag=host,security_model=none,id=fs0" % self.share,
         ]
         node.ready.clear()

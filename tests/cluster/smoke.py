@@ -53,6 +53,15 @@ def test_event_order(c):
     logged = [(n, t) for _, n, t in lines if t.startswith("hello")]
     assert logged[-2:] == [("node0", "hello from node0"), ("node1", "hello from node1")], logged
     print("  node0 -> node1 lines %.1f ms apart on the host clock" % (e1.t_ms - evs[0].t_ms))
+    # Concurrent writers on one node (hooks may overlap): none may be lost.
+    m = c.mark()
+    burst = ("for w in 1 2 3 4; do (for k in 1 2 3 4 5; do echo \"burst $w.$k\" "
+             ">/dev/virtio-ports/events || exit 1; done) & done; wait")
+    for i in range(c.n):
+        c.check(i, burst)
+    got = [(e.node, e.text) for e in c.events(since=m)]
+    want = [(i, "burst %d.%d" % (w, k)) for i in range(c.n) for w in range(1, 5) for k in range(1, 6)]
+    assert sorted(got) == sorted(want), got
 
 
 @scenario(nodes=2, timeout=240, **FAST)

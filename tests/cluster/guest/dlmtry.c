@@ -15,7 +15,7 @@
  *   -u        after close(), unlink(PATH): without it the node keeps the lock
  *             cached at EX and other nodes' trylocks keep failing
  *   -E EVENT  write "EVENT acquired" / "EVENT released" lines to the host
- *             event channel (/dev/virtio-ports/events)
+ *             event channel (/dev/virtio-ports/events, a tty: O_NOCTTY)
  * Exit: 0 acquired (and released), 2 busy (ETXTBSY/EAGAIN until timeout),
  *       1 other error.  SIGKILL while holding leaves the lock cached, which is
  *       what a crashed daemon does.
@@ -46,7 +46,7 @@ static void event(const char *ev, const char *what)
 {
 	if (!ev)
 		return;
-	int fd = open("/dev/virtio-ports/events", O_WRONLY | O_CLOEXEC);
+	int fd = open("/dev/virtio-ports/events", O_WRONLY | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
 		return;
 	char line[256];

@@ -1,0 +1,364 @@
+"""dlm-electd on a real o2cb cluster: the dlmfs backend's scenarios.
+
+Every node runs the static daemon from the 9p share (/host/dlm-electd).
+Each resource's exec actions write "acquire RES" / "release RES" to the host
+event channel, so every line carries one host clock and the node it came
+from; assert_one_master() replays all of them and fails if two nodes were
+ever master of one resource at the same time.
+"""
+import json
+import os
+import re
+import shutil
+import time
+
+from suite import scenario
+
+FAST = dict(dead_threshold=5, idle_ms=5000, keepalive_ms=1000, reconnect_ms=1000)
+BIN = os.environ.get("DLM_ELECTD_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "target", "x86_64-unknown-linux-gnu", "release", "dlm-electd")
+GUEST_BIN = "/host/dlm-electd"
+HOOK = ('["/bin/sh", "-c", "echo \\"$DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\\" '
+        '> /dev/virtio-ports/events"]')
+POLL = "250ms"
+
+
+def install(c):
+    """Copy the daemon into the share (once per cluster)."""
+    dst = os.path.join(c.share, "dlm-electd")
+    if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(BIN):
+        shutil.copy2(BIN, dst + ".tmp")
+        os.chmod(dst + ".tmp", 0o755)
+        os.replace(dst + ".tmp", dst)
+
+
+def config(c, name, resources, mount="/dlm", runtime="/run/dlm-electd", domain="electd"):
+    """Write a config into the share; returns its guest path."""
+    os.makedirs(os.path.join(c.share, "cfg"), mode=0o755, exist_ok=True)
+    text = ['[lock]\nbackend = "dlmfs"\nmount = "%s"\ndomain = "%s"\n' % (mount, domain),
+            '[daemon]\nruntime_dir = "%s"\npoll_interval = "%s"\n' % (runtime, POLL)]
+    for r in resources:
+        text.append('[[resource]]\nname = "%s"\n[[resource.action]]\ntype = "exec"\n'
+                    'acquire = %s\nrelease = %s\n' % (r, HOOK, HOOK))
+    path = os.path.join(c.share, "cfg", name + ".toml")
+    with open(path, "w") as f:
+        f.write("".join(text))
+    os.chmod(path, 0o644)
+    return "/host/cfg/%s.toml" % name
+
+
+def start(c, node, cfg, tag="electd"):
+    c.check(node, "%s run --config %s >/tmp/%s.log 2>&1 & echo $! >/tmp/%s.pid" % (GUEST_BIN, cfg, tag, tag))
+
+
+def alive(c, node, tag="electd"):
+    rc, _, _ = c.exec(node, "kill -0 $(cat /tmp/%s.pid) 2>/dev/null" % tag)
+    return rc == 0
+
+
+def signal(c, node, sig, tag="electd", wait=60):
+    """Send a signal to the node's daemon and wait for it to be gone."""
+    c.check(node, "kill -%s $(cat /tmp/%s.pid)" % (sig, tag))
+    until(wait, "daemon on node%d to exit after SIG%s" % (node, sig), lambda: not alive(c, node, tag))
+
+
+def log(c, node, tag="electd"):
+    return c.exec(node, "tail -n 40 /tmp/%s.log" % tag)[1]
+
+
+def status(c, node, cfg):
+    rc, out, _ = c.exec(node, "%s status --json --config %s" % (GUEST_BIN, cfg), timeout=30)
+    return json.loads(out) if rc == 0 else None
+
+
+def until(timeout, what, fn, every=0.2):
+    """Bounded polling: returns fn()'s first truthy value."""
+    end = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise TimeoutError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(every)
+
+
+def states(c, nodes, cfg_of, res):
+    out = {}
+    for n in nodes:
+        s = status(c, n, cfg_of(n))
+        r = [x for x in (s or {}).get("resources", []) if x["name"] == res]
+        out[n] = r[0]["state"] if r else None
+    return out
+
+
+def sole_master(c, nodes, cfg_of, res, timeout=90):
+    """Waits until exactly one of `nodes` is master of res and the others
+    stand by; returns the master."""
+    def one():
+        st = states(c, nodes, cfg_of, res)
+        masters = [n for n, s in st.items() if s == "master"]
+        if len(masters) == 1 and all(s in ("master", "standby") for s in st.values()):
+            return masters[0] + 1  # truthy even for node 0
+        return None
+    return until(timeout, "one master of %s among %s" % (res, nodes), one) - 1
+
+
+def assert_one_master(c, since=0):
+    """Replays the event log: acquire on a node while another node is still
+    master (no release, @kill or @exit of it since) is a violation."""
+    master = {}
+    for e in c.events(since=since):
+        if e.text in ("@kill", "@exit") or e.text.startswith("@exit"):
+            master = {r: n for r, n in master.items() if n != e.node}
+            continue
+        m = re.match(r"^(acquire|release) (\S+)$", e.text)
+        if not m:
+            continue
+        ev, res = m.groups()
+        if ev == "acquire":
+            other = master.get(res)
+            assert other is None or other == e.node, \
+                "node%d acquired %s at %d ms while node%d was master" % (e.node, res, e.t_ms, other)
+            master[res] = e.node
+        elif master.get(res) == e.node:
+            del master[res]
+
+
+def last_event(c, node, text, since=0):
+    evs = [e for e in c.events(since=since, node=node) if e.text == text]
+    return evs[-1] if evs else None
+
+
+def run_all(c, n, resources, cfg_name=lambda i: "node%d" % i):
+    install(c)
+    cfgs = {i: config(c, cfg_name(i), resources) for i in range(n)}
+    for i in range(n):
+        start(c, i, cfgs[i])
+    return cfgs
+
+
+def stop_all(c, n, tag="electd"):
+    for i in range(n):
+        if c.alive(i) and alive(c, i, tag):
+            signal(c, i, "TERM", tag)
+
+
+RES5 = ["r1", "r2", "r3", "r4", "r5"]
+
+
+def one_master_each(c, n):
+    m0 = c.mark()
+    cfgs = run_all(c, n, RES5)
+    try:
+        masters = {r: sole_master(c, range(n), cfgs.get, r) for r in RES5}
+        print("  masters: %s" % masters)
+        # Every node's view agrees: the master says master, the others standby.
+        for r, m in masters.items():
+            st = states(c, range(n), cfgs.get, r)
+            assert st[m] == "master" and all(s == "standby" for k, s in st.items() if k != m), (r, st)
+            acq = [e.node for e in c.events(since=m0) if e.text == "acquire %s" % r]
+            assert acq == [m], (r, acq)
+        assert_one_master(c, m0)
+    finally:
+        stop_all(c, n)
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, **FAST)
+def test_one_master_each_2_nodes(c):
+    one_master_each(c, 2)
+
+
+@scenario(nodes=3, **FAST)
+def test_one_master_each_3_nodes(c):
+    one_master_each(c, 3)
+
+
+@scenario(nodes=3, **FAST)
+def test_switchover_release_hold_off(c):
+    m0 = c.mark()
+    cfgs = run_all(c, 3, ["web"])
+    try:
+        old = sole_master(c, range(3), cfgs.get, "web")
+        t0 = time.monotonic()
+        c.check(old, "%s release web --hold-off 20s --config %s" % (GUEST_BIN, cfgs[old]), timeout=60)
+        new = sole_master(c, [i for i in range(3) if i != old], cfgs.get, "web")
+        rel = last_event(c, old, "release web", m0)
+        acq = last_event(c, new, "acquire web", m0)
+        assert rel and acq and rel.t_ms <= acq.t_ms, (rel, acq)
+        print("  switchover node%d -> node%d: release->acquire %.2f s on the host clock"
+              % (old, new, (acq.t_ms - rel.t_ms) / 1000))
+        # The old master stays out for the hold-off, even with the new one gone.
+        signal(c, new, "TERM")
+        third = sole_master(c, [i for i in range(3) if i not in (new,)], cfgs.get, "web")
+        if third == old:
+            assert time.monotonic() - t0 >= 20, "old master came back inside its hold-off"
+        assert_one_master(c, m0)
+    finally:
+        stop_all(c, 3)
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, **FAST)
+def test_sigterm_of_master_takeover(c):
+    m0 = c.mark()
+    cfgs = run_all(c, 2, ["web", "db"])
+    try:
+        old = sole_master(c, [0, 1], cfgs.get, "web")
+        signal(c, old, "TERM")
+        new = sole_master(c, [1 - old], cfgs.get, "web")
+        for r in ("web", "db"):
+            sole_master(c, [new], cfgs.get, r)
+            rel = last_event(c, old, "release %s" % r, m0)
+            acq = last_event(c, new, "acquire %s" % r, m0)
+            assert rel and acq and rel.t_ms <= acq.t_ms, (r, rel, acq)
+        assert "stopped cleanly" in log(c, old), log(c, old)
+    finally:
+        stop_all(c, 2)
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, **FAST)
+def test_sigkill_keeps_lock_until_cleanup_or_restart(c):
+    m0 = c.mark()
+    cfgs = run_all(c, 2, ["web"])
+    try:
+        old = sole_master(c, [0, 1], cfgs.get, "web")
+        other = 1 - old
+        signal(c, old, "KILL")
+        # dlmfs: the lock stays cached on the killed daemon's node, so the
+        # other node's trylocks keep failing. Watch it for 20 polls.
+        end = time.monotonic() + 20 * 0.25
+        while time.monotonic() < end:
+            st = states(c, [other], cfgs.get, "web")
+            assert st[other] == "standby", st
+        assert last_event(c, other, "acquire web", m0) is None
+        # Restart instead of cleanup: the same node resumes, actions re-run.
+        mk = c.mark()
+        start(c, old, cfgs[old])
+        assert sole_master(c, [old, other], cfgs.get, "web") == old
+        c.wait_event("^acquire web$", node=old, since=mk, timeout=30)
+        # Kill again, then cleanup (what ExecStopPost does): takeover.
+        signal(c, old, "KILL")
+        mk = c.mark()
+        c.check(old, "%s cleanup --config %s" % (GUEST_BIN, cfgs[old]), timeout=60)
+        rel = c.wait_event("^release web$", node=old, since=mk, timeout=30)
+        acq = c.wait_event("^acquire web$", node=other, since=mk, timeout=60)
+        assert rel.t_ms <= acq.t_ms
+        print("  cleanup -> takeover in %.2f s" % ((acq.t_ms - rel.t_ms) / 1000))
+    finally:
+        stop_all(c, 2)
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, fresh=True, timeout=300, **FAST)
+def test_node_power_pull_takeover(c):
+    m0 = c.mark()
+    cfgs = run_all(c, 2, ["web"])
+    old = sole_master(c, [0, 1], cfgs.get, "web")
+    other = 1 - old
+    # A raw trylock loop on another lock held on the same node, for comparison.
+    c.check(old, "dlmtry -H -E raw /dlm/electd/raw >/tmp/raw.log 2>&1 &")
+    c.wait_event("^raw acquired$", node=old, since=m0, timeout=30)
+    c.check(other, "dlmtry -i 200 -t 120000 -E rawtake /dlm/electd/raw >/tmp/rawtake.log 2>&1 &")
+    mk = c.mark()
+    c.kill(old)
+    kill = c.wait_event("^@kill$", node=old, since=mk, timeout=5)
+    acq = c.wait_event("^acquire web$", node=other, since=mk, timeout=120)
+    raw = c.wait_event("^rawtake acquired$", node=other, since=mk, timeout=120)
+    d, r = (acq.t_ms - kill.t_ms) / 1000, (raw.t_ms - kill.t_ms) / 1000
+    print("  TAKEOVER after power pull (dead_threshold=%d): dlm-electd %.1f s, raw trylock loop %.1f s"
+          % (c.knobs["dead"], d, r))
+    sole_master(c, [other], cfgs.get, "web")
+    st = status(c, other, cfgs[other])
+    assert st["resources"][0]["last_error"] is None, st
+    stop_all(c, 2)
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, **FAST)
+def test_second_daemon_on_a_node_never_masters(c):
+    m0 = c.mark()
+    cfgs = run_all(c, 2, ["web"])
+    try:
+        m = sole_master(c, [0, 1], cfgs.get, "web")
+        # Same node, same domain, another runtime dir: the per-runtime-dir
+        # instance lock does not see it; the domain flock does.
+        cfg2 = config(c, "second", ["web"], runtime="/run/dlm-electd-2")
+        start(c, m, cfg2, tag="second")
+        err = until(30, "the second daemon's error", lambda: (
+            lambda s: s and s["resources"][0]["last_error"])(status(c, m, cfg2)))
+        assert "another dlm-electd on this node" in err, err
+        assert status(c, m, cfg2)["resources"][0]["state"] in ("backoff", "standby")
+        # Same runtime dir: refused at start.
+        rc, out, errout = c.exec(m, "%s run --config %s" % (GUEST_BIN, cfgs[m]), timeout=30)
+        assert rc == 1 and "another dlm-electd instance" in errout, (rc, errout)
+        signal(c, m, "TERM", tag="second")
+        assert [e.node for e in c.events(since=m0) if e.text == "acquire web"] == [m]
+    finally:
+        stop_all(c, 2)
+        stop_all(c, 2, tag="second")
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, fresh=True, autostart=False, **FAST)
+def test_daemon_started_before_cluster(c):
+    m0 = c.mark()
+    cfgs = run_all(c, 2, ["web"])
+    try:
+        for i in range(2):
+            err = until(30, "cluster-not-ready status", lambda: (
+                lambda s: s and s["resources"][0]["last_error"])(status(c, i, cfgs[i])))
+            assert err.startswith("cluster not ready"), err
+            assert status(c, i, cfgs[i])["resources"][0]["state"] == "standby"
+        for i in range(2):
+            c.o2cb_start(i)
+        m = sole_master(c, [0, 1], cfgs.get, "web", timeout=120)
+        print("  elected node%d once o2cb came up" % m)
+    finally:
+        stop_all(c, 2)
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=3, fresh=True, timeout=420, **FAST)
+def test_network_partition_isolated_node_loses(c):
+    m0 = c.mark()
+    cfgs = run_all(c, 3, ["web"])
+    m = sole_master(c, range(3), cfgs.get, "web")
+    mk = c.mark()
+    c.netcut(m)
+    rest = [i for i in range(3) if i != m]
+    # o2cb: the isolated node loses quorum and fences itself (the VM exits),
+    # then its heartbeat stops and the majority recovers its locks.
+    acq = c.wait_event("^acquire web$", since=mk, timeout=300)
+    assert acq.node in rest, acq
+    fenced = [e for e in c.events(since=mk, node=m) if e.text.startswith("@exit")]
+    print("  partition: isolated node%d %s; node%d master after %.1f s"
+          % (m, "fenced" if fenced else "still up", acq.node, (acq.t_ms - c.events(since=mk)[0].t_ms) / 1000))
+    sole_master(c, rest, cfgs.get, "web", timeout=60)
+    assert_one_master(c, m0)
+    for i in rest:
+        signal(c, i, "TERM")
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, **FAST)
+def test_bad_input_at_runtime(c):
+    install(c)
+    # Lock names dlmfs refuses never get past check-config.
+    bad = os.path.join(c.share, "cfg", "badlock.toml")
+    os.makedirs(os.path.dirname(bad), exist_ok=True)
+    with open(bad, "w") as f:
+        f.write('[lock]\nbackend = "dlmfs"\n[[resource]]\nname = "web"\nlock = "$RECOVERY"\n')
+    rc, out, err = c.exec(0, "%s check-config --config /host/cfg/badlock.toml" % GUEST_BIN)
+    assert rc == 78 and "badlock.toml:5:" in err and "'$'" in err, (rc, err)
+    # A mount point that is not dlmfs: a clear status error, no mastership.
+    cfg = config(c, "notdlmfs", ["web"], mount="/tmp", runtime="/run/dlm-electd-bad")
+    start(c, 0, cfg, tag="bad")
+    try:
+        err = until(30, "not-dlmfs error", lambda: (
+            lambda s: s and s["resources"][0]["last_error"])(status(c, 0, cfg)))
+        assert "/tmp is not a dlmfs mount" in err and err.startswith("cluster not ready"), err
+    finally:
+        signal(c, 0, "TERM", tag="bad")
