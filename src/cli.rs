@@ -40,4 +40,14 @@ pub enum Cmd {
     },
     /// Run every release action and clear leftover lock state (after a crash).
     Cleanup,
+    /// Internal: the `file` backend's lock keeper, started by `run`.
+    #[command(hide = true)]
+    KeepLocks {
+        /// The inherited socket to the daemon.
+        #[arg(long)]
+        fd: i32,
+        /// For the release hooks' DLM_ELECTD_NODE.
+        #[arg(long)]
+        node: String,
+    },
 }

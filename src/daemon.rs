@@ -6,6 +6,8 @@ use crate::config::{self, Config, ResourceSpec};
 use crate::control::{self, ReleaseCall};
 use crate::election::Status;
 use crate::election::runner::{Board, Request, Runner};
+use crate::lock::file::FileBackend;
+use crate::lock::keeper::Keeper;
 use crate::lock::{self, LockBackend};
 use crate::notify;
 use futures_util::StreamExt;
@@ -17,6 +19,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -74,6 +77,9 @@ struct Supervisor {
     cfg: Config,
     path: PathBuf,
     backend: Arc<dyn LockBackend>,
+    /// The same backend when it is `file`: it must learn each resource's
+    /// release actions for the lock keeper.
+    file: Option<Arc<FileBackend>>,
     board: Board,
     changed: watch::Sender<()>,
     runners: HashMap<String, Running>,
@@ -82,6 +88,9 @@ struct Supervisor {
 impl Supervisor {
     fn spawn(&mut self, spec: ResourceSpec) {
         let spec = Arc::new(spec);
+        if let Some(f) = &self.file {
+            f.register(&spec);
+        }
         let (tx, rx) = mpsc::channel(8);
         let runner = Runner {
             spec: spec.clone(),
@@ -102,6 +111,9 @@ impl Supervisor {
             let _ = r.tx.send(Request::Shutdown).await;
             let _ = r.join.await;
             self.board.lock().unwrap().retain(|s| s.name != name);
+            if let Some(f) = &self.file {
+                f.unregister(&r.spec.lock);
+            }
         }
     }
 
@@ -208,6 +220,19 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
             return 1;
         }
     };
+    let keeper = match cfg.lock.backend {
+        config::Backend::File => match start_keeper(&cfg).await {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::error!(
+                    "cannot start the lock keeper: {e}; refusing to run without it (a daemon killed with SIGKILL would let another node take over while our actions still stand)"
+                );
+                return 1;
+            }
+        },
+        // The node itself keeps a dead holder's dlmfs lock until `cleanup`.
+        config::Backend::Dlmfs => None,
+    };
     let listener = match control::bind(&cfg.daemon.runtime_dir) {
         Ok(l) => l,
         Err(e) => {
@@ -226,8 +251,18 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         }
     };
     let (changed, mut changed_rx) = watch::channel(());
+    let file = keeper.as_ref().map(|k| {
+        Arc::new(FileBackend::with_keeper(
+            cfg.lock.dir.clone(),
+            k.keeper.clone(),
+        ))
+    });
     let mut sup = Supervisor {
-        backend: lock::backend(&cfg.lock, &cfg.node),
+        backend: match &file {
+            Some(f) => f.clone(),
+            None => lock::backend(&cfg.lock, &cfg.node),
+        },
+        file,
         path,
         board: Arc::new(Mutex::new(Vec::new())),
         changed,
@@ -292,6 +327,9 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         .filter(|s| s.state != Status::Standby)
         .map(|s| format!("{} ({})", s.name, s.state.as_str()))
         .collect();
+    if let Some(k) = keeper {
+        k.stop(!left.is_empty()).await;
+    }
     drop(instance);
     if left.is_empty() {
         tracing::info!("stopped cleanly");
@@ -302,6 +340,52 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
             left.join(", ")
         );
         1
+    }
+}
+
+/// The running lock keeper of the `file` backend.
+struct KeeperHandle {
+    keeper: Arc<Keeper>,
+    /// Set before we close the keeper on purpose, so its exit is not
+    /// reported as a failure.
+    closing: Arc<AtomicBool>,
+    exited: JoinHandle<Option<std::process::ExitStatus>>,
+}
+
+async fn start_keeper(cfg: &Config) -> Result<KeeperHandle, String> {
+    let (keeper, process) = Keeper::spawn(&cfg.node).await?;
+    let keeper = Arc::new(keeper);
+    tracing::debug!("lock keeper running as pid {}", keeper.pid());
+    let closing = Arc::new(AtomicBool::new(false));
+    let exited = process.watch(keeper.clone(), closing.clone());
+    Ok(KeeperHandle {
+        keeper,
+        closing,
+        exited,
+    })
+}
+
+impl KeeperHandle {
+    /// After every runner stopped: the keeper sees EOF. Holding nothing (a
+    /// clean shutdown), it exits at once and we wait for that; holding
+    /// locks we could not release, it goes on retrying their release
+    /// actions after we exit, and lets each lock go once they succeed.
+    async fn stop(mut self, left_held: bool) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.keeper.close();
+        let wait = if left_held {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(5)
+        };
+        match tokio::time::timeout(wait, &mut self.exited).await {
+            Ok(Ok(Some(st))) if st.success() => tracing::debug!("lock keeper exited"),
+            Ok(r) => tracing::warn!("lock keeper exited: {r:?}"),
+            Err(_) => tracing::warn!(
+                "lock keeper (pid {}) keeps the unreleased locks and retries their release actions",
+                self.keeper.pid()
+            ),
+        }
     }
 }
 

@@ -9,6 +9,11 @@ use std::time::Duration;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose);
+    if let Cmd::KeepLocks { fd, node } = cli.command {
+        // Plain blocking code with a runtime of its own for the release
+        // actions: see lock::keeper.
+        std::process::exit(dlm_electd::lock::keeper::main(fd, node));
+    }
     let code = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,6 +84,7 @@ async fn dispatch(cli: Cli) -> i32 {
                 }
             }
         }
+        Cmd::KeepLocks { .. } => unreachable!("handled in main"),
         Cmd::Release { name, hold_off } => {
             let dir = runtime_dir(&cli.config);
             let req = Request::Release {

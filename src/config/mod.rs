@@ -56,20 +56,20 @@ pub struct ResourceSpec {
     pub actions: Vec<ActionSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ActionSpec {
     Exec(ExecSpec),
     Vip(VipSpec),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExecSpec {
     pub acquire: Option<Vec<String>>,
     pub release: Option<Vec<String>>,
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct VipSpec {
     pub address: IpAddr,
     pub prefix_len: u8,

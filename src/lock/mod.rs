@@ -6,6 +6,7 @@
 
 pub mod dlmfs;
 pub mod file;
+pub mod keeper;
 
 use crate::config::{Backend, LockConfig};
 use std::fmt;
@@ -55,6 +56,8 @@ pub trait HeldLock: Send {
     fn release(self: Box<Self>) -> Result<(), LockError>;
 }
 
+/// The backend without a lock keeper (the daemon builds its `file` backend
+/// with one: see `daemon::run`).
 pub fn backend(cfg: &LockConfig, node: &str) -> Arc<dyn LockBackend> {
     match cfg.backend {
         Backend::File => Arc::new(file::FileBackend::new(cfg.dir.clone())),
