@@ -248,6 +248,19 @@ class Cluster:
         for f in ("vmlinuz", "initramfs.gz"):
             if not os.path.exists(os.path.join(CACHE, f)):
                 raise ClusterError("%s/%s missing: run tests/cluster/build.sh" % (CACHE, f))
+        # The guest side (agent, init) must speak this harness's protocol.
+        h = hashlib.sha256()
+        gdir = os.path.join(HERE, "guest")
+        for f in sorted(os.listdir(gdir)):
+            with open(os.path.join(gdir, f), "rb") as fh:
+                h.update(fh.read())
+        try:
+            built = open(os.path.join(CACHE, "guest-hash")).read().strip()
+        except OSError:
+            built = None
+        if built != h.hexdigest()[:16]:
+            raise ClusterError("initramfs in %s is not built from %s: run tests/cluster/build.sh"
+                               % (CACHE, gdir))
         os.makedirs(self.share, exist_ok=True)
         gone = cleanup_stale(self.run)
         if gone:
