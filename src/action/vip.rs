@@ -19,6 +19,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{AddressMessageBuilder, Handle};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Acquire: add the address (present already is fine), then announce it
@@ -48,10 +49,15 @@ pub async fn run(spec: &VipSpec, step: Step, ctx: &Ctx) -> Result<(), String> {
                     format_duration(spec.timeout),
                 ));
             }
-            if let Err(e) = bounded(spec.timeout, "adding and announcing", acquire(spec)).await {
+            let added = AtomicBool::new(false);
+            let acquired = bounded(spec.timeout, "adding and announcing", acquire(spec, &added));
+            if let Err(e) = acquired.await {
+                if !added.load(Ordering::Relaxed) {
+                    return Err(e);
+                }
                 return match bounded(spec.timeout, "removing", release(spec)).await {
                     Ok(()) => Err(e),
-                    Err(r) => Err(format!("{e}; undoing it failed too: {r}")),
+                    Err(r) => Err(format!("{e}; removing the address again failed too: {r}")),
                 };
             }
             tracing::info!(
@@ -109,10 +115,13 @@ fn burst_length(spec: &VipSpec) -> Duration {
         .saturating_mul(spec.announce_count.saturating_sub(1))
 }
 
-async fn acquire(spec: &VipSpec) -> Result<(), String> {
+/// Sets `added` once the address is on, so that a failure (or timeout)
+/// afterwards knows to take it off again.
+async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
     let nl = Netlink::open()?;
     let iface = nl.interface(spec).await?.ok_or_else(|| not_found(spec))?;
     nl.add(iface.index, spec).await?;
+    added.store(true, Ordering::Relaxed);
     announce_on(
         &iface,
         spec.address,

@@ -1,0 +1,487 @@
+//! The vip action against the real kernel: addresses through netlink and
+//! announcements captured off the wire, in network namespaces the tests
+//! create (see common/netns.rs). Needs root; skipped otherwise.
+
+#[path = "common/netns.rs"]
+mod netns;
+
+use dlm_electd::action::{Ctx, Step, vip};
+use dlm_electd::config::VipSpec;
+use netns::{HOST_IF, Netns, PEER_IF, Veth, can_run};
+use std::io;
+use std::mem;
+use std::net::Ipv6Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+fn spec(address: &str, prefix_len: u8, interface: &str) -> VipSpec {
+    VipSpec {
+        address: address.parse().unwrap(),
+        prefix_len,
+        interface: interface.into(),
+        announce_count: 3,
+        announce_interval: Duration::from_millis(20),
+        refresh: Duration::ZERO,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+fn ctx() -> Ctx {
+    Ctx {
+        resource: "test".into(),
+        node: "node1".into(),
+    }
+}
+
+fn run(ns: &Netns, spec: &VipSpec, step: Step) -> Result<(), String> {
+    ns.block_on(|| async { vip::run(spec, step, &ctx()).await })
+}
+
+fn present(ns: &Netns, spec: &VipSpec) -> Result<bool, String> {
+    ns.block_on(|| vip::present(spec))
+}
+
+/// The address as `ip` sees it, if it is on the interface.
+fn ip_sees(ns: &Netns, iface: &str, addr: &str) -> Option<serde_json::Value> {
+    ns.addresses(iface)
+        .into_iter()
+        .find(|a| a["local"].as_str() == Some(addr))
+}
+
+#[test]
+fn ipv4_add_and_remove_are_idempotent() {
+    if !can_run("ipv4_add_and_remove_are_idempotent") {
+        return;
+    }
+    let net = Veth::new();
+    let s = spec("198.18.0.10", 24, HOST_IF);
+    assert_eq!(present(&net.host, &s), Ok(false));
+
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()), "present already");
+    let a = ip_sees(&net.host, HOST_IF, "198.18.0.10").expect("added");
+    assert_eq!(a["prefixlen"], 24);
+    assert_eq!(a["family"], "inet");
+    assert_eq!(
+        net.host.addresses(HOST_IF).len(),
+        1 + ipv6_link_local(&net.host)
+    );
+    assert_eq!(present(&net.host, &s), Ok(true));
+
+    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
+    assert_eq!(run(&net.host, &s, Step::Release), Ok(()), "absent already");
+    assert_eq!(ip_sees(&net.host, HOST_IF, "198.18.0.10"), None);
+    assert_eq!(present(&net.host, &s), Ok(false));
+}
+
+#[test]
+fn ipv6_add_and_remove_are_idempotent_and_skip_dad() {
+    if !can_run("ipv6_add_and_remove_are_idempotent_and_skip_dad") {
+        return;
+    }
+    let net = Veth::new();
+    let s = spec("2001:db8::10", 64, HOST_IF);
+
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()), "present already");
+    let a = ip_sees(&net.host, HOST_IF, "2001:db8::10").expect("added");
+    assert_eq!(a["prefixlen"], 64);
+    assert_eq!(a["nodad"], true, "{a}");
+    assert!(a.get("tentative").is_none(), "usable at once: {a}");
+    assert_eq!(present(&net.host, &s), Ok(true));
+
+    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
+    assert_eq!(run(&net.host, &s, Step::Release), Ok(()), "absent already");
+    assert_eq!(ip_sees(&net.host, HOST_IF, "2001:db8::10"), None);
+    assert_eq!(present(&net.host, &s), Ok(false));
+}
+
+#[test]
+fn release_removes_an_address_left_by_someone_else() {
+    if !can_run("release_removes_an_address_left_by_someone_else") {
+        return;
+    }
+    let net = Veth::new();
+    // What a crashed instance leaves behind, for the startup cleanup.
+    net.host
+        .ip(&["addr", "add", "198.18.0.10/24", "dev", HOST_IF]);
+    let s = spec("198.18.0.10", 24, HOST_IF);
+    assert_eq!(present(&net.host, &s), Ok(true));
+    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
+    assert_eq!(ip_sees(&net.host, HOST_IF, "198.18.0.10"), None);
+}
+
+#[test]
+fn release_fails_when_the_address_stays() {
+    if !can_run("release_fails_when_the_address_stays") {
+        return;
+    }
+    let net = Veth::new();
+    // Same address, other prefix: the kernel deletes nothing for our /24,
+    // and only the check afterwards notices.
+    net.host
+        .ip(&["addr", "add", "198.18.0.10/25", "dev", HOST_IF]);
+    let s = spec("198.18.0.10", 24, HOST_IF);
+    let e = run(&net.host, &s, Step::Release).unwrap_err();
+    assert!(e.contains("198.18.0.10/25 is still on"), "{e}");
+    assert!(ip_sees(&net.host, HOST_IF, "198.18.0.10").is_some());
+}
+
+#[test]
+fn failed_acquire_leaves_no_address_behind() {
+    if !can_run("failed_acquire_leaves_no_address_behind") {
+        return;
+    }
+    let net = Veth::new();
+    // A down link takes the address but not the announcement.
+    net.host.ip(&["link", "set", HOST_IF, "down"]);
+    for (addr, prefix) in [("198.18.0.10", 24), ("2001:db8::10", 64)] {
+        let s = spec(addr, prefix, HOST_IF);
+        let e = run(&net.host, &s, Step::Acquire).unwrap_err();
+        assert!(e.contains("sending"), "{e}");
+        assert_eq!(ip_sees(&net.host, HOST_IF, addr), None, "rolled back");
+    }
+}
+
+#[test]
+fn missing_interface_is_named_in_the_error() {
+    if !can_run("missing_interface_is_named_in_the_error") {
+        return;
+    }
+    let ns = Netns::new("m");
+    for addr in ["198.18.0.10", "2001:db8::10"] {
+        let s = spec(addr, 24, "eth9");
+        let e = run(&ns, &s, Step::Acquire).unwrap_err();
+        assert!(e.contains(r#"interface "eth9" not found"#), "{e}");
+        let e = ns.block_on(|| vip::announce(&s)).unwrap_err();
+        assert!(e.contains(r#"interface "eth9" not found"#), "{e}");
+        // Nothing can be on an interface that is not there.
+        assert_eq!(run(&ns, &s, Step::Release), Ok(()));
+        assert_eq!(present(&ns, &s), Ok(false));
+    }
+}
+
+#[test]
+fn ipv4_takeover_sends_a_gratuitous_arp_burst() {
+    if !can_run("ipv4_takeover_sends_a_gratuitous_arp_burst") {
+        return;
+    }
+    let net = Veth::new();
+    let mac = net.host.mac(HOST_IF);
+    let vip = [198, 18, 0, 10];
+    let mut s = spec("198.18.0.10", 24, HOST_IF);
+    s.announce_count = 4;
+    let cap = Capture::open(&net.peer, PEER_IF);
+
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
+    let arps = cap.until_marker(&net.host, HOST_IF, is_arp_from(vip));
+    assert_eq!(arps.len(), 4, "one per announce_count");
+    for f in &arps {
+        assert_eq!(&f[0..6], &[0xff; 6], "broadcast");
+        assert_eq!(&f[6..12], &mac, "Ethernet source");
+        assert_eq!(
+            &f[14..22],
+            &[0, 1, 8, 0, 6, 4, 0, 1],
+            "Ethernet/IPv4 request"
+        );
+        assert_eq!(&f[22..28], &mac, "sender MAC");
+        assert_eq!(&f[28..32], &vip, "sender IP");
+        assert_eq!(&f[38..42], &vip, "target IP");
+    }
+
+    // The periodic refresh: a single announcement, while we hold it...
+    assert_eq!(net.host.block_on(|| vip::announce(&s)), Ok(()));
+    let arps = cap.until_marker(&net.host, HOST_IF, is_arp_from(vip));
+    assert_eq!(arps.len(), 1);
+    assert_eq!(&arps[0][22..28], &mac);
+
+    // ...and none once it is gone.
+    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
+    let e = net.host.block_on(|| vip::announce(&s)).unwrap_err();
+    assert!(e.contains("no longer on"), "{e}");
+    assert_eq!(
+        cap.until_marker(&net.host, HOST_IF, is_arp_from(vip)).len(),
+        0
+    );
+}
+
+#[test]
+fn ipv6_takeover_sends_an_unsolicited_na_burst() {
+    if !can_run("ipv6_takeover_sends_an_unsolicited_na_burst") {
+        return;
+    }
+    let net = Veth::new();
+    let mac = net.host.mac(HOST_IF);
+    let vip: Ipv6Addr = "2001:db8::10".parse().unwrap();
+    let mut s = spec("2001:db8::10", 64, HOST_IF);
+    s.announce_count = 5;
+    let cap = Capture::open(&net.peer, PEER_IF);
+
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
+    let nas = cap.until_marker(&net.host, HOST_IF, is_na_for(vip));
+    assert_eq!(nas.len(), 5, "one per announce_count");
+    for f in &nas {
+        assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 1], "all-nodes MAC");
+        assert_eq!(&f[6..12], &mac, "Ethernet source");
+        let ip = &f[14..];
+        assert_eq!(ip[7], 255, "hop limit");
+        assert_eq!(&ip[8..24], &vip.octets(), "source is the VIP");
+        assert_eq!(
+            &ip[24..40],
+            &"ff02::1".parse::<Ipv6Addr>().unwrap().octets()
+        );
+        let icmp = &ip[40..];
+        assert_eq!(icmp.len(), 32);
+        assert_eq!(icmp[1], 0, "code");
+        assert_eq!(
+            icmp[4] & 0xe0,
+            0x20,
+            "Override set; Router, Solicited clear"
+        );
+        assert_eq!(&icmp[8..24], &vip.octets(), "target");
+        assert_eq!(&icmp[24..26], &[2, 1], "target link-layer address option");
+        assert_eq!(&icmp[26..32], &mac);
+        assert_eq!(icmpv6_sum(ip), 0xffff, "checksum filled in and valid");
+    }
+
+    assert_eq!(net.host.block_on(|| vip::announce(&s)), Ok(()));
+    assert_eq!(
+        cap.until_marker(&net.host, HOST_IF, is_na_for(vip)).len(),
+        1
+    );
+}
+
+#[test]
+fn needs_only_net_admin_and_net_raw() {
+    if !can_run("needs_only_net_admin_and_net_raw") {
+        return;
+    }
+    let net = Veth::new();
+    for (addr, prefix) in [("198.18.0.10", 24), ("2001:db8::10", 64)] {
+        let s = spec(addr, prefix, HOST_IF);
+        let with = |caps: &[u32], step| {
+            net.host.block_on(|| {
+                limit_thread_caps(caps);
+                let s = &s;
+                async move { vip::run(s, step, &ctx()).await }
+            })
+        };
+        assert_eq!(with(&[CAP_NET_ADMIN, CAP_NET_RAW], Step::Acquire), Ok(()));
+        assert!(ip_sees(&net.host, HOST_IF, addr).is_some());
+        assert_eq!(with(&[CAP_NET_ADMIN], Step::Release), Ok(()));
+        assert_eq!(ip_sees(&net.host, HOST_IF, addr), None);
+
+        let e = with(&[CAP_NET_ADMIN], Step::Acquire).unwrap_err();
+        assert!(e.contains("needs CAP_NET_RAW"), "{e}");
+        assert_eq!(ip_sees(&net.host, HOST_IF, addr), None, "rolled back");
+        let e = with(&[CAP_NET_RAW], Step::Acquire).unwrap_err();
+        assert!(e.contains("needs CAP_NET_ADMIN"), "{e}");
+    }
+}
+
+const CAP_NET_ADMIN: u32 = 12;
+const CAP_NET_RAW: u32 = 13;
+
+/// Leaves the calling thread (only: capabilities are per thread) with
+/// exactly `caps`, effective and permitted.
+fn limit_thread_caps(caps: &[u32]) {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mask = caps.iter().fold(0u32, |m, c| m | 1 << c);
+    let header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    data[0].effective = mask;
+    data[0].permitted = mask;
+    // SAFETY: header and data have the kernel's layout and outlive the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    assert_eq!(rc, 0, "capset: {}", io::Error::last_os_error());
+}
+
+/// The number of link-local IPv6 addresses on an interface (0 or 1,
+/// depending on how far its setup has got), to count the others exactly.
+fn ipv6_link_local(ns: &Netns) -> usize {
+    ns.addresses(HOST_IF)
+        .iter()
+        .filter(|a| a["scope"] == "link")
+        .count()
+}
+
+fn is_arp_from(ip: [u8; 4]) -> impl Fn(&[u8]) -> bool {
+    move |f| f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[28..32] == ip
+}
+
+fn is_na_for(target: Ipv6Addr) -> impl Fn(&[u8]) -> bool {
+    move |f| {
+        f.len() >= 14 + 40 + 24
+            && f[12..14] == [0x86, 0xdd]
+            && f[14 + 6] == 58
+            && f[54] == 136
+            && f[62..78] == target.octets()
+    }
+}
+
+/// Ones' complement sum over the pseudo-header and the ICMPv6 message of
+/// an IPv6 packet; 0xffff when its checksum is right.
+fn icmpv6_sum(ip: &[u8]) -> u16 {
+    let payload = &ip[40..];
+    let mut data = Vec::new();
+    data.extend_from_slice(&ip[8..40]);
+    data.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    data.extend_from_slice(&[0, 0, 0, 58]);
+    data.extend_from_slice(payload);
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Every frame that reaches an interface, from the moment it is opened.
+struct Capture {
+    fd: OwnedFd,
+}
+
+const ETH_P_ALL: u16 = 0x0003;
+/// IEEE "local experimental" EtherType: nothing else on the link uses it.
+const ETH_P_MARKER: u16 = 0x88b5;
+
+impl Capture {
+    fn open(ns: &Netns, iface: &str) -> Capture {
+        ns.enter(|| {
+            // Protocol 0 until bound, so nothing from other interfaces
+            // slips in before the bind.
+            let fd = packet_socket(0);
+            let addr = link_addr(iface, ETH_P_ALL);
+            // SAFETY: addr is a live sockaddr_ll and its size is passed with it.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&addr as *const libc::sockaddr_ll).cast(),
+                    mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 100_000,
+            };
+            // SAFETY: tv is a live timeval and its size is passed with it.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    mem::size_of::<libc::timeval>() as u32,
+                )
+            };
+            assert_eq!(rc, 0, "SO_RCVTIMEO: {}", io::Error::last_os_error());
+            Capture { fd }
+        })
+    }
+
+    /// The frames matching `keep` that arrive before a marker frame, which
+    /// this sends from `ns`/`iface` first. Everything the code under test
+    /// sent before returning is on the link ahead of the marker, so this
+    /// counts exactly without waiting for a quiet period.
+    fn until_marker(&self, ns: &Netns, iface: &str, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let token = NEXT
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_be_bytes();
+        send_marker(ns, iface, token);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 2048];
+        loop {
+            assert!(Instant::now() < deadline, "marker never arrived");
+            // SAFETY: buf is live and writable for its whole length.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "recv: {e}");
+                continue;
+            }
+            let f = &buf[..n as usize];
+            if f.len() >= 18 && f[12..14] == ETH_P_MARKER.to_be_bytes() && f[14..18] == token {
+                return kept;
+            }
+            if keep(f) {
+                kept.push(f.to_vec());
+            }
+        }
+    }
+}
+
+fn send_marker(ns: &Netns, iface: &str, token: [u8; 4]) {
+    ns.enter(|| {
+        let fd = packet_socket(0);
+        let to = link_addr(iface, ETH_P_MARKER);
+        let mut frame = [0u8; 60];
+        frame[0..6].copy_from_slice(&[0xff; 6]);
+        frame[12..14].copy_from_slice(&ETH_P_MARKER.to_be_bytes());
+        frame[14..18].copy_from_slice(&token);
+        // SAFETY: frame and to are live for the call, with their lengths.
+        let n = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&to as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(n, 60, "sending marker: {}", io::Error::last_os_error());
+    })
+}
+
+fn packet_socket(protocol: u16) -> OwnedFd {
+    // SAFETY: plain syscall; the fd is owned only once it is known valid.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(protocol.to_be()),
+        )
+    };
+    assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
+    // SAFETY: fd was just returned by socket() and nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn link_addr(iface: &str, protocol: u16) -> libc::sockaddr_ll {
+    let name = std::ffi::CString::new(iface).unwrap();
+    // SAFETY: name is a valid C string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(index > 0, "no interface {iface}");
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sa.sll_family = libc::AF_PACKET as u16;
+    sa.sll_protocol = protocol.to_be();
+    sa.sll_ifindex = index as i32;
+    sa.sll_halen = 6;
+    sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    sa
+}
