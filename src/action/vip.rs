@@ -34,7 +34,8 @@ use std::time::Duration;
 ///
 /// A failed acquire removes the address again, even one that was there
 /// before: the caller reverts only the actions before this one, and a node
-/// that failed to take over must not keep the VIP.
+/// that failed to take over must not keep the VIP. That removal has a
+/// timeout of its own, so a failed acquire can take up to twice `timeout`.
 pub async fn run(spec: &VipSpec, step: Step, ctx: &Ctx) -> Result<(), String> {
     match step {
         Step::Acquire => {
@@ -167,8 +168,8 @@ async fn announce_on(
             // No neighbour cache to update on links without ARP/ND
             // (tunnels, loopback): the address is all there is to do.
             tracing::debug!(
-                "interface {} has no link-layer neighbours; not announcing",
-                iface.index
+                "interface {:?} has no link-layer neighbours; not announcing",
+                iface.name
             );
             Ok(())
         }
@@ -191,6 +192,7 @@ async fn bounded<T>(
 
 struct Interface {
     index: u32,
+    name: String,
     /// None when the link has no neighbours to announce to.
     link: Option<Link>,
 }
@@ -207,6 +209,7 @@ impl Interface {
             .intersects(LinkFlags::Noarp | LinkFlags::Loopback);
         Interface {
             index: msg.header.index,
+            name: name.to_owned(),
             link: mac.filter(|_| resolves).map(|mac| Link {
                 index: msg.header.index,
                 name: name.to_owned(),
@@ -273,6 +276,10 @@ impl Netlink {
         }
         match req.execute().await {
             Ok(()) => Ok(()),
+            // Present already, maybe from a crashed instance. If someone
+            // else added an IPv6 one without nodad and it is still tentative,
+            // announcing from it fails, the rollback removes it, and the next
+            // attempt adds it properly.
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
             Err(e) => Err(format!("adding the address: {}", describe_admin(e))),
         }
