@@ -366,7 +366,7 @@ pub fn main(fd: RawFd, node: String) -> i32 {
     for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         let _ = signal_hook::flag::register(s, seen.clone());
     }
-    tracing::info!(node = %node, "lock keeper started (pid {})", std::process::id());
+    tracing::info!(node = %node, "lock keeper: started (pid {})", std::process::id());
     serve(sock, &node)
 }
 
