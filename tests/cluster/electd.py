@@ -362,3 +362,61 @@ def test_bad_input_at_runtime(c):
         assert "/tmp is not a dlmfs mount" in err and err.startswith("cluster not ready"), err
     finally:
         signal(c, 0, "TERM", tag="bad")
+
+
+VIP = "198.18.77.100"
+
+
+def vip_config(c, name):
+    os.makedirs(os.path.join(c.share, "cfg"), mode=0o755, exist_ok=True)
+    path = os.path.join(c.share, "cfg", name + ".toml")
+    with open(path, "w") as f:
+        f.write('[lock]\nbackend = "dlmfs"\ndomain = "electd"\n'
+                '[daemon]\npoll_interval = "%s"\n'
+                '[[resource]]\nname = "vip"\n'
+                '[[resource.action]]\ntype = "vip"\naddress = "%s/24"\ninterface = "eth0"\n'
+                'announce_count = 3\nannounce_interval = "100ms"\n'
+                '[[resource.action]]\ntype = "exec"\nacquire = %s\nrelease = %s\n'
+                % (POLL, VIP, HOOK, HOOK))
+    os.chmod(path, 0o644)
+    return "/host/cfg/%s.toml" % name
+
+
+def has_vip(c, node):
+    return (" %s/" % VIP) in c.check(node, "ip -4 -o addr show dev eth0")
+
+
+def vip_only_on(c, master, nodes):
+    for n in nodes:
+        assert has_vip(c, n) == (n == master), "node%d has VIP: %s, master is node%d" % (n, has_vip(c, n), master)
+
+
+@scenario(nodes=2, fresh=True, timeout=300, **FAST)
+def test_vip_moves_with_mastership(c):
+    m0 = c.mark()
+    install(c)
+    cfgs = {i: vip_config(c, "vip%d" % i) for i in range(2)}
+    for i in range(2):
+        start(c, i, cfgs[i])
+    old = sole_master(c, [0, 1], cfgs.get, "vip")
+    vip_only_on(c, old, [0, 1])
+    # Planned switchover: the VIP leaves the old node before the new one adds it.
+    c.check(old, "%s release vip --hold-off 30s --config %s" % (GUEST_BIN, cfgs[old]), timeout=60)
+    new = sole_master(c, [1 - old], cfgs.get, "vip")
+    vip_only_on(c, new, [0, 1])
+    assert_one_master(c, m0)
+    # Power pull of the master: the survivor adds the VIP.
+    mk = c.mark()
+    c.kill(new)
+    c.wait_event("^acquire vip$", node=old, since=mk, timeout=120)
+    sole_master(c, [old], cfgs.get, "vip")
+    assert has_vip(c, old)
+    # The killed node comes back: its fresh boot has no VIP, and its daemon
+    # stands by without adding one.
+    c.start(new)
+    start(c, new, cfgs[new])
+    until(60, "node%d standby" % new, lambda: states(c, [new], cfgs.get, "vip")[new] == "standby")
+    vip_only_on(c, old, [0, 1])
+    stop_all(c, 2)
+    assert not has_vip(c, old) and not has_vip(c, new)
+    assert_one_master(c, m0)
