@@ -602,6 +602,7 @@ fn bad_config_matrix() {
         ("dlmfs domain too long", format!("[lock]\nbackend = \"dlmfs\"\ndomain = \"{}\"\n", "d".repeat(64)), "1 to 63 bytes"),
         ("exec without commands", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\n"), "needs `acquire`"),
         ("vip bad address", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.18.0.300/24\"\ninterface = \"eth0\"\n"), "address"),
+        ("vip burst too long", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.18.0.3/24\"\ninterface = \"eth0\"\nannounce_count = 100\nannounce_interval = \"1s\"\n"), "does not fit"),
         ("vip bad prefix", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.18.0.3/33\"\ninterface = \"eth0\"\n"), "prefix length"),
     ];
     for (what, text, needle) in cases {

@@ -353,7 +353,7 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
                     s.get_ref().clone()
                 }
             };
-            ActionSpec::Vip(VipSpec {
+            let spec = VipSpec {
                 address,
                 prefix_len,
                 interface,
@@ -369,7 +369,27 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
                     .map(|d| d.get_ref().0)
                     .unwrap_or(Duration::ZERO),
                 timeout: timeout.unwrap_or(DEFAULT_VIP_TIMEOUT),
-            })
+            };
+            // The whole burst runs inside acquire, under its timeout: say so
+            // now rather than fail every takeover.
+            let burst = spec
+                .announce_interval
+                .saturating_mul(spec.announce_count.saturating_sub(1));
+            if burst >= spec.timeout {
+                let at = r
+                    .announce_count
+                    .as_ref()
+                    .map(|s| s.span())
+                    .or(r.announce_interval.as_ref().map(|s| s.span()));
+                cx.errors.push(cx.src.error(
+                    at.or(Some(a.span())),
+                    format!(
+                        "the announce burst ({} x {:?}) does not fit in the action's timeout ({:?}): lower announce_count or announce_interval, or raise timeout",
+                        spec.announce_count, spec.announce_interval, spec.timeout
+                    ),
+                ));
+            }
+            ActionSpec::Vip(spec)
         }
     };
     (cx.errors.len() == before).then_some(spec)
