@@ -1,0 +1,886 @@
+//! VIP failover end to end: two real `dlm-electd run` daemons, each in a
+//! network namespace of its own, sharing a lock directory on the `file`
+//! backend, with one resource `web` whose actions are an exec hook (logging
+//! `node event resource`) and a vip action for 198.18.0.100/24 on eth0. An
+//! observer in a third namespace, on the same bridge (in a fourth, "switch"
+//! namespace), ARP-probes the VIP every 10 ms and records which MACs answer
+//! each probe: no probe may ever be answered by both nodes, and after each
+//! move the new master's MAC must answer, and the old one no longer.
+//!
+//! Each probe asks from a sender IP of its own (one of 64, in turn), and a
+//! reply goes to the sender IP it answers, so every reply is counted against
+//! the probe it answers however late it arrives: two MACs in one round means
+//! both kernels held the VIP when that one request reached them.
+//!
+//! Like tests/keeper.rs, this process makes itself a child subreaper, so the
+//! keeper of a killed daemon becomes our child, and `Lab`'s Drop kills and
+//! reaps every daemon, keeper and hook even when a test fails. Needs root;
+//! skipped otherwise.
+
+#[path = "common/netns.rs"]
+mod netns;
+
+use netns::{Netns, can_run};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dlm-electd");
+const WAIT: Duration = Duration::from_secs(20);
+const IF: &str = "eth0";
+const VIP: [u8; 4] = [198, 18, 0, 100];
+const VIP_TEXT: &str = "198.18.0.100";
+const ROUND: Duration = Duration::from_millis(10);
+/// Probes ask from 198.18.0.128 + (round % SOURCES).
+const SOURCES: u64 = 64;
+
+type Mac = [u8; 6];
+
+/// Polls `f` until it returns Some, or panics after `limit` with `what`.
+fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run dlm-electd")
+}
+
+fn mac_text(m: &Mac) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+// ---- processes (as in tests/keeper.rs) ----
+
+/// `/proc/PID/stat` as (state, ppid, session).
+fn proc_stat(pid: i32) -> Option<(char, i32, i32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        f.first()?.chars().next()?,
+        f.get(1)?.parse().ok()?,
+        f.get(3)?.parse().ok()?,
+    ))
+}
+
+fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _, _)| state != 'Z')
+}
+
+/// Waits for keeper `pid` to exit; its exit code when we reaped it (it was
+/// reparented to us), None when its daemon did.
+fn wait_exit_of(pid: i32, what: &str) -> Option<i32> {
+    wait_for(WAIT, what, || {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(Some(code)),
+            Ok(WaitStatus::Signaled(_, sig, _)) => panic!("{what}: killed by {sig}"),
+            Ok(_) => None,
+            Err(_) => (!alive(pid)).then_some(None),
+        }
+    })
+}
+
+struct Daemon {
+    node: String,
+    config: PathBuf,
+    stderr: PathBuf,
+    child: Option<Child>,
+    /// Its `keep-locks` process.
+    keeper: i32,
+}
+
+impl Daemon {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap();
+    }
+
+    fn wait_exit(&mut self) -> Option<i32> {
+        let mut c = self.child.take().expect("running");
+        let st = wait_for(WAIT, "daemon exit", || c.try_wait().unwrap());
+        st.code()
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn state(&self, resource: &str) -> Option<String> {
+        let out = cli(&self.config, &["status", "--json"]);
+        if !out.status.success() {
+            return None;
+        }
+        let s: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        s["resources"]
+            .as_array()?
+            .iter()
+            .find(|r| r["name"] == resource)
+            .map(|r| r["state"].as_str().unwrap().to_string())
+    }
+
+    fn wait_state(&self, resource: &str, state: &str) {
+        wait_for(
+            WAIT,
+            &format!("{} {resource} {state}\n{}", self.node, self.log()),
+            || (self.state(resource).as_deref() == Some(state)).then_some(()),
+        )
+    }
+}
+
+// ---- the observer's ARP prober ----
+
+#[derive(Debug, Clone)]
+struct Round {
+    /// When its request went out.
+    at: Instant,
+    /// Sender MACs of the ARP replies that answered it.
+    macs: BTreeSet<Mac>,
+}
+
+/// Sends an ARP request for the VIP every `ROUND` from the observer and
+/// records, per request, which MACs answered.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    rounds: Arc<Mutex<Vec<Round>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Prober {
+    fn start(obs: &Netns, iface: &str) -> Prober {
+        let mac = obs.mac(iface);
+        // A socket belongs to the namespace it was created in: open it on a
+        // thread inside the observer namespace, use it from any thread.
+        let (fd, to) = obs.enter(|| {
+            let fd = packet_socket(ETH_P_ARP);
+            let to = link_addr(iface, ETH_P_ARP);
+            // SAFETY: to is a live sockaddr_ll and its size is passed with it.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&to as *const libc::sockaddr_ll).cast(),
+                    mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+            (fd, to)
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, rounds) = (stop.clone(), rounds.clone());
+            std::thread::spawn(move || probe_loop(fd, to, mac, &stop, &rounds))
+        };
+        Prober {
+            stop,
+            rounds,
+            thread: Some(thread),
+        }
+    }
+
+    /// Completed rounds whose request went out at or after `since`.
+    fn rounds_since(&self, since: Instant) -> Vec<Round> {
+        let now = Instant::now();
+        self.rounds
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.at >= since && r.at + ROUND <= now)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits for a round after `since` answered by `mac` alone.
+    fn wait_answered_by(&self, since: Instant, mac: &Mac, what: &str) {
+        wait_for(WAIT, &format!("the VIP answered by {what} alone"), || {
+            self.rounds_since(since)
+                .iter()
+                .any(|r| r.macs.len() == 1 && r.macs.contains(mac))
+                .then_some(())
+        });
+    }
+
+    /// Rounds answered by more than one MAC, with their times since `t0`.
+    fn conflicts(&self, t0: Instant) -> Vec<(Duration, Vec<String>)> {
+        self.rounds_since(t0)
+            .into_iter()
+            .filter(|r| r.macs.len() > 1)
+            .map(|r| (r.at - t0, r.macs.iter().map(mac_text).collect()))
+            .collect()
+    }
+
+    fn assert_never_two_macs(&self, t0: Instant) {
+        let all = self.rounds_since(t0);
+        let answered = all.iter().filter(|r| !r.macs.is_empty()).count();
+        assert!(
+            answered > 0,
+            "no probe was ever answered: the prober is broken"
+        );
+        let by = |m: &Mac| all.iter().filter(|r| r.macs.contains(m)).count();
+        let macs: BTreeSet<Mac> = all.iter().flat_map(|r| r.macs.clone()).collect();
+        eprintln!(
+            "{} probe rounds, {answered} answered: {:?}",
+            all.len(),
+            macs.iter()
+                .map(|m| format!("{} x{}", mac_text(m), by(m)))
+                .collect::<Vec<_>>()
+        );
+        let conflicts = self.conflicts(t0);
+        assert!(
+            conflicts.is_empty(),
+            "{} of {} probe rounds were answered by two MACs: {conflicts:?}",
+            conflicts.len(),
+            all.len()
+        );
+    }
+
+    fn assert_not_answered_by(&self, since: Instant, mac: &Mac, what: &str) {
+        let bad: Vec<Duration> = self
+            .rounds_since(since)
+            .iter()
+            .filter(|r| r.macs.contains(mac))
+            .map(|r| r.at - since)
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{what} ({}) still answered for the VIP at {bad:?}",
+            mac_text(mac)
+        );
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const ETH_P_ARP: u16 = 0x0806;
+
+fn probe_loop(
+    fd: OwnedFd,
+    to: libc::sockaddr_ll,
+    mac: Mac,
+    stop: &AtomicBool,
+    rounds: &Mutex<Vec<Round>>,
+) {
+    let mut buf = [0u8; 2048];
+    let mut k: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let at = Instant::now();
+        let src = [198, 18, 0, 128 + (k % SOURCES) as u8];
+        rounds.lock().unwrap().push(Round {
+            at,
+            macs: BTreeSet::new(),
+        });
+        let req = arp_request(mac, src, VIP);
+        // SAFETY: req and to are live for the call, with their lengths.
+        let n = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                req.as_ptr().cast(),
+                req.len(),
+                0,
+                (&to as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(n, 60, "sending ARP probe: {}", io::Error::last_os_error());
+        let end = at + ROUND;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: left.as_nanos() as libc::c_long,
+            };
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: pfd and ts are live for the call.
+            let rc = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+            if rc <= 0 {
+                continue;
+            }
+            loop {
+                // SAFETY: buf is live and writable for its whole length.
+                let n = unsafe {
+                    libc::recv(
+                        fd.as_raw_fd(),
+                        buf.as_mut_ptr().cast(),
+                        buf.len(),
+                        libc::MSG_DONTWAIT,
+                    )
+                };
+                if n <= 0 {
+                    break;
+                }
+                if let Some((sender, round)) = reply_to(&buf[..n as usize], mac, k)
+                    && let Some(r) = rounds.lock().unwrap().get_mut(round as usize)
+                {
+                    r.macs.insert(sender);
+                }
+            }
+        }
+        k += 1;
+    }
+}
+
+/// An ARP request from `mac`/`src` for `target`, padded to 60 bytes.
+fn arp_request(mac: Mac, src: [u8; 4], target: [u8; 4]) -> [u8; 60] {
+    let mut f = [0u8; 60];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&src);
+    f[38..42].copy_from_slice(&target);
+    f
+}
+
+/// If `f` is an ARP reply for the VIP to one of our probes: the replier's
+/// MAC and the round it answers (the latest up to `current` that asked from
+/// the address the reply is sent to).
+fn reply_to(f: &[u8], mac: Mac, current: u64) -> Option<(Mac, u64)> {
+    if f.len() < 42
+        || f[12..14] != ETH_P_ARP.to_be_bytes()
+        || f[14..22] != [0, 1, 8, 0, 6, 4, 0, 2]
+        || f[28..32] != VIP
+        || f[32..38] != mac
+        || f[38..41] != [198, 18, 0]
+        || !(128..128 + SOURCES).contains(&u64::from(f[41]))
+    {
+        return None;
+    }
+    let slot = u64::from(f[41]) - 128;
+    let round = current.checked_sub((current + SOURCES - slot) % SOURCES)?;
+    Some((f[22..28].try_into().unwrap(), round))
+}
+
+fn packet_socket(protocol: u16) -> OwnedFd {
+    // SAFETY: plain syscall; the fd is owned only once it is known valid.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(protocol.to_be()),
+        )
+    };
+    assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
+    // SAFETY: fd was just returned by socket() and nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn link_addr(iface: &str, protocol: u16) -> libc::sockaddr_ll {
+    let name = std::ffi::CString::new(iface).unwrap();
+    // SAFETY: name is a valid C string.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(index > 0, "no interface {iface}");
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sa.sll_family = libc::AF_PACKET as u16;
+    sa.sll_protocol = protocol.to_be();
+    sa.sll_ifindex = index as i32;
+    sa.sll_halen = 6;
+    sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    sa
+}
+
+// ---- the lab ----
+
+/// The two nodes' namespaces, the observer's, and the switch joining them;
+/// the daemons; the prober. Drop kills and reaps every daemon and keeper
+/// (and their hooks, by session), stops the prober, then deletes the
+/// namespaces (fields drop in order, after `drop`).
+struct Lab {
+    daemons: Vec<Daemon>,
+    prober: Option<Prober>,
+    /// a, b, observer.
+    nodes: Vec<Netns>,
+    _switch: Netns,
+    dir: tempfile::TempDir,
+    t0: Instant,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for d in &mut self.daemons {
+            if let Some(mut c) = d.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        for d in &self.daemons {
+            if d.keeper == 0 {
+                continue;
+            }
+            // The keeper runs in its own session, and so do its hooks.
+            let session: Vec<i32> = std::iter::once(d.keeper)
+                .chain(
+                    pids()
+                        .into_iter()
+                        .filter(|&p| proc_stat(p).is_some_and(|(_, _, sid)| sid == d.keeper)),
+                )
+                .collect();
+            for &p in &session {
+                if p == d.keeper && !cmdline(p).contains("keep-locks") {
+                    continue; // gone already, the pid may be someone else's
+                }
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            for &p in &session {
+                let _ = waitpid(Pid::from_raw(p), None);
+            }
+        }
+        if std::thread::panicking() {
+            for d in &self.daemons {
+                eprintln!("---- {} stderr ----\n{}", d.node, d.log());
+            }
+            eprintln!("---- events ----\n{}", self.events().join("\n"));
+        }
+    }
+}
+
+const A: usize = 0;
+const B: usize = 1;
+const OBS: usize = 2;
+
+impl Lab {
+    fn new() -> Lab {
+        // SAFETY: a plain prctl on this process.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+        let switch = Netns::new("sw");
+        switch.ip(&["link", "add", "br0", "type", "bridge"]);
+        switch.ip(&["link", "set", "br0", "up"]);
+        let mut nodes = Vec::new();
+        for (tag, host) in [("a", 1), ("b", 2), ("obs", 3)] {
+            let ns = Netns::new(tag);
+            let port = format!("p-{tag}");
+            ns.ip(&[
+                "link",
+                "add",
+                IF,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &switch.name,
+            ]);
+            switch.ip(&["link", "set", &port, "master", "br0", "up"]);
+            ns.ip(&["addr", "add", &format!("198.18.0.{host}/24"), "dev", IF]);
+            ns.ip(&["link", "set", IF, "up"]);
+            ns.ip(&["link", "set", "lo", "up"]);
+            nodes.push(ns);
+        }
+        let mut lab = Lab {
+            daemons: Vec::new(),
+            prober: None,
+            nodes,
+            _switch: switch,
+            dir: tempfile::tempdir().unwrap(),
+            t0: Instant::now(),
+        };
+        lab.prober = Some(Prober::start(&lab.nodes[OBS], IF));
+        lab
+    }
+
+    fn prober(&self) -> &Prober {
+        self.prober.as_ref().unwrap()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn events(&self) -> Vec<String> {
+        fs::read_to_string(self.path("events.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.events().iter().filter(|l| *l == line).count()
+    }
+
+    fn mac(&self, node: usize) -> Mac {
+        self.nodes[node].mac(IF)
+    }
+
+    /// Whether node `node`'s namespace has the VIP, per `ip -j addr`.
+    fn has_vip(&self, node: usize) -> bool {
+        self.nodes[node]
+            .addresses(IF)
+            .iter()
+            .any(|a| a["local"].as_str() == Some(VIP_TEXT))
+    }
+
+    /// The nodes (a = 0, b = 1) whose namespace has the VIP.
+    fn vip_holders(&self) -> Vec<usize> {
+        [A, B].into_iter().filter(|&n| self.has_vip(n)).collect()
+    }
+
+    fn assert_sole_holder(&self, node: usize) {
+        assert_eq!(
+            self.vip_holders(),
+            vec![node],
+            "exactly one namespace should have the VIP\n{:?}",
+            self.events()
+        );
+        assert!(!self.has_vip(OBS));
+    }
+
+    /// Starts the daemon of node `node` (a or b) in its namespace and
+    /// returns its index in `daemons` once its keeper runs.
+    fn start(&mut self, node: usize) -> usize {
+        let name = ["a", "b"][node];
+        let dir = self.path(name);
+        fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("dlm-electd.toml");
+        let log = self.path("events.log");
+        let hook = format!(
+            r#"["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {}"]"#,
+            log.display()
+        );
+        // The hook first and the VIP second: acquiring logs before the VIP
+        // goes up, releasing logs after it came down.
+        let text = format!(
+            r#"[node]
+name = "{name}"
+[lock]
+backend = "file"
+dir = "{locks}"
+[daemon]
+runtime_dir = "{run}"
+poll_interval = "100ms"
+
+[[resource]]
+name = "web"
+
+[[resource.action]]
+type = "exec"
+acquire = {hook}
+release = {hook}
+
+[[resource.action]]
+type = "vip"
+address = "{VIP_TEXT}/24"
+interface = "{IF}"
+announce_count = 3
+announce_interval = "50ms"
+"#,
+            locks = self.path("locks").display(),
+            run = dir.join("run").display(),
+        );
+        fs::write(&config, text).unwrap();
+        let n = self.daemons.iter().filter(|d| d.node == name).count();
+        let stderr = self.path(&format!("{name}.{n}.stderr"));
+        // `ip netns exec` execs the command itself: the child is the daemon.
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.nodes[node].name,
+                BIN,
+                "run",
+                "--config",
+            ])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let daemon = child.id() as i32;
+        self.daemons.push(Daemon {
+            node: name.into(),
+            config,
+            stderr,
+            child: Some(child),
+            keeper: 0,
+        });
+        let i = self.daemons.len() - 1;
+        let keeper = wait_for(WAIT, &format!("{name}'s keeper"), || {
+            pids().into_iter().find(|&p| {
+                proc_stat(p).is_some_and(|(_, ppid, _)| ppid == daemon)
+                    && cmdline(p).contains(" keep-locks ")
+            })
+        });
+        self.daemons[i].keeper = keeper;
+        assert!(
+            cmdline(daemon).contains(" run --config "),
+            "pid {daemon} should be the daemon: {}",
+            cmdline(daemon)
+        );
+        i
+    }
+
+    /// a master of web (its VIP answering the observer), b standing by with
+    /// its startup clean-up done. Returns their indexes in `daemons`.
+    fn master_and_standby(&mut self) -> (usize, usize) {
+        let a = self.start(A);
+        self.daemons[a].wait_state("web", "master");
+        let b = self.start(B);
+        self.daemons[b].wait_state("web", "standby");
+        wait_for(WAIT, "b's startup release", || {
+            (self.count("b release web") == 1).then_some(())
+        });
+        self.assert_sole_holder(A);
+        self.prober()
+            .wait_answered_by(Instant::now(), &self.mac(A), "a");
+        (a, b)
+    }
+
+    /// After a move to `to` (whose daemon reports master): exactly its
+    /// namespace has the VIP, the observer gets answers from its MAC, and
+    /// from then on none from the old master's.
+    fn assert_moved(&self, from: usize, to: usize) {
+        let settled = Instant::now();
+        self.assert_sole_holder(to);
+        let names = ["a", "b"];
+        self.prober()
+            .wait_answered_by(settled, &self.mac(to), names[to]);
+        self.prober()
+            .assert_not_answered_by(settled, &self.mac(from), names[from]);
+    }
+
+    fn assert_never_two_macs(&self) {
+        self.prober().assert_never_two_macs(self.t0);
+    }
+}
+
+/// Replays the event log and fails if two nodes were ever master at once.
+fn assert_never_two_masters(events: &[String]) {
+    let mut master: Option<&str> = None;
+    for (n, line) in events.iter().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f[1] {
+            "acquire" => {
+                assert!(
+                    master.is_none_or(|m| m == f[0]),
+                    "line {}: {} acquired while {master:?} was master:\n{}",
+                    n + 1,
+                    f[0],
+                    events.join("\n")
+                );
+                master = Some(f[0]);
+            }
+            "release" if master == Some(f[0]) => master = None,
+            _ => {}
+        }
+    }
+}
+
+// ---- the tests ----
+
+/// Planned switchover both ways: `release web --hold-off 2s` on a moves
+/// the VIP to b, then the same on b moves it back once a's hold-off is
+/// over. No probe is ever answered by both.
+#[test]
+fn release_moves_the_vip_and_back_without_two_answers() {
+    if !can_run("release_moves_the_vip_and_back_without_two_answers") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (a, b) = lab.master_and_standby();
+    for (from, to, d_from, d_to) in [(A, B, a, b), (B, A, b, a)] {
+        let out = cli(
+            &lab.daemons[d_from].config,
+            &["release", "web", "--hold-off", "2s"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The new master's hold-off (from the move before) may still run:
+        // its daemon takes over once that is over.
+        lab.daemons[d_to].wait_state("web", "master");
+        lab.assert_moved(from, to);
+        lab.daemons[d_from].wait_state("web", "standby");
+    }
+    assert_never_two_masters(&lab.events());
+    lab.assert_never_two_macs();
+}
+
+/// SIGTERM of the master: it releases (VIP down) before unlocking, exits
+/// 0, and b takes over.
+#[test]
+fn sigterm_of_master_moves_the_vip_without_two_answers() {
+    if !can_run("sigterm_of_master_moves_the_vip_without_two_answers") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (a, b) = lab.master_and_standby();
+    lab.daemons[a].signal(Signal::SIGTERM);
+    assert_eq!(
+        lab.daemons[a].wait_exit(),
+        Some(0),
+        "{}",
+        lab.daemons[a].log()
+    );
+    lab.daemons[b].wait_state("web", "master");
+    lab.assert_moved(A, B);
+    assert_never_two_masters(&lab.events());
+    lab.assert_never_two_macs();
+}
+
+/// SIGKILL of the master daemon: its lock keeper (still in a's namespace)
+/// removes the VIP before it lets the lock go, so b's takeover never
+/// overlaps with a answering.
+#[test]
+fn sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers() {
+    if !can_run("sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (a, b) = lab.master_and_standby();
+    let keeper = lab.daemons[a].keeper;
+    lab.daemons[a].signal(Signal::SIGKILL);
+    lab.daemons[a].wait_exit();
+    lab.daemons[b].wait_state("web", "master");
+    lab.assert_moved(A, B);
+    assert_eq!(
+        wait_exit_of(keeper, "a's keeper to exit"),
+        Some(0),
+        "{}",
+        lab.daemons[a].log()
+    );
+    assert_eq!(lab.count("a release web"), 1, "{:?}", lab.events());
+    assert_never_two_masters(&lab.events());
+    lab.assert_never_two_macs();
+}
+
+/// Daemon and keeper killed together (systemd's final SIGKILL): the kernel
+/// drops the lock with the VIP still up on a, and b takes over, so both
+/// answer for a while (which the prober must see: it shows the check in
+/// the other tests can fail). Restarting a finds the lock busy, and its
+/// startup reconcile removes the leftover VIP.
+#[test]
+fn restart_after_crash_removes_the_leftover_vip() {
+    if !can_run("restart_after_crash_removes_the_leftover_vip") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let (a, b) = lab.master_and_standby();
+    let keeper = lab.daemons[a].keeper;
+    kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
+    lab.daemons[a].signal(Signal::SIGKILL);
+    lab.daemons[a].wait_exit();
+    assert_eq!(
+        waitpid(Pid::from_raw(keeper), None).ok(),
+        Some(WaitStatus::Signaled(
+            Pid::from_raw(keeper),
+            Signal::SIGKILL,
+            false
+        )),
+        "a's keeper, reparented to us"
+    );
+    lab.daemons[b].wait_state("web", "master");
+    assert_eq!(lab.vip_holders(), vec![A, B], "a's VIP is left behind");
+    assert_eq!(lab.count("a release web"), 0, "{:?}", lab.events());
+    let t = Instant::now();
+    let both = wait_for(WAIT, "a probe answered by both a and b", || {
+        let c = lab.prober().conflicts(t);
+        (!c.is_empty()).then_some(c)
+    });
+    eprintln!("while both hold the VIP: {both:?}");
+
+    let a2 = lab.start(A);
+    // Its startup reconcile: release actions (VIP down, then the log line).
+    wait_for(WAIT, "a's startup release", || {
+        (lab.count("a release web") == 1).then_some(())
+    });
+    lab.daemons[a2].wait_state("web", "standby");
+    lab.assert_moved(A, B);
+    assert_eq!(lab.daemons[b].state("web").as_deref(), Some("master"));
+    assert_eq!(lab.count("b acquire web"), 1, "{:?}", lab.events());
+}
+
+/// config/vip-failover.toml is valid as shipped (as root, copied to a
+/// root-owned directory, mode 0644, so the security check passes).
+#[test]
+fn vip_failover_example_config_is_valid() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/vip-failover.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("dlm-electd.toml");
+    let mut text = fs::read_to_string(&src).unwrap();
+    if !Path::new("/usr/bin/systemctl").exists() {
+        // The program check needs it to exist; a host without systemd
+        // still checks everything else.
+        eprintln!("no /usr/bin/systemctl here: checking with /bin/true in its place");
+        text = text.replace("/usr/bin/systemctl", "/bin/true");
+    }
+    fs::write(&cfg, text).unwrap();
+    fs::set_permissions(&cfg, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = cli(&cfg, &["check-config"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok, 1 resource(s)"), "{stdout}");
+    assert!(stdout.contains("Dlmfs"), "{stdout}");
+}
