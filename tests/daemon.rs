@@ -2,117 +2,30 @@
 //! processes holding real OFD locks in a shared directory, exec actions that
 //! append "node event resource" lines to one log, the CLI as a user runs it.
 
-use serde_json::Value;
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::{Daemon, WAIT, cli, log_hook, position, read_events, wait_for, write_config};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dlm-electd");
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Polls `f` until it returns Some, or panics after `limit` with `what`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run dlm-electd")
+/// An exec action that logs `node event resource` for both steps.
+fn log_action(log: &Path) -> String {
+    let hook = log_hook("", log);
+    format!(
+        r#"
+[[resource.action]]
+type = "exec"
+acquire = {hook}
+release = {hook}
+"#
+    )
 }
 
 /// A shared lock directory and event log, and the daemons using them.
 struct Lab {
     dir: tempfile::TempDir,
     daemons: Vec<Daemon>,
-}
-
-struct Daemon {
-    node: String,
-    config: PathBuf,
-    stderr: PathBuf,
-    child: Option<Child>,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Daemon {
-    fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
-    }
-
-    fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(self.pid(), sig).unwrap();
-    }
-
-    /// Waits for exit and returns the exit code.
-    fn wait_exit(&mut self) -> Option<i32> {
-        let mut c = self.child.take().expect("running");
-        let st = wait_for(WAIT, "daemon exit", || c.try_wait().unwrap());
-        st.code()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn status(&self) -> Option<Value> {
-        let out = cli(&self.config, &["status", "--json"]);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).expect("status JSON"))
-    }
-
-    fn state(&self, resource: &str) -> Option<String> {
-        let s = self.status()?;
-        s["resources"]
-            .as_array()?
-            .iter()
-            .find(|r| r["name"] == resource)
-            .map(|r| r["state"].as_str().unwrap().to_string())
-    }
-
-    fn wait_state(&self, resource: &str, state: &str) {
-        wait_for(
-            WAIT,
-            &format!("{} {resource} {state}\n{}", self.node, self.log()),
-            || (self.state(resource).as_deref() == Some(state)).then_some(()),
-        )
-    }
-}
-
-/// An exec action that logs `node event resource` for both steps.
-fn log_action(log: &Path) -> String {
-    format!(
-        r#"
-[[resource.action]]
-type = "exec"
-acquire = ["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {0}"]
-release = ["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {0}"]
-"#,
-        log.display()
-    )
 }
 
 impl Lab {
@@ -138,37 +51,13 @@ impl Lab {
     }
 
     fn config(&self, node: &str, resources: &str) -> PathBuf {
-        let dir = self.path(node);
-        fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("dlm-electd.toml");
-        let text = format!(
-            "[node]\nname = \"{node}\"\n[lock]\nbackend = \"file\"\ndir = \"{}\"\n[daemon]\nruntime_dir = \"{}\"\npoll_interval = \"100ms\"\n{resources}",
-            self.path("locks").display(),
-            dir.join("run").display(),
-        );
-        fs::write(&cfg, text).unwrap();
-        cfg
+        write_config(&self.path(node), node, &self.path("locks"), resources)
     }
 
     fn start_with(&mut self, node: &str, resources: &str) -> usize {
         let config = self.config(node, resources);
         let stderr = self.path(&format!("{node}.stderr"));
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        self.daemons.push(Daemon {
-            node: node.into(),
-            config,
-            stderr,
-            child: Some(child),
-        });
+        self.daemons.push(Daemon::spawn(node, &[], config, stderr));
         self.daemons.len() - 1
     }
 
@@ -178,11 +67,7 @@ impl Lab {
     }
 
     fn events(&self) -> Vec<String> {
-        fs::read_to_string(self.events_log())
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        read_events(&self.events_log())
     }
 
     /// Index of the daemon that is master of `resource`, once exactly one
@@ -239,13 +124,6 @@ fn assert_never_two_masters(events: &[String]) {
             _ => panic!("bad event line {line:?}"),
         }
     }
-}
-
-fn position(events: &[String], line: &str) -> usize {
-    events
-        .iter()
-        .rposition(|l| l == line)
-        .unwrap_or_else(|| panic!("no {line:?} in\n{}", events.join("\n")))
 }
 
 #[test]

@@ -10,138 +10,15 @@
 //! Drop of `Lab` kills and reaps every keeper (and whatever its hooks
 //! started, by session) even when a test fails.
 
+mod support;
+
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use serde_json::Value;
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_dlm-electd");
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Polls `f` until it returns Some, or panics after `limit` with `what`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run dlm-electd")
-}
-
-/// `/proc/PID/stat` as (state, ppid, session); None if there is no such
-/// process.
-fn proc_stat(pid: i32) -> Option<(char, i32, i32)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may contain spaces: the fields after it follow the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((
-        f.first()?.chars().next()?,
-        f.get(1)?.parse().ok()?,
-        f.get(3)?.parse().ok()?,
-    ))
-}
-
-fn cmdline(pid: i32) -> String {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
-}
-
-fn pids() -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-/// Alive: exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    proc_stat(pid).is_some_and(|(state, _, _)| state != 'Z')
-}
-
-/// Waits for `pid` (a keeper) to exit and returns its exit code when we
-/// reaped it ourselves (it was reparented to us), None when someone else
-/// did (its daemon).
-fn wait_exit_of(pid: i32, what: &str) -> Option<i32> {
-    wait_for(WAIT, what, || {
-        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => Some(Some(code)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => panic!("{what}: killed by {sig}"),
-            Ok(_) => None,
-            // Not our child: its daemon reaps it.
-            Err(_) => (!alive(pid)).then_some(None),
-        }
-    })
-}
-
-struct Daemon {
-    node: String,
-    config: PathBuf,
-    stderr: PathBuf,
-    child: Option<Child>,
-    /// Its `keep-locks` process.
-    keeper: i32,
-}
-
-impl Daemon {
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).unwrap();
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let mut c = self.child.take().expect("running");
-        let st = wait_for(WAIT, "daemon exit", || c.try_wait().unwrap());
-        st.code()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn state(&self, resource: &str) -> Option<String> {
-        let out = cli(&self.config, &["status", "--json"]);
-        if !out.status.success() {
-            return None;
-        }
-        let s: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-        s["resources"]
-            .as_array()?
-            .iter()
-            .find(|r| r["name"] == resource)
-            .map(|r| r["state"].as_str().unwrap().to_string())
-    }
-
-    fn wait_state(&self, resource: &str, state: &str) {
-        wait_for(
-            WAIT,
-            &format!("{} {resource} {state}\n{}", self.node, self.log()),
-            || (self.state(resource).as_deref() == Some(state)).then_some(()),
-        )
-    }
-}
+use support::{
+    Daemon, WAIT, alive, assert_never_two_masters, become_subreaper, cli, log_hook, position,
+    proc_stat, read_events, reap_with_keepers, wait_exit_of, wait_for, write_config,
+};
 
 /// Daemons sharing a lock directory and an event log. Dropping it kills
 /// the daemons, then every keeper's whole session, and reaps them.
@@ -152,32 +29,7 @@ struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for d in &mut self.daemons {
-            if let Some(mut c) = d.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        for d in &self.daemons {
-            // The keeper runs in its own session (setsid), and so do the
-            // hooks it starts: kill that session, keeper first.
-            let session: Vec<i32> = std::iter::once(d.keeper)
-                .chain(
-                    pids()
-                        .into_iter()
-                        .filter(|&p| proc_stat(p).is_some_and(|(_, _, sid)| sid == d.keeper)),
-                )
-                .collect();
-            for &p in &session {
-                if p == d.keeper && !cmdline(p).contains("keep-locks") {
-                    continue; // gone already, the pid may be someone else's
-                }
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-            for &p in &session {
-                let _ = waitpid(Pid::from_raw(p), None);
-            }
-        }
+        reap_with_keepers(&mut self.daemons);
     }
 }
 
@@ -190,18 +42,17 @@ fn resource(log: &Path) -> String {
 name = "web"
 [[resource.action]]
 type = "exec"
-acquire = ["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {0}"]
-release = ["/bin/sh", "-c", "sleep 1; echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {0}"]
+acquire = {}
+release = {}
 "#,
-        log.display()
+        log_hook("", log),
+        log_hook("sleep 1; ", log),
     )
 }
 
 impl Lab {
     fn new() -> Lab {
-        // SAFETY: a plain prctl on this process.
-        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+        become_subreaper();
         Lab {
             daemons: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
@@ -213,11 +64,7 @@ impl Lab {
     }
 
     fn events(&self) -> Vec<String> {
-        fs::read_to_string(self.path("events.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        read_events(&self.path("events.log"))
     }
 
     fn count(&self, line: &str) -> usize {
@@ -226,43 +73,17 @@ impl Lab {
 
     /// Starts node `node` and returns its index once its keeper runs.
     fn start(&mut self, node: &str) -> usize {
-        let dir = self.path(node);
-        fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("dlm-electd.toml");
-        let text = format!(
-            "[node]\nname = \"{node}\"\n[lock]\nbackend = \"file\"\ndir = \"{}\"\n[daemon]\nruntime_dir = \"{}\"\npoll_interval = \"100ms\"\n{}",
-            self.path("locks").display(),
-            dir.join("run").display(),
-            resource(&self.path("events.log")),
+        let config = write_config(
+            &self.path(node),
+            node,
+            &self.path("locks"),
+            &resource(&self.path("events.log")),
         );
-        fs::write(&config, text).unwrap();
         let stderr = self.path(&format!("{node}.stderr"));
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let daemon = child.id() as i32;
         // Recorded at once so that Drop cleans it up whatever happens next.
-        self.daemons.push(Daemon {
-            node: node.into(),
-            config,
-            stderr,
-            child: Some(child),
-            keeper: 0,
-        });
-        let keeper = wait_for(WAIT, &format!("{node}'s keeper"), || {
-            pids().into_iter().find(|&p| {
-                proc_stat(p).is_some_and(|(_, ppid, _)| ppid == daemon)
-                    && cmdline(p).contains(" keep-locks ")
-            })
-        });
+        self.daemons.push(Daemon::spawn(node, &[], config, stderr));
         let i = self.daemons.len() - 1;
+        let keeper = self.daemons[i].find_keeper();
         self.daemons[i].keeper = keeper;
         // Its own session: a Ctrl-C or a kill of our process group misses it.
         assert_eq!(proc_stat(keeper).unwrap().2, keeper, "keeper runs setsid");
@@ -285,39 +106,12 @@ impl Lab {
     /// `before` is in the event log before `after` (both present).
     fn assert_order(&self, before: &str, after: &str) {
         let ev = self.events();
-        let pos = |line: &str| {
-            ev.iter()
-                .rposition(|l| l == line)
-                .unwrap_or_else(|| panic!("no {line:?} in\n{}", ev.join("\n")))
-        };
         assert!(
-            pos(before) < pos(after),
+            position(&ev, before) < position(&ev, after),
             "{before:?} must come before {after:?}:\n{}",
             ev.join("\n")
         );
         assert_never_two_masters(&ev);
-    }
-}
-
-/// Replays the event log and fails if two nodes were ever master at once.
-fn assert_never_two_masters(events: &[String]) {
-    let mut master: Option<&str> = None;
-    for (n, line) in events.iter().enumerate() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        match f[1] {
-            "acquire" => {
-                assert!(
-                    master.is_none_or(|m| m == f[0]),
-                    "line {}: {} acquired while {master:?} was master:\n{}",
-                    n + 1,
-                    f[0],
-                    events.join("\n")
-                );
-                master = Some(f[0]);
-            }
-            "release" if master == Some(f[0]) => master = None,
-            _ => {}
-        }
     }
 }
 

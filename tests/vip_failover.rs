@@ -20,26 +20,28 @@
 #[path = "common/netns.rs"]
 mod netns;
 
+mod support;
+
 use netns::{Netns, can_run};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::{
+    Daemon, WAIT, alive, assert_never_two_masters, become_subreaper, cli, cmdline, link_addr,
+    log_hook, packet_socket, read_events, reap_with_keepers, wait_exit_of, wait_for, write_config,
+};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dlm-electd");
-const WAIT: Duration = Duration::from_secs(20);
 const IF: &str = "eth0";
 const VIP: [u8; 4] = [198, 18, 0, 100];
 const VIP_TEXT: &str = "198.18.0.100";
@@ -49,129 +51,11 @@ const SOURCES: u64 = 64;
 
 type Mac = [u8; 6];
 
-/// Polls `f` until it returns Some, or panics after `limit` with `what`.
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn cli(config: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .expect("run dlm-electd")
-}
-
 fn mac_text(m: &Mac) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-// ---- processes (as in tests/keeper.rs) ----
-
-/// `/proc/PID/stat` as (state, ppid, session).
-fn proc_stat(pid: i32) -> Option<(char, i32, i32)> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &text[text.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((
-        f.first()?.chars().next()?,
-        f.get(1)?.parse().ok()?,
-        f.get(3)?.parse().ok()?,
-    ))
-}
-
-fn cmdline(pid: i32) -> String {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
-}
-
-fn pids() -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    proc_stat(pid).is_some_and(|(state, _, _)| state != 'Z')
-}
-
-/// Waits for keeper `pid` to exit; its exit code when we reaped it (it was
-/// reparented to us), None when its daemon did.
-fn wait_exit_of(pid: i32, what: &str) -> Option<i32> {
-    wait_for(WAIT, what, || {
-        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => Some(Some(code)),
-            Ok(WaitStatus::Signaled(_, sig, _)) => panic!("{what}: killed by {sig}"),
-            Ok(_) => None,
-            Err(_) => (!alive(pid)).then_some(None),
-        }
-    })
-}
-
-struct Daemon {
-    node: String,
-    config: PathBuf,
-    stderr: PathBuf,
-    child: Option<Child>,
-    /// Its `keep-locks` process.
-    keeper: i32,
-}
-
-impl Daemon {
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).unwrap();
-    }
-
-    fn wait_exit(&mut self) -> Option<i32> {
-        let mut c = self.child.take().expect("running");
-        let st = wait_for(WAIT, "daemon exit", || c.try_wait().unwrap());
-        st.code()
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn state(&self, resource: &str) -> Option<String> {
-        let out = cli(&self.config, &["status", "--json"]);
-        if !out.status.success() {
-            return None;
-        }
-        let s: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-        s["resources"]
-            .as_array()?
-            .iter()
-            .find(|r| r["name"] == resource)
-            .map(|r| r["state"].as_str().unwrap().to_string())
-    }
-
-    fn wait_state(&self, resource: &str, state: &str) {
-        wait_for(
-            WAIT,
-            &format!("{} {resource} {state}\n{}", self.node, self.log()),
-            || (self.state(resource).as_deref() == Some(state)).then_some(()),
-        )
-    }
 }
 
 // ---- the observer's ARP prober ----
@@ -411,35 +295,6 @@ fn reply_to(f: &[u8], mac: Mac, current: u64) -> Option<(Mac, u64)> {
     Some((f[22..28].try_into().unwrap(), round))
 }
 
-fn packet_socket(protocol: u16) -> OwnedFd {
-    // SAFETY: plain syscall; the fd is owned only once it is known valid.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol.to_be()),
-        )
-    };
-    assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
-    // SAFETY: fd was just returned by socket() and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-fn link_addr(iface: &str, protocol: u16) -> libc::sockaddr_ll {
-    let name = std::ffi::CString::new(iface).unwrap();
-    // SAFETY: name is a valid C string.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert!(index > 0, "no interface {iface}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sa: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    sa.sll_family = libc::AF_PACKET as u16;
-    sa.sll_protocol = protocol.to_be();
-    sa.sll_ifindex = index as i32;
-    sa.sll_halen = 6;
-    sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    sa
-}
-
 // ---- the lab ----
 
 /// The two nodes' namespaces, the observer's, and the switch joining them;
@@ -458,34 +313,7 @@ struct Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for d in &mut self.daemons {
-            if let Some(mut c) = d.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        }
-        for d in &self.daemons {
-            if d.keeper == 0 {
-                continue;
-            }
-            // The keeper runs in its own session, and so do its hooks.
-            let session: Vec<i32> = std::iter::once(d.keeper)
-                .chain(
-                    pids()
-                        .into_iter()
-                        .filter(|&p| proc_stat(p).is_some_and(|(_, _, sid)| sid == d.keeper)),
-                )
-                .collect();
-            for &p in &session {
-                if p == d.keeper && !cmdline(p).contains("keep-locks") {
-                    continue; // gone already, the pid may be someone else's
-                }
-                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-            }
-            for &p in &session {
-                let _ = waitpid(Pid::from_raw(p), None);
-            }
-        }
+        reap_with_keepers(&mut self.daemons);
         if std::thread::panicking() {
             for d in &self.daemons {
                 eprintln!("---- {} stderr ----\n{}", d.node, d.log());
@@ -501,9 +329,7 @@ const OBS: usize = 2;
 
 impl Lab {
     fn new() -> Lab {
-        // SAFETY: a plain prctl on this process.
-        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+        become_subreaper();
         let switch = Netns::new("sw");
         switch.ip(&["link", "add", "br0", "type", "bridge"]);
         switch.ip(&["link", "set", "br0", "up"]);
@@ -550,11 +376,7 @@ impl Lab {
     }
 
     fn events(&self) -> Vec<String> {
-        fs::read_to_string(self.path("events.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
+        read_events(&self.path("events.log"))
     }
 
     fn count(&self, line: &str) -> usize {
@@ -592,26 +414,11 @@ impl Lab {
     /// returns its index in `daemons` once its keeper runs.
     fn start(&mut self, node: usize) -> usize {
         let name = ["a", "b"][node];
-        let dir = self.path(name);
-        fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("dlm-electd.toml");
-        let log = self.path("events.log");
-        let hook = format!(
-            r#"["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {}"]"#,
-            log.display()
-        );
+        let hook = log_hook("", &self.path("events.log"));
         // The hook first and the VIP second: acquiring logs before the VIP
         // goes up, releasing logs after it came down.
-        let text = format!(
-            r#"[node]
-name = "{name}"
-[lock]
-backend = "file"
-dir = "{locks}"
-[daemon]
-runtime_dir = "{run}"
-poll_interval = "100ms"
-
+        let resources = format!(
+            r#"
 [[resource]]
 name = "web"
 
@@ -626,46 +433,18 @@ address = "{VIP_TEXT}/24"
 interface = "{IF}"
 announce_count = 3
 announce_interval = "50ms"
-"#,
-            locks = self.path("locks").display(),
-            run = dir.join("run").display(),
+"#
         );
-        fs::write(&config, text).unwrap();
+        let config = write_config(&self.path(name), name, &self.path("locks"), &resources);
         let n = self.daemons.iter().filter(|d| d.node == name).count();
         let stderr = self.path(&format!("{name}.{n}.stderr"));
         // `ip netns exec` execs the command itself: the child is the daemon.
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.nodes[node].name,
-                BIN,
-                "run",
-                "--config",
-            ])
-            .arg(&config)
-            .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let daemon = child.id() as i32;
-        self.daemons.push(Daemon {
-            node: name.into(),
-            config,
-            stderr,
-            child: Some(child),
-            keeper: 0,
-        });
+        let wrapper = ["ip", "netns", "exec", &self.nodes[node].name];
+        self.daemons
+            .push(Daemon::spawn(name, &wrapper, config, stderr));
         let i = self.daemons.len() - 1;
-        let keeper = wait_for(WAIT, &format!("{name}'s keeper"), || {
-            pids().into_iter().find(|&p| {
-                proc_stat(p).is_some_and(|(_, ppid, _)| ppid == daemon)
-                    && cmdline(p).contains(" keep-locks ")
-            })
-        });
+        let daemon = self.daemons[i].pid().as_raw();
+        let keeper = self.daemons[i].find_keeper();
         self.daemons[i].keeper = keeper;
         assert!(
             cmdline(daemon).contains(" run --config "),
@@ -706,28 +485,6 @@ announce_interval = "50ms"
 
     fn assert_never_two_macs(&self) {
         self.prober().assert_never_two_macs(self.t0);
-    }
-}
-
-/// Replays the event log and fails if two nodes were ever master at once.
-fn assert_never_two_masters(events: &[String]) {
-    let mut master: Option<&str> = None;
-    for (n, line) in events.iter().enumerate() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        match f[1] {
-            "acquire" => {
-                assert!(
-                    master.is_none_or(|m| m == f[0]),
-                    "line {}: {} acquired while {master:?} was master:\n{}",
-                    n + 1,
-                    f[0],
-                    events.join("\n")
-                );
-                master = Some(f[0]);
-            }
-            "release" if master == Some(f[0]) => master = None,
-            _ => {}
-        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 #[path = "common/netns.rs"]
 mod netns;
+mod support;
 
 use dlm_electd::action::{Ctx, Step, vip};
 use dlm_electd::config::VipSpec;
@@ -11,8 +12,9 @@ use netns::{HOST_IF, Netns, PEER_IF, Veth, can_run};
 use std::io;
 use std::mem;
 use std::net::Ipv6Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
+use support::{link_addr, packet_socket};
 
 fn spec(address: &str, prefix_len: u8, interface: &str) -> VipSpec {
     VipSpec {
@@ -455,33 +457,4 @@ fn send_marker(ns: &Netns, iface: &str, token: [u8; 4]) {
         };
         assert_eq!(n, 60, "sending marker: {}", io::Error::last_os_error());
     })
-}
-
-fn packet_socket(protocol: u16) -> OwnedFd {
-    // SAFETY: plain syscall; the fd is owned only once it is known valid.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol.to_be()),
-        )
-    };
-    assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
-    // SAFETY: fd was just returned by socket() and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-fn link_addr(iface: &str, protocol: u16) -> libc::sockaddr_ll {
-    let name = std::ffi::CString::new(iface).unwrap();
-    // SAFETY: name is a valid C string.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert!(index > 0, "no interface {iface}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sa: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    sa.sll_family = libc::AF_PACKET as u16;
-    sa.sll_protocol = protocol.to_be();
-    sa.sll_ifindex = index as i32;
-    sa.sll_halen = 6;
-    sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    sa
 }
