@@ -1,0 +1,85 @@
+//! The systemd notify protocol without systemd: a datagram socket stands in
+//! for the service manager's NOTIFY_SOCKET, so READY, STATUS, WATCHDOG and
+//! STOPPING are read exactly as systemd would read them.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+use support::{Daemon, WAIT, write_config};
+
+/// Reads notify datagrams until one contains `want`; returns all read.
+fn read_until(sock: &UnixDatagram, want: &str) -> Vec<String> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(start.elapsed() < WAIT, "no {want:?} in {got:?}");
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                let done = msg.lines().any(|l| l == want);
+                got.push(msg);
+                if done {
+                    return got;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+#[test]
+fn ready_status_watchdog_and_stopping_reach_the_service_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let env_dump = dir.path().join("hook.env");
+    let res = format!(
+        "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/sh\", \"-c\", \"env > {}; echo hook says hello\"]\n",
+        env_dump.display()
+    );
+    let config = write_config(&dir.path().join("a"), "a", &dir.path().join("locks"), &res);
+    let stderr = dir.path().join("a.stderr");
+    let notify = format!("NOTIFY_SOCKET={}", sock_path.display());
+    // WATCHDOG_USEC 400 ms: fed every 200 ms while every runner answers.
+    let wrapper = ["/usr/bin/env", notify.as_str(), "WATCHDOG_USEC=400000"];
+    let mut d = Daemon::spawn("a", &wrapper, config, stderr);
+    let got = read_until(&sock, "READY=1");
+    let ready = got.last().unwrap();
+    assert!(ready.lines().any(|l| l == "STATUS=master: web"), "{got:?}");
+    // Two watchdog pings after READY: it is fed periodically.
+    read_until(&sock, "WATCHDOG=1");
+    read_until(&sock, "WATCHDOG=1");
+    d.signal(Signal::SIGTERM);
+    let got = read_until(&sock, "STOPPING=1");
+    assert!(got.last().unwrap().contains("STATUS=stopping"), "{got:?}");
+    assert_eq!(d.wait_exit(), Some(0), "{}", d.log());
+
+    // The hook talked to nobody: no notify or watchdog variables, ours set.
+    let env = std::fs::read_to_string(&env_dump).unwrap();
+    for gone in ["NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(gone)),
+            "hook saw {gone}\n{env}"
+        );
+    }
+    for set in [
+        "DLM_ELECTD_RESOURCE=web",
+        "DLM_ELECTD_EVENT=acquire",
+        "DLM_ELECTD_NODE=a",
+    ] {
+        assert!(env.lines().any(|l| l == set), "hook lacks {set}\n{env}");
+    }
+    // Its output is in the daemon's log, tagged with the resource.
+    let log = d.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("hook says hello") && l.contains("resource=web")),
+        "{log}"
+    );
+}
