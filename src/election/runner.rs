@@ -300,6 +300,14 @@ impl Runner {
                     held = Some(h);
                     Event::Locked
                 }
+                Done::Event(Event::Stalled) => {
+                    tracing::warn!(
+                        resource = %self.spec.name,
+                        "lock call has not returned within op_timeout ({:?}); still waiting for it (the DLM may be recovering a dead node)",
+                        self.op_timeout
+                    );
+                    Event::Stalled
+                }
                 Done::Event(ev) => ev,
             };
             cmd = m.handle(ev);

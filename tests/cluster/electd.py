@@ -32,11 +32,12 @@ def install(c):
         os.replace(dst + ".tmp", dst)
 
 
-def config(c, name, resources, mount="/dlm", runtime="/run/dlm-electd", domain="electd"):
+def config(c, name, resources, mount="/dlm", runtime="/run/dlm-electd", domain="electd", op_timeout="2m"):
     """Write a config into the share; returns its guest path."""
     os.makedirs(os.path.join(c.share, "cfg"), mode=0o755, exist_ok=True)
     text = ['[lock]\nbackend = "dlmfs"\nmount = "%s"\ndomain = "%s"\n' % (mount, domain),
-            '[daemon]\nruntime_dir = "%s"\npoll_interval = "%s"\n' % (runtime, POLL)]
+            '[daemon]\nruntime_dir = "%s"\npoll_interval = "%s"\nop_timeout = "%s"\n'
+            % (runtime, POLL, op_timeout)]
     for r in resources:
         text.append('[[resource]]\nname = "%s"\n[[resource.action]]\ntype = "exec"\n'
                     'acquire = %s\nrelease = %s\n' % (r, HOOK, HOOK))
@@ -273,6 +274,48 @@ def test_node_power_pull_takeover(c):
     sole_master(c, [other], cfgs.get, "web")
     st = status(c, other, cfgs[other])
     assert st["resources"][0]["last_error"] is None, st
+    stop_all(c, 2)
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, fresh=True, timeout=300, **FAST)
+def test_lock_call_stalled_by_dlm_recovery_wedges_nothing(c):
+    """A trylock whose lock master died sleeps in the kernel until the node
+    is evicted (~2 s x dead_threshold). With op_timeout below that, the
+    resource shows `stalled`, while the daemon keeps answering and its other
+    resource stays master; once recovery is done it takes over."""
+    m0 = c.mark()
+    install(c)
+    a, b = 0, 1
+    cfg_a = config(c, "stall-a", ["web"], op_timeout="2s")
+    cfg_b = config(c, "stall-b", ["web", "mine"], op_timeout="2s")
+    cfgs = {a: cfg_a, b: cfg_b}
+    # a first: it creates and so masters the DLM lock resource of web.
+    start(c, a, cfg_a)
+    sole_master(c, [a], cfgs.get, "web")
+    start(c, b, cfg_b)
+    sole_master(c, [a, b], cfgs.get, "web")
+    sole_master(c, [b], cfgs.get, "mine")
+    mk = c.mark()
+    c.kill(a)
+    seen = {}
+
+    def watch():
+        t0 = time.monotonic()
+        st = status(c, b, cfg_b)
+        answered = time.monotonic() - t0
+        r = {x["name"]: x for x in st["resources"]}
+        assert answered < 5, "status took %.1f s" % answered
+        if r["web"]["state"] == "stalled":
+            seen["stalled"] = True
+            assert r["mine"]["state"] == "master", r
+        return r["web"]["state"] == "master"
+    until(120, "takeover of web by node%d" % b, watch)
+    assert seen.get("stalled"), "web never showed stalled"
+    acq = c.wait_event("^acquire web$", node=b, since=mk, timeout=5)
+    print("  web stalled during recovery, then node%d took over %.1f s after the kill"
+          % (b, (acq.t_ms - c.events(since=mk)[0].t_ms) / 1000))
+    assert "has not returned within op_timeout" in log(c, b), log(c, b)
     stop_all(c, 2)
     assert_one_master(c, m0)
 
