@@ -204,11 +204,13 @@ fn release_with_hold_off_switches_over_and_stays_out() {
     let m = lab.sole_master("web");
     let other = 1 - m;
     let hold = Duration::from_secs(3);
+    // Taken before asking: the hold-off starts after this instant, so the
+    // lower bound below cannot be met early by a slow reply.
+    let released = Instant::now();
     let out = cli(
         &lab.daemons[m].config,
         &["release", "web", "--hold-off", "3s"],
     );
-    let released = Instant::now();
     assert!(
         out.status.success(),
         "{}",
