@@ -106,13 +106,35 @@ impl Supervisor {
     }
 
     /// Stops one runner: it releases what it holds and exits.
-    async fn stop(&mut self, name: &str) {
-        if let Some(r) = self.runners.remove(name) {
+    /// Stops some runners: they release what they hold and exit, all at
+    /// once. Their release actions may take a while, so meanwhile the
+    /// watchdog is fed for as long as the remaining runners answer.
+    async fn stop(&mut self, names: &[String]) {
+        let mut specs = Vec::new();
+        let mut joins = Vec::new();
+        for r in names.iter().filter_map(|n| self.runners.remove(n)) {
             let _ = r.tx.send(Request::Shutdown).await;
-            let _ = r.join.await;
-            self.board.lock().unwrap().retain(|s| s.name != name);
+            specs.push(r.spec);
+            joins.push(r.join);
+        }
+        let joins = futures_util::future::join_all(joins);
+        tokio::pin!(joins);
+        let mut wd =
+            tokio::time::interval(notify::watchdog_period().unwrap_or(Duration::from_secs(3600)));
+        loop {
+            tokio::select! {
+                _ = &mut joins => break,
+                _ = wd.tick(), if notify::watchdog_period().is_some() => {
+                    if self.all_alive(Duration::from_secs(1)).await {
+                        notify::watchdog();
+                    }
+                }
+            }
+        }
+        for spec in specs {
+            self.board.lock().unwrap().retain(|s| s.name != spec.name);
             if let Some(f) = &self.file {
-                f.unregister(&r.spec.lock);
+                f.unregister(&spec.lock);
             }
         }
     }
@@ -160,8 +182,8 @@ impl Supervisor {
         // its lock up before the new one competes (dlmfs locks are per node).
         for name in &stale {
             tracing::info!(resource = %name, "reload: stopping");
-            self.stop(name).await;
         }
+        self.stop(&stale).await;
         for spec in &new.resources {
             if !self.runners.contains_key(&spec.name) {
                 tracing::info!(resource = %spec.name, "reload: starting");

@@ -83,3 +83,47 @@ fn ready_status_watchdog_and_stopping_reach_the_service_manager() {
         "{log}"
     );
 }
+
+/// A reload that releases a resource whose release hook is slow must not
+/// starve the watchdog while the other runners answer.
+#[test]
+fn watchdog_is_fed_during_a_slow_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let slow = "[[resource]]\nname = \"slow\"\n[[resource.action]]\ntype = \"exec\"\nrelease = [\"/bin/sleep\", \"2\"]\n";
+    let keep = "[[resource]]\nname = \"keep\"\n";
+    let locks = dir.path().join("locks");
+    let config = write_config(&dir.path().join("a"), "a", &locks, &format!("{slow}{keep}"));
+    let notify = format!("NOTIFY_SOCKET={}", sock_path.display());
+    let wrapper = ["/usr/bin/env", notify.as_str(), "WATCHDOG_USEC=400000"];
+    let mut d = Daemon::spawn("a", &wrapper, config.clone(), dir.path().join("a.stderr"));
+    read_until(&sock, "READY=1");
+    write_config(&dir.path().join("a"), "a", &locks, keep);
+    d.signal(Signal::SIGHUP);
+    // Count pings until the reload is done (the slow hook takes 2 s).
+    let mut pings = 0;
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while !d.log().contains("reloaded") {
+        assert!(start.elapsed() < WAIT, "reload did not finish: {}", d.log());
+        if let Ok(n) = sock.recv(&mut buf) {
+            pings += String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .filter(|l| *l == "WATCHDOG=1")
+                .count();
+        }
+    }
+    assert!(
+        start.elapsed() >= Duration::from_secs(2),
+        "the slow release hook ran"
+    );
+    assert!(
+        pings >= 3,
+        "only {pings} watchdog pings during a 2 s reload"
+    );
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait_exit(), Some(0), "{}", d.log());
+}
