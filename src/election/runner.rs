@@ -83,15 +83,8 @@ impl Op {
                 Done::Event(Event::Timer)
             }
             Op::Lock { call, deadline } => {
-                let r = match deadline {
-                    Some(d) => tokio::select! {
-                        r = call => r,
-                        () = d.as_mut() => {
-                            *deadline = None;
-                            return Done::Event(Event::Stalled);
-                        }
-                    },
-                    None => call.await,
+                let Some(r) = bounded(call, deadline).await else {
+                    return Done::Event(Event::Stalled);
                 };
                 *self = Op::Idle;
                 match r {
@@ -104,15 +97,8 @@ impl Op {
                 }
             }
             Op::Unlock { call, deadline } => {
-                let r = match deadline {
-                    Some(d) => tokio::select! {
-                        r = call => r,
-                        () = d.as_mut() => {
-                            *deadline = None;
-                            return Done::Event(Event::Stalled);
-                        }
-                    },
-                    None => call.await,
+                let Some(r) = bounded(call, deadline).await else {
+                    return Done::Event(Event::Stalled);
                 };
                 *self = Op::Idle;
                 Done::Event(Event::Unlocked(match r {
@@ -130,6 +116,25 @@ impl Op {
                 std::future::pending().await
             }
         }
+    }
+}
+
+/// Awaits a blocking-pool call under its deadline. None: the deadline
+/// passed (reported once; the deadline is then cleared and the next await
+/// waits for the call itself, however long it takes).
+async fn bounded<T>(
+    call: &mut JoinHandle<T>,
+    deadline: &mut Option<Pin<Box<Sleep>>>,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    match deadline {
+        Some(d) => tokio::select! {
+            r = call => Some(r),
+            () = d.as_mut() => {
+                *deadline = None;
+                None
+            }
+        },
+        None => Some(call.await),
     }
 }
 
