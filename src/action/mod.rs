@@ -39,7 +39,7 @@ pub struct Ctx {
 pub async fn run(action: &ActionSpec, step: Step, ctx: &Ctx, cancel: Cancel) -> Result<(), String> {
     match action {
         ActionSpec::Exec(e) => exec::run(e, step, ctx, cancel).await,
-        ActionSpec::Vip(v) => vip::run(v, step, ctx).await,
+        ActionSpec::Vip(v) => vip::run(v, step).await,
     }
 }
 

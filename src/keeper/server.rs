@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Release retries after the daemon died: 1 s, 2 s, 4 s, ... capped.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -28,6 +29,7 @@ struct Held {
 /// `dlm-electd keep-locks --fd N --node NAME`: the keeper process.
 pub fn main(fd: RawFd, node: String) -> i32 {
     // Refuse anything but the socket the daemon handed us.
+    // SAFETY: only fstat'ed while borrowed; a bad fd number gives EBADF.
     let is_socket = nix::sys::stat::fstat(unsafe { BorrowedFd::borrow_raw(fd) })
         .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK);
     if fd < 3 || !is_socket {
@@ -128,9 +130,10 @@ pub fn serve(sock: OwnedFd, node: &str) -> i32 {
             }
         }
     };
-    let all_ok = rt.block_on(futures::future::join_all(
-        held.into_iter().map(|h| release_one(h, node)),
-    ));
+    let all_ok = rt.block_on(futures::future::join_all(held.into_iter().map(|h| {
+        let span = tracing::info_span!("resource", resource = %h.resource);
+        release_one(h, node).instrument(span)
+    })));
     if all_ok.into_iter().all(|ok| ok) {
         0
     } else {
@@ -153,7 +156,7 @@ async fn release_one(h: Held, node: &str) -> bool {
     // the lock, there is nothing of ours left to undo.
     if let Err(Errno::EAGAIN | Errno::EACCES) = ofd_setlk(&fd, true) {
         // The daemon clears its record before it unlocks.
-        tracing::info!(resource = %resource, "lock keeper: the lock had already been given up; nothing to undo");
+        tracing::info!("lock keeper: the lock had already been given up; nothing to undo");
         return true;
     }
     let ctx = Ctx {
@@ -166,10 +169,14 @@ async fn release_one(h: Held, node: &str) -> bool {
             Ok(()) => break,
             Err(e) => {
                 if lock_file_gone(fd.as_fd()) {
-                    tracing::error!(resource = %resource, "lock keeper: release failed ({e}) and the lock file was removed, so the lock excludes nobody any more: giving up; `dlm-electd cleanup` retries");
+                    tracing::error!(
+                        "lock keeper: release failed ({e}) and the lock file was removed, so the lock excludes nobody any more: giving up; `dlm-electd cleanup` retries"
+                    );
                     return false;
                 }
-                tracing::error!(resource = %resource, "lock keeper: release failed, keeping the lock and retrying in {wait:?}: {e}");
+                tracing::error!(
+                    "lock keeper: release failed, keeping the lock and retrying in {wait:?}: {e}"
+                );
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(RETRY_MAX);
             }
@@ -181,7 +188,7 @@ async fn release_one(h: Held, node: &str) -> bool {
         crate::instance::Record::at(r).clear();
     }
     drop(fd);
-    tracing::info!(resource = %resource, "lock keeper: released; lock given up");
+    tracing::info!("lock keeper: released; lock given up");
     true
 }
 

@@ -72,8 +72,8 @@ pub fn ofd_setlk(fd: impl AsFd, lock: bool) -> nix::Result<()> {
 }
 
 fn whole_file(kind: libc::c_short) -> libc::flock {
-    // SAFETY-free: a plain C struct; zero means "from offset 0 to EOF and
-    // beyond", and l_pid must be 0 for OFD locks.
+    // SAFETY: a plain C struct for which all-zero is valid; zero means
+    // "from offset 0 to EOF and beyond", and l_pid must be 0 for OFD locks.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
