@@ -81,6 +81,16 @@ pub struct VipSpec {
     pub timeout: Duration,
 }
 
+impl VipSpec {
+    /// How long an announce burst takes: the first announcement goes out at
+    /// once, then one every `announce_interval`. The burst runs inside the
+    /// acquire step, so it must fit in `timeout`.
+    pub fn burst(&self) -> Duration {
+        self.announce_interval
+            .saturating_mul(self.announce_count.saturating_sub(1))
+    }
+}
+
 impl fmt::Display for ActionSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -130,3 +140,34 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vip(count: u32, interval_ms: u64) -> VipSpec {
+        VipSpec {
+            address: "198.18.0.10".parse().unwrap(),
+            prefix_len: 24,
+            interface: "nonexistent0".into(),
+            announce_count: count,
+            announce_interval: Duration::from_millis(interval_ms),
+            refresh: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn burst_counts_intervals_between_announcements() {
+        assert_eq!(vip(0, 200).burst(), Duration::ZERO);
+        assert_eq!(vip(1, 200).burst(), Duration::ZERO);
+        assert_eq!(vip(5, 200).burst(), Duration::from_millis(800));
+        assert_eq!(vip(u32::MAX, u64::MAX).burst(), Duration::MAX);
+    }
+
+    #[test]
+    fn backends_display_as_written_in_the_config() {
+        assert_eq!(Backend::File.to_string(), "file");
+        assert_eq!(Backend::Dlmfs.to_string(), "dlmfs");
+    }
+}

@@ -46,6 +46,16 @@ pub enum Backend {
     Dlmfs,
 }
 
+/// As written in the config, for users (never `File`/`Dlmfs`).
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::File => "file",
+            Backend::Dlmfs => "dlmfs",
+        })
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLock {

@@ -22,6 +22,10 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_VIP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_ANNOUNCE_COUNT: u32 = 5;
+pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(200);
+/// Zero: no periodic re-announce.
+pub const DEFAULT_VIP_REFRESH: Duration = Duration::ZERO;
 
 /// Why a lock name cannot be used with a backend, or None if it can.
 pub fn lock_name_problem(backend: Backend, name: &str) -> Option<String> {
@@ -357,25 +361,26 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
                 address,
                 prefix_len,
                 interface,
-                announce_count: r.announce_count.as_ref().map(|c| *c.get_ref()).unwrap_or(5),
+                announce_count: r
+                    .announce_count
+                    .as_ref()
+                    .map(|c| *c.get_ref())
+                    .unwrap_or(DEFAULT_ANNOUNCE_COUNT),
                 announce_interval: r
                     .announce_interval
                     .as_ref()
                     .map(|d| d.get_ref().0)
-                    .unwrap_or(Duration::from_millis(200)),
+                    .unwrap_or(DEFAULT_ANNOUNCE_INTERVAL),
                 refresh: r
                     .refresh
                     .as_ref()
                     .map(|d| d.get_ref().0)
-                    .unwrap_or(Duration::ZERO),
+                    .unwrap_or(DEFAULT_VIP_REFRESH),
                 timeout: timeout.unwrap_or(DEFAULT_VIP_TIMEOUT),
             };
             // The whole burst runs inside acquire, under its timeout: say so
             // now rather than fail every takeover.
-            let burst = spec
-                .announce_interval
-                .saturating_mul(spec.announce_count.saturating_sub(1));
-            if burst >= spec.timeout {
+            if spec.burst() >= spec.timeout {
                 let at = r
                     .announce_count
                     .as_ref()
