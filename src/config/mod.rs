@@ -3,11 +3,15 @@
 //! `load` reads the main file and its drop-ins, `validate` turns the raw serde
 //! types of `model` into the types below (defaults applied, names checked
 //! against the backend), and `security` refuses files a non-root user could
-//! have written when the daemon runs as root.
+//! have written when the daemon runs as root. `source` turns spans into
+//! file:line:column for both `load` and `validate`.
+//!
+//! Dependencies go one way: load → validate → source.
 
 pub mod load;
 pub mod model;
 pub mod security;
+pub mod source;
 pub mod validate;
 
 use std::fmt;

@@ -1,8 +1,8 @@
 //! Raw config → validated `Config`: defaults, cross-checks, and names the
 //! chosen lock backend can take. Pure apart from reading the hostname default.
 
-use super::load::Source;
 use super::model::{ActionType, Argv, Backend, RawAction, RawConfig, RawDropIn, RawResource};
+use super::source::Source;
 use super::{
     ActionSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, ResourceSpec, VipSpec,
 };
