@@ -60,15 +60,15 @@ impl std::fmt::Display for Backend {
 #[serde(deny_unknown_fields)]
 pub struct RawLock {
     pub backend: Option<Spanned<Backend>>,
-    pub dir: Option<PathBuf>,
-    pub mount: Option<PathBuf>,
+    pub dir: Option<Spanned<PathBuf>>,
+    pub mount: Option<Spanned<PathBuf>>,
     pub domain: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
-    pub runtime_dir: Option<PathBuf>,
+    pub runtime_dir: Option<Spanned<PathBuf>>,
     pub poll_interval: Option<Interval>,
     pub op_timeout: Option<Interval>,
 }

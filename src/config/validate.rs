@@ -119,6 +119,17 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((addr, prefix))
 }
 
+/// Why a program path cannot be used, or None. A relative path with a `/`
+/// would be looked up from the daemon's working directory, which differs
+/// between a unit and a shell; a bare name is looked up in PATH, like exec.
+fn program_problem(prog: &str) -> Option<String> {
+    (prog.contains('/') && !prog.starts_with('/')).then(|| {
+        format!(
+            "{prog:?} is a relative path: write an absolute path, or a bare name to look up in PATH"
+        )
+    })
+}
+
 struct Ctx<'a> {
     errors: Vec<ConfigError>,
     src: &'a Source,
@@ -127,6 +138,28 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err<T>(&mut self, at: &Spanned<T>, msg: impl Into<String>) {
         self.errors.push(self.src.error(Some(at.span()), msg));
+    }
+
+    /// The absolute path written for `key`, or `default`. Relative paths
+    /// are refused: they would follow the working directory, so two starts
+    /// from different directories would use different locks (or runtime
+    /// dirs) and both become master.
+    fn abs_path(&mut self, key: &str, value: Option<Spanned<PathBuf>>, default: &str) -> PathBuf {
+        match value {
+            None => default.into(),
+            Some(v) => {
+                if !v.get_ref().is_absolute() {
+                    self.err(
+                        &v,
+                        format!(
+                            "key `{key}`: {:?} is a relative path: write an absolute one (relative paths would follow the daemon's working directory)",
+                            v.get_ref()
+                        ),
+                    );
+                }
+                v.into_inner()
+            }
+        }
     }
 }
 
@@ -177,15 +210,12 @@ pub fn validate(
     };
     let lock = LockConfig {
         backend,
-        dir: raw.lock.dir.unwrap_or_else(|| DEFAULT_LOCK_DIR.into()),
-        mount: raw.lock.mount.unwrap_or_else(|| DEFAULT_MOUNT.into()),
+        dir: cx.abs_path("dir", raw.lock.dir, DEFAULT_LOCK_DIR),
+        mount: cx.abs_path("mount", raw.lock.mount, DEFAULT_MOUNT),
         domain,
     };
     let daemon = DaemonConfig {
-        runtime_dir: raw
-            .daemon
-            .runtime_dir
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR)),
+        runtime_dir: cx.abs_path("runtime_dir", raw.daemon.runtime_dir, DEFAULT_RUNTIME_DIR),
         poll_interval: raw
             .daemon
             .poll_interval
@@ -327,6 +357,13 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
             if r.acquire.is_none() && r.release.is_none() {
                 cx.err(a, "exec action needs `acquire`, `release` or both");
             }
+            for (key, argv) in [("acquire", &r.acquire), ("release", &r.release)] {
+                if let Some(argv) = argv
+                    && let Some(p) = program_problem(&argv.get_ref().0[0])
+                {
+                    cx.err(argv, format!("key `{key}`: {p}"));
+                }
+            }
             let argv = |x: &Option<Spanned<Argv>>| x.as_ref().map(|s| s.get_ref().0.clone());
             ActionSpec::Exec(ExecSpec {
                 acquire: argv(&r.acquire),
@@ -398,4 +435,49 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
         }
     };
     (cx.errors.len() == before).then_some(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate_text(text: &str) -> Result<Config, Vec<ConfigError>> {
+        let src = Source {
+            path: "/etc/x.toml".into(),
+            text: text.into(),
+        };
+        let raw = src.parse().map_err(|e| vec![e])?;
+        validate(&src, raw, Vec::new())
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match validate_text(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn relative_paths_are_refused_at_their_key() {
+        let e =
+            errors("[lock]\ndir = \"locks\"\nmount = \"dlm\"\n[daemon]\nruntime_dir = \"run\"\n");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].starts_with("/etc/x.toml:2:7: key `dir`: \"locks\" is a relative path"));
+        assert!(e[1].starts_with("/etc/x.toml:3:9: key `mount`:"));
+        assert!(e[2].starts_with("/etc/x.toml:5:15: key `runtime_dir`:"));
+        assert!(validate_text("[lock]\ndir = \"/x/locks\"\n").is_ok());
+    }
+
+    #[test]
+    fn relative_program_paths_are_refused() {
+        let e = errors(
+            "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"bin/up\"]\n",
+        );
+        assert!(
+            e[0].starts_with("/etc/x.toml:5:11: key `acquire`: \"bin/up\" is a relative path"),
+            "{e:?}"
+        );
+        // A bare name is looked up in PATH, like exec does.
+        assert!(validate_text("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"true\"]\n").is_ok());
+    }
 }
