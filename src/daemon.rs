@@ -221,16 +221,11 @@ impl Supervisor {
     }
 }
 
-/// Loads the config and, as root, applies the ownership/permission rule.
+/// Transitional: callers move to `config::load_checked` (typed errors, warnings).
 pub fn load_checked(path: &Path) -> Result<Config, String> {
-    let cfg = config::load(path).map_err(|e| e.to_string())?;
-    if nix::unistd::geteuid().is_root() {
-        let problems = config::security::check(&cfg);
-        if !problems.is_empty() {
-            return Err(config::ConfigErrors(problems).to_string());
-        }
-    }
-    Ok(cfg)
+    config::load_checked(path)
+        .map(|l| l.config)
+        .map_err(|e| e.to_string())
 }
 
 /// `dlm-electd run`. Returns the exit code.

@@ -3,7 +3,7 @@
 
 use super::model::{RawConfig, RawDropIn};
 use super::source::Source;
-use super::{Config, ConfigError, ConfigErrors};
+use super::{Config, ConfigError, ConfigErrors, Places};
 use std::path::{Path, PathBuf};
 
 fn read(path: &Path) -> Result<Source, ConfigError> {
@@ -33,8 +33,14 @@ pub fn drop_in_paths(main: &Path) -> Vec<PathBuf> {
     paths
 }
 
-/// Reads, parses and validates the whole configuration.
+/// Reads, parses and validates the whole configuration. No filesystem
+/// checks beyond reading: see `config::load_checked` for those.
 pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
+    load_placed(main).map(|(cfg, _)| cfg)
+}
+
+/// `load`, with where the values `check` judges were written.
+pub fn load_placed(main: &Path) -> Result<(Config, Places), ConfigErrors> {
     let main_src = read(main).map_err(|e| ConfigErrors(vec![e]))?;
     let mut errors = Vec::new();
     let raw: Option<RawConfig> = main_src.parse().map_err(|e| errors.push(e)).ok();
@@ -52,7 +58,7 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
         return Err(ConfigErrors(errors));
     };
     match super::validate::validate(&main_src, raw, drop_ins) {
-        Ok(cfg) if errors.is_empty() => Ok(cfg),
+        Ok(done) if errors.is_empty() => Ok(done),
         Ok(_) => Err(ConfigErrors(errors)),
         Err(more) => {
             errors.extend(more);

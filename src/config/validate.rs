@@ -1,10 +1,13 @@
 //! Raw config → validated `Config`: defaults, cross-checks, and names the
-//! chosen lock backend can take. Pure apart from reading the hostname default.
+//! chosen lock backend can take. Pure apart from reading the hostname
+//! default: whatever needs the filesystem is `check`'s, which gets the
+//! places of what it judges from here.
 
 use super::model::{ActionType, Argv, Backend, RawAction, RawConfig, RawDropIn, RawResource};
-use super::source::Source;
+use super::source::{Place, Source};
 use super::{
-    ActionSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, ResourceSpec, VipSpec,
+    ActionSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, Places, ProgramPlace,
+    ResourceSpec, VipSpec,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -133,6 +136,8 @@ fn program_problem(prog: &str) -> Option<String> {
 struct Ctx<'a> {
     errors: Vec<ConfigError>,
     src: &'a Source,
+    programs: Vec<ProgramPlace>,
+    interfaces: Vec<(String, Place)>,
 }
 
 impl Ctx<'_> {
@@ -140,13 +145,22 @@ impl Ctx<'_> {
         self.errors.push(self.src.error(Some(at.span()), msg));
     }
 
-    /// The absolute path written for `key`, or `default`. Relative paths
-    /// are refused: they would follow the working directory, so two starts
-    /// from different directories would use different locks (or runtime
-    /// dirs) and both become master.
-    fn abs_path(&mut self, key: &str, value: Option<Spanned<PathBuf>>, default: &str) -> PathBuf {
+    fn place<T>(&self, at: &Spanned<T>) -> Place {
+        self.src.place(Some(at.span()))
+    }
+
+    /// The absolute path written for `key`, or `default`, with its place.
+    /// Relative paths are refused: they would follow the working directory,
+    /// so two starts from different directories would use different locks
+    /// (or runtime dirs) and both become master.
+    fn abs_path(
+        &mut self,
+        key: &str,
+        value: Option<Spanned<PathBuf>>,
+        default: &str,
+    ) -> (PathBuf, Place) {
         match value {
-            None => default.into(),
+            None => (default.into(), self.src.place(None)),
             Some(v) => {
                 if !v.get_ref().is_absolute() {
                     self.err(
@@ -157,7 +171,8 @@ impl Ctx<'_> {
                         ),
                     );
                 }
-                v.into_inner()
+                let place = self.place(&v);
+                (v.into_inner(), place)
             }
         }
     }
@@ -167,10 +182,12 @@ pub fn validate(
     main: &Source,
     raw: RawConfig,
     drop_ins: Vec<(Source, RawDropIn)>,
-) -> Result<Config, Vec<ConfigError>> {
+) -> Result<(Config, Places), Vec<ConfigError>> {
     let mut cx = Ctx {
         errors: Vec::new(),
         src: main,
+        programs: Vec::new(),
+        interfaces: Vec::new(),
     };
 
     let node = match raw.node.name {
@@ -208,14 +225,18 @@ pub fn validate(
         }
         None => DEFAULT_DOMAIN.into(),
     };
+    let (dir, lock_dir_at) = cx.abs_path("dir", raw.lock.dir, DEFAULT_LOCK_DIR);
+    let (mount, _) = cx.abs_path("mount", raw.lock.mount, DEFAULT_MOUNT);
+    let (runtime_dir, runtime_dir_at) =
+        cx.abs_path("runtime_dir", raw.daemon.runtime_dir, DEFAULT_RUNTIME_DIR);
     let lock = LockConfig {
         backend,
-        dir: cx.abs_path("dir", raw.lock.dir, DEFAULT_LOCK_DIR),
-        mount: cx.abs_path("mount", raw.lock.mount, DEFAULT_MOUNT),
+        dir,
+        mount,
         domain,
     };
     let daemon = DaemonConfig {
-        runtime_dir: cx.abs_path("runtime_dir", raw.daemon.runtime_dir, DEFAULT_RUNTIME_DIR),
+        runtime_dir,
         poll_interval: raw
             .daemon
             .poll_interval
@@ -270,13 +291,20 @@ pub fn validate(
         }
     }
     if cx.errors.is_empty() {
-        Ok(Config {
+        let places = Places {
+            lock_dir: lock_dir_at,
+            runtime_dir: runtime_dir_at,
+            programs: cx.programs,
+            interfaces: cx.interfaces,
+        };
+        let cfg = Config {
             node,
             lock,
             daemon,
             resources,
             files,
-        })
+        };
+        Ok((cfg, places))
     } else {
         Err(cx.errors)
     }
@@ -306,7 +334,11 @@ fn resource(
         };
         cx.err(lock, format!("{key}: {p}"));
     }
-    let actions: Vec<ActionSpec> = r.action.iter().filter_map(|a| action(cx, a)).collect();
+    let actions: Vec<ActionSpec> = r
+        .action
+        .iter()
+        .filter_map(|a| action(cx, a, name.get_ref()))
+        .collect();
     (cx.errors.len() == before).then(|| ResourceSpec {
         name: name.get_ref().clone(),
         lock: lock.get_ref().clone(),
@@ -315,7 +347,7 @@ fn resource(
     })
 }
 
-fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
+fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<ActionSpec> {
     let r = a.get_ref();
     let kind = *r.kind.get_ref();
     let before = cx.errors.len();
@@ -358,11 +390,18 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
                 cx.err(a, "exec action needs `acquire`, `release` or both");
             }
             for (key, argv) in [("acquire", &r.acquire), ("release", &r.release)] {
-                if let Some(argv) = argv
-                    && let Some(p) = program_problem(&argv.get_ref().0[0])
-                {
+                let Some(argv) = argv else { continue };
+                let program = argv.get_ref().0[0].clone();
+                if let Some(p) = program_problem(&program) {
                     cx.err(argv, format!("key `{key}`: {p}"));
                 }
+                let at = cx.place(argv);
+                cx.programs.push(ProgramPlace {
+                    resource: resource.into(),
+                    key,
+                    program,
+                    at,
+                });
             }
             let argv = |x: &Option<Spanned<Argv>>| x.as_ref().map(|s| s.get_ref().0.clone());
             ActionSpec::Exec(ExecSpec {
@@ -391,6 +430,8 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
                     if let Some(p) = interface_problem(s.get_ref()) {
                         cx.err(s, format!("key `interface`: {p}"));
                     }
+                    let at = cx.place(s);
+                    cx.interfaces.push((s.get_ref().clone(), at));
                     s.get_ref().clone()
                 }
             };
@@ -441,7 +482,7 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
 mod tests {
     use super::*;
 
-    fn validate_text(text: &str) -> Result<Config, Vec<ConfigError>> {
+    fn validate_text(text: &str) -> Result<(Config, Places), Vec<ConfigError>> {
         let src = Source {
             path: "/etc/x.toml".into(),
             text: text.into(),
@@ -479,5 +520,55 @@ mod tests {
         );
         // A bare name is looked up in PATH, like exec does.
         assert!(validate_text("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"true\"]\n").is_ok());
+    }
+
+    #[test]
+    fn places_of_dirs_programs_and_interfaces() {
+        let (_, places) = validate_text(
+            "[lock]\ndir = \"/l\"\n[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nrelease = [\"/bin/down\", \"x\"]\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.51.100.1\"\ninterface = \"eth9\"\n",
+        )
+        .unwrap();
+        assert_eq!(places.lock_dir.pos, Some((2, 7)));
+        assert_eq!(places.runtime_dir.pos, None, "defaulted");
+        assert_eq!(places.runtime_dir.path, PathBuf::from("/etc/x.toml"));
+        let p = &places.programs[0];
+        assert_eq!(
+            (p.resource.as_str(), p.key, p.program.as_str(), p.at.pos),
+            ("w", "release", "/bin/down", Some((7, 11)))
+        );
+        assert_eq!(places.interfaces[0].0, "eth9");
+        assert_eq!(places.interfaces[0].1.pos, Some((11, 13)));
+    }
+
+    /// Reload restarts the resources whose specs differ: one that only
+    /// moved in the file must compare equal.
+    #[test]
+    fn specs_do_not_depend_on_where_they_were_written() {
+        let res = "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/up\"]\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.51.100.1\"\ninterface = \"eth0\"\n";
+        let (a, pa) = validate_text(res).unwrap();
+        let (b, pb) = validate_text(&format!("\n\n# moved\n{res}")).unwrap();
+        assert_eq!(a.resources, b.resources);
+        assert_ne!(pa.programs, pb.programs);
+    }
+
+    #[test]
+    fn vip_defaults_are_the_named_ones() {
+        let (c, _) = validate_text("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.51.100.1\"\ninterface = \"eth0\"\n").unwrap();
+        let ActionSpec::Vip(v) = &c.resources[0].actions[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (v.announce_count, v.announce_interval, v.refresh, v.timeout),
+            (
+                DEFAULT_ANNOUNCE_COUNT,
+                DEFAULT_ANNOUNCE_INTERVAL,
+                DEFAULT_VIP_REFRESH,
+                DEFAULT_VIP_TIMEOUT
+            )
+        );
+        assert_eq!(
+            (v.address.to_string(), v.prefix_len),
+            ("198.51.100.1".into(), 32)
+        );
     }
 }
