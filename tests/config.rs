@@ -370,6 +370,31 @@ fn as_root_lock_dir_and_runtime_dir_must_be_roots_alone() {
     config::load_checked(&cfg).unwrap();
 }
 
+/// A symlink on the way is judged where it sits too: its directory's owner
+/// could re-point it after the check.
+#[test]
+fn as_root_a_dir_reached_through_someone_elses_symlink_is_refused() {
+    if !is_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let locks = mkdir(&dir.path().join("locks"), 0o700);
+    let theirs = mkdir(&dir.path().join("theirs"), 0o755);
+    chown(&theirs, Some(Uid::from_raw(OTHER)), None).unwrap();
+    symlink(&locks, theirs.join("locks")).unwrap();
+    let cfg = write_config(dir.path(), "a", &theirs.join("locks"), "");
+    let errs = check_errors(&cfg);
+    assert!(
+        errs[0].contains("key `lock.dir`")
+            && errs[0].contains(&format!("{} is owned by uid {OTHER}", theirs.display())),
+        "{errs:?}"
+    );
+    // The same link in a directory of root's is fine.
+    symlink(&locks, dir.path().join("link")).unwrap();
+    let cfg = write_config(dir.path(), "a", &dir.path().join("link"), "");
+    config::load_checked(&cfg).unwrap();
+}
+
 /// A defaulted dir has no position, but the message still names the key.
 #[test]
 fn as_root_a_defaulted_dir_is_named_by_its_key() {

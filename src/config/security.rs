@@ -34,39 +34,51 @@ pub fn dir_problem(dir: &Path) -> Option<String> {
     }
 }
 
-/// `path` and every directory above it (symlinks resolved) must be owned by
-/// root and writable by nobody else; the sticky exception applies to the
-/// directories above, and to `path` itself unless `leaf` (a sticky
-/// world-writable lock dir would let anyone plant files in it).
+/// `path` and every directory above it must be owned by root and writable
+/// by nobody else; the sticky exception applies to the directories above,
+/// and to `path` itself unless `leaf` (a sticky world-writable lock dir
+/// would let anyone plant files in it). Judged twice: along the resolved
+/// path, and along the path as written, because a symlink on the way can be
+/// re-pointed by whoever may write the directory it sits in.
 fn chain_problem(path: &Path, leaf: bool) -> Option<String> {
-    let path = match std::fs::canonicalize(path) {
+    let resolved = match std::fs::canonicalize(path) {
         Ok(p) => p,
         Err(e) => return Some(format!("{}: {e}", path.display())),
     };
-    let mut here = Some(path.as_path());
-    let mut leaf = leaf;
-    while let Some(p) = here {
-        let md = match std::fs::metadata(p) {
-            Ok(m) => m,
-            Err(e) => return Some(format!("{}: {e}", p.display())),
-        };
-        if md.uid() != 0 {
-            return Some(format!(
-                "{} is owned by uid {}, not root",
-                p.display(),
-                md.uid()
-            ));
+    let written = std::path::absolute(path).unwrap_or_else(|_| resolved.clone());
+    let mut strict = leaf;
+    for p in resolved.ancestors() {
+        if let Some(e) = one_problem(p, strict) {
+            return Some(e);
         }
-        let sticky_dir = !leaf && md.is_dir() && md.mode() & S_ISVTX != 0;
-        if md.mode() & 0o022 != 0 && !sticky_dir {
-            return Some(format!(
-                "{} is writable by group or others (mode {:o})",
-                p.display(),
-                md.mode() & 0o7777
-            ));
-        }
-        leaf = false;
-        here = p.parent();
+        strict = false;
+    }
+    written
+        .ancestors()
+        .skip(1)
+        .find_map(|p| one_problem(p, false))
+}
+
+/// Why `p` (followed if a symlink) is not root's alone, or None.
+fn one_problem(p: &Path, strict: bool) -> Option<String> {
+    let md = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("{}: {e}", p.display())),
+    };
+    if md.uid() != 0 {
+        return Some(format!(
+            "{} is owned by uid {}, not root",
+            p.display(),
+            md.uid()
+        ));
+    }
+    let sticky_dir = !strict && md.is_dir() && md.mode() & S_ISVTX != 0;
+    if md.mode() & 0o022 != 0 && !sticky_dir {
+        return Some(format!(
+            "{} is writable by group or others (mode {:o})",
+            p.display(),
+            md.mode() & 0o7777
+        ));
     }
     None
 }
