@@ -1,7 +1,7 @@
 //! The control socket: line-delimited JSON over a unix socket in the runtime
 //! dir (mode 0600 in a 0700 dir). One request per connection.
 
-use crate::election::runner::{Board, ResourceStatus};
+use crate::election::{Board, ResourceStatus};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,12 +1,16 @@
 //! dlm-electd: leader election and failover on a cluster lock manager.
-//! See DESIGN.md in the project's shared docs for the architecture.
+//! See docs/ARCHITECTURE.md for how the modules fit together.
 
 pub mod action;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod election;
+pub mod exit;
+pub mod instance;
+pub mod keeper;
 pub mod lock;
 pub mod logging;
 pub mod notify;

@@ -1,7 +1,6 @@
 //! systemd notifications (`Type=notify`): READY, STATUS, STOPPING and the
 //! watchdog. All are no-ops when NOTIFY_SOCKET is unset.
 
-use crate::election::runner::ResourceStatus;
 use sd_notify::NotifyState;
 use std::time::Duration;
 
@@ -33,24 +32,4 @@ pub fn watchdog() {
 /// How often to feed the watchdog: half its timeout, when it is enabled.
 pub fn watchdog_period() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
-}
-
-/// One line for STATUS=: "master: web; standby: db; stalled: x".
-pub fn summary(board: &[ResourceStatus]) -> String {
-    let mut parts: Vec<(String, Vec<&str>)> = Vec::new();
-    for r in board {
-        let state = r.state.as_str().to_string();
-        match parts.iter_mut().find(|(s, _)| *s == state) {
-            Some((_, names)) => names.push(&r.name),
-            None => parts.push((state, vec![&r.name])),
-        }
-    }
-    if parts.is_empty() {
-        return "no resources configured".into();
-    }
-    parts
-        .iter()
-        .map(|(s, n)| format!("{s}: {}", n.join(", ")))
-        .collect::<Vec<_>>()
-        .join("; ")
 }

@@ -331,33 +331,87 @@ fn second_instance_on_a_runtime_dir_is_refused() {
 }
 
 #[test]
-fn startup_clears_leftovers_when_another_node_is_master() {
+fn startup_leaves_another_instances_resources_alone() {
+    // Two instances on one host sharing a lock dir (the demo): the second
+    // one's startup must not run its release steps against the first one's
+    // live resources (it would remove the master's VIP).
     let mut lab = Lab::new();
     lab.start("a");
     lab.sole_master("web");
     let b = lab.start("b");
-    lab.daemons[b].wait_state("web", "standby");
-    wait_for(WAIT, "b's startup release", || {
-        lab.events()
-            .contains(&"b release web".to_string())
-            .then_some(())
-    });
-    // Exactly once, not on every poll.
-    let count = || {
-        lab.events()
+    for res in ["web", "db"] {
+        lab.daemons[b].wait_state(res, "standby");
+    }
+    let st = lab.daemons[b].status().unwrap();
+    assert!(
+        st["resources"]
+            .as_array()
+            .unwrap()
             .iter()
-            .filter(|l| *l == "b release web")
-            .count()
-    };
-    let before = count();
-    lab.daemons[b].wait_state("db", "standby");
-    assert_eq!(before, 1);
+            .all(|r| r["last_error"].is_null())
+    );
+    let ev = lab.events();
+    assert!(
+        !ev.iter().any(|l| l.starts_with("b release")),
+        "b undid what a holds:\n{}",
+        ev.join("\n")
+    );
 }
 
 #[test]
-fn cleanup_runs_release_actions() {
-    let lab = Lab::new();
+fn restart_after_daemon_and_keeper_killed_together_undoes_what_it_left() {
+    support::become_subreaper();
+    let mut lab = Lab::new();
+    let a = lab.start("a");
+    lab.sole_master("web");
+    lab.daemons[a].wait_state("db", "master");
+    // systemd's final SIGKILL: daemon and keeper die together, the kernel
+    // drops the locks, and "a"'s side effects still stand.
+    lab.daemons[a].keeper = lab.daemons[a].find_keeper();
+    support::reap_with_keepers(&mut lab.daemons[a..=a]);
+    let b = lab.start("b");
+    lab.daemons[b].wait_state("web", "master");
+    lab.daemons[b].wait_state("db", "master");
+    // "a" comes back: the lock is busy, but its applied records say it may
+    // have left something: it undoes that, once.
+    let a2 = lab.start("a");
+    for res in ["web", "db"] {
+        lab.daemons[a2].wait_state(res, "standby");
+        wait_for(WAIT, &format!("a's release of {res}"), || {
+            lab.events()
+                .contains(&format!("a release {res}"))
+                .then_some(())
+        });
+    }
+    // A second restart finds nothing left to undo.
+    lab.daemons[a2].signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(lab.daemons[a2].wait_exit(), Some(0));
+    let before = lab.events().len();
+    let a3 = lab.start("a");
+    lab.daemons[a3].wait_state("web", "standby");
+    lab.daemons[a3].wait_state("db", "standby");
+    assert_eq!(lab.events().len(), before, "{}", lab.events().join("\n"));
+}
+
+#[test]
+fn cleanup_undoes_only_what_this_instance_applied() {
+    support::become_subreaper();
+    let mut lab = Lab::new();
     let cfg = lab.config("a", &lab.resources());
+    // Nothing applied yet: nothing to undo (another instance may hold it).
+    let out = cli(&cfg, &["cleanup"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lab.events(), Vec::<String>::new());
+    // Master, then killed together with its keeper: cleanup undoes it.
+    let a = lab.start("a");
+    lab.daemons[a].wait_state("web", "master");
+    lab.daemons[a].wait_state("db", "master");
+    lab.daemons[a].keeper = lab.daemons[a].find_keeper();
+    support::reap_with_keepers(&mut lab.daemons[a..=a]);
     let out = cli(&cfg, &["cleanup"]);
     assert!(
         out.status.success(),
@@ -365,9 +419,16 @@ fn cleanup_runs_release_actions() {
         String::from_utf8_lossy(&out.stderr)
     );
     let ev = lab.events();
-    assert_eq!(ev, vec!["a release web", "a release db"]);
-    // Safe to run again when nothing is left.
+    assert_eq!(
+        &ev[ev.len() - 2..],
+        ["a release web", "a release db"],
+        "{}",
+        ev.join("\n")
+    );
+    // Safe to run again: nothing is left.
+    let n = ev.len();
     assert!(cli(&cfg, &["cleanup"]).status.success());
+    assert_eq!(lab.events().len(), n);
 }
 
 #[test]

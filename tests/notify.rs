@@ -127,3 +127,32 @@ fn watchdog_is_fed_during_a_slow_reload() {
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait_exit(), Some(0), "{}", d.log());
 }
+
+/// The package's default config has no resources: a `Type=notify` start of
+/// it must still get READY=1, or systemd times the start out.
+#[test]
+fn ready_with_zero_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let config = write_config(&dir.path().join("a"), "a", &dir.path().join("locks"), "");
+    let notify = format!("NOTIFY_SOCKET={}", sock_path.display());
+    let mut d = Daemon::spawn(
+        "a",
+        &["/usr/bin/env", notify.as_str()],
+        config,
+        dir.path().join("a.stderr"),
+    );
+    let got = read_until(&sock, "READY=1");
+    assert!(
+        got.last()
+            .unwrap()
+            .lines()
+            .any(|l| l == "STATUS=no resources configured"),
+        "{got:?}"
+    );
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait_exit(), Some(0), "{}", d.log());
+}

@@ -644,5 +644,5 @@ fn vip_failover_example_config_is_valid() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("ok, 1 resource(s)"), "{stdout}");
-    assert!(stdout.contains("Dlmfs"), "{stdout}");
+    assert!(stdout.contains("dlmfs backend"), "{stdout}");
 }

@@ -6,7 +6,7 @@
 mod netns;
 mod support;
 
-use dlm_electd::action::{Ctx, Step, vip};
+use dlm_electd::action::{Step, vip};
 use dlm_electd::config::VipSpec;
 use netns::{HOST_IF, Netns, PEER_IF, Veth, can_run};
 use std::io;
@@ -28,15 +28,8 @@ fn spec(address: &str, prefix_len: u8, interface: &str) -> VipSpec {
     }
 }
 
-fn ctx() -> Ctx {
-    Ctx {
-        resource: "test".into(),
-        node: "node1".into(),
-    }
-}
-
 fn run(ns: &Netns, spec: &VipSpec, step: Step) -> Result<(), String> {
-    ns.block_on(|| async { vip::run(spec, step, &ctx()).await })
+    ns.block_on(|| async { vip::run(spec, step).await })
 }
 
 fn present(ns: &Netns, spec: &VipSpec) -> Result<bool, String> {
@@ -265,7 +258,7 @@ fn needs_only_net_admin_and_net_raw() {
             net.host.block_on(|| {
                 limit_thread_caps(caps);
                 let s = &s;
-                async move { vip::run(s, step, &ctx()).await }
+                async move { vip::run(s, step).await }
             })
         };
         assert_eq!(with(&[CAP_NET_ADMIN, CAP_NET_RAW], Step::Acquire), Ok(()));

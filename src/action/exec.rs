@@ -18,7 +18,12 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 /// grandchild may hold the pipe open forever, and we must not wait for it.
 const DRAIN: Duration = Duration::from_millis(500);
 
-pub async fn run(spec: &ExecSpec, step: Step, ctx: &Ctx) -> Result<(), String> {
+pub async fn run(
+    spec: &ExecSpec,
+    step: Step,
+    ctx: &Ctx,
+    _cancel: super::Cancel,
+) -> Result<(), String> {
     let argv = match step {
         Step::Acquire => &spec.acquire,
         Step::Release => &spec.release,

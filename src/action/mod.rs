@@ -9,6 +9,7 @@ pub mod vip;
 
 use crate::config::ActionSpec;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// Which half of an action to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +34,49 @@ pub struct Ctx {
     pub node: String,
 }
 
-pub async fn run(action: &ActionSpec, step: Step, ctx: &Ctx) -> Result<(), String> {
+/// Runs one half of one action. `cancel` stops a running hook (its group
+/// is terminated as on timeout).
+pub async fn run(action: &ActionSpec, step: Step, ctx: &Ctx, cancel: Cancel) -> Result<(), String> {
     match action {
-        ActionSpec::Exec(e) => exec::run(e, step, ctx).await,
-        ActionSpec::Vip(v) => vip::run(v, step, ctx).await,
+        ActionSpec::Exec(e) => exec::run(e, step, ctx, cancel).await,
+        ActionSpec::Vip(v) => vip::run(v, step).await,
+    }
+}
+
+/// Asks running acquire steps to stop (the daemon is shutting down).
+#[derive(Clone)]
+pub struct Cancel(watch::Receiver<bool>);
+
+impl Cancel {
+    pub fn new() -> (watch::Sender<bool>, Cancel) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Cancel(rx))
+    }
+
+    /// A token nobody will ever cancel.
+    pub fn never() -> Cancel {
+        Cancel(watch::channel(false).1)
+    }
+
+    /// Resolves once cancelled; never, if the sender is gone first.
+    pub async fn cancelled(&mut self) {
+        if self.0.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// How an action is named in messages: the program of the step that ran.
+fn describe(action: &ActionSpec, step: Step) -> String {
+    match action {
+        ActionSpec::Exec(e) => {
+            let argv = match step {
+                Step::Acquire => &e.acquire,
+                Step::Release => &e.release,
+            };
+            format!("exec {}", argv.as_ref().map_or("-", |a| a[0].as_str()))
+        }
+        other => other.to_string(),
     }
 }
 
@@ -48,14 +88,28 @@ pub struct AcquireFailed {
 }
 
 /// Runs the acquire half of every action in order. When action k fails,
-/// actions k-1..1 are reverted in reverse order (the contract; each
-/// action is expected to leave nothing behind when its own acquire fails).
-pub async fn acquire_all(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), AcquireFailed> {
+/// actions k-1..1 are reverted in reverse order (each action is expected to
+/// leave nothing behind when its own acquire fails). When `cancel` fires
+/// (shutdown), the running step k is stopped and k..1 are reverted: an
+/// interrupted step may have half-applied.
+pub async fn acquire_all(
+    actions: &[ActionSpec],
+    ctx: &Ctx,
+    mut cancel: Cancel,
+) -> Result<(), AcquireFailed> {
     for (k, action) in actions.iter().enumerate() {
-        if let Err(e) = run(action, Step::Acquire, ctx).await {
-            let msg = format!("action {} ({action}) failed: {e}", k + 1);
-            tracing::error!(resource = %ctx.resource, "{msg}; rolling back");
-            let clean = revert(&actions[..k], ctx).await.is_ok();
+        let (r, done) = tokio::select! {
+            r = run(action, Step::Acquire, ctx, cancel.clone()) => (r, k),
+            () = cancel.cancelled() => (Err("cancelled: the daemon is stopping".into()), k + 1),
+        };
+        if let Err(e) = r {
+            let msg = format!(
+                "action {} ({}) failed: {e}",
+                k + 1,
+                describe(action, Step::Acquire)
+            );
+            tracing::error!("{msg}; rolling back");
+            let clean = revert(&actions[..done], ctx).await.is_ok();
             return Err(AcquireFailed { msg, clean });
         }
     }
@@ -71,9 +125,10 @@ pub async fn release_all(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), String
 async fn revert(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), String> {
     let mut errors = Vec::new();
     for (k, action) in actions.iter().enumerate().rev() {
-        if let Err(e) = run(action, Step::Release, ctx).await {
-            tracing::error!(resource = %ctx.resource, "release of action {} ({action}) failed: {e}", k + 1);
-            errors.push(format!("action {} ({action}): {e}", k + 1));
+        if let Err(e) = run(action, Step::Release, ctx, Cancel::never()).await {
+            let what = format!("action {} ({})", k + 1, describe(action, Step::Release));
+            tracing::error!("release of {what} failed: {e}");
+            errors.push(format!("{what}: {e}"));
         }
     }
     if errors.is_empty() {
@@ -85,7 +140,7 @@ async fn revert(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), String> {
 
 /// What runs for as long as we are master: periodic re-announcements of
 /// VIPs that ask for it. Never returns.
-pub async fn while_master(actions: Vec<ActionSpec>, ctx: Ctx) {
+pub async fn while_master(actions: Vec<ActionSpec>) {
     let vips: Vec<_> = actions
         .into_iter()
         .filter_map(|a| match a {
@@ -106,7 +161,7 @@ pub async fn while_master(actions: Vec<ActionSpec>, ctx: Ctx) {
         tick.tick().await;
         for v in &vips {
             if let Err(e) = vip::announce(v).await {
-                tracing::warn!(resource = %ctx.resource, "re-announcing {}: {e}", v.address);
+                tracing::warn!("re-announcing {}: {e}", v.address);
             }
         }
     }

@@ -6,8 +6,8 @@
 //! release, refresh) and a private connection cannot be left in a bad state
 //! by an earlier call that timed out halfway.
 
+use super::Step;
 use super::announce::{self, Link};
-use super::{Ctx, Step};
 use crate::config::VipSpec;
 use futures::TryStreamExt;
 use humantime::format_duration;
@@ -36,7 +36,7 @@ use std::time::Duration;
 /// before: the caller reverts only the actions before this one, and a node
 /// that failed to take over must not keep the VIP. That removal has a
 /// timeout of its own, so a failed acquire can take up to twice `timeout`.
-pub async fn run(spec: &VipSpec, step: Step, ctx: &Ctx) -> Result<(), String> {
+pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
     match step {
         Step::Acquire => {
             let burst = spec.burst();
@@ -62,18 +62,17 @@ pub async fn run(spec: &VipSpec, step: Step, ctx: &Ctx) -> Result<(), String> {
                 };
             }
             tracing::info!(
-                resource = %ctx.resource,
                 "added {}/{} on {} and announced it {} times",
-                spec.address, spec.prefix_len, spec.interface, spec.announce_count
+                spec.address,
+                spec.prefix_len,
+                spec.interface,
+                spec.announce_count
             );
             Ok(())
         }
         Step::Release => {
             bounded(spec.timeout, "removing", release(spec)).await?;
-            tracing::info!(
-                resource = %ctx.resource,
-                "removed {} from {}", spec.address, spec.interface
-            );
+            tracing::info!("removed {} from {}", spec.address, spec.interface);
             Ok(())
         }
     }
@@ -370,13 +369,7 @@ mod tests {
 
     #[tokio::test]
     async fn burst_longer_than_timeout_is_refused_up_front() {
-        let ctx = Ctx {
-            resource: "r".into(),
-            node: "n".into(),
-        };
-        let e = run(&spec(6, 200, 1000), Step::Acquire, &ctx)
-            .await
-            .unwrap_err();
+        let e = run(&spec(6, 200, 1000), Step::Acquire).await.unwrap_err();
         assert!(e.contains("does not fit in the timeout"), "{e}");
     }
 }

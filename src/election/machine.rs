@@ -5,15 +5,21 @@
 //! Exactly one operation is outstanding at any time, so at most one lock
 //! call per resource is in flight.
 //!
-//! Rules it encodes (see DESIGN.md):
+//! Rules it encodes (see docs/ARCHITECTURE.md):
 //! - the lock is given up only after our side effects are undone: if release
 //!   actions fail we keep the lock and retry them, so another node never
 //!   takes over while ours still stand;
 //! - at startup the first attempt decides: won → run acquire actions (they
-//!   are idempotent, this resumes after a crash); lost → run release actions
-//!   once to clear what a crashed instance may have left;
+//!   are idempotent, this resumes after a crash); lost → if this instance's
+//!   applied record says it may have left something (`leftovers`), run the
+//!   release actions once to clear it;
 //! - a failed acquire backs off (2× poll, doubling, capped) so another node
-//!   gets its turn.
+//!   gets its turn;
+//! - a master whose lock stopped excluding others (`LockLost`) undoes its
+//!   side effects and competes again;
+//! - an admin's release request is answered as soon as its outcome is known:
+//!   success once the lock is given up, failure at the first failed release
+//!   attempt (the retries go on).
 
 use crate::lock::LockError;
 use serde::Serialize;
@@ -66,6 +72,9 @@ pub enum Event {
         clean: bool,
     },
     Unlocked(Result<(), String>),
+    /// While master: the lock no longer excludes other nodes (its file was
+    /// deleted); why.
+    LockLost(String),
     Shutdown,
 }
 
@@ -81,8 +90,12 @@ pub enum Command {
         wait: Duration,
         jitter: bool,
     },
-    /// Nothing to do until an admin request or shutdown (master).
+    /// Master: watch the lock and keep announcing until an admin request,
+    /// a lost lock or shutdown.
     Hold,
+    /// Cancel the running acquire steps (shutdown): they roll back and end
+    /// with `ActionsFailed`.
+    Cancel,
     /// The outstanding operation goes on; nothing new to start.
     Keep,
     Exit,
@@ -104,6 +117,8 @@ enum Idle {
     Backoff,
     /// The cluster is not up yet: status `standby`, growing waits.
     NotReady,
+    /// An admin asked us to stay out for a while: status `standby`.
+    HoldOff,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +131,9 @@ enum Phase {
     /// Release actions without the lock: clearing what a crashed instance
     /// left, before standing by.
     Reconciling(Idle),
-    Acquiring,
+    Acquiring {
+        cancelled: bool,
+    },
     Master,
     Releasing(Then),
     /// Release actions failed; we still hold the lock and retry them.
@@ -125,7 +142,11 @@ enum Phase {
         then: Then,
         stalled: bool,
     },
-    Stopped,
+    /// Final. `held`: we exit still holding the lock, because release
+    /// actions failed (our side effects may stand) or a call was stuck.
+    Stopped {
+        held: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -134,32 +155,46 @@ pub struct Machine {
     phase: Phase,
     /// The current backoff; zero when the last acquire went well.
     backoff: Duration,
-    /// Release actions must run before we stand by (startup, or a failed
-    /// earlier attempt to clear leftovers).
+    /// Release actions must run before we stand by (our applied record
+    /// exists at startup, or an earlier attempt to clear leftovers failed).
     reconcile: bool,
     shutting_down: bool,
     /// Reached a defined state since startup (master, or standing by).
     settled: bool,
     last_error: Option<String>,
+    /// Release actions failed and none succeeded since: some of our side
+    /// effects may stand, so the lock must not be given up without a
+    /// successful release first (even after a clean acquire rollback).
+    dirty: bool,
+    /// An admin's release request waits for its outcome.
+    release_waiting: bool,
+    /// That outcome, once known, for the runner to take.
+    reply: Option<Result<(), String>>,
 }
 
 impl Machine {
-    pub fn new(poll: Duration) -> Self {
+    /// `leftovers`: this instance's applied record says an earlier run may
+    /// have left side effects, to be undone if the lock is found busy.
+    pub fn new(poll: Duration, leftovers: bool) -> Self {
         Machine {
             poll,
             phase: Phase::Waiting(Idle::Standby),
             backoff: Duration::ZERO,
-            reconcile: true,
+            reconcile: leftovers,
             shutting_down: false,
             settled: false,
             last_error: None,
+            dirty: false,
+            release_waiting: false,
+            reply: None,
         }
     }
 
     pub fn status(&self) -> Status {
         match self.phase {
             Phase::Waiting(Idle::Backoff) | Phase::Reconciling(Idle::Backoff) => Status::Backoff,
-            Phase::Waiting(_) | Phase::Reconciling(_) | Phase::Stopped => Status::Standby,
+            Phase::Stopped { held: true } => Status::Releasing,
+            Phase::Waiting(_) | Phase::Reconciling(_) | Phase::Stopped { .. } => Status::Standby,
             Phase::Locking { stalled: true, .. } | Phase::Unlocking { stalled: true, .. } => {
                 Status::Stalled
             }
@@ -168,7 +203,7 @@ impl Machine {
                 ..
             } => Status::Backoff,
             Phase::Locking { .. } => Status::Standby,
-            Phase::Acquiring => Status::Acquiring,
+            Phase::Acquiring { .. } => Status::Acquiring,
             Phase::Master => Status::Master,
             Phase::Releasing(_) | Phase::ReleaseRetry(_) | Phase::Unlocking { .. } => {
                 Status::Releasing
@@ -190,6 +225,32 @@ impl Machine {
         self.phase == Phase::Master
     }
 
+    /// Waiting out an admin's hold-off.
+    pub fn holding_off(&self) -> bool {
+        self.phase == Phase::Waiting(Idle::HoldOff)
+    }
+
+    /// Exited still holding the lock (release failed or a call was stuck).
+    pub fn stopped_holding(&self) -> bool {
+        self.phase == Phase::Stopped { held: true }
+    }
+
+    /// A reload changed the poll interval: the next wait uses it.
+    pub fn set_poll(&mut self, poll: Duration) {
+        self.poll = poll;
+    }
+
+    /// The outcome of an admin's release request, once known.
+    pub fn take_reply(&mut self) -> Option<Result<(), String>> {
+        self.reply.take()
+    }
+
+    fn answer(&mut self, r: Result<(), String>) {
+        if std::mem::take(&mut self.release_waiting) {
+            self.reply = Some(r);
+        }
+    }
+
     fn next_backoff(&mut self) -> Duration {
         self.backoff = if self.backoff.is_zero() {
             self.poll * 2
@@ -204,7 +265,7 @@ impl Machine {
         self.settled = true;
         self.phase = Phase::Waiting(idle);
         match idle {
-            Idle::Standby => Command::Sleep {
+            Idle::Standby | Idle::HoldOff => Command::Sleep {
                 wait: self.poll,
                 jitter: true,
             },
@@ -215,15 +276,18 @@ impl Machine {
         }
     }
 
+    fn stop(&mut self, held: bool) -> Command {
+        self.phase = Phase::Stopped { held };
+        self.answer(Err("daemon is shutting down".into()));
+        Command::Exit
+    }
+
     fn after_unlock(&mut self, then: Then) -> Command {
         match then {
-            Then::Exit => {
-                self.phase = Phase::Stopped;
-                Command::Exit
-            }
+            Then::Exit => self.stop(false),
             Then::Backoff => self.wait(Idle::Backoff),
             Then::HoldOff(d) => {
-                self.phase = Phase::Waiting(Idle::Standby);
+                self.phase = Phase::Waiting(Idle::HoldOff);
                 Command::Sleep {
                     wait: d,
                     jitter: false,
@@ -238,33 +302,59 @@ impl Machine {
     }
 
     /// An admin asks the master to step down and stay out for `hold_off`.
+    /// The outcome follows through `take_reply`.
     pub fn request_release(&mut self, hold_off: Duration) -> Result<Command, String> {
         match self.phase {
-            Phase::Master => Ok(self.release(Then::HoldOff(hold_off))),
+            Phase::Master => {
+                self.release_waiting = true;
+                Ok(self.release(Then::HoldOff(hold_off)))
+            }
             _ => Err(format!("not master (state {})", self.status().as_str())),
+        }
+    }
+
+    /// An admin ends a hold-off early: compete at once.
+    pub fn resume(&mut self) -> Result<Command, String> {
+        match self.phase {
+            Phase::Waiting(Idle::HoldOff) => Ok(self.handle(Event::Timer)),
+            _ => Err(format!(
+                "not holding off (state {})",
+                self.status().as_str()
+            )),
         }
     }
 
     pub fn handle(&mut self, ev: Event) -> Command {
         use Phase as P;
+        if let P::Stopped { .. } = self.phase {
+            return Command::Exit;
+        }
         if ev == Event::Shutdown {
             return self.shutdown();
         }
         match (self.phase, ev) {
             (P::Waiting(from), Event::Start | Event::Timer) => {
+                // A hold-off is over: compete like any standby.
+                let from = if from == Idle::HoldOff {
+                    Idle::Standby
+                } else {
+                    from
+                };
                 self.phase = P::Locking {
                     from,
                     stalled: false,
                 };
                 Command::TryLock
             }
-            (P::Locking { .. }, Event::Stalled) => {
-                if let P::Locking { from, .. } = self.phase {
-                    self.phase = P::Locking {
-                        from,
-                        stalled: true,
-                    };
-                }
+            // Shutting down, a call that turns out stuck is not waited for
+            // (as when the stall was known before the shutdown).
+            (P::Locking { .. }, Event::Stalled) if self.shutting_down => self.stop(false),
+            (P::Unlocking { .. }, Event::Stalled) if self.shutting_down => self.stop(true),
+            (P::Locking { from, .. }, Event::Stalled) => {
+                self.phase = P::Locking {
+                    from,
+                    stalled: true,
+                };
                 Command::Keep
             }
             (P::Locking { .. }, Event::Locked) => {
@@ -274,7 +364,7 @@ impl Machine {
                     // instance may have left ours in place.
                     return self.release(Then::Exit);
                 }
-                self.phase = P::Acquiring;
+                self.phase = P::Acquiring { cancelled: false };
                 Command::RunAcquire
             }
             (P::Locking { .. }, Event::Busy) => {
@@ -290,29 +380,35 @@ impl Machine {
                 self.last_error = Some(e.to_string());
                 self.lost(idle)
             }
-            (P::Reconciling(idle), Event::ActionsOk) => self.wait_or_exit(idle),
+            (P::Reconciling(idle), Event::ActionsOk) => {
+                self.dirty = false;
+                self.wait_or_exit(idle)
+            }
             (P::Reconciling(idle), Event::ActionsFailed { msg, .. }) => {
                 // Retried before the next attempt that finds the lock busy.
                 self.reconcile = true;
+                self.dirty = true;
                 self.last_error = Some(format!("clearing leftovers failed: {msg}"));
                 self.wait_or_exit(idle)
             }
-            (P::Acquiring, Event::ActionsOk) if self.shutting_down => self.release(Then::Exit),
-            (P::Acquiring, Event::ActionsOk) => {
+            (P::Acquiring { .. }, Event::ActionsOk) if self.shutting_down => {
+                self.release(Then::Exit)
+            }
+            (P::Acquiring { .. }, Event::ActionsOk) => {
                 self.backoff = Duration::ZERO;
                 self.last_error = None;
                 self.settled = true;
                 self.phase = P::Master;
                 Command::Hold
             }
-            (P::Acquiring, Event::ActionsFailed { msg, clean }) => {
-                self.last_error = Some(msg);
+            (P::Acquiring { .. }, Event::ActionsFailed { msg, clean }) => {
                 let then = if self.shutting_down {
                     Then::Exit
                 } else {
+                    self.last_error = Some(msg);
                     Then::Backoff
                 };
-                if clean {
+                if clean && !self.dirty {
                     self.phase = P::Unlocking {
                         then,
                         stalled: false,
@@ -322,7 +418,12 @@ impl Machine {
                     self.release(then)
                 }
             }
+            (P::Master, Event::LockLost(why)) => {
+                self.last_error = Some(format!("mastership lost: {why}"));
+                self.release(Then::Backoff)
+            }
             (P::Releasing(then), Event::ActionsOk) => {
+                self.dirty = false;
                 self.phase = P::Unlocking {
                     then,
                     stalled: false,
@@ -330,15 +431,15 @@ impl Machine {
                 Command::Unlock
             }
             (P::Releasing(then), Event::ActionsFailed { msg, .. }) => {
-                self.last_error = Some(format!(
-                    "release failed, keeping the lock until it succeeds: {msg}"
-                ));
+                let msg = format!("release failed, keeping the lock until it succeeds: {msg}");
+                self.last_error = Some(msg.clone());
+                self.dirty = true;
                 if then == Then::Exit {
                     // Exiting: the lock goes with us, the leftovers are for
-                    // `cleanup` (ExecStopPost) to retry.
-                    self.phase = P::Stopped;
-                    return Command::Exit;
+                    // the lock keeper or `cleanup` (ExecStopPost) to retry.
+                    return self.stop(true);
                 }
+                self.answer(Err(msg));
                 self.phase = P::ReleaseRetry(then);
                 Command::Sleep {
                     wait: self.next_backoff(),
@@ -354,8 +455,12 @@ impl Machine {
                 Command::Keep
             }
             (P::Unlocking { then, .. }, Event::Unlocked(r)) => {
-                if let Err(e) = r {
-                    self.last_error = Some(e);
+                match r {
+                    Ok(()) => self.answer(Ok(())),
+                    Err(e) => {
+                        self.answer(Err(e.clone()));
+                        self.last_error = Some(e);
+                    }
                 }
                 self.after_unlock(then)
             }
@@ -367,8 +472,7 @@ impl Machine {
 
     fn wait_or_exit(&mut self, idle: Idle) -> Command {
         if self.shutting_down {
-            self.phase = Phase::Stopped;
-            return Command::Exit;
+            return self.stop(false);
         }
         self.wait(idle)
     }
@@ -387,16 +491,12 @@ impl Machine {
         use Phase as P;
         self.shutting_down = true;
         match self.phase {
-            P::Waiting(_) | P::Stopped => {
-                self.phase = P::Stopped;
-                Command::Exit
-            }
+            P::Waiting(_) | P::Stopped { .. } => self.stop(false),
             // A call stuck in the kernel may not return for a long time;
-            // do not hold up shutdown for it (cleanup handles what it leaves).
-            P::Locking { stalled: true, .. } | P::Unlocking { stalled: true, .. } => {
-                self.phase = P::Stopped;
-                Command::Exit
-            }
+            // do not hold up shutdown for it (cleanup handles what it
+            // leaves). A stuck unlock may leave the lock held.
+            P::Locking { stalled: true, .. } => self.stop(false),
+            P::Unlocking { stalled: true, .. } => self.stop(true),
             P::Master => self.release(Then::Exit),
             P::ReleaseRetry(_) => self.release(Then::Exit),
             P::Releasing(_) => {
@@ -410,8 +510,16 @@ impl Machine {
                 };
                 Command::Keep
             }
+            // Stopping must not wait for a long acquire step: cancel it;
+            // it rolls back and its outcome leads to exit.
+            P::Acquiring { cancelled: false } => {
+                self.phase = P::Acquiring { cancelled: true };
+                Command::Cancel
+            }
             // Let the running step finish; its outcome leads to exit.
-            P::Locking { .. } | P::Reconciling(_) | P::Acquiring => Command::Keep,
+            P::Acquiring { cancelled: true } | P::Locking { .. } | P::Reconciling(_) => {
+                Command::Keep
+            }
         }
     }
 }
@@ -438,7 +546,7 @@ mod tests {
 
     /// A machine that went through startup and won.
     fn master() -> Machine {
-        let mut m = Machine::new(POLL);
+        let mut m = Machine::new(POLL, false);
         assert_eq!(m.handle(Event::Start), Command::TryLock);
         assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
         assert_eq!(m.status(), Status::Acquiring);
@@ -449,7 +557,7 @@ mod tests {
 
     /// A machine that went through startup and lost.
     fn standby() -> Machine {
-        let mut m = Machine::new(POLL);
+        let mut m = Machine::new(POLL, true);
         m.handle(Event::Start);
         assert_eq!(
             m.handle(Event::Busy),
@@ -555,14 +663,34 @@ mod tests {
         let mut m = master();
         m.handle(Event::Shutdown);
         assert_eq!(m.handle(failed(false)), Command::Exit);
+        assert!(m.stopped_holding());
+        assert_eq!(
+            m.status(),
+            Status::Releasing,
+            "not standby: the lock is held"
+        );
+        assert!(m.last_error().unwrap().contains("boom"));
+        assert_eq!(m.handle(Event::Timer), Command::Exit, "exit is final");
     }
 
     #[test]
-    fn shutdown_during_acquire_finishes_then_releases() {
-        let mut m = Machine::new(POLL);
+    fn shutdown_during_acquire_cancels_it_then_unlocks() {
+        let mut m = Machine::new(POLL, true);
         m.handle(Event::Start);
         m.handle(Event::Locked);
-        assert_eq!(m.handle(Event::Shutdown), Command::Keep);
+        assert_eq!(m.handle(Event::Shutdown), Command::Cancel);
+        assert_eq!(m.handle(Event::Shutdown), Command::Keep, "cancelled once");
+        assert_eq!(m.handle(failed(true)), Command::Unlock, "rolled back");
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), Command::Exit);
+        assert_eq!(m.status(), Status::Standby);
+    }
+
+    #[test]
+    fn acquire_that_finished_before_the_cancel_is_released() {
+        let mut m = Machine::new(POLL, true);
+        m.handle(Event::Start);
+        m.handle(Event::Locked);
+        assert_eq!(m.handle(Event::Shutdown), Command::Cancel);
         assert_eq!(m.handle(Event::ActionsOk), Command::RunRelease);
         assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
         assert_eq!(m.handle(Event::Unlocked(Ok(()))), Command::Exit);
@@ -570,7 +698,7 @@ mod tests {
 
     #[test]
     fn lock_won_while_shutting_down_is_released_with_actions() {
-        let mut m = Machine::new(POLL);
+        let mut m = Machine::new(POLL, true);
         m.handle(Event::Start);
         assert_eq!(m.handle(Event::Shutdown), Command::Keep);
         assert_eq!(m.handle(Event::Locked), Command::RunRelease);
@@ -600,7 +728,7 @@ mod tests {
 
     #[test]
     fn cluster_not_ready_is_standby_with_error_and_growing_waits() {
-        let mut m = Machine::new(POLL);
+        let mut m = Machine::new(POLL, true);
         m.handle(Event::Start);
         let e = LockError::NotReady("no dlmfs".into());
         assert_eq!(m.handle(Event::LockFailed(e.clone())), Command::RunRelease);
@@ -626,7 +754,7 @@ mod tests {
 
     #[test]
     fn failed_startup_reconcile_is_retried_on_next_busy() {
-        let mut m = Machine::new(POLL);
+        let mut m = Machine::new(POLL, true);
         m.handle(Event::Start);
         m.handle(Event::Busy);
         assert_eq!(m.handle(failed(false)), sleep(POLL));
@@ -644,5 +772,313 @@ mod tests {
         assert_eq!(m.handle(Event::Timer), Command::Keep);
         assert_eq!(m.handle(Event::Busy), Command::Keep);
         assert!(m.is_master());
+    }
+
+    #[test]
+    fn no_leftovers_no_reconcile() {
+        let mut m = Machine::new(POLL, false);
+        m.handle(Event::Start);
+        assert_eq!(
+            m.handle(Event::Busy),
+            sleep(POLL),
+            "nothing of ours to undo: another instance's resources are left alone"
+        );
+        assert!(m.settled());
+    }
+
+    #[test]
+    fn release_request_is_answered_at_the_first_failure_and_retries_go_on() {
+        let mut m = master();
+        m.request_release(Duration::from_secs(5)).unwrap();
+        assert_eq!(m.take_reply(), None);
+        m.handle(failed(false));
+        let r = m.take_reply().expect("answered at once");
+        assert!(r.unwrap_err().contains("boom"));
+        assert_eq!(m.status(), Status::Releasing);
+        assert_eq!(m.handle(Event::Timer), Command::RunRelease);
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Unlocked(Ok(())));
+        assert_eq!(m.take_reply(), None, "answered once");
+    }
+
+    #[test]
+    fn release_request_succeeds_once_unlocked() {
+        let mut m = master();
+        m.request_release(Duration::from_secs(5)).unwrap();
+        m.handle(Event::ActionsOk);
+        assert_eq!(m.take_reply(), None, "not before the unlock");
+        m.handle(Event::Unlocked(Ok(())));
+        assert_eq!(m.take_reply(), Some(Ok(())));
+        assert!(m.holding_off());
+    }
+
+    #[test]
+    fn shutdown_answers_a_waiting_release_request() {
+        let mut m = master();
+        m.request_release(Duration::from_secs(5)).unwrap();
+        m.handle(Event::Shutdown);
+        m.handle(failed(false));
+        assert!(m.take_reply().unwrap().is_err());
+    }
+
+    #[test]
+    fn hold_off_can_be_ended_early() {
+        let mut m = master();
+        m.request_release(Duration::from_secs(3600)).unwrap();
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Unlocked(Ok(())));
+        assert_eq!(m.status(), Status::Standby);
+        assert!(m.holding_off());
+        assert_eq!(m.resume(), Ok(Command::TryLock));
+        assert!(!m.holding_off());
+        assert!(m.resume().is_err(), "only while holding off");
+        assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+    }
+
+    #[test]
+    fn lost_lock_releases_and_competes_again() {
+        let mut m = master();
+        assert_eq!(
+            m.handle(Event::LockLost("lock file gone".into())),
+            Command::RunRelease
+        );
+        assert_eq!(m.status(), Status::Releasing);
+        assert!(m.last_error().unwrap().contains("lock file gone"));
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL * 2));
+        assert_eq!(m.handle(Event::Timer), Command::TryLock, "competes again");
+    }
+
+    #[test]
+    fn stuck_unlock_at_shutdown_reports_the_lock_held() {
+        let mut m = master();
+        m.handle(Event::Shutdown);
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Stalled);
+        assert_eq!(m.handle(Event::Shutdown), Command::Exit);
+        assert!(m.stopped_holding());
+    }
+
+    #[test]
+    fn a_reload_changes_the_poll_interval_in_place() {
+        let mut m = standby();
+        m.set_poll(POLL * 3);
+        m.handle(Event::Timer);
+        assert_eq!(m.handle(Event::Busy), sleep(POLL * 3));
+    }
+}
+
+/// Property tests over random event sequences: a driver plays the runner,
+/// answering each outstanding operation with a random outcome and mixing in
+/// admin requests, shutdowns and stray events.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The operation the runner would be carrying out.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Op {
+        None,
+        Lock,
+        Acquire,
+        Release,
+        Unlock,
+        Sleep,
+        Hold,
+    }
+
+    /// Operations that must complete (or be cancelled) before another
+    /// starts: at most one lock call or action run per resource.
+    fn blocking(op: Op) -> bool {
+        matches!(op, Op::Lock | Op::Acquire | Op::Release | Op::Unlock)
+    }
+
+    struct Run {
+        m: Machine,
+        op: Op,
+        /// Release actions failed and no later release succeeded.
+        release_failed: bool,
+        shutdown_sent: bool,
+        exited: bool,
+        log: Vec<String>,
+    }
+
+    impl Run {
+        fn apply(&mut self, cmd: Command) {
+            self.log.push(format!("  -> {cmd:?}"));
+            if self.exited {
+                assert_eq!(cmd, Command::Exit, "Exit is final\n{}", self.log.join("\n"));
+                return;
+            }
+            let next = match cmd {
+                Command::Keep => return,
+                Command::Cancel => {
+                    assert_eq!(self.op, Op::Acquire, "only acquire steps are cancelled");
+                    return;
+                }
+                Command::Exit => {
+                    self.exited = true;
+                    assert!(self.shutdown_sent, "exit only after a shutdown");
+                    Op::None
+                }
+                Command::TryLock => Op::Lock,
+                Command::RunAcquire => Op::Acquire,
+                Command::RunRelease => Op::Release,
+                Command::Unlock => {
+                    assert!(
+                        !self.release_failed,
+                        "Unlock after failed release actions\n{}",
+                        self.log.join("\n")
+                    );
+                    Op::Unlock
+                }
+                Command::Sleep { .. } => Op::Sleep,
+                Command::Hold => Op::Hold,
+            };
+            // A new operation while a blocking one is outstanding would mean
+            // two at once; Exit may abandon a stalled call (documented).
+            if cmd != Command::Exit {
+                assert!(
+                    !blocking(self.op),
+                    "{cmd:?} while {:?} is outstanding\n{}",
+                    self.op,
+                    self.log.join("\n")
+                );
+            }
+            self.op = next;
+        }
+
+        fn event(&mut self, ev: Event) {
+            self.log.push(format!("{ev:?}"));
+            match (&ev, self.op) {
+                (Event::ActionsOk, Op::Release) => self.release_failed = false,
+                (Event::ActionsFailed { .. }, Op::Release) => self.release_failed = true,
+                _ => {}
+            }
+            if ev == Event::Shutdown {
+                self.shutdown_sent = true;
+            }
+            // The outstanding operation completes with this event.
+            let completes = !matches!(ev, Event::Shutdown | Event::Stalled | Event::LockLost(_));
+            let before = self.op;
+            if completes && before != Op::Hold {
+                self.op = Op::None;
+            }
+            let cmd = self.m.handle(ev);
+            if cmd == Command::Keep && completes && before != Op::Hold {
+                // Ignored (a stray event): the operation is still running.
+                self.op = before;
+            }
+            self.apply(cmd);
+        }
+
+        /// A plausible outcome of the outstanding operation, picked by `c`.
+        fn outcome(&self, c: u8) -> Option<Event> {
+            let failed = |clean| Event::ActionsFailed {
+                msg: "x".into(),
+                clean,
+            };
+            Some(match (self.op, c % 4) {
+                (Op::Lock, 0) => Event::Locked,
+                (Op::Lock, 1) => Event::Busy,
+                (Op::Lock, 2) => Event::LockFailed(LockError::Failed("x".into())),
+                (Op::Lock, _) => Event::Stalled,
+                (Op::Acquire, 0 | 1) => Event::ActionsOk,
+                (Op::Acquire, c) => failed(c == 2),
+                (Op::Release, 0 | 1) => Event::ActionsOk,
+                (Op::Release, _) => failed(false),
+                (Op::Unlock, 3) => Event::Stalled,
+                (Op::Unlock, c) => Event::Unlocked(if c == 2 { Err("x".into()) } else { Ok(()) }),
+                (Op::Sleep, _) => Event::Timer,
+                (Op::Hold, 0) => Event::LockLost("x".into()),
+                (Op::Hold, _) | (Op::None, _) => return None,
+            })
+        }
+
+        fn step(&mut self, c: u8) {
+            match c / 4 % 8 {
+                // Mostly: the operation completes.
+                0..=4 => {
+                    if let Some(ev) = self.outcome(c) {
+                        self.event(ev);
+                    }
+                }
+                5 => {
+                    self.log.push("release request".into());
+                    if let Ok(cmd) = self.m.request_release(Duration::from_secs(1)) {
+                        // The runner drops the Hold future.
+                        self.op = Op::None;
+                        self.apply(cmd);
+                    }
+                }
+                6 => {
+                    self.log.push("resume".into());
+                    if let Ok(cmd) = self.m.resume() {
+                        self.op = Op::None; // the hold-off sleep is dropped
+                        self.apply(cmd);
+                    }
+                }
+                _ => self.event(if c.is_multiple_of(2) {
+                    Event::Timer
+                } else {
+                    Event::Busy
+                }),
+            }
+        }
+    }
+
+    fn start(leftovers: bool) -> Run {
+        let mut r = Run {
+            m: Machine::new(Duration::from_secs(1), leftovers),
+            op: Op::None,
+            release_failed: false,
+            shutdown_sent: false,
+            exited: false,
+            log: Vec::new(),
+        };
+        r.event(Event::Start);
+        r
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// At most one operation outstanding; never Unlock after failed
+        /// release actions until a later success; Exit is final.
+        #[test]
+        fn invariants_hold(leftovers: bool, choices in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let mut r = start(leftovers);
+            for c in choices {
+                r.step(c);
+            }
+        }
+
+        /// A shutdown always ends in Exit, whatever the outstanding
+        /// operations then do (bounded: each retry path ends).
+        #[test]
+        fn shutdown_always_ends_in_exit(
+            leftovers: bool,
+            before in proptest::collection::vec(any::<u8>(), 0..60),
+            after in proptest::collection::vec(any::<u8>(), 40..41),
+        ) {
+            let mut r = start(leftovers);
+            for c in before {
+                r.step(c);
+            }
+            r.event(Event::Shutdown);
+            for c in after {
+                if r.exited {
+                    break;
+                }
+                // After the shutdown only outcomes of the running operation
+                // arrive (the runner stops asking).
+                match r.outcome(c) {
+                    Some(ev) => r.event(ev),
+                    None => r.event(Event::Shutdown),
+                }
+            }
+            prop_assert!(r.exited, "no Exit after shutdown:\n{}", r.log.join("\n"));
+        }
     }
 }

@@ -1,7 +1,9 @@
-//! Leader election for one resource: the pure state machine and the async
-//! runner that carries out its commands.
+//! Leader election for one resource: the pure state machine, the async
+//! runner that carries out its commands, and the status it publishes.
 
 pub mod machine;
 pub mod runner;
+pub mod status;
 
 pub use machine::{Command, Event, Machine, Status};
+pub use status::{Board, ResourceStatus};

@@ -2,38 +2,41 @@
 //! the blocking pool under a deadline, actions, timers) and answers requests
 //! from the supervisor. The select loop never blocks, so a runner answers a
 //! ping even while its lock call is stuck in the kernel.
+//!
+//! The supervisor runs each runner inside a tracing span that carries the
+//! resource's name, so log lines from here and from its actions are tagged
+//! once, there.
 
-use super::machine::{Command, Event, Machine, Status};
-use crate::action::{self, Ctx};
+use super::machine::{Command, Event, Machine};
+use super::status::{Board, ResourceStatus, now_ms};
+use crate::action::{self, Cancel, Ctx};
 use crate::config::ResourceSpec;
-use crate::lock::{HeldLock, LockBackend, LockError, TryLock};
+use crate::instance::Record;
+use crate::lock::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 
-/// What status shows for one resource.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ResourceStatus {
-    pub name: String,
-    pub state: Status,
-    pub since_ms: u64,
-    pub last_error: Option<String>,
-    /// Reached a defined state since start (for READY=1); not shown.
-    #[serde(skip)]
-    pub settled: bool,
-}
-
-/// Every runner's status, read by the control socket and sd_notify.
-pub type Board = Arc<Mutex<Vec<ResourceStatus>>>;
+pub type Reply = oneshot::Sender<Result<(), String>>;
 
 pub enum Request {
+    /// Planned switchover: release and stay out for `hold_off`. Answered
+    /// once the lock is given up, or at the first failed release attempt.
     Release {
         hold_off: Duration,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: Reply,
+    },
+    /// End a hold-off early.
+    Resume(Reply),
+    /// A reload changed only settings that apply in place (intervals,
+    /// timeouts): no release, no new lock.
+    Update {
+        spec: Arc<ResourceSpec>,
+        op_timeout: Duration,
     },
     Ping(oneshot::Sender<()>),
     Shutdown,
@@ -47,6 +50,8 @@ pub struct Runner {
     pub board: Board,
     /// Bumped on every status change.
     pub changed: watch::Sender<()>,
+    /// This instance's record that the resource's acquire steps ran.
+    pub record: Record,
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -63,8 +68,13 @@ enum Op {
         call: JoinHandle<Result<(), LockError>>,
         deadline: Option<Pin<Box<Sleep>>>,
     },
-    Actions(BoxFut<Event>),
-    Master(BoxFut<()>),
+    /// Acquire or release steps; `cancel` stops acquire steps.
+    Actions {
+        run: BoxFut<Event>,
+        cancel: Option<watch::Sender<bool>>,
+    },
+    /// Master: ends only when the lock is found lost.
+    Master(BoxFut<Event>),
 }
 
 /// What finished.
@@ -106,14 +116,10 @@ impl Op {
                     Err(e) => Err(format!("unlock call died: {e}")),
                 }))
             }
-            Op::Actions(f) => {
-                let ev = f.as_mut().await;
+            Op::Actions { run, .. } | Op::Master(run) => {
+                let ev = run.as_mut().await;
                 *self = Op::Idle;
                 Done::Event(ev)
-            }
-            Op::Master(f) => {
-                f.as_mut().await;
-                std::future::pending().await
             }
         }
     }
@@ -138,13 +144,6 @@ async fn bounded<T>(
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn jittered(wait: Duration, jitter: bool) -> Duration {
     if !jitter || wait.is_zero() {
         return wait;
@@ -153,11 +152,49 @@ fn jittered(wait: Duration, jitter: bool) -> Duration {
     wait + Duration::from_micros(rand::random_range(0..max))
 }
 
+/// While master: re-announce VIPs that ask for it, and check at every poll
+/// that the lock still excludes others. Returns only when it does not.
+async fn hold(
+    actions: Vec<crate::config::ActionSpec>,
+    check: Option<StillHeld>,
+    every: Duration,
+    op_timeout: Duration,
+) -> Event {
+    let refresh = action::while_master(actions);
+    tokio::pin!(refresh);
+    let Some(check) = check else {
+        refresh.await;
+        unreachable!("while_master never returns");
+    };
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = &mut refresh => unreachable!("while_master never returns"),
+            _ = tick.tick() => {
+                let c = check.clone();
+                // A check stuck on a cluster filesystem is retried next
+                // time; it never decides on its own.
+                if let Ok(Ok(Err(why))) =
+                    tokio::time::timeout(op_timeout, tokio::task::spawn_blocking(move || c())).await
+                {
+                    return Event::LockLost(why);
+                }
+            }
+        }
+    }
+}
+
 impl Runner {
-    fn publish(&self, m: &Machine, last: &mut Option<ResourceStatus>) {
+    fn publish(&self, m: &Machine, last: &mut Option<ResourceStatus>, hold_off_until: Option<u64>) {
         let (state, err) = (m.status(), m.last_error().map(str::to_string));
         let mut st = match last {
-            Some(l) if l.state == state && l.last_error == err && l.settled == m.settled() => {
+            Some(l)
+                if l.state == state
+                    && l.last_error == err
+                    && l.settled == m.settled()
+                    && l.hold_off_until_ms == hold_off_until =>
+            {
                 return;
             }
             Some(l) if l.state == state => l.clone(),
@@ -166,17 +203,19 @@ impl Runner {
                 state,
                 since_ms: now_ms(),
                 last_error: None,
+                hold_off_until_ms: None,
                 settled: false,
             },
         };
         if last.as_ref().is_none_or(|l| l.state != state) {
-            tracing::info!(resource = %self.spec.name, state = state.as_str(), "state {}", state.as_str());
+            tracing::info!(state = state.as_str(), "state {}", state.as_str());
         }
         if err.is_some() && last.as_ref().is_none_or(|l| l.last_error != err) {
-            tracing::warn!(resource = %self.spec.name, state = state.as_str(), "{}", err.as_deref().unwrap_or(""));
+            tracing::warn!(state = state.as_str(), "{}", err.as_deref().unwrap_or(""));
         }
         st.last_error = err;
         st.settled = m.settled();
+        st.hold_off_until_ms = hold_off_until;
         {
             let mut board = self.board.lock().unwrap();
             match board.iter_mut().find(|s| s.name == st.name) {
@@ -197,6 +236,7 @@ impl Runner {
         match cmd {
             Command::TryLock => {
                 let (backend, lock) = (self.backend.clone(), self.spec.lock.clone());
+                tracing::debug!("trying lock {lock}");
                 Op::Lock {
                     call: tokio::task::spawn_blocking(move || backend.try_lock(&lock)),
                     deadline: deadline(),
@@ -207,117 +247,186 @@ impl Runner {
                     call: tokio::task::spawn_blocking(move || h.release()),
                     deadline: deadline(),
                 },
-                None => Op::Actions(Box::pin(async { Event::Unlocked(Ok(())) })),
+                None => Op::Actions {
+                    run: Box::pin(async { Event::Unlocked(Ok(())) }),
+                    cancel: None,
+                },
             },
             Command::RunAcquire => {
-                let spec = self.spec.clone();
-                Op::Actions(Box::pin(async move {
-                    match action::acquire_all(&spec.actions, &ctx).await {
-                        Ok(()) => Event::ActionsOk,
-                        Err(f) => Event::ActionsFailed {
-                            msg: f.msg,
-                            clean: f.clean,
-                        },
-                    }
-                }))
+                let (spec, record) = (self.spec.clone(), self.record.clone());
+                let (cancel, token) = Cancel::new();
+                Op::Actions {
+                    run: Box::pin(async move {
+                        // Written before the first step: from here on a
+                        // crash may leave something for a restart to undo.
+                        if let Err(msg) = record.mark() {
+                            return Event::ActionsFailed { msg, clean: true };
+                        }
+                        match action::acquire_all(&spec.actions, &ctx, token).await {
+                            Ok(()) => Event::ActionsOk,
+                            Err(f) => {
+                                if f.clean {
+                                    record.clear();
+                                }
+                                Event::ActionsFailed {
+                                    msg: f.msg,
+                                    clean: f.clean,
+                                }
+                            }
+                        }
+                    }),
+                    cancel: Some(cancel),
+                }
             }
             Command::RunRelease => {
-                let spec = self.spec.clone();
-                Op::Actions(Box::pin(async move {
-                    match action::release_all(&spec.actions, &ctx).await {
-                        Ok(()) => Event::ActionsOk,
-                        Err(msg) => Event::ActionsFailed { msg, clean: false },
-                    }
-                }))
+                let (spec, record) = (self.spec.clone(), self.record.clone());
+                Op::Actions {
+                    run: Box::pin(async move {
+                        match action::release_all(&spec.actions, &ctx).await {
+                            Ok(()) => {
+                                record.clear();
+                                Event::ActionsOk
+                            }
+                            Err(msg) => Event::ActionsFailed { msg, clean: false },
+                        }
+                    }),
+                    cancel: None,
+                }
             }
-            Command::Sleep { wait, jitter } => Op::Sleep(Box::pin(sleep_until(
-                Instant::now() + jittered(wait, jitter),
-            ))),
-            Command::Hold => Op::Master(Box::pin(action::while_master(
+            Command::Sleep { wait, jitter } => {
+                let wait = jittered(wait, jitter);
+                tracing::debug!("next attempt in {wait:?}");
+                Op::Sleep(Box::pin(sleep_until(Instant::now() + wait)))
+            }
+            Command::Hold => Op::Master(Box::pin(hold(
                 self.spec.actions.clone(),
-                ctx,
+                held.as_ref().and_then(|h| h.still_held()),
+                self.spec.poll_interval,
+                self.op_timeout,
             ))),
-            Command::Keep | Command::Exit => unreachable!("not an operation"),
+            Command::Keep | Command::Cancel | Command::Exit => {
+                unreachable!("not an operation")
+            }
         }
     }
 
     /// Runs until shutdown has released everything (or the request channel
-    /// closes, which is a shutdown too).
-    pub async fn run(self, mut requests: mpsc::Receiver<Request>) {
-        let mut m = Machine::new(self.spec.poll_interval);
+    /// closes, which is a shutdown too); returns the final status, which
+    /// says whether the lock is still held.
+    pub async fn run(mut self, mut requests: mpsc::Receiver<Request>) -> ResourceStatus {
+        let mut m = Machine::new(self.spec.poll_interval, self.record.exists());
         let mut held: Option<Box<dyn HeldLock>> = None;
         let mut op = Op::Idle;
         let mut last = None;
-        let mut waiters: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
+        let mut waiters: Vec<Reply> = Vec::new();
+        // When the running hold-off ends (for status).
+        let mut hold_off_until = None;
         let mut cmd = m.handle(Event::Start);
         loop {
             match cmd {
                 Command::Exit => break,
                 Command::Keep => {}
-                c => op = self.start(c, &mut held),
+                Command::Cancel => {
+                    if let Op::Actions {
+                        cancel: Some(c), ..
+                    } = &op
+                    {
+                        tracing::info!("stopping: cancelling the running acquire steps");
+                        let _ = c.send(true);
+                    }
+                }
+                Command::Sleep { wait, .. } if m.holding_off() => {
+                    hold_off_until = Some(now_ms() + wait.as_millis() as u64);
+                    op = self.start(cmd, &mut held);
+                }
+                c => {
+                    hold_off_until = None;
+                    op = self.start(c, &mut held);
+                }
             }
-            self.publish(&m, &mut last);
-            if !waiters.is_empty()
-                && !matches!(
-                    m.status(),
-                    Status::Master | Status::Releasing | Status::Stalled
-                )
-            {
-                let r = match m.status() {
-                    Status::Standby => Ok(()),
-                    _ => Err(m
-                        .last_error()
-                        .unwrap_or("release did not complete")
-                        .to_string()),
-                };
+            if let Some(r) = m.take_reply() {
                 waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
             }
+            self.publish(&m, &mut last, hold_off_until.filter(|_| m.holding_off()));
             let done = tokio::select! {
                 d = op.next() => d,
-                req = requests.recv() => match req {
-                    Some(Request::Ping(reply)) => {
-                        let _ = reply.send(());
-                        cmd = Command::Keep;
-                        continue;
-                    }
-                    Some(Request::Release { hold_off, reply }) => {
-                        match m.request_release(hold_off) {
-                            Ok(c) => {
-                                tracing::info!(resource = %self.spec.name, "release requested, holding off for {hold_off:?}");
-                                waiters.push(reply);
-                                cmd = c;
-                            }
-                            Err(e) => {
-                                let _ = reply.send(Err(e));
-                                cmd = Command::Keep;
-                            }
+                req = requests.recv() => {
+                    match req {
+                        Some(Request::Ping(reply)) => {
+                            let _ = reply.send(());
+                            cmd = Command::Keep;
                         }
-                        continue;
+                        Some(Request::Release { hold_off, reply }) => {
+                            cmd = match m.request_release(hold_off) {
+                                Ok(c) => {
+                                    tracing::info!("release requested, holding off for {}", humantime::format_duration(hold_off));
+                                    waiters.push(reply);
+                                    c
+                                }
+                                Err(e) => {
+                                    let _ = reply.send(Err(e));
+                                    Command::Keep
+                                }
+                            };
+                        }
+                        Some(Request::Resume(reply)) => {
+                            cmd = match m.resume() {
+                                Ok(c) => {
+                                    tracing::info!("hold-off ended early by request");
+                                    let _ = reply.send(Ok(()));
+                                    c
+                                }
+                                Err(e) => {
+                                    let _ = reply.send(Err(e));
+                                    Command::Keep
+                                }
+                            };
+                        }
+                        Some(Request::Update { spec, op_timeout }) => {
+                            if *spec != *self.spec || op_timeout != self.op_timeout {
+                                tracing::info!("reload: new intervals and timeouts apply in place");
+                            }
+                            m.set_poll(spec.poll_interval);
+                            self.spec = spec;
+                            self.op_timeout = op_timeout;
+                            cmd = Command::Keep;
+                        }
+                        Some(Request::Shutdown) | None => cmd = m.handle(Event::Shutdown),
                     }
-                    Some(Request::Shutdown) | None => Done::Event(Event::Shutdown),
-                },
+                    continue;
+                }
             };
             let ev = match done {
                 Done::Won(h) => {
                     if let Some(p) = h.previous_holder() {
-                        tracing::info!(resource = %self.spec.name, "lock won: {p}");
+                        tracing::info!("lock won: {p}");
                     }
                     held = Some(h);
                     Event::Locked
                 }
                 Done::Event(Event::Stalled) => {
                     tracing::warn!(
-                        resource = %self.spec.name,
                         "lock call has not returned within op_timeout ({:?}); still waiting for it (the DLM may be recovering a dead node)",
                         self.op_timeout
                     );
                     Event::Stalled
                 }
+                Done::Event(Event::LockLost(why)) => {
+                    tracing::error!("{why}: giving mastership up and competing again");
+                    Event::LockLost(why)
+                }
+                Done::Event(Event::Busy) => {
+                    tracing::debug!("lock {} is busy", self.spec.lock);
+                    Event::Busy
+                }
                 Done::Event(ev) => ev,
             };
             cmd = m.handle(ev);
         }
-        self.publish(&m, &mut last);
+        if let Some(r) = m.take_reply() {
+            waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
+        }
+        self.publish(&m, &mut last, None);
         for w in waiters {
             let _ = w.send(Err("daemon is shutting down".into()));
         }
@@ -326,5 +435,6 @@ impl Runner {
         if let Some(h) = held {
             std::mem::forget(h);
         }
+        last.expect("published at least once")
     }
 }

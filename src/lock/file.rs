@@ -7,61 +7,52 @@
 //! with POSIX locks. Lock files are never unlinked: unlinking a lock file
 //! lets a newcomer lock a fresh inode while the holder keeps the old one.
 //!
-//! In the daemon the backend has a [`Keeper`]: every lock won is handed to
-//! it (with its resource's release actions) before it counts as won, so a
-//! daemon killed with SIGKILL keeps its locks until the keeper has run the
-//! release actions. See `keeper.rs`.
+//! In the daemon the backend has an [`FdGuard`] (the lock keeper): every
+//! lock won is handed to it before it counts as won, so a daemon killed with
+//! SIGKILL keeps its locks until the guard has undone our side effects. See
+//! `crate::keeper`.
+//!
+//! Deleting a held lock file (an admin's `rm -rf`, systemd-tmpfiles aging
+//! /tmp) would let a newcomer lock a fresh inode while we keep the old one:
+//! [`HeldLock::still_held`] compares the held fd's inode with the path's.
 
-use super::keeper::Keeper;
-use super::{HeldLock, LockBackend, LockError, TryLock};
-use crate::config::{ActionSpec, ResourceSpec};
+use super::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
-use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+/// Whoever keeps a held lock's fd open past our own death (the lock
+/// keeper), so the lock outlives a killed daemon until its side effects are
+/// undone.
+pub trait FdGuard: Send + Sync {
+    /// Takes a copy of `fd`, the lock just won on `lock`; Ok once held.
+    fn hold(&self, lock: &str, fd: BorrowedFd<'_>) -> Result<(), String>;
+    /// `lock` was given up (unlocked): close the copy.
+    fn release(&self, lock: &str) -> Result<(), String>;
+}
 
 pub struct FileBackend {
     dir: PathBuf,
-    keeper: Option<Arc<Keeper>>,
-    /// lock name → (resource, its actions), for the keeper.
-    resources: Mutex<HashMap<String, (String, Vec<ActionSpec>)>>,
+    guard: Option<Arc<dyn FdGuard>>,
 }
 
 impl FileBackend {
-    /// Without a keeper: a lock lives exactly as long as our fd (`cleanup`,
+    /// Without a guard: a lock lives exactly as long as our fd (`cleanup`,
     /// tests).
     pub fn new(dir: PathBuf) -> Self {
+        FileBackend { dir, guard: None }
+    }
+
+    /// Every lock won is handed to `guard` before `try_lock` reports it.
+    pub fn with_guard(dir: PathBuf, guard: Arc<dyn FdGuard>) -> Self {
         FileBackend {
             dir,
-            keeper: None,
-            resources: Mutex::new(HashMap::new()),
+            guard: Some(guard),
         }
-    }
-
-    /// Every lock won is handed to `keeper` before `try_lock` reports it;
-    /// `register` must name the resource of each lock first.
-    pub fn with_keeper(dir: PathBuf, keeper: Arc<Keeper>) -> Self {
-        FileBackend {
-            keeper: Some(keeper),
-            ..FileBackend::new(dir)
-        }
-    }
-
-    /// Tells the backend which resource (and release actions) `spec.lock`
-    /// belongs to, for the keeper. Called before the resource's runner starts.
-    pub fn register(&self, spec: &ResourceSpec) {
-        self.resources
-            .lock()
-            .unwrap()
-            .insert(spec.lock.clone(), (spec.name.clone(), spec.actions.clone()));
-    }
-
-    pub fn unregister(&self, lock: &str) {
-        self.resources.lock().unwrap().remove(lock);
     }
 
     pub fn path(&self, lock: &str) -> PathBuf {
@@ -69,9 +60,20 @@ impl FileBackend {
     }
 }
 
+/// One non-blocking OFD lock call on the whole file: take the write lock
+/// (`true`) or unlock.
+pub fn ofd_setlk(fd: impl AsFd, lock: bool) -> nix::Result<()> {
+    let kind = if lock { libc::F_WRLCK } else { libc::F_UNLCK };
+    fcntl(
+        fd.as_fd(),
+        FcntlArg::F_OFD_SETLK(&whole_file(kind as libc::c_short)),
+    )
+    .map(|_| ())
+}
+
 fn whole_file(kind: libc::c_short) -> libc::flock {
-    // SAFETY-free: a plain C struct; zero means "from offset 0 to EOF and
-    // beyond", and l_pid must be 0 for OFD locks.
+    // SAFETY: a plain C struct for which all-zero is valid; zero means
+    // "from offset 0 to EOF and beyond", and l_pid must be 0 for OFD locks.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind;
     fl.l_whence = libc::SEEK_SET as libc::c_short;
@@ -130,61 +132,27 @@ fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError> {
     }
 }
 
-impl FileBackend {
-    /// Gives `keeper` its copy of the lock just won on `file`; on failure
-    /// the lock is given up again: never master without protection.
-    fn hand_to_keeper(
-        &self,
-        keeper: &Arc<Keeper>,
-        lock: &str,
-        file: &File,
-        path: &Path,
-    ) -> Result<(Arc<Keeper>, String), LockError> {
-        let registered = self.resources.lock().unwrap().get(lock).cloned();
-        let result = match registered {
-            None => Err(format!("no resource registered for lock {lock:?}")),
-            Some((resource, actions)) => keeper
-                .hold(&resource, file.as_fd(), &actions)
-                .map(|()| resource),
-        };
-        match result {
-            Ok(resource) => Ok((keeper.clone(), resource)),
-            Err(e) => {
-                let _ = unlock(file);
-                Err(LockError::Failed(format!(
-                    "won {} but the lock keeper did not take it, so giving it up: {e}",
-                    path.display()
-                )))
-            }
-        }
-    }
-}
-
-fn unlock(file: &File) -> nix::Result<()> {
-    fcntl(
-        file,
-        FcntlArg::F_OFD_SETLK(&whole_file(libc::F_UNLCK as libc::c_short)),
-    )
-    .map(|_| ())
-}
-
 impl LockBackend for FileBackend {
     fn try_lock(&self, lock: &str) -> Result<TryLock, LockError> {
         let path = self.path(lock);
         let file = open_lock_file(&self.dir, &path)?;
-        match fcntl(
-            &file,
-            FcntlArg::F_OFD_SETLK(&whole_file(libc::F_WRLCK as libc::c_short)),
-        ) {
-            Ok(_) => {
-                let kept = match &self.keeper {
-                    None => None,
-                    Some(k) => Some(self.hand_to_keeper(k, lock, &file, &path)?),
-                };
+        match ofd_setlk(&file, true) {
+            Ok(()) => {
+                if let Some(g) = &self.guard
+                    && let Err(e) = g.hold(lock, file.as_fd())
+                {
+                    // Never master without protection.
+                    let _ = ofd_setlk(&file, false);
+                    return Err(LockError::Failed(format!(
+                        "won {} but the lock keeper did not take it, so giving it up: {e}",
+                        path.display()
+                    )));
+                }
                 Ok(TryLock::Acquired(Box::new(FileLock {
                     file: Some(file),
                     path,
-                    kept,
+                    lock: lock.to_string(),
+                    guard: self.guard.clone(),
                 })))
             }
             Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(TryLock::Busy),
@@ -205,37 +173,53 @@ pub struct FileLock {
     /// None once released.
     file: Option<File>,
     path: PathBuf,
-    /// The keeper holding a copy of the fd, and our resource's name there.
-    kept: Option<(Arc<Keeper>, String)>,
+    lock: String,
+    /// Holds a copy of the fd.
+    guard: Option<Arc<dyn FdGuard>>,
 }
 
 impl FileLock {
-    pub fn file(&self) -> &File {
-        self.file.as_ref().expect("not released")
-    }
-
-    /// Unlocks (for the keeper's copy too: same open file description),
-    /// then has the keeper close its copy.
+    /// Unlocks (for the guard's copy too: same open file description),
+    /// then has the guard close its copy.
     fn give_up(&mut self) -> Result<(), LockError> {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
         // Unlocking first makes the release explicit even though the fd
         // was duplicated (to the keeper).
-        let r = unlock(&file)
+        let r = ofd_setlk(&file, false)
             .map_err(|e| LockError::Failed(format!("cannot unlock {}: {e}", self.path.display())));
-        if let Some((keeper, resource)) = self.kept.take()
-            && let Err(e) = keeper.drop_lock(&resource)
+        if let Some(g) = self.guard.take()
+            && let Err(e) = g.release(&self.lock)
         {
             // After F_UNLCK the keeper's copy holds no lock any more; if the
             // keeper is gone its copy is closed already.
-            tracing::warn!(resource = %resource, "telling the lock keeper to drop {}: {e}", self.path.display());
+            tracing::warn!(
+                "telling the lock keeper to drop {}: {e}",
+                self.path.display()
+            );
         }
         r
     }
 }
 
 impl HeldLock for FileLock {
+    fn still_held(&self) -> Option<StillHeld> {
+        let held = self.file.as_ref()?.metadata().ok()?;
+        let (dev, ino, path) = (held.dev(), held.ino(), self.path.clone());
+        Some(Arc::new(move || match std::fs::symlink_metadata(&path) {
+            Ok(now) if now.dev() == dev && now.ino() == ino => Ok(()),
+            Ok(_) => Err(format!(
+                "lock file {} was replaced, so our lock no longer excludes anyone",
+                path.display()
+            )),
+            Err(e) => Err(format!(
+                "lock file {} is gone ({e}), so our lock no longer excludes anyone",
+                path.display()
+            )),
+        }))
+    }
+
     fn release(mut self: Box<Self>) -> Result<(), LockError> {
         self.give_up()
     }

@@ -6,7 +6,6 @@
 
 pub mod dlmfs;
 pub mod file;
-pub mod keeper;
 
 use crate::config::{Backend, LockConfig};
 use std::fmt;
@@ -28,6 +27,9 @@ impl fmt::Display for LockError {
         }
     }
 }
+
+/// See [`HeldLock::still_held`].
+pub type StillHeld = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 /// The outcome of one non-blocking attempt.
 pub enum TryLock {
@@ -52,12 +54,19 @@ pub trait HeldLock: Send {
     fn previous_holder(&self) -> Option<String> {
         None
     }
+    /// A check, run at every poll while master (on the blocking pool),
+    /// that the lock still excludes everyone else without a new lock call:
+    /// Err says why not (a `file` lock whose file was deleted or replaced).
+    /// None: nothing to check (a held dlmfs lock file cannot be unlinked).
+    fn still_held(&self) -> Option<StillHeld> {
+        None
+    }
     /// Gives the lock up so another node can take it.
     fn release(self: Box<Self>) -> Result<(), LockError>;
 }
 
 /// The backend without a lock keeper (the daemon builds its `file` backend
-/// with one: see `daemon::run`).
+/// with one: see `daemon`).
 pub fn backend(cfg: &LockConfig, node: &str) -> Arc<dyn LockBackend> {
     match cfg.backend {
         Backend::File => Arc::new(file::FileBackend::new(cfg.dir.clone())),

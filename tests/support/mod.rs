@@ -339,3 +339,10 @@ pub fn link_addr(iface: &str, protocol: u16) -> libc::sockaddr_ll {
     sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
     sa
 }
+
+/// The `keep-locks` child of daemon `pid`, if it has one now.
+pub fn keeper_of(pid: i32) -> Option<i32> {
+    pids().into_iter().find(|&p| {
+        proc_stat(p).is_some_and(|(_, ppid, _)| ppid == pid) && cmdline(p).contains(" keep-locks ")
+    })
+}

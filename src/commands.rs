@@ -1,0 +1,161 @@
+//! What each subcommand does, for `main` to dispatch: the daemon and
+//! `cleanup` (in `daemon`), `check-config`, and the clients of a running
+//! daemon (`status`, `release`).
+
+use crate::cli::{Cli, Cmd};
+use crate::config;
+use crate::control::{self, Request, StatusReport};
+use crate::exit;
+use std::path::Path;
+use std::time::Duration;
+
+/// Runs the command; returns the exit code.
+pub fn dispatch(cli: Cli) -> i32 {
+    if let Cmd::KeepLocks { fd, node } = cli.command {
+        // Plain blocking code with a runtime of its own for the release
+        // actions: see keeper.
+        return crate::keeper::main(fd, node);
+    }
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("dlm-electd: cannot start the runtime: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// Loads and checks the config; warnings are printed by `check-config`
+/// (`warning: FILE:LINE:COL: ...`) and logged by the other commands.
+fn load(path: &Path, print_warnings: bool) -> Result<config::Config, i32> {
+    let loaded = config::load_checked(path).map_err(|e| {
+        eprintln!("{e}");
+        exit::CONFIG
+    })?;
+    for w in &loaded.warnings {
+        if print_warnings {
+            eprintln!("warning: {w}");
+        } else {
+            tracing::warn!("{w}");
+        }
+    }
+    Ok(loaded.config)
+}
+
+async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Cmd::CheckConfig => match load(&cli.config, true) {
+            Ok(c) => {
+                println!(
+                    "{}: ok, {} resource(s), {} backend",
+                    cli.config.display(),
+                    c.resources.len(),
+                    c.lock.backend
+                );
+                exit::OK
+            }
+            Err(code) => code,
+        },
+        Cmd::Run => match load(&cli.config, false) {
+            Ok(c) => crate::daemon::run(cli.config.clone(), c).await,
+            Err(code) => code,
+        },
+        Cmd::Cleanup => match load(&cli.config, false) {
+            Ok(c) => crate::daemon::cleanup(c).await,
+            Err(code) => code,
+        },
+        Cmd::Status { json } => status(&cli.config, json).await,
+        Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
+        Cmd::KeepLocks { .. } => unreachable!("handled in dispatch"),
+    }
+}
+
+async fn status(config: &Path, json: bool) -> i32 {
+    let dir = config::runtime_dir_hint(config);
+    match control::call(&dir, &Request::Status, Duration::from_secs(10)).await {
+        Ok(control::Reply {
+            status: Some(s), ..
+        }) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+            } else {
+                print_table(&s);
+            }
+            exit::OK
+        }
+        Ok(r) => {
+            eprintln!(
+                "dlm-electd: {}",
+                r.error.unwrap_or_else(|| "empty answer".into())
+            );
+            exit::FAILURE
+        }
+        Err(e) => {
+            eprintln!("dlm-electd: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
+    let dir = config::runtime_dir_hint(config);
+    let req = Request::Release {
+        resource: name.clone(),
+        hold_off_ms: hold_off.as_millis() as u64,
+    };
+    // The daemon answers once the lock is given up, or at the first failed
+    // release attempt; release steps have their own timeouts, so this only
+    // guards against a daemon that stopped answering at all.
+    match control::call(&dir, &req, Duration::from_secs(600)).await {
+        Ok(control::Reply { error: None, .. }) => {
+            println!(
+                "{name}: released; not competing for {}",
+                humantime::format_duration(hold_off)
+            );
+            exit::OK
+        }
+        Ok(control::Reply { error: Some(e), .. }) | Err(e) => {
+            eprintln!("dlm-electd: release {name}: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn print_table(s: &StatusReport) {
+    let now = crate::election::status::now_ms();
+    println!("node: {}", s.node);
+    let w = s
+        .resources
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!(
+        "{:<w$}  {:<9}  {:>10}  LAST ERROR",
+        "RESOURCE", "STATE", "FOR"
+    );
+    for r in &s.resources {
+        let age = Duration::from_secs(now.saturating_sub(r.since_ms) / 1000);
+        let note = match (&r.last_error, r.hold_off_until_ms) {
+            (Some(e), _) => e.clone(),
+            (None, Some(until)) => format!(
+                "holding off for {} more",
+                humantime::format_duration(Duration::from_secs(
+                    until.saturating_sub(now).div_ceil(1000)
+                ))
+            ),
+            (None, None) => "-".into(),
+        };
+        println!(
+            "{:<w$}  {:<9}  {:>10}  {}",
+            r.name,
+            r.state.as_str(),
+            humantime::format_duration(age).to_string(),
+            note
+        );
+    }
+}

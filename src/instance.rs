@@ -1,0 +1,141 @@
+//! What belongs to one daemon instance, kept in its runtime dir: the
+//! instance lock (one daemon, or `cleanup`, per runtime dir) and the
+//! *applied records*, one per resource whose acquire steps this instance
+//! started and has not yet undone.
+//!
+//! Why records: at startup (a lock found busy) and in `cleanup`, an instance
+//! undoes what a crashed predecessor of *itself* may have left. Without a
+//! record it cannot tell that from what another instance on the same host
+//! holds right now (two daemons sharing a `file` lock dir, as the demo does),
+//! and would remove the live master's VIP. So the record is written before
+//! the first acquire step and removed once the release steps succeeded (by
+//! the daemon, or by its lock keeper after the daemon died); only a
+//! resource with a record is undone at startup and by `cleanup`, and a
+//! resource with a record always is.
+//!
+//! The runtime dir is normally on tmpfs (/run), so records do not survive a
+//! reboot, and that is right: neither does what they stand for (addresses,
+//! started units, processes), while a record left from before the reboot
+//! would make the next start undo things another instance may hold.
+
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub const INSTANCE_LOCK: &str = "instance.lock";
+const RECORDS: &str = "applied";
+
+/// The instance lock, held for the life of the process.
+pub struct Instance {
+    dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Instance {
+    /// Creates the runtime dir (0700) and takes the instance lock: one
+    /// daemon (or cleanup) per runtime dir. dlmfs locks are per node, so a
+    /// second daemon on the node would "win" the same locks; this flock
+    /// prevents it.
+    pub fn take(runtime_dir: &Path) -> Result<Instance, String> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(runtime_dir)
+            .map_err(|e| format!("cannot create runtime dir {}: {e}", runtime_dir.display()))?;
+        // The control socket lives here: nobody else may enter.
+        std::fs::set_permissions(runtime_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot chmod runtime dir {}: {e}", runtime_dir.display()))?;
+        let path = runtime_dir.join(INSTANCE_LOCK);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => l,
+            Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                return Err(format!(
+                    "another dlm-electd instance holds {} (pid {}); one daemon per runtime_dir",
+                    path.display(),
+                    pid.trim()
+                ));
+            }
+            Err((_, e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+        };
+        let _ = lock.set_len(0);
+        let _ = lock.rewind();
+        let _ = writeln!(lock, "{}", std::process::id());
+        Ok(Instance {
+            dir: runtime_dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The applied record of `resource`.
+    pub fn record(&self, resource: &str) -> Record {
+        // Resource names are checked to be plain file names by the config.
+        Record::at(self.dir.join(RECORDS).join(resource))
+    }
+}
+
+/// "This instance may have applied `resource`'s acquire steps."
+#[derive(Debug, Clone)]
+pub struct Record {
+    path: PathBuf,
+}
+
+impl Record {
+    pub fn at(path: PathBuf) -> Record {
+        Record { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// Written before the first acquire step runs.
+    pub fn mark(&self) -> Result<(), String> {
+        if let Some(dir) = self.path.parent() {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&self.path)
+            .map(drop)
+            .map_err(|e| {
+                format!(
+                    "cannot write the applied record {}: {e}",
+                    self.path.display()
+                )
+            })
+    }
+
+    /// Removed once the release steps succeeded.
+    pub fn clear(&self) {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot remove {}: {e}", self.path.display()),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! A resource's life with a real daemon on the `file` backend, where it
+//! went wrong before: a release that fails at shutdown or on request, a
+//! reload that only changes intervals, a lock file deleted under a master,
+//! signals keepalived admins send, a stop during a long acquire step.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{
+    BIN, Daemon, WAIT, assert_never_two_masters, become_subreaper, log_hook, read_events,
+    reap_with_keepers, wait_for, write_config,
+};
+
+/// Daemons sharing a lock dir and an event log; dropping it kills them and
+/// their keepers (sessions included), even when a test fails.
+struct Lab {
+    dir: tempfile::TempDir,
+    daemons: Vec<Daemon>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for d in self.daemons.iter_mut().filter(|d| d.child.is_some()) {
+            if d.keeper == 0 {
+                d.keeper = support::keeper_of(d.pid().as_raw()).unwrap_or(0);
+            }
+        }
+        reap_with_keepers(&mut self.daemons);
+    }
+}
+
+impl Lab {
+    fn new() -> Lab {
+        become_subreaper();
+        Lab {
+            dir: tempfile::tempdir().unwrap(),
+            daemons: Vec::new(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.path("events.log")
+    }
+
+    fn events(&self) -> Vec<String> {
+        read_events(&self.log())
+    }
+
+    /// One resource `web` whose exec action logs acquire and release (with
+    /// `release` as the release command, when given).
+    fn web(&self, release: Option<&str>) -> String {
+        let hook = log_hook("", &self.log());
+        format!(
+            "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\nacquire = {hook}\nrelease = {}\n",
+            release.unwrap_or(&hook)
+        )
+    }
+
+    fn config(&self, node: &str, resources: &str) -> PathBuf {
+        write_config(&self.path(node), node, &self.path("locks"), resources)
+    }
+
+    fn start(&mut self, node: &str, resources: &str) -> usize {
+        let cfg = self.config(node, resources);
+        let stderr = self.path(&format!("{node}.stderr"));
+        self.daemons.push(Daemon::spawn(node, &[], cfg, stderr));
+        self.daemons.len() - 1
+    }
+}
+
+/// Runs the CLI, killing it if it has not finished within `limit`.
+fn cli_within(limit: Duration, config: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            return (st.code(), text);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, format!("still running after {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn failed_release_at_shutdown_exits_non_zero_and_says_what_is_left() {
+    let mut lab = Lab::new();
+    let a = lab.start("a", &lab.web(Some(r#"["/bin/false"]"#)));
+    lab.daemons[a].wait_state("web", "master");
+    lab.daemons[a].keeper = lab.daemons[a].find_keeper();
+    lab.daemons[a].signal(Signal::SIGTERM);
+    let code = lab.daemons[a].wait_exit();
+    let log = lab.daemons[a].log();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(!log.contains("stopped cleanly"), "{log}");
+    assert!(
+        log.contains("not released") && log.contains("web (releasing"),
+        "names what is left:\n{log}"
+    );
+}
+
+#[test]
+fn release_request_returns_at_once_when_a_release_step_fails() {
+    let mut lab = Lab::new();
+    let a = lab.start("a", &lab.web(Some(r#"["/bin/false"]"#)));
+    lab.daemons[a].wait_state("web", "master");
+    let cfg = lab.daemons[a].config.clone();
+    let (code, out) = cli_within(WAIT, &cfg, &["release", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("/bin/false") && !out.contains("no answer"),
+        "names the failing release program:\n{out}"
+    );
+    // The daemon goes on retrying, keeping the lock.
+    assert_eq!(lab.daemons[a].state("web").as_deref(), Some("releasing"));
+}
+
+#[test]
+fn reload_of_intervals_keeps_the_master_in_place() {
+    let mut lab = Lab::new();
+    let res = lab.web(None);
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    let since = lab.daemons[a].status().unwrap()["resources"][0]["since_ms"].clone();
+    let before = lab.events();
+    // Only [daemon] poll_interval and op_timeout change.
+    let cfg = lab.daemons[a].config.clone();
+    let text = fs::read_to_string(&cfg).unwrap().replace(
+        "poll_interval = \"100ms\"",
+        "poll_interval = \"300ms\"\nop_timeout = \"30s\"",
+    );
+    fs::write(&cfg, text).unwrap();
+    lab.daemons[a].signal(Signal::SIGHUP);
+    wait_for(WAIT, "reloaded", || {
+        lab.daemons[a].log().contains("reloaded").then_some(())
+    });
+    let st = lab.daemons[a].status().unwrap();
+    assert_eq!(st["resources"][0]["state"], "master");
+    assert_eq!(st["resources"][0]["since_ms"], since, "not re-acquired");
+    assert_eq!(lab.events(), before, "no release, no acquire");
+    assert!(lab.daemons[a].log().contains("apply in place"));
+}
+
+#[test]
+fn deleted_lock_file_makes_the_master_give_up_and_compete_again() {
+    let mut lab = Lab::new();
+    let res = lab.web(None);
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    // tmpfiles aging, an admin's rm -rf: the held lock file goes away.
+    fs::remove_file(lab.path("locks").join("web.lock")).unwrap();
+    let b = lab.start("b", &res);
+    wait_for(WAIT, "a to notice and release", || {
+        lab.events()
+            .contains(&"a release web".to_string())
+            .then_some(())
+    });
+    assert!(
+        lab.daemons[a].log().contains("no longer excludes anyone"),
+        "{}",
+        lab.daemons[a].log()
+    );
+    // Exactly one master again, and it stays so.
+    wait_for(WAIT, "one master", || {
+        let states = (
+            lab.daemons[a].state("web").unwrap_or_default(),
+            lab.daemons[b].state("web").unwrap_or_default(),
+        );
+        let masters = [&states.0, &states.1]
+            .iter()
+            .filter(|s| s.as_str() == "master")
+            .count();
+        let settled = [&states.0, &states.1]
+            .iter()
+            .all(|s| s.as_str() == "master" || s.as_str() == "standby" || s.as_str() == "backoff");
+        (masters == 1 && settled).then_some(())
+    });
+}
+
+#[test]
+fn sigusr1_logs_the_status_and_usr2_does_not_kill() {
+    let mut lab = Lab::new();
+    let a = lab.start("a", &lab.web(None));
+    lab.daemons[a].wait_state("web", "master");
+    lab.daemons[a].signal(Signal::SIGUSR1);
+    wait_for(WAIT, "status in the log", || {
+        lab.daemons[a]
+            .log()
+            .contains("status: master")
+            .then_some(())
+    });
+    lab.daemons[a].signal(Signal::SIGUSR2);
+    wait_for(WAIT, "SIGUSR2 logged", || {
+        lab.daemons[a]
+            .log()
+            .contains("SIGUSR2 ignored")
+            .then_some(())
+    });
+    assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
+    assert!(
+        lab.daemons[a]
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none()
+    );
+    assert_never_two_masters(&lab.events());
+}
