@@ -293,6 +293,14 @@ fn a_missing_interface_is_a_warning() {
         )),
         "{warnings:?}"
     );
+    // check-config prints it and still passes.
+    let out = cli(&cfg, &["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!("warning: {}", warnings[0])),
+        "{}",
+        stderr_of(&out)
+    );
     let cfg = write_config(dir.path(), "a", &dir.path().join("locks"), &vip("lo"));
     assert!(config::load_checked(&cfg).unwrap().warnings.is_empty());
 }
