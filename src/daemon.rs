@@ -54,6 +54,7 @@ fn same_holdings(a: &ResourceSpec, b: &ResourceSpec) -> bool {
                 match &mut a {
                     ActionSpec::Exec(e) => e.timeout = Duration::ZERO,
                     ActionSpec::Vip(v) => v.timeout = Duration::ZERO,
+                    ActionSpec::Unit(u) => u.timeout = Duration::ZERO,
                 }
                 a
             })
