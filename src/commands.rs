@@ -6,7 +6,7 @@ use crate::cli::{Cli, Cmd};
 use crate::config;
 use crate::control::{self, Request, StatusReport};
 use crate::exit;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Runs the command; returns the exit code.
@@ -28,16 +28,26 @@ pub fn dispatch(cli: Cli) -> i32 {
     }
 }
 
-fn load(path: &Path) -> Result<config::Config, i32> {
-    config::load_checked(path).map_err(|e| {
+/// Loads and checks the config; warnings are printed by `check-config`
+/// (`warning: FILE:LINE:COL: ...`) and logged by the other commands.
+fn load(path: &Path, print_warnings: bool) -> Result<config::Config, i32> {
+    let loaded = config::load_checked(path).map_err(|e| {
         eprintln!("{e}");
         exit::CONFIG
-    })
+    })?;
+    for w in &loaded.warnings {
+        if print_warnings {
+            eprintln!("warning: {w}");
+        } else {
+            tracing::warn!("{w}");
+        }
+    }
+    Ok(loaded.config)
 }
 
 async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Cmd::CheckConfig => match load(&cli.config) {
+        Cmd::CheckConfig => match load(&cli.config, true) {
             Ok(c) => {
                 println!(
                     "{}: ok, {} resource(s), {} backend",
@@ -49,11 +59,11 @@ async fn run(cli: Cli) -> i32 {
             }
             Err(code) => code,
         },
-        Cmd::Run => match load(&cli.config) {
+        Cmd::Run => match load(&cli.config, false) {
             Ok(c) => crate::daemon::run(cli.config.clone(), c).await,
             Err(code) => code,
         },
-        Cmd::Cleanup => match load(&cli.config) {
+        Cmd::Cleanup => match load(&cli.config, false) {
             Ok(c) => crate::daemon::cleanup(c).await,
             Err(code) => code,
         },
@@ -64,7 +74,7 @@ async fn run(cli: Cli) -> i32 {
 }
 
 async fn status(config: &Path, json: bool) -> i32 {
-    let dir = runtime_dir(config);
+    let dir = config::runtime_dir_hint(config);
     match control::call(&dir, &Request::Status, Duration::from_secs(10)).await {
         Ok(control::Reply {
             status: Some(s), ..
@@ -91,7 +101,7 @@ async fn status(config: &Path, json: bool) -> i32 {
 }
 
 async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
-    let dir = runtime_dir(config);
+    let dir = config::runtime_dir_hint(config);
     let req = Request::Release {
         resource: name.clone(),
         hold_off_ms: hold_off.as_millis() as u64,
@@ -112,22 +122,6 @@ async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
             exit::FAILURE
         }
     }
-}
-
-/// Clients find the daemon through the runtime dir named in the config. The
-/// config may be mid-edit and invalid while the daemon runs on the old one,
-/// so only that one key is read, leniently.
-fn runtime_dir(path: &Path) -> PathBuf {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| {
-            t.get("daemon")?
-                .get("runtime_dir")?
-                .as_str()
-                .map(Into::into)
-        })
-        .unwrap_or_else(|| config::validate::DEFAULT_RUNTIME_DIR.into())
 }
 
 fn print_table(s: &StatusReport) {

@@ -54,6 +54,7 @@ fn same_holdings(a: &ResourceSpec, b: &ResourceSpec) -> bool {
                 match &mut a {
                     ActionSpec::Exec(e) => e.timeout = Duration::ZERO,
                     ActionSpec::Vip(v) => v.timeout = Duration::ZERO,
+                    ActionSpec::Unit(u) => u.timeout = Duration::ZERO,
                 }
                 a
             })
@@ -134,7 +135,12 @@ impl Supervisor {
     /// starts new ones; a bad one changes nothing.
     async fn reload(&mut self) {
         let new = match config::load_checked(&self.path) {
-            Ok(c) => c,
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    tracing::warn!("reload: {w}");
+                }
+                loaded.config
+            }
             Err(errors) => {
                 tracing::error!("reload refused, keeping the running config:\n{errors}");
                 let first = errors.0.first().map(|e| e.to_string()).unwrap_or_default();

@@ -39,7 +39,7 @@ use std::time::Duration;
 pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
     match step {
         Step::Acquire => {
-            let burst = burst_length(spec);
+            let burst = spec.burst();
             if burst >= spec.timeout {
                 return Err(format!(
                     "announcing {} times every {} takes {}, which does not fit in the \
@@ -107,12 +107,6 @@ pub async fn present(spec: &VipSpec) -> Result<bool, String> {
         }
     })
     .await
-}
-
-/// How long a burst takes: the first announcement goes out at once.
-fn burst_length(spec: &VipSpec) -> Duration {
-    spec.announce_interval
-        .saturating_mul(spec.announce_count.saturating_sub(1))
 }
 
 /// Sets `added` once the address is on, so that a failure (or timeout)
@@ -371,17 +365,6 @@ mod tests {
             refresh: Duration::ZERO,
             timeout: Duration::from_millis(timeout_ms),
         }
-    }
-
-    #[test]
-    fn burst_counts_intervals_between_announcements() {
-        assert_eq!(burst_length(&spec(0, 200, 1000)), Duration::ZERO);
-        assert_eq!(burst_length(&spec(1, 200, 1000)), Duration::ZERO);
-        assert_eq!(
-            burst_length(&spec(5, 200, 1000)),
-            Duration::from_millis(800)
-        );
-        assert_eq!(burst_length(&spec(u32::MAX, u64::MAX, 1)), Duration::MAX);
     }
 
     #[tokio::test]

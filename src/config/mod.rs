@@ -2,21 +2,28 @@
 //!
 //! `load` reads the main file and its drop-ins, `validate` turns the raw serde
 //! types of `model` into the types below (defaults applied, names checked
-//! against the backend), and `security` refuses files a non-root user could
-//! have written when the daemon runs as root.
+//! against the backend; pure), and `check` then asks the filesystem: can the
+//! programs run, and, as root, could anyone but root have changed the files,
+//! programs and directories we trust (`security`). `source` turns spans into
+//! file:line:column for all of them.
+//!
+//! Dependencies go one way: load → validate → source, check → security.
 
+pub mod check;
 pub mod load;
 pub mod model;
 pub mod security;
+pub mod source;
 pub mod validate;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use load::load;
+pub use load::{load, load_placed};
 pub use model::Backend;
+pub use source::Place;
 
 pub const DEFAULT_PATH: &str = "/etc/dlm-electd/dlm-electd.toml";
 /// EX_CONFIG from sysexits.h: systemd's `RestartPreventExitStatus=78` keeps a
@@ -60,6 +67,7 @@ pub struct ResourceSpec {
 pub enum ActionSpec {
     Exec(ExecSpec),
     Vip(VipSpec),
+    Unit(UnitSpec),
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -81,6 +89,25 @@ pub struct VipSpec {
     pub timeout: Duration,
 }
 
+/// A systemd unit, started while master.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnitSpec {
+    /// A full unit name, such as `nginx.service`.
+    pub unit: String,
+    /// Bound on each start or stop job (and on the stop after a failed start).
+    pub timeout: Duration,
+}
+
+impl VipSpec {
+    /// How long an announce burst takes: the first announcement goes out at
+    /// once, then one every `announce_interval`. The burst runs inside the
+    /// acquire step, so it must fit in `timeout`.
+    pub fn burst(&self) -> Duration {
+        self.announce_interval
+            .saturating_mul(self.announce_count.saturating_sub(1))
+    }
+}
+
 impl fmt::Display for ActionSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -91,6 +118,7 @@ impl fmt::Display for ActionSpec {
             ActionSpec::Vip(v) => {
                 write!(f, "vip {}/{} on {}", v.address, v.prefix_len, v.interface)
             }
+            ActionSpec::Unit(u) => write!(f, "unit {}", u.unit),
         }
     }
 }
@@ -131,23 +159,110 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-// TEMPORARY (lead): replaced by the config branch's versions at merge.
-pub fn load_checked(path: &std::path::Path) -> Result<Config, ConfigErrors> {
-    let cfg = load(path)?;
-    if nix::unistd::geteuid().is_root() {
-        let problems = security::check(&cfg);
-        if !problems.is_empty() {
-            return Err(ConfigErrors(problems));
-        }
-    }
-    Ok(cfg)
+/// Where the values that `check` judges on the filesystem were written.
+/// Kept out of `Config`, `ResourceSpec` and `ActionSpec` on purpose: a
+/// reload restarts the resources whose specs differ, and a resource that
+/// merely moved in the file has not changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Places {
+    /// `lock.dir` (no position when defaulted).
+    pub lock_dir: Place,
+    /// `daemon.runtime_dir` (no position when defaulted).
+    pub runtime_dir: Place,
+    /// Every exec program, in the file that defines it.
+    pub programs: Vec<ProgramPlace>,
+    /// Every vip action's interface.
+    pub interfaces: Vec<(String, Place)>,
+    /// Every unit action's unit.
+    pub units: Vec<(String, Place)>,
 }
 
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::File => "file",
-            Backend::Dlmfs => "dlmfs",
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramPlace {
+    pub resource: String,
+    /// `acquire` or `release`.
+    pub key: &'static str,
+    /// argv[0] as written.
+    pub program: String,
+    pub at: Place,
+}
+
+/// A config that passed every check, with what is worth a warning.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Worth telling, not worth refusing (an interface missing on this
+    /// host may appear later). Displayed like errors: `file:line:col: msg`.
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Loads the config and runs every check on it: programs must be
+/// executable; as root, the config files, programs, lock dir and runtime dir
+/// must be safe from anyone but root (see `security`). The errors stay typed
+/// so a caller can log them all and show the first.
+pub fn load_checked(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let (config, places) = load_placed(path)?;
+    let as_root = nix::unistd::geteuid().is_root();
+    let mut errors = Vec::new();
+    if as_root {
+        errors.extend(check::config_files(&config));
+    }
+    let warnings = match check::check(&config, &places, as_root) {
+        Ok(w) if errors.is_empty() => w,
+        Ok(_) => return Err(ConfigErrors(errors)),
+        Err(more) => {
+            errors.extend(more);
+            return Err(ConfigErrors(errors));
+        }
+    };
+    Ok(Loaded { config, warnings })
+}
+
+/// The runtime dir a client (`status`, `release`) should look in. The
+/// config may be mid-edit and invalid while the daemon runs on the old one,
+/// so only that one key is read, leniently; anything unusable (missing,
+/// not a string, relative) gives the default.
+pub fn runtime_dir_hint(path: &Path) -> PathBuf {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| {
+            t.get("daemon")?
+                .get("runtime_dir")?
+                .as_str()
+                .map(PathBuf::from)
         })
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| validate::DEFAULT_RUNTIME_DIR.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vip(count: u32, interval_ms: u64) -> VipSpec {
+        VipSpec {
+            address: "198.18.0.10".parse().unwrap(),
+            prefix_len: 24,
+            interface: "nonexistent0".into(),
+            announce_count: count,
+            announce_interval: Duration::from_millis(interval_ms),
+            refresh: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn burst_counts_intervals_between_announcements() {
+        assert_eq!(vip(0, 200).burst(), Duration::ZERO);
+        assert_eq!(vip(1, 200).burst(), Duration::ZERO);
+        assert_eq!(vip(5, 200).burst(), Duration::from_millis(800));
+        assert_eq!(vip(u32::MAX, u64::MAX).burst(), Duration::MAX);
+    }
+
+    #[test]
+    fn backends_display_as_written_in_the_config() {
+        assert_eq!(Backend::File.to_string(), "file");
+        assert_eq!(Backend::Dlmfs.to_string(), "dlmfs");
     }
 }

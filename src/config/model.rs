@@ -46,19 +46,29 @@ pub enum Backend {
     Dlmfs,
 }
 
+/// As written in the config, for users (never `File`/`Dlmfs`).
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::File => "file",
+            Backend::Dlmfs => "dlmfs",
+        })
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLock {
     pub backend: Option<Spanned<Backend>>,
-    pub dir: Option<PathBuf>,
-    pub mount: Option<PathBuf>,
+    pub dir: Option<Spanned<PathBuf>>,
+    pub mount: Option<Spanned<PathBuf>>,
     pub domain: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
-    pub runtime_dir: Option<PathBuf>,
+    pub runtime_dir: Option<Spanned<PathBuf>>,
     pub poll_interval: Option<Interval>,
     pub op_timeout: Option<Interval>,
 }
@@ -78,6 +88,7 @@ pub struct RawResource {
 pub enum ActionType {
     Exec,
     Vip,
+    Unit,
 }
 
 /// One `[[resource.action]]` table. Flat rather than a serde-tagged enum:
@@ -98,6 +109,8 @@ pub struct RawAction {
     pub announce_count: Option<Spanned<u32>>,
     pub announce_interval: Option<Spanned<Interval>>,
     pub refresh: Option<Spanned<Duration0>>,
+    // unit
+    pub unit: Option<Spanned<String>>,
 }
 
 /// A non-empty argv array.

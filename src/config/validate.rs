@@ -1,10 +1,13 @@
 //! Raw config → validated `Config`: defaults, cross-checks, and names the
-//! chosen lock backend can take. Pure apart from reading the hostname default.
+//! chosen lock backend can take. Pure apart from reading the hostname
+//! default: whatever needs the filesystem is `check`'s, which gets the
+//! places of what it judges from here.
 
-use super::load::Source;
 use super::model::{ActionType, Argv, Backend, RawAction, RawConfig, RawDropIn, RawResource};
+use super::source::{Place, Source};
 use super::{
-    ActionSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, ResourceSpec, VipSpec,
+    ActionSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, Places, ProgramPlace,
+    ResourceSpec, UnitSpec, VipSpec,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,6 +25,68 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_VIP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_ANNOUNCE_COUNT: u32 = 5;
+pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(200);
+/// Zero: no periodic re-announce.
+pub const DEFAULT_VIP_REFRESH: Duration = Duration::ZERO;
+/// Above systemd's default start and stop timeouts (90 s), so that systemd
+/// normally judges a slow unit first and says why (result `timeout`).
+pub const DEFAULT_UNIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The unit types a start job makes sense for (not `.device`, `.scope`).
+pub const UNIT_SUFFIXES: &[&str] = &[
+    "service",
+    "socket",
+    "target",
+    "mount",
+    "automount",
+    "swap",
+    "path",
+    "timer",
+    "slice",
+];
+
+/// Why `name` cannot be a unit action's unit, or None: a full unit name
+/// (systemd does not guess the type over D-Bus), not a path, at most 255
+/// bytes, and an instance rather than a template.
+pub fn unit_name_problem(name: &str) -> Option<String> {
+    if name.len() > 255 {
+        return Some(format!(
+            "unit names are at most 255 bytes, this one has {}",
+            name.len()
+        ));
+    }
+    if name.contains('/') {
+        return Some(format!(
+            "{name:?} is a path: write the unit's name, like \"nginx.service\""
+        ));
+    }
+    let Some((stem, _)) = name
+        .rsplit_once('.')
+        .filter(|(_, s)| UNIT_SUFFIXES.contains(s))
+    else {
+        return Some(format!(
+            "{name:?} does not end in the type of a unit that can be started: write the full name, like \"nginx.service\" (.{})",
+            UNIT_SUFFIXES.join(" .")
+        ));
+    };
+    if stem.is_empty()
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.@\\".contains(c))
+    {
+        return Some(format!(
+            "{name:?}: unit names are made of A-Z a-z 0-9 and : - _ . @ \\"
+        ));
+    }
+    if let Some((prefix, instance)) = stem.split_once('@')
+        && (prefix.is_empty() || instance.is_empty())
+    {
+        return Some(format!(
+            "{name:?} is a template or has no name before '@': name an instance, like \"getty@tty1.service\""
+        ));
+    }
+    None
+}
 
 /// Why a lock name cannot be used with a backend, or None if it can.
 pub fn lock_name_problem(backend: Backend, name: &str) -> Option<String> {
@@ -115,14 +180,60 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((addr, prefix))
 }
 
+/// Why a program path cannot be used, or None. A relative path with a `/`
+/// would be looked up from the daemon's working directory, which differs
+/// between a unit and a shell; a bare name is looked up in PATH, like exec.
+fn program_problem(prog: &str) -> Option<String> {
+    (prog.contains('/') && !prog.starts_with('/')).then(|| {
+        format!(
+            "{prog:?} is a relative path: write an absolute path, or a bare name to look up in PATH"
+        )
+    })
+}
+
 struct Ctx<'a> {
     errors: Vec<ConfigError>,
     src: &'a Source,
+    programs: Vec<ProgramPlace>,
+    interfaces: Vec<(String, Place)>,
+    units: Vec<(String, Place)>,
 }
 
 impl Ctx<'_> {
     fn err<T>(&mut self, at: &Spanned<T>, msg: impl Into<String>) {
         self.errors.push(self.src.error(Some(at.span()), msg));
+    }
+
+    fn place<T>(&self, at: &Spanned<T>) -> Place {
+        self.src.place(Some(at.span()))
+    }
+
+    /// The absolute path written for `key`, or `default`, with its place.
+    /// Relative paths are refused: they would follow the working directory,
+    /// so two starts from different directories would use different locks
+    /// (or runtime dirs) and both become master.
+    fn abs_path(
+        &mut self,
+        key: &str,
+        value: Option<Spanned<PathBuf>>,
+        default: &str,
+    ) -> (PathBuf, Place) {
+        match value {
+            None => (default.into(), self.src.place(None)),
+            Some(v) => {
+                if !v.get_ref().is_absolute() {
+                    self.err(
+                        &v,
+                        format!(
+                            "key `{key}`: {:?} is a relative path: write an absolute one (relative paths would follow the daemon's working directory)",
+                            v.get_ref()
+                        ),
+                    );
+                }
+                let place = self.place(&v);
+                (v.into_inner(), place)
+            }
+        }
     }
 }
 
@@ -130,10 +241,13 @@ pub fn validate(
     main: &Source,
     raw: RawConfig,
     drop_ins: Vec<(Source, RawDropIn)>,
-) -> Result<Config, Vec<ConfigError>> {
+) -> Result<(Config, Places), Vec<ConfigError>> {
     let mut cx = Ctx {
         errors: Vec::new(),
         src: main,
+        programs: Vec::new(),
+        interfaces: Vec::new(),
+        units: Vec::new(),
     };
 
     let node = match raw.node.name {
@@ -171,17 +285,18 @@ pub fn validate(
         }
         None => DEFAULT_DOMAIN.into(),
     };
+    let (dir, lock_dir_at) = cx.abs_path("dir", raw.lock.dir, DEFAULT_LOCK_DIR);
+    let (mount, _) = cx.abs_path("mount", raw.lock.mount, DEFAULT_MOUNT);
+    let (runtime_dir, runtime_dir_at) =
+        cx.abs_path("runtime_dir", raw.daemon.runtime_dir, DEFAULT_RUNTIME_DIR);
     let lock = LockConfig {
         backend,
-        dir: raw.lock.dir.unwrap_or_else(|| DEFAULT_LOCK_DIR.into()),
-        mount: raw.lock.mount.unwrap_or_else(|| DEFAULT_MOUNT.into()),
+        dir,
+        mount,
         domain,
     };
     let daemon = DaemonConfig {
-        runtime_dir: raw
-            .daemon
-            .runtime_dir
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR)),
+        runtime_dir,
         poll_interval: raw
             .daemon
             .poll_interval
@@ -236,13 +351,21 @@ pub fn validate(
         }
     }
     if cx.errors.is_empty() {
-        Ok(Config {
+        let places = Places {
+            lock_dir: lock_dir_at,
+            runtime_dir: runtime_dir_at,
+            programs: cx.programs,
+            interfaces: cx.interfaces,
+            units: cx.units,
+        };
+        let cfg = Config {
             node,
             lock,
             daemon,
             resources,
             files,
-        })
+        };
+        Ok((cfg, places))
     } else {
         Err(cx.errors)
     }
@@ -272,7 +395,11 @@ fn resource(
         };
         cx.err(lock, format!("{key}: {p}"));
     }
-    let actions: Vec<ActionSpec> = r.action.iter().filter_map(|a| action(cx, a)).collect();
+    let actions: Vec<ActionSpec> = r
+        .action
+        .iter()
+        .filter_map(|a| action(cx, a, name.get_ref()))
+        .collect();
     (cx.errors.len() == before).then(|| ResourceSpec {
         name: name.get_ref().clone(),
         lock: lock.get_ref().clone(),
@@ -281,37 +408,59 @@ fn resource(
     })
 }
 
-fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
+fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<ActionSpec> {
     let r = a.get_ref();
     let kind = *r.kind.get_ref();
     let before = cx.errors.len();
     let timeout = r.timeout.as_ref().map(|t| t.get_ref().0);
-    // Keys of the other action type are mistakes worth naming.
-    let foreign: Vec<(&str, Option<std::ops::Range<usize>>)> = match kind {
-        ActionType::Exec => vec![
-            ("address", r.address.as_ref().map(|s| s.span())),
-            ("interface", r.interface.as_ref().map(|s| s.span())),
-            (
-                "announce_count",
-                r.announce_count.as_ref().map(|s| s.span()),
-            ),
-            (
-                "announce_interval",
-                r.announce_interval.as_ref().map(|s| s.span()),
-            ),
-            ("refresh", r.refresh.as_ref().map(|s| s.span())),
-        ],
-        ActionType::Vip => vec![
-            ("acquire", r.acquire.as_ref().map(|s| s.span())),
-            ("release", r.release.as_ref().map(|s| s.span())),
-        ],
-    };
+    // Keys of another action type are mistakes worth naming.
+    let keys = [
+        (
+            "acquire",
+            ActionType::Exec,
+            r.acquire.as_ref().map(|s| s.span()),
+        ),
+        (
+            "release",
+            ActionType::Exec,
+            r.release.as_ref().map(|s| s.span()),
+        ),
+        (
+            "address",
+            ActionType::Vip,
+            r.address.as_ref().map(|s| s.span()),
+        ),
+        (
+            "interface",
+            ActionType::Vip,
+            r.interface.as_ref().map(|s| s.span()),
+        ),
+        (
+            "announce_count",
+            ActionType::Vip,
+            r.announce_count.as_ref().map(|s| s.span()),
+        ),
+        (
+            "announce_interval",
+            ActionType::Vip,
+            r.announce_interval.as_ref().map(|s| s.span()),
+        ),
+        (
+            "refresh",
+            ActionType::Vip,
+            r.refresh.as_ref().map(|s| s.span()),
+        ),
+        ("unit", ActionType::Unit, r.unit.as_ref().map(|s| s.span())),
+    ];
     let type_name = match kind {
         ActionType::Exec => "exec",
         ActionType::Vip => "vip",
+        ActionType::Unit => "unit",
     };
-    for (key, span) in foreign {
-        if let Some(span) = span {
+    for (key, owner, span) in keys {
+        if owner != kind
+            && let Some(span) = span
+        {
             cx.errors.push(cx.src.error(
                 Some(span),
                 format!("key `{key}` does not apply to {type_name} actions"),
@@ -322,6 +471,20 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
         ActionType::Exec => {
             if r.acquire.is_none() && r.release.is_none() {
                 cx.err(a, "exec action needs `acquire`, `release` or both");
+            }
+            for (key, argv) in [("acquire", &r.acquire), ("release", &r.release)] {
+                let Some(argv) = argv else { continue };
+                let program = argv.get_ref().0[0].clone();
+                if let Some(p) = program_problem(&program) {
+                    cx.err(argv, format!("key `{key}`: {p}"));
+                }
+                let at = cx.place(argv);
+                cx.programs.push(ProgramPlace {
+                    resource: resource.into(),
+                    key,
+                    program,
+                    at,
+                });
             }
             let argv = |x: &Option<Spanned<Argv>>| x.as_ref().map(|s| s.get_ref().0.clone());
             ActionSpec::Exec(ExecSpec {
@@ -350,6 +513,8 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
                     if let Some(p) = interface_problem(s.get_ref()) {
                         cx.err(s, format!("key `interface`: {p}"));
                     }
+                    let at = cx.place(s);
+                    cx.interfaces.push((s.get_ref().clone(), at));
                     s.get_ref().clone()
                 }
             };
@@ -357,25 +522,26 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
                 address,
                 prefix_len,
                 interface,
-                announce_count: r.announce_count.as_ref().map(|c| *c.get_ref()).unwrap_or(5),
+                announce_count: r
+                    .announce_count
+                    .as_ref()
+                    .map(|c| *c.get_ref())
+                    .unwrap_or(DEFAULT_ANNOUNCE_COUNT),
                 announce_interval: r
                     .announce_interval
                     .as_ref()
                     .map(|d| d.get_ref().0)
-                    .unwrap_or(Duration::from_millis(200)),
+                    .unwrap_or(DEFAULT_ANNOUNCE_INTERVAL),
                 refresh: r
                     .refresh
                     .as_ref()
                     .map(|d| d.get_ref().0)
-                    .unwrap_or(Duration::ZERO),
+                    .unwrap_or(DEFAULT_VIP_REFRESH),
                 timeout: timeout.unwrap_or(DEFAULT_VIP_TIMEOUT),
             };
             // The whole burst runs inside acquire, under its timeout: say so
             // now rather than fail every takeover.
-            let burst = spec
-                .announce_interval
-                .saturating_mul(spec.announce_count.saturating_sub(1));
-            if burst >= spec.timeout {
+            if spec.burst() >= spec.timeout {
                 let at = r
                     .announce_count
                     .as_ref()
@@ -391,6 +557,245 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>) -> Option<ActionSpec> {
             }
             ActionSpec::Vip(spec)
         }
+        ActionType::Unit => {
+            let unit = match &r.unit {
+                None => {
+                    cx.err(a, "unit action needs `unit`, like \"nginx.service\"");
+                    String::new()
+                }
+                Some(u) => {
+                    if let Some(p) = unit_name_problem(u.get_ref()) {
+                        cx.err(u, format!("key `unit`: {p}"));
+                    }
+                    // A standby stops the unit whoever started it, so two
+                    // resources managing one unit would stop each other's.
+                    let at = cx.place(u);
+                    if let Some((_, first)) = cx.units.iter().find(|(n, _)| n == u.get_ref()) {
+                        let first =
+                            format!("{}:{}", first.path.display(), first.pos.map_or(0, |p| p.0));
+                        cx.err(
+                            u,
+                            format!(
+                                "key `unit`: {:?} is already managed by the action at {first}; one unit, one action",
+                                u.get_ref()
+                            ),
+                        );
+                    }
+                    cx.units.push((u.get_ref().clone(), at));
+                    u.get_ref().clone()
+                }
+            };
+            ActionSpec::Unit(UnitSpec {
+                unit,
+                timeout: timeout.unwrap_or(DEFAULT_UNIT_TIMEOUT),
+            })
+        }
     };
     (cx.errors.len() == before).then_some(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate_text(text: &str) -> Result<(Config, Places), Vec<ConfigError>> {
+        let src = Source {
+            path: "/etc/x.toml".into(),
+            text: text.into(),
+        };
+        let raw = src.parse().map_err(|e| vec![e])?;
+        validate(&src, raw, Vec::new())
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match validate_text(text) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn relative_paths_are_refused_at_their_key() {
+        let e =
+            errors("[lock]\ndir = \"locks\"\nmount = \"dlm\"\n[daemon]\nruntime_dir = \"run\"\n");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].starts_with("/etc/x.toml:2:7: key `dir`: \"locks\" is a relative path"));
+        assert!(e[1].starts_with("/etc/x.toml:3:9: key `mount`:"));
+        assert!(e[2].starts_with("/etc/x.toml:5:15: key `runtime_dir`:"));
+        assert!(validate_text("[lock]\ndir = \"/x/locks\"\n").is_ok());
+    }
+
+    #[test]
+    fn relative_program_paths_are_refused() {
+        let e = errors(
+            "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"bin/up\"]\n",
+        );
+        assert!(
+            e[0].starts_with("/etc/x.toml:5:11: key `acquire`: \"bin/up\" is a relative path"),
+            "{e:?}"
+        );
+        // A bare name is looked up in PATH, like exec does.
+        assert!(validate_text("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"true\"]\n").is_ok());
+    }
+
+    #[test]
+    fn places_of_dirs_programs_and_interfaces() {
+        let (_, places) = validate_text(
+            "[lock]\ndir = \"/l\"\n[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nrelease = [\"/bin/down\", \"x\"]\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.51.100.1\"\ninterface = \"eth9\"\n",
+        )
+        .unwrap();
+        assert_eq!(places.lock_dir.pos, Some((2, 7)));
+        assert_eq!(places.runtime_dir.pos, None, "defaulted");
+        assert_eq!(places.runtime_dir.path, PathBuf::from("/etc/x.toml"));
+        let p = &places.programs[0];
+        assert_eq!(
+            (p.resource.as_str(), p.key, p.program.as_str(), p.at.pos),
+            ("w", "release", "/bin/down", Some((7, 11)))
+        );
+        assert_eq!(places.interfaces[0].0, "eth9");
+        assert_eq!(places.interfaces[0].1.pos, Some((11, 13)));
+    }
+
+    /// Reload restarts the resources whose specs differ: one that only
+    /// moved in the file must compare equal.
+    #[test]
+    fn specs_do_not_depend_on_where_they_were_written() {
+        let res = "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/up\"]\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.51.100.1\"\ninterface = \"eth0\"\n";
+        let (a, pa) = validate_text(res).unwrap();
+        let (b, pb) = validate_text(&format!("\n\n# moved\n{res}")).unwrap();
+        assert_eq!(a.resources, b.resources);
+        assert_ne!(pa.programs, pb.programs);
+    }
+
+    #[test]
+    fn vip_defaults_are_the_named_ones() {
+        let (c, _) = validate_text("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.51.100.1\"\ninterface = \"eth0\"\n").unwrap();
+        let ActionSpec::Vip(v) = &c.resources[0].actions[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (v.announce_count, v.announce_interval, v.refresh, v.timeout),
+            (
+                DEFAULT_ANNOUNCE_COUNT,
+                DEFAULT_ANNOUNCE_INTERVAL,
+                DEFAULT_VIP_REFRESH,
+                DEFAULT_VIP_TIMEOUT
+            )
+        );
+        assert_eq!(
+            (v.address.to_string(), v.prefix_len),
+            ("198.51.100.1".into(), 32)
+        );
+    }
+
+    #[test]
+    fn unit_names() {
+        for ok in [
+            "nginx.service",
+            "getty@tty1.service",
+            "a-b_c.d:e.timer",
+            "var-lib\\x2dx.mount",
+            "multi-user.target",
+        ] {
+            assert_eq!(unit_name_problem(ok), None, "{ok}");
+        }
+        let long = format!("{}.service", "a".repeat(248));
+        assert_eq!(long.len(), 256);
+        assert_eq!(unit_name_problem(&long[1..]), None, "255 bytes");
+        for (bad, why) in [
+            ("nginx", "does not end in the type"),
+            ("nginx.serv", "does not end in the type"),
+            ("sda.device", "does not end in the type"),
+            ("session-1.scope", "does not end in the type"),
+            ("/etc/systemd/system/nginx.service", "is a path"),
+            ("../nginx.service", "is a path"),
+            (".service", "made of"),
+            ("a b.service", "made of"),
+            ("a$b.service", "made of"),
+            ("getty@.service", "template"),
+            ("@tty1.service", "template"),
+            (long.as_str(), "at most 255 bytes"),
+        ] {
+            let p = unit_name_problem(bad).unwrap_or_else(|| panic!("accepted {bad:?}"));
+            assert!(p.contains(why), "{bad:?}: {p}");
+        }
+    }
+
+    fn unit_res(name: &str, unit: &str) -> String {
+        format!(
+            "[[resource]]\nname = \"{name}\"\n[[resource.action]]\ntype = \"unit\"\nunit = \"{unit}\"\n"
+        )
+    }
+
+    #[test]
+    fn unit_action_defaults_and_places() {
+        let (c, places) = validate_text(&unit_res("w", "nginx.service")).unwrap();
+        assert_eq!(
+            c.resources[0].actions,
+            vec![ActionSpec::Unit(UnitSpec {
+                unit: "nginx.service".into(),
+                timeout: DEFAULT_UNIT_TIMEOUT
+            })]
+        );
+        assert_eq!(places.units[0].0, "nginx.service");
+        assert_eq!(places.units[0].1.pos, Some((5, 8)));
+        assert_eq!(c.resources[0].actions[0].to_string(), "unit nginx.service");
+    }
+
+    #[test]
+    fn unit_action_errors_name_their_place_and_key() {
+        let e = errors(&unit_res("w", "nginx"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/x.toml:5:8: key `unit`: \"nginx\" does not end in the type"),
+            "{e:?}"
+        );
+        let e = errors("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"unit\"\n");
+        assert!(
+            e[0].starts_with("/etc/x.toml:3:1: unit action needs `unit`"),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{}interface = \"eth0\"\nacquire = [\"/bin/true\"]\n",
+            unit_res("w", "a.service")
+        ));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:7:11: key `acquire` does not apply to unit actions",
+                "/etc/x.toml:6:13: key `interface` does not apply to unit actions",
+            ]
+        );
+        let e = errors(
+            "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/true\"]\nunit = \"a.service\"\n",
+        );
+        assert_eq!(
+            e,
+            ["/etc/x.toml:6:8: key `unit` does not apply to exec actions"]
+        );
+    }
+
+    /// A standby stops the unit whoever started it: two resources managing
+    /// one unit would stop each other's.
+    #[test]
+    fn one_unit_is_managed_once() {
+        let e = errors(&format!(
+            "{}{}",
+            unit_res("a", "web.service"),
+            unit_res("b", "web.service")
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/x.toml:10:8: key `unit`: \"web.service\" is already managed by the action at /etc/x.toml:5"),
+            "{e:?}"
+        );
+        assert!(
+            validate_text(&format!(
+                "{}{}",
+                unit_res("a", "web.service"),
+                unit_res("b", "db.service")
+            ))
+            .is_ok()
+        );
+    }
 }

@@ -94,14 +94,42 @@ fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError> {
             })?;
     }
     // std opens with O_CLOEXEC: hook processes must never inherit a lock.
-    OpenOptions::new()
+    // O_NOFOLLOW: a symlink planted here must not make us open (read-write,
+    // as root) and lock whatever it points to. O_NONBLOCK: opening a fifo
+    // or device must not hang or act; we refuse those just below.
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| LockError::Failed(format!("cannot open lock file {}: {e}", path.display())))
+        .map_err(|e| {
+            let why = if e.raw_os_error() == Some(libc::ELOOP) {
+                "it is a symbolic link".to_string()
+            } else {
+                e.to_string()
+            };
+            LockError::Failed(format!("cannot open lock file {}: {why}", path.display()))
+        })?;
+    match file.metadata() {
+        Ok(md) if md.is_file() => Ok(file),
+        Ok(md) => {
+            use std::os::unix::fs::FileTypeExt;
+            let t = md.file_type();
+            // (Directories and sockets fail to open read-write already.)
+            let kind = if t.is_fifo() { "a fifo" } else { "a device" };
+            Err(LockError::Failed(format!(
+                "lock file {} is {kind}, not a regular file",
+                path.display()
+            )))
+        }
+        Err(e) => Err(LockError::Failed(format!(
+            "cannot stat lock file {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 impl LockBackend for FileBackend {

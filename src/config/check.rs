@@ -1,0 +1,202 @@
+//! The checks that need the filesystem or the network stack, run on a
+//! config that validated, at the places `validate` recorded (so every
+//! problem names the file, line:column and key that caused it).
+//!
+//! Errors: a program that cannot be executed, wherever this runs; as root,
+//! the ownership rule of `security` for programs, the lock dir (`file`
+//! backend only: dlmfs checks its mount by filesystem magic) and the
+//! runtime dir. Warnings: a vip interface missing on this host (it may
+//! appear later, e.g. a VLAN or bond created after boot); a managed systemd
+//! unit that is enabled, masked or not installed (asked over D-Bus, skipped
+//! when no service manager answers).
+
+use super::security::{dir_problem, path_problem};
+use super::{Backend, Config, ConfigError, Place, Places};
+use nix::unistd::AccessFlags;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// As root: the config file and drop-ins must be safe (see `security`).
+/// Separate from `check` because it judges where the files were installed,
+/// not what they say.
+pub fn config_files(cfg: &Config) -> Vec<ConfigError> {
+    cfg.files
+        .iter()
+        .filter_map(|f| {
+            path_problem(f).map(|p| ConfigError {
+                path: f.clone(),
+                pos: None,
+                msg: format!("refusing config as root: {p}"),
+            })
+        })
+        .collect()
+}
+
+/// Every check but `config_files`: Ok(warnings), or Err(errors).
+pub fn check(
+    cfg: &Config,
+    places: &Places,
+    as_root: bool,
+) -> Result<Vec<ConfigError>, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    if as_root {
+        let mut dirs = vec![(
+            "daemon.runtime_dir",
+            &cfg.daemon.runtime_dir,
+            &places.runtime_dir,
+        )];
+        if cfg.lock.backend == Backend::File {
+            dirs.insert(0, ("lock.dir", &cfg.lock.dir, &places.lock_dir));
+        }
+        for (key, dir, at) in dirs {
+            if let Some(p) = dir_problem(dir) {
+                let key = match at.pos {
+                    Some(_) => format!("key `{key}`"),
+                    None => format!("key `{key}` (default {})", dir.display()),
+                };
+                errors.push(at.error(format!("{key}: refusing directory as root: {p}")));
+            }
+        }
+    }
+    for p in &places.programs {
+        let problem = match resolve_program(&p.program) {
+            None => Some(format!("{:?} not found in PATH", p.program)),
+            Some(path) => run_problem(&path).or_else(|| {
+                as_root
+                    .then(|| path_problem(&path).map(|e| format!("refusing program as root: {e}")))
+                    .flatten()
+            }),
+        };
+        if let Some(problem) = problem {
+            errors.push(p.at.error(format!(
+                "key `{}` of resource {:?}: {problem}",
+                p.key, p.resource
+            )));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut warnings: Vec<ConfigError> = places
+        .interfaces
+        .iter()
+        .filter(|(name, _)| nix::net::if_::if_nametoindex(name.as_str()).is_err())
+        .map(|(name, at)| {
+            at.error(format!(
+                "key `interface`: no interface {name:?} on this host (yet); the VIP cannot be added until it exists"
+            ))
+        })
+        .collect();
+    warnings.extend(unit_warnings(&places.units));
+    Ok(warnings)
+}
+
+/// How long check-config and startup wait for systemd's answers.
+const UNIT_CHECK_LIMIT: Duration = Duration::from_secs(5);
+
+/// Units whose state defeats the election or dooms their start. Without a
+/// service manager to ask (no system bus, as in a container or a test),
+/// nothing is said but a debug line.
+fn unit_warnings(units: &[(String, Place)]) -> Vec<ConfigError> {
+    if units.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<String> = units.iter().map(|(u, _)| u.clone()).collect();
+    let states = match crate::systemd::unit_file_states(&names, UNIT_CHECK_LIMIT) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("not checking the units' enablement: {e}");
+            return Vec::new();
+        }
+    };
+    units
+        .iter()
+        .zip(states)
+        .filter_map(|((u, at), state)| {
+            unit_state_warning(u, state.as_deref()).map(|w| at.error(format!("key `unit`: {w}")))
+        })
+        .collect()
+}
+
+/// What is worth a warning about a managed unit's file state (None: no
+/// unit file). Pure.
+pub fn unit_state_warning(unit: &str, state: Option<&str>) -> Option<String> {
+    match state {
+        Some("enabled" | "enabled-runtime") => Some(format!(
+            "unit {unit} is enabled: it starts at boot on every node, which defeats the election; run systemctl disable {unit}"
+        )),
+        Some("masked" | "masked-runtime") => Some(format!(
+            "unit {unit} is masked: it cannot be started on this node; run systemctl unmask {unit}"
+        )),
+        None => Some(format!(
+            "no unit {unit} on this host (yet): it cannot be started until it is installed"
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Why this process could not exec `path`, or None: exec needs a regular
+/// file with an execute bit for us (root included: root needs one bit).
+pub fn run_problem(path: &Path) -> Option<String> {
+    let md = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("cannot run {}: {e}", path.display())),
+    };
+    if !md.is_file() {
+        return Some(format!("cannot run {}: not a regular file", path.display()));
+    }
+    if nix::unistd::eaccess(path, AccessFlags::X_OK).is_err() {
+        return Some(format!(
+            "cannot run {}: not executable by uid {} (mode {:o})",
+            path.display(),
+            nix::unistd::geteuid(),
+            md.mode() & 0o7777
+        ));
+    }
+    None
+}
+
+/// Resolves a command the way exec does: a path is taken as it is, a bare
+/// name is the first executable regular file of that name in PATH.
+pub fn resolve_program(prog: &str) -> Option<PathBuf> {
+    if prog.contains('/') {
+        return Some(PathBuf::from(prog));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|c| run_problem(c).is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_states_worth_a_warning() {
+        let w = unit_state_warning("web.service", Some("enabled")).unwrap();
+        assert_eq!(
+            w,
+            "unit web.service is enabled: it starts at boot on every node, which defeats the election; run systemctl disable web.service"
+        );
+        assert!(unit_state_warning("w.service", Some("enabled-runtime")).is_some());
+        assert!(
+            unit_state_warning("w.service", Some("masked"))
+                .unwrap()
+                .contains("systemctl unmask w.service")
+        );
+        assert!(
+            unit_state_warning("w.service", None)
+                .unwrap()
+                .starts_with("no unit w.service on this host")
+        );
+        for quiet in ["disabled", "static", "indirect", "generated", "linked"] {
+            assert_eq!(
+                unit_state_warning("w.service", Some(quiet)),
+                None,
+                "{quiet}"
+            );
+        }
+    }
+}

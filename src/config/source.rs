@@ -1,0 +1,98 @@
+//! One config file's text, and how byte spans in it become the
+//! file:line:column an admin can jump to. Shared by `load` (parse errors)
+//! and `validate` (everything after), so neither needs the other's insides.
+
+use super::ConfigError;
+use serde::de::DeserializeOwned;
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// One file's text, kept so spans can be turned into line:column.
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// Where something was written: a file, and a 1-based line and column when
+/// it has a place in that file (a defaulted key has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub path: PathBuf,
+    pub pos: Option<(usize, usize)>,
+}
+
+impl Place {
+    pub fn error(&self, msg: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: self.path.clone(),
+            pos: self.pos,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl Source {
+    pub fn place(&self, span: Option<Range<usize>>) -> Place {
+        Place {
+            path: self.path.clone(),
+            pos: span.map(|s| line_col(&self.text, s.start)),
+        }
+    }
+
+    pub fn error(&self, span: Option<Range<usize>>, msg: impl Into<String>) -> ConfigError {
+        self.place(span).error(msg)
+    }
+
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::from_str(&self.text).map_err(|e| {
+            let msg = e.message().trim_end().to_string();
+            // serde reports a bad value without its key; the key is what the
+            // admin searches for, so recover it from the line the value is on.
+            let msg = match e.span().and_then(|s| key_before(&self.text, s.start)) {
+                Some(key) if !msg.contains(&format!("`{key}`")) => format!("key `{key}`: {msg}"),
+                _ => msg,
+            };
+            self.error(e.span(), msg)
+        })
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The `key` of a `key = value` line when `offset` lies in the value.
+pub fn key_before(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let head = &text[line_start..offset];
+    let eq = head.find('=')?;
+    let key = head[..eq].trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based() {
+        assert_eq!(line_col("a\nbc = 1", 5), (2, 4));
+        assert_eq!(line_col("x", 0), (1, 1));
+    }
+
+    #[test]
+    fn key_of_a_value() {
+        let t = "[daemon]\npoll_interval = \"3x\"\n";
+        assert_eq!(
+            key_before(t, t.find("\"3x").unwrap()),
+            Some("poll_interval".into())
+        );
+        assert_eq!(key_before(t, 1), None);
+    }
+}
