@@ -233,6 +233,8 @@ fn the_unit_keeps_the_stop_and_crash_design() {
     // Room for an exec release (30 s) after a vip release (10 s), plus 3 s
     // for a cancelled acquire step.
     assert!(secs(&get("TimeoutStopSec")[0]) >= 60);
+    // READY=1 may wait for a lock call up to op_timeout (default 2m).
+    assert!(secs(&get("TimeoutStartSec")[0]) > 120);
     let wd = secs(&get("WatchdogSec")[0]);
     assert!((10..=120).contains(&wd), "WatchdogSec {wd}s");
     let caps = get("CapabilityBoundingSet");
