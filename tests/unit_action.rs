@@ -543,3 +543,37 @@ fn a_standby_stops_an_active_unit_without_a_record() {
     assert_eq!(ds.0[a].wait_exit(), Some(0), "{}", ds.0[a].log());
     assert!(!sd.calls().iter().any(|c| c.starts_with("StartUnit")));
 }
+
+/// A master killed with SIGKILL: its lock keeper stops the unit (over the
+/// bus, from its own process) before it lets the lock go.
+#[test]
+fn the_keeper_stops_the_unit_of_a_killed_master() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::start(dir.path());
+    let sd = Systemd::serve(
+        &bus,
+        &[("web.service", unit(false, "disabled", Some("done")))],
+    );
+    let events = dir.path().join("events");
+    let mut ds = Daemons(Vec::new());
+    let a = ds.spawn(
+        &bus,
+        dir.path(),
+        "a",
+        &resource("web", &events, "web.service", ""),
+    );
+    ds.0[a].wait_state("web", "master");
+    assert!(sd.active("web.service"));
+    ds.0[a].signal(Signal::SIGKILL);
+    let keeper = ds.0[a].keeper;
+    support::wait_exit_of(keeper, "the keeper");
+    assert!(!sd.active("web.service"), "{}", ds.0[a].log());
+    assert_eq!(
+        sd.calls(),
+        [
+            "StartUnit web.service replace",
+            "StopUnit web.service replace"
+        ]
+    );
+    assert_eq!(read_events(&events), ["a acquire web", "a release web"]);
+}
