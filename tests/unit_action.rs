@@ -9,8 +9,26 @@
 //! one is sent before the method's reply), results and timeouts. systemd
 //! itself is the `system` tier's (Debian VMs).
 //!
-//! Needs `dbus-daemon` (Debian package `dbus-daemon`; scripts/test-all
-//! installs it).
+//! Needs `dbus-daemon` (Debian package `dbus`; scripts/test-all installs
+//! it).
+//!
+//! For the real-systemd tier (`system` branch, Debian VMs), a resource with
+//! a unit action looks like this (`timeout` is optional, default "2m"):
+//!
+//! ```toml
+//! [[resource]]
+//! name = "web"
+//! [[resource.action]]
+//! type = "unit"
+//! unit = "nginx.service"
+//! timeout = "2m"
+//! ```
+//!
+//! What only a real systemd can show: the master's unit is `active` and the
+//! others' `inactive`; a unit that fails to start (e.g. `ExecStart=/bin/false`)
+//! gives `backoff` with "start X: the unit failed to start" and fails over;
+//! `systemctl enable X` then `check-config` warns; a standby where the unit
+//! was started by hand (or at boot) stops it at daemon start.
 
 mod support;
 
