@@ -10,21 +10,26 @@
 use super::Step;
 use crate::config::UnitSpec;
 use crate::systemd::{Job, Manager};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout_at};
 
 pub async fn run(spec: &UnitSpec, step: Step) -> Result<(), String> {
     match step {
         Step::Acquire => start(spec).await,
-        Step::Release => bounded(spec, stop(&spec.unit)).await,
+        Step::Release => {
+            let deadline = Instant::now() + spec.timeout;
+            let m = by(deadline, spec, Manager::connect()).await?;
+            by(deadline, spec, m.run_job(Job::Stop, &spec.unit)).await
+        }
     }
 }
 
-/// Runs `f` under the action's timeout.
-async fn bounded(
+/// Runs `f` until `deadline`, the end of the action's timeout.
+async fn by<T>(
+    deadline: Instant,
     spec: &UnitSpec,
-    f: impl Future<Output = Result<(), String>>,
-) -> Result<(), String> {
-    timeout(spec.timeout, f).await.unwrap_or_else(|_| {
+    f: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    timeout_at(deadline, f).await.unwrap_or_else(|_| {
         Err(format!(
             "{} did not finish within the action's timeout ({:?})",
             spec.unit, spec.timeout
@@ -32,25 +37,20 @@ async fn bounded(
     })
 }
 
-async fn stop(unit: &str) -> Result<(), String> {
-    Manager::connect().await?.run_job(Job::Stop, unit).await
-}
-
 /// A failed start leaves nothing behind, like any action's failed acquire:
 /// a start job still running past our timeout would bring the unit up on a
 /// node that gave mastership up, and so would a failed unit with
-/// `Restart=` that systemd restarts later. So the unit is stopped (under a
-/// timeout of its own), whatever made the start fail.
+/// `Restart=` that systemd restarts later. So once a start was asked for,
+/// a failure stops the unit (within a timeout of its own).
 async fn start(spec: &UnitSpec) -> Result<(), String> {
-    let started = bounded(spec, async {
-        Manager::connect()
-            .await?
-            .run_job(Job::Start, &spec.unit)
-            .await
-    })
-    .await;
-    let Err(e) = started else { return Ok(()) };
-    match bounded(spec, stop(&spec.unit)).await {
+    let deadline = Instant::now() + spec.timeout;
+    // Without a bus nothing was queued: nothing to undo.
+    let m = by(deadline, spec, Manager::connect()).await?;
+    let Err(e) = by(deadline, spec, m.run_job(Job::Start, &spec.unit)).await else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + spec.timeout;
+    match by(deadline, spec, m.run_job(Job::Stop, &spec.unit)).await {
         Ok(()) => Err(e),
         Err(e2) => Err(format!(
             "{e}; stopping it afterwards failed too, it may still be starting: {e2}"
@@ -62,7 +62,8 @@ async fn start(spec: &UnitSpec) -> Result<(), String> {
 /// been enabled (started at boot on every node) or started by hand, and two
 /// copies defeat the election.
 pub async fn stop_if_active(spec: &UnitSpec) -> Result<(), String> {
-    bounded(spec, async {
+    let deadline = Instant::now() + spec.timeout;
+    by(deadline, spec, async {
         let m = Manager::connect().await?;
         let state = m.active_state(&spec.unit).await?;
         if matches!(state.as_str(), "inactive" | "failed") {
