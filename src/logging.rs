@@ -18,7 +18,12 @@ pub fn init(verbose: u8) {
     {
         tracing_subscriber::registry()
             .with(filter)
-            .with(j.with_syslog_identifier("dlm-electd".into()))
+            // No "F_" prefix: the fields are RESOURCE=, STATE=, NODE= as documented,
+            // so `journalctl RESOURCE=web` works.
+            .with(
+                j.with_syslog_identifier("dlm-electd".into())
+                    .with_field_prefix(None),
+            )
             .init();
         return;
     }
