@@ -434,7 +434,9 @@ def purge(c):
     """9. apt purge removes cleanly: no VIP, no managed unit, no unit file"""
     m, s = one_master(c)
     for n in (m, s):
+        t0 = time.monotonic()
         c.check(n, "apt-get purge -y -q dlm-electd", 300)
+        print("  node%d: apt-get purge took %.1f s" % (n, time.monotonic() - t0), flush=True)
         left = c.check(n, "ls /lib/systemd/system/%s /usr/lib/systemd/system/%s "
                           "/etc/systemd/system/multi-user.target.wants/%s 2>/dev/null; "
                           "pgrep -x dlm-electd; test -e /usr/bin/dlm-electd && echo binary; "
