@@ -76,6 +76,8 @@ def main():
     if os.geteuid() != 0:
         sys.exit("run.py: needs root (network namespace, taps, VMs)")
     t_all = time.monotonic()
+    # The pure checks first: seconds, and a broken checker would pass anything.
+    subprocess.run([sys.executable, os.path.join(HERE, "test_checks.py")], check=True)
     host_tools()
     t0 = time.monotonic()
     image = subprocess.run([os.path.join(HERE, "build-image.sh")], check=True,
@@ -91,7 +93,7 @@ def main():
     c = None
     try:
         t0 = time.monotonic()
-        c = harness.up(2, image)
+        c = harness.up(2, image, timeout=600)  # TCG on a busy 2-core host: 1.5-4 min
         print("booted 2 nodes in %.1f s (accel %s)" % (time.monotonic() - t0, c.accel), flush=True)
         shutil.copy(deb, c.share)
         for f in os.listdir(os.path.join(HERE, "guest")):
