@@ -1,6 +1,11 @@
 //! `exec` actions: run an argv (no shell unless the user writes one) in its
 //! own process group, with a timeout after which the whole group gets
 //! SIGTERM and then SIGKILL, so a hook's grandchildren die with it.
+//!
+//! A hook's output never changes its outcome: both pipes are read to the
+//! end whatever they carry (bytes that are not UTF-8 are logged lossily,
+//! an endless line is cut rather than buffered), so the hook never blocks
+//! on a full pipe nor dies of SIGPIPE.
 
 use super::{Ctx, Step};
 use crate::config::ExecSpec;
@@ -8,15 +13,20 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::time::timeout;
+use tracing::Instrument;
 
 /// How long a timed-out hook gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long to keep reading output after the hook exited: a background
-/// grandchild may hold the pipe open forever, and we must not wait for it.
+/// grandchild may hold the pipes open forever, and we must not wait for it.
+/// One deadline for both pipes, not one each.
 const DRAIN: Duration = Duration::from_millis(500);
+/// The longest output line logged; the rest of a longer line is read and
+/// dropped, so a hook printing without newlines cannot fill our memory.
+pub const MAX_LINE: usize = 4096;
 
 pub async fn run(
     spec: &ExecSpec,
@@ -39,6 +49,8 @@ pub async fn run(
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .env_remove("WATCHDOG_PID")
+        // Its stdout and stderr are our pipes, not the journal stream.
+        .env_remove("JOURNAL_STREAM")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -46,21 +58,10 @@ pub async fn run(
         .spawn()
         .map_err(|e| format!("cannot run {prog}: {e}"))?;
     let pgid = Pid::from_raw(child.id().map(|p| p as i32).unwrap_or(0));
+    // In the caller's span, which names the resource (see daemon.rs).
     let readers = [
-        tokio::spawn(log_lines(
-            child.stdout.take(),
-            ctx.resource.clone(),
-            step,
-            prog.clone(),
-            false,
-        )),
-        tokio::spawn(log_lines(
-            child.stderr.take(),
-            ctx.resource.clone(),
-            step,
-            prog.clone(),
-            true,
-        )),
+        tokio::spawn(log_output(child.stdout.take(), step, prog.clone(), false).in_current_span()),
+        tokio::spawn(log_output(child.stderr.take(), step, prog.clone(), true).in_current_span()),
     ];
     let result = match timeout(spec.timeout, child.wait()).await {
         Ok(Ok(st)) if st.success() => Ok(()),
@@ -82,29 +83,146 @@ pub async fn run(
             ))
         }
     };
-    for r in readers {
-        let abort = r.abort_handle();
-        if timeout(DRAIN, r).await.is_err() {
-            abort.abort();
-        }
+    let aborts = readers.each_ref().map(|r| r.abort_handle());
+    if timeout(DRAIN, futures::future::join_all(readers))
+        .await
+        .is_err()
+    {
+        aborts.iter().for_each(|a| a.abort());
     }
     result
 }
 
-async fn log_lines(
-    pipe: Option<impl AsyncRead + Unpin>,
-    resource: String,
-    step: Step,
-    prog: String,
-    stderr: bool,
-) {
-    let Some(pipe) = pipe else { return };
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+/// Logs every line of one pipe until EOF (stderr lines as warnings).
+async fn log_output(pipe: Option<impl AsyncRead + Unpin>, step: Step, prog: String, stderr: bool) {
+    let Some(mut pipe) = pipe else { return };
+    let mut log = |line: String| {
         if stderr {
-            tracing::warn!(resource = %resource, event = step.as_str(), program = %prog, "{line}");
+            tracing::warn!(event = step.as_str(), program = %prog, "{line}");
         } else {
-            tracing::info!(resource = %resource, event = step.as_str(), program = %prog, "{line}");
+            tracing::info!(event = step.as_str(), program = %prog, "{line}");
         }
+    };
+    let mut lines = Lines::default();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => lines.push(&chunk[..n], &mut log),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Not seen on a pipe; stop rather than spin.
+            Err(_) => break,
+        }
+    }
+    lines.finish(&mut log);
+}
+
+/// Splits bytes into lines of at most `MAX_LINE` bytes, holding no more
+/// than that in memory; each line is handed out lossily decoded.
+#[derive(Default)]
+struct Lines {
+    line: Vec<u8>,
+    /// The current line was longer than `MAX_LINE`.
+    cut: bool,
+}
+
+impl Lines {
+    fn push(&mut self, mut data: &[u8], emit: &mut impl FnMut(String)) {
+        while !data.is_empty() {
+            let (part, rest, ends) = match data.iter().position(|&b| b == b'\n') {
+                Some(i) => (&data[..i], &data[i + 1..], true),
+                None => (data, &[][..], false),
+            };
+            let room = MAX_LINE - self.line.len();
+            self.cut |= part.len() > room;
+            self.line.extend_from_slice(&part[..part.len().min(room)]);
+            if ends {
+                self.flush(emit);
+            }
+            data = rest;
+        }
+    }
+
+    /// At EOF: a last line without a newline.
+    fn finish(&mut self, emit: &mut impl FnMut(String)) {
+        if !self.line.is_empty() || self.cut {
+            self.flush(emit);
+        }
+    }
+
+    fn flush(&mut self, emit: &mut impl FnMut(String)) {
+        if !self.cut && self.line.last() == Some(&b'\r') {
+            self.line.pop();
+        }
+        let mut text = String::from_utf8_lossy(&self.line).into_owned();
+        if self.cut {
+            text.push_str(&format!(" … (line cut at {MAX_LINE} bytes)"));
+        }
+        self.line.clear();
+        self.cut = false;
+        emit(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut lines = Lines::default();
+        for c in chunks {
+            lines.push(c, &mut |l| out.push(l));
+        }
+        lines.finish(&mut |l| out.push(l));
+        out
+    }
+
+    #[test]
+    fn lines_across_chunks_crlf_and_a_last_line_without_newline() {
+        assert_eq!(
+            split(&[b"one\ntw", b"o\r\n\nthr", b"ee"]),
+            ["one", "two", "", "three"]
+        );
+        assert!(split(&[]).is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_decoded_lossily() {
+        assert_eq!(
+            split(&[b"caf\xe9\n\xff\x00x"]),
+            ["caf\u{fffd}", "\u{fffd}\0x"]
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_cut_without_buffering_it() {
+        let mut out = Vec::new();
+        let mut lines = Lines::default();
+        let chunk = [b'x'; 8192];
+        for _ in 0..128 {
+            lines.push(&chunk, &mut |l| out.push(l));
+            assert!(
+                lines.line.capacity() <= 2 * MAX_LINE,
+                "buffered {}",
+                lines.line.capacity()
+            );
+        }
+        lines.push(b"\nnext", &mut |l| out.push(l));
+        lines.finish(&mut |l| out.push(l));
+        assert_eq!(
+            out.len(),
+            2,
+            "{:?}",
+            out.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            out[0],
+            format!("{} … (line cut at 4096 bytes)", "x".repeat(MAX_LINE))
+        );
+        assert_eq!(out[1], "next");
+        // Exactly MAX_LINE bytes is not cut.
+        let exact = vec![b'y'; MAX_LINE];
+        assert_eq!(split(&[&exact, b"\n"]), ["y".repeat(MAX_LINE)]);
     }
 }
