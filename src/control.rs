@@ -22,8 +22,9 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 pub const CLIENT_TIME: Duration = Duration::from_secs(5);
 /// How long a release may take before the client is told it still runs:
 /// release actions have their own timeouts but a failing one is retried.
-/// As long as `dlm-electd release` waits.
-const RELEASE_WAIT: Duration = Duration::from_secs(600);
+/// A little less than the 600 s `dlm-electd release` waits, so it gets
+/// this answer rather than a timeout of its own.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(590);
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
