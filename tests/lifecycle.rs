@@ -229,3 +229,43 @@ fn sigusr1_logs_the_status_and_usr2_does_not_kill() {
     );
     assert_never_two_masters(&lab.events());
 }
+
+#[test]
+fn stop_during_a_long_acquire_step_cancels_it_and_rolls_back() {
+    let mut lab = Lab::new();
+    let (log, pid) = (lab.log(), lab.path("hook.pid"));
+    let res = format!(
+        r#"[[resource]]
+name = "web"
+[[resource.action]]
+type = "exec"
+timeout = "60s"
+acquire = ["/bin/sh", "-c", "echo $$ > {pid}; echo \"$DLM_ELECTD_NODE acquire-start web\" >> {log}; sleep 20"]
+release = {release}
+"#,
+        pid = pid.display(),
+        log = log.display(),
+        release = log_hook("", &log),
+    );
+    let a = lab.start("a", &res);
+    wait_for(WAIT, "the acquire step to start", || {
+        lab.events()
+            .contains(&"a acquire-start web".to_string())
+            .then_some(())
+    });
+    let hook: i32 = fs::read_to_string(&pid).unwrap().trim().parse().unwrap();
+    let stopped = Instant::now();
+    lab.daemons[a].signal(Signal::SIGTERM);
+    let code = lab.daemons[a].wait_exit();
+    let took = stopped.elapsed();
+    assert_eq!(code, Some(0), "{}", lab.daemons[a].log());
+    // The step alone had 20 s to go: a stop costs only the release.
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    assert!(!support::alive(hook), "the hook's group was killed");
+    assert_eq!(
+        lab.events().last().map(String::as_str),
+        Some("a release web"),
+        "the interrupted step was rolled back: {:?}",
+        lab.events()
+    );
+}

@@ -32,7 +32,7 @@ pub async fn run(
     spec: &ExecSpec,
     step: Step,
     ctx: &Ctx,
-    _cancel: super::Cancel,
+    mut cancel: super::Cancel,
 ) -> Result<(), String> {
     let argv = match step {
         Step::Acquire => &spec.acquire,
@@ -63,23 +63,27 @@ pub async fn run(
         tokio::spawn(log_output(child.stdout.take(), step, prog.clone(), false).in_current_span()),
         tokio::spawn(log_output(child.stderr.take(), step, prog.clone(), true).in_current_span()),
     ];
-    let result = match timeout(spec.timeout, child.wait()).await {
-        Ok(Ok(st)) if st.success() => Ok(()),
-        Ok(Ok(st)) => Err(format!("{prog} {}: {st}", step.as_str())),
-        Ok(Err(e)) => Err(format!("waiting for {prog}: {e}")),
-        Err(_) => {
-            // The child is not reaped yet, so its pid still names the group.
-            let _ = killpg(pgid, Signal::SIGTERM);
-            if timeout(KILL_GRACE, child.wait()).await.is_err() {
-                let _ = killpg(pgid, Signal::SIGKILL);
-                let _ = child.wait().await;
-            }
-            // Grandchildren that ignored SIGTERM.
-            let _ = killpg(pgid, Signal::SIGKILL);
+    let waited = tokio::select! {
+        r = timeout(spec.timeout, child.wait()) => Some(r),
+        () = cancel.cancelled() => None,
+    };
+    let result = match waited {
+        Some(Ok(Ok(st))) if st.success() => Ok(()),
+        Some(Ok(Ok(st))) => Err(format!("{prog} {}: {st}", step.as_str())),
+        Some(Ok(Err(e))) => Err(format!("waiting for {prog}: {e}")),
+        Some(Err(_)) => {
+            kill_group(pgid, &mut child).await;
             Err(format!(
                 "{prog} {} timed out after {:?}; its process group was killed",
                 step.as_str(),
                 spec.timeout
+            ))
+        }
+        None => {
+            kill_group(pgid, &mut child).await;
+            Err(format!(
+                "{prog} {} cancelled: the daemon is stopping; its process group was killed",
+                step.as_str()
             ))
         }
     };
@@ -91,6 +95,18 @@ pub async fn run(
         aborts.iter().for_each(|a| a.abort());
     }
     result
+}
+
+/// SIGTERM to the hook's process group, SIGKILL after the grace time, and
+/// SIGKILL again for grandchildren that ignored SIGTERM.
+async fn kill_group(pgid: Pid, child: &mut tokio::process::Child) {
+    // The child is not reaped yet, so its pid still names the group.
+    let _ = killpg(pgid, Signal::SIGTERM);
+    if timeout(KILL_GRACE, child.wait()).await.is_err() {
+        let _ = killpg(pgid, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
 }
 
 /// Logs every line of one pipe until EOF (stderr lines as warnings).

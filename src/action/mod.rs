@@ -58,6 +58,10 @@ impl Cancel {
         Cancel(watch::channel(false).1)
     }
 
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Resolves once cancelled; never, if the sender is gone first.
     pub async fn cancelled(&mut self) {
         if self.0.wait_for(|c| *c).await.is_err() {
@@ -95,12 +99,15 @@ pub struct AcquireFailed {
 pub async fn acquire_all(
     actions: &[ActionSpec],
     ctx: &Ctx,
-    mut cancel: Cancel,
+    cancel: Cancel,
 ) -> Result<(), AcquireFailed> {
     for (k, action) in actions.iter().enumerate() {
-        let (r, done) = tokio::select! {
-            r = run(action, Step::Acquire, ctx, cancel.clone()) => (r, k),
-            () = cancel.cancelled() => (Err("cancelled: the daemon is stopping".into()), k + 1),
+        // A cancelled step (exec) stops its hook and fails; the others are
+        // bounded by their own timeouts. Later steps do not start.
+        let r = if cancel.is_cancelled() {
+            Err("cancelled: the daemon is stopping".into())
+        } else {
+            run(action, Step::Acquire, ctx, cancel.clone()).await
         };
         if let Err(e) = r {
             let msg = format!(
@@ -109,6 +116,8 @@ pub async fn acquire_all(
                 describe(action, Step::Acquire)
             );
             tracing::error!("{msg}; rolling back");
+            // An interrupted step may have half-applied: revert it too.
+            let done = if cancel.is_cancelled() { k + 1 } else { k };
             let clean = revert(&actions[..done], ctx).await.is_ok();
             return Err(AcquireFailed { msg, clean });
         }
