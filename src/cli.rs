@@ -44,6 +44,11 @@ pub enum Cmd {
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_hold_off)]
         hold_off: Duration,
     },
+    /// End a hold-off from `release` early: this node competes for NAME again now.
+    Resume {
+        /// The resource (its `name` in the config).
+        name: String,
+    },
     /// Run every release action and clear leftover lock state (after a crash).
     Cleanup,
     /// Internal: the `file` backend's lock keeper, started by `run`.

@@ -69,6 +69,7 @@ async fn run(cli: Cli) -> i32 {
         },
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
+        Cmd::Resume { name } => resume(&cli.config, name).await,
         Cmd::KeepLocks { .. } => unreachable!("handled in dispatch"),
     }
 }
@@ -107,9 +108,10 @@ async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
         hold_off_ms: hold_off.as_millis() as u64,
     };
     // The daemon answers once the lock is given up, or at the first failed
-    // release attempt; release steps have their own timeouts, so this only
+    // release attempt, and gives up itself after RELEASE_WAIT: this only
     // guards against a daemon that stopped answering at all.
-    match control::call(&dir, &req, Duration::from_secs(600)).await {
+    let wait = control::RELEASE_WAIT + Duration::from_secs(10);
+    match control::call(&dir, &req, wait).await {
         Ok(control::Reply { error: None, .. }) => {
             println!(
                 "{name}: released; not competing for {}",
@@ -119,6 +121,23 @@ async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
         }
         Ok(control::Reply { error: Some(e), .. }) | Err(e) => {
             eprintln!("dlm-electd: release {name}: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+async fn resume(config: &Path, name: String) -> i32 {
+    let dir = config::runtime_dir_hint(config);
+    let req = Request::Resume {
+        resource: name.clone(),
+    };
+    match control::call(&dir, &req, Duration::from_secs(10)).await {
+        Ok(control::Reply { error: None, .. }) => {
+            println!("{name}: hold-off ended; competing again");
+            exit::OK
+        }
+        Ok(control::Reply { error: Some(e), .. }) | Err(e) => {
+            eprintln!("dlm-electd: resume {name}: {e}");
             exit::FAILURE
         }
     }
@@ -144,9 +163,7 @@ fn print_table(s: &StatusReport) {
             (Some(e), _) => e.clone(),
             (None, Some(until)) => format!(
                 "holding off for {} more",
-                humantime::format_duration(Duration::from_secs(
-                    until.saturating_sub(now).div_ceil(1000)
-                ))
+                humantime::format_duration(Duration::from_secs(until.saturating_sub(now) / 1000))
             ),
             (None, None) => "-".into(),
         };

@@ -30,7 +30,14 @@ pub const RELEASE_WAIT: Duration = Duration::from_secs(590);
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
     Status,
-    Release { resource: String, hold_off_ms: u64 },
+    Release {
+        resource: String,
+        hold_off_ms: u64,
+    },
+    /// End a hold-off early: compete for the resource again now.
+    Resume {
+        resource: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,10 +54,17 @@ pub struct Reply {
     pub error: Option<String>,
 }
 
-/// A release request handed to the supervisor, which owns the runners.
-pub struct ReleaseCall {
+/// What an admin asks of one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admin {
+    Release { hold_off: Duration },
+    Resume,
+}
+
+/// An admin request handed to the supervisor, which owns the runners.
+pub struct AdminCall {
     pub resource: String,
-    pub hold_off: Duration,
+    pub what: Admin,
     pub reply: oneshot::Sender<Result<(), String>>,
 }
 
@@ -73,7 +87,7 @@ pub async fn serve(
     listener: UnixListener,
     node: String,
     board: Board,
-    release: mpsc::Sender<ReleaseCall>,
+    release: mpsc::Sender<AdminCall>,
 ) {
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -144,7 +158,7 @@ async fn handle(
     stream: UnixStream,
     node: String,
     board: Board,
-    release: mpsc::Sender<ReleaseCall>,
+    release: mpsc::Sender<AdminCall>,
 ) -> std::io::Result<()> {
     let mut deadline = Instant::now() + CLIENT_TIME;
     let timed_out = |_| std::io::Error::other("client too slow: connection closed");
@@ -193,7 +207,7 @@ async fn answer(
     peer_uid: u32,
     node: String,
     board: Board,
-    release: mpsc::Sender<ReleaseCall>,
+    release: mpsc::Sender<AdminCall>,
 ) -> Reply {
     match serde_json::from_slice::<Request>(line) {
         Err(e) => error_reply(format!("bad request: {e}")),
@@ -204,38 +218,49 @@ async fn answer(
             }),
             error: None,
         },
-        Ok(Request::Release { .. }) if peer_uid != nix::unistd::geteuid().as_raw() => error_reply(
-            format!("release refused: uid {peer_uid} is not the daemon's user"),
-        ),
+        Ok(Request::Release { .. } | Request::Resume { .. })
+            if peer_uid != nix::unistd::geteuid().as_raw() =>
+        {
+            error_reply(format!("refused: uid {peer_uid} is not the daemon's user"))
+        }
         Ok(Request::Release {
             resource,
             hold_off_ms,
         }) => {
-            let (tx, rx) = oneshot::channel();
-            let call = ReleaseCall {
-                resource,
+            let what = Admin::Release {
                 hold_off: Duration::from_millis(hold_off_ms),
-                reply: tx,
             };
-            let r = tokio::time::timeout(RELEASE_WAIT, async {
-                release
-                    .send(call)
-                    .await
-                    .map_err(|_| "daemon is shutting down".to_string())?;
-                rx.await
-                    .unwrap_or_else(|_| Err("daemon is shutting down".into()))
-            })
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "release not finished after {RELEASE_WAIT:?}; see `dlm-electd status`"
-                ))
-            });
-            Reply {
-                status: None,
-                error: r.err(),
-            }
+            admin(release, resource, what).await
         }
+        Ok(Request::Resume { resource }) => admin(release, resource, Admin::Resume).await,
+    }
+}
+
+/// Hands an admin request to the supervisor and waits for its outcome (a
+/// release: until the lock is given up, or its first attempt failed).
+async fn admin(to: mpsc::Sender<AdminCall>, resource: String, what: Admin) -> Reply {
+    let (tx, rx) = oneshot::channel();
+    let call = AdminCall {
+        resource,
+        what,
+        reply: tx,
+    };
+    let r = tokio::time::timeout(RELEASE_WAIT, async {
+        to.send(call)
+            .await
+            .map_err(|_| "daemon is shutting down".to_string())?;
+        rx.await
+            .unwrap_or_else(|_| Err("daemon is shutting down".into()))
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "not finished after {RELEASE_WAIT:?}; see `dlm-electd status`"
+        ))
+    });
+    Reply {
+        status: None,
+        error: r.err(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! table), sd_notify and the watchdog, the control socket; and `cleanup`.
 
 use crate::config::{self, ActionSpec, Config, ResourceSpec};
-use crate::control::{self, ReleaseCall};
+use crate::control::{self, Admin, AdminCall};
 use crate::election::runner::{Request, Runner};
 use crate::election::{Board, ResourceStatus, Status, status};
 use crate::exit;
@@ -324,7 +324,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     for spec in sup.cfg.resources.clone() {
         sup.spawn(spec);
     }
-    let (release_tx, mut release_rx) = mpsc::channel::<ReleaseCall>(16);
+    let (release_tx, mut release_rx) = mpsc::channel::<AdminCall>(16);
     let server = tokio::spawn(control::serve(
         listener,
         sup.cfg.node.clone(),
@@ -347,7 +347,13 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
             },
             Ok(()) = changed_rx.changed() => sup.notify(&mut ready),
             Some(call) = release_rx.recv() => match sup.runners.get(&call.resource) {
-                Some(r) => { let _ = r.tx.send(Request::Release { hold_off: call.hold_off, reply: call.reply }).await; }
+                Some(r) => {
+                    let req = match call.what {
+                        Admin::Release { hold_off } => Request::Release { hold_off, reply: call.reply },
+                        Admin::Resume => Request::Resume(call.reply),
+                    };
+                    let _ = r.tx.send(req).await;
+                }
                 None => { let _ = call.reply.send(Err(format!("no resource named {:?}", call.resource))); }
             },
             _ = wd.tick(), if wd_period.is_some() => {

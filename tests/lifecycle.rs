@@ -269,3 +269,35 @@ release = {release}
         lab.events()
     );
 }
+
+#[test]
+fn hold_off_shows_in_status_and_resume_ends_it() {
+    let mut lab = Lab::new();
+    let a = lab.start("a", &lab.web(None));
+    lab.daemons[a].wait_state("web", "master");
+    let cfg = lab.daemons[a].config.clone();
+    let (code, out) = cli_within(WAIT, &cfg, &["release", "web", "--hold-off", "1h"]);
+    assert_eq!(code, Some(0), "{out}");
+    let st = lab.daemons[a].status().unwrap();
+    let r = &st["resources"][0];
+    assert_eq!(r["state"], "standby");
+    let until = r["hold_off_until_ms"].as_u64().expect("hold-off shown");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        until > now + 3_500_000 && until <= now + 3_600_000,
+        "{until} vs {now}"
+    );
+    let (_, table) = cli_within(WAIT, &cfg, &["status"]);
+    assert!(table.contains("holding off for 59m"), "{table}");
+    // Ended early: competes at once, and nobody else holds it.
+    let (code, out) = cli_within(WAIT, &cfg, &["resume", "web"]);
+    assert_eq!(code, Some(0), "{out}");
+    lab.daemons[a].wait_state("web", "master");
+    assert!(lab.daemons[a].status().unwrap()["resources"][0]["hold_off_until_ms"].is_null());
+    let (code, out) = cli_within(WAIT, &cfg, &["resume", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not holding off"), "{out}");
+}
