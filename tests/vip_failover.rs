@@ -17,12 +17,9 @@
 //! reaps every daemon, keeper and hook even when a test fails. Needs root;
 //! skipped otherwise.
 
-#[path = "common/netns.rs"]
-mod netns;
-
 mod support;
 
-use netns::{Netns, can_run};
+use support::netns::{Netns, can_run};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;

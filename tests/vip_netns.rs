@@ -1,14 +1,12 @@
 //! The vip action against the real kernel: addresses through netlink and
 //! announcements captured off the wire, in network namespaces the tests
-//! create (see common/netns.rs). Needs root; skipped otherwise.
+//! create (see support/netns.rs). Needs root; skipped otherwise.
 
-#[path = "common/netns.rs"]
-mod netns;
 mod support;
 
 use dlm_electd::action::{Step, vip};
 use dlm_electd::config::VipSpec;
-use netns::{HOST_IF, Netns, PEER_IF, Veth, can_run};
+use support::netns::{HOST_IF, Netns, PEER_IF, Veth, can_run};
 use std::io;
 use std::mem;
 use std::net::Ipv6Addr;

@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: polling, the CLI, `dlm-electd
 //! run` processes and their lock keepers, the event log the tests' exec
-//! hooks write, raw packet sockets. Each test binary compiles this module on
-//! its own and uses only part of it.
+//! hooks write, raw packet sockets, network namespaces (`netns`). Each test
+//! binary compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
+
+pub mod netns;
 
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
