@@ -19,14 +19,11 @@
 
 mod support;
 
-use support::netns::{Netns, can_run};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
 use std::fs;
-use std::io;
-use std::mem;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -34,9 +31,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::netns::{Netns, can_run};
+use support::packets::{self, ETH_P_ARP, link_addr, packet_socket};
 use support::{
-    Daemon, WAIT, alive, assert_never_two_masters, become_subreaper, cli, cmdline, link_addr,
-    log_hook, packet_socket, read_events, reap_with_keepers, wait_exit_of, wait_for, write_config,
+    Daemon, WAIT, alive, assert_never_two_masters, become_subreaper, cli, cmdline, log_hook,
+    read_events, reap_with_keepers, wait_exit_of, wait_for, write_config,
 };
 
 const IF: &str = "eth0";
@@ -81,15 +80,7 @@ impl Prober {
         let (fd, to) = obs.enter(|| {
             let fd = packet_socket(ETH_P_ARP);
             let to = link_addr(iface, ETH_P_ARP);
-            // SAFETY: to is a live sockaddr_ll and its size is passed with it.
-            let rc = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&to as *const libc::sockaddr_ll).cast(),
-                    mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+            packets::bind(&fd, &to);
             (fd, to)
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -185,8 +176,6 @@ impl Drop for Prober {
     }
 }
 
-const ETH_P_ARP: u16 = 0x0806;
-
 fn probe_loop(
     fd: OwnedFd,
     to: libc::sockaddr_ll,
@@ -203,19 +192,7 @@ fn probe_loop(
             at,
             macs: BTreeSet::new(),
         });
-        let req = arp_request(mac, src, VIP);
-        // SAFETY: req and to are live for the call, with their lengths.
-        let n = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(n, 60, "sending ARP probe: {}", io::Error::last_os_error());
+        packets::send(&fd, &arp_request(mac, src, VIP), &to, "ARP probe");
         let end = at + ROUND;
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -236,20 +213,8 @@ fn probe_loop(
             if rc <= 0 {
                 continue;
             }
-            loop {
-                // SAFETY: buf is live and writable for its whole length.
-                let n = unsafe {
-                    libc::recv(
-                        fd.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n <= 0 {
-                    break;
-                }
-                if let Some((sender, round)) = reply_to(&buf[..n as usize], mac, k)
+            while let Some(f) = packets::recv(&fd, &mut buf, libc::MSG_DONTWAIT) {
+                if let Some((sender, round)) = reply_to(f, mac, k)
                     && let Some(r) = rounds.lock().unwrap().get_mut(round as usize)
                 {
                     r.macs.insert(sender);

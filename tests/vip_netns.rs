@@ -6,13 +6,13 @@ mod support;
 
 use dlm_electd::action::{Step, vip};
 use dlm_electd::config::VipSpec;
-use support::netns::{HOST_IF, Netns, PEER_IF, Veth, can_run};
 use std::io;
 use std::mem;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
-use support::{link_addr, packet_socket};
+use support::netns::{HOST_IF, Netns, PEER_IF, Veth, can_run};
+use support::packets::{self, ETH_P_ALL, link_addr, packet_socket};
 
 fn spec(address: &str, prefix_len: u8, interface: &str) -> VipSpec {
     VipSpec {
@@ -354,7 +354,6 @@ struct Capture {
     fd: OwnedFd,
 }
 
-const ETH_P_ALL: u16 = 0x0003;
 /// IEEE "local experimental" EtherType: nothing else on the link uses it.
 const ETH_P_MARKER: u16 = 0x88b5;
 
@@ -364,16 +363,7 @@ impl Capture {
             // Protocol 0 until bound, so nothing from other interfaces
             // slips in before the bind.
             let fd = packet_socket(0);
-            let addr = link_addr(iface, ETH_P_ALL);
-            // SAFETY: addr is a live sockaddr_ll and its size is passed with it.
-            let rc = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&addr as *const libc::sockaddr_ll).cast(),
-                    mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+            packets::bind(&fd, &link_addr(iface, ETH_P_ALL));
             let tv = libc::timeval {
                 tv_sec: 0,
                 tv_usec: 100_000,
@@ -408,15 +398,9 @@ impl Capture {
         let mut buf = [0u8; 2048];
         loop {
             assert!(Instant::now() < deadline, "marker never arrived");
-            // SAFETY: buf is live and writable for its whole length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "recv: {e}");
+            let Some(f) = packets::recv(&self.fd, &mut buf, 0) else {
                 continue;
-            }
-            let f = &buf[..n as usize];
+            };
             if f.len() >= 18 && f[12..14] == ETH_P_MARKER.to_be_bytes() && f[14..18] == token {
                 return kept;
             }
@@ -435,17 +419,6 @@ fn send_marker(ns: &Netns, iface: &str, token: [u8; 4]) {
         frame[0..6].copy_from_slice(&[0xff; 6]);
         frame[12..14].copy_from_slice(&ETH_P_MARKER.to_be_bytes());
         frame[14..18].copy_from_slice(&token);
-        // SAFETY: frame and to are live for the call, with their lengths.
-        let n = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(n, 60, "sending marker: {}", io::Error::last_os_error());
+        packets::send(&fd, &frame, &to, "marker");
     })
 }

@@ -5,15 +5,13 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod packets;
 
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde_json::Value;
 use std::fs;
-use std::io;
-use std::mem;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -309,37 +307,6 @@ pub fn assert_never_two_masters(events: &[String]) {
             _ => {}
         }
     }
-}
-
-// ---- raw packet sockets ----
-
-pub fn packet_socket(protocol: u16) -> OwnedFd {
-    // SAFETY: plain syscall; the fd is owned only once it is known valid.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol.to_be()),
-        )
-    };
-    assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
-    // SAFETY: fd was just returned by socket() and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-pub fn link_addr(iface: &str, protocol: u16) -> libc::sockaddr_ll {
-    let name = std::ffi::CString::new(iface).unwrap();
-    // SAFETY: name is a valid C string.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert!(index > 0, "no interface {iface}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sa: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    sa.sll_family = libc::AF_PACKET as u16;
-    sa.sll_protocol = protocol.to_be();
-    sa.sll_ifindex = index as i32;
-    sa.sll_halen = 6;
-    sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    sa
 }
 
 /// The `keep-locks` child of daemon `pid`, if it has one now.
