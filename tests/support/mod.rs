@@ -1,9 +1,11 @@
 //! Helpers shared by the integration tests: polling, the CLI, `dlm-electd
 //! run` processes and their lock keepers, the event log the tests' exec
-//! hooks write, raw packet sockets, network namespaces (`netns`). Each test
-//! binary compiles this module on its own and uses only part of it.
+//! hooks write, a lab of daemons (`lab`), raw packet sockets (`packets`),
+//! network namespaces (`netns`). Each test binary compiles this module on
+//! its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod lab;
 pub mod netns;
 pub mod packets;
 
@@ -11,6 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -286,25 +289,33 @@ pub fn position(events: &[String], line: &str) -> usize {
         .unwrap_or_else(|| panic!("no {line:?} in\n{}", events.join("\n")))
 }
 
-/// Replays the event log of one resource and fails if two nodes were ever
-/// master at once.
+/// Replays the event log (`node event resource` lines) and fails if two
+/// nodes were ever master of one resource at once: an acquire while
+/// another node's acquire of it was not yet followed by its release.
 pub fn assert_never_two_masters(events: &[String]) {
-    let mut master: Option<&str> = None;
+    let mut master: HashMap<&str, &str> = HashMap::new();
     for (n, line) in events.iter().enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        match f[1] {
+        let [node, event, res] = f[..] else {
+            panic!("bad event line {line:?}");
+        };
+        match event {
             "acquire" => {
-                assert!(
-                    master.is_none_or(|m| m == f[0]),
-                    "line {}: {} acquired while {master:?} was master:\n{}",
-                    n + 1,
-                    f[0],
-                    events.join("\n")
-                );
-                master = Some(f[0]);
+                if let Some(other) = master.insert(res, node) {
+                    assert!(
+                        other == node,
+                        "line {}: {node} acquired {res} while {other} was master:\n{}",
+                        n + 1,
+                        events.join("\n")
+                    );
+                }
             }
-            "release" if master == Some(f[0]) => master = None,
-            _ => {}
+            "release" => {
+                if master.get(res) == Some(&node) {
+                    master.remove(res);
+                }
+            }
+            _ => panic!("bad event line {line:?}"),
         }
     }
 }
