@@ -7,73 +7,17 @@ mod support;
 
 use nix::sys::signal::Signal;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{
-    BIN, Daemon, WAIT, assert_never_two_masters, become_subreaper, log_hook, read_events,
-    reap_with_keepers, wait_for, write_config,
-};
+use support::lab::{Lab, exec_resource};
+use support::{BIN, WAIT, assert_never_two_masters, log_hook, wait_for};
 
-/// Daemons sharing a lock dir and an event log; dropping it kills them and
-/// their keepers (sessions included), even when a test fails.
-struct Lab {
-    dir: tempfile::TempDir,
-    daemons: Vec<Daemon>,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for d in self.daemons.iter_mut().filter(|d| d.child.is_some()) {
-            if d.keeper == 0 {
-                d.keeper = support::keeper_of(d.pid().as_raw()).unwrap_or(0);
-            }
-        }
-        reap_with_keepers(&mut self.daemons);
-    }
-}
-
-impl Lab {
-    fn new() -> Lab {
-        become_subreaper();
-        Lab {
-            dir: tempfile::tempdir().unwrap(),
-            daemons: Vec::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn log(&self) -> PathBuf {
-        self.path("events.log")
-    }
-
-    fn events(&self) -> Vec<String> {
-        read_events(&self.log())
-    }
-
-    /// One resource `web` whose exec action logs acquire and release (with
-    /// `release` as the release command, when given).
-    fn web(&self, release: Option<&str>) -> String {
-        let hook = log_hook("", &self.log());
-        format!(
-            "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\nacquire = {hook}\nrelease = {}\n",
-            release.unwrap_or(&hook)
-        )
-    }
-
-    fn config(&self, node: &str, resources: &str) -> PathBuf {
-        write_config(&self.path(node), node, &self.path("locks"), resources)
-    }
-
-    fn start(&mut self, node: &str, resources: &str) -> usize {
-        let cfg = self.config(node, resources);
-        let stderr = self.path(&format!("{node}.stderr"));
-        self.daemons.push(Daemon::spawn(node, &[], cfg, stderr));
-        self.daemons.len() - 1
-    }
+/// One resource `web` whose exec action logs its acquire step, and whose
+/// release step is `/bin/false`.
+fn web_failing_release(lab: &Lab) -> String {
+    let hook = log_hook("", &lab.events_log());
+    exec_resource("web", &hook, r#"["/bin/false"]"#)
 }
 
 /// Runs the CLI, killing it if it has not finished within `limit`.
@@ -106,9 +50,9 @@ fn cli_within(limit: Duration, config: &Path, args: &[&str]) -> (Option<i32>, St
 #[test]
 fn failed_release_at_shutdown_exits_non_zero_and_says_what_is_left() {
     let mut lab = Lab::new();
-    let a = lab.start("a", &lab.web(Some(r#"["/bin/false"]"#)));
+    let a = lab.start("a", &web_failing_release(&lab));
     lab.daemons[a].wait_state("web", "master");
-    lab.daemons[a].keeper = lab.daemons[a].find_keeper();
+    lab.keeper(a);
     lab.daemons[a].signal(Signal::SIGTERM);
     let code = lab.daemons[a].wait_exit();
     let log = lab.daemons[a].log();
@@ -123,7 +67,7 @@ fn failed_release_at_shutdown_exits_non_zero_and_says_what_is_left() {
 #[test]
 fn release_request_returns_at_once_when_a_release_step_fails() {
     let mut lab = Lab::new();
-    let a = lab.start("a", &lab.web(Some(r#"["/bin/false"]"#)));
+    let a = lab.start("a", &web_failing_release(&lab));
     lab.daemons[a].wait_state("web", "master");
     let cfg = lab.daemons[a].config.clone();
     let (code, out) = cli_within(WAIT, &cfg, &["release", "web"]);
@@ -139,7 +83,7 @@ fn release_request_returns_at_once_when_a_release_step_fails() {
 #[test]
 fn reload_of_intervals_keeps_the_master_in_place() {
     let mut lab = Lab::new();
-    let res = lab.web(None);
+    let res = lab.logging("web");
     let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "master");
     let since = lab.daemons[a].status().unwrap()["resources"][0]["since_ms"].clone();
@@ -165,12 +109,12 @@ fn reload_of_intervals_keeps_the_master_in_place() {
 #[test]
 fn deleted_lock_file_makes_the_master_give_up_and_compete_again() {
     let mut lab = Lab::new();
-    let res = lab.web(None);
+    let res = lab.logging("web");
     let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "master");
     // tmpfiles aging, an admin's rm -rf: the held lock file goes away.
     fs::remove_file(lab.path("locks").join("web.lock")).unwrap();
-    let b = lab.start("b", &res);
+    lab.start("b", &res);
     wait_for(WAIT, "a to notice and release", || {
         lab.events()
             .contains(&"a release web".to_string())
@@ -182,26 +126,13 @@ fn deleted_lock_file_makes_the_master_give_up_and_compete_again() {
         lab.daemons[a].log()
     );
     // Exactly one master again, and it stays so.
-    wait_for(WAIT, "one master", || {
-        let states = (
-            lab.daemons[a].state("web").unwrap_or_default(),
-            lab.daemons[b].state("web").unwrap_or_default(),
-        );
-        let masters = [&states.0, &states.1]
-            .iter()
-            .filter(|s| s.as_str() == "master")
-            .count();
-        let settled = [&states.0, &states.1]
-            .iter()
-            .all(|s| s.as_str() == "master" || s.as_str() == "standby" || s.as_str() == "backoff");
-        (masters == 1 && settled).then_some(())
-    });
+    lab.one_master("web", &["standby", "backoff"]);
 }
 
 #[test]
 fn sigusr1_logs_the_status_and_usr2_does_not_kill() {
     let mut lab = Lab::new();
-    let a = lab.start("a", &lab.web(None));
+    let a = lab.start("a", &lab.logging("web"));
     lab.daemons[a].wait_state("web", "master");
     lab.daemons[a].signal(Signal::SIGUSR1);
     wait_for(WAIT, "status in the log", || {
@@ -233,7 +164,7 @@ fn sigusr1_logs_the_status_and_usr2_does_not_kill() {
 #[test]
 fn stop_during_a_long_acquire_step_cancels_it_and_rolls_back() {
     let mut lab = Lab::new();
-    let (log, pid) = (lab.log(), lab.path("hook.pid"));
+    let (log, pid) = (lab.events_log(), lab.path("hook.pid"));
     let res = format!(
         r#"[[resource]]
 name = "web"
@@ -273,7 +204,7 @@ release = {release}
 #[test]
 fn hold_off_shows_in_status_and_resume_ends_it() {
     let mut lab = Lab::new();
-    let a = lab.start("a", &lab.web(None));
+    let a = lab.start("a", &lab.logging("web"));
     lab.daemons[a].wait_state("web", "master");
     let cfg = lab.daemons[a].config.clone();
     let (code, out) = cli_within(WAIT, &cfg, &["release", "web", "--hold-off", "1h"]);

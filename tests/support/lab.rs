@@ -9,8 +9,8 @@
 //! their hooks) running after the test.
 
 use super::{
-    Daemon, WAIT, cmdline, keeper_of, log_hook, pids, read_events, reap_with_keepers, wait_for,
-    write_config,
+    Daemon, WAIT, assert_never_two_masters, cmdline, keeper_of, log_hook, pids, position,
+    read_events, reap_with_keepers, wait_for, write_config,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -99,6 +99,18 @@ impl Lab {
         let keeper = self.daemons[i].find_keeper();
         self.daemons[i].keeper = keeper;
         keeper
+    }
+
+    /// `before` and `after` are both in the event log, `before` first, and
+    /// no two nodes were ever master of one resource at once.
+    pub fn assert_order(&self, before: &str, after: &str) {
+        let ev = self.events();
+        assert!(
+            position(&ev, before) < position(&ev, after),
+            "{before:?} must come before {after:?}:\n{}",
+            ev.join("\n")
+        );
+        assert_never_two_masters(&ev);
     }
 
     pub fn node(&self, i: usize) -> &str {
