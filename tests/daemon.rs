@@ -66,13 +66,9 @@ fn sigterm_of_master_releases_before_another_acquires() {
     let new = lab.node(n).to_string();
     for res in ["web", "db"] {
         lab.daemons[n].wait_state(res, "master");
-        let ev = lab.events();
-        let rel = position(&ev, &format!("{old} release {res}"));
-        let acq = position(&ev, &format!("{new} acquire {res}"));
-        assert!(
-            rel < acq,
-            "release on {old} must come before acquire on {new}:\n{}",
-            ev.join("\n")
+        lab.assert_order(
+            &format!("{old} release {res}"),
+            &format!("{new} acquire {res}"),
         );
     }
     assert_never_two_masters(&lab.events());
@@ -122,12 +118,8 @@ fn release_with_hold_off_switches_over_and_stays_out() {
         "came back after {:?}, hold-off was {hold:?}",
         released.elapsed()
     );
-    let ev = lab.events();
-    let (old, new) = (lab.node(m).to_string(), lab.node(other).to_string());
-    assert!(
-        position(&ev, &format!("{old} release web")) < position(&ev, &format!("{new} acquire web"))
-    );
-    assert_never_two_masters(&ev);
+    let (old, new) = (lab.node(m), lab.node(other));
+    lab.assert_order(&format!("{old} release web"), &format!("{new} acquire web"));
 }
 
 #[test]

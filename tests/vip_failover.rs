@@ -12,9 +12,10 @@
 //! the probe it answers however late it arrives: two MACs in one round means
 //! both kernels held the VIP when that one request reached them.
 //!
-//! Like tests/keeper.rs, this process makes itself a child subreaper, so the
-//! keeper of a killed daemon becomes our child, and `Lab`'s Drop kills and
-//! reaps every daemon, keeper and hook even when a test fails. Needs root;
+//! Like tests/keeper.rs, this runs its daemons in a `support::lab::Lab`:
+//! this process is a child subreaper, so the keeper of a killed daemon
+//! becomes our child, and the Lab's Drop kills and reaps every daemon,
+//! keeper and hook even when a test fails. Needs root;
 //! skipped otherwise.
 
 mod support;
@@ -24,19 +25,18 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
 use std::fs;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::lab::Lab;
 use support::netns::{Netns, can_run};
 use support::packets::{self, ETH_P_ARP, link_addr, packet_socket};
-use support::{
-    Daemon, WAIT, alive, assert_never_two_masters, become_subreaper, cli, cmdline, log_hook,
-    read_events, reap_with_keepers, wait_exit_of, wait_for, write_config,
-};
+use support::{WAIT, alive, assert_never_two_masters, cli, cmdline, wait_exit_of, wait_for};
 
 const IF: &str = "eth0";
 const VIP: [u8; 4] = [198, 18, 0, 100];
@@ -259,29 +259,29 @@ fn reply_to(f: &[u8], mac: Mac, current: u64) -> Option<(Mac, u64)> {
 
 // ---- the lab ----
 
-/// The two nodes' namespaces, the observer's, and the switch joining them;
-/// the daemons; the prober. Drop kills and reaps every daemon and keeper
-/// (and their hooks, by session), stops the prober, then deletes the
-/// namespaces (fields drop in order, after `drop`).
-struct Lab {
-    daemons: Vec<Daemon>,
+/// The daemons (a `Lab`, which it derefs to); the two nodes' namespaces,
+/// the observer's, and the switch joining them; the prober. Fields drop in
+/// order: the `Lab` kills and reaps every daemon and keeper (and their
+/// hooks, by session), then the prober stops, then the namespaces go.
+struct VipLab {
+    lab: Lab,
     prober: Option<Prober>,
     /// a, b, observer.
     nodes: Vec<Netns>,
     _switch: Netns,
-    dir: tempfile::TempDir,
     t0: Instant,
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        reap_with_keepers(&mut self.daemons);
-        if std::thread::panicking() {
-            for d in &self.daemons {
-                eprintln!("---- {} stderr ----\n{}", d.node, d.log());
-            }
-            eprintln!("---- events ----\n{}", self.events().join("\n"));
-        }
+impl Deref for VipLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+impl DerefMut for VipLab {
+    fn deref_mut(&mut self) -> &mut Lab {
+        &mut self.lab
     }
 }
 
@@ -289,9 +289,9 @@ const A: usize = 0;
 const B: usize = 1;
 const OBS: usize = 2;
 
-impl Lab {
-    fn new() -> Lab {
-        become_subreaper();
+impl VipLab {
+    fn new() -> VipLab {
+        let lab = Lab::new();
         let switch = Netns::new("sw");
         switch.ip(&["link", "add", "br0", "type", "bridge"]);
         switch.ip(&["link", "set", "br0", "up"]);
@@ -317,12 +317,11 @@ impl Lab {
             ns.ip(&["link", "set", "lo", "up"]);
             nodes.push(ns);
         }
-        let mut lab = Lab {
-            daemons: Vec::new(),
+        let mut lab = VipLab {
+            lab,
             prober: None,
             nodes,
             _switch: switch,
-            dir: tempfile::tempdir().unwrap(),
             t0: Instant::now(),
         };
         lab.prober = Some(Prober::start(&lab.nodes[OBS], IF));
@@ -331,18 +330,6 @@ impl Lab {
 
     fn prober(&self) -> &Prober {
         self.prober.as_ref().unwrap()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn events(&self) -> Vec<String> {
-        read_events(&self.path("events.log"))
-    }
-
-    fn count(&self, line: &str) -> usize {
-        self.events().iter().filter(|l| *l == line).count()
     }
 
     fn mac(&self, node: usize) -> Mac {
@@ -376,38 +363,26 @@ impl Lab {
     /// returns its index in `daemons` once its keeper runs.
     fn start(&mut self, node: usize) -> usize {
         let name = ["a", "b"][node];
-        let hook = log_hook("", &self.path("events.log"));
         // The hook first and the VIP second: acquiring logs before the VIP
         // goes up, releasing logs after it came down.
         let resources = format!(
-            r#"
-[[resource]]
-name = "web"
-
-[[resource.action]]
-type = "exec"
-acquire = {hook}
-release = {hook}
-
+            r#"{}
 [[resource.action]]
 type = "vip"
 address = "{VIP_TEXT}/24"
 interface = "{IF}"
 announce_count = 3
 announce_interval = "50ms"
-"#
+"#,
+            self.logging("web")
         );
-        let config = write_config(&self.path(name), name, &self.path("locks"), &resources);
-        let n = self.daemons.iter().filter(|d| d.node == name).count();
-        let stderr = self.path(&format!("{name}.{n}.stderr"));
+        let config = self.config(name, &resources);
+        let stderr = self.stderr_path(name);
         // `ip netns exec` execs the command itself: the child is the daemon.
         let wrapper = ["ip", "netns", "exec", &self.nodes[node].name];
-        self.daemons
-            .push(Daemon::spawn(name, &wrapper, config, stderr));
-        let i = self.daemons.len() - 1;
+        let i = self.lab.spawn(name, &wrapper, config, stderr);
         let daemon = self.daemons[i].pid().as_raw();
-        let keeper = self.daemons[i].find_keeper();
-        self.daemons[i].keeper = keeper;
+        self.lab.keeper(i);
         assert!(
             cmdline(daemon).contains(" run --config "),
             "pid {daemon} should be the daemon: {}",
@@ -458,7 +433,7 @@ fn release_moves_the_vip_and_back_without_two_answers() {
     if !can_run("release_moves_the_vip_and_back_without_two_answers") {
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = VipLab::new();
     let (a, b) = lab.master_and_standby();
     for (from, to, d_from, d_to) in [(A, B, a, b), (B, A, b, a)] {
         let out = cli(
@@ -487,7 +462,7 @@ fn sigterm_of_master_moves_the_vip_without_two_answers() {
     if !can_run("sigterm_of_master_moves_the_vip_without_two_answers") {
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = VipLab::new();
     let (a, b) = lab.master_and_standby();
     lab.daemons[a].signal(Signal::SIGTERM);
     assert_eq!(
@@ -510,7 +485,7 @@ fn sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers() {
     if !can_run("sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers") {
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = VipLab::new();
     let (a, b) = lab.master_and_standby();
     let keeper = lab.daemons[a].keeper;
     lab.daemons[a].signal(Signal::SIGKILL);
@@ -538,7 +513,7 @@ fn restart_after_crash_removes_the_leftover_vip() {
     if !can_run("restart_after_crash_removes_the_leftover_vip") {
         return;
     }
-    let mut lab = Lab::new();
+    let mut lab = VipLab::new();
     let (a, b) = lab.master_and_standby();
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
