@@ -7,7 +7,7 @@ mod support;
 use std::fs;
 use std::time::{Duration, Instant};
 use support::lab::Lab;
-use support::{WAIT, assert_never_two_masters, cli, position, wait_for};
+use support::{WAIT, assert_never_two_masters, cli, cli_ok, position, wait_for};
 
 /// The usual resources: `web` and `db`, each with an exec action that logs
 /// both steps to the lab's event log.
@@ -54,13 +54,7 @@ fn sigterm_of_master_releases_before_another_acquires() {
     start(&mut lab, "b");
     let m = lab.sole_master("web");
     let old = lab.node(m).to_string();
-    lab.daemons[m].signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(
-        lab.daemons[m].wait_exit(),
-        Some(0),
-        "{}",
-        lab.daemons[m].log()
-    );
+    lab.daemons[m].stop();
     let n = lab.sole_master("web");
     assert_ne!(n, m);
     let new = lab.node(n).to_string();
@@ -98,14 +92,9 @@ fn release_with_hold_off_switches_over_and_stays_out() {
     // Taken before asking: the hold-off starts after this instant, so the
     // lower bound below cannot be met early by a slow reply.
     let released = Instant::now();
-    let out = cli(
+    cli_ok(
         &lab.daemons[m].config,
         &["release", "web", "--hold-off", "3s"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(lab.daemons[m].state("web").as_deref(), Some("standby"));
     lab.daemons[other].wait_state("web", "master");
@@ -147,11 +136,7 @@ fn failing_acquire_rolls_back_and_another_node_takes_over() {
     );
     let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "backoff");
-    let st = lab.daemons[a].status().unwrap();
-    let err = st["resources"][0]["last_error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let err = lab.daemons[a].last_error("web").unwrap();
     assert!(err.contains("action 2"), "{err}");
     let ev = lab.events();
     assert!(
@@ -188,13 +173,8 @@ fn hanging_action_and_its_grandchild_are_killed_at_timeout() {
             (stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")).then_some(())
         });
     }
-    let st = lab.daemons[a].status().unwrap();
-    assert!(
-        st["resources"][0]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("timed out")
-    );
+    let err = lab.daemons[a].last_error("web").unwrap();
+    assert!(err.contains("timed out"), "{err}");
 }
 
 #[test]
@@ -267,8 +247,7 @@ fn restart_after_daemon_and_keeper_killed_together_undoes_what_it_left() {
         });
     }
     // A second restart finds nothing left to undo.
-    lab.daemons[a2].signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(lab.daemons[a2].wait_exit(), Some(0));
+    lab.daemons[a2].stop();
     let before = lab.events().len();
     let a3 = start(&mut lab, "a");
     lab.daemons[a3].wait_state("web", "standby");
@@ -281,12 +260,7 @@ fn cleanup_undoes_only_what_this_instance_applied() {
     let mut lab = Lab::new();
     let cfg = lab.config("a", &web_and_db(&lab));
     // Nothing applied yet: nothing to undo (another instance may hold it).
-    let out = cli(&cfg, &["cleanup"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&cfg, &["cleanup"]);
     assert_eq!(lab.events(), Vec::<String>::new());
     // Master, then killed together with its keeper: cleanup undoes it.
     let a = start(&mut lab, "a");
@@ -294,12 +268,7 @@ fn cleanup_undoes_only_what_this_instance_applied() {
     lab.daemons[a].wait_state("db", "master");
     lab.keeper(a);
     support::reap_with_keepers(&mut lab.daemons[a..=a]);
-    let out = cli(&cfg, &["cleanup"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&cfg, &["cleanup"]);
     let ev = lab.events();
     assert_eq!(
         &ev[ev.len() - 2..],
@@ -345,11 +314,7 @@ fn unusable_lock_dir_shows_in_status_and_retries() {
     fs::write(lab.path("locks"), "not a dir").unwrap();
     let a = start(&mut lab, "a");
     lab.daemons[a].wait_state("web", "backoff");
-    let st = lab.daemons[a].status().unwrap();
-    let err = st["resources"][0]["last_error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let err = lab.daemons[a].last_error("web").unwrap();
     assert!(err.contains("lock"), "{err}");
     fs::remove_file(lab.path("locks")).unwrap();
     lab.daemons[a].wait_state("web", "master");
@@ -365,12 +330,7 @@ fn sighup_reload_applies_a_good_config_and_keeps_a_bad_one_out() {
     // Bad: nothing changes, the daemon keeps running both resources.
     fs::write(&cfg, format!("{good}\n[[resource]]\nname = \"web\"\n")).unwrap();
     lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
-    wait_for(WAIT, "reload refusal", || {
-        lab.daemons[a]
-            .log()
-            .contains("reload refused")
-            .then_some(())
-    });
+    lab.daemons[a].wait_log("reload refused");
     assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
     // Good: drop db (released), add mail.
     let without_db = good

@@ -15,7 +15,7 @@ mod support;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::lab::{Lab, exec_resource};
-use support::{WAIT, alive, cli, log_hook, proc_stat, wait_exit_of, wait_for};
+use support::{alive, cli_ok, log_hook, proc_stat, wait_exit_of};
 
 /// Starts node `node` with one resource `web` whose exec action logs
 /// `node event resource`, the release side after a second's sleep; returns
@@ -74,13 +74,7 @@ fn sigterm_shutdown_leaves_no_keeper_running() {
     let a = start(&mut lab, "a");
     lab.daemons[a].wait_state("web", "master");
     let keeper = lab.daemons[a].keeper;
-    lab.daemons[a].signal(Signal::SIGTERM);
-    assert_eq!(
-        lab.daemons[a].wait_exit(),
-        Some(0),
-        "{}",
-        lab.daemons[a].log()
-    );
+    lab.daemons[a].stop();
     // The daemon waited for (and reaped) its keeper before exiting.
     assert!(
         !alive(keeper),
@@ -95,14 +89,9 @@ fn sigterm_shutdown_leaves_no_keeper_running() {
 fn release_switchover_drops_the_lock_from_the_keeper() {
     let mut lab = Lab::new();
     let (a, b) = master_and_standby(&mut lab);
-    let out = cli(
+    cli_ok(
         &lab.daemons[a].config,
         &["release", "web", "--hold-off", "60s"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     lab.daemons[b].wait_state("web", "master");
     lab.assert_order("a release web", "b acquire web");
@@ -124,13 +113,7 @@ fn sigterm_to_daemon_and_keeper_together_releases_before_takeover() {
     let (a, b) = master_and_standby(&mut lab);
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGTERM).unwrap();
-    lab.daemons[a].signal(Signal::SIGTERM);
-    assert_eq!(
-        lab.daemons[a].wait_exit(),
-        Some(0),
-        "{}",
-        lab.daemons[a].log()
-    );
+    lab.daemons[a].stop();
     assert!(!alive(keeper), "keeper exits with its daemon");
     lab.daemons[b].wait_state("web", "master");
     lab.assert_order("a release web", "b acquire web");
@@ -144,21 +127,11 @@ fn killed_keeper_loses_nothing_while_the_daemon_lives() {
     let (a, b) = master_and_standby(&mut lab);
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
-    wait_for(WAIT, "the daemon to notice its keeper died", || {
-        lab.daemons[a]
-            .log()
-            .contains(&format!("lock keeper (pid {keeper}) exited"))
-            .then_some(())
-    });
+    // The daemon notices its keeper died.
+    lab.daemons[a].wait_log(&format!("lock keeper (pid {keeper}) exited"));
     assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
     assert_eq!(lab.daemons[b].state("web").as_deref(), Some("standby"));
-    lab.daemons[a].signal(Signal::SIGTERM);
-    assert_eq!(
-        lab.daemons[a].wait_exit(),
-        Some(0),
-        "{}",
-        lab.daemons[a].log()
-    );
+    lab.daemons[a].stop();
     lab.daemons[b].wait_state("web", "master");
     lab.assert_order("a release web", "b acquire web");
 }

@@ -96,9 +96,7 @@ fn reload_of_intervals_keeps_the_master_in_place() {
     );
     fs::write(&cfg, text).unwrap();
     lab.daemons[a].signal(Signal::SIGHUP);
-    wait_for(WAIT, "reloaded", || {
-        lab.daemons[a].log().contains("reloaded").then_some(())
-    });
+    lab.daemons[a].wait_log("reloaded");
     let st = lab.daemons[a].status().unwrap();
     assert_eq!(st["resources"][0]["state"], "master");
     assert_eq!(st["resources"][0]["since_ms"], since, "not re-acquired");
@@ -135,19 +133,9 @@ fn sigusr1_logs_the_status_and_usr2_does_not_kill() {
     let a = lab.start("a", &lab.logging("web"));
     lab.daemons[a].wait_state("web", "master");
     lab.daemons[a].signal(Signal::SIGUSR1);
-    wait_for(WAIT, "status in the log", || {
-        lab.daemons[a]
-            .log()
-            .contains("status: master")
-            .then_some(())
-    });
+    lab.daemons[a].wait_log("status: master");
     lab.daemons[a].signal(Signal::SIGUSR2);
-    wait_for(WAIT, "SIGUSR2 logged", || {
-        lab.daemons[a]
-            .log()
-            .contains("SIGUSR2 ignored")
-            .then_some(())
-    });
+    lab.daemons[a].wait_log("SIGUSR2 ignored");
     assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
     assert!(
         lab.daemons[a]

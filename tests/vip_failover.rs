@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 use support::lab::Lab;
 use support::netns::{Netns, can_run};
 use support::packets::{self, ETH_P_ARP, link_addr, packet_socket};
-use support::{WAIT, alive, assert_never_two_masters, cli, cmdline, wait_exit_of, wait_for};
+use support::{
+    WAIT, alive, assert_never_two_masters, cli, cli_ok, cmdline, wait_exit_of, wait_for,
+};
 
 const IF: &str = "eth0";
 const VIP: [u8; 4] = [198, 18, 0, 100];
@@ -436,14 +438,9 @@ fn release_moves_the_vip_and_back_without_two_answers() {
     let mut lab = VipLab::new();
     let (a, b) = lab.master_and_standby();
     for (from, to, d_from, d_to) in [(A, B, a, b), (B, A, b, a)] {
-        let out = cli(
+        cli_ok(
             &lab.daemons[d_from].config,
             &["release", "web", "--hold-off", "2s"],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
         // The new master's hold-off (from the move before) may still run:
         // its daemon takes over once that is over.
@@ -464,13 +461,7 @@ fn sigterm_of_master_moves_the_vip_without_two_answers() {
     }
     let mut lab = VipLab::new();
     let (a, b) = lab.master_and_standby();
-    lab.daemons[a].signal(Signal::SIGTERM);
-    assert_eq!(
-        lab.daemons[a].wait_exit(),
-        Some(0),
-        "{}",
-        lab.daemons[a].log()
-    );
+    lab.daemons[a].stop();
     lab.daemons[b].wait_state("web", "master");
     lab.assert_moved(A, B);
     assert_never_two_masters(&lab.events());

@@ -326,3 +326,41 @@ pub fn keeper_of(pid: i32) -> Option<i32> {
         proc_stat(p).is_some_and(|(_, ppid, _)| ppid == pid) && cmdline(p).contains(" keep-locks ")
     })
 }
+
+/// Runs the CLI and asserts that it succeeded, showing its stderr if not.
+pub fn cli_ok(config: &Path, args: &[&str]) -> Output {
+    let out = cli(config, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl Daemon {
+    /// SIGTERM, then asserts a clean exit (code 0), showing the log if not.
+    pub fn stop(&mut self) {
+        self.signal(Signal::SIGTERM);
+        let code = self.wait_exit();
+        assert_eq!(code, Some(0), "{}", self.log());
+    }
+
+    /// Waits until the daemon's log contains `text`.
+    pub fn wait_log(&self, text: &str) {
+        wait_for(WAIT, &format!("{text:?} in {}'s log", self.node), || {
+            self.log().contains(text).then_some(())
+        })
+    }
+
+    /// The `last_error` of `resource` in status, None while it has none;
+    /// panics if the daemon does not answer or has no such resource.
+    pub fn last_error(&self, resource: &str) -> Option<String> {
+        let s = self.status().expect("status");
+        let r = s["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == resource))
+            .unwrap_or_else(|| panic!("no resource {resource} in {s}"));
+        r["last_error"].as_str().map(str::to_string)
+    }
+}
