@@ -21,6 +21,15 @@ fn start(lab: &mut Lab, node: &str) -> usize {
     lab.start(node, &res)
 }
 
+/// Nodes a and b started; returns the lab and the index of web's master.
+fn a_and_b() -> (Lab, usize) {
+    let mut lab = Lab::new();
+    start(&mut lab, "a");
+    start(&mut lab, "b");
+    let m = lab.sole_master("web");
+    (lab, m)
+}
+
 #[test]
 fn exactly_one_master_per_resource_among_three() {
     let mut lab = Lab::new();
@@ -49,10 +58,7 @@ fn exactly_one_master_per_resource_among_three() {
 
 #[test]
 fn sigterm_of_master_releases_before_another_acquires() {
-    let mut lab = Lab::new();
-    start(&mut lab, "a");
-    start(&mut lab, "b");
-    let m = lab.sole_master("web");
+    let (mut lab, m) = a_and_b();
     let old = lab.node(m).to_string();
     lab.daemons[m].stop();
     let n = lab.sole_master("web");
@@ -70,10 +76,7 @@ fn sigterm_of_master_releases_before_another_acquires() {
 
 #[test]
 fn sigkill_of_master_lets_another_take_over() {
-    let mut lab = Lab::new();
-    start(&mut lab, "a");
-    start(&mut lab, "b");
-    let m = lab.sole_master("web");
+    let (mut lab, m) = a_and_b();
     lab.daemons[m].signal(nix::sys::signal::Signal::SIGKILL);
     lab.daemons[m].wait_exit();
     let n = lab.sole_master("web");
@@ -83,10 +86,7 @@ fn sigkill_of_master_lets_another_take_over() {
 
 #[test]
 fn release_with_hold_off_switches_over_and_stays_out() {
-    let mut lab = Lab::new();
-    start(&mut lab, "a");
-    start(&mut lab, "b");
-    let m = lab.sole_master("web");
+    let (mut lab, m) = a_and_b();
     let other = 1 - m;
     let hold = Duration::from_secs(3);
     // Taken before asking: the hold-off starts after this instant, so the
@@ -113,10 +113,7 @@ fn release_with_hold_off_switches_over_and_stays_out() {
 
 #[test]
 fn release_on_a_non_master_is_an_error() {
-    let mut lab = Lab::new();
-    start(&mut lab, "a");
-    start(&mut lab, "b");
-    let m = lab.sole_master("web");
+    let (lab, m) = a_and_b();
     let out = cli(&lab.daemons[1 - m].config, &["release", "web"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not master"));

@@ -30,21 +30,21 @@ fn start(lab: &mut Lab, node: &str) -> usize {
     i
 }
 
-/// Node a master of web, node b standing by. Returns their indexes.
-fn master_and_standby(lab: &mut Lab) -> (usize, usize) {
-    let a = start(lab, "a");
+/// A lab with node a master of web, node b standing by, and their indexes.
+fn master_and_standby() -> (Lab, usize, usize) {
+    let mut lab = Lab::new();
+    let a = start(&mut lab, "a");
     lab.daemons[a].wait_state("web", "master");
-    let b = start(lab, "b");
+    let b = start(&mut lab, "b");
     lab.daemons[b].wait_state("web", "standby");
     // b never applied web, so its startup undoes nothing (a holds it).
     assert_eq!(lab.count("b release web"), 0, "{:?}", lab.events());
-    (a, b)
+    (lab, a, b)
 }
 
 #[test]
 fn sigkill_of_master_keeps_the_lock_until_its_keeper_ran_release() {
-    let mut lab = Lab::new();
-    let (a, b) = master_and_standby(&mut lab);
+    let (mut lab, a, b) = master_and_standby();
     let keeper = lab.daemons[a].keeper;
     lab.daemons[a].signal(Signal::SIGKILL);
     lab.daemons[a].wait_exit();
@@ -87,8 +87,7 @@ fn sigterm_shutdown_leaves_no_keeper_running() {
 
 #[test]
 fn release_switchover_drops_the_lock_from_the_keeper() {
-    let mut lab = Lab::new();
-    let (a, b) = master_and_standby(&mut lab);
+    let (mut lab, a, b) = master_and_standby();
     cli_ok(
         &lab.daemons[a].config,
         &["release", "web", "--hold-off", "60s"],
@@ -109,8 +108,7 @@ fn release_switchover_drops_the_lock_from_the_keeper() {
 /// once: the keeper must not let go early, the daemon releases as usual.
 #[test]
 fn sigterm_to_daemon_and_keeper_together_releases_before_takeover() {
-    let mut lab = Lab::new();
-    let (a, b) = master_and_standby(&mut lab);
+    let (mut lab, a, b) = master_and_standby();
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGTERM).unwrap();
     lab.daemons[a].stop();
@@ -123,8 +121,7 @@ fn sigterm_to_daemon_and_keeper_together_releases_before_takeover() {
 /// still has its own fd, says so, and releases normally.
 #[test]
 fn killed_keeper_loses_nothing_while_the_daemon_lives() {
-    let mut lab = Lab::new();
-    let (a, b) = master_and_standby(&mut lab);
+    let (mut lab, a, b) = master_and_standby();
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
     // The daemon notices its keeper died.

@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 use support::lab::{Lab, exec_resource};
 use support::{BIN, WAIT, assert_never_two_masters, log_hook, wait_for};
 
+/// A lab with node a master of the resources `config` writes (`web`
+/// among them), and a's index.
+fn master_of(config: impl FnOnce(&Lab) -> String) -> (Lab, usize) {
+    let mut lab = Lab::new();
+    let res = config(&lab);
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    (lab, a)
+}
+
 /// One resource `web` whose exec action logs its acquire step, and whose
 /// release step is `/bin/false`.
 fn web_failing_release(lab: &Lab) -> String {
@@ -49,9 +59,7 @@ fn cli_within(limit: Duration, config: &Path, args: &[&str]) -> (Option<i32>, St
 
 #[test]
 fn failed_release_at_shutdown_exits_non_zero_and_says_what_is_left() {
-    let mut lab = Lab::new();
-    let a = lab.start("a", &web_failing_release(&lab));
-    lab.daemons[a].wait_state("web", "master");
+    let (mut lab, a) = master_of(web_failing_release);
     lab.keeper(a);
     lab.daemons[a].signal(Signal::SIGTERM);
     let code = lab.daemons[a].wait_exit();
@@ -66,9 +74,7 @@ fn failed_release_at_shutdown_exits_non_zero_and_says_what_is_left() {
 
 #[test]
 fn release_request_returns_at_once_when_a_release_step_fails() {
-    let mut lab = Lab::new();
-    let a = lab.start("a", &web_failing_release(&lab));
-    lab.daemons[a].wait_state("web", "master");
+    let (lab, a) = master_of(web_failing_release);
     let cfg = lab.daemons[a].config.clone();
     let (code, out) = cli_within(WAIT, &cfg, &["release", "web"]);
     assert_eq!(code, Some(1), "{out}");
@@ -82,10 +88,7 @@ fn release_request_returns_at_once_when_a_release_step_fails() {
 
 #[test]
 fn reload_of_intervals_keeps_the_master_in_place() {
-    let mut lab = Lab::new();
-    let res = lab.logging("web");
-    let a = lab.start("a", &res);
-    lab.daemons[a].wait_state("web", "master");
+    let (lab, a) = master_of(|lab| lab.logging("web"));
     let since = lab.daemons[a].status().unwrap()["resources"][0]["since_ms"].clone();
     let before = lab.events();
     // Only [daemon] poll_interval and op_timeout change.
@@ -106,12 +109,10 @@ fn reload_of_intervals_keeps_the_master_in_place() {
 
 #[test]
 fn deleted_lock_file_makes_the_master_give_up_and_compete_again() {
-    let mut lab = Lab::new();
-    let res = lab.logging("web");
-    let a = lab.start("a", &res);
-    lab.daemons[a].wait_state("web", "master");
+    let (mut lab, a) = master_of(|lab| lab.logging("web"));
     // tmpfiles aging, an admin's rm -rf: the held lock file goes away.
     fs::remove_file(lab.path("locks").join("web.lock")).unwrap();
+    let res = lab.logging("web");
     lab.start("b", &res);
     wait_for(WAIT, "a to notice and release", || {
         lab.events()
@@ -129,9 +130,7 @@ fn deleted_lock_file_makes_the_master_give_up_and_compete_again() {
 
 #[test]
 fn sigusr1_logs_the_status_and_usr2_does_not_kill() {
-    let mut lab = Lab::new();
-    let a = lab.start("a", &lab.logging("web"));
-    lab.daemons[a].wait_state("web", "master");
+    let (mut lab, a) = master_of(|lab| lab.logging("web"));
     lab.daemons[a].signal(Signal::SIGUSR1);
     lab.daemons[a].wait_log("status: master");
     lab.daemons[a].signal(Signal::SIGUSR2);
@@ -191,9 +190,7 @@ release = {release}
 
 #[test]
 fn hold_off_shows_in_status_and_resume_ends_it() {
-    let mut lab = Lab::new();
-    let a = lab.start("a", &lab.logging("web"));
-    lab.daemons[a].wait_state("web", "master");
+    let (lab, a) = master_of(|lab| lab.logging("web"));
     let cfg = lab.daemons[a].config.clone();
     let (code, out) = cli_within(WAIT, &cfg, &["release", "web", "--hold-off", "1h"]);
     assert_eq!(code, Some(0), "{out}");

@@ -393,18 +393,24 @@ announce_interval = "50ms"
         i
     }
 
-    /// a master of web (its VIP answering the observer), b standing by. Returns their indexes in `daemons`.
-    fn master_and_standby(&mut self) -> (usize, usize) {
-        let a = self.start(A);
-        self.daemons[a].wait_state("web", "master");
-        let b = self.start(B);
-        self.daemons[b].wait_state("web", "standby");
+    /// A lab with a master of web (its VIP answering the observer) and b
+    /// standing by, and their indexes in `daemons`; None (the test is
+    /// skipped) when `test` cannot create namespaces here.
+    fn master_and_standby(test: &str) -> Option<(VipLab, usize, usize)> {
+        if !can_run(test) {
+            return None;
+        }
+        let mut lab = VipLab::new();
+        let a = lab.start(A);
+        lab.daemons[a].wait_state("web", "master");
+        let b = lab.start(B);
+        lab.daemons[b].wait_state("web", "standby");
         // b never applied web, so its startup undoes nothing (a holds it).
-        assert_eq!(self.count("b release web"), 0, "{:?}", self.events());
-        self.assert_sole_holder(A);
-        self.prober()
-            .wait_answered_by(Instant::now(), &self.mac(A), "a");
-        (a, b)
+        assert_eq!(lab.count("b release web"), 0, "{:?}", lab.events());
+        lab.assert_sole_holder(A);
+        lab.prober()
+            .wait_answered_by(Instant::now(), &lab.mac(A), "a");
+        Some((lab, a, b))
     }
 
     /// After a move to `to` (whose daemon reports master): exactly its
@@ -420,7 +426,10 @@ announce_interval = "50ms"
             .assert_not_answered_by(settled, &self.mac(from), names[from]);
     }
 
-    fn assert_never_two_macs(&self) {
+    /// No two nodes were ever master of web by the event log, and no probe
+    /// was ever answered by two MACs.
+    fn assert_never_two(&self) {
+        assert_never_two_masters(&self.events());
         self.prober().assert_never_two_macs(self.t0);
     }
 }
@@ -432,11 +441,11 @@ announce_interval = "50ms"
 /// over. No probe is ever answered by both.
 #[test]
 fn release_moves_the_vip_and_back_without_two_answers() {
-    if !can_run("release_moves_the_vip_and_back_without_two_answers") {
+    let Some((lab, a, b)) =
+        VipLab::master_and_standby("release_moves_the_vip_and_back_without_two_answers")
+    else {
         return;
-    }
-    let mut lab = VipLab::new();
-    let (a, b) = lab.master_and_standby();
+    };
     for (from, to, d_from, d_to) in [(A, B, a, b), (B, A, b, a)] {
         cli_ok(
             &lab.daemons[d_from].config,
@@ -448,24 +457,22 @@ fn release_moves_the_vip_and_back_without_two_answers() {
         lab.assert_moved(from, to);
         lab.daemons[d_from].wait_state("web", "standby");
     }
-    assert_never_two_masters(&lab.events());
-    lab.assert_never_two_macs();
+    lab.assert_never_two();
 }
 
 /// SIGTERM of the master: it releases (VIP down) before unlocking, exits
 /// 0, and b takes over.
 #[test]
 fn sigterm_of_master_moves_the_vip_without_two_answers() {
-    if !can_run("sigterm_of_master_moves_the_vip_without_two_answers") {
+    let Some((mut lab, a, b)) =
+        VipLab::master_and_standby("sigterm_of_master_moves_the_vip_without_two_answers")
+    else {
         return;
-    }
-    let mut lab = VipLab::new();
-    let (a, b) = lab.master_and_standby();
+    };
     lab.daemons[a].stop();
     lab.daemons[b].wait_state("web", "master");
     lab.assert_moved(A, B);
-    assert_never_two_masters(&lab.events());
-    lab.assert_never_two_macs();
+    lab.assert_never_two();
 }
 
 /// SIGKILL of the master daemon: its lock keeper (still in a's namespace)
@@ -473,11 +480,11 @@ fn sigterm_of_master_moves_the_vip_without_two_answers() {
 /// overlaps with a answering.
 #[test]
 fn sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers() {
-    if !can_run("sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers") {
+    let Some((mut lab, a, b)) = VipLab::master_and_standby(
+        "sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers",
+    ) else {
         return;
-    }
-    let mut lab = VipLab::new();
-    let (a, b) = lab.master_and_standby();
+    };
     let keeper = lab.daemons[a].keeper;
     lab.daemons[a].signal(Signal::SIGKILL);
     lab.daemons[a].wait_exit();
@@ -490,8 +497,7 @@ fn sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers() {
         lab.daemons[a].log()
     );
     assert_eq!(lab.count("a release web"), 1, "{:?}", lab.events());
-    assert_never_two_masters(&lab.events());
-    lab.assert_never_two_macs();
+    lab.assert_never_two();
 }
 
 /// Daemon and keeper killed together (systemd's final SIGKILL): the kernel
@@ -501,11 +507,11 @@ fn sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers() {
 /// startup reconcile removes the leftover VIP.
 #[test]
 fn restart_after_crash_removes_the_leftover_vip() {
-    if !can_run("restart_after_crash_removes_the_leftover_vip") {
+    let Some((mut lab, a, b)) =
+        VipLab::master_and_standby("restart_after_crash_removes_the_leftover_vip")
+    else {
         return;
-    }
-    let mut lab = VipLab::new();
-    let (a, b) = lab.master_and_standby();
+    };
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
     lab.daemons[a].signal(Signal::SIGKILL);

@@ -34,6 +34,22 @@ fn present(ns: &Netns, spec: &VipSpec) -> Result<bool, String> {
     ns.block_on(|| vip::present(spec))
 }
 
+/// Acquires `s` on HOST_IF twice (the second finds it present), has `check`
+/// look at the address as `ip` sees it, then releases it twice (the second
+/// finds it absent).
+fn add_and_remove_twice(ns: &Netns, s: &VipSpec, check: impl FnOnce(&serde_json::Value)) {
+    let addr = s.address.to_string();
+    assert_eq!(run(ns, s, Step::Acquire), Ok(()));
+    assert_eq!(run(ns, s, Step::Acquire), Ok(()), "present already");
+    check(&ip_sees(ns, HOST_IF, &addr).expect("added"));
+    assert_eq!(present(ns, s), Ok(true));
+
+    assert_eq!(run(ns, s, Step::Release), Ok(()));
+    assert_eq!(run(ns, s, Step::Release), Ok(()), "absent already");
+    assert_eq!(ip_sees(ns, HOST_IF, &addr), None);
+    assert_eq!(present(ns, s), Ok(false));
+}
+
 /// The address as `ip` sees it, if it is on the interface.
 fn ip_sees(ns: &Netns, iface: &str, addr: &str) -> Option<serde_json::Value> {
     ns.addresses(iface)
@@ -49,22 +65,14 @@ fn ipv4_add_and_remove_are_idempotent() {
     let net = Veth::new();
     let s = spec("198.18.0.10", 24, HOST_IF);
     assert_eq!(present(&net.host, &s), Ok(false));
-
-    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
-    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()), "present already");
-    let a = ip_sees(&net.host, HOST_IF, "198.18.0.10").expect("added");
-    assert_eq!(a["prefixlen"], 24);
-    assert_eq!(a["family"], "inet");
-    assert_eq!(
-        net.host.addresses(HOST_IF).len(),
-        1 + ipv6_link_local(&net.host)
-    );
-    assert_eq!(present(&net.host, &s), Ok(true));
-
-    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
-    assert_eq!(run(&net.host, &s, Step::Release), Ok(()), "absent already");
-    assert_eq!(ip_sees(&net.host, HOST_IF, "198.18.0.10"), None);
-    assert_eq!(present(&net.host, &s), Ok(false));
+    add_and_remove_twice(&net.host, &s, |a| {
+        assert_eq!(a["prefixlen"], 24);
+        assert_eq!(a["family"], "inet");
+        assert_eq!(
+            net.host.addresses(HOST_IF).len(),
+            1 + ipv6_link_local(&net.host)
+        );
+    });
 }
 
 #[test]
@@ -74,19 +82,11 @@ fn ipv6_add_and_remove_are_idempotent_and_skip_dad() {
     }
     let net = Veth::new();
     let s = spec("2001:db8::10", 64, HOST_IF);
-
-    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
-    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()), "present already");
-    let a = ip_sees(&net.host, HOST_IF, "2001:db8::10").expect("added");
-    assert_eq!(a["prefixlen"], 64);
-    assert_eq!(a["nodad"], true, "{a}");
-    assert!(a.get("tentative").is_none(), "usable at once: {a}");
-    assert_eq!(present(&net.host, &s), Ok(true));
-
-    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
-    assert_eq!(run(&net.host, &s, Step::Release), Ok(()), "absent already");
-    assert_eq!(ip_sees(&net.host, HOST_IF, "2001:db8::10"), None);
-    assert_eq!(present(&net.host, &s), Ok(false));
+    add_and_remove_twice(&net.host, &s, |a| {
+        assert_eq!(a["prefixlen"], 64);
+        assert_eq!(a["nodad"], true, "{a}");
+        assert!(a.get("tentative").is_none(), "usable at once: {a}");
+    });
 }
 
 #[test]
