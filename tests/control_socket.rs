@@ -11,22 +11,22 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Daemon, WAIT, wait_for, write_config};
+use support::lab::Lab;
+use support::{WAIT, wait_for};
 
-/// A daemon master of `web` (no actions) in `dir`, under `wrapper`.
-fn daemon(dir: &Path, wrapper: &[&str]) -> Daemon {
-    let res = "[[resource]]\nname = \"web\"\n";
-    let config = write_config(&dir.join("a"), "a", &dir.join("locks"), res);
-    let d = Daemon::spawn("a", wrapper, config, dir.join("a.stderr"));
-    d.wait_state("web", "master");
-    d
+/// A lab whose daemon 0 (node a, under `wrapper`) is master of `web` (no
+/// actions).
+fn daemon(wrapper: &[&str]) -> Lab {
+    let mut lab = Lab::new();
+    let a = lab.start_under("a", wrapper, "[[resource]]\nname = \"web\"\n");
+    lab.daemons[a].wait_state("web", "master");
+    lab
 }
 
-fn connect(dir: &Path) -> UnixStream {
-    UnixStream::connect(control::socket_path(&dir.join("a/run"))).expect("connect")
+fn connect(lab: &Lab) -> UnixStream {
+    UnixStream::connect(control::socket_path(&lab.path("a/run"))).expect("connect")
 }
 
 /// `/proc/PID/status` field `key` (e.g. VmRSS, in kB).
@@ -50,9 +50,9 @@ fn cpu_ticks(pid: i32) -> u64 {
 
 #[test]
 fn an_endless_request_is_cut_off_and_the_daemon_stays_small() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = daemon(dir.path(), &[]);
-    let mut s = connect(dir.path());
+    let lab = daemon(&[]);
+    let d = &lab.daemons[0];
+    let mut s = connect(&lab);
     let mut w = s.try_clone().unwrap();
     // 80 MiB without a newline, until the daemon hangs up.
     let writer = std::thread::spawn(move || {
@@ -88,9 +88,8 @@ fn an_endless_request_is_cut_off_and_the_daemon_stays_small() {
 
 #[test]
 fn an_idle_connection_is_closed_at_its_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let _d = daemon(dir.path(), &[]);
-    let mut s = connect(dir.path());
+    let lab = daemon(&[]);
+    let mut s = connect(&lab);
     s.set_read_timeout(Some(CLIENT_TIME + Duration::from_secs(5)))
         .unwrap();
     let start = Instant::now();
@@ -105,10 +104,10 @@ fn an_idle_connection_is_closed_at_its_deadline() {
 
 #[test]
 fn status_answers_while_200_connections_sit_idle() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = daemon(dir.path(), &[]);
+    let lab = daemon(&[]);
+    let d = &lab.daemons[0];
     let start = Instant::now();
-    let idle: Vec<UnixStream> = (0..200).map(|_| connect(dir.path())).collect();
+    let idle: Vec<UnixStream> = (0..200).map(|_| connect(&lab)).collect();
     assert!(d.status().is_some(), "status with 200 idle connections");
     // Answered while they were all still open, not after they timed out.
     assert!(start.elapsed() < CLIENT_TIME, "took {:?}", start.elapsed());
@@ -155,17 +154,13 @@ fn a_client_that_never_reads_its_reply_is_dropped_at_the_deadline() {
 /// answer `status` again once fds are free.
 #[test]
 fn accept_failing_for_lack_of_fds_backs_off_and_recovers() {
-    let dir = tempfile::tempdir().unwrap();
     // `sh -c '...' BIN run --config ...`: BIN is $0.
     let wrapper = ["/bin/sh", "-c", "ulimit -n 48 && exec \"$0\" \"$@\""];
-    let d = daemon(dir.path(), &wrapper);
+    let lab = daemon(&wrapper);
+    let d = &lab.daemons[0];
     let pid = d.pid().as_raw();
-    let mut conns: Vec<UnixStream> = (0..100).map(|_| connect(dir.path())).collect();
-    wait_for(WAIT, "the accept failure in the log", || {
-        d.log()
-            .contains("control socket: accept failed")
-            .then_some(())
-    });
+    let mut conns: Vec<UnixStream> = (0..100).map(|_| connect(&lab)).collect();
+    d.wait_log("control socket: accept failed");
     let before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(1)); // a measuring window
     let used = cpu_ticks(pid) - before;

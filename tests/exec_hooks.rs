@@ -12,11 +12,10 @@ use nix::unistd::Pid;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::{Daemon, write_config};
+use support::lab::Lab;
 
 #[test]
 fn hooks_printing_latin1_binary_or_an_endless_line_still_make_a_master() {
-    let dir = tempfile::tempdir().unwrap();
     let exec = |acquire: &str| {
         format!(
             "[[resource.action]]\ntype = \"exec\"\ntimeout = \"20s\"\nacquire = [\"/bin/sh\", \"-c\", \"{acquire}\"]\n"
@@ -33,8 +32,9 @@ fn hooks_printing_latin1_binary_or_an_endless_line_still_make_a_master() {
         exec("head -c 1048576 /dev/zero | tr '\\\\0' x; echo done >&2"),
     ]
     .concat();
-    let config = write_config(&dir.path().join("a"), "a", &dir.path().join("locks"), &res);
-    let d = Daemon::spawn("a", &[], config, dir.path().join("a.stderr"));
+    let mut lab = Lab::new();
+    let a = lab.start("a", &res);
+    let d = &lab.daemons[a];
     d.wait_state("web", "master");
     let log = d.log();
     assert!(log.contains("caf\u{fffd}"), "no lossy line in\n{log}");

@@ -9,7 +9,8 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
-use support::{Daemon, WAIT, wait_for, write_config};
+use support::lab::Lab;
+use support::{Daemon, WAIT};
 
 /// One journal entry: its fields in order (a name may repeat).
 type Entry = Vec<(String, String)>;
@@ -45,31 +46,31 @@ fn field<'a>(e: &'a Entry, name: &str) -> Option<&'a str> {
 /// A stand-in journald socket, and a daemon that sees it at
 /// /run/systemd/journal/socket with JOURNAL_STREAM set by `stream` from
 /// its stderr's (dev, ino).
-struct Lab {
-    _dir: tempfile::TempDir,
+struct JournalLab {
+    lab: Lab,
     journal: UnixDatagram,
-    daemon: Daemon,
 }
 
-fn start(stream: impl Fn(u64, u64) -> String) -> Lab {
-    let dir = tempfile::tempdir().unwrap();
+impl JournalLab {
+    fn daemon(&self) -> &Daemon {
+        &self.lab.daemons[0]
+    }
+}
+
+fn start(stream: impl Fn(u64, u64) -> String) -> JournalLab {
+    let mut lab = Lab::new();
     // Mounting over /run (below) would hide a test dir under it.
-    assert!(!dir.path().starts_with("/run"), "TMPDIR under /run");
-    let jdir = dir.path().join("journal");
+    assert!(!lab.dir.path().starts_with("/run"), "TMPDIR under /run");
+    let jdir = lab.path("journal");
     fs::create_dir(&jdir).unwrap();
     let journal = UnixDatagram::bind(jdir.join("socket")).unwrap();
     journal
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let res = "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/sh\", \"-c\", \"echo hello from the hook\"]\n";
-    let config = write_config(
-        &dir.path().join("a"),
-        "node-a",
-        &dir.path().join("locks"),
-        res,
-    );
+    let config = lab.config("node-a", res);
     // Daemon::spawn truncates this file, keeping its inode.
-    let stderr = dir.path().join("a.stderr");
+    let stderr = lab.stderr_path("node-a");
     let meta = fs::File::create(&stderr).unwrap().metadata().unwrap();
     // Mount points must exist: a tmpfs over the nearest existing parent
     // makes them without touching the host's /run.
@@ -93,12 +94,8 @@ fn start(stream: impl Fn(u64, u64) -> String) -> Lab {
         "-c",
         &script,
     ];
-    let daemon = Daemon::spawn("node-a", &wrapper, config, stderr);
-    Lab {
-        _dir: dir,
-        journal,
-        daemon,
-    }
+    lab.spawn("node-a", &wrapper, config, stderr);
+    JournalLab { lab, journal }
 }
 
 /// Reads journal entries until `done` says the last one is enough.
@@ -173,9 +170,9 @@ fn fields_reach_the_journal_unprefixed_when_stderr_is_the_journal() {
         );
     }
     assert!(
-        !lab.daemon.log().contains("state master"),
+        !lab.daemon().log().contains("state master"),
         "the journal lines went to stderr too:\n{}",
-        lab.daemon.log()
+        lab.daemon().log()
     );
 }
 
@@ -187,10 +184,8 @@ fn a_journal_stream_naming_another_file_means_plain_stderr() {
     // An inode that is not stderr's: JOURNAL_STREAM inherited from a
     // parent whose stderr was the journal, ours redirected to a file.
     let lab = start(|dev, ino| format!("{dev}:{}", ino + 1));
-    wait_for(WAIT, "state master on stderr", || {
-        lab.daemon.log().contains("state master").then_some(())
-    });
-    let log = lab.daemon.log();
+    lab.daemon().wait_log("state master");
+    let log = lab.daemon().log();
     assert!(
         log.lines()
             .any(|l| l.contains("INFO") && l.contains("resource=web")),

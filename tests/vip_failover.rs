@@ -378,11 +378,9 @@ announce_interval = "50ms"
 "#,
             self.logging("web")
         );
-        let config = self.config(name, &resources);
-        let stderr = self.stderr_path(name);
         // `ip netns exec` execs the command itself: the child is the daemon.
         let wrapper = ["ip", "netns", "exec", &self.nodes[node].name];
-        let i = self.lab.spawn(name, &wrapper, config, stderr);
+        let i = self.lab.start_under(name, &wrapper, &resources);
         let daemon = self.daemons[i].pid().as_raw();
         self.lab.keeper(i);
         assert!(

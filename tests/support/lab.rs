@@ -74,9 +74,14 @@ impl Lab {
     /// Writes the config and starts `dlm-electd run` for `node`; returns
     /// its index in `daemons`.
     pub fn start(&mut self, node: &str, resources: &str) -> usize {
+        self.start_under(node, &[], resources)
+    }
+
+    /// `start` under `wrapper` (see `Daemon::spawn`).
+    pub fn start_under(&mut self, node: &str, wrapper: &[&str], resources: &str) -> usize {
         let config = self.config(node, resources);
         let stderr = self.stderr_path(node);
-        self.spawn(node, &[], config, stderr)
+        self.spawn(node, wrapper, config, stderr)
     }
 
     /// Starts `<wrapper...> dlm-electd run --config <config>` (see
