@@ -130,8 +130,8 @@ pub fn log_hook(prefix: &str, log: &Path) -> String {
     )
 }
 
-/// A `dlm-electd run` process. Dropping it kills and reaps the daemon (not
-/// its keeper: see `reap_with_keepers`).
+/// A `dlm-electd run` process. Dropping it kills and reaps the daemon, not
+/// its keeper: start daemons in a `lab::Lab`, whose Drop does both.
 pub struct Daemon {
     pub node: String,
     pub config: PathBuf,
@@ -229,10 +229,7 @@ impl Daemon {
     pub fn find_keeper(&self) -> i32 {
         let daemon = self.pid().as_raw();
         wait_for(WAIT, &format!("{}'s keeper", self.node), || {
-            pids().into_iter().find(|&p| {
-                proc_stat(p).is_some_and(|(_, ppid, _)| ppid == daemon)
-                    && cmdline(p).contains(" keep-locks ")
-            })
+            keeper_of(daemon)
         })
     }
 }
