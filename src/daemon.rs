@@ -54,6 +54,7 @@ fn same_holdings(a: &ResourceSpec, b: &ResourceSpec) -> bool {
                 match &mut a {
                     ActionSpec::Exec(e) => e.timeout = Duration::ZERO,
                     ActionSpec::Vip(v) => v.timeout = Duration::ZERO,
+                    ActionSpec::Unit(u) => u.timeout = Duration::ZERO,
                 }
                 a
             })
@@ -339,7 +340,15 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     loop {
         tokio::select! {
             sig = signals.next() => match sig {
-                Some(SIGHUP) => { sup.reload().await; sup.notify(&mut ready); }
+                Some(SIGHUP) => {
+                    // Before the first READY=1 systemd ignores RELOADING=1,
+                    // and a READY=1 after the reload would come too early.
+                    let framed = ready;
+                    if framed { notify::reloading(); }
+                    sup.reload().await;
+                    if framed { notify::reloaded(); }
+                    sup.notify(&mut ready);
+                }
                 Some(SIGUSR1) => sup.log_status(),
                 Some(SIGUSR2) => tracing::info!("SIGUSR2 ignored (SIGUSR1 logs the status table)"),
                 Some(s) => { tracing::info!("signal {s}: releasing and exiting"); break; }

@@ -14,3 +14,4 @@ pub mod keeper;
 pub mod lock;
 pub mod logging;
 pub mod notify;
+pub mod systemd;

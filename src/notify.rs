@@ -1,5 +1,6 @@
-//! systemd notifications (`Type=notify`): READY, STATUS, STOPPING and the
-//! watchdog. All are no-ops when NOTIFY_SOCKET is unset.
+//! systemd notifications (`Type=notify` or `notify-reload`): READY, STATUS,
+//! RELOADING, STOPPING and the watchdog. All are no-ops when NOTIFY_SOCKET
+//! is unset.
 
 use sd_notify::NotifyState;
 use std::time::Duration;
@@ -16,6 +17,24 @@ pub fn ready(status: &str) {
 
 pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
+}
+
+/// A reload starts; `ready` says when it is over. systemd matches the
+/// reload to its request by the monotonic time (`notify-reload` needs it).
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[
+            NotifyState::Reloading,
+            now,
+            NotifyState::Status("reloading"),
+        ]),
+        Err(e) => tracing::debug!("sd_notify: no monotonic clock: {e}"),
+    }
+}
+
+/// The reload `reloading` announced is over (applied or refused).
+pub fn reloaded() {
+    send(&[NotifyState::Ready]);
 }
 
 pub fn stopping() {

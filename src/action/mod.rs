@@ -5,6 +5,7 @@
 
 pub mod announce;
 pub mod exec;
+pub mod unit;
 pub mod vip;
 
 use crate::config::ActionSpec;
@@ -40,6 +41,7 @@ pub async fn run(action: &ActionSpec, step: Step, ctx: &Ctx, cancel: Cancel) -> 
     match action {
         ActionSpec::Exec(e) => exec::run(e, step, ctx, cancel).await,
         ActionSpec::Vip(v) => vip::run(v, step).await,
+        ActionSpec::Unit(u) => unit::run(u, step).await,
     }
 }
 
@@ -129,6 +131,40 @@ pub async fn acquire_all(
 /// not stop the others: undo as much as possible, then report.
 pub async fn release_all(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), String> {
     revert(actions, ctx).await
+}
+
+/// Whether a node that finds the lock busy has something to check even
+/// without an applied record: a unit action (see `reconcile`).
+pub fn checks_on_standby(actions: &[ActionSpec]) -> bool {
+    actions.iter().any(|a| matches!(a, ActionSpec::Unit(_)))
+}
+
+/// The startup reconcile of a node that found the lock busy. With this
+/// instance's applied record (`ours`), every release step runs: a crashed
+/// predecessor of ours may have left any of them applied. Without it, VIPs
+/// and hooks may be another instance's on this host, so only unit actions
+/// run, as `unit::stop_if_active`: a systemd unit is per host, so one that
+/// runs here is never another instance's master (two resources managing one
+/// unit are refused by the config check), and it may have been started at
+/// boot or by hand, without any record.
+pub async fn reconcile(actions: &[ActionSpec], ctx: &Ctx, ours: bool) -> Result<(), String> {
+    if ours {
+        return revert(actions, ctx).await;
+    }
+    let mut errors = Vec::new();
+    for (k, action) in actions.iter().enumerate().rev() {
+        if let ActionSpec::Unit(u) = action
+            && let Err(e) = unit::stop_if_active(u).await
+        {
+            tracing::error!("stopping {action} on a standby failed: {e}");
+            errors.push(format!("action {} ({action}): {e}", k + 1));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 async fn revert(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), String> {

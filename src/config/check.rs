@@ -6,13 +6,16 @@
 //! the ownership rule of `security` for programs, the lock dir (`file`
 //! backend only: dlmfs checks its mount by filesystem magic) and the
 //! runtime dir. Warnings: a vip interface missing on this host (it may
-//! appear later, e.g. a VLAN or bond created after boot).
+//! appear later, e.g. a VLAN or bond created after boot); a managed systemd
+//! unit that is enabled, masked or not installed (asked over D-Bus, skipped
+//! when no service manager answers).
 
 use super::security::{dir_problem, path_problem};
-use super::{Backend, Config, ConfigError, Places};
+use super::{Backend, Config, ConfigError, Place, Places};
 use nix::unistd::AccessFlags;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// As root: the config file and drop-ins must be safe (see `security`).
 /// Separate from `check` because it judges where the files were installed,
@@ -75,7 +78,7 @@ pub fn check(
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(places
+    let mut warnings: Vec<ConfigError> = places
         .interfaces
         .iter()
         .filter(|(name, _)| nix::net::if_::if_nametoindex(name.as_str()).is_err())
@@ -84,7 +87,53 @@ pub fn check(
                 "key `interface`: no interface {name:?} on this host (yet); the VIP cannot be added until it exists"
             ))
         })
-        .collect())
+        .collect();
+    warnings.extend(unit_warnings(&places.units));
+    Ok(warnings)
+}
+
+/// How long check-config and startup wait for systemd's answers.
+const UNIT_CHECK_LIMIT: Duration = Duration::from_secs(5);
+
+/// Units whose state defeats the election or dooms their start. Without a
+/// service manager to ask (no system bus, as in a container or a test),
+/// nothing is said but a debug line.
+fn unit_warnings(units: &[(String, Place)]) -> Vec<ConfigError> {
+    if units.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<String> = units.iter().map(|(u, _)| u.clone()).collect();
+    let states = match crate::systemd::unit_file_states(&names, UNIT_CHECK_LIMIT) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("not checking the units' enablement: {e}");
+            return Vec::new();
+        }
+    };
+    units
+        .iter()
+        .zip(states)
+        .filter_map(|((u, at), state)| {
+            unit_state_warning(u, state.as_deref()).map(|w| at.error(format!("key `unit`: {w}")))
+        })
+        .collect()
+}
+
+/// What is worth a warning about a managed unit's file state (None: no
+/// unit file). Pure.
+pub fn unit_state_warning(unit: &str, state: Option<&str>) -> Option<String> {
+    match state {
+        Some("enabled" | "enabled-runtime") => Some(format!(
+            "unit {unit} is enabled: it starts at boot on every node, which defeats the election; run systemctl disable {unit}"
+        )),
+        Some("masked" | "masked-runtime") => Some(format!(
+            "unit {unit} is masked: it cannot be started on this node; run systemctl unmask {unit}"
+        )),
+        None => Some(format!(
+            "no unit {unit} on this host (yet): it cannot be started until it is installed"
+        )),
+        Some(_) => None,
+    }
 }
 
 /// Why this process could not exec `path`, or None: exec needs a regular
@@ -118,4 +167,36 @@ pub fn resolve_program(prog: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(prog))
         .find(|c| run_problem(c).is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_states_worth_a_warning() {
+        let w = unit_state_warning("web.service", Some("enabled")).unwrap();
+        assert_eq!(
+            w,
+            "unit web.service is enabled: it starts at boot on every node, which defeats the election; run systemctl disable web.service"
+        );
+        assert!(unit_state_warning("w.service", Some("enabled-runtime")).is_some());
+        assert!(
+            unit_state_warning("w.service", Some("masked"))
+                .unwrap()
+                .contains("systemctl unmask w.service")
+        );
+        assert!(
+            unit_state_warning("w.service", None)
+                .unwrap()
+                .starts_with("no unit w.service on this host")
+        );
+        for quiet in ["disabled", "static", "indirect", "generated", "linked"] {
+            assert_eq!(
+                unit_state_warning("w.service", Some(quiet)),
+                None,
+                "{quiet}"
+            );
+        }
+    }
 }

@@ -67,6 +67,7 @@ pub struct ResourceSpec {
 pub enum ActionSpec {
     Exec(ExecSpec),
     Vip(VipSpec),
+    Unit(UnitSpec),
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -85,6 +86,15 @@ pub struct VipSpec {
     pub announce_interval: Duration,
     /// Periodic re-announce while master; zero is off.
     pub refresh: Duration,
+    pub timeout: Duration,
+}
+
+/// A systemd unit, started while master.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnitSpec {
+    /// A full unit name, such as `nginx.service`.
+    pub unit: String,
+    /// Bound on each start or stop job (and on the stop after a failed start).
     pub timeout: Duration,
 }
 
@@ -108,6 +118,7 @@ impl fmt::Display for ActionSpec {
             ActionSpec::Vip(v) => {
                 write!(f, "vip {}/{} on {}", v.address, v.prefix_len, v.interface)
             }
+            ActionSpec::Unit(u) => write!(f, "unit {}", u.unit),
         }
     }
 }
@@ -162,6 +173,8 @@ pub struct Places {
     pub programs: Vec<ProgramPlace>,
     /// Every vip action's interface.
     pub interfaces: Vec<(String, Place)>,
+    /// Every unit action's unit.
+    pub units: Vec<(String, Place)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,10 +237,9 @@ pub fn runtime_dir_hint(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vip(count: u32, interval_ms: u64) -> VipSpec {
+impl VipSpec {
+    /// A VIP on a test address and a missing interface, for unit tests.
+    pub(crate) fn example(count: u32, interval_ms: u64, timeout_ms: u64) -> VipSpec {
         VipSpec {
             address: "198.18.0.10".parse().unwrap(),
             prefix_len: 24,
@@ -235,8 +247,17 @@ mod tests {
             announce_count: count,
             announce_interval: Duration::from_millis(interval_ms),
             refresh: Duration::ZERO,
-            timeout: Duration::from_secs(1),
+            timeout: Duration::from_millis(timeout_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vip(count: u32, interval_ms: u64) -> VipSpec {
+        VipSpec::example(count, interval_ms, 1000)
     }
 
     #[test]

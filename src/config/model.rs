@@ -88,6 +88,7 @@ pub struct RawResource {
 pub enum ActionType {
     Exec,
     Vip,
+    Unit,
 }
 
 /// One `[[resource.action]]` table. Flat rather than a serde-tagged enum:
@@ -108,6 +109,8 @@ pub struct RawAction {
     pub announce_count: Option<Spanned<u32>>,
     pub announce_interval: Option<Spanned<Interval>>,
     pub refresh: Option<Spanned<Duration0>>,
+    // unit
+    pub unit: Option<Spanned<String>>,
 }
 
 /// A non-empty argv array.

@@ -7,7 +7,7 @@ use super::model::{ActionType, Argv, Backend, RawAction, RawConfig, RawDropIn, R
 use super::source::{Place, Source};
 use super::{
     ActionSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, Places, ProgramPlace,
-    ResourceSpec, VipSpec,
+    ResourceSpec, UnitSpec, VipSpec,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,6 +29,64 @@ pub const DEFAULT_ANNOUNCE_COUNT: u32 = 5;
 pub const DEFAULT_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(200);
 /// Zero: no periodic re-announce.
 pub const DEFAULT_VIP_REFRESH: Duration = Duration::ZERO;
+/// Above systemd's default start and stop timeouts (90 s), so that systemd
+/// normally judges a slow unit first and says why (result `timeout`).
+pub const DEFAULT_UNIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The unit types a start job makes sense for (not `.device`, `.scope`).
+pub const UNIT_SUFFIXES: &[&str] = &[
+    "service",
+    "socket",
+    "target",
+    "mount",
+    "automount",
+    "swap",
+    "path",
+    "timer",
+    "slice",
+];
+
+/// Why `name` cannot be a unit action's unit, or None: a full unit name
+/// (systemd does not guess the type over D-Bus), not a path, at most 255
+/// bytes, and an instance rather than a template.
+pub fn unit_name_problem(name: &str) -> Option<String> {
+    if name.len() > 255 {
+        return Some(format!(
+            "unit names are at most 255 bytes, this one has {}",
+            name.len()
+        ));
+    }
+    if name.contains('/') {
+        return Some(format!(
+            "{name:?} is a path: write the unit's name, like \"nginx.service\""
+        ));
+    }
+    let Some((stem, _)) = name
+        .rsplit_once('.')
+        .filter(|(_, s)| UNIT_SUFFIXES.contains(s))
+    else {
+        return Some(format!(
+            "{name:?} does not end in the type of a unit that can be started: write the full name, like \"nginx.service\" (.{})",
+            UNIT_SUFFIXES.join(" .")
+        ));
+    };
+    if stem.is_empty()
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.@\\".contains(c))
+    {
+        return Some(format!(
+            "{name:?}: unit names are made of A-Z a-z 0-9 and : - _ . @ \\"
+        ));
+    }
+    if let Some((prefix, instance)) = stem.split_once('@')
+        && (prefix.is_empty() || instance.is_empty())
+    {
+        return Some(format!(
+            "{name:?} is a template or has no name before '@': name an instance, like \"getty@tty1.service\""
+        ));
+    }
+    None
+}
 
 /// Why a lock name cannot be used with a backend, or None if it can.
 pub fn lock_name_problem(backend: Backend, name: &str) -> Option<String> {
@@ -138,6 +196,7 @@ struct Ctx<'a> {
     src: &'a Source,
     programs: Vec<ProgramPlace>,
     interfaces: Vec<(String, Place)>,
+    units: Vec<(String, Place)>,
 }
 
 impl Ctx<'_> {
@@ -188,6 +247,7 @@ pub fn validate(
         src: main,
         programs: Vec::new(),
         interfaces: Vec::new(),
+        units: Vec::new(),
     };
 
     let node = match raw.node.name {
@@ -296,6 +356,7 @@ pub fn validate(
             runtime_dir: runtime_dir_at,
             programs: cx.programs,
             interfaces: cx.interfaces,
+            units: cx.units,
         };
         let cfg = Config {
             node,
@@ -352,32 +413,54 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
     let kind = *r.kind.get_ref();
     let before = cx.errors.len();
     let timeout = r.timeout.as_ref().map(|t| t.get_ref().0);
-    // Keys of the other action type are mistakes worth naming.
-    let foreign: Vec<(&str, Option<std::ops::Range<usize>>)> = match kind {
-        ActionType::Exec => vec![
-            ("address", r.address.as_ref().map(|s| s.span())),
-            ("interface", r.interface.as_ref().map(|s| s.span())),
-            (
-                "announce_count",
-                r.announce_count.as_ref().map(|s| s.span()),
-            ),
-            (
-                "announce_interval",
-                r.announce_interval.as_ref().map(|s| s.span()),
-            ),
-            ("refresh", r.refresh.as_ref().map(|s| s.span())),
-        ],
-        ActionType::Vip => vec![
-            ("acquire", r.acquire.as_ref().map(|s| s.span())),
-            ("release", r.release.as_ref().map(|s| s.span())),
-        ],
-    };
+    // Keys of another action type are mistakes worth naming.
+    let keys = [
+        (
+            "acquire",
+            ActionType::Exec,
+            r.acquire.as_ref().map(|s| s.span()),
+        ),
+        (
+            "release",
+            ActionType::Exec,
+            r.release.as_ref().map(|s| s.span()),
+        ),
+        (
+            "address",
+            ActionType::Vip,
+            r.address.as_ref().map(|s| s.span()),
+        ),
+        (
+            "interface",
+            ActionType::Vip,
+            r.interface.as_ref().map(|s| s.span()),
+        ),
+        (
+            "announce_count",
+            ActionType::Vip,
+            r.announce_count.as_ref().map(|s| s.span()),
+        ),
+        (
+            "announce_interval",
+            ActionType::Vip,
+            r.announce_interval.as_ref().map(|s| s.span()),
+        ),
+        (
+            "refresh",
+            ActionType::Vip,
+            r.refresh.as_ref().map(|s| s.span()),
+        ),
+        ("unit", ActionType::Unit, r.unit.as_ref().map(|s| s.span())),
+    ];
     let type_name = match kind {
         ActionType::Exec => "exec",
         ActionType::Vip => "vip",
+        ActionType::Unit => "unit",
     };
-    for (key, span) in foreign {
-        if let Some(span) = span {
+    for (key, owner, span) in keys {
+        if owner != kind
+            && let Some(span) = span
+        {
             cx.errors.push(cx.src.error(
                 Some(span),
                 format!("key `{key}` does not apply to {type_name} actions"),
@@ -474,6 +557,39 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
             }
             ActionSpec::Vip(spec)
         }
+        ActionType::Unit => {
+            let unit = match &r.unit {
+                None => {
+                    cx.err(a, "unit action needs `unit`, like \"nginx.service\"");
+                    String::new()
+                }
+                Some(u) => {
+                    if let Some(p) = unit_name_problem(u.get_ref()) {
+                        cx.err(u, format!("key `unit`: {p}"));
+                    }
+                    // A standby stops the unit whoever started it, so two
+                    // resources managing one unit would stop each other's.
+                    let at = cx.place(u);
+                    if let Some((_, first)) = cx.units.iter().find(|(n, _)| n == u.get_ref()) {
+                        let first =
+                            format!("{}:{}", first.path.display(), first.pos.map_or(0, |p| p.0));
+                        cx.err(
+                            u,
+                            format!(
+                                "key `unit`: {:?} is already managed by the action at {first}; one unit, one action",
+                                u.get_ref()
+                            ),
+                        );
+                    }
+                    cx.units.push((u.get_ref().clone(), at));
+                    u.get_ref().clone()
+                }
+            };
+            ActionSpec::Unit(UnitSpec {
+                unit,
+                timeout: timeout.unwrap_or(DEFAULT_UNIT_TIMEOUT),
+            })
+        }
     };
     (cx.errors.len() == before).then_some(spec)
 }
@@ -569,6 +685,117 @@ mod tests {
         assert_eq!(
             (v.address.to_string(), v.prefix_len),
             ("198.51.100.1".into(), 32)
+        );
+    }
+
+    #[test]
+    fn unit_names() {
+        for ok in [
+            "nginx.service",
+            "getty@tty1.service",
+            "a-b_c.d:e.timer",
+            "var-lib\\x2dx.mount",
+            "multi-user.target",
+        ] {
+            assert_eq!(unit_name_problem(ok), None, "{ok}");
+        }
+        let long = format!("{}.service", "a".repeat(248));
+        assert_eq!(long.len(), 256);
+        assert_eq!(unit_name_problem(&long[1..]), None, "255 bytes");
+        for (bad, why) in [
+            ("nginx", "does not end in the type"),
+            ("nginx.serv", "does not end in the type"),
+            ("sda.device", "does not end in the type"),
+            ("session-1.scope", "does not end in the type"),
+            ("/etc/systemd/system/nginx.service", "is a path"),
+            ("../nginx.service", "is a path"),
+            (".service", "made of"),
+            ("a b.service", "made of"),
+            ("a$b.service", "made of"),
+            ("getty@.service", "template"),
+            ("@tty1.service", "template"),
+            (long.as_str(), "at most 255 bytes"),
+        ] {
+            let p = unit_name_problem(bad).unwrap_or_else(|| panic!("accepted {bad:?}"));
+            assert!(p.contains(why), "{bad:?}: {p}");
+        }
+    }
+
+    fn unit_res(name: &str, unit: &str) -> String {
+        format!(
+            "[[resource]]\nname = \"{name}\"\n[[resource.action]]\ntype = \"unit\"\nunit = \"{unit}\"\n"
+        )
+    }
+
+    #[test]
+    fn unit_action_defaults_and_places() {
+        let (c, places) = validate_text(&unit_res("w", "nginx.service")).unwrap();
+        assert_eq!(
+            c.resources[0].actions,
+            vec![ActionSpec::Unit(UnitSpec {
+                unit: "nginx.service".into(),
+                timeout: DEFAULT_UNIT_TIMEOUT
+            })]
+        );
+        assert_eq!(places.units[0].0, "nginx.service");
+        assert_eq!(places.units[0].1.pos, Some((5, 8)));
+        assert_eq!(c.resources[0].actions[0].to_string(), "unit nginx.service");
+    }
+
+    #[test]
+    fn unit_action_errors_name_their_place_and_key() {
+        let e = errors(&unit_res("w", "nginx"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/x.toml:5:8: key `unit`: \"nginx\" does not end in the type"),
+            "{e:?}"
+        );
+        let e = errors("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"unit\"\n");
+        assert!(
+            e[0].starts_with("/etc/x.toml:3:1: unit action needs `unit`"),
+            "{e:?}"
+        );
+        let e = errors(&format!(
+            "{}interface = \"eth0\"\nacquire = [\"/bin/true\"]\n",
+            unit_res("w", "a.service")
+        ));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:7:11: key `acquire` does not apply to unit actions",
+                "/etc/x.toml:6:13: key `interface` does not apply to unit actions",
+            ]
+        );
+        let e = errors(
+            "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/true\"]\nunit = \"a.service\"\n",
+        );
+        assert_eq!(
+            e,
+            ["/etc/x.toml:6:8: key `unit` does not apply to exec actions"]
+        );
+    }
+
+    /// A standby stops the unit whoever started it: two resources managing
+    /// one unit would stop each other's.
+    #[test]
+    fn one_unit_is_managed_once() {
+        let e = errors(&format!(
+            "{}{}",
+            unit_res("a", "web.service"),
+            unit_res("b", "web.service")
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/x.toml:10:8: key `unit`: \"web.service\" is already managed by the action at /etc/x.toml:5"),
+            "{e:?}"
+        );
+        assert!(
+            validate_text(&format!(
+                "{}{}",
+                unit_res("a", "web.service"),
+                unit_res("b", "db.service")
+            ))
+            .is_ok()
         );
     }
 }

@@ -280,9 +280,17 @@ impl Runner {
             }
             Command::RunRelease => {
                 let (spec, record) = (self.spec.clone(), self.record.clone());
+                // Releasing without the lock is the startup reconcile of a
+                // node that found it busy: see action::reconcile.
+                let reconcile = held.is_none();
                 Op::Actions {
                     run: Box::pin(async move {
-                        match action::release_all(&spec.actions, &ctx).await {
+                        let done = if reconcile {
+                            action::reconcile(&spec.actions, &ctx, record.exists()).await
+                        } else {
+                            action::release_all(&spec.actions, &ctx).await
+                        };
+                        match done {
                             Ok(()) => {
                                 record.clear();
                                 Event::ActionsOk
@@ -314,7 +322,9 @@ impl Runner {
     /// closes, which is a shutdown too); returns the final status, which
     /// says whether the lock is still held.
     pub async fn run(mut self, mut requests: mpsc::Receiver<Request>) -> ResourceStatus {
-        let mut m = Machine::new(self.spec.poll_interval, self.record.exists());
+        // Unit actions are checked by a standby even without a record.
+        let reconcile = self.record.exists() || action::checks_on_standby(&self.spec.actions);
+        let mut m = Machine::new(self.spec.poll_interval, reconcile);
         let mut held: Option<Box<dyn HeldLock>> = None;
         let mut op = Op::Idle;
         let mut last = None;
