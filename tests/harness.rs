@@ -56,6 +56,24 @@ fn a_failed_test_leaves_no_daemon_keeper_or_keeper_hook_behind() {
     );
 }
 
+/// A daemon that never exits (stopped here) fails `wait_exit`; the Lab
+/// must still kill it.
+#[test]
+fn a_daemon_that_outlives_wait_exit_is_killed_with_the_lab() {
+    let mut lab = Lab::new();
+    let a = lab.start("a", "");
+    wait_for(WAIT, "a's status", || lab.daemons[a].status());
+    let pid = lab.daemons[a].pid().as_raw();
+    lab.daemons[a].signal(Signal::SIGSTOP);
+    let r = catch_unwind(AssertUnwindSafe(|| lab.daemons[a].wait_exit()));
+    assert!(r.is_err(), "a stopped daemon exited: {r:?}");
+    drop(lab);
+    assert!(
+        !alive(pid),
+        "daemon {pid} still there after the Lab dropped"
+    );
+}
+
 fn lines(text: &str) -> Vec<String> {
     text.lines().map(str::to_string).collect()
 }

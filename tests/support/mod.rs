@@ -192,8 +192,10 @@ impl Daemon {
 
     /// Waits for exit and returns the exit code.
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let mut c = self.child.take().expect("running");
+        let c = self.child.as_mut().expect("running");
         let st = wait_for(WAIT, "daemon exit", || c.try_wait().unwrap());
+        // Only now: a daemon that did not exit stays ours to kill on drop.
+        self.child = None;
         st.code()
     }
 
