@@ -6,7 +6,7 @@ report "acquire RES" / "release RES" on the host event channel).
 """
 import time
 
-from electd import (FAST, assert_one_master, config, install, log, signal,
+from electd import (FAST, GUEST_BIN, assert_one_master, config, install, log, signal,
                     sole_master, start, states, status, stop_all, until)
 from suite import scenario
 
@@ -164,6 +164,9 @@ def test_user_cluster_stack_refused(c):
     c.check(n, "echo pcmk > %s && mount -t ocfs2_dlmfs none /dlm" % STACK)
     assert c.check(n, "cat %s" % STACK).strip() == "pcmk"
     cfg = config(c, "pcmk", ["web"], domain="stackchk")
+    # check-config on the node says so too, as a config error (exit 78).
+    rc, out, err = c.exec(n, "%s check-config --config %s" % (GUEST_BIN, cfg))
+    assert rc == 78 and "needs the o2cb stack" in err, (rc, out, err)
     m0 = c.mark()
     start(c, n, cfg)
     err = until(30, "the cluster-stack error", lambda: last_error(c, n, cfg, "web"))
