@@ -49,6 +49,16 @@ async fn run(cli: Cli) -> i32 {
     match cli.command {
         Cmd::CheckConfig => match load(&cli.config, true) {
             Ok(c) => {
+                // On a node of a cluster whose stack is not o2cb, the dlmfs
+                // backend would hang (docs/dlmfs.md): say so now.
+                if c.lock.backend == config::Backend::Dlmfs
+                    && let Some(m) = crate::lock::dlmfs::cluster_stack_problem(Path::new(
+                        crate::lock::dlmfs::SYSFS_ROOT,
+                    ))
+                {
+                    eprintln!("{}: key `lock.backend`: {m}", cli.config.display());
+                    return exit::CONFIG;
+                }
                 println!(
                     "{}: ok, {} resource(s), {} backend",
                     cli.config.display(),

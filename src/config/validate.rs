@@ -125,7 +125,7 @@ pub fn domain_problem(name: &str) -> Option<String> {
         return Some("must be a plain directory name".into());
     }
     // OCFS2 volumes use their 32-hex-digit UUID as DLM domain; sharing one
-    // would tie us to that volume's heartbeat region (dlmfs-semantics.md §5).
+    // would tie us to that volume's heartbeat region (docs/dlmfs.md §1.6).
     if name.len() == 32 && name.chars().all(|c| c.is_ascii_hexdigit()) {
         return Some(
             "must not be a 32-hex-digit string (that is how OCFS2 volumes name their domains)"
