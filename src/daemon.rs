@@ -101,7 +101,7 @@ impl Supervisor {
         let joins = futures::future::join_all(joins);
         tokio::pin!(joins);
         let period = notify::watchdog_period();
-        let mut wd = tokio::time::interval(period.unwrap_or(Duration::from_secs(3600)));
+        let mut wd = watchdog_timer(period);
         let results = loop {
             tokio::select! {
                 r = &mut joins => break r,
@@ -264,6 +264,15 @@ impl Supervisor {
     }
 }
 
+/// The watchdog's tick. Ticks missed while the loop was busy elsewhere (a
+/// reload) are skipped, not sent in a burst: a burst of WATCHDOG=1 can fill
+/// the notify socket's queue, and sending then blocks the whole loop.
+fn watchdog_timer(period: Option<Duration>) -> tokio::time::Interval {
+    let mut wd = tokio::time::interval(period.unwrap_or(Duration::from_secs(3600)));
+    wd.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    wd
+}
+
 /// `dlm-electd run`. Returns the exit code.
 pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     let instance = match Instance::take(&cfg.daemon.runtime_dir) {
@@ -336,7 +345,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     let mut ready = false;
     sup.notify(&mut ready);
     let wd_period = notify::watchdog_period();
-    let mut wd = tokio::time::interval(wd_period.unwrap_or(Duration::from_secs(3600)));
+    let mut wd = watchdog_timer(wd_period);
     loop {
         tokio::select! {
             sig = signals.next() => match sig {
@@ -394,6 +403,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     if let Some(k) = keeper {
         k.stop(!left.is_empty()).await;
     }
+    notify::flush(Duration::from_secs(1));
     if left.is_empty() {
         tracing::info!("stopped cleanly");
         exit::OK
