@@ -7,8 +7,8 @@ mod support;
 use nix::sys::signal::Signal;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
-use support::WAIT;
 use support::lab::Lab;
+use support::{Daemon, WAIT};
 
 /// A stand-in for the service manager's socket in `lab`'s dir, whose reads
 /// time out after `timeout`, and the `NOTIFY_SOCKET=` setting naming it.
@@ -144,4 +144,68 @@ fn ready_with_zero_resources() {
         "{got:?}"
     );
     d.stop();
+}
+
+/// CLOCK_MONOTONIC in microseconds, the clock MONOTONIC_USEC= is read on.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// The reload is framed: RELOADING=1 with a current MONOTONIC_USEC= in one
+/// datagram, then READY=1 only after the reload finished.
+fn assert_framed(sock: &UnixDatagram, d: &Daemon, done_line: &str) {
+    let before = monotonic_usec();
+    d.signal(Signal::SIGHUP);
+    let got = read_until(sock, "RELOADING=1");
+    let after = monotonic_usec();
+    let msg = got.last().unwrap();
+    let usec: u64 = msg
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC= with RELOADING=1: {msg:?}"))
+        .parse()
+        .unwrap();
+    assert!(
+        (before..=after).contains(&usec),
+        "MONOTONIC_USEC={usec} not between {before} and {after}"
+    );
+    assert!(
+        !got.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+        "READY=1 before RELOADING=1: {got:?}"
+    );
+    read_until(sock, "READY=1");
+    assert!(
+        d.log().contains(done_line),
+        "READY=1 came before the reload ended ({done_line:?}):\n{}",
+        d.log()
+    );
+}
+
+/// SIGHUP as systemd's `Type=notify-reload` expects it: RELOADING=1 with
+/// MONOTONIC_USEC= when the reload starts, READY=1 once it is over (applied
+/// or refused).
+#[test]
+fn a_reload_is_framed_by_reloading_and_ready() {
+    let mut lab = Lab::new();
+    let (sock, notify) = notify_socket(&lab, Duration::from_millis(200));
+    let web = "[[resource]]\nname = \"web\"\n";
+    let i = lab.start_under("a", &["/usr/bin/env", notify.as_str()], web);
+    read_until(&sock, "READY=1");
+
+    // A good reload: a resource is added.
+    let config = lab.config("a", &format!("{web}[[resource]]\nname = \"db\"\n"));
+    assert_framed(&sock, &lab.daemons[i], "reloaded");
+
+    // A refused reload ends too, as far as systemd is concerned.
+    std::fs::write(&config, "[daemon]\nno_such_key = 1\n").unwrap();
+    assert_framed(&sock, &lab.daemons[i], "reload refused");
+
+    lab.daemons[i].stop();
 }
