@@ -414,43 +414,19 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
     let before = cx.errors.len();
     let timeout = r.timeout.as_ref().map(|t| t.get_ref().0);
     // Keys of another action type are mistakes worth naming.
+    fn span<T>(v: &Option<Spanned<T>>) -> Option<std::ops::Range<usize>> {
+        v.as_ref().map(|s| s.span())
+    }
+    use ActionType::{Exec, Unit, Vip};
     let keys = [
-        (
-            "acquire",
-            ActionType::Exec,
-            r.acquire.as_ref().map(|s| s.span()),
-        ),
-        (
-            "release",
-            ActionType::Exec,
-            r.release.as_ref().map(|s| s.span()),
-        ),
-        (
-            "address",
-            ActionType::Vip,
-            r.address.as_ref().map(|s| s.span()),
-        ),
-        (
-            "interface",
-            ActionType::Vip,
-            r.interface.as_ref().map(|s| s.span()),
-        ),
-        (
-            "announce_count",
-            ActionType::Vip,
-            r.announce_count.as_ref().map(|s| s.span()),
-        ),
-        (
-            "announce_interval",
-            ActionType::Vip,
-            r.announce_interval.as_ref().map(|s| s.span()),
-        ),
-        (
-            "refresh",
-            ActionType::Vip,
-            r.refresh.as_ref().map(|s| s.span()),
-        ),
-        ("unit", ActionType::Unit, r.unit.as_ref().map(|s| s.span())),
+        ("acquire", Exec, span(&r.acquire)),
+        ("release", Exec, span(&r.release)),
+        ("address", Vip, span(&r.address)),
+        ("interface", Vip, span(&r.interface)),
+        ("announce_count", Vip, span(&r.announce_count)),
+        ("announce_interval", Vip, span(&r.announce_interval)),
+        ("refresh", Vip, span(&r.refresh)),
+        ("unit", Unit, span(&r.unit)),
     ];
     let type_name = match kind {
         ActionType::Exec => "exec",
