@@ -8,7 +8,12 @@ use std::time::Duration;
 #[command(
     name = "dlm-electd",
     version,
-    about = "Leader election and failover on a cluster lock manager"
+    about = "Leader election and failover on a cluster lock manager",
+    long_about = "Leader election and failover on a cluster lock manager. Each election \
+resource is backed by one exclusive lock (OCFS2's DLM through dlmfs, or OFD locks in a \
+directory); the node that holds it is master and runs the resource's actions in order \
+(exec hooks, virtual IPs); giving mastership up undoes them in reverse order. \
+See dlm-electd.toml(5) for the configuration."
 )]
 pub struct Cli {
     /// Config file; drop-ins are read from conf.d/*.toml beside it.

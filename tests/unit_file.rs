@@ -1,0 +1,246 @@
+//! The shipped systemd unit (systemd/dlm-electd.service) and its example
+//! drop-ins, checked by systemd's own tools: `systemd-analyze verify` must
+//! be silent and `systemd-analyze security --offline=yes` must rate the
+//! unit at most 2.5. Needs `systemd-analyze` (Debian package `systemd`,
+//! which scripts/test-all installs; systemd need not be PID 1). Also
+//! checks the settings that the stop and crash design relies on.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dlm-electd");
+const MAX_EXPOSURE: f64 = 2.5;
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn analyze(args: &[&str]) -> Output {
+    Command::new("systemd-analyze")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run systemd-analyze ({e}): install Debian's `systemd` package")
+        })
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let ty = e.file_type().unwrap();
+        if ty.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src).unwrap(), &dst).unwrap();
+        } else if ty.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            fs::copy(&src, &dst).unwrap();
+        }
+    }
+}
+
+/// A root for `systemd-analyze verify --root`: the host's stock units (for
+/// multi-user.target and friends), the shipped unit where the package puts
+/// it, our binary at the path the unit runs, and `extra` files. verify
+/// checks that every Exec program exists, so the test cannot use the unit
+/// as is on a host where the package is not installed.
+fn root_with(extra: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    copy_dir(
+        Path::new("/usr/lib/systemd/system"),
+        &r.join("usr/lib/systemd/system"),
+    );
+    fs::copy(
+        repo("systemd/dlm-electd.service"),
+        r.join("usr/lib/systemd/system/dlm-electd.service"),
+    )
+    .unwrap();
+    fs::create_dir_all(r.join("usr/sbin")).unwrap();
+    // A hard link where it can (the debug binary is ~100 MB).
+    let sbin = r.join("usr/sbin/dlm-electd");
+    if fs::hard_link(BIN, &sbin).is_err() {
+        fs::copy(BIN, &sbin).unwrap();
+    }
+    fs::create_dir_all(r.join("bin")).unwrap();
+    for prog in ["kill", "true"] {
+        let host = ["/bin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(prog))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no {prog} on this host"));
+        fs::copy(host, r.join("bin").join(prog)).unwrap();
+    }
+    for (path, body) in extra {
+        let p = r.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, body).unwrap();
+    }
+    root
+}
+
+/// `systemd-analyze verify` exits 0 even on an unknown key or a bad value
+/// ("…, ignoring"): any output at all counts as a failure.
+fn assert_verifies(root: &Path) {
+    let o = analyze(&[
+        "verify",
+        "--man=no",
+        &format!("--root={}", root.display()),
+        "dlm-electd.service",
+    ]);
+    let out = text(&o);
+    assert!(
+        o.status.success() && out.trim().is_empty(),
+        "systemd-analyze verify: {:?}\n{out}",
+        o.status
+    );
+}
+
+#[test]
+fn the_unit_verifies_clean() {
+    assert_verifies(root_with(&[]).path());
+}
+
+/// The check above is not blind: a misspelt key makes it fail.
+#[test]
+fn verify_catches_an_unknown_key() {
+    let unit = fs::read_to_string(repo("systemd/dlm-electd.service")).unwrap();
+    let root = root_with(&[(
+        "etc/systemd/system/dlm-electd.service",
+        &unit.replace("KillMode=mixed", "KilMode=mixed"),
+    )]);
+    let o = analyze(&[
+        "verify",
+        "--man=no",
+        &format!("--root={}", root.path().display()),
+        "dlm-electd.service",
+    ]);
+    assert!(text(&o).contains("KilMode"), "{}", text(&o));
+}
+
+/// The example drop-ins, every commented setting of hooks.conf switched
+/// on, stay valid (o2cb.service is a stub: the host has no cluster stack).
+#[test]
+fn the_example_drop_ins_verify_clean() {
+    let hooks = fs::read_to_string(repo("systemd/hooks.conf.example")).unwrap();
+    let all_on: String = hooks
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(s) if s.starts_with(|c: char| c.is_ascii_uppercase()) => s,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(all_on.contains("\nNoNewPrivileges=no"), "{all_on}");
+    let dlmfs = fs::read_to_string(repo("systemd/dlmfs.conf.example")).unwrap();
+    let d = "etc/systemd/system/dlm-electd.service.d";
+    let root = root_with(&[
+        (&format!("{d}/hooks.conf"), &all_on),
+        (&format!("{d}/dlmfs.conf"), &dlmfs),
+        (
+            "etc/systemd/system/o2cb.service",
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
+        ),
+    ]);
+    assert_verifies(root.path());
+}
+
+#[test]
+fn the_unit_is_hardened() {
+    let unit = repo("systemd/dlm-electd.service");
+    let o = analyze(&[
+        "security",
+        "--offline=yes",
+        "--no-pager",
+        unit.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    let line = out
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure level in:\n{out}"));
+    let exposure: f64 = line
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("cannot read {line:?}"));
+    assert!(
+        exposure <= MAX_EXPOSURE,
+        "exposure {exposure} > {MAX_EXPOSURE}:\n{out}"
+    );
+    // Independent of how the line is worded: systemd-analyze's own verdict
+    // (its threshold is the exposure × 10).
+    let o = analyze(&[
+        "security",
+        "--offline=yes",
+        "--threshold=25",
+        unit.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// `Key=value` lines of the shipped unit (the last one wins, as in systemd,
+/// except for keys that accumulate).
+fn settings() -> Vec<(String, String)> {
+    fs::read_to_string(repo("systemd/dlm-electd.service"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn get(key: &str) -> Vec<String> {
+    settings()
+        .into_iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// What the README promises about stop, crash and reload under systemd.
+#[test]
+fn the_unit_keeps_the_stop_and_crash_design() {
+    // SIGTERM to the daemon alone: its release hooks must not be killed.
+    assert_eq!(get("KillMode"), ["mixed"]);
+    assert_eq!(get("Type"), ["notify"]);
+    assert_eq!(get("NotifyAccess"), ["main"]);
+    assert_eq!(get("RestartPreventExitStatus"), ["78"]);
+    assert_eq!(get("Restart"), ["on-failure"]);
+    assert_eq!(get("ExecStopPost"), ["/usr/sbin/dlm-electd cleanup"]);
+    assert_eq!(get("ExecStartPre"), ["/usr/sbin/dlm-electd check-config"]);
+    assert_eq!(
+        get("ExecReload"),
+        [
+            "/usr/sbin/dlm-electd check-config",
+            "/bin/kill -HUP $MAINPID"
+        ]
+    );
+    // Applied records must outlive a stop: cleanup and the next start
+    // read them.
+    assert_eq!(get("RuntimeDirectory"), ["dlm-electd"]);
+    assert_eq!(get("RuntimeDirectoryPreserve"), ["yes"]);
+    assert_eq!(get("StateDirectory"), ["dlm-electd"]);
+    let secs = |v: &str| humantime::parse_duration(v).unwrap().as_secs();
+    // Room for an exec release (30 s) after a vip release (10 s), plus 3 s
+    // for a cancelled acquire step.
+    assert!(secs(&get("TimeoutStopSec")[0]) >= 60);
+    // READY=1 may wait for a lock call up to op_timeout (default 2m).
+    assert!(secs(&get("TimeoutStartSec")[0]) > 120);
+    let wd = secs(&get("WatchdogSec")[0]);
+    assert!((10..=120).contains(&wd), "WatchdogSec {wd}s");
+    let caps = get("CapabilityBoundingSet");
+    assert_eq!(caps, ["CAP_NET_ADMIN CAP_NET_RAW"]);
+}
