@@ -312,6 +312,8 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
             return exit::FAILURE;
         }
     };
+    let mut keeper = keeper;
+    let mut keeper_lost = false;
     let (changed, mut changed_rx) = watch::channel(());
     let backend: Arc<dyn LockBackend> = match &keeper {
         Some(k) => Arc::new(FileBackend::with_guard(
@@ -364,6 +366,10 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
                 None => break,
             },
             Ok(()) = changed_rx.changed() => sup.notify(&mut ready),
+            () = async { match keeper.as_mut() { Some(k) => k.died().await, None => std::future::pending().await } } => {
+                keeper_lost = true;
+                break;
+            }
             Some(call) = release_rx.recv() => match sup.runners.get(&call.resource) {
                 Some(r) => {
                     let req = match call.what {
@@ -404,12 +410,15 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         k.stop(!left.is_empty()).await;
     }
     notify::flush(Duration::from_secs(1));
-    if left.is_empty() {
+    if keeper_lost {
+        tracing::error!("stopped because the lock keeper died; start dlm-electd again");
+        exit::FAILURE
+    } else if left.is_empty() {
         tracing::info!("stopped cleanly");
         exit::OK
     } else {
         tracing::error!(
-            "exiting with resources not released, their locks still held: {}; the lock keeper (file backend) or `dlm-electd cleanup` retries",
+            "exiting with resources not released, their locks still held: {} (the lock keeper on the file backend, or `dlm-electd cleanup`, retries)",
             left.join(", ")
         );
         exit::FAILURE

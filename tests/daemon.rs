@@ -22,9 +22,13 @@ fn start(lab: &mut Lab, node: &str) -> usize {
 }
 
 /// Nodes a and b started; returns the lab and the index of web's master.
+/// a master of both resources, then b standing by: the tests below move
+/// both at once, so a must hold both (started together, they may split).
 fn a_and_b() -> (Lab, usize) {
     let mut lab = Lab::new();
-    start(&mut lab, "a");
+    let a = start(&mut lab, "a");
+    lab.daemons[a].wait_state("web", "master");
+    lab.daemons[a].wait_state("db", "master");
     start(&mut lab, "b");
     let m = lab.sole_master("web");
     (lab, m)

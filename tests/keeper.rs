@@ -120,15 +120,33 @@ fn sigterm_to_daemon_and_keeper_together_releases_before_takeover() {
 /// A keeper that dies loses nothing while its daemon lives: the daemon
 /// still has its own fd, says so, and releases normally.
 #[test]
-fn killed_keeper_loses_nothing_while_the_daemon_lives() {
+fn killed_keeper_makes_its_daemon_release_in_order_and_exit() {
     let (mut lab, a, b) = master_and_standby();
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
-    // The daemon notices its keeper died.
+    // The daemon notices its keeper died: without one it may take no lock
+    // (a standby could never become master), so it stops in order and
+    // exits 1 for its service manager to start it again.
     lab.daemons[a].wait_log(&format!("lock keeper (pid {keeper}) exited"));
-    assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
-    assert_eq!(lab.daemons[b].state("web").as_deref(), Some("standby"));
-    lab.daemons[a].stop();
+    assert_eq!(
+        lab.daemons[a].wait_exit(),
+        Some(1),
+        "{}",
+        lab.daemons[a].log()
+    );
     lab.daemons[b].wait_state("web", "master");
     lab.assert_order("a release web", "b acquire web");
+    // The same on a standby: it leaves rather than stand by uselessly
+    // (it could never become master), and the master is untouched.
+    let c = start(&mut lab, "c");
+    lab.daemons[c].wait_state("web", "standby");
+    let keeper = lab.daemons[c].keeper;
+    kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
+    assert_eq!(
+        lab.daemons[c].wait_exit(),
+        Some(1),
+        "{}",
+        lab.daemons[c].log()
+    );
+    assert_eq!(lab.daemons[b].state("web").as_deref(), Some("master"));
 }

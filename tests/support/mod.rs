@@ -240,6 +240,14 @@ impl Daemon {
 /// keeper runs in its own session (setsid), and so do the hooks it starts:
 /// kill that session, keeper first.
 pub fn reap_with_keepers(daemons: &mut [Daemon]) {
+    // Killed together, as systemd's final SIGKILL does: keepers are frozen
+    // first, so none can start releasing in the moment between its
+    // daemon's death and its own.
+    for d in daemons.iter() {
+        if d.keeper != 0 && cmdline(d.keeper).contains("keep-locks") {
+            let _ = kill(Pid::from_raw(d.keeper), Signal::SIGSTOP);
+        }
+    }
     for d in daemons.iter_mut() {
         if let Some(mut c) = d.child.take() {
             let _ = c.kill();
