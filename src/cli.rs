@@ -19,9 +19,9 @@ pub struct Cli {
     /// Config file; drop-ins are read from conf.d/*.toml beside it.
     #[arg(long, global = true, default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
-    /// More log output: -v adds debug lines (lock keeper, control
-    /// connections, VIP details), -vv also trace lines (mostly from
-    /// libraries). RUST_LOG overrides both.
+    /// More log output: -v adds debug lines (each lock attempt and wait,
+    /// the lock keeper, control connections, VIP details), -vv also trace
+    /// lines (mostly from libraries). RUST_LOG overrides both.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     #[command(subcommand)]
@@ -31,10 +31,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run the daemon in the foreground.
+    ///
+    /// Signals: SIGTERM or SIGINT release every resource (in reverse order)
+    /// and exit (1 if a release failed and its lock is still held); SIGHUP
+    /// reloads the configuration (a bad one is refused and the running one
+    /// kept); SIGUSR1 logs the status table. Exit 78: invalid configuration.
     Run,
     /// Validate the configuration (exit 78 if invalid).
     CheckConfig,
-    /// Show the running daemon's resources.
+    /// Show the running daemon's resources (exit 1 if no daemon answers).
     Status {
         /// Print JSON for scripts instead of the table (format in the README).
         #[arg(long)]
@@ -54,7 +59,12 @@ pub enum Cmd {
         /// The resource (its `name` in the config).
         name: String,
     },
-    /// Run every release action and clear leftover lock state (after a crash).
+    /// After a crash: undo what this instance applied, and drop lock state.
+    ///
+    /// Runs the release steps of every resource this instance's applied
+    /// records name (what a killed daemon left), then drops lock state the
+    /// node still keeps (dlmfs). For `ExecStopPost=`; refuses while a daemon
+    /// runs on the same runtime dir.
     Cleanup,
     /// Internal: the `file` backend's lock keeper, started by `run`.
     #[command(hide = true)]

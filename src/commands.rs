@@ -6,6 +6,8 @@ use crate::cli::{Cli, Cmd};
 use crate::config;
 use crate::control::{self, Request, StatusReport};
 use crate::exit;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -91,11 +93,11 @@ async fn status(config: &Path, json: bool) -> i32 {
             status: Some(s), ..
         }) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                let text = serde_json::to_string_pretty(&s).unwrap_or_default();
+                out(&format!("{text}\n"))
             } else {
-                print_table(&s);
+                out(&table(&s))
             }
-            exit::OK
         }
         Ok(r) => {
             eprintln!(
@@ -153,9 +155,20 @@ async fn resume(config: &Path, name: String) -> i32 {
     }
 }
 
-fn print_table(s: &StatusReport) {
+/// Writes a client's output; a closed pipe (`| head`) or a full disk is
+/// an error to report, not a panic.
+fn out(text: &str) -> i32 {
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("dlm-electd: cannot write the status: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn table(s: &StatusReport) -> String {
     let now = crate::election::status::now_ms();
-    println!("node: {}", s.node);
     let w = s
         .resources
         .iter()
@@ -163,7 +176,9 @@ fn print_table(s: &StatusReport) {
         .max()
         .unwrap_or(8)
         .max(8);
-    println!(
+    let mut t = format!("node: {}\n", s.node);
+    let _ = writeln!(
+        t,
         "{:<w$}  {:<9}  {:>10}  LAST ERROR",
         "RESOURCE", "STATE", "FOR"
     );
@@ -177,7 +192,8 @@ fn print_table(s: &StatusReport) {
             ),
             (None, None) => "-".into(),
         };
-        println!(
+        let _ = writeln!(
+            t,
             "{:<w$}  {:<9}  {:>10}  {}",
             r.name,
             r.state.as_str(),
@@ -185,4 +201,5 @@ fn print_table(s: &StatusReport) {
             note
         );
     }
+    t
 }

@@ -271,10 +271,7 @@ pub async fn call(runtime_dir: &Path, req: &Request, wait: Duration) -> Result<R
         .await
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                format!(
-                    "dlm-electd is not running (no daemon answers on {})",
-                    path.display()
-                )
+                format!("not running (no daemon answers on {})", path.display())
             }
             _ => format!("cannot connect to {}: {e}", path.display()),
         })?;

@@ -90,6 +90,7 @@ fn bad_input_matrix() {
         ("unknown action key", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/true\"]\nretries = 3\n"), ":9:1:", "retries"),
         ("wrong type", head("[[resource]]\nname = 5\n"), ":5:8:", "name"),
         ("missing name", head("[[resource]]\nlock = \"x\"\n"), ":4:", "no `name`"),
+        ("dot-dot name", head("[[resource]]\nname = \"..\"\nlock = \"d\"\n"), ":5:8:", "not . or .."),
         ("duplicate name", head("[[resource]]\nname = \"w\"\n[[resource]]\nname = \"w\"\n"), ":7:8:", "duplicate resource name"),
         ("duplicate lock", head("[[resource]]\nname = \"w\"\n[[resource]]\nname = \"v\"\nlock = \"w\"\n"), ":8:8:", "already used"),
         ("empty argv", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = []\n"), ":8:11:", "empty command"),
@@ -190,6 +191,10 @@ fn drop_in_errors_point_into_the_drop_in() {
     assert!(
         errs[0].starts_with(&format!("{}:1:", dup.display())) && errs[0].contains("node"),
         "{errs:?}"
+    );
+    assert!(
+        errs[0].contains("a drop-in may only add [[resource]] tables"),
+        "says why: {errs:?}"
     );
 }
 

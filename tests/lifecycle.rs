@@ -217,3 +217,17 @@ fn hold_off_shows_in_status_and_resume_ends_it() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("not holding off"), "{out}");
 }
+
+#[test]
+fn status_to_a_full_disk_is_an_error_not_a_panic() {
+    let (lab, a) = master_of(|lab| lab.logging("web"));
+    let out = std::process::Command::new(support::BIN)
+        .args(["status", "--json", "--config"])
+        .arg(&lab.daemons[a].config)
+        .stdout(fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write the status"), "{err}");
+}

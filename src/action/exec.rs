@@ -170,7 +170,16 @@ impl Lines {
         if !self.cut && self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
-        let mut text = String::from_utf8_lossy(&self.line).into_owned();
+        // Control characters (a CR that would draw over the line at a
+        // terminal, escape sequences) are shown escaped, tabs kept.
+        let mut text: String = String::from_utf8_lossy(&self.line)
+            .chars()
+            .flat_map(|c| match c {
+                '\t' => vec![c],
+                c if c.is_control() => c.escape_default().collect(),
+                c => vec![c],
+            })
+            .collect();
         if self.cut {
             text.push_str(&format!(" … (line cut at {MAX_LINE} bytes)"));
         }
@@ -207,7 +216,16 @@ mod tests {
     fn invalid_utf8_is_decoded_lossily() {
         assert_eq!(
             split(&[b"caf\xe9\n\xff\x00x"]),
-            ["caf\u{fffd}", "\u{fffd}\0x"]
+            ["caf\u{fffd}", "\u{fffd}\\u{0}x"]
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_tabs_kept() {
+        // A CR would let a hook draw over the daemon's own log line.
+        assert_eq!(
+            split(&[b"x\rOVERWRITE\tok\x1b[2J\n"]),
+            ["x\\rOVERWRITE\tok\\u{1b}[2J"]
         );
     }
 

@@ -136,12 +136,18 @@ pub fn domain_problem(name: &str) -> Option<String> {
 }
 
 fn resource_name_problem(name: &str) -> Option<String> {
+    // The name also names the resource's applied record file in the
+    // runtime dir, so it must be a plain file name.
     let ok = !name.is_empty()
         && name.len() <= 64
+        && name != "."
+        && name != ".."
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c));
-    (!ok).then(|| "resource names are 1 to 64 characters from A-Z a-z 0-9 - _ . : @".into())
+    (!ok).then(|| {
+        "resource names are 1 to 64 characters from A-Z a-z 0-9 - _ . : @, and not . or ..".into()
+    })
 }
 
 fn interface_problem(name: &str) -> Option<String> {
