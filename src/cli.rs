@@ -19,7 +19,9 @@ pub struct Cli {
     /// Config file; drop-ins are read from conf.d/*.toml beside it.
     #[arg(long, global = true, default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
-    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    /// More log output: -v adds debug lines (each lock attempt and wait,
+    /// the lock keeper, control connections, VIP details), -vv also trace
+    /// lines (mostly from libraries). RUST_LOG overrides both.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     #[command(subcommand)]
@@ -29,24 +31,40 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run the daemon in the foreground.
+    ///
+    /// Signals: SIGTERM or SIGINT release every resource (in reverse order)
+    /// and exit (1 if a release failed and its lock is still held); SIGHUP
+    /// reloads the configuration (a bad one is refused and the running one
+    /// kept); SIGUSR1 logs the status table. Exit 78: invalid configuration.
     Run,
     /// Validate the configuration (exit 78 if invalid).
     CheckConfig,
-    /// Show the running daemon's resources.
+    /// Show the running daemon's resources (exit 1 if no daemon answers).
     Status {
-        /// Print JSON instead of the table.
+        /// Print JSON for scripts instead of the table (format in the README).
         #[arg(long)]
         json: bool,
     },
     /// Planned switchover: the master releases NAME and stays out for the hold-off.
     Release {
-        /// The resource to hand over.
+        /// The resource to release (its `name` in the config).
         name: String,
-        /// How long this node stays out of the election for NAME afterwards.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        /// How long this node does not compete for NAME afterwards: a
+        /// DURATION like 30s, 5m, 1h (at most 24h).
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_hold_off)]
         hold_off: Duration,
     },
-    /// Run every release action and clear leftover lock state (after a crash).
+    /// End a hold-off from `release` early: this node competes for NAME again now.
+    Resume {
+        /// The resource (its `name` in the config).
+        name: String,
+    },
+    /// After a crash: undo what this instance applied, and drop lock state.
+    ///
+    /// Runs the release steps of every resource this instance's applied
+    /// records name (what a killed daemon left), then drops lock state the
+    /// node still keeps (dlmfs). For `ExecStopPost=`; refuses while a daemon
+    /// runs on the same runtime dir.
     Cleanup,
     /// Internal: the `file` backend's lock keeper, started by `run`.
     #[command(hide = true)]
@@ -58,4 +76,88 @@ pub enum Cmd {
         #[arg(long)]
         node: String,
     },
+}
+
+/// The longest hold-off: a node kept out for longer is a configuration
+/// change, not a switchover.
+pub const MAX_HOLD_OFF: Duration = Duration::from_secs(24 * 3600);
+
+fn parse_hold_off(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30s, 5m, 1h)"))?;
+    if d > MAX_HOLD_OFF {
+        return Err(format!(
+            "at most {}h (a longer hold-off is a configuration change)",
+            MAX_HOLD_OFF.as_secs() / 3600
+        ));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn release(hold_off: &str) -> Result<Duration, String> {
+        Cli::try_parse_from(["dlm-electd", "release", "web", "--hold-off", hold_off])
+            .map(|c| match c.command {
+                Cmd::Release { hold_off, .. } => hold_off,
+                other => panic!("{other:?}"),
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn hold_off_is_a_duration_of_at_most_a_day() {
+        assert_eq!(release("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(release("24h"), Ok(MAX_HOLD_OFF));
+        assert_eq!(release("0s"), Ok(Duration::ZERO));
+        let e = release("500years").unwrap_err();
+        assert!(
+            e.contains("invalid value '500years' for '--hold-off <DURATION>': at most 24h"),
+            "{e}"
+        );
+        assert!(release("24h 1s").is_err());
+        let e = release("soon").unwrap_err();
+        assert!(e.contains("write e.g. 30s, 5m, 1h"), "{e}");
+        let default = Cli::try_parse_from(["dlm-electd", "release", "web"]).unwrap();
+        assert!(
+            matches!(default.command, Cmd::Release { hold_off, .. } if hold_off == Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn help_explains_every_argument() {
+        Cli::command().debug_assert();
+        let help = |args: &[&str]| {
+            let mut cmd = Cli::command();
+            let sub = args
+                .iter()
+                .fold(&mut cmd, |c, a| c.find_subcommand_mut(a).unwrap());
+            sub.render_long_help().to_string()
+        };
+        let release = help(&["release"]);
+        assert!(release.contains("DURATION like 30s, 5m, 1h"), "{release}");
+        assert!(release.contains("The resource to release"), "{release}");
+        assert!(help(&["status"]).contains("Print JSON"));
+        let top = help(&[]);
+        assert!(
+            top.contains("-v adds debug lines") && top.contains("-vv"),
+            "{top}"
+        );
+        // No argument anywhere without help text.
+        for sub in Cli::command()
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set())
+        {
+            for arg in sub.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} {} has no help",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
 }

@@ -6,6 +6,8 @@ use crate::cli::{Cli, Cmd};
 use crate::config;
 use crate::control::{self, Request, StatusReport};
 use crate::exit;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -49,6 +51,16 @@ async fn run(cli: Cli) -> i32 {
     match cli.command {
         Cmd::CheckConfig => match load(&cli.config, true) {
             Ok(c) => {
+                // On a node of a cluster whose stack is not o2cb, the dlmfs
+                // backend would hang (docs/dlmfs.md): say so now.
+                if c.lock.backend == config::Backend::Dlmfs
+                    && let Some(m) = crate::lock::dlmfs::cluster_stack_problem(Path::new(
+                        crate::lock::dlmfs::SYSFS_ROOT,
+                    ))
+                {
+                    eprintln!("{}: key `lock.backend`: {m}", cli.config.display());
+                    return exit::CONFIG;
+                }
                 println!(
                     "{}: ok, {} resource(s), {} backend",
                     cli.config.display(),
@@ -69,6 +81,7 @@ async fn run(cli: Cli) -> i32 {
         },
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
+        Cmd::Resume { name } => resume(&cli.config, name).await,
         Cmd::KeepLocks { .. } => unreachable!("handled in dispatch"),
     }
 }
@@ -80,11 +93,11 @@ async fn status(config: &Path, json: bool) -> i32 {
             status: Some(s), ..
         }) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
+                let text = serde_json::to_string_pretty(&s).unwrap_or_default();
+                out(&format!("{text}\n"))
             } else {
-                print_table(&s);
+                out(&table(&s))
             }
-            exit::OK
         }
         Ok(r) => {
             eprintln!(
@@ -107,9 +120,10 @@ async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
         hold_off_ms: hold_off.as_millis() as u64,
     };
     // The daemon answers once the lock is given up, or at the first failed
-    // release attempt; release steps have their own timeouts, so this only
+    // release attempt, and gives up itself after RELEASE_WAIT: this only
     // guards against a daemon that stopped answering at all.
-    match control::call(&dir, &req, Duration::from_secs(600)).await {
+    let wait = control::RELEASE_WAIT + Duration::from_secs(10);
+    match control::call(&dir, &req, wait).await {
         Ok(control::Reply { error: None, .. }) => {
             println!(
                 "{name}: released; not competing for {}",
@@ -124,9 +138,37 @@ async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
     }
 }
 
-fn print_table(s: &StatusReport) {
+async fn resume(config: &Path, name: String) -> i32 {
+    let dir = config::runtime_dir_hint(config);
+    let req = Request::Resume {
+        resource: name.clone(),
+    };
+    match control::call(&dir, &req, Duration::from_secs(10)).await {
+        Ok(control::Reply { error: None, .. }) => {
+            println!("{name}: hold-off ended; competing again");
+            exit::OK
+        }
+        Ok(control::Reply { error: Some(e), .. }) | Err(e) => {
+            eprintln!("dlm-electd: resume {name}: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// Writes a client's output; a closed pipe (`| head`) or a full disk is
+/// an error to report, not a panic.
+fn out(text: &str) -> i32 {
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("dlm-electd: cannot write the status: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn table(s: &StatusReport) -> String {
     let now = crate::election::status::now_ms();
-    println!("node: {}", s.node);
     let w = s
         .resources
         .iter()
@@ -134,7 +176,9 @@ fn print_table(s: &StatusReport) {
         .max()
         .unwrap_or(8)
         .max(8);
-    println!(
+    let mut t = format!("node: {}\n", s.node);
+    let _ = writeln!(
+        t,
         "{:<w$}  {:<9}  {:>10}  LAST ERROR",
         "RESOURCE", "STATE", "FOR"
     );
@@ -144,13 +188,12 @@ fn print_table(s: &StatusReport) {
             (Some(e), _) => e.clone(),
             (None, Some(until)) => format!(
                 "holding off for {} more",
-                humantime::format_duration(Duration::from_secs(
-                    until.saturating_sub(now).div_ceil(1000)
-                ))
+                humantime::format_duration(Duration::from_secs(until.saturating_sub(now) / 1000))
             ),
             (None, None) => "-".into(),
         };
-        println!(
+        let _ = writeln!(
+            t,
             "{:<w$}  {:<9}  {:>10}  {}",
             r.name,
             r.state.as_str(),
@@ -158,4 +201,5 @@ fn print_table(s: &StatusReport) {
             note
         );
     }
+    t
 }

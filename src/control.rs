@@ -1,21 +1,43 @@
 //! The control socket: line-delimited JSON over a unix socket in the runtime
 //! dir (mode 0600 in a 0700 dir). One request per connection.
+//!
+//! A client cannot hold the daemon's memory or time: a request is at most
+//! `MAX_REQUEST` bytes, and a client gets `CLIENT_TIME` in all to send its
+//! request and take the reply (the daemon's own work on a release does not
+//! count against it). A failing accept (out of fds) is retried with a pause.
 
 use crate::election::{Board, ResourceStatus};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
 
 pub const SOCKET_NAME: &str = "control.sock";
+/// The longest request, newline included; real ones are < 200 bytes.
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// How long a client has, in all, to send its request and read the reply.
+pub const CLIENT_TIME: Duration = Duration::from_secs(5);
+/// How long a release may take before the client is told it still runs:
+/// release actions have their own timeouts but a failing one is retried.
+/// A little less than the 600 s `dlm-electd release` waits, so it gets
+/// this answer rather than a timeout of its own.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(590);
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
 pub enum Request {
     Status,
-    Release { resource: String, hold_off_ms: u64 },
+    Release {
+        resource: String,
+        hold_off_ms: u64,
+    },
+    /// End a hold-off early: compete for the resource again now.
+    Resume {
+        resource: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,10 +54,17 @@ pub struct Reply {
     pub error: Option<String>,
 }
 
-/// A release request handed to the supervisor, which owns the runners.
-pub struct ReleaseCall {
+/// What an admin asks of one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admin {
+    Release { hold_off: Duration },
+    Resume,
+}
+
+/// An admin request handed to the supervisor, which owns the runners.
+pub struct AdminCall {
     pub resource: String,
-    pub hold_off: Duration,
+    pub what: Admin,
     pub reply: oneshot::Sender<Result<(), String>>,
 }
 
@@ -58,12 +87,29 @@ pub async fn serve(
     listener: UnixListener,
     node: String,
     board: Board,
-    release: mpsc::Sender<ReleaseCall>,
+    release: mpsc::Sender<AdminCall>,
 ) {
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of fds (EMFILE/ENFILE) the connection stays queued and
+                // accept fails again at once: pause instead of spinning.
+                let (pause, log) = backoff.failed(Instant::now());
+                if log {
+                    tracing::warn!(
+                        "control socket: accept failed: {e}; retrying after pauses of {:?} doubling to {:?} (logged at most every {:?})",
+                        AcceptBackoff::FIRST,
+                        AcceptBackoff::MAX,
+                        AcceptBackoff::LOG_EVERY
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                continue;
+            }
         };
+        backoff.succeeded();
         let (node, board, release) = (node.clone(), board.clone(), release.clone());
         tokio::spawn(async move {
             if let Err(e) = handle(stream, node, board, release).await {
@@ -73,30 +119,98 @@ pub async fn serve(
     }
 }
 
+/// The pauses after failed accepts: 100 ms doubling to 1 s, back to 100 ms
+/// after a success. Logged at most every 10 s: near the fd limit accept
+/// flaps between failing and working, and one line says it all.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    /// Failures in a row.
+    streak: u32,
+    logged: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(1);
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    /// A failure at `now`: how long to pause, and whether to log it.
+    fn failed(&mut self, now: Instant) -> (Duration, bool) {
+        let pause = Self::FIRST
+            .saturating_mul(1 << self.streak.min(16))
+            .min(Self::MAX);
+        self.streak += 1;
+        let log = self
+            .logged
+            .is_none_or(|t| now.duration_since(t) >= Self::LOG_EVERY);
+        if log {
+            self.logged = Some(now);
+        }
+        (pause, log)
+    }
+
+    fn succeeded(&mut self) {
+        self.streak = 0;
+    }
+}
+
 async fn handle(
     stream: UnixStream,
     node: String,
     board: Board,
-    release: mpsc::Sender<ReleaseCall>,
+    release: mpsc::Sender<AdminCall>,
 ) -> std::io::Result<()> {
+    let mut deadline = Instant::now() + CLIENT_TIME;
+    let timed_out = |_| std::io::Error::other("client too slow: connection closed");
     let peer_uid = stream.peer_cred()?.uid();
     let (rd, mut wr) = stream.into_split();
-    let mut line = String::new();
-    // Bounded: a client that never finishes its line is dropped.
-    let n = tokio::time::timeout(
-        Duration::from_secs(5),
-        BufReader::new(rd).read_line(&mut line),
+    let mut line = Vec::new();
+    // At most one byte more than allowed, so an overlong request is seen
+    // without reading (and keeping) the rest of it.
+    let n = timeout_at(
+        deadline,
+        BufReader::new(rd)
+            .take(MAX_REQUEST as u64 + 1)
+            .read_until(b'\n', &mut line),
     )
     .await
-    .map_err(|_| std::io::Error::other("request timed out"))??;
+    .map_err(timed_out)??;
     if n == 0 {
         return Ok(());
     }
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Err(e) => Reply {
-            status: None,
-            error: Some(format!("bad request: {e}")),
-        },
+    let work = Instant::now();
+    let reply = if line.len() > MAX_REQUEST {
+        error_reply(format!(
+            "request longer than {MAX_REQUEST} bytes; closing the connection"
+        ))
+    } else {
+        answer(&line, peer_uid, node, board, release).await
+    };
+    // Our own work (a release) is not the client's time.
+    deadline += work.elapsed();
+    let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    timeout_at(deadline, wr.write_all(&out))
+        .await
+        .map_err(timed_out)?
+}
+
+fn error_reply(e: String) -> Reply {
+    Reply {
+        status: None,
+        error: Some(e),
+    }
+}
+
+async fn answer(
+    line: &[u8],
+    peer_uid: u32,
+    node: String,
+    board: Board,
+    release: mpsc::Sender<AdminCall>,
+) -> Reply {
+    match serde_json::from_slice::<Request>(line) {
+        Err(e) => error_reply(format!("bad request: {e}")),
         Ok(Request::Status) => Reply {
             status: Some(StatusReport {
                 node,
@@ -104,37 +218,50 @@ async fn handle(
             }),
             error: None,
         },
-        Ok(Request::Release { .. }) if peer_uid != nix::unistd::geteuid().as_raw() => Reply {
-            status: None,
-            error: Some(format!(
-                "release refused: uid {peer_uid} is not the daemon's user"
-            )),
-        },
+        Ok(Request::Release { .. } | Request::Resume { .. })
+            if peer_uid != nix::unistd::geteuid().as_raw() =>
+        {
+            error_reply(format!("refused: uid {peer_uid} is not the daemon's user"))
+        }
         Ok(Request::Release {
             resource,
             hold_off_ms,
         }) => {
-            let (tx, rx) = oneshot::channel();
-            let call = ReleaseCall {
-                resource,
+            let what = Admin::Release {
                 hold_off: Duration::from_millis(hold_off_ms),
-                reply: tx,
             };
-            let r = match release.send(call).await {
-                Ok(()) => rx
-                    .await
-                    .unwrap_or_else(|_| Err("daemon is shutting down".into())),
-                Err(_) => Err("daemon is shutting down".into()),
-            };
-            Reply {
-                status: None,
-                error: r.err(),
-            }
+            admin(release, resource, what).await
         }
+        Ok(Request::Resume { resource }) => admin(release, resource, Admin::Resume).await,
+    }
+}
+
+/// Hands an admin request to the supervisor and waits for its outcome (a
+/// release: until the lock is given up, or its first attempt failed).
+async fn admin(to: mpsc::Sender<AdminCall>, resource: String, what: Admin) -> Reply {
+    let (tx, rx) = oneshot::channel();
+    let call = AdminCall {
+        resource,
+        what,
+        reply: tx,
     };
-    let mut out = serde_json::to_string(&reply).map_err(std::io::Error::other)?;
-    out.push('\n');
-    wr.write_all(out.as_bytes()).await
+    let r = tokio::time::timeout(RELEASE_WAIT, async {
+        to.send(call)
+            .await
+            .map_err(|_| "daemon is shutting down".to_string())?;
+        rx.await
+            .unwrap_or_else(|_| Err("daemon is shutting down".into()))
+    })
+    .await
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "not finished after {RELEASE_WAIT:?}; see `dlm-electd status`"
+        ))
+    });
+    Reply {
+        status: None,
+        error: r.err(),
+    }
 }
 
 /// Client side: one request, one reply.
@@ -144,10 +271,7 @@ pub async fn call(runtime_dir: &Path, req: &Request, wait: Duration) -> Result<R
         .await
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                format!(
-                    "dlm-electd is not running (no daemon answers on {})",
-                    path.display()
-                )
+                format!("not running (no daemon answers on {})", path.display())
             }
             _ => format!("cannot connect to {}: {e}", path.display()),
         })?;
@@ -163,4 +287,32 @@ pub async fn call(runtime_dir: &Path, req: &Request, wait: Duration) -> Result<R
         .map_err(|_| format!("no answer from the daemon within {wait:?}"))?
         .map_err(|e| e.to_string())?;
     serde_json::from_str(&answer).map_err(|e| format!("bad answer from the daemon: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_backoff_doubles_to_a_second_and_logs_at_most_every_10s() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut b = AcceptBackoff::default();
+        let mut fail = |now| {
+            let (d, log) = b.failed(now);
+            (d.as_millis(), log)
+        };
+        assert_eq!(fail(at(0)), (100, true));
+        assert_eq!(fail(at(100)), (200, false));
+        assert_eq!(fail(at(300)), (400, false));
+        assert_eq!(fail(at(700)), (800, false));
+        assert_eq!(fail(at(1500)), (1000, false));
+        assert_eq!(fail(at(2500)), (1000, false));
+        assert_eq!(fail(at(10_000)), (1000, true));
+        // A success starts the pauses over, not the log interval.
+        b.succeeded();
+        assert_eq!(b.failed(at(10_100)).0.as_millis(), 100);
+        assert!(!b.failed(at(19_999)).1);
+        assert!(b.failed(at(20_000)).1);
+    }
 }

@@ -3,7 +3,7 @@
 //! table), sd_notify and the watchdog, the control socket; and `cleanup`.
 
 use crate::config::{self, ActionSpec, Config, ResourceSpec};
-use crate::control::{self, ReleaseCall};
+use crate::control::{self, Admin, AdminCall};
 use crate::election::runner::{Request, Runner};
 use crate::election::{Board, ResourceStatus, Status, status};
 use crate::exit;
@@ -101,7 +101,7 @@ impl Supervisor {
         let joins = futures::future::join_all(joins);
         tokio::pin!(joins);
         let period = notify::watchdog_period();
-        let mut wd = tokio::time::interval(period.unwrap_or(Duration::from_secs(3600)));
+        let mut wd = watchdog_timer(period);
         let results = loop {
             tokio::select! {
                 r = &mut joins => break r,
@@ -264,6 +264,15 @@ impl Supervisor {
     }
 }
 
+/// The watchdog's tick. Ticks missed while the loop was busy elsewhere (a
+/// reload) are skipped, not sent in a burst: a burst of WATCHDOG=1 can fill
+/// the notify socket's queue, and sending then blocks the whole loop.
+fn watchdog_timer(period: Option<Duration>) -> tokio::time::Interval {
+    let mut wd = tokio::time::interval(period.unwrap_or(Duration::from_secs(3600)));
+    wd.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    wd
+}
+
 /// `dlm-electd run`. Returns the exit code.
 pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     let instance = match Instance::take(&cfg.daemon.runtime_dir) {
@@ -303,6 +312,8 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
             return exit::FAILURE;
         }
     };
+    let mut keeper = keeper;
+    let mut keeper_lost = false;
     let (changed, mut changed_rx) = watch::channel(());
     let backend: Arc<dyn LockBackend> = match &keeper {
         Some(k) => Arc::new(FileBackend::with_guard(
@@ -325,7 +336,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     for spec in sup.cfg.resources.clone() {
         sup.spawn(spec);
     }
-    let (release_tx, mut release_rx) = mpsc::channel::<ReleaseCall>(16);
+    let (release_tx, mut release_rx) = mpsc::channel::<AdminCall>(16);
     let server = tokio::spawn(control::serve(
         listener,
         sup.cfg.node.clone(),
@@ -336,7 +347,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     let mut ready = false;
     sup.notify(&mut ready);
     let wd_period = notify::watchdog_period();
-    let mut wd = tokio::time::interval(wd_period.unwrap_or(Duration::from_secs(3600)));
+    let mut wd = watchdog_timer(wd_period);
     loop {
         tokio::select! {
             sig = signals.next() => match sig {
@@ -355,8 +366,18 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
                 None => break,
             },
             Ok(()) = changed_rx.changed() => sup.notify(&mut ready),
+            () = async { match keeper.as_mut() { Some(k) => k.died().await, None => std::future::pending().await } } => {
+                keeper_lost = true;
+                break;
+            }
             Some(call) = release_rx.recv() => match sup.runners.get(&call.resource) {
-                Some(r) => { let _ = r.tx.send(Request::Release { hold_off: call.hold_off, reply: call.reply }).await; }
+                Some(r) => {
+                    let req = match call.what {
+                        Admin::Release { hold_off } => Request::Release { hold_off, reply: call.reply },
+                        Admin::Resume => Request::Resume(call.reply),
+                    };
+                    let _ = r.tx.send(req).await;
+                }
                 None => { let _ = call.reply.send(Err(format!("no resource named {:?}", call.resource))); }
             },
             _ = wd.tick(), if wd_period.is_some() => {
@@ -388,12 +409,16 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     if let Some(k) = keeper {
         k.stop(!left.is_empty()).await;
     }
-    if left.is_empty() {
+    notify::flush(Duration::from_secs(1));
+    if keeper_lost {
+        tracing::error!("stopped because the lock keeper died; start dlm-electd again");
+        exit::FAILURE
+    } else if left.is_empty() {
         tracing::info!("stopped cleanly");
         exit::OK
     } else {
         tracing::error!(
-            "exiting with resources not released, their locks still held: {}; the lock keeper (file backend) or `dlm-electd cleanup` retries",
+            "exiting with resources not released, their locks still held: {} (the lock keeper on the file backend, or `dlm-electd cleanup`, retries)",
             left.join(", ")
         );
         exit::FAILURE

@@ -14,7 +14,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{BIN, Daemon, cli, write_config};
+use support::lab::Lab;
+use support::{BIN, cli, write_config};
 
 /// An unprivileged uid and gid that own nothing of ours (nobody/nogroup).
 const OTHER: u32 = 65534;
@@ -89,6 +90,7 @@ fn bad_input_matrix() {
         ("unknown action key", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/true\"]\nretries = 3\n"), ":9:1:", "retries"),
         ("wrong type", head("[[resource]]\nname = 5\n"), ":5:8:", "name"),
         ("missing name", head("[[resource]]\nlock = \"x\"\n"), ":4:", "no `name`"),
+        ("dot-dot name", head("[[resource]]\nname = \"..\"\nlock = \"d\"\n"), ":5:8:", "not . or .."),
         ("duplicate name", head("[[resource]]\nname = \"w\"\n[[resource]]\nname = \"w\"\n"), ":7:8:", "duplicate resource name"),
         ("duplicate lock", head("[[resource]]\nname = \"w\"\n[[resource]]\nname = \"v\"\nlock = \"w\"\n"), ":8:8:", "already used"),
         ("empty argv", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = []\n"), ":8:11:", "empty command"),
@@ -189,6 +191,10 @@ fn drop_in_errors_point_into_the_drop_in() {
     assert!(
         errs[0].starts_with(&format!("{}:1:", dup.display())) && errs[0].contains("node"),
         "{errs:?}"
+    );
+    assert!(
+        errs[0].contains("a drop-in may only add [[resource]] tables"),
+        "says why: {errs:?}"
     );
 }
 
@@ -457,23 +463,13 @@ fn lock_files_that_are_symlinks_or_fifos_are_refused() {
 /// becomes master.
 #[test]
 fn daemon_does_not_become_master_through_a_planted_symlink() {
-    let dir = tempfile::tempdir().unwrap();
-    let locks = mkdir(&dir.path().join("locks"), 0o700);
-    let target = write(&dir.path().join("hostname"), "node-a\n");
+    let mut lab = Lab::new();
+    let locks = mkdir(&lab.path("locks"), 0o700);
+    let target = write(&lab.path("hostname"), "node-a\n");
     symlink(&target, locks.join("web.lock")).unwrap();
-    let cfg = write_config(
-        &dir.path().join("a"),
-        "a",
-        &locks,
-        "[[resource]]\nname = \"web\"\n",
-    );
-    let daemon = Daemon::spawn("a", &[], cfg, dir.path().join("a.stderr"));
-    daemon.wait_state("web", "backoff");
-    let st = daemon.status().unwrap();
-    let err = st["resources"][0]["last_error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let a = lab.start("a", "[[resource]]\nname = \"web\"\n");
+    lab.daemons[a].wait_state("web", "backoff");
+    let err = lab.daemons[a].last_error("web").unwrap_or_default();
     assert!(
         err.contains("web.lock") && err.contains("symbolic link"),
         "{err}"

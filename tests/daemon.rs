@@ -5,132 +5,40 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{Daemon, WAIT, cli, log_hook, position, read_events, wait_for, write_config};
+use support::lab::Lab;
+use support::{WAIT, assert_never_two_masters, cli, cli_ok, position, wait_for};
 
-/// An exec action that logs `node event resource` for both steps.
-fn log_action(log: &Path) -> String {
-    let hook = log_hook("", log);
-    format!(
-        r#"
-[[resource.action]]
-type = "exec"
-acquire = {hook}
-release = {hook}
-"#
-    )
+/// The usual resources: `web` and `db`, each with an exec action that logs
+/// both steps to the lab's event log.
+fn web_and_db(lab: &Lab) -> String {
+    format!("{}\n{}", lab.logging("web"), lab.logging("db"))
 }
 
-/// A shared lock directory and event log, and the daemons using them.
-struct Lab {
-    dir: tempfile::TempDir,
-    daemons: Vec<Daemon>,
+/// Starts node `node` with `web_and_db`.
+fn start(lab: &mut Lab, node: &str) -> usize {
+    let res = web_and_db(lab);
+    lab.start(node, &res)
 }
 
-impl Lab {
-    fn new() -> Lab {
-        Lab {
-            dir: tempfile::tempdir().unwrap(),
-            daemons: Vec::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn events_log(&self) -> PathBuf {
-        self.path("events.log")
-    }
-
-    /// The usual resources: `web` and `db`, each with the logging action.
-    fn resources(&self) -> String {
-        let a = log_action(&self.events_log());
-        format!("[[resource]]\nname = \"web\"\n{a}\n[[resource]]\nname = \"db\"\n{a}")
-    }
-
-    fn config(&self, node: &str, resources: &str) -> PathBuf {
-        write_config(&self.path(node), node, &self.path("locks"), resources)
-    }
-
-    fn start_with(&mut self, node: &str, resources: &str) -> usize {
-        let config = self.config(node, resources);
-        let stderr = self.path(&format!("{node}.stderr"));
-        self.daemons.push(Daemon::spawn(node, &[], config, stderr));
-        self.daemons.len() - 1
-    }
-
-    fn start(&mut self, node: &str) -> usize {
-        let r = self.resources();
-        self.start_with(node, &r)
-    }
-
-    fn events(&self) -> Vec<String> {
-        read_events(&self.events_log())
-    }
-
-    /// Index of the daemon that is master of `resource`, once exactly one
-    /// of the running daemons reports it and all the others are standby.
-    fn sole_master(&self, resource: &str) -> usize {
-        wait_for(WAIT, &format!("one master of {resource}"), || {
-            let states: Vec<(usize, String)> = self
-                .daemons
-                .iter()
-                .enumerate()
-                .filter(|(_, d)| d.child.is_some())
-                .map(|(i, d)| (i, d.state(resource).unwrap_or_default()))
-                .collect();
-            let masters: Vec<usize> = states
-                .iter()
-                .filter(|(_, s)| s == "master")
-                .map(|(i, _)| *i)
-                .collect();
-            let settled = states.iter().all(|(_, s)| s == "master" || s == "standby");
-            (masters.len() == 1 && settled).then(|| masters[0])
-        })
-    }
-
-    fn node(&self, i: usize) -> &str {
-        &self.daemons[i].node
-    }
-}
-
-/// Replays the event log and fails if two nodes were ever master of one
-/// resource at once (acquire while another node's acquire was not yet
-/// followed by its release).
-fn assert_never_two_masters(events: &[String]) {
-    let mut master: std::collections::HashMap<String, String> = Default::default();
-    for (n, line) in events.iter().enumerate() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let (node, ev, res) = (f[0], f[1], f[2]);
-        match ev {
-            "acquire" => {
-                if let Some(other) = master.get(res) {
-                    assert!(
-                        other == node,
-                        "line {}: {node} acquired {res} while {other} was master:\n{}",
-                        n + 1,
-                        events.join("\n")
-                    );
-                }
-                master.insert(res.into(), node.into());
-            }
-            "release" => {
-                if master.get(res).map(String::as_str) == Some(node) {
-                    master.remove(res);
-                }
-            }
-            _ => panic!("bad event line {line:?}"),
-        }
-    }
+/// Nodes a and b started; returns the lab and the index of web's master.
+/// a master of both resources, then b standing by: the tests below move
+/// both at once, so a must hold both (started together, they may split).
+fn a_and_b() -> (Lab, usize) {
+    let mut lab = Lab::new();
+    let a = start(&mut lab, "a");
+    lab.daemons[a].wait_state("web", "master");
+    lab.daemons[a].wait_state("db", "master");
+    start(&mut lab, "b");
+    let m = lab.sole_master("web");
+    (lab, m)
 }
 
 #[test]
 fn exactly_one_master_per_resource_among_three() {
     let mut lab = Lab::new();
     for n in ["a", "b", "c"] {
-        lab.start(n);
+        start(&mut lab, n);
     }
     for res in ["web", "db"] {
         let m = lab.sole_master(res);
@@ -154,30 +62,17 @@ fn exactly_one_master_per_resource_among_three() {
 
 #[test]
 fn sigterm_of_master_releases_before_another_acquires() {
-    let mut lab = Lab::new();
-    lab.start("a");
-    lab.start("b");
-    let m = lab.sole_master("web");
+    let (mut lab, m) = a_and_b();
     let old = lab.node(m).to_string();
-    lab.daemons[m].signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(
-        lab.daemons[m].wait_exit(),
-        Some(0),
-        "{}",
-        lab.daemons[m].log()
-    );
+    lab.daemons[m].stop();
     let n = lab.sole_master("web");
     assert_ne!(n, m);
     let new = lab.node(n).to_string();
     for res in ["web", "db"] {
         lab.daemons[n].wait_state(res, "master");
-        let ev = lab.events();
-        let rel = position(&ev, &format!("{old} release {res}"));
-        let acq = position(&ev, &format!("{new} acquire {res}"));
-        assert!(
-            rel < acq,
-            "release on {old} must come before acquire on {new}:\n{}",
-            ev.join("\n")
+        lab.assert_order(
+            &format!("{old} release {res}"),
+            &format!("{new} acquire {res}"),
         );
     }
     assert_never_two_masters(&lab.events());
@@ -185,10 +80,7 @@ fn sigterm_of_master_releases_before_another_acquires() {
 
 #[test]
 fn sigkill_of_master_lets_another_take_over() {
-    let mut lab = Lab::new();
-    lab.start("a");
-    lab.start("b");
-    let m = lab.sole_master("web");
+    let (mut lab, m) = a_and_b();
     lab.daemons[m].signal(nix::sys::signal::Signal::SIGKILL);
     lab.daemons[m].wait_exit();
     let n = lab.sole_master("web");
@@ -198,23 +90,15 @@ fn sigkill_of_master_lets_another_take_over() {
 
 #[test]
 fn release_with_hold_off_switches_over_and_stays_out() {
-    let mut lab = Lab::new();
-    lab.start("a");
-    lab.start("b");
-    let m = lab.sole_master("web");
+    let (mut lab, m) = a_and_b();
     let other = 1 - m;
     let hold = Duration::from_secs(3);
     // Taken before asking: the hold-off starts after this instant, so the
     // lower bound below cannot be met early by a slow reply.
     let released = Instant::now();
-    let out = cli(
+    cli_ok(
         &lab.daemons[m].config,
         &["release", "web", "--hold-off", "3s"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(lab.daemons[m].state("web").as_deref(), Some("standby"));
     lab.daemons[other].wait_state("web", "master");
@@ -227,20 +111,13 @@ fn release_with_hold_off_switches_over_and_stays_out() {
         "came back after {:?}, hold-off was {hold:?}",
         released.elapsed()
     );
-    let ev = lab.events();
-    let (old, new) = (lab.node(m).to_string(), lab.node(other).to_string());
-    assert!(
-        position(&ev, &format!("{old} release web")) < position(&ev, &format!("{new} acquire web"))
-    );
-    assert_never_two_masters(&ev);
+    let (old, new) = (lab.node(m), lab.node(other));
+    lab.assert_order(&format!("{old} release web"), &format!("{new} acquire web"));
 }
 
 #[test]
 fn release_on_a_non_master_is_an_error() {
-    let mut lab = Lab::new();
-    lab.start("a");
-    lab.start("b");
-    let m = lab.sole_master("web");
+    let (lab, m) = a_and_b();
     let out = cli(&lab.daemons[1 - m].config, &["release", "web"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not master"));
@@ -252,22 +129,15 @@ fn release_on_a_non_master_is_an_error() {
 #[test]
 fn failing_acquire_rolls_back_and_another_node_takes_over() {
     let mut lab = Lab::new();
-    let log = lab.events_log();
     // Action 2 fails on node "a" only; action 1 must be rolled back there.
-    let res = |node: &str| {
-        format!(
-            "[[resource]]\nname = \"web\"\n{}\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/sh\", \"-c\", \"echo \\\"$DLM_ELECTD_NODE acquire2 web\\\" >> {}; test $DLM_ELECTD_NODE != {node}\"]\n",
-            log_action(&log),
-            log.display()
-        )
-    };
-    let a = lab.start_with("a", &res("a"));
+    let res = format!(
+        "{}\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/sh\", \"-c\", \"echo \\\"$DLM_ELECTD_NODE acquire2 web\\\" >> {}; test $DLM_ELECTD_NODE != a\"]\n",
+        lab.logging("web"),
+        lab.events_log().display()
+    );
+    let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "backoff");
-    let st = lab.daemons[a].status().unwrap();
-    let err = st["resources"][0]["last_error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let err = lab.daemons[a].last_error("web").unwrap();
     assert!(err.contains("action 2"), "{err}");
     let ev = lab.events();
     assert!(
@@ -275,7 +145,7 @@ fn failing_acquire_rolls_back_and_another_node_takes_over() {
         "rolled back:\n{}",
         ev.join("\n")
     );
-    let b = lab.start_with("b", &res("a"));
+    let b = lab.start("b", &res);
     lab.daemons[b].wait_state("web", "master");
     let ev = lab.events();
     assert!(ev.contains(&"b acquire2 web".to_string()));
@@ -289,7 +159,7 @@ fn hanging_action_and_its_grandchild_are_killed_at_timeout() {
         "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\ntimeout = \"1s\"\nacquire = [\"/bin/sh\", \"-c\", \"sleep 1000 & echo $$ $! > {}; wait\"]\n",
         pids.display()
     );
-    let a = lab.start_with("a", &res);
+    let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "backoff");
     let text = fs::read_to_string(&pids).unwrap();
     let pids: Vec<i32> = text
@@ -304,19 +174,14 @@ fn hanging_action_and_its_grandchild_are_killed_at_timeout() {
             (stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")).then_some(())
         });
     }
-    let st = lab.daemons[a].status().unwrap();
-    assert!(
-        st["resources"][0]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("timed out")
-    );
+    let err = lab.daemons[a].last_error("web").unwrap();
+    assert!(err.contains("timed out"), "{err}");
 }
 
 #[test]
 fn second_instance_on_a_runtime_dir_is_refused() {
     let mut lab = Lab::new();
-    let a = lab.start("a");
+    let a = start(&mut lab, "a");
     lab.daemons[a].wait_state("web", "master");
     let out = cli(&lab.daemons[a].config, &["run"]);
     assert_eq!(out.status.code(), Some(1));
@@ -336,9 +201,9 @@ fn startup_leaves_another_instances_resources_alone() {
     // one's startup must not run its release steps against the first one's
     // live resources (it would remove the master's VIP).
     let mut lab = Lab::new();
-    lab.start("a");
+    start(&mut lab, "a");
     lab.sole_master("web");
-    let b = lab.start("b");
+    let b = start(&mut lab, "b");
     for res in ["web", "db"] {
         lab.daemons[b].wait_state(res, "standby");
     }
@@ -360,21 +225,20 @@ fn startup_leaves_another_instances_resources_alone() {
 
 #[test]
 fn restart_after_daemon_and_keeper_killed_together_undoes_what_it_left() {
-    support::become_subreaper();
     let mut lab = Lab::new();
-    let a = lab.start("a");
+    let a = start(&mut lab, "a");
     lab.sole_master("web");
     lab.daemons[a].wait_state("db", "master");
     // systemd's final SIGKILL: daemon and keeper die together, the kernel
     // drops the locks, and "a"'s side effects still stand.
-    lab.daemons[a].keeper = lab.daemons[a].find_keeper();
+    lab.keeper(a);
     support::reap_with_keepers(&mut lab.daemons[a..=a]);
-    let b = lab.start("b");
+    let b = start(&mut lab, "b");
     lab.daemons[b].wait_state("web", "master");
     lab.daemons[b].wait_state("db", "master");
     // "a" comes back: the lock is busy, but its applied records say it may
     // have left something: it undoes that, once.
-    let a2 = lab.start("a");
+    let a2 = start(&mut lab, "a");
     for res in ["web", "db"] {
         lab.daemons[a2].wait_state(res, "standby");
         wait_for(WAIT, &format!("a's release of {res}"), || {
@@ -384,10 +248,9 @@ fn restart_after_daemon_and_keeper_killed_together_undoes_what_it_left() {
         });
     }
     // A second restart finds nothing left to undo.
-    lab.daemons[a2].signal(nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(lab.daemons[a2].wait_exit(), Some(0));
+    lab.daemons[a2].stop();
     let before = lab.events().len();
-    let a3 = lab.start("a");
+    let a3 = start(&mut lab, "a");
     lab.daemons[a3].wait_state("web", "standby");
     lab.daemons[a3].wait_state("db", "standby");
     assert_eq!(lab.events().len(), before, "{}", lab.events().join("\n"));
@@ -395,29 +258,18 @@ fn restart_after_daemon_and_keeper_killed_together_undoes_what_it_left() {
 
 #[test]
 fn cleanup_undoes_only_what_this_instance_applied() {
-    support::become_subreaper();
     let mut lab = Lab::new();
-    let cfg = lab.config("a", &lab.resources());
+    let cfg = lab.config("a", &web_and_db(&lab));
     // Nothing applied yet: nothing to undo (another instance may hold it).
-    let out = cli(&cfg, &["cleanup"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&cfg, &["cleanup"]);
     assert_eq!(lab.events(), Vec::<String>::new());
     // Master, then killed together with its keeper: cleanup undoes it.
-    let a = lab.start("a");
+    let a = start(&mut lab, "a");
     lab.daemons[a].wait_state("web", "master");
     lab.daemons[a].wait_state("db", "master");
-    lab.daemons[a].keeper = lab.daemons[a].find_keeper();
+    lab.keeper(a);
     support::reap_with_keepers(&mut lab.daemons[a..=a]);
-    let out = cli(&cfg, &["cleanup"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&cfg, &["cleanup"]);
     let ev = lab.events();
     assert_eq!(
         &ev[ev.len() - 2..],
@@ -443,7 +295,7 @@ fn status_without_daemon_says_so() {
 #[test]
 fn status_table_for_humans() {
     let mut lab = Lab::new();
-    let a = lab.start("a");
+    let a = start(&mut lab, "a");
     lab.daemons[a].wait_state("db", "master");
     let out = cli(&lab.daemons[a].config, &["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -461,13 +313,9 @@ fn unusable_lock_dir_shows_in_status_and_retries() {
     let mut lab = Lab::new();
     // A file where the lock directory should be.
     fs::write(lab.path("locks"), "not a dir").unwrap();
-    let a = lab.start("a");
+    let a = start(&mut lab, "a");
     lab.daemons[a].wait_state("web", "backoff");
-    let st = lab.daemons[a].status().unwrap();
-    let err = st["resources"][0]["last_error"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let err = lab.daemons[a].last_error("web").unwrap();
     assert!(err.contains("lock"), "{err}");
     fs::remove_file(lab.path("locks")).unwrap();
     lab.daemons[a].wait_state("web", "master");
@@ -476,19 +324,14 @@ fn unusable_lock_dir_shows_in_status_and_retries() {
 #[test]
 fn sighup_reload_applies_a_good_config_and_keeps_a_bad_one_out() {
     let mut lab = Lab::new();
-    let a = lab.start("a");
+    let a = start(&mut lab, "a");
     lab.daemons[a].wait_state("db", "master");
     let cfg = lab.daemons[a].config.clone();
     let good = fs::read_to_string(&cfg).unwrap();
     // Bad: nothing changes, the daemon keeps running both resources.
     fs::write(&cfg, format!("{good}\n[[resource]]\nname = \"web\"\n")).unwrap();
     lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
-    wait_for(WAIT, "reload refusal", || {
-        lab.daemons[a]
-            .log()
-            .contains("reload refused")
-            .then_some(())
-    });
+    lab.daemons[a].wait_log("reload refused");
     assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
     // Good: drop db (released), add mail.
     let without_db = good
@@ -496,14 +339,7 @@ fn sighup_reload_applies_a_good_config_and_keeps_a_bad_one_out() {
         .next()
         .unwrap()
         .to_string();
-    fs::write(
-        &cfg,
-        format!(
-            "{without_db}\n[[resource]]\nname = \"mail\"\n{}",
-            log_action(&lab.events_log())
-        ),
-    )
-    .unwrap();
+    fs::write(&cfg, format!("{without_db}\n{}", lab.logging("mail"))).unwrap();
     lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
     lab.daemons[a].wait_state("mail", "master");
     wait_for(WAIT, "db gone", || {
@@ -526,7 +362,7 @@ fn as_root_refuses_files_others_can_write() {
     }
     use std::os::unix::fs::PermissionsExt;
     let lab = Lab::new();
-    let cfg = lab.config("a", &lab.resources());
+    let cfg = lab.config("a", &web_and_db(&lab));
     fs::set_permissions(&cfg, fs::Permissions::from_mode(0o666)).unwrap();
     let out = cli(&cfg, &["check-config"]);
     assert_eq!(out.status.code(), Some(78));

@@ -5,7 +5,7 @@
 //! lock go before the release actions finished would show as the new
 //! master's `acquire` line coming first.
 //!
-//! This test process makes itself a child subreaper, so the keeper of a
+//! `Lab` makes this test process a child subreaper, so the keeper of a
 //! killed daemon becomes our child: we can read its exit status, and the
 //! Drop of `Lab` kills and reaps every keeper (and whatever its hooks
 //! started, by session) even when a test fails.
@@ -14,109 +14,37 @@ mod support;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::path::{Path, PathBuf};
-use support::{
-    Daemon, WAIT, alive, assert_never_two_masters, become_subreaper, cli, log_hook, position,
-    proc_stat, read_events, reap_with_keepers, wait_exit_of, wait_for, write_config,
-};
+use support::lab::{Lab, exec_resource};
+use support::{alive, cli_ok, log_hook, proc_stat, wait_exit_of};
 
-/// Daemons sharing a lock directory and an event log. Dropping it kills
-/// the daemons, then every keeper's whole session, and reaps them.
-struct Lab {
-    daemons: Vec<Daemon>,
-    dir: tempfile::TempDir,
+/// Starts node `node` with one resource `web` whose exec action logs
+/// `node event resource`, the release side after a second's sleep; returns
+/// its index once its keeper runs.
+fn start(lab: &mut Lab, node: &str) -> usize {
+    let log = lab.events_log();
+    let web = exec_resource("web", &log_hook("", &log), &log_hook("sleep 1; ", &log));
+    let i = lab.start(node, &web);
+    let keeper = lab.keeper(i);
+    // Its own session: a Ctrl-C or a kill of our process group misses it.
+    assert_eq!(proc_stat(keeper).unwrap().2, keeper, "keeper runs setsid");
+    i
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        reap_with_keepers(&mut self.daemons);
-    }
-}
-
-/// One resource `web` whose exec action logs `node event resource`; the
-/// release side first sleeps a second.
-fn resource(log: &Path) -> String {
-    format!(
-        r#"
-[[resource]]
-name = "web"
-[[resource.action]]
-type = "exec"
-acquire = {}
-release = {}
-"#,
-        log_hook("", log),
-        log_hook("sleep 1; ", log),
-    )
-}
-
-impl Lab {
-    fn new() -> Lab {
-        become_subreaper();
-        Lab {
-            daemons: Vec::new(),
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn events(&self) -> Vec<String> {
-        read_events(&self.path("events.log"))
-    }
-
-    fn count(&self, line: &str) -> usize {
-        self.events().iter().filter(|l| *l == line).count()
-    }
-
-    /// Starts node `node` and returns its index once its keeper runs.
-    fn start(&mut self, node: &str) -> usize {
-        let config = write_config(
-            &self.path(node),
-            node,
-            &self.path("locks"),
-            &resource(&self.path("events.log")),
-        );
-        let stderr = self.path(&format!("{node}.stderr"));
-        // Recorded at once so that Drop cleans it up whatever happens next.
-        self.daemons.push(Daemon::spawn(node, &[], config, stderr));
-        let i = self.daemons.len() - 1;
-        let keeper = self.daemons[i].find_keeper();
-        self.daemons[i].keeper = keeper;
-        // Its own session: a Ctrl-C or a kill of our process group misses it.
-        assert_eq!(proc_stat(keeper).unwrap().2, keeper, "keeper runs setsid");
-        i
-    }
-
-    /// Node a master of web, node b standing by. Returns their indexes.
-    fn master_and_standby(&mut self) -> (usize, usize) {
-        let a = self.start("a");
-        self.daemons[a].wait_state("web", "master");
-        let b = self.start("b");
-        self.daemons[b].wait_state("web", "standby");
-        // b never applied web, so its startup undoes nothing (a holds it).
-        assert_eq!(self.count("b release web"), 0, "{:?}", self.events());
-        (a, b)
-    }
-
-    /// `before` is in the event log before `after` (both present).
-    fn assert_order(&self, before: &str, after: &str) {
-        let ev = self.events();
-        assert!(
-            position(&ev, before) < position(&ev, after),
-            "{before:?} must come before {after:?}:\n{}",
-            ev.join("\n")
-        );
-        assert_never_two_masters(&ev);
-    }
+/// A lab with node a master of web, node b standing by, and their indexes.
+fn master_and_standby() -> (Lab, usize, usize) {
+    let mut lab = Lab::new();
+    let a = start(&mut lab, "a");
+    lab.daemons[a].wait_state("web", "master");
+    let b = start(&mut lab, "b");
+    lab.daemons[b].wait_state("web", "standby");
+    // b never applied web, so its startup undoes nothing (a holds it).
+    assert_eq!(lab.count("b release web"), 0, "{:?}", lab.events());
+    (lab, a, b)
 }
 
 #[test]
 fn sigkill_of_master_keeps_the_lock_until_its_keeper_ran_release() {
-    let mut lab = Lab::new();
-    let (a, b) = lab.master_and_standby();
+    let (mut lab, a, b) = master_and_standby();
     let keeper = lab.daemons[a].keeper;
     lab.daemons[a].signal(Signal::SIGKILL);
     lab.daemons[a].wait_exit();
@@ -143,16 +71,10 @@ fn sigkill_of_master_keeps_the_lock_until_its_keeper_ran_release() {
 #[test]
 fn sigterm_shutdown_leaves_no_keeper_running() {
     let mut lab = Lab::new();
-    let a = lab.start("a");
+    let a = start(&mut lab, "a");
     lab.daemons[a].wait_state("web", "master");
     let keeper = lab.daemons[a].keeper;
-    lab.daemons[a].signal(Signal::SIGTERM);
-    assert_eq!(
-        lab.daemons[a].wait_exit(),
-        Some(0),
-        "{}",
-        lab.daemons[a].log()
-    );
+    lab.daemons[a].stop();
     // The daemon waited for (and reaped) its keeper before exiting.
     assert!(
         !alive(keeper),
@@ -165,16 +87,10 @@ fn sigterm_shutdown_leaves_no_keeper_running() {
 
 #[test]
 fn release_switchover_drops_the_lock_from_the_keeper() {
-    let mut lab = Lab::new();
-    let (a, b) = lab.master_and_standby();
-    let out = cli(
+    let (mut lab, a, b) = master_and_standby();
+    cli_ok(
         &lab.daemons[a].config,
         &["release", "web", "--hold-off", "60s"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     lab.daemons[b].wait_state("web", "master");
     lab.assert_order("a release web", "b acquire web");
@@ -192,17 +108,10 @@ fn release_switchover_drops_the_lock_from_the_keeper() {
 /// once: the keeper must not let go early, the daemon releases as usual.
 #[test]
 fn sigterm_to_daemon_and_keeper_together_releases_before_takeover() {
-    let mut lab = Lab::new();
-    let (a, b) = lab.master_and_standby();
+    let (mut lab, a, b) = master_and_standby();
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGTERM).unwrap();
-    lab.daemons[a].signal(Signal::SIGTERM);
-    assert_eq!(
-        lab.daemons[a].wait_exit(),
-        Some(0),
-        "{}",
-        lab.daemons[a].log()
-    );
+    lab.daemons[a].stop();
     assert!(!alive(keeper), "keeper exits with its daemon");
     lab.daemons[b].wait_state("web", "master");
     lab.assert_order("a release web", "b acquire web");
@@ -211,26 +120,33 @@ fn sigterm_to_daemon_and_keeper_together_releases_before_takeover() {
 /// A keeper that dies loses nothing while its daemon lives: the daemon
 /// still has its own fd, says so, and releases normally.
 #[test]
-fn killed_keeper_loses_nothing_while_the_daemon_lives() {
-    let mut lab = Lab::new();
-    let (a, b) = lab.master_and_standby();
+fn killed_keeper_makes_its_daemon_release_in_order_and_exit() {
+    let (mut lab, a, b) = master_and_standby();
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
-    wait_for(WAIT, "the daemon to notice its keeper died", || {
-        lab.daemons[a]
-            .log()
-            .contains(&format!("lock keeper (pid {keeper}) exited"))
-            .then_some(())
-    });
-    assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
-    assert_eq!(lab.daemons[b].state("web").as_deref(), Some("standby"));
-    lab.daemons[a].signal(Signal::SIGTERM);
+    // The daemon notices its keeper died: without one it may take no lock
+    // (a standby could never become master), so it stops in order and
+    // exits 1 for its service manager to start it again.
+    lab.daemons[a].wait_log(&format!("lock keeper (pid {keeper}) exited"));
     assert_eq!(
         lab.daemons[a].wait_exit(),
-        Some(0),
+        Some(1),
         "{}",
         lab.daemons[a].log()
     );
     lab.daemons[b].wait_state("web", "master");
     lab.assert_order("a release web", "b acquire web");
+    // The same on a standby: it leaves rather than stand by uselessly
+    // (it could never become master), and the master is untouched.
+    let c = start(&mut lab, "c");
+    lab.daemons[c].wait_state("web", "standby");
+    let keeper = lab.daemons[c].keeper;
+    kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
+    assert_eq!(
+        lab.daemons[c].wait_exit(),
+        Some(1),
+        "{}",
+        lab.daemons[c].log()
+    );
+    assert_eq!(lab.daemons[b].state("web").as_deref(), Some("master"));
 }

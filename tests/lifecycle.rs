@@ -7,73 +7,27 @@ mod support;
 
 use nix::sys::signal::Signal;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{
-    BIN, Daemon, WAIT, assert_never_two_masters, become_subreaper, log_hook, read_events,
-    reap_with_keepers, wait_for, write_config,
-};
+use support::lab::{Lab, exec_resource};
+use support::{BIN, WAIT, assert_never_two_masters, log_hook, wait_for};
 
-/// Daemons sharing a lock dir and an event log; dropping it kills them and
-/// their keepers (sessions included), even when a test fails.
-struct Lab {
-    dir: tempfile::TempDir,
-    daemons: Vec<Daemon>,
+/// A lab with node a master of the resources `config` writes (`web`
+/// among them), and a's index.
+fn master_of(config: impl FnOnce(&Lab) -> String) -> (Lab, usize) {
+    let mut lab = Lab::new();
+    let res = config(&lab);
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    (lab, a)
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for d in self.daemons.iter_mut().filter(|d| d.child.is_some()) {
-            if d.keeper == 0 {
-                d.keeper = support::keeper_of(d.pid().as_raw()).unwrap_or(0);
-            }
-        }
-        reap_with_keepers(&mut self.daemons);
-    }
-}
-
-impl Lab {
-    fn new() -> Lab {
-        become_subreaper();
-        Lab {
-            dir: tempfile::tempdir().unwrap(),
-            daemons: Vec::new(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn log(&self) -> PathBuf {
-        self.path("events.log")
-    }
-
-    fn events(&self) -> Vec<String> {
-        read_events(&self.log())
-    }
-
-    /// One resource `web` whose exec action logs acquire and release (with
-    /// `release` as the release command, when given).
-    fn web(&self, release: Option<&str>) -> String {
-        let hook = log_hook("", &self.log());
-        format!(
-            "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\nacquire = {hook}\nrelease = {}\n",
-            release.unwrap_or(&hook)
-        )
-    }
-
-    fn config(&self, node: &str, resources: &str) -> PathBuf {
-        write_config(&self.path(node), node, &self.path("locks"), resources)
-    }
-
-    fn start(&mut self, node: &str, resources: &str) -> usize {
-        let cfg = self.config(node, resources);
-        let stderr = self.path(&format!("{node}.stderr"));
-        self.daemons.push(Daemon::spawn(node, &[], cfg, stderr));
-        self.daemons.len() - 1
-    }
+/// One resource `web` whose exec action logs its acquire step, and whose
+/// release step is `/bin/false`.
+fn web_failing_release(lab: &Lab) -> String {
+    let hook = log_hook("", &lab.events_log());
+    exec_resource("web", &hook, r#"["/bin/false"]"#)
 }
 
 /// Runs the CLI, killing it if it has not finished within `limit`.
@@ -105,10 +59,8 @@ fn cli_within(limit: Duration, config: &Path, args: &[&str]) -> (Option<i32>, St
 
 #[test]
 fn failed_release_at_shutdown_exits_non_zero_and_says_what_is_left() {
-    let mut lab = Lab::new();
-    let a = lab.start("a", &lab.web(Some(r#"["/bin/false"]"#)));
-    lab.daemons[a].wait_state("web", "master");
-    lab.daemons[a].keeper = lab.daemons[a].find_keeper();
+    let (mut lab, a) = master_of(web_failing_release);
+    lab.keeper(a);
     lab.daemons[a].signal(Signal::SIGTERM);
     let code = lab.daemons[a].wait_exit();
     let log = lab.daemons[a].log();
@@ -122,9 +74,7 @@ fn failed_release_at_shutdown_exits_non_zero_and_says_what_is_left() {
 
 #[test]
 fn release_request_returns_at_once_when_a_release_step_fails() {
-    let mut lab = Lab::new();
-    let a = lab.start("a", &lab.web(Some(r#"["/bin/false"]"#)));
-    lab.daemons[a].wait_state("web", "master");
+    let (lab, a) = master_of(web_failing_release);
     let cfg = lab.daemons[a].config.clone();
     let (code, out) = cli_within(WAIT, &cfg, &["release", "web"]);
     assert_eq!(code, Some(1), "{out}");
@@ -138,10 +88,7 @@ fn release_request_returns_at_once_when_a_release_step_fails() {
 
 #[test]
 fn reload_of_intervals_keeps_the_master_in_place() {
-    let mut lab = Lab::new();
-    let res = lab.web(None);
-    let a = lab.start("a", &res);
-    lab.daemons[a].wait_state("web", "master");
+    let (lab, a) = master_of(|lab| lab.logging("web"));
     let since = lab.daemons[a].status().unwrap()["resources"][0]["since_ms"].clone();
     let before = lab.events();
     // Only [daemon] poll_interval and op_timeout change.
@@ -152,9 +99,7 @@ fn reload_of_intervals_keeps_the_master_in_place() {
     );
     fs::write(&cfg, text).unwrap();
     lab.daemons[a].signal(Signal::SIGHUP);
-    wait_for(WAIT, "reloaded", || {
-        lab.daemons[a].log().contains("reloaded").then_some(())
-    });
+    lab.daemons[a].wait_log("reloaded");
     let st = lab.daemons[a].status().unwrap();
     assert_eq!(st["resources"][0]["state"], "master");
     assert_eq!(st["resources"][0]["since_ms"], since, "not re-acquired");
@@ -164,13 +109,11 @@ fn reload_of_intervals_keeps_the_master_in_place() {
 
 #[test]
 fn deleted_lock_file_makes_the_master_give_up_and_compete_again() {
-    let mut lab = Lab::new();
-    let res = lab.web(None);
-    let a = lab.start("a", &res);
-    lab.daemons[a].wait_state("web", "master");
+    let (mut lab, a) = master_of(|lab| lab.logging("web"));
     // tmpfiles aging, an admin's rm -rf: the held lock file goes away.
     fs::remove_file(lab.path("locks").join("web.lock")).unwrap();
-    let b = lab.start("b", &res);
+    let res = lab.logging("web");
+    lab.start("b", &res);
     wait_for(WAIT, "a to notice and release", || {
         lab.events()
             .contains(&"a release web".to_string())
@@ -182,41 +125,16 @@ fn deleted_lock_file_makes_the_master_give_up_and_compete_again() {
         lab.daemons[a].log()
     );
     // Exactly one master again, and it stays so.
-    wait_for(WAIT, "one master", || {
-        let states = (
-            lab.daemons[a].state("web").unwrap_or_default(),
-            lab.daemons[b].state("web").unwrap_or_default(),
-        );
-        let masters = [&states.0, &states.1]
-            .iter()
-            .filter(|s| s.as_str() == "master")
-            .count();
-        let settled = [&states.0, &states.1]
-            .iter()
-            .all(|s| s.as_str() == "master" || s.as_str() == "standby" || s.as_str() == "backoff");
-        (masters == 1 && settled).then_some(())
-    });
+    lab.one_master("web", &["standby", "backoff"]);
 }
 
 #[test]
 fn sigusr1_logs_the_status_and_usr2_does_not_kill() {
-    let mut lab = Lab::new();
-    let a = lab.start("a", &lab.web(None));
-    lab.daemons[a].wait_state("web", "master");
+    let (mut lab, a) = master_of(|lab| lab.logging("web"));
     lab.daemons[a].signal(Signal::SIGUSR1);
-    wait_for(WAIT, "status in the log", || {
-        lab.daemons[a]
-            .log()
-            .contains("status: master")
-            .then_some(())
-    });
+    lab.daemons[a].wait_log("status: master");
     lab.daemons[a].signal(Signal::SIGUSR2);
-    wait_for(WAIT, "SIGUSR2 logged", || {
-        lab.daemons[a]
-            .log()
-            .contains("SIGUSR2 ignored")
-            .then_some(())
-    });
+    lab.daemons[a].wait_log("SIGUSR2 ignored");
     assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
     assert!(
         lab.daemons[a]
@@ -228,4 +146,88 @@ fn sigusr1_logs_the_status_and_usr2_does_not_kill() {
             .is_none()
     );
     assert_never_two_masters(&lab.events());
+}
+
+#[test]
+fn stop_during_a_long_acquire_step_cancels_it_and_rolls_back() {
+    let mut lab = Lab::new();
+    let (log, pid) = (lab.events_log(), lab.path("hook.pid"));
+    let res = format!(
+        r#"[[resource]]
+name = "web"
+[[resource.action]]
+type = "exec"
+timeout = "60s"
+acquire = ["/bin/sh", "-c", "echo $$ > {pid}; echo \"$DLM_ELECTD_NODE acquire-start web\" >> {log}; sleep 20"]
+release = {release}
+"#,
+        pid = pid.display(),
+        log = log.display(),
+        release = log_hook("", &log),
+    );
+    let a = lab.start("a", &res);
+    wait_for(WAIT, "the acquire step to start", || {
+        lab.events()
+            .contains(&"a acquire-start web".to_string())
+            .then_some(())
+    });
+    let hook: i32 = fs::read_to_string(&pid).unwrap().trim().parse().unwrap();
+    let stopped = Instant::now();
+    lab.daemons[a].signal(Signal::SIGTERM);
+    let code = lab.daemons[a].wait_exit();
+    let took = stopped.elapsed();
+    assert_eq!(code, Some(0), "{}", lab.daemons[a].log());
+    // The step alone had 20 s to go: a stop costs only the release.
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    assert!(!support::alive(hook), "the hook's group was killed");
+    assert_eq!(
+        lab.events().last().map(String::as_str),
+        Some("a release web"),
+        "the interrupted step was rolled back: {:?}",
+        lab.events()
+    );
+}
+
+#[test]
+fn hold_off_shows_in_status_and_resume_ends_it() {
+    let (lab, a) = master_of(|lab| lab.logging("web"));
+    let cfg = lab.daemons[a].config.clone();
+    let (code, out) = cli_within(WAIT, &cfg, &["release", "web", "--hold-off", "1h"]);
+    assert_eq!(code, Some(0), "{out}");
+    let st = lab.daemons[a].status().unwrap();
+    let r = &st["resources"][0];
+    assert_eq!(r["state"], "standby");
+    let until = r["hold_off_until_ms"].as_u64().expect("hold-off shown");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        until > now + 3_500_000 && until <= now + 3_600_000,
+        "{until} vs {now}"
+    );
+    let (_, table) = cli_within(WAIT, &cfg, &["status"]);
+    assert!(table.contains("holding off for 59m"), "{table}");
+    // Ended early: competes at once, and nobody else holds it.
+    let (code, out) = cli_within(WAIT, &cfg, &["resume", "web"]);
+    assert_eq!(code, Some(0), "{out}");
+    lab.daemons[a].wait_state("web", "master");
+    assert!(lab.daemons[a].status().unwrap()["resources"][0]["hold_off_until_ms"].is_null());
+    let (code, out) = cli_within(WAIT, &cfg, &["resume", "web"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not holding off"), "{out}");
+}
+
+#[test]
+fn status_to_a_full_disk_is_an_error_not_a_panic() {
+    let (lab, a) = master_of(|lab| lab.logging("web"));
+    let out = std::process::Command::new(support::BIN)
+        .args(["status", "--json", "--config"])
+        .arg(&lab.daemons[a].config)
+        .stdout(fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write the status"), "{err}");
 }

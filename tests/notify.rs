@@ -7,7 +7,17 @@ mod support;
 use nix::sys::signal::Signal;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
-use support::{Daemon, WAIT, write_config};
+use support::lab::Lab;
+use support::{Daemon, WAIT};
+
+/// A stand-in for the service manager's socket in `lab`'s dir, whose reads
+/// time out after `timeout`, and the `NOTIFY_SOCKET=` setting naming it.
+fn notify_socket(lab: &Lab, timeout: Duration) -> (UnixDatagram, String) {
+    let path = lab.path("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(timeout)).unwrap();
+    (sock, format!("NOTIFY_SOCKET={}", path.display()))
+}
 
 /// Reads notify datagrams until one contains `want`; returns all read.
 fn read_until(sock: &UnixDatagram, want: &str) -> Vec<String> {
@@ -33,22 +43,17 @@ fn read_until(sock: &UnixDatagram, want: &str) -> Vec<String> {
 
 #[test]
 fn ready_status_watchdog_and_stopping_reach_the_service_manager() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let env_dump = dir.path().join("hook.env");
+    let mut lab = Lab::new();
+    let (sock, notify) = notify_socket(&lab, Duration::from_millis(200));
+    let env_dump = lab.path("hook.env");
     let res = format!(
         "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/sh\", \"-c\", \"env > {}; echo hook says hello\"]\n",
         env_dump.display()
     );
-    let config = write_config(&dir.path().join("a"), "a", &dir.path().join("locks"), &res);
-    let stderr = dir.path().join("a.stderr");
-    let notify = format!("NOTIFY_SOCKET={}", sock_path.display());
     // WATCHDOG_USEC 400 ms: fed every 200 ms while every runner answers.
     let wrapper = ["/usr/bin/env", notify.as_str(), "WATCHDOG_USEC=400000"];
-    let mut d = Daemon::spawn("a", &wrapper, config, stderr);
+    let i = lab.start_under("a", &wrapper, &res);
+    let d = &mut lab.daemons[i];
     let got = read_until(&sock, "READY=1");
     let ready = got.last().unwrap();
     assert!(ready.lines().any(|l| l == "STATUS=master: web"), "{got:?}");
@@ -88,20 +93,15 @@ fn ready_status_watchdog_and_stopping_reach_the_service_manager() {
 /// starve the watchdog while the other runners answer.
 #[test]
 fn watchdog_is_fed_during_a_slow_reload() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    let mut lab = Lab::new();
+    let (sock, notify) = notify_socket(&lab, Duration::from_millis(100));
     let slow = "[[resource]]\nname = \"slow\"\n[[resource.action]]\ntype = \"exec\"\nrelease = [\"/bin/sleep\", \"2\"]\n";
     let keep = "[[resource]]\nname = \"keep\"\n";
-    let locks = dir.path().join("locks");
-    let config = write_config(&dir.path().join("a"), "a", &locks, &format!("{slow}{keep}"));
-    let notify = format!("NOTIFY_SOCKET={}", sock_path.display());
     let wrapper = ["/usr/bin/env", notify.as_str(), "WATCHDOG_USEC=400000"];
-    let mut d = Daemon::spawn("a", &wrapper, config.clone(), dir.path().join("a.stderr"));
+    let i = lab.start_under("a", &wrapper, &format!("{slow}{keep}"));
     read_until(&sock, "READY=1");
-    write_config(&dir.path().join("a"), "a", &locks, keep);
+    lab.config("a", keep);
+    let d = &mut lab.daemons[i];
     d.signal(Signal::SIGHUP);
     // Count pings until the reload is done (the slow hook takes 2 s).
     let mut pings = 0;
@@ -124,27 +124,17 @@ fn watchdog_is_fed_during_a_slow_reload() {
         pings >= 3,
         "only {pings} watchdog pings during a 2 s reload"
     );
-    d.signal(Signal::SIGTERM);
-    assert_eq!(d.wait_exit(), Some(0), "{}", d.log());
+    d.stop();
 }
 
 /// The package's default config has no resources: a `Type=notify` start of
 /// it must still get READY=1, or systemd times the start out.
 #[test]
 fn ready_with_zero_resources() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let config = write_config(&dir.path().join("a"), "a", &dir.path().join("locks"), "");
-    let notify = format!("NOTIFY_SOCKET={}", sock_path.display());
-    let mut d = Daemon::spawn(
-        "a",
-        &["/usr/bin/env", notify.as_str()],
-        config,
-        dir.path().join("a.stderr"),
-    );
+    let mut lab = Lab::new();
+    let (sock, notify) = notify_socket(&lab, Duration::from_millis(200));
+    let i = lab.start_under("a", &["/usr/bin/env", notify.as_str()], "");
+    let d = &mut lab.daemons[i];
     let got = read_until(&sock, "READY=1");
     assert!(
         got.last()
@@ -153,6 +143,69 @@ fn ready_with_zero_resources() {
             .any(|l| l == "STATUS=no resources configured"),
         "{got:?}"
     );
-    d.signal(Signal::SIGTERM);
-    assert_eq!(d.wait_exit(), Some(0), "{}", d.log());
+    d.stop();
+}
+
+/// CLOCK_MONOTONIC in microseconds, the clock MONOTONIC_USEC= is read on.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000
+}
+
+/// The reload is framed: RELOADING=1 with a current MONOTONIC_USEC= in one
+/// datagram, then READY=1 only after the reload finished.
+fn assert_framed(sock: &UnixDatagram, d: &Daemon, done_line: &str) {
+    let before = monotonic_usec();
+    d.signal(Signal::SIGHUP);
+    let got = read_until(sock, "RELOADING=1");
+    let after = monotonic_usec();
+    let msg = got.last().unwrap();
+    let usec: u64 = msg
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("no MONOTONIC_USEC= with RELOADING=1: {msg:?}"))
+        .parse()
+        .unwrap();
+    assert!(
+        (before..=after).contains(&usec),
+        "MONOTONIC_USEC={usec} not between {before} and {after}"
+    );
+    assert!(
+        !got.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+        "READY=1 before RELOADING=1: {got:?}"
+    );
+    read_until(sock, "READY=1");
+    assert!(
+        d.log().contains(done_line),
+        "READY=1 came before the reload ended ({done_line:?}):\n{}",
+        d.log()
+    );
+}
+
+/// SIGHUP as systemd's `Type=notify-reload` expects it: RELOADING=1 with
+/// MONOTONIC_USEC= when the reload starts, READY=1 once it is over (applied
+/// or refused).
+#[test]
+fn a_reload_is_framed_by_reloading_and_ready() {
+    let mut lab = Lab::new();
+    let (sock, notify) = notify_socket(&lab, Duration::from_millis(200));
+    let web = "[[resource]]\nname = \"web\"\n";
+    let i = lab.start_under("a", &["/usr/bin/env", notify.as_str()], web);
+    read_until(&sock, "READY=1");
+
+    // A good reload: a resource is added.
+    let config = lab.config("a", &format!("{web}[[resource]]\nname = \"db\"\n"));
+    assert_framed(&sock, &lab.daemons[i], "reloaded");
+
+    // A refused reload ends too, as far as systemd is concerned.
+    std::fs::write(&config, "[daemon]\nno_such_key = 1\n").unwrap();
+    assert_framed(&sock, &lab.daemons[i], "reload refused");
+
+    lab.daemons[i].stop();
 }

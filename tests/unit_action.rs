@@ -38,7 +38,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use support::{Daemon, WAIT, log_hook, read_events, reap_with_keepers, wait_for, write_config};
+use support::lab::Lab;
+use support::{Daemon, WAIT, log_hook, read_events, wait_for};
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 
@@ -320,88 +321,91 @@ fn unit(active: bool, file_state: &'static str, start: Option<&'static str>) -> 
 
 // ---- daemons ----
 
-/// Daemons on the bus, with their keepers, reaped on drop (before the bus
-/// and the stand-in, declared earlier, go away).
-struct Daemons(Vec<Daemon>);
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        reap_with_keepers(&mut self.0);
-    }
+/// A `Lab` whose daemons run on a private bus, with the stand-in for
+/// systemd serving there. Fields drop in order: the daemons and their
+/// keepers first, then the stand-in, then the bus.
+struct Setup {
+    lab: Lab,
+    sd: Systemd,
+    bus: Bus,
 }
 
-impl Daemons {
-    fn spawn(&mut self, bus: &Bus, dir: &Path, node: &str, resources: &str) -> usize {
-        let config = write_config(&dir.join(node), node, &dir.join("locks"), resources);
-        let env = bus.env();
-        let mut d = Daemon::spawn(
-            node,
-            &["/usr/bin/env", env.as_str()],
-            config,
-            dir.join(format!("{node}.stderr")),
-        );
-        d.keeper = d.find_keeper();
-        self.0.push(d);
-        self.0.len() - 1
+impl Setup {
+    /// The bus (in the lab's dir) and the stand-in with `units`.
+    fn new(units: &[(&str, Fake)]) -> Setup {
+        let lab = Lab::new();
+        let bus = Bus::start(lab.dir.path());
+        let sd = Systemd::serve(&bus, units);
+        Setup { lab, sd, bus }
     }
 
-    /// The resource's last error once it shows `state` with an error.
-    fn wait_error(&self, i: usize, resource: &str, state: &str) -> String {
-        let d = &self.0[i];
-        wait_for(
-            WAIT,
-            &format!("{resource} {state} with an error\n{}", d.log()),
-            || {
-                let s = d.status()?;
-                let r = s["resources"]
-                    .as_array()?
-                    .iter()
-                    .find(|r| r["name"] == resource)?
-                    .clone();
-                (r["state"] == state).then(|| r["last_error"].as_str().map(str::to_string))?
-            },
+    /// Starts `node` with `resources` on the bus; returns its index once
+    /// its keeper runs.
+    fn start(&mut self, node: &str, resources: &str) -> usize {
+        let env = self.bus.env();
+        let i = self
+            .lab
+            .start_under(node, &["/usr/bin/env", env.as_str()], resources);
+        self.lab.keeper(i);
+        i
+    }
+
+    /// Resource `name` with an exec action logging to the lab's event log,
+    /// then a unit action for `unit` (`extra`: more of its keys).
+    fn resource(&self, name: &str, unit: &str, extra: &str) -> String {
+        let hook = log_hook("", &self.lab.events_log());
+        format!(
+            "[[resource]]\nname = \"{name}\"\n[[resource.action]]\ntype = \"exec\"\nacquire = {hook}\nrelease = {hook}\n[[resource.action]]\ntype = \"unit\"\nunit = \"{unit}\"\n{extra}"
         )
     }
 }
 
-fn resource(name: &str, events: &Path, unit: &str, extra: &str) -> String {
-    let hook = log_hook("", events);
-    format!(
-        "[[resource]]\nname = \"{name}\"\n[[resource.action]]\ntype = \"exec\"\nacquire = {hook}\nrelease = {hook}\n[[resource.action]]\ntype = \"unit\"\nunit = \"{unit}\"\n{extra}"
+/// The common opening: the stand-in with one unit `name` as `fake`, and
+/// node a started with resource web over it (`extra`: more keys of the
+/// unit action); returns the setup and a's index.
+fn web_on(name: &str, fake: Fake, extra: &str) -> (Setup, usize) {
+    let mut s = Setup::new(&[(name, fake)]);
+    let res = s.resource("web", name, extra);
+    let a = s.start("a", &res);
+    (s, a)
+}
+
+/// The resource's last error once it shows `state` with an error.
+fn wait_error(d: &Daemon, resource: &str, state: &str) -> String {
+    wait_for(
+        WAIT,
+        &format!("{resource} {state} with an error\n{}", d.log()),
+        || {
+            let s = d.status()?;
+            let r = s["resources"]
+                .as_array()?
+                .iter()
+                .find(|r| r["name"] == resource)?
+                .clone();
+            (r["state"] == state).then(|| r["last_error"].as_str().map(str::to_string))?
+        },
     )
 }
 
 #[test]
 fn start_on_acquire_stop_on_release_and_warn_when_enabled() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::start(dir.path());
-    let sd = Systemd::serve(
-        &bus,
-        &[("web.service", unit(false, "enabled", Some("done")))],
-    );
-    let events = dir.path().join("events");
-    let mut ds = Daemons(Vec::new());
-    let a = ds.spawn(
-        &bus,
-        dir.path(),
-        "a",
-        &resource("web", &events, "web.service", ""),
-    );
-    ds.0[a].wait_state("web", "master");
-    assert_eq!(sd.calls(), ["StartUnit web.service replace"]);
-    assert!(sd.active("web.service"));
+    let (mut s, a) = web_on("web.service", unit(false, "enabled", Some("done")), "");
+    let d = &mut s.lab.daemons[a];
+    d.wait_state("web", "master");
+    assert_eq!(s.sd.calls(), ["StartUnit web.service replace"]);
+    assert!(s.sd.active("web.service"));
 
     // The unit is on line 17 of the config write_config wrote.
-    let config = ds.0[a].config.clone();
+    let config = d.config.clone();
     let warning = format!(
         "{}:17:8: key `unit`: unit web.service is enabled: it starts at boot on every node, which defeats the election; run systemctl disable web.service",
         config.display()
     );
-    assert!(ds.0[a].log().contains(&warning), "{}", ds.0[a].log());
+    assert!(d.log().contains(&warning), "{}", d.log());
     let out = Command::new(support::BIN)
         .args(["check-config", "--config"])
         .arg(&config)
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &s.bus.address)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -417,36 +421,22 @@ fn start_on_acquire_stop_on_release_and_warn_when_enabled() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 
-    ds.0[a].signal(Signal::SIGTERM);
-    assert_eq!(ds.0[a].wait_exit(), Some(0), "{}", ds.0[a].log());
+    d.stop();
     assert_eq!(
-        sd.calls(),
+        s.sd.calls(),
         [
             "StartUnit web.service replace",
             "StopUnit web.service replace"
         ]
     );
-    assert!(!sd.active("web.service"));
-    assert_eq!(read_events(&events), ["a acquire web", "a release web"]);
+    assert!(!s.sd.active("web.service"));
+    assert_eq!(s.lab.events(), ["a acquire web", "a release web"]);
 }
 
 #[test]
 fn a_failed_start_is_a_failed_acquire_that_rolls_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::start(dir.path());
-    let sd = Systemd::serve(
-        &bus,
-        &[("bad.service", unit(false, "disabled", Some("failed")))],
-    );
-    let events = dir.path().join("events");
-    let mut ds = Daemons(Vec::new());
-    let a = ds.spawn(
-        &bus,
-        dir.path(),
-        "a",
-        &resource("web", &events, "bad.service", ""),
-    );
-    let e = ds.wait_error(a, "web", "backoff");
+    let (mut s, a) = web_on("bad.service", unit(false, "disabled", Some("failed")), "");
+    let e = wait_error(&s.lab.daemons[a], "web", "backoff");
     assert!(
         e.contains(
             "action 2 (unit bad.service) failed: start bad.service: the unit failed to start"
@@ -456,47 +446,36 @@ fn a_failed_start_is_a_failed_acquire_that_rolls_back() {
     // The unit is stopped (a failed unit may be restarted by systemd), and
     // the exec action before it rolled back.
     assert_eq!(
-        sd.calls()[..2],
+        s.sd.calls()[..2],
         [
             "StartUnit bad.service replace",
             "StopUnit bad.service replace"
         ]
     );
-    assert_eq!(
-        read_events(&events)[..2],
-        ["a acquire web", "a release web"]
-    );
-    ds.0[a].signal(Signal::SIGTERM);
-    assert_eq!(ds.0[a].wait_exit(), Some(0), "{}", ds.0[a].log());
+    assert_eq!(s.lab.events()[..2], ["a acquire web", "a release web"]);
+    s.lab.daemons[a].stop();
 }
 
 #[test]
 fn a_start_past_the_timeout_fails_and_stops_the_unit() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::start(dir.path());
-    let sd = Systemd::serve(&bus, &[("slow.service", unit(false, "disabled", None))]);
-    let events = dir.path().join("events");
-    let mut ds = Daemons(Vec::new());
-    let a = ds.spawn(
-        &bus,
-        dir.path(),
-        "a",
-        &resource("web", &events, "slow.service", "timeout = \"300ms\"\n"),
+    let (mut s, a) = web_on(
+        "slow.service",
+        unit(false, "disabled", None),
+        "timeout = \"300ms\"\n",
     );
-    let e = ds.wait_error(a, "web", "backoff");
+    let e = wait_error(&s.lab.daemons[a], "web", "backoff");
     assert!(
         e.contains("slow.service did not finish within the action's timeout (300ms)"),
         "{e}"
     );
     assert_eq!(
-        sd.calls()[..2],
+        s.sd.calls()[..2],
         [
             "StartUnit slow.service replace",
             "StopUnit slow.service replace"
         ]
     );
-    ds.0[a].signal(Signal::SIGTERM);
-    assert_eq!(ds.0[a].wait_exit(), Some(0), "{}", ds.0[a].log());
+    s.lab.daemons[a].stop();
 }
 
 /// A unit active on a node that is not master (enabled, or started by
@@ -505,38 +484,29 @@ fn a_start_past_the_timeout_fails_and_stops_the_unit() {
 /// without the applied record, and an inactive unit is left alone.
 #[test]
 fn a_standby_stops_an_active_unit_without_a_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::start(dir.path());
-    let sd = Systemd::serve(
-        &bus,
-        &[
-            ("web.service", unit(true, "disabled", Some("done"))),
-            ("db.service", unit(false, "disabled", Some("done"))),
-        ],
-    );
-    let events = dir.path().join("events");
-    let mut ds = Daemons(Vec::new());
+    let mut s = Setup::new(&[
+        ("web.service", unit(true, "disabled", Some("done"))),
+        ("db.service", unit(false, "disabled", Some("done"))),
+    ]);
     // b holds both locks; it has no actions of its own.
-    let b = ds.spawn(
-        &bus,
-        dir.path(),
+    let b = s.start(
         "b",
         "[[resource]]\nname = \"web\"\n[[resource]]\nname = \"db\"\n",
     );
-    ds.0[b].wait_state("web", "master");
-    ds.0[b].wait_state("db", "master");
+    s.lab.daemons[b].wait_state("web", "master");
+    s.lab.daemons[b].wait_state("db", "master");
     let res = format!(
         "{}{}",
-        resource("web", &events, "web.service", ""),
-        resource("db", &events, "db.service", "")
+        s.resource("web", "web.service", ""),
+        s.resource("db", "db.service", "")
     );
-    let a = ds.spawn(&bus, dir.path(), "a", &res);
-    wait_for(
-        WAIT,
-        &format!("web.service stopped\n{}", ds.0[a].log()),
-        || (!sd.active("web.service")).then_some(()),
-    );
-    let calls = sd.calls();
+    let a = s.start("a", &res);
+    let events = s.lab.events_log();
+    let d = &mut s.lab.daemons[a];
+    wait_for(WAIT, &format!("web.service stopped\n{}", d.log()), || {
+        (!s.sd.active("web.service")).then_some(())
+    });
+    let calls = s.sd.calls();
     assert!(
         calls.contains(&"GetUnit db.service".to_string()),
         "{calls:?}"
@@ -547,51 +517,36 @@ fn a_standby_stops_an_active_unit_without_a_record() {
         .collect();
     calls.dedup();
     assert_eq!(calls, ["StopUnit web.service replace"]);
-    ds.0[a].wait_state("web", "standby");
-    ds.0[a].wait_state("db", "standby");
+    d.wait_state("web", "standby");
+    d.wait_state("db", "standby");
     assert!(
-        ds.0[a]
-            .log()
+        d.log()
             .contains("unit web.service is active on a node that is not master"),
         "{}",
-        ds.0[a].log()
+        d.log()
     );
     assert_eq!(read_events(&events), Vec::<String>::new(), "hooks ran");
-    ds.0[a].signal(Signal::SIGTERM);
-    assert_eq!(ds.0[a].wait_exit(), Some(0), "{}", ds.0[a].log());
-    assert!(!sd.calls().iter().any(|c| c.starts_with("StartUnit")));
+    d.stop();
+    assert!(!s.sd.calls().iter().any(|c| c.starts_with("StartUnit")));
 }
 
 /// A master killed with SIGKILL: its lock keeper stops the unit (over the
 /// bus, from its own process) before it lets the lock go.
 #[test]
 fn the_keeper_stops_the_unit_of_a_killed_master() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = Bus::start(dir.path());
-    let sd = Systemd::serve(
-        &bus,
-        &[("web.service", unit(false, "disabled", Some("done")))],
-    );
-    let events = dir.path().join("events");
-    let mut ds = Daemons(Vec::new());
-    let a = ds.spawn(
-        &bus,
-        dir.path(),
-        "a",
-        &resource("web", &events, "web.service", ""),
-    );
-    ds.0[a].wait_state("web", "master");
-    assert!(sd.active("web.service"));
-    ds.0[a].signal(Signal::SIGKILL);
-    let keeper = ds.0[a].keeper;
-    support::wait_exit_of(keeper, "the keeper");
-    assert!(!sd.active("web.service"), "{}", ds.0[a].log());
+    let (s, a) = web_on("web.service", unit(false, "disabled", Some("done")), "");
+    let d = &s.lab.daemons[a];
+    d.wait_state("web", "master");
+    assert!(s.sd.active("web.service"));
+    d.signal(Signal::SIGKILL);
+    support::wait_exit_of(d.keeper, "the keeper");
+    assert!(!s.sd.active("web.service"), "{}", d.log());
     assert_eq!(
-        sd.calls(),
+        s.sd.calls(),
         [
             "StartUnit web.service replace",
             "StopUnit web.service replace"
         ]
     );
-    assert_eq!(read_events(&events), ["a acquire web", "a release web"]);
+    assert_eq!(s.lab.events(), ["a acquire web", "a release web"]);
 }

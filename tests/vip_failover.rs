@@ -12,34 +12,32 @@
 //! the probe it answers however late it arrives: two MACs in one round means
 //! both kernels held the VIP when that one request reached them.
 //!
-//! Like tests/keeper.rs, this process makes itself a child subreaper, so the
-//! keeper of a killed daemon becomes our child, and `Lab`'s Drop kills and
-//! reaps every daemon, keeper and hook even when a test fails. Needs root;
+//! Like tests/keeper.rs, this runs its daemons in a `support::lab::Lab`:
+//! this process is a child subreaper, so the keeper of a killed daemon
+//! becomes our child, and the Lab's Drop kills and reaps every daemon,
+//! keeper and hook even when a test fails. Needs root;
 //! skipped otherwise.
-
-#[path = "common/netns.rs"]
-mod netns;
 
 mod support;
 
-use netns::{Netns, can_run};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
 use std::fs;
-use std::io;
-use std::mem;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use support::lab::Lab;
+use support::netns::{Netns, can_run};
+use support::packets::{self, ETH_P_ARP, link_addr, packet_socket};
 use support::{
-    Daemon, WAIT, alive, assert_never_two_masters, become_subreaper, cli, cmdline, link_addr,
-    log_hook, packet_socket, read_events, reap_with_keepers, wait_exit_of, wait_for, write_config,
+    WAIT, alive, assert_never_two_masters, cli, cli_ok, cmdline, wait_exit_of, wait_for,
 };
 
 const IF: &str = "eth0";
@@ -84,15 +82,7 @@ impl Prober {
         let (fd, to) = obs.enter(|| {
             let fd = packet_socket(ETH_P_ARP);
             let to = link_addr(iface, ETH_P_ARP);
-            // SAFETY: to is a live sockaddr_ll and its size is passed with it.
-            let rc = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&to as *const libc::sockaddr_ll).cast(),
-                    mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+            packets::bind(&fd, &to);
             (fd, to)
         });
         let stop = Arc::new(AtomicBool::new(false));
@@ -188,8 +178,6 @@ impl Drop for Prober {
     }
 }
 
-const ETH_P_ARP: u16 = 0x0806;
-
 fn probe_loop(
     fd: OwnedFd,
     to: libc::sockaddr_ll,
@@ -206,19 +194,7 @@ fn probe_loop(
             at,
             macs: BTreeSet::new(),
         });
-        let req = arp_request(mac, src, VIP);
-        // SAFETY: req and to are live for the call, with their lengths.
-        let n = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(n, 60, "sending ARP probe: {}", io::Error::last_os_error());
+        packets::send(&fd, &arp_request(mac, src, VIP), &to, "ARP probe");
         let end = at + ROUND;
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -239,20 +215,8 @@ fn probe_loop(
             if rc <= 0 {
                 continue;
             }
-            loop {
-                // SAFETY: buf is live and writable for its whole length.
-                let n = unsafe {
-                    libc::recv(
-                        fd.as_raw_fd(),
-                        buf.as_mut_ptr().cast(),
-                        buf.len(),
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n <= 0 {
-                    break;
-                }
-                if let Some((sender, round)) = reply_to(&buf[..n as usize], mac, k)
+            while let Some(f) = packets::recv(&fd, &mut buf, libc::MSG_DONTWAIT) {
+                if let Some((sender, round)) = reply_to(f, mac, k)
                     && let Some(r) = rounds.lock().unwrap().get_mut(round as usize)
                 {
                     r.macs.insert(sender);
@@ -297,29 +261,29 @@ fn reply_to(f: &[u8], mac: Mac, current: u64) -> Option<(Mac, u64)> {
 
 // ---- the lab ----
 
-/// The two nodes' namespaces, the observer's, and the switch joining them;
-/// the daemons; the prober. Drop kills and reaps every daemon and keeper
-/// (and their hooks, by session), stops the prober, then deletes the
-/// namespaces (fields drop in order, after `drop`).
-struct Lab {
-    daemons: Vec<Daemon>,
+/// The daemons (a `Lab`, which it derefs to); the two nodes' namespaces,
+/// the observer's, and the switch joining them; the prober. Fields drop in
+/// order: the `Lab` kills and reaps every daemon and keeper (and their
+/// hooks, by session), then the prober stops, then the namespaces go.
+struct VipLab {
+    lab: Lab,
     prober: Option<Prober>,
     /// a, b, observer.
     nodes: Vec<Netns>,
     _switch: Netns,
-    dir: tempfile::TempDir,
     t0: Instant,
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        reap_with_keepers(&mut self.daemons);
-        if std::thread::panicking() {
-            for d in &self.daemons {
-                eprintln!("---- {} stderr ----\n{}", d.node, d.log());
-            }
-            eprintln!("---- events ----\n{}", self.events().join("\n"));
-        }
+impl Deref for VipLab {
+    type Target = Lab;
+    fn deref(&self) -> &Lab {
+        &self.lab
+    }
+}
+
+impl DerefMut for VipLab {
+    fn deref_mut(&mut self) -> &mut Lab {
+        &mut self.lab
     }
 }
 
@@ -327,9 +291,9 @@ const A: usize = 0;
 const B: usize = 1;
 const OBS: usize = 2;
 
-impl Lab {
-    fn new() -> Lab {
-        become_subreaper();
+impl VipLab {
+    fn new() -> VipLab {
+        let lab = Lab::new();
         let switch = Netns::new("sw");
         switch.ip(&["link", "add", "br0", "type", "bridge"]);
         switch.ip(&["link", "set", "br0", "up"]);
@@ -355,12 +319,11 @@ impl Lab {
             ns.ip(&["link", "set", "lo", "up"]);
             nodes.push(ns);
         }
-        let mut lab = Lab {
-            daemons: Vec::new(),
+        let mut lab = VipLab {
+            lab,
             prober: None,
             nodes,
             _switch: switch,
-            dir: tempfile::tempdir().unwrap(),
             t0: Instant::now(),
         };
         lab.prober = Some(Prober::start(&lab.nodes[OBS], IF));
@@ -369,18 +332,6 @@ impl Lab {
 
     fn prober(&self) -> &Prober {
         self.prober.as_ref().unwrap()
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn events(&self) -> Vec<String> {
-        read_events(&self.path("events.log"))
-    }
-
-    fn count(&self, line: &str) -> usize {
-        self.events().iter().filter(|l| *l == line).count()
     }
 
     fn mac(&self, node: usize) -> Mac {
@@ -414,38 +365,24 @@ impl Lab {
     /// returns its index in `daemons` once its keeper runs.
     fn start(&mut self, node: usize) -> usize {
         let name = ["a", "b"][node];
-        let hook = log_hook("", &self.path("events.log"));
         // The hook first and the VIP second: acquiring logs before the VIP
         // goes up, releasing logs after it came down.
         let resources = format!(
-            r#"
-[[resource]]
-name = "web"
-
-[[resource.action]]
-type = "exec"
-acquire = {hook}
-release = {hook}
-
+            r#"{}
 [[resource.action]]
 type = "vip"
 address = "{VIP_TEXT}/24"
 interface = "{IF}"
 announce_count = 3
 announce_interval = "50ms"
-"#
+"#,
+            self.logging("web")
         );
-        let config = write_config(&self.path(name), name, &self.path("locks"), &resources);
-        let n = self.daemons.iter().filter(|d| d.node == name).count();
-        let stderr = self.path(&format!("{name}.{n}.stderr"));
         // `ip netns exec` execs the command itself: the child is the daemon.
         let wrapper = ["ip", "netns", "exec", &self.nodes[node].name];
-        self.daemons
-            .push(Daemon::spawn(name, &wrapper, config, stderr));
-        let i = self.daemons.len() - 1;
+        let i = self.lab.start_under(name, &wrapper, &resources);
         let daemon = self.daemons[i].pid().as_raw();
-        let keeper = self.daemons[i].find_keeper();
-        self.daemons[i].keeper = keeper;
+        self.lab.keeper(i);
         assert!(
             cmdline(daemon).contains(" run --config "),
             "pid {daemon} should be the daemon: {}",
@@ -454,18 +391,24 @@ announce_interval = "50ms"
         i
     }
 
-    /// a master of web (its VIP answering the observer), b standing by. Returns their indexes in `daemons`.
-    fn master_and_standby(&mut self) -> (usize, usize) {
-        let a = self.start(A);
-        self.daemons[a].wait_state("web", "master");
-        let b = self.start(B);
-        self.daemons[b].wait_state("web", "standby");
+    /// A lab with a master of web (its VIP answering the observer) and b
+    /// standing by, and their indexes in `daemons`; None (the test is
+    /// skipped) when `test` cannot create namespaces here.
+    fn master_and_standby(test: &str) -> Option<(VipLab, usize, usize)> {
+        if !can_run(test) {
+            return None;
+        }
+        let mut lab = VipLab::new();
+        let a = lab.start(A);
+        lab.daemons[a].wait_state("web", "master");
+        let b = lab.start(B);
+        lab.daemons[b].wait_state("web", "standby");
         // b never applied web, so its startup undoes nothing (a holds it).
-        assert_eq!(self.count("b release web"), 0, "{:?}", self.events());
-        self.assert_sole_holder(A);
-        self.prober()
-            .wait_answered_by(Instant::now(), &self.mac(A), "a");
-        (a, b)
+        assert_eq!(lab.count("b release web"), 0, "{:?}", lab.events());
+        lab.assert_sole_holder(A);
+        lab.prober()
+            .wait_answered_by(Instant::now(), &lab.mac(A), "a");
+        Some((lab, a, b))
     }
 
     /// After a move to `to` (whose daemon reports master): exactly its
@@ -481,7 +424,10 @@ announce_interval = "50ms"
             .assert_not_answered_by(settled, &self.mac(from), names[from]);
     }
 
-    fn assert_never_two_macs(&self) {
+    /// No two nodes were ever master of web by the event log, and no probe
+    /// was ever answered by two MACs.
+    fn assert_never_two(&self) {
+        assert_never_two_masters(&self.events());
         self.prober().assert_never_two_macs(self.t0);
     }
 }
@@ -493,20 +439,15 @@ announce_interval = "50ms"
 /// over. No probe is ever answered by both.
 #[test]
 fn release_moves_the_vip_and_back_without_two_answers() {
-    if !can_run("release_moves_the_vip_and_back_without_two_answers") {
+    let Some((lab, a, b)) =
+        VipLab::master_and_standby("release_moves_the_vip_and_back_without_two_answers")
+    else {
         return;
-    }
-    let mut lab = Lab::new();
-    let (a, b) = lab.master_and_standby();
+    };
     for (from, to, d_from, d_to) in [(A, B, a, b), (B, A, b, a)] {
-        let out = cli(
+        cli_ok(
             &lab.daemons[d_from].config,
             &["release", "web", "--hold-off", "2s"],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
         // The new master's hold-off (from the move before) may still run:
         // its daemon takes over once that is over.
@@ -514,30 +455,22 @@ fn release_moves_the_vip_and_back_without_two_answers() {
         lab.assert_moved(from, to);
         lab.daemons[d_from].wait_state("web", "standby");
     }
-    assert_never_two_masters(&lab.events());
-    lab.assert_never_two_macs();
+    lab.assert_never_two();
 }
 
 /// SIGTERM of the master: it releases (VIP down) before unlocking, exits
 /// 0, and b takes over.
 #[test]
 fn sigterm_of_master_moves_the_vip_without_two_answers() {
-    if !can_run("sigterm_of_master_moves_the_vip_without_two_answers") {
+    let Some((mut lab, a, b)) =
+        VipLab::master_and_standby("sigterm_of_master_moves_the_vip_without_two_answers")
+    else {
         return;
-    }
-    let mut lab = Lab::new();
-    let (a, b) = lab.master_and_standby();
-    lab.daemons[a].signal(Signal::SIGTERM);
-    assert_eq!(
-        lab.daemons[a].wait_exit(),
-        Some(0),
-        "{}",
-        lab.daemons[a].log()
-    );
+    };
+    lab.daemons[a].stop();
     lab.daemons[b].wait_state("web", "master");
     lab.assert_moved(A, B);
-    assert_never_two_masters(&lab.events());
-    lab.assert_never_two_macs();
+    lab.assert_never_two();
 }
 
 /// SIGKILL of the master daemon: its lock keeper (still in a's namespace)
@@ -545,11 +478,11 @@ fn sigterm_of_master_moves_the_vip_without_two_answers() {
 /// overlaps with a answering.
 #[test]
 fn sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers() {
-    if !can_run("sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers") {
+    let Some((mut lab, a, b)) = VipLab::master_and_standby(
+        "sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers",
+    ) else {
         return;
-    }
-    let mut lab = Lab::new();
-    let (a, b) = lab.master_and_standby();
+    };
     let keeper = lab.daemons[a].keeper;
     lab.daemons[a].signal(Signal::SIGKILL);
     lab.daemons[a].wait_exit();
@@ -562,8 +495,7 @@ fn sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers() {
         lab.daemons[a].log()
     );
     assert_eq!(lab.count("a release web"), 1, "{:?}", lab.events());
-    assert_never_two_masters(&lab.events());
-    lab.assert_never_two_macs();
+    lab.assert_never_two();
 }
 
 /// Daemon and keeper killed together (systemd's final SIGKILL): the kernel
@@ -573,11 +505,11 @@ fn sigkill_of_master_moves_the_vip_via_its_keeper_without_two_answers() {
 /// startup reconcile removes the leftover VIP.
 #[test]
 fn restart_after_crash_removes_the_leftover_vip() {
-    if !can_run("restart_after_crash_removes_the_leftover_vip") {
+    let Some((mut lab, a, b)) =
+        VipLab::master_and_standby("restart_after_crash_removes_the_leftover_vip")
+    else {
         return;
-    }
-    let mut lab = Lab::new();
-    let (a, b) = lab.master_and_standby();
+    };
     let keeper = lab.daemons[a].keeper;
     kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
     lab.daemons[a].signal(Signal::SIGKILL);

@@ -1,20 +1,18 @@
 //! The vip action against the real kernel: addresses through netlink and
 //! announcements captured off the wire, in network namespaces the tests
-//! create (see common/netns.rs). Needs root; skipped otherwise.
+//! create (see support/netns.rs). Needs root; skipped otherwise.
 
-#[path = "common/netns.rs"]
-mod netns;
 mod support;
 
 use dlm_electd::action::{Step, vip};
 use dlm_electd::config::VipSpec;
-use netns::{HOST_IF, Netns, PEER_IF, Veth, can_run};
 use std::io;
 use std::mem;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
-use support::{link_addr, packet_socket};
+use support::netns::{HOST_IF, Netns, PEER_IF, Veth, can_run};
+use support::packets::{self, ETH_P_ALL, link_addr, packet_socket};
 
 fn spec(address: &str, prefix_len: u8, interface: &str) -> VipSpec {
     VipSpec {
@@ -36,6 +34,22 @@ fn present(ns: &Netns, spec: &VipSpec) -> Result<bool, String> {
     ns.block_on(|| vip::present(spec))
 }
 
+/// Acquires `s` on HOST_IF twice (the second finds it present), has `check`
+/// look at the address as `ip` sees it, then releases it twice (the second
+/// finds it absent).
+fn add_and_remove_twice(ns: &Netns, s: &VipSpec, check: impl FnOnce(&serde_json::Value)) {
+    let addr = s.address.to_string();
+    assert_eq!(run(ns, s, Step::Acquire), Ok(()));
+    assert_eq!(run(ns, s, Step::Acquire), Ok(()), "present already");
+    check(&ip_sees(ns, HOST_IF, &addr).expect("added"));
+    assert_eq!(present(ns, s), Ok(true));
+
+    assert_eq!(run(ns, s, Step::Release), Ok(()));
+    assert_eq!(run(ns, s, Step::Release), Ok(()), "absent already");
+    assert_eq!(ip_sees(ns, HOST_IF, &addr), None);
+    assert_eq!(present(ns, s), Ok(false));
+}
+
 /// The address as `ip` sees it, if it is on the interface.
 fn ip_sees(ns: &Netns, iface: &str, addr: &str) -> Option<serde_json::Value> {
     ns.addresses(iface)
@@ -51,22 +65,14 @@ fn ipv4_add_and_remove_are_idempotent() {
     let net = Veth::new();
     let s = spec("198.18.0.10", 24, HOST_IF);
     assert_eq!(present(&net.host, &s), Ok(false));
-
-    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
-    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()), "present already");
-    let a = ip_sees(&net.host, HOST_IF, "198.18.0.10").expect("added");
-    assert_eq!(a["prefixlen"], 24);
-    assert_eq!(a["family"], "inet");
-    assert_eq!(
-        net.host.addresses(HOST_IF).len(),
-        1 + ipv6_link_local(&net.host)
-    );
-    assert_eq!(present(&net.host, &s), Ok(true));
-
-    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
-    assert_eq!(run(&net.host, &s, Step::Release), Ok(()), "absent already");
-    assert_eq!(ip_sees(&net.host, HOST_IF, "198.18.0.10"), None);
-    assert_eq!(present(&net.host, &s), Ok(false));
+    add_and_remove_twice(&net.host, &s, |a| {
+        assert_eq!(a["prefixlen"], 24);
+        assert_eq!(a["family"], "inet");
+        assert_eq!(
+            net.host.addresses(HOST_IF).len(),
+            1 + ipv6_link_local(&net.host)
+        );
+    });
 }
 
 #[test]
@@ -76,19 +82,11 @@ fn ipv6_add_and_remove_are_idempotent_and_skip_dad() {
     }
     let net = Veth::new();
     let s = spec("2001:db8::10", 64, HOST_IF);
-
-    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
-    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()), "present already");
-    let a = ip_sees(&net.host, HOST_IF, "2001:db8::10").expect("added");
-    assert_eq!(a["prefixlen"], 64);
-    assert_eq!(a["nodad"], true, "{a}");
-    assert!(a.get("tentative").is_none(), "usable at once: {a}");
-    assert_eq!(present(&net.host, &s), Ok(true));
-
-    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
-    assert_eq!(run(&net.host, &s, Step::Release), Ok(()), "absent already");
-    assert_eq!(ip_sees(&net.host, HOST_IF, "2001:db8::10"), None);
-    assert_eq!(present(&net.host, &s), Ok(false));
+    add_and_remove_twice(&net.host, &s, |a| {
+        assert_eq!(a["prefixlen"], 64);
+        assert_eq!(a["nodad"], true, "{a}");
+        assert!(a.get("tentative").is_none(), "usable at once: {a}");
+    });
 }
 
 #[test]
@@ -356,7 +354,6 @@ struct Capture {
     fd: OwnedFd,
 }
 
-const ETH_P_ALL: u16 = 0x0003;
 /// IEEE "local experimental" EtherType: nothing else on the link uses it.
 const ETH_P_MARKER: u16 = 0x88b5;
 
@@ -366,16 +363,7 @@ impl Capture {
             // Protocol 0 until bound, so nothing from other interfaces
             // slips in before the bind.
             let fd = packet_socket(0);
-            let addr = link_addr(iface, ETH_P_ALL);
-            // SAFETY: addr is a live sockaddr_ll and its size is passed with it.
-            let rc = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&addr as *const libc::sockaddr_ll).cast(),
-                    mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+            packets::bind(&fd, &link_addr(iface, ETH_P_ALL));
             let tv = libc::timeval {
                 tv_sec: 0,
                 tv_usec: 100_000,
@@ -410,15 +398,9 @@ impl Capture {
         let mut buf = [0u8; 2048];
         loop {
             assert!(Instant::now() < deadline, "marker never arrived");
-            // SAFETY: buf is live and writable for its whole length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                assert_eq!(e.kind(), io::ErrorKind::WouldBlock, "recv: {e}");
+            let Some(f) = packets::recv(&self.fd, &mut buf, 0) else {
                 continue;
-            }
-            let f = &buf[..n as usize];
+            };
             if f.len() >= 18 && f[12..14] == ETH_P_MARKER.to_be_bytes() && f[14..18] == token {
                 return kept;
             }
@@ -437,17 +419,6 @@ fn send_marker(ns: &Netns, iface: &str, token: [u8; 4]) {
         frame[0..6].copy_from_slice(&[0xff; 6]);
         frame[12..14].copy_from_slice(&ETH_P_MARKER.to_be_bytes());
         frame[14..18].copy_from_slice(&token);
-        // SAFETY: frame and to are live for the call, with their lengths.
-        let n = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(n, 60, "sending marker: {}", io::Error::last_os_error());
+        packets::send(&fd, &frame, &to, "marker");
     })
 }

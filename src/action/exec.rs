@@ -1,6 +1,11 @@
 //! `exec` actions: run an argv (no shell unless the user writes one) in its
 //! own process group, with a timeout after which the whole group gets
 //! SIGTERM and then SIGKILL, so a hook's grandchildren die with it.
+//!
+//! A hook's output never changes its outcome: both pipes are read to the
+//! end whatever they carry (bytes that are not UTF-8 are logged lossily,
+//! an endless line is cut rather than buffered), so the hook never blocks
+//! on a full pipe nor dies of SIGPIPE.
 
 use super::{Ctx, Step};
 use crate::config::ExecSpec;
@@ -8,21 +13,26 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::time::timeout;
+use tracing::Instrument;
 
 /// How long a timed-out hook gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long to keep reading output after the hook exited: a background
-/// grandchild may hold the pipe open forever, and we must not wait for it.
+/// grandchild may hold the pipes open forever, and we must not wait for it.
+/// One deadline for both pipes, not one each.
 const DRAIN: Duration = Duration::from_millis(500);
+/// The longest output line logged; the rest of a longer line is read and
+/// dropped, so a hook printing without newlines cannot fill our memory.
+pub const MAX_LINE: usize = 4096;
 
 pub async fn run(
     spec: &ExecSpec,
     step: Step,
     ctx: &Ctx,
-    _cancel: super::Cancel,
+    mut cancel: super::Cancel,
 ) -> Result<(), String> {
     let argv = match step {
         Step::Acquire => &spec.acquire,
@@ -39,6 +49,8 @@ pub async fn run(
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .env_remove("WATCHDOG_PID")
+        // Its stdout and stderr are our pipes, not the journal stream.
+        .env_remove("JOURNAL_STREAM")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -46,65 +58,205 @@ pub async fn run(
         .spawn()
         .map_err(|e| format!("cannot run {prog}: {e}"))?;
     let pgid = Pid::from_raw(child.id().map(|p| p as i32).unwrap_or(0));
+    // In the caller's span, which names the resource (see daemon.rs).
     let readers = [
-        tokio::spawn(log_lines(
-            child.stdout.take(),
-            ctx.resource.clone(),
-            step,
-            prog.clone(),
-            false,
-        )),
-        tokio::spawn(log_lines(
-            child.stderr.take(),
-            ctx.resource.clone(),
-            step,
-            prog.clone(),
-            true,
-        )),
+        tokio::spawn(log_output(child.stdout.take(), step, prog.clone(), false).in_current_span()),
+        tokio::spawn(log_output(child.stderr.take(), step, prog.clone(), true).in_current_span()),
     ];
-    let result = match timeout(spec.timeout, child.wait()).await {
-        Ok(Ok(st)) if st.success() => Ok(()),
-        Ok(Ok(st)) => Err(format!("{prog} {}: {st}", step.as_str())),
-        Ok(Err(e)) => Err(format!("waiting for {prog}: {e}")),
-        Err(_) => {
-            // The child is not reaped yet, so its pid still names the group.
-            let _ = killpg(pgid, Signal::SIGTERM);
-            if timeout(KILL_GRACE, child.wait()).await.is_err() {
-                let _ = killpg(pgid, Signal::SIGKILL);
-                let _ = child.wait().await;
-            }
-            // Grandchildren that ignored SIGTERM.
-            let _ = killpg(pgid, Signal::SIGKILL);
+    let waited = tokio::select! {
+        r = timeout(spec.timeout, child.wait()) => Some(r),
+        () = cancel.cancelled() => None,
+    };
+    let result = match waited {
+        Some(Ok(Ok(st))) if st.success() => Ok(()),
+        Some(Ok(Ok(st))) => Err(format!("{prog} {}: {st}", step.as_str())),
+        Some(Ok(Err(e))) => Err(format!("waiting for {prog}: {e}")),
+        Some(Err(_)) => {
+            kill_group(pgid, &mut child).await;
             Err(format!(
                 "{prog} {} timed out after {:?}; its process group was killed",
                 step.as_str(),
                 spec.timeout
             ))
         }
-    };
-    for r in readers {
-        let abort = r.abort_handle();
-        if timeout(DRAIN, r).await.is_err() {
-            abort.abort();
+        None => {
+            kill_group(pgid, &mut child).await;
+            Err(format!(
+                "{prog} {} cancelled: the daemon is stopping; its process group was killed",
+                step.as_str()
+            ))
         }
+    };
+    let aborts = readers.each_ref().map(|r| r.abort_handle());
+    if timeout(DRAIN, futures::future::join_all(readers))
+        .await
+        .is_err()
+    {
+        aborts.iter().for_each(|a| a.abort());
     }
     result
 }
 
-async fn log_lines(
-    pipe: Option<impl AsyncRead + Unpin>,
-    resource: String,
-    step: Step,
-    prog: String,
-    stderr: bool,
-) {
-    let Some(pipe) = pipe else { return };
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+/// SIGTERM to the hook's process group, SIGKILL after the grace time, and
+/// SIGKILL again for grandchildren that ignored SIGTERM.
+async fn kill_group(pgid: Pid, child: &mut tokio::process::Child) {
+    // The child is not reaped yet, so its pid still names the group.
+    let _ = killpg(pgid, Signal::SIGTERM);
+    if timeout(KILL_GRACE, child.wait()).await.is_err() {
+        let _ = killpg(pgid, Signal::SIGKILL);
+        let _ = child.wait().await;
+    }
+    let _ = killpg(pgid, Signal::SIGKILL);
+}
+
+/// Logs every line of one pipe until EOF (stderr lines as warnings).
+async fn log_output(pipe: Option<impl AsyncRead + Unpin>, step: Step, prog: String, stderr: bool) {
+    let Some(mut pipe) = pipe else { return };
+    let mut log = |line: String| {
         if stderr {
-            tracing::warn!(resource = %resource, event = step.as_str(), program = %prog, "{line}");
+            tracing::warn!(event = step.as_str(), program = %prog, "{line}");
         } else {
-            tracing::info!(resource = %resource, event = step.as_str(), program = %prog, "{line}");
+            tracing::info!(event = step.as_str(), program = %prog, "{line}");
         }
+    };
+    let mut lines = Lines::default();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => lines.push(&chunk[..n], &mut log),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Not seen on a pipe; stop rather than spin.
+            Err(_) => break,
+        }
+    }
+    lines.finish(&mut log);
+}
+
+/// Splits bytes into lines of at most `MAX_LINE` bytes, holding no more
+/// than that in memory; each line is handed out lossily decoded.
+#[derive(Default)]
+struct Lines {
+    line: Vec<u8>,
+    /// The current line was longer than `MAX_LINE`.
+    cut: bool,
+}
+
+impl Lines {
+    fn push(&mut self, mut data: &[u8], emit: &mut impl FnMut(String)) {
+        while !data.is_empty() {
+            let (part, rest, ends) = match data.iter().position(|&b| b == b'\n') {
+                Some(i) => (&data[..i], &data[i + 1..], true),
+                None => (data, &[][..], false),
+            };
+            let room = MAX_LINE - self.line.len();
+            self.cut |= part.len() > room;
+            self.line.extend_from_slice(&part[..part.len().min(room)]);
+            if ends {
+                self.flush(emit);
+            }
+            data = rest;
+        }
+    }
+
+    /// At EOF: a last line without a newline.
+    fn finish(&mut self, emit: &mut impl FnMut(String)) {
+        if !self.line.is_empty() || self.cut {
+            self.flush(emit);
+        }
+    }
+
+    fn flush(&mut self, emit: &mut impl FnMut(String)) {
+        if !self.cut && self.line.last() == Some(&b'\r') {
+            self.line.pop();
+        }
+        // Control characters (a CR that would draw over the line at a
+        // terminal, escape sequences) are shown escaped, tabs kept.
+        let mut text: String = String::from_utf8_lossy(&self.line)
+            .chars()
+            .flat_map(|c| match c {
+                '\t' => vec![c],
+                c if c.is_control() => c.escape_default().collect(),
+                c => vec![c],
+            })
+            .collect();
+        if self.cut {
+            text.push_str(&format!(" … (line cut at {MAX_LINE} bytes)"));
+        }
+        self.line.clear();
+        self.cut = false;
+        emit(text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(chunks: &[&[u8]]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut lines = Lines::default();
+        for c in chunks {
+            lines.push(c, &mut |l| out.push(l));
+        }
+        lines.finish(&mut |l| out.push(l));
+        out
+    }
+
+    #[test]
+    fn lines_across_chunks_crlf_and_a_last_line_without_newline() {
+        assert_eq!(
+            split(&[b"one\ntw", b"o\r\n\nthr", b"ee"]),
+            ["one", "two", "", "three"]
+        );
+        assert!(split(&[]).is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_decoded_lossily() {
+        assert_eq!(
+            split(&[b"caf\xe9\n\xff\x00x"]),
+            ["caf\u{fffd}", "\u{fffd}\\u{0}x"]
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_tabs_kept() {
+        // A CR would let a hook draw over the daemon's own log line.
+        assert_eq!(
+            split(&[b"x\rOVERWRITE\tok\x1b[2J\n"]),
+            ["x\\rOVERWRITE\tok\\u{1b}[2J"]
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_cut_without_buffering_it() {
+        let mut out = Vec::new();
+        let mut lines = Lines::default();
+        let chunk = [b'x'; 8192];
+        for _ in 0..128 {
+            lines.push(&chunk, &mut |l| out.push(l));
+            assert!(
+                lines.line.capacity() <= 2 * MAX_LINE,
+                "buffered {}",
+                lines.line.capacity()
+            );
+        }
+        lines.push(b"\nnext", &mut |l| out.push(l));
+        lines.finish(&mut |l| out.push(l));
+        assert_eq!(
+            out.len(),
+            2,
+            "{:?}",
+            out.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            out[0],
+            format!("{} … (line cut at 4096 bytes)", "x".repeat(MAX_LINE))
+        );
+        assert_eq!(out[1], "next");
+        // Exactly MAX_LINE bytes is not cut.
+        let exact = vec![b'y'; MAX_LINE];
+        assert_eq!(split(&[&exact, b"\n"]), ["y".repeat(MAX_LINE)]);
     }
 }

@@ -60,6 +60,10 @@ impl Cancel {
         Cancel(watch::channel(false).1)
     }
 
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Resolves once cancelled; never, if the sender is gone first.
     pub async fn cancelled(&mut self) {
         if self.0.wait_for(|c| *c).await.is_err() {
@@ -90,19 +94,21 @@ pub struct AcquireFailed {
 }
 
 /// Runs the acquire half of every action in order. When action k fails,
-/// actions k-1..1 are reverted in reverse order (each action is expected to
-/// leave nothing behind when its own acquire fails). When `cancel` fires
-/// (shutdown), the running step k is stopped and k..1 are reverted: an
-/// interrupted step may have half-applied.
+/// times out or is cancelled (shutdown), actions k..1 are reverted in
+/// reverse order: step k itself may have half-applied before it failed or
+/// was interrupted, and release steps are idempotent.
 pub async fn acquire_all(
     actions: &[ActionSpec],
     ctx: &Ctx,
-    mut cancel: Cancel,
+    cancel: Cancel,
 ) -> Result<(), AcquireFailed> {
     for (k, action) in actions.iter().enumerate() {
-        let (r, done) = tokio::select! {
-            r = run(action, Step::Acquire, ctx, cancel.clone()) => (r, k),
-            () = cancel.cancelled() => (Err("cancelled: the daemon is stopping".into()), k + 1),
+        // A cancelled step (exec) stops its hook and fails; the others are
+        // bounded by their own timeouts. Later steps do not start.
+        let r = if cancel.is_cancelled() {
+            Err("cancelled: the daemon is stopping".into())
+        } else {
+            run(action, Step::Acquire, ctx, cancel.clone()).await
         };
         if let Err(e) = r {
             let msg = format!(
@@ -110,16 +116,19 @@ pub async fn acquire_all(
                 k + 1,
                 describe(action, Step::Acquire)
             );
-            tracing::error!("{msg}; rolling back");
-            let clean = revert(&actions[..done], ctx).await.is_ok();
+            tracing::info!("rolling back actions {}..1", k + 1);
+            let clean = revert(&actions[..=k], ctx).await.is_ok();
             return Err(AcquireFailed { msg, clean });
         }
     }
     Ok(())
 }
 
-/// Runs the release half of every action in reverse order. A failure does
-/// not stop the others: undo as much as possible, then report.
+/// Runs the release half of every action in reverse order, and stops at
+/// the first that fails: what comes before it stays applied, so the node
+/// keeps a consistent prefix (its VIP stays with its still-running service)
+/// while it holds the lock and retries; the retry runs them all again
+/// (release steps are idempotent).
 pub async fn release_all(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), String> {
     revert(actions, ctx).await
 }
@@ -159,19 +168,14 @@ pub async fn reconcile(actions: &[ActionSpec], ctx: &Ctx, ours: bool) -> Result<
 }
 
 async fn revert(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), String> {
-    let mut errors = Vec::new();
     for (k, action) in actions.iter().enumerate().rev() {
         if let Err(e) = run(action, Step::Release, ctx, Cancel::never()).await {
             let what = format!("action {} ({})", k + 1, describe(action, Step::Release));
-            tracing::error!("release of {what} failed: {e}");
-            errors.push(format!("{what}: {e}"));
+            tracing::error!("release of {what} failed: {e}; actions {k}..1 stay applied");
+            return Err(format!("{what}: {e}"));
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    }
+    Ok(())
 }
 
 /// What runs for as long as we are master: periodic re-announcements of

@@ -355,21 +355,11 @@ fn describe_admin(e: rtnetlink::Error) -> String {
 mod tests {
     use super::*;
 
-    fn spec(count: u32, interval_ms: u64, timeout_ms: u64) -> VipSpec {
-        VipSpec {
-            address: "198.18.0.10".parse().unwrap(),
-            prefix_len: 24,
-            interface: "nonexistent0".into(),
-            announce_count: count,
-            announce_interval: Duration::from_millis(interval_ms),
-            refresh: Duration::ZERO,
-            timeout: Duration::from_millis(timeout_ms),
-        }
-    }
-
     #[tokio::test]
     async fn burst_longer_than_timeout_is_refused_up_front() {
-        let e = run(&spec(6, 200, 1000), Step::Acquire).await.unwrap_err();
+        let e = run(&VipSpec::example(6, 200, 1000), Step::Acquire)
+            .await
+            .unwrap_err();
         assert!(e.contains("does not fit in the timeout"), "{e}");
     }
 }

@@ -49,7 +49,14 @@ pub fn load_placed(main: &Path) -> Result<(Config, Places), ConfigErrors> {
         match read(&path) {
             Ok(src) => match src.parse::<RawDropIn>() {
                 Ok(d) => drop_ins.push((src, d)),
-                Err(e) => errors.push(e),
+                Err(mut e) => {
+                    if e.msg.contains("expected `resource`") {
+                        e.msg.push_str(
+                            " (a drop-in may only add [[resource]] tables; [node], [lock] and [daemon] belong in the main file)",
+                        );
+                    }
+                    errors.push(e)
+                }
             },
             Err(e) => errors.push(e),
         }

@@ -237,10 +237,9 @@ pub fn runtime_dir_hint(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vip(count: u32, interval_ms: u64) -> VipSpec {
+impl VipSpec {
+    /// A VIP on a test address and a missing interface, for unit tests.
+    pub(crate) fn example(count: u32, interval_ms: u64, timeout_ms: u64) -> VipSpec {
         VipSpec {
             address: "198.18.0.10".parse().unwrap(),
             prefix_len: 24,
@@ -248,8 +247,17 @@ mod tests {
             announce_count: count,
             announce_interval: Duration::from_millis(interval_ms),
             refresh: Duration::ZERO,
-            timeout: Duration::from_secs(1),
+            timeout: Duration::from_millis(timeout_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vip(count: u32, interval_ms: u64) -> VipSpec {
+        VipSpec::example(count, interval_ms, 1000)
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub fn domain_problem(name: &str) -> Option<String> {
         return Some("must be a plain directory name".into());
     }
     // OCFS2 volumes use their 32-hex-digit UUID as DLM domain; sharing one
-    // would tie us to that volume's heartbeat region (dlmfs-semantics.md §5).
+    // would tie us to that volume's heartbeat region (docs/dlmfs.md §1.6).
     if name.len() == 32 && name.chars().all(|c| c.is_ascii_hexdigit()) {
         return Some(
             "must not be a 32-hex-digit string (that is how OCFS2 volumes name their domains)"
@@ -136,12 +136,18 @@ pub fn domain_problem(name: &str) -> Option<String> {
 }
 
 fn resource_name_problem(name: &str) -> Option<String> {
+    // The name also names the resource's applied record file in the
+    // runtime dir, so it must be a plain file name.
     let ok = !name.is_empty()
         && name.len() <= 64
+        && name != "."
+        && name != ".."
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c));
-    (!ok).then(|| "resource names are 1 to 64 characters from A-Z a-z 0-9 - _ . : @".into())
+    (!ok).then(|| {
+        "resource names are 1 to 64 characters from A-Z a-z 0-9 - _ . : @, and not . or ..".into()
+    })
 }
 
 fn interface_problem(name: &str) -> Option<String> {
@@ -414,43 +420,19 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
     let before = cx.errors.len();
     let timeout = r.timeout.as_ref().map(|t| t.get_ref().0);
     // Keys of another action type are mistakes worth naming.
+    fn span<T>(v: &Option<Spanned<T>>) -> Option<std::ops::Range<usize>> {
+        v.as_ref().map(|s| s.span())
+    }
+    use ActionType::{Exec, Unit, Vip};
     let keys = [
-        (
-            "acquire",
-            ActionType::Exec,
-            r.acquire.as_ref().map(|s| s.span()),
-        ),
-        (
-            "release",
-            ActionType::Exec,
-            r.release.as_ref().map(|s| s.span()),
-        ),
-        (
-            "address",
-            ActionType::Vip,
-            r.address.as_ref().map(|s| s.span()),
-        ),
-        (
-            "interface",
-            ActionType::Vip,
-            r.interface.as_ref().map(|s| s.span()),
-        ),
-        (
-            "announce_count",
-            ActionType::Vip,
-            r.announce_count.as_ref().map(|s| s.span()),
-        ),
-        (
-            "announce_interval",
-            ActionType::Vip,
-            r.announce_interval.as_ref().map(|s| s.span()),
-        ),
-        (
-            "refresh",
-            ActionType::Vip,
-            r.refresh.as_ref().map(|s| s.span()),
-        ),
-        ("unit", ActionType::Unit, r.unit.as_ref().map(|s| s.span())),
+        ("acquire", Exec, span(&r.acquire)),
+        ("release", Exec, span(&r.release)),
+        ("address", Vip, span(&r.address)),
+        ("interface", Vip, span(&r.interface)),
+        ("announce_count", Vip, span(&r.announce_count)),
+        ("announce_interval", Vip, span(&r.announce_interval)),
+        ("refresh", Vip, span(&r.refresh)),
+        ("unit", Unit, span(&r.unit)),
     ];
     let type_name = match kind {
         ActionType::Exec => "exec",

@@ -384,12 +384,14 @@ impl Machine {
                 self.dirty = false;
                 self.wait_or_exit(idle)
             }
-            (P::Reconciling(idle), Event::ActionsFailed { msg, .. }) => {
-                // Retried before the next attempt that finds the lock busy.
+            (P::Reconciling(_), Event::ActionsFailed { msg, .. }) => {
+                // Retried before the next attempt that finds the lock busy,
+                // with growing waits: a hook that keeps failing must not be
+                // run at every poll.
                 self.reconcile = true;
                 self.dirty = true;
                 self.last_error = Some(format!("clearing leftovers failed: {msg}"));
-                self.wait_or_exit(idle)
+                self.wait_or_exit(Idle::Backoff)
             }
             (P::Acquiring { .. }, Event::ActionsOk) if self.shutting_down => {
                 self.release(Then::Exit)
@@ -757,7 +759,8 @@ mod tests {
         let mut m = Machine::new(POLL, true);
         m.handle(Event::Start);
         m.handle(Event::Busy);
-        assert_eq!(m.handle(failed(false)), sleep(POLL));
+        assert_eq!(m.handle(failed(false)), sleep(POLL * 2), "backs off");
+        assert_eq!(m.status(), Status::Backoff);
         assert!(m.settled(), "READY must not wait for a broken hook");
         m.handle(Event::Timer);
         assert_eq!(m.handle(Event::Busy), Command::RunRelease);

@@ -283,6 +283,12 @@ impl Runner {
                 // Releasing without the lock is the startup reconcile of a
                 // node that found it busy: see action::reconcile.
                 let reconcile = held.is_none();
+                if reconcile && record.exists() {
+                    tracing::info!(
+                        "the lock is busy and an earlier run of this instance applied this resource ({}): undoing that",
+                        record.path().display()
+                    );
+                }
                 Op::Actions {
                     run: Box::pin(async move {
                         let done = if reconcile {

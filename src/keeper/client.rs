@@ -16,6 +16,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The hidden subcommand that runs the keeper.
@@ -160,6 +161,8 @@ pub struct KeeperHandle {
     /// reported as a failure.
     closing: Arc<AtomicBool>,
     exited: JoinHandle<Option<std::process::ExitStatus>>,
+    /// Becomes true when the keeper exits while the daemon runs.
+    died: watch::Receiver<bool>,
 }
 
 impl KeeperHandle {
@@ -229,6 +232,7 @@ impl KeeperHandle {
         let keeper = Arc::new(keeper);
         tracing::debug!("lock keeper running as pid {pid}");
         let closing = Arc::new(AtomicBool::new(false));
+        let (died_tx, died) = watch::channel(false);
         let exited = {
             let (keeper, closing) = (keeper.clone(), closing.clone());
             tokio::spawn(async move {
@@ -236,10 +240,11 @@ impl KeeperHandle {
                 if !closing.load(Ordering::SeqCst) {
                     let how = st.map_or("?".into(), |s| s.to_string());
                     let why = format!(
-                        "lock keeper (pid {pid}) exited ({how}); locks held now stay protected only while the daemon lives, and no new lock is taken: restart dlm-electd"
+                        "lock keeper (pid {pid}) exited ({how}); no lock is taken without it: releasing everything and exiting, to be started again with a new one"
                     );
                     tracing::error!("{why}");
                     keeper.set_broken(why);
+                    let _ = died_tx.send(true);
                 }
                 st
             })
@@ -248,7 +253,18 @@ impl KeeperHandle {
             keeper,
             closing,
             exited,
+            died,
         })
+    }
+
+    /// Resolves if the keeper exits while the daemon runs: locks won from
+    /// then on could not be protected, so the daemon stops in order
+    /// (releasing everything) and exits 1 for its service manager to start
+    /// it again with a new keeper.
+    pub async fn died(&mut self) {
+        if self.died.wait_for(|d| *d).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// After every runner stopped: the keeper sees EOF. Holding nothing (a

@@ -1,12 +1,14 @@
 //! `dlmfs` backend: OCFS2's DLM through the dlmfs filesystem (usually /dlm).
 //!
-//! See shared/docs/dlmfs-semantics.md. What shapes this file:
+//! See docs/dlmfs.md. What shapes this file:
 //! - locks are per node: a second local process would "win" the same lock,
 //!   so one daemon per node is enforced elsewhere (the instance flock);
 //! - `open(O_RDWR|O_NONBLOCK)` is a trylock (ETXTBSY when busy) but may still
 //!   sleep uninterruptibly during DLM recovery: callers bound it;
 //! - `close()` leaves the lock cached on this node and other nodes' trylocks
-//!   keep failing, so releasing is close *then* unlink.
+//!   keep failing, so releasing is close *then* unlink;
+//! - only OCFS2's o2cb stack is safe: on the user stack (fs/dlm, `pcmk`) a
+//!   contended trylock never returns, so we refuse any other stack.
 
 use super::{HeldLock, LockBackend, LockError, TryLock};
 use nix::errno::Errno;
@@ -22,11 +24,18 @@ use std::sync::Mutex;
 pub const DLMFS_MAGIC: i64 = 0x76a9_f425;
 /// The lock value block dlmfs exposes as the file's contents.
 const LVB_LEN: usize = 64;
+/// Where sysfs is mounted on a real node.
+pub const SYSFS_ROOT: &str = "/sys";
+/// Under the sysfs root: the stack OCFS2 (and so dlmfs) joins domains with.
+/// Made by ocfs2_stackglue, which dlmfs depends on.
+const CLUSTER_STACK: &str = "fs/ocfs2/cluster_stack";
 
 pub struct DlmfsBackend {
     mount: PathBuf,
     domain: String,
     node: String,
+    /// Root of sysfs, for the cluster-stack check; tests use a stand-in.
+    sysfs: PathBuf,
     /// A node-local flock on the domain directory, held for the life of the
     /// daemon once joined: dlmfs locks are per node, so a second daemon on
     /// this node (another runtime_dir) would "win" our locks. It gets an
@@ -40,8 +49,16 @@ impl DlmfsBackend {
             mount,
             domain,
             node: node.to_string(),
+            sysfs: PathBuf::from(SYSFS_ROOT),
             domain_lock: Mutex::new(None),
         }
+    }
+
+    /// The same backend reading the cluster stack under `root` instead of
+    /// /sys (for tests; deliberately not an environment variable).
+    pub fn with_sysfs(mut self, root: PathBuf) -> Self {
+        self.sysfs = root;
+        self
     }
 
     /// Takes the node-local domain flock once; later calls are free.
@@ -73,8 +90,11 @@ impl DlmfsBackend {
         self.mount.join(&self.domain)
     }
 
-    /// Checks the mount and joins the domain (mkdir; EEXIST = joined).
+    /// Checks the stack and the mount, and joins the domain (mkdir; EEXIST
+    /// = joined). Runs before every lock call: a sysfs read is cheap, and
+    /// no dlmfs open may happen on a stack we refuse.
     fn join(&self) -> Result<PathBuf, LockError> {
+        check_cluster_stack(&self.sysfs)?;
         let st = nix::sys::statfs::statfs(&self.mount).map_err(|e| {
             LockError::NotReady(format!("cannot statfs {}: {e}", self.mount.display()))
         })?;
@@ -105,6 +125,43 @@ impl DlmfsBackend {
 
     fn lock_path(&self, lock: &str) -> PathBuf {
         self.domain_dir().join(lock)
+    }
+}
+
+/// Refuses any OCFS2 cluster stack but o2cb. On the user stack (`pcmk`:
+/// fs/dlm with corosync) fs/dlm answers a NOQUEUE request that cannot be
+/// granted asynchronously, with -EAGAIN in the lock AST; dlmfs's `user_ast`
+/// only logs "lksb status value of 4294967285" and returns without clearing
+/// USER_LOCK_BUSY, so a contended O_NONBLOCK open sleeps in D state forever
+/// instead of failing with ETXTBSY (docs/dlmfs.md, "Cluster stack").
+/// A missing file means ocfs2_stackglue is not loaded: the cluster is not
+/// up yet, retried like an unmounted /dlm.
+pub fn check_cluster_stack(sysfs_root: &Path) -> Result<(), LockError> {
+    let path = sysfs_root.join(CLUSTER_STACK);
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim_end() == "o2cb" => Ok(()),
+        Ok(s) => Err(LockError::Failed(format!(
+            "{} reads {:?}, not \"o2cb\": dlm-electd's dlmfs backend needs the o2cb stack (on any other stack a contended trylock on /dlm never returns: it sleeps in the kernel for good); run o2cb, or use another backend",
+            path.display(),
+            s.trim_end()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LockError::NotReady(format!(
+            "{} does not exist (ocfs2_stackglue is not loaded); is o2cb online?",
+            path.display()
+        ))),
+        Err(e) => Err(LockError::Failed(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// For `check-config` on a node: why the dlmfs backend cannot run here, or
+/// None. A cluster that is merely not up yet is no problem of the config.
+pub fn cluster_stack_problem(sysfs_root: &Path) -> Option<String> {
+    match check_cluster_stack(sysfs_root) {
+        Err(LockError::Failed(m)) => Some(m),
+        Ok(()) | Err(LockError::NotReady(_)) => None,
     }
 }
 
@@ -181,6 +238,11 @@ impl LockBackend for DlmfsBackend {
     }
 
     fn clear_stale(&self, lock: &str) -> Result<(), LockError> {
+        // On a refused stack the unlink itself can hang (a lock left BUSY by
+        // a stuck open); a stack that is not up has nothing to clear.
+        if let Some(m) = cluster_stack_problem(&self.sysfs) {
+            return Err(LockError::Failed(m));
+        }
         unlink(&self.lock_path(lock))
     }
 }
@@ -226,6 +288,82 @@ impl HeldLock for DlmfsLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in sysfs root whose cluster_stack reads `stack` (None: the
+    /// file is missing, as without ocfs2_stackglue).
+    fn sysfs(stack: Option<&str>) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        if let Some(s) = stack {
+            let dir = root.path().join("fs/ocfs2");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("cluster_stack"), format!("{s}\n")).unwrap();
+        }
+        root
+    }
+
+    #[test]
+    fn o2cb_stack_is_accepted() {
+        let root = sysfs(Some("o2cb"));
+        assert_eq!(check_cluster_stack(root.path()), Ok(()));
+        assert_eq!(cluster_stack_problem(root.path()), None);
+    }
+
+    #[test]
+    fn user_stack_is_refused_naming_file_value_and_fix() {
+        let root = sysfs(Some("pcmk"));
+        let file = root.path().join("fs/ocfs2/cluster_stack");
+        let Err(LockError::Failed(m)) = check_cluster_stack(root.path()) else {
+            panic!("pcmk accepted");
+        };
+        assert!(m.contains(&file.display().to_string()), "{m}");
+        assert!(m.contains("\"pcmk\""), "{m}");
+        assert!(
+            m.contains("dlm-electd's dlmfs backend needs the o2cb stack"),
+            "{m}"
+        );
+        assert_eq!(cluster_stack_problem(root.path()), Some(m));
+        // Anything but o2cb, even an empty label.
+        assert!(cluster_stack_problem(sysfs(Some("")).path()).is_some());
+    }
+
+    #[test]
+    fn missing_stack_file_is_not_ready() {
+        let root = sysfs(None);
+        let e = check_cluster_stack(root.path()).unwrap_err();
+        assert!(
+            matches!(&e, LockError::NotReady(m) if m.contains("fs/ocfs2/cluster_stack")),
+            "{e:?}"
+        );
+        // Not a config problem: check-config stays quiet.
+        assert_eq!(cluster_stack_problem(root.path()), None);
+    }
+
+    /// The backend checks the stack before it looks at /dlm at all: with a
+    /// refused stack the error is the stack's, not "not a dlmfs mount".
+    #[test]
+    fn backend_refuses_user_stack_before_touching_dlmfs() {
+        let mount = tempfile::tempdir().unwrap();
+        let be = |stack| DlmfsBackend::new(mount.path().into(), "d".into(), "n").with_sysfs(stack);
+        let pcmk = sysfs(Some("pcmk"));
+        match be(pcmk.path().into()).try_lock("web") {
+            Err(LockError::Failed(m)) => assert!(m.contains("needs the o2cb stack"), "{m}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("locked"),
+        }
+        match be(pcmk.path().into()).clear_stale("web") {
+            Err(LockError::Failed(m)) => assert!(m.contains("needs the o2cb stack"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // o2cb goes on to the mount check (a tempdir is no dlmfs).
+        let o2cb = sysfs(Some("o2cb"));
+        match be(o2cb.path().into()).try_lock("web") {
+            Err(LockError::NotReady(m)) => assert!(m.contains("is not a dlmfs mount"), "{m}"),
+            Err(e) => panic!("{e:?}"),
+            Ok(_) => panic!("locked"),
+        }
+        assert_eq!(be(o2cb.path().into()).clear_stale("web"), Ok(()));
+        assert!(!mount.path().join("d").exists());
+    }
 
     #[test]
     fn lvb_round_trip() {

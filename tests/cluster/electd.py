@@ -154,6 +154,12 @@ def one_master_each(c, n):
     try:
         masters = {r: sole_master(c, range(n), cfgs.get, r) for r in RES5}
         print("  masters: %s" % masters)
+        # The dlmfs backend runs only on o2cb (docs/dlmfs.md); on it no
+        # resource of any node carries an error.
+        for i in range(n):
+            assert c.check(i, "cat /sys/fs/ocfs2/cluster_stack").strip() == "o2cb", i
+            errs = [(x["name"], x["last_error"]) for x in status(c, i, cfgs[i])["resources"]]
+            assert all(e is None for _, e in errs), (i, errs)
         # Every node's view agrees: the master says master, the others standby.
         for r, m in masters.items():
             st = states(c, range(n), cfgs.get, r)

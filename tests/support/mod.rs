@@ -1,17 +1,20 @@
 //! Helpers shared by the integration tests: polling, the CLI, `dlm-electd
 //! run` processes and their lock keepers, the event log the tests' exec
-//! hooks write, raw packet sockets. Each test binary compiles this module on
+//! hooks write, a lab of daemons (`lab`), raw packet sockets (`packets`),
+//! network namespaces (`netns`). Each test binary compiles this module on
 //! its own and uses only part of it.
 #![allow(dead_code)]
+
+pub mod lab;
+pub mod netns;
+pub mod packets;
 
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fs;
-use std::io;
-use std::mem;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -127,8 +130,8 @@ pub fn log_hook(prefix: &str, log: &Path) -> String {
     )
 }
 
-/// A `dlm-electd run` process. Dropping it kills and reaps the daemon (not
-/// its keeper: see `reap_with_keepers`).
+/// A `dlm-electd run` process. Dropping it kills and reaps the daemon, not
+/// its keeper: start daemons in a `lab::Lab`, whose Drop does both.
 pub struct Daemon {
     pub node: String,
     pub config: PathBuf,
@@ -189,8 +192,10 @@ impl Daemon {
 
     /// Waits for exit and returns the exit code.
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let mut c = self.child.take().expect("running");
+        let c = self.child.as_mut().expect("running");
         let st = wait_for(WAIT, "daemon exit", || c.try_wait().unwrap());
+        // Only now: a daemon that did not exit stays ours to kill on drop.
+        self.child = None;
         st.code()
     }
 
@@ -226,10 +231,7 @@ impl Daemon {
     pub fn find_keeper(&self) -> i32 {
         let daemon = self.pid().as_raw();
         wait_for(WAIT, &format!("{}'s keeper", self.node), || {
-            pids().into_iter().find(|&p| {
-                proc_stat(p).is_some_and(|(_, ppid, _)| ppid == daemon)
-                    && cmdline(p).contains(" keep-locks ")
-            })
+            keeper_of(daemon)
         })
     }
 }
@@ -238,6 +240,14 @@ impl Daemon {
 /// keeper runs in its own session (setsid), and so do the hooks it starts:
 /// kill that session, keeper first.
 pub fn reap_with_keepers(daemons: &mut [Daemon]) {
+    // Killed together, as systemd's final SIGKILL does: keepers are frozen
+    // first, so none can start releasing in the moment between its
+    // daemon's death and its own.
+    for d in daemons.iter() {
+        if d.keeper != 0 && cmdline(d.keeper).contains("keep-locks") {
+            let _ = kill(Pid::from_raw(d.keeper), Signal::SIGSTOP);
+        }
+    }
     for d in daemons.iter_mut() {
         if let Some(mut c) = d.child.take() {
             let _ = c.kill();
@@ -286,58 +296,35 @@ pub fn position(events: &[String], line: &str) -> usize {
         .unwrap_or_else(|| panic!("no {line:?} in\n{}", events.join("\n")))
 }
 
-/// Replays the event log of one resource and fails if two nodes were ever
-/// master at once.
+/// Replays the event log (`node event resource` lines) and fails if two
+/// nodes were ever master of one resource at once: an acquire while
+/// another node's acquire of it was not yet followed by its release.
 pub fn assert_never_two_masters(events: &[String]) {
-    let mut master: Option<&str> = None;
+    let mut master: HashMap<&str, &str> = HashMap::new();
     for (n, line) in events.iter().enumerate() {
         let f: Vec<&str> = line.split_whitespace().collect();
-        match f[1] {
+        let [node, event, res] = f[..] else {
+            panic!("bad event line {line:?}");
+        };
+        match event {
             "acquire" => {
-                assert!(
-                    master.is_none_or(|m| m == f[0]),
-                    "line {}: {} acquired while {master:?} was master:\n{}",
-                    n + 1,
-                    f[0],
-                    events.join("\n")
-                );
-                master = Some(f[0]);
+                if let Some(other) = master.insert(res, node) {
+                    assert!(
+                        other == node,
+                        "line {}: {node} acquired {res} while {other} was master:\n{}",
+                        n + 1,
+                        events.join("\n")
+                    );
+                }
             }
-            "release" if master == Some(f[0]) => master = None,
-            _ => {}
+            "release" => {
+                if master.get(res) == Some(&node) {
+                    master.remove(res);
+                }
+            }
+            _ => panic!("bad event line {line:?}"),
         }
     }
-}
-
-// ---- raw packet sockets ----
-
-pub fn packet_socket(protocol: u16) -> OwnedFd {
-    // SAFETY: plain syscall; the fd is owned only once it is known valid.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol.to_be()),
-        )
-    };
-    assert!(fd >= 0, "AF_PACKET socket: {}", io::Error::last_os_error());
-    // SAFETY: fd was just returned by socket() and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-pub fn link_addr(iface: &str, protocol: u16) -> libc::sockaddr_ll {
-    let name = std::ffi::CString::new(iface).unwrap();
-    // SAFETY: name is a valid C string.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert!(index > 0, "no interface {iface}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sa: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    sa.sll_family = libc::AF_PACKET as u16;
-    sa.sll_protocol = protocol.to_be();
-    sa.sll_ifindex = index as i32;
-    sa.sll_halen = 6;
-    sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    sa
 }
 
 /// The `keep-locks` child of daemon `pid`, if it has one now.
@@ -345,4 +332,42 @@ pub fn keeper_of(pid: i32) -> Option<i32> {
     pids().into_iter().find(|&p| {
         proc_stat(p).is_some_and(|(_, ppid, _)| ppid == pid) && cmdline(p).contains(" keep-locks ")
     })
+}
+
+/// Runs the CLI and asserts that it succeeded, showing its stderr if not.
+pub fn cli_ok(config: &Path, args: &[&str]) -> Output {
+    let out = cli(config, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl Daemon {
+    /// SIGTERM, then asserts a clean exit (code 0), showing the log if not.
+    pub fn stop(&mut self) {
+        self.signal(Signal::SIGTERM);
+        let code = self.wait_exit();
+        assert_eq!(code, Some(0), "{}", self.log());
+    }
+
+    /// Waits until the daemon's log contains `text`.
+    pub fn wait_log(&self, text: &str) {
+        wait_for(WAIT, &format!("{text:?} in {}'s log", self.node), || {
+            self.log().contains(text).then_some(())
+        })
+    }
+
+    /// The `last_error` of `resource` in status, None while it has none;
+    /// panics if the daemon does not answer or has no such resource.
+    pub fn last_error(&self, resource: &str) -> Option<String> {
+        let s = self.status().expect("status");
+        let r = s["resources"]
+            .as_array()
+            .and_then(|rs| rs.iter().find(|r| r["name"] == resource))
+            .unwrap_or_else(|| panic!("no resource {resource} in {s}"));
+        r["last_error"].as_str().map(str::to_string)
+    }
 }

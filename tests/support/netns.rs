@@ -7,8 +7,6 @@
 //! setns(2): the network namespace is per thread, and sockets (netlink
 //! included) belong to the namespace of the thread that created them.
 
-#![allow(dead_code)] // each test binary uses its own subset
-
 use std::fs::File;
 use std::future::Future;
 use std::os::fd::AsRawFd;
