@@ -7,9 +7,10 @@ use crate::control::{self, Admin, AdminCall};
 use crate::election::runner::{Request, Runner};
 use crate::election::{Board, ResourceStatus, Status, status};
 use crate::exit;
-use crate::instance::Instance;
+use crate::instance::{Instance, Record};
 use crate::keeper::{Keeper, KeeperHandle};
-use crate::lock::file::FileBackend;
+use crate::fdstore::{self, FdStore, Stored};
+use crate::lock::file::{Adopted, FdGuard, FileBackend, ofd_setlk};
 use crate::lock::{self, LockBackend};
 use crate::notify;
 use futures::StreamExt;
@@ -275,6 +276,9 @@ fn watchdog_timer(period: Option<Duration>) -> tokio::time::Interval {
 
 /// `dlm-electd run`. Returns the exit code.
 pub async fn run(path: PathBuf, cfg: Config) -> i32 {
+    // First, before any child (keeper, hook) starts: the lock fds systemd
+    // kept for us across a restart, now close-on-exec.
+    let stored = fdstore::take_stored();
     let instance = match Instance::take(&cfg.daemon.runtime_dir) {
         Ok(l) => l,
         Err(e) => {
@@ -315,13 +319,21 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     let mut keeper = keeper;
     let mut keeper_lost = false;
     let (changed, mut changed_rx) = watch::channel(());
+    let mut file_backend = None;
     let backend: Arc<dyn LockBackend> = match &keeper {
-        Some(k) => Arc::new(FileBackend::with_guard(
-            cfg.lock.dir.clone(),
-            k.keeper.clone(),
-        )),
+        Some(k) => {
+            let mut guards: Vec<Arc<dyn FdGuard>> = vec![k.keeper.clone()];
+            if let Some(store) = FdStore::if_available() {
+                guards.push(Arc::new(store));
+            }
+            let fb = Arc::new(FileBackend::with_guards(cfg.lock.dir.clone(), guards));
+            file_backend = Some(fb.clone());
+            fb
+        }
         None => lock::backend(&cfg.lock, &cfg.node),
     };
+    // Kept open until exit: stored locks we could not let go (see below).
+    let _still_held = adopt(stored, file_backend.as_deref(), &instance, &cfg, &backend).await;
     let mut sup = Supervisor {
         backend,
         keeper: keeper.as_ref().map(|k| k.keeper.clone()),
@@ -425,6 +437,124 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     }
 }
 
+/// At startup: resume with the lock fds systemd kept for us, and undo what
+/// a previous run applied for resources no longer configured.
+///
+/// A stored lock of a configured resource goes to the backend, whose first
+/// `try_lock` of it resumes as master (acquire steps are idempotent). The
+/// others are let go (unlocked, closed, removed from the store) only once
+/// every orphan record was undone; if one could not be, they stay held (in
+/// the store too) and are returned, to be kept until exit: the next start
+/// or `cleanup` retries.
+async fn adopt(
+    stored: Vec<Stored>,
+    fb: Option<&FileBackend>,
+    instance: &Instance,
+    cfg: &Config,
+    backend: &Arc<dyn LockBackend>,
+) -> Vec<Adopted> {
+    for Stored { name, fd } in stored {
+        let refused = match fb {
+            Some(fb) if name.starts_with("lock.") => match fb.adopt(fd, name.clone()) {
+                Ok(()) => continue,
+                Err((_fd, why)) => why,
+            },
+            Some(_) => "not a lock fd of ours".to_string(),
+            None => format!("the {} backend stores no fds", cfg.lock.backend),
+        };
+        tracing::warn!("dropping {name:?} from systemd's fd store: {refused}");
+        if let Err(e) = FdStore::remove(&name) {
+            tracing::warn!("{e}");
+        }
+    }
+    let configured: Vec<&str> = cfg.resources.iter().map(|r| r.name.as_str()).collect();
+    let mut all_undone = true;
+    for (name, record) in instance.orphans(&configured) {
+        let span = tracing::info_span!("resource", resource = %name);
+        all_undone &= undo_orphan(&name, &record, backend, cfg)
+            .instrument(span)
+            .await;
+    }
+    let locks: Vec<&str> = cfg.resources.iter().map(|r| r.lock.as_str()).collect();
+    let unconfigured = fb.map(|fb| fb.unconfigured(&locks)).unwrap_or_default();
+    if !all_undone {
+        for a in &unconfigured {
+            tracing::error!(
+                "keeping {} (stored lock of a resource no longer configured) until what it stood for is undone: the next start or `dlm-electd cleanup` retries",
+                a.name
+            );
+        }
+        return unconfigured;
+    }
+    for a in unconfigured {
+        tracing::info!(
+            "letting go of {}: a stored lock of a resource no longer configured, nothing of it left applied",
+            a.name
+        );
+        let _ = ofd_setlk(&a.file, false);
+        if let Err(e) = FdStore::remove(&a.name) {
+            tracing::warn!("{e}");
+        }
+    }
+    Vec::new()
+}
+
+/// Undoes what an orphan record (a resource no longer configured) says was
+/// applied, then drops lock state the node keeps for it. False if
+/// something is left.
+async fn undo_orphan(
+    name: &str,
+    record: &Record,
+    backend: &Arc<dyn LockBackend>,
+    cfg: &Config,
+) -> bool {
+    let applied = match record.read() {
+        Ok(a) => a,
+        Err(e) => {
+            // Not a failure that should hold locks hostage: an older
+            // version's record names nothing we could undo.
+            tracing::warn!(
+                "resource no longer configured, and its applied record cannot be undone: {e}; check by hand and remove the record"
+            );
+            return true;
+        }
+    };
+    tracing::info!(
+        "resource no longer configured, but a previous run applied it ({}): undoing that",
+        record.path().display()
+    );
+    let ctx = crate::action::Ctx {
+        resource: name.to_string(),
+        node: cfg.node.clone(),
+    };
+    if let Err(e) = crate::action::release_all(&applied.actions, &ctx).await {
+        tracing::error!("release actions failed: {e}");
+        return false;
+    }
+    record.clear();
+    drop_stale(backend, &applied.lock, cfg.daemon.op_timeout).await
+}
+
+/// `clear_stale` on the blocking pool under `limit`.
+async fn drop_stale(backend: &Arc<dyn LockBackend>, lock: &str, limit: Duration) -> bool {
+    let (b, l) = (backend.clone(), lock.to_string());
+    let call = tokio::task::spawn_blocking(move || b.clear_stale(&l));
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(Ok(()))) => {
+            tracing::info!("cleaned up");
+            true
+        }
+        Ok(Ok(Err(e))) => {
+            tracing::error!("{e}");
+            false
+        }
+        _ => {
+            tracing::error!("dropping the lock did not finish within {limit:?}");
+            false
+        }
+    }
+}
+
 /// `dlm-electd cleanup`: after a crash (ExecStopPost), run the release
 /// actions of every resource this instance's applied records name, and
 /// drop lock state this node still keeps. Refuses while a daemon holds the
@@ -442,6 +572,16 @@ pub async fn cleanup(cfg: Config) -> i32 {
     for spec in &cfg.resources {
         let span = tracing::info_span!("resource", resource = %spec.name);
         if !clean_one(&instance, &backend, spec, &cfg)
+            .instrument(span)
+            .await
+        {
+            rc = exit::FAILURE;
+        }
+    }
+    let configured: Vec<&str> = cfg.resources.iter().map(|r| r.name.as_str()).collect();
+    for (name, record) in instance.orphans(&configured) {
+        let span = tracing::info_span!("resource", resource = %name);
+        if !undo_orphan(&name, &record, &backend, &cfg)
             .instrument(span)
             .await
         {
@@ -475,23 +615,5 @@ async fn clean_one(
     } else {
         tracing::debug!("no applied record: nothing of ours to undo");
     }
-    let (b, l) = (backend.clone(), spec.lock.clone());
-    let call = tokio::task::spawn_blocking(move || b.clear_stale(&l));
-    match tokio::time::timeout(cfg.daemon.op_timeout, call).await {
-        Ok(Ok(Ok(()))) => {
-            tracing::info!("cleaned up");
-            true
-        }
-        Ok(Ok(Err(e))) => {
-            tracing::error!("{e}");
-            false
-        }
-        _ => {
-            tracing::error!(
-                "dropping the lock did not finish within {:?}",
-                cfg.daemon.op_timeout
-            );
-            false
-        }
-    }
+    drop_stale(backend, &spec.lock, cfg.daemon.op_timeout).await
 }

@@ -13,11 +13,17 @@
 //! resource with a record is undone at startup and by `cleanup`, and a
 //! resource with a record always is.
 //!
+//! A record holds the resource's lock and release actions (JSON), so that
+//! what a crashed run applied is undone even when the resource has left the
+//! config since (an *orphan* record; an empty record from an older version
+//! cannot be).
+//!
 //! The runtime dir is normally on tmpfs (/run), so records do not survive a
 //! reboot, and that is right: neither does what they stand for (addresses,
 //! started units, processes), while a record left from before the reboot
 //! would make the next start undo things another instance may hold.
 
+use crate::config::ActionSpec;
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -84,6 +90,32 @@ impl Instance {
         // Resource names are checked to be plain file names by the config.
         Record::at(self.dir.join(RECORDS).join(resource))
     }
+
+    /// Records of resources not in `configured`: what a previous run
+    /// applied for a resource since removed from the config.
+    pub fn orphans(&self, configured: &[&str]) -> Vec<(String, Record)> {
+        let Ok(dir) = std::fs::read_dir(self.dir.join(RECORDS)) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, Record)> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| !configured.contains(&name.as_str()))
+            .map(|name| {
+                let r = self.record(&name);
+                (name, r)
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
+    }
+}
+
+/// What a record says: enough to undo a resource without its config.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Applied {
+    pub lock: String,
+    pub actions: Vec<ActionSpec>,
 }
 
 /// "This instance may have applied `resource`'s acquire steps."
@@ -105,8 +137,8 @@ impl Record {
         self.path.exists()
     }
 
-    /// Written before the first acquire step runs.
-    pub fn mark(&self) -> Result<(), String> {
+    /// Written before the first acquire step runs, with what undoes it.
+    pub fn mark(&self, applied: &Applied) -> Result<(), String> {
         if let Some(dir) = self.path.parent() {
             DirBuilder::new()
                 .recursive(true)
@@ -114,6 +146,7 @@ impl Record {
                 .create(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
+        let body = serde_json::to_vec(applied).map_err(|e| e.to_string())?;
         OpenOptions::new()
             .write(true)
             .create(true)
@@ -121,13 +154,26 @@ impl Record {
             .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&self.path)
-            .map(drop)
+            .and_then(|mut f| f.write_all(&body))
             .map_err(|e| {
                 format!(
                     "cannot write the applied record {}: {e}",
                     self.path.display()
                 )
             })
+    }
+
+    /// What the record says was applied; Err if it cannot tell (written by
+    /// an older version, or damaged).
+    pub fn read(&self) -> Result<Applied, String> {
+        let body = std::fs::read(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        serde_json::from_slice(&body).map_err(|e| {
+            format!(
+                "{} does not say what was applied ({e})",
+                self.path.display()
+            )
+        })
     }
 
     /// Removed once the release steps succeeded.

@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod election;
 pub mod exit;
+pub mod fdstore;
 pub mod instance;
 pub mod keeper;
 pub mod lock;

@@ -11,7 +11,7 @@ use super::machine::{Command, Event, Machine};
 use super::status::{Board, ResourceStatus, now_ms};
 use crate::action::{self, Cancel, Ctx};
 use crate::config::ResourceSpec;
-use crate::instance::Record;
+use crate::instance::{Applied, Record};
 use crate::lock::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
 use std::future::Future;
 use std::pin::Pin;
@@ -259,7 +259,11 @@ impl Runner {
                     run: Box::pin(async move {
                         // Written before the first step: from here on a
                         // crash may leave something for a restart to undo.
-                        if let Err(msg) = record.mark() {
+                        let applied = Applied {
+                            lock: spec.lock.clone(),
+                            actions: spec.actions.clone(),
+                        };
+                        if let Err(msg) = record.mark(&applied) {
                             return Event::ActionsFailed { msg, clean: true };
                         }
                         match action::acquire_all(&spec.actions, &ctx, token).await {

@@ -134,6 +134,7 @@ impl FdGuard for Keeper {
             },
             Some(fd.as_raw_fd()),
         )
+        .map_err(|e| format!("the lock keeper did not take it: {e}"))
     }
 
     fn release(&self, lock: &str) -> Result<(), String> {

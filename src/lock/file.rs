@@ -7,10 +7,12 @@
 //! with POSIX locks. Lock files are never unlinked: unlinking a lock file
 //! lets a newcomer lock a fresh inode while the holder keeps the old one.
 //!
-//! In the daemon the backend has an [`FdGuard`] (the lock keeper): every
-//! lock won is handed to it before it counts as won, so a daemon killed with
-//! SIGKILL keeps its locks until the guard has undone our side effects. See
-//! `crate::keeper`.
+//! In the daemon the backend has [`FdGuard`]s (the lock keeper, and under
+//! systemd the service's fd store): every lock won is handed to each before
+//! it counts as won, so a killed daemon keeps its locks until our side
+//! effects are undone. See `crate::keeper` and `crate::fdstore`. Locks a
+//! previous run left in the fd store come back as *adopted* fds: the next
+//! `try_lock` of that lock file resumes with one instead of a new lock.
 //!
 //! Deleting a held lock file (an admin's `rm -rf`, systemd-tmpfiles aging
 //! /tmp) would let a newcomer lock a fresh inode while we keep the old one:
@@ -19,11 +21,12 @@
 use super::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
+use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Whoever keeps a held lock's fd open past our own death (the lock
 /// keeper), so the lock outlives a killed daemon until its side effects are
@@ -37,27 +40,117 @@ pub trait FdGuard: Send + Sync {
 
 pub struct FileBackend {
     dir: PathBuf,
-    guard: Option<Arc<dyn FdGuard>>,
+    guards: Vec<Arc<dyn FdGuard>>,
+    /// Lock fds a previous run of this service left held (systemd's fd
+    /// store), by the (device, inode) of the file they lock.
+    adopted: Mutex<HashMap<(u64, u64), Adopted>>,
+}
+
+/// A lock fd kept for us by systemd across a restart.
+pub struct Adopted {
+    pub file: File,
+    /// Its name in the store.
+    pub name: String,
 }
 
 impl FileBackend {
-    /// Without a guard: a lock lives exactly as long as our fd (`cleanup`,
+    /// Without guards: a lock lives exactly as long as our fd (`cleanup`,
     /// tests).
     pub fn new(dir: PathBuf) -> Self {
-        FileBackend { dir, guard: None }
+        Self::with_guards(dir, Vec::new())
     }
 
-    /// Every lock won is handed to `guard` before `try_lock` reports it.
-    pub fn with_guard(dir: PathBuf, guard: Arc<dyn FdGuard>) -> Self {
+    /// Every lock won is handed to each of `guards`, in order, before
+    /// `try_lock` reports it.
+    pub fn with_guards(dir: PathBuf, guards: Vec<Arc<dyn FdGuard>>) -> Self {
         FileBackend {
             dir,
-            guard: Some(guard),
+            guards,
+            adopted: Mutex::new(HashMap::new()),
         }
     }
 
     pub fn path(&self, lock: &str) -> PathBuf {
         self.dir.join(format!("{lock}.lock"))
     }
+
+    /// Takes `fd`, a lock fd a previous run of ours still held (stored
+    /// under `name`), to resume with when `try_lock` is asked for the file
+    /// it locks. Err (with the fd back): it is not a lock file.
+    pub fn adopt(&self, fd: OwnedFd, name: String) -> Result<(), (OwnedFd, String)> {
+        let file = File::from(fd);
+        match file.metadata() {
+            Ok(md) if md.is_file() => {
+                self.adopted
+                    .lock()
+                    .unwrap()
+                    .insert((md.dev(), md.ino()), Adopted { file, name });
+                Ok(())
+            }
+            Ok(_) => Err((file.into(), "not a regular file".into())),
+            Err(e) => Err((file.into(), format!("cannot stat it: {e}"))),
+        }
+    }
+
+    /// Takes out the adopted fds that lock none of `locks`' files as they
+    /// are now (a resource left the config, or its lock file was
+    /// replaced): they are no configured resource's to resume.
+    pub fn unconfigured(&self, locks: &[&str]) -> Vec<Adopted> {
+        let keep: Vec<(u64, u64)> = locks
+            .iter()
+            .filter_map(|l| std::fs::symlink_metadata(self.path(l)).ok())
+            .map(|md| (md.dev(), md.ino()))
+            .collect();
+        let mut adopted = self.adopted.lock().unwrap();
+        let gone: Vec<(u64, u64)> = adopted
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .copied()
+            .collect();
+        gone.iter().filter_map(|k| adopted.remove(k)).collect()
+    }
+
+    /// The adopted fd for the file now at `path`, if any, still locked.
+    fn resume(&self, path: &Path) -> Option<File> {
+        let md = std::fs::symlink_metadata(path).ok()?;
+        let file = self
+            .adopted
+            .lock()
+            .unwrap()
+            .remove(&(md.dev(), md.ino()))?
+            .file;
+        // Locking again what our own open file description holds succeeds;
+        // failing, it was not held after all.
+        match ofd_setlk(&file, true) {
+            Ok(()) => Some(file),
+            Err(e) => {
+                tracing::warn!(
+                    "the stored fd of {} does not hold its lock ({e}); locking anew",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The name a lock fd gets in systemd's fd store (`FDNAME=`): readable, and
+/// unique per lock file by its inode (names are 1 to 255 printable ASCII
+/// characters without ':'; the lock's name is shown with anything else as
+/// '_', and cut). Matching at adoption goes by inode, never by this name.
+pub fn store_name(lock: &str, ino: u64) -> String {
+    let shown: String = lock
+        .chars()
+        .take(200)
+        .map(|c| {
+            if c.is_ascii_graphic() && c != ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("lock.{shown}.{ino}")
 }
 
 /// One non-blocking OFD lock call on the whole file: take the write lock
@@ -135,24 +228,36 @@ fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError> {
 impl LockBackend for FileBackend {
     fn try_lock(&self, lock: &str) -> Result<TryLock, LockError> {
         let path = self.path(lock);
-        let file = open_lock_file(&self.dir, &path)?;
-        match ofd_setlk(&file, true) {
+        let (file, resumed) = match self.resume(&path) {
+            Some(f) => (f, true),
+            None => (open_lock_file(&self.dir, &path)?, false),
+        };
+        match if resumed { Ok(()) } else { ofd_setlk(&file, true) } {
             Ok(()) => {
-                if let Some(g) = &self.guard
-                    && let Err(e) = g.hold(lock, file.as_fd())
-                {
-                    // Never master without protection.
-                    let _ = ofd_setlk(&file, false);
-                    return Err(LockError::Failed(format!(
-                        "won {} but the lock keeper did not take it, so giving it up: {e}",
+                for (i, g) in self.guards.iter().enumerate() {
+                    if let Err(e) = g.hold(lock, file.as_fd()) {
+                        // Never master without protection.
+                        let _ = ofd_setlk(&file, false);
+                        for g in &self.guards[..i] {
+                            let _ = g.release(lock);
+                        }
+                        return Err(LockError::Failed(format!(
+                            "won {} but {e}, so giving it up",
+                            path.display()
+                        )));
+                    }
+                }
+                if resumed {
+                    tracing::info!(
+                        "{} was still locked by the previous run of this service (systemd's fd store kept it): resuming as its holder",
                         path.display()
-                    )));
+                    );
                 }
                 Ok(TryLock::Acquired(Box::new(FileLock {
                     file: Some(file),
                     path,
                     lock: lock.to_string(),
-                    guard: self.guard.clone(),
+                    guards: self.guards.clone(),
                 })))
             }
             Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(TryLock::Busy),
@@ -174,13 +279,13 @@ pub struct FileLock {
     file: Option<File>,
     path: PathBuf,
     lock: String,
-    /// Holds a copy of the fd.
-    guard: Option<Arc<dyn FdGuard>>,
+    /// Each holds a copy of the fd.
+    guards: Vec<Arc<dyn FdGuard>>,
 }
 
 impl FileLock {
-    /// Unlocks (for the guard's copy too: same open file description),
-    /// then has the guard close its copy.
+    /// Unlocks (for the guards' copies too: same open file description),
+    /// then has each guard close its copy.
     fn give_up(&mut self) -> Result<(), LockError> {
         let Some(file) = self.file.take() else {
             return Ok(());
@@ -189,15 +294,12 @@ impl FileLock {
         // was duplicated (to the keeper).
         let r = ofd_setlk(&file, false)
             .map_err(|e| LockError::Failed(format!("cannot unlock {}: {e}", self.path.display())));
-        if let Some(g) = self.guard.take()
-            && let Err(e) = g.release(&self.lock)
-        {
-            // After F_UNLCK the keeper's copy holds no lock any more; if the
-            // keeper is gone its copy is closed already.
-            tracing::warn!(
-                "telling the lock keeper to drop {}: {e}",
-                self.path.display()
-            );
+        for g in std::mem::take(&mut self.guards) {
+            if let Err(e) = g.release(&self.lock) {
+                // After F_UNLCK a guard's copy holds no lock any more; if
+                // the keeper is gone its copy is closed already.
+                tracing::warn!("dropping {}: {e}", self.path.display());
+            }
         }
         r
     }

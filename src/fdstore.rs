@@ -1,0 +1,100 @@
+//! systemd's file descriptor store for the `file` backend's lock fds.
+//!
+//! `systemctl kill -s KILL` (or a watchdog kill) takes the daemon and its
+//! lock keeper down together: both are in the service's cgroup. The kernel
+//! would drop the OFD locks with their last fds, and another node could
+//! take over while our VIP still stands, before `ExecStopPost=dlm-electd
+//! cleanup` removed it. So every lock fd won is also handed to systemd
+//! (`FDSTORE=1`, with `FileDescriptorStoreMax=` in the unit) before the lock
+//! counts as won, and taken back (`FDSTOREREMOVE=1`) when it is given up.
+//! systemd keeps the store across an automatic restart and closes it when
+//! the unit is fully stopped, after `ExecStopPost=` ran (systemd.service(5),
+//! FileDescriptorStoreMax=; so on systemd 252, Debian 12, and later). A
+//! restart gets the fds back (`LISTEN_FDS`) and resumes as master.
+//!
+//! Only the main process may store fds (`NotifyAccess=main`); the calls
+//! here run on the blocking pool with the lock call, under its deadline.
+//! Outside systemd (no `NOTIFY_SOCKET`) there is no store and this guard is
+//! not used.
+
+use crate::lock::file::{FdGuard, store_name};
+use sd_notify::NotifyState;
+use std::collections::HashMap;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
+
+/// The service's fd store, as a guard of lock fds.
+#[derive(Default)]
+pub struct FdStore {
+    /// lock → the name its fd is stored under.
+    names: Mutex<HashMap<String, String>>,
+}
+
+impl FdStore {
+    /// The store, when we run under systemd (which has one for us).
+    pub fn if_available() -> Option<FdStore> {
+        std::env::var_os("NOTIFY_SOCKET").map(|_| FdStore::default())
+    }
+
+    /// Drops `name`'s fd from the store (FDSTOREREMOVE=1).
+    pub fn remove(name: &str) -> Result<(), String> {
+        sd_notify::notify(&[NotifyState::FdStoreRemove, NotifyState::FdName(name)])
+            .map_err(|e| format!("cannot remove {name} from systemd's fd store: {e}"))
+    }
+}
+
+impl FdGuard for FdStore {
+    fn hold(&self, lock: &str, fd: BorrowedFd<'_>) -> Result<(), String> {
+        let ino = nix::sys::stat::fstat(fd)
+            .map_err(|e| format!("cannot stat the lock fd: {e}"))?
+            .st_ino;
+        let name = store_name(lock, ino);
+        // FDPOLL=0: a lock file has nothing to poll (systemd drops stored
+        // fds that report POLLHUP). Storing the same open file again (a
+        // resumed lock) is a no-op for systemd.
+        sd_notify::notify_with_fds(
+            &[
+                NotifyState::FdStore,
+                NotifyState::FdName(&name),
+                NotifyState::Custom("FDPOLL=0"),
+            ],
+            &[fd],
+        )
+        .map_err(|e| format!("systemd's fd store did not take it: {e}"))?;
+        self.names.lock().unwrap().insert(lock.to_string(), name);
+        Ok(())
+    }
+
+    fn release(&self, lock: &str) -> Result<(), String> {
+        match self.names.lock().unwrap().remove(lock) {
+            Some(name) => FdStore::remove(&name),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A lock fd the previous run of this service stored.
+pub struct Stored {
+    pub name: String,
+    pub fd: OwnedFd,
+}
+
+/// The fds systemd passed us from the store (`LISTEN_FDS`, for this pid
+/// only), marked close-on-exec so no child inherits them. Call before any
+/// child is started.
+pub fn take_stored() -> Vec<Stored> {
+    match sd_notify::listen_fds_with_names() {
+        Ok(fds) => fds
+            .map(|(fd, name)| Stored {
+                name,
+                // SAFETY: systemd passed these fds to this process for it
+                // to own; nothing else in the process knows them.
+                fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("ignoring the fds systemd passed: {e}");
+            Vec::new()
+        }
+    }
+}
