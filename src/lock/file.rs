@@ -232,7 +232,11 @@ impl LockBackend for FileBackend {
             Some(f) => (f, true),
             None => (open_lock_file(&self.dir, &path)?, false),
         };
-        match if resumed { Ok(()) } else { ofd_setlk(&file, true) } {
+        match if resumed {
+            Ok(())
+        } else {
+            ofd_setlk(&file, true)
+        } {
             Ok(()) => {
                 for (i, g) in self.guards.iter().enumerate() {
                     if let Err(e) = g.hold(lock, file.as_fd()) {
