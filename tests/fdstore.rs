@@ -89,8 +89,7 @@ fn free(path: &Path) -> bool {
         .write(true)
         .open(path)
         .unwrap();
-    let ok = dlm_electd::lock::file::ofd_setlk(&f, true).is_ok();
-    ok
+    dlm_electd::lock::file::ofd_setlk(&f, true).is_ok()
 }
 
 /// Kills daemon `i` and its keeper together, as `systemctl kill -s KILL`
@@ -125,9 +124,10 @@ fn listen_wrapper(fd: RawFd, name: &str) -> Vec<String> {
 
 /// `fd` duplicated without close-on-exec, for the wrapper to inherit.
 fn inheritable(fd: &OwnedFd) -> OwnedFd {
-    // SAFETY: dup returns a new fd we own; dup never sets FD_CLOEXEC.
+    // SAFETY: dup of an fd we own; dup never sets FD_CLOEXEC.
     let raw = unsafe { libc::dup(fd.as_raw_fd()) };
     assert!(raw >= 0);
+    // SAFETY: dup returned a new fd, ours alone.
     unsafe { OwnedFd::from_raw_fd(raw) }
 }
 

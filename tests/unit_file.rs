@@ -218,6 +218,9 @@ fn the_unit_keeps_the_stop_and_crash_design() {
     assert_eq!(get("Type"), ["notify"]);
     assert_eq!(get("NotifyAccess"), ["main"]);
     assert_eq!(get("RestartPreventExitStatus"), ["78"]);
+    // The file backend's lock fds outlive a kill of the whole service.
+    let store: u32 = get("FileDescriptorStoreMax")[0].parse().unwrap();
+    assert!(store >= 64, "room for a lock fd per resource");
     assert_eq!(get("Restart"), ["on-failure"]);
     assert_eq!(get("ExecStopPost"), ["/usr/sbin/dlm-electd cleanup"]);
     assert_eq!(get("ExecStartPre"), ["/usr/sbin/dlm-electd check-config"]);
