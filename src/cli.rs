@@ -62,7 +62,8 @@ pub enum Cmd {
     /// After a crash: undo what this instance applied, and drop lock state.
     ///
     /// Runs the release steps of every resource this instance's applied
-    /// records name (what a killed daemon left), then drops lock state the
+    /// records name (what a killed daemon left; also for resources removed
+    /// from the config since, as the record says), then drops lock state the
     /// node still keeps (dlmfs). For `ExecStopPost=`; refuses while a daemon
     /// runs on the same runtime dir.
     Cleanup,

@@ -13,6 +13,7 @@ the VIP, or both run demo-web.
 """
 import concurrent.futures
 import json
+import os
 import re
 import threading
 import time
@@ -435,6 +436,128 @@ def enabled_managed_unit(c):
     # The journal is read again: a warning printed once at startup is enough.
     if one_master(c) != (m, s):
         raise Fail("mastership moved")
+
+
+# The file backend under the shipped unit: a second instance of it on one node
+# (dlm-electd-file.service: the shipped unit with its own config, runtime and
+# state dirs), and a contender for the same OFD lock (a plain dlm-electd run as a
+# transient unit). Both log their hook events with the node's clock to one file.
+FILE_NODE = 1
+FILE_UNIT = "dlm-electd-file.service"
+CONTENDER = "dlm-electd-contender.service"
+FILE_EVENTS = "/var/lib/dlm-electd-file/events.log"
+
+
+def file_config(node, runtime, poll):
+    hook = ('["/bin/sh", "-c", "echo \\"$(date +%%s.%%N) $DLM_ELECTD_NODE $DLM_ELECTD_EVENT\\" '
+            '>> %s"]' % FILE_EVENTS)
+    return ('[node]\nname = "%s"\n[lock]\nbackend = "file"\ndir = "/var/lib/dlm-electd-file/locks"\n'
+            '[daemon]\nruntime_dir = "%s"\npoll_interval = "%s"\n'
+            '[[resource]]\nname = "fl"\n[[resource.action]]\ntype = "exec"\n'
+            'acquire = %s\nrelease = %s\n' % (node, runtime, poll, hook, hook))
+
+
+def file_events(c, n):
+    rc, out, _ = c.sh(n, "cat %s" % FILE_EVENTS)
+    evs = []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 3:
+            evs.append((float(f[0]), f[1], f[2]))
+    return evs
+
+
+def file_state(c, n, conf):
+    rc, out, _ = c.sh(n, "dlm-electd status --json --config %s" % conf)
+    try:
+        return {r["name"]: r["state"] for r in json.loads(out)["resources"]}.get("fl")
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def no_early_takeover(evs, since, what):
+    """After a kill of filenode (at index since), the contender may acquire only
+    after filenode's cleanup released (host-independent: one guest clock)."""
+    after = evs[since:]
+    took = [e for e in after if e[1] == "contender" and e[2] == "acquire"]
+    if not took:
+        return
+    rel = [e for e in after if e[1] == "filenode" and e[2] == "release" and e[0] < took[0][0]]
+    if not rel:
+        raise Fail("%s: the contender took the lock at %.3f before filenode's cleanup released:\n%s"
+                   % (what, took[0][0], "\n".join("  %.3f %s %s" % e for e in after)))
+
+
+@scenario(timeout=600)
+def file_backend_crash(c):
+    """10. file backend under the unit: kill -s KILL and a watchdog kill keep the lock (fd store)"""
+    n = FILE_NODE
+    conf, cconf = "/etc/dlm-electd-file/dlm-electd.toml", "/etc/dlm-electd-contender/dlm-electd.toml"
+    # The shipped unit, pointed at its own config and dirs; a short watchdog so
+    # the watchdog kill costs seconds. DLM_ELECTD_SYSTEM_FDSTORE_MAX=0 shows the
+    # test failing without the fd store.
+    frag = prop(c, n, "FragmentPath")
+    c.check(n, "sed -e 's#^\\(Exec[A-Za-z]*=/usr/sbin/dlm-electd [a-z-]*\\)#\\1 --config %s#' "
+               "-e 's/^RuntimeDirectory=dlm-electd$/RuntimeDirectory=dlm-electd-file/' "
+               "-e 's/^StateDirectory=dlm-electd$/StateDirectory=dlm-electd-file/' "
+               "%s > /etc/systemd/system/%s" % (conf, frag, FILE_UNIT))
+    dropin = "[Service]\nWatchdogSec=6s\n"
+    if os.environ.get("DLM_ELECTD_SYSTEM_FDSTORE_MAX"):
+        dropin += "FileDescriptorStoreMax=%s\n" % os.environ["DLM_ELECTD_SYSTEM_FDSTORE_MAX"]
+    c.check(n, "mkdir -p /etc/systemd/system/%s.d /etc/dlm-electd-file /etc/dlm-electd-contender"
+            % FILE_UNIT)
+    c.push(n, dropin, "/etc/systemd/system/%s.d/test.conf" % FILE_UNIT)
+    c.push(n, file_config("filenode", "/run/dlm-electd-file", "1s"), conf)
+    c.push(n, file_config("contender", "/run/dlm-electd-contender", "200ms"), cconf)
+    c.check(n, "chmod 0644 %s %s && systemctl daemon-reload" % (conf, cconf))
+    try:
+        c.check(n, "systemctl start %s" % FILE_UNIT, 120)
+        until(60, "filenode master", lambda: file_state(c, n, conf) == "master")
+        c.check(n, "systemd-run -q --unit=%s -p KillMode=mixed /usr/sbin/dlm-electd run --config %s"
+                % (CONTENDER, cconf))
+        until(60, "the contender standing by", lambda: file_state(c, n, cconf) == "standby")
+
+        for how in ("kill", "watchdog"):
+            since = len(file_events(c, n))
+            cur = cursor(c, n)
+            pid, restarts = prop(c, n, "MainPID", FILE_UNIT), int(prop(c, n, "NRestarts", FILE_UNIT))
+            t0 = time.monotonic()
+            if how == "kill":
+                c.check(n, "systemctl kill -s KILL %s" % FILE_UNIT)
+            else:
+                c.check(n, "kill -STOP %s" % pid)
+            until(120, "%s: a restart of %s" % (how, FILE_UNIT),
+                  lambda: int(prop(c, n, "NRestarts", FILE_UNIT)) > restarts
+                  and prop(c, n, "ActiveState", FILE_UNIT) == "active"
+                  and prop(c, n, "MainPID", FILE_UNIT) not in ("0", pid), every=0.5)
+            no_early_takeover(file_events(c, n), since, how)
+            until(60, "%s: filenode master again" % how, lambda: file_state(c, n, conf) == "master")
+            evs = file_events(c, n)
+            no_early_takeover(evs, since, how)
+            j = journal(c, n, cur, "-u " + FILE_UNIT)
+            if "resuming as its holder" not in j:
+                raise Fail("%s: the restart did not resume with the stored lock:\n%s" % (how, j[-3000:]))
+            if file_state(c, n, cconf) != "standby":
+                raise Fail("%s: the contender is %s" % (how, file_state(c, n, cconf)))
+            print("  %s: restarted and resumed as master after %.1f s; events: %s"
+                  % (how, time.monotonic() - t0, " ".join("%s/%s" % e[1:] for e in evs[since:])))
+
+        # A stop lets go, after the release step: then the contender takes it.
+        since = len(file_events(c, n))
+        c.check(n, "systemctl stop %s" % FILE_UNIT, 120)
+        until(60, "the contender master", lambda: file_state(c, n, cconf) == "master")
+        evs = file_events(c, n)[since:]
+        rel = [e for e in evs if e[1:] == ("filenode", "release")]
+        took = [e for e in evs if e[1:] == ("contender", "acquire")]
+        if not rel or not took or took[0][0] < rel[0][0]:
+            raise Fail("stop: %s" % evs)
+        print("  stop: the contender took over %.3f s after filenode released" % (took[0][0] - rel[0][0]))
+    finally:
+        c.sh(n, "systemctl stop %s %s; systemctl reset-failed %s %s; "
+                "rm -rf /etc/systemd/system/%s /etc/systemd/system/%s.d "
+                "/etc/dlm-electd-file /etc/dlm-electd-contender /var/lib/dlm-electd-file "
+                "/run/dlm-electd-file /run/dlm-electd-contender; systemctl daemon-reload"
+             % (FILE_UNIT, CONTENDER, FILE_UNIT, CONTENDER, FILE_UNIT, FILE_UNIT), 180)
 
 
 @scenario(timeout=400)
