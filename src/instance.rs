@@ -185,3 +185,34 @@ impl Record {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ExecSpec;
+    use std::time::Duration;
+
+    #[test]
+    fn a_record_says_what_to_undo_and_orphans_are_the_unconfigured() {
+        let dir = tempfile::tempdir().unwrap();
+        let inst = Instance::take(dir.path()).unwrap();
+        let applied = Applied {
+            lock: "web-lock".into(),
+            actions: vec![ActionSpec::Exec(ExecSpec {
+                acquire: None,
+                release: Some(vec!["/bin/true".into()]),
+                timeout: Duration::from_secs(3),
+            })],
+        };
+        inst.record("web").mark(&applied).unwrap();
+        inst.record("db").mark(&applied).unwrap();
+        let back = inst.record("web").read().unwrap();
+        assert_eq!(back.lock, "web-lock");
+        assert_eq!(back.actions, applied.actions);
+        let orphans: Vec<String> = inst.orphans(&["db"]).into_iter().map(|o| o.0).collect();
+        assert_eq!(orphans, ["web"]);
+        // An empty record (older versions) cannot be read back.
+        std::fs::write(inst.record("old").path(), "").unwrap();
+        assert!(inst.record("old").read().is_err());
+    }
+}

@@ -338,3 +338,57 @@ impl Drop for FileLock {
         let _ = self.give_up();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busy(path: &Path) -> bool {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        ofd_setlk(&f, true).is_err()
+    }
+
+    #[test]
+    fn store_names_are_valid_fdnames_and_unique_per_inode() {
+        assert_eq!(store_name("web", 12), "lock.web.12");
+        let odd = store_name("a:b c\u{e9}", 7);
+        assert_eq!(odd, "lock.a_b_c_.7");
+        let long = store_name(&"x".repeat(250), u64::MAX);
+        assert!(long.len() <= 255, "{}", long.len());
+        assert_ne!(store_name("a:b", 1), store_name("a_b", 2));
+    }
+
+    #[test]
+    fn an_adopted_fd_resumes_its_lock_and_the_others_are_unconfigured() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = FileBackend::new(dir.path().to_path_buf());
+        // What a previous run left in the store: locked fds.
+        let stored = |lock: &str| {
+            let path = backend.path(lock);
+            let f = open_lock_file(dir.path(), &path).unwrap();
+            ofd_setlk(&f, true).unwrap();
+            (OwnedFd::from(f), path)
+        };
+        let (web_fd, web_path) = stored("web");
+        let (old_fd, old_path) = stored("old");
+        backend.adopt(web_fd, "lock.web.1".into()).unwrap();
+        backend.adopt(old_fd, "lock.old.2".into()).unwrap();
+
+        let gone = backend.unconfigured(&["web"]);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].name, "lock.old.2");
+        let TryLock::Acquired(resumed) = backend.try_lock("web").unwrap() else {
+            panic!("the adopted fd must resume, not find its own lock busy")
+        };
+        assert!(busy(&web_path));
+        resumed.release().unwrap();
+        assert!(!busy(&web_path), "released");
+        assert!(busy(&old_path), "held until let go");
+        drop(gone);
+        assert!(!busy(&old_path));
+    }
+}
