@@ -283,6 +283,23 @@ fn cleanup_undoes_only_what_this_instance_applied() {
     assert_eq!(lab.events().len(), n);
 }
 
+/// A resource removed from the config after a crash is still undone by
+/// `cleanup`: its applied record holds its release steps.
+#[test]
+fn cleanup_undoes_a_resource_gone_from_the_config() {
+    let mut lab = Lab::new();
+    let a = start(&mut lab, "a");
+    lab.daemons[a].wait_state("web", "master");
+    lab.keeper(a);
+    support::reap_with_keepers(&mut lab.daemons[a..=a]);
+    let record = lab.path("a/run/applied/web");
+    assert!(record.exists());
+    let cfg = lab.config("a", "");
+    cli_ok(&cfg, &["cleanup"]);
+    assert_eq!(lab.count("a release web"), 1, "{}", lab.events().join("\n"));
+    assert!(!record.exists(), "undone, so the record is gone");
+}
+
 #[test]
 fn status_without_daemon_says_so() {
     let lab = Lab::new();
