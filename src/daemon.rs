@@ -324,6 +324,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         Some(k) => {
             let mut guards: Vec<Arc<dyn FdGuard>> = vec![k.keeper.clone()];
             if let Some(store) = FdStore::if_available() {
+                FdStore::check_room(cfg.resources.len());
                 guards.push(Arc::new(store));
             }
             let fb = Arc::new(FileBackend::with_guards(cfg.lock.dir.clone(), guards));

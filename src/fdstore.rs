@@ -36,6 +36,23 @@ impl FdStore {
         std::env::var_os("NOTIFY_SOCKET").map(|_| FdStore::default())
     }
 
+    /// systemd 254 and later say how many fds the store takes ($FDSTORE);
+    /// a warning if fewer than `needed` (systemd would drop the rest, and
+    /// with them the protection). Older ones do not say: nothing to check.
+    pub fn check_room(needed: usize) {
+        let Some(max) = std::env::var("FDSTORE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        else {
+            return;
+        };
+        if max < needed {
+            tracing::warn!(
+                "the unit's fd store takes {max} fds but {needed} resources may hold a lock: raise FileDescriptorStoreMax= (a kill of the whole service would let the others' locks go before cleanup)"
+            );
+        }
+    }
+
     /// Drops `name`'s fd from the store (FDSTOREREMOVE=1).
     pub fn remove(name: &str) -> Result<(), String> {
         sd_notify::notify(&[NotifyState::FdStoreRemove, NotifyState::FdName(name)])

@@ -163,15 +163,18 @@ fn a_stored_lock_outlives_daemon_and_keeper_and_the_restart_resumes_or_undoes() 
 
     // The restart gets the fd back and resumes as master: acquire steps
     // again (idempotent), the lock never free in between.
+    // (FDSTORE=0: systemd 254+ saying the store takes no fd; only warned
+    // about, the stand-in keeps them anyway.)
     let pass = inheritable(&stored);
     let wrapper = listen_wrapper(pass.as_raw_fd(), &name);
-    let mut w: Vec<&str> = vec!["/usr/bin/env", &notify];
+    let mut w: Vec<&str> = vec!["/usr/bin/env", &notify, "FDSTORE=0"];
     w.extend(wrapper.iter().map(String::as_str));
     let b = lab.start_under("a", &w, &web);
     drop(pass);
     lab.daemons[b].wait_state("web", "master");
     let log = lab.daemons[b].log();
     assert!(log.contains("resuming as its holder"), "{log}");
+    assert!(log.contains("raise FileDescriptorStoreMax="), "{log}");
     assert_eq!(lab.count("a acquire web"), 2);
     // Stored again under the same name (systemd keeps one copy).
     let (lines, _) = read_until(&sock, "FDSTORE=1");
