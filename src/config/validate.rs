@@ -3,11 +3,13 @@
 //! default: whatever needs the filesystem is `check`'s, which gets the
 //! places of what it judges from here.
 
-use super::model::{ActionType, Argv, Backend, RawAction, RawConfig, RawDropIn, RawResource};
+use super::model::{
+    ActionType, Argv, Backend, RawAction, RawCheck, RawConfig, RawDropIn, RawResource,
+};
 use super::source::{Place, Source};
 use super::{
-    ActionSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, Places, ProgramPlace,
-    ResourceSpec, UnitSpec, VipSpec,
+    ActionSpec, CheckSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, Places,
+    ProgramPlace, ResourceSpec, UnitSpec, VipSpec,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +25,16 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// Above o2cb's default recovery window (~60 s dead time plus recovery), so a
 /// trylock that waits out a node death is "slow", not "stalled".
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_CHECK_FALL: u32 = 3;
+pub const DEFAULT_CHECK_RISE: u32 = 2;
+pub const DEFAULT_CHECK_HOLD_OFF: Duration = Duration::from_secs(30);
+/// Bounds of `fall` and `rise`: beyond 100 runs a check stops meaning
+/// anything an admin would wait for.
+pub const MAX_CHECK_COUNT: i64 = 100;
+/// Same bound as `release --hold-off`.
+pub const MAX_CHECK_HOLD_OFF: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_VIP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ANNOUNCE_COUNT: u32 = 5;
@@ -406,11 +418,82 @@ fn resource(
         .iter()
         .filter_map(|a| action(cx, a, name.get_ref()))
         .collect();
+    let check = r.check.as_ref().and_then(|c| check(cx, c, name.get_ref()));
     (cx.errors.len() == before).then(|| ResourceSpec {
         name: name.get_ref().clone(),
         lock: lock.get_ref().clone(),
         poll_interval: r.poll_interval.map(|d| d.0).unwrap_or(daemon.poll_interval),
         actions,
+        check,
+    })
+}
+
+/// `[resource.check]`: defaults, bounds, and the program's place for
+/// `check` (runnable, and as root the ownership rule, as for hooks).
+fn check(cx: &mut Ctx, c: &Spanned<RawCheck>, resource: &str) -> Option<CheckSpec> {
+    let r = c.get_ref();
+    let before = cx.errors.len();
+    let exec = match &r.exec {
+        None => {
+            cx.err(
+                c,
+                "[resource.check] needs `exec`, like [\"/usr/local/bin/healthy\"]",
+            );
+            Vec::new()
+        }
+        Some(argv) => {
+            let program = argv.get_ref().0[0].clone();
+            if let Some(p) = program_problem(&program) {
+                cx.err(argv, format!("key `exec`: {p}"));
+            }
+            let at = cx.place(argv);
+            cx.programs.push(ProgramPlace {
+                resource: resource.into(),
+                key: "check.exec",
+                program,
+                at,
+            });
+            argv.get_ref().0.clone()
+        }
+    };
+    let mut count = |key: &str, v: &Option<Spanned<i64>>, default: u32| match v {
+        None => default,
+        Some(n) if (1..=MAX_CHECK_COUNT).contains(n.get_ref()) => *n.get_ref() as u32,
+        Some(n) => {
+            cx.err(
+                n,
+                format!(
+                    "key `{key}`: must be between 1 and {MAX_CHECK_COUNT} (checks in a row), not {}",
+                    n.get_ref()
+                ),
+            );
+            default
+        }
+    };
+    let fall = count("fall", &r.fall, DEFAULT_CHECK_FALL);
+    let rise = count("rise", &r.rise, DEFAULT_CHECK_RISE);
+    let hold_off = match &r.hold_off {
+        None => DEFAULT_CHECK_HOLD_OFF,
+        Some(d) if d.get_ref().0 > MAX_CHECK_HOLD_OFF => {
+            cx.err(
+                d,
+                format!(
+                    "key `hold_off`: at most {}h, not {}",
+                    MAX_CHECK_HOLD_OFF.as_secs() / 3600,
+                    humantime::format_duration(d.get_ref().0)
+                ),
+            );
+            DEFAULT_CHECK_HOLD_OFF
+        }
+        Some(d) => d.get_ref().0,
+    };
+    (cx.errors.len() == before).then(|| CheckSpec {
+        exec,
+        interval: r.interval.map(|d| d.0).unwrap_or(DEFAULT_CHECK_INTERVAL),
+        timeout: r.timeout.map(|d| d.0).unwrap_or(DEFAULT_CHECK_TIMEOUT),
+        fall,
+        rise,
+        hold_off,
     })
 }
 
@@ -754,6 +837,92 @@ mod tests {
         assert_eq!(
             e,
             ["/etc/x.toml:6:8: key `unit` does not apply to exec actions"]
+        );
+    }
+
+    fn check_res(check: &str) -> String {
+        format!(
+            "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/true\"]\n[resource.check]\n{check}"
+        )
+    }
+
+    #[test]
+    fn check_defaults_and_program_place() {
+        let (c, places) = validate_text(&check_res("exec = [\"/bin/healthy\", \"-q\"]\n")).unwrap();
+        assert_eq!(
+            c.resources[0].check,
+            Some(CheckSpec {
+                exec: vec!["/bin/healthy".into(), "-q".into()],
+                interval: DEFAULT_CHECK_INTERVAL,
+                timeout: DEFAULT_CHECK_TIMEOUT,
+                fall: DEFAULT_CHECK_FALL,
+                rise: DEFAULT_CHECK_RISE,
+                hold_off: DEFAULT_CHECK_HOLD_OFF,
+            })
+        );
+        let p = places
+            .programs
+            .iter()
+            .find(|p| p.key == "check.exec")
+            .unwrap();
+        assert_eq!(
+            (p.program.as_str(), p.at.pos),
+            ("/bin/healthy", Some((7, 8)))
+        );
+        let (c, _) = validate_text(&check_res(
+            "exec = [\"/bin/h\"]\ninterval = \"1s\"\ntimeout = \"500ms\"\nfall = 1\nrise = 5\nhold_off = \"0s\"\n",
+        ))
+        .unwrap();
+        let k = c.resources[0].check.clone().unwrap();
+        assert_eq!(
+            (k.interval, k.timeout, k.fall, k.rise, k.hold_off),
+            (
+                Duration::from_secs(1),
+                Duration::from_millis(500),
+                1,
+                5,
+                Duration::ZERO
+            )
+        );
+        assert_eq!(
+            validate_text(&check_res("exec = [\"/bin/h\"]\n"))
+                .unwrap()
+                .0
+                .resources
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn check_errors_name_their_place_and_key() {
+        let e = errors(&check_res("interval = \"1s\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/x.toml:6:1: [resource.check] needs `exec`"),
+            "{e:?}"
+        );
+        let e = errors(&check_res(
+            "exec = [\"bin/h\"]\nfall = 0\nrise = 101\nhold_off = \"25h\"\n",
+        ));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:7:8: key `exec`: \"bin/h\" is a relative path: write an absolute path, or a bare name to look up in PATH",
+                "/etc/x.toml:8:8: key `fall`: must be between 1 and 100 (checks in a row), not 0",
+                "/etc/x.toml:9:8: key `rise`: must be between 1 and 100 (checks in a row), not 101",
+                "/etc/x.toml:10:12: key `hold_off`: at most 24h, not 1day 1h",
+            ]
+        );
+        let e = errors(&check_res("exec = [\"/bin/h\"]\ntimeout = \"0s\"\n"));
+        assert!(
+            e[0].starts_with("/etc/x.toml:8:11: key `timeout`: must be greater than zero"),
+            "{e:?}"
+        );
+        let e = errors(&check_res("exec = [\"/bin/h\"]\nfails = 3\n"));
+        assert!(
+            e[0].starts_with("/etc/x.toml:8:1: unknown field `fails`"),
+            "{e:?}"
         );
     }
 

@@ -249,6 +249,7 @@ mod tests {
                 release: Some(release),
                 timeout: Duration::from_secs(10),
             })],
+            check: None,
         };
         keeper.register(&spec, record);
         (keeper, std::thread::spawn(move || serve(b, "n1")))
