@@ -124,6 +124,8 @@ impl Supervisor {
                 since_ms: status::now_ms(),
                 last_error: Some(format!("its runner died: {e}")),
                 hold_off_until_ms: None,
+                health: None,
+                health_error: None,
                 settled: true,
             }));
         }

@@ -27,6 +27,15 @@ impl Health {
         }
     }
 
+    /// A reload replaced the check: the verdict so far stands until the new
+    /// check overturns it with `fall` failures or `rise` successes in a row
+    /// (a master does not give up for a single failure of an edited
+    /// check). `eligible`: the verdict so far; None if there was none.
+    pub fn carried_over(mut self, eligible: Option<bool>) -> Self {
+        self.eligible = eligible;
+        self
+    }
+
     /// A reload changed `fall` or `rise`: the runs in a row so far count.
     pub fn set_limits(&mut self, fall: u32, rise: u32) {
         self.fall = fall.max(1);
@@ -102,6 +111,13 @@ mod tests {
         let mut h = Health::new(2, 2);
         h.record(true);
         assert!(feed(&mut h, &"-+".repeat(50)).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_carried_over_verdict_needs_fall_failures() {
+        let mut h = Health::new(2, 2).carried_over(Some(true));
+        assert_eq!(h.record(false), None);
+        assert_eq!(h.record(false), Some(false));
     }
 
     #[test]

@@ -7,10 +7,11 @@
 //! resource's name, so log lines from here and from its actions are tagged
 //! once, there.
 
+use super::health::Health;
 use super::machine::{Command, Event, Machine};
 use super::status::{Board, ResourceStatus, now_ms};
 use crate::action::{self, Cancel, Ctx};
-use crate::config::ResourceSpec;
+use crate::config::{CheckSpec, ResourceSpec};
 use crate::instance::Record;
 use crate::lock::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
 use std::future::Future;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
+use tracing::Instrument;
 
 pub type Reply = oneshot::Sender<Result<(), String>>;
 
@@ -185,15 +187,126 @@ async fn hold(
     }
 }
 
+/// One health-check run's outcome: Err says why it failed.
+type CheckResult = Result<(), String>;
+
+/// The running health check: a task of its own, so a slow check never
+/// holds up the runner (its answers to pings, its lock calls).
+struct Checker {
+    spec: CheckSpec,
+    results: mpsc::Receiver<CheckResult>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    health: Health,
+    /// Why the last run failed, for status.
+    error: Option<String>,
+}
+
+impl Checker {
+    fn start(spec: &CheckSpec, ctx: Ctx) -> Checker {
+        let (tx, results) = mpsc::channel(1);
+        let (stop, cancel) = Cancel::new();
+        let task = tokio::spawn(check_loop(spec.clone(), ctx, tx, cancel).in_current_span());
+        Checker {
+            spec: spec.clone(),
+            results,
+            stop,
+            task,
+            health: Health::new(spec.fall, spec.rise),
+            error: None,
+        }
+    }
+
+    /// Stops the loop, killing a running check's process group, and waits
+    /// for it (bounded: the kill takes at most exec's grace time).
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+
+    /// Records one run; returns the new eligibility when it changed.
+    fn record(&mut self, r: CheckResult) -> Option<bool> {
+        let changed = self.health.record(r.is_ok());
+        match (&r, changed) {
+            (Ok(()), Some(_)) => tracing::info!(
+                "health check passed {} time(s) in a row: eligible for mastership",
+                self.spec.rise
+            ),
+            (Err(e), Some(_)) => {
+                tracing::warn!("health check failing, not eligible for mastership: {e}")
+            }
+            (Err(e), None) if self.error.is_none() => tracing::warn!("health check failed: {e}"),
+            (Err(e), None) => tracing::debug!("health check failed: {e}"),
+            (Ok(()), None) => tracing::debug!("health check passed"),
+        }
+        self.error = r.err();
+        changed
+    }
+}
+
+/// Runs the check every `interval` (start to start; a run that overruns
+/// delays the next rather than overlapping it) until stopped.
+async fn check_loop(
+    spec: CheckSpec,
+    ctx: Ctx,
+    results: mpsc::Sender<CheckResult>,
+    mut cancel: Cancel,
+) {
+    let mut tick = tokio::time::interval(spec.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        let r =
+            action::exec::run_argv(&spec.exec, spec.timeout, "check", &ctx, cancel.clone()).await;
+        if cancel.is_cancelled() || results.send(r).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The next check result; never, without a check.
+async fn next_result(checker: &mut Option<Checker>) -> Option<CheckResult> {
+    match checker {
+        Some(c) => c.results.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Runner {
-    fn publish(&self, m: &Machine, last: &mut Option<ResourceStatus>, hold_off_until: Option<u64>) {
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            resource: self.spec.name.clone(),
+            node: self.node.clone(),
+        }
+    }
+
+    fn publish(
+        &self,
+        m: &Machine,
+        last: &mut Option<ResourceStatus>,
+        hold_off_until: Option<u64>,
+        checker: Option<&Checker>,
+    ) {
         let (state, err) = (m.status(), m.last_error().map(str::to_string));
+        let health = checker.map(|c| c.health.as_str().to_string());
+        let health_error = checker.and_then(|c| c.error.clone());
         let mut st = match last {
             Some(l)
                 if l.state == state
                     && l.last_error == err
                     && l.settled == m.settled()
-                    && l.hold_off_until_ms == hold_off_until =>
+                    && l.hold_off_until_ms == hold_off_until
+                    && l.health == health
+                    && l.health_error == health_error =>
             {
                 return;
             }
@@ -204,6 +317,8 @@ impl Runner {
                 since_ms: now_ms(),
                 last_error: None,
                 hold_off_until_ms: None,
+                health: None,
+                health_error: None,
                 settled: false,
             },
         };
@@ -216,6 +331,8 @@ impl Runner {
         st.last_error = err;
         st.settled = m.settled();
         st.hold_off_until_ms = hold_off_until;
+        st.health = health;
+        st.health_error = health_error;
         {
             let mut board = self.board.lock().unwrap();
             match board.iter_mut().find(|s| s.name == st.name) {
@@ -228,10 +345,7 @@ impl Runner {
     }
 
     fn start(&self, cmd: Command, held: &mut Option<Box<dyn HeldLock>>) -> Op {
-        let ctx = Ctx {
-            resource: self.spec.name.clone(),
-            node: self.node.clone(),
-        };
+        let ctx = self.ctx();
         let deadline = || Some(Box::pin(sleep(self.op_timeout)));
         match cmd {
             Command::TryLock => {
@@ -331,6 +445,16 @@ impl Runner {
         // Unit actions are checked by a standby even without a record.
         let reconcile = self.record.exists() || action::checks_on_standby(&self.spec.actions);
         let mut m = Machine::new(self.spec.poll_interval, reconcile);
+        // The check starts with the resource; until its first result the
+        // node does not compete (see Machine::with_check).
+        let mut checker = self
+            .spec
+            .check
+            .as_ref()
+            .map(|c| Checker::start(c, self.ctx()));
+        if let Some(c) = &self.spec.check {
+            m = m.with_check(c.hold_off);
+        }
         let mut held: Option<Box<dyn HeldLock>> = None;
         let mut op = Op::Idle;
         let mut last = None;
@@ -363,9 +487,22 @@ impl Runner {
             if let Some(r) = m.take_reply() {
                 waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
             }
-            self.publish(&m, &mut last, hold_off_until.filter(|_| m.holding_off()));
+            self.publish(
+                &m,
+                &mut last,
+                hold_off_until.filter(|_| m.holding_off()),
+                checker.as_ref(),
+            );
             let done = tokio::select! {
                 d = op.next() => d,
+                Some(r) = next_result(&mut checker) => {
+                    let changed = checker.as_mut().and_then(|c| c.record(r));
+                    cmd = match changed {
+                        Some(e) => m.handle(Event::Eligible(e)),
+                        None => Command::Keep,
+                    };
+                    continue;
+                }
                 req = requests.recv() => {
                     match req {
                         Some(Request::Ping(reply)) => {
@@ -403,9 +540,35 @@ impl Runner {
                                 tracing::info!("reload: new intervals and timeouts apply in place");
                             }
                             m.set_poll(spec.poll_interval);
+                            cmd = Command::Keep;
+                            if spec.check != self.spec.check {
+                                // Without a check so far the node was
+                                // eligible: a check added by a reload keeps
+                                // that verdict until fall failures.
+                                let mut verdict = Some(true);
+                                if let Some(old) = checker.take() {
+                                    verdict = old.health.eligible();
+                                    old.stop().await;
+                                }
+                                match &spec.check {
+                                    Some(c) => {
+                                        tracing::info!("reload: health check changed, restarting it");
+                                        m.set_health_hold_off(c.hold_off);
+                                        let mut new = Checker::start(c, Ctx {
+                                            resource: spec.name.clone(),
+                                            node: self.node.clone(),
+                                        });
+                                        new.health = new.health.carried_over(verdict);
+                                        checker = Some(new);
+                                    }
+                                    None => {
+                                        tracing::info!("reload: health check removed, eligible");
+                                        cmd = m.handle(Event::Eligible(true));
+                                    }
+                                }
+                            }
                             self.spec = spec;
                             self.op_timeout = op_timeout;
-                            cmd = Command::Keep;
                         }
                         Some(Request::Shutdown) | None => cmd = m.handle(Event::Shutdown),
                     }
@@ -442,7 +605,10 @@ impl Runner {
         if let Some(r) = m.take_reply() {
             waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
         }
-        self.publish(&m, &mut last, None);
+        if let Some(c) = checker.take() {
+            c.stop().await;
+        }
+        self.publish(&m, &mut last, None, None);
         for w in waiters {
             let _ = w.send(Err("daemon is shutting down".into()));
         }
