@@ -64,6 +64,23 @@ pub struct ResourceSpec {
     /// `[resource.check]`: a health check that decides whether this node
     /// may be master. None: always eligible.
     pub check: Option<CheckSpec>,
+    /// Node names, most preferred first (`prefer`); empty: no preference.
+    pub prefer: Vec<String>,
+    /// A less preferred master hands over to a more preferred candidate.
+    pub preempt: bool,
+}
+
+impl ResourceSpec {
+    /// The candidate lock of the node at `prefer[i]`: its index rather than
+    /// its name, so it fits dlmfs's 31 bytes (validation checks the longest).
+    pub fn candidate_lock(&self, i: usize) -> String {
+        format!("{}.c{i}", self.lock)
+    }
+
+    /// This node's place in `prefer`, None if it is not listed.
+    pub fn rank(&self, node: &str) -> Option<usize> {
+        self.prefer.iter().position(|n| n == node)
+    }
 }
 
 /// A resource's health check (`[resource.check]`).

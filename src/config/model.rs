@@ -82,6 +82,8 @@ pub struct RawResource {
     #[serde(default)]
     pub action: Vec<Spanned<RawAction>>,
     pub check: Option<Spanned<RawCheck>>,
+    pub prefer: Option<Spanned<Vec<Spanned<String>>>>,
+    pub preempt: Option<Spanned<bool>>,
 }
 
 /// `[resource.check]`.

@@ -419,13 +419,58 @@ fn resource(
         .filter_map(|a| action(cx, a, name.get_ref()))
         .collect();
     let check = r.check.as_ref().and_then(|c| check(cx, c, name.get_ref()));
+    let prefer = prefer(cx, r, backend, lock.get_ref());
     (cx.errors.len() == before).then(|| ResourceSpec {
         name: name.get_ref().clone(),
         lock: lock.get_ref().clone(),
         poll_interval: r.poll_interval.map(|d| d.0).unwrap_or(daemon.poll_interval),
         actions,
         check,
+        prefer,
+        preempt: r.preempt.as_ref().is_some_and(|p| *p.get_ref()),
     })
+}
+
+/// `prefer` (node names, most preferred first) and `preempt`.
+fn prefer(cx: &mut Ctx, r: &RawResource, backend: Backend, lock: &str) -> Vec<String> {
+    let Some(list) = &r.prefer else {
+        if let Some(p) = r.preempt.as_ref().filter(|p| *p.get_ref()) {
+            cx.err(
+                p,
+                "key `preempt`: needs `prefer`, the nodes in order of preference",
+            );
+        }
+        return Vec::new();
+    };
+    let mut names: Vec<String> = Vec::new();
+    for n in list.get_ref() {
+        let v = n.get_ref();
+        if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            cx.err(
+                n,
+                "key `prefer`: node names are 1 to 64 characters without spaces",
+            );
+        } else if names.contains(v) {
+            cx.err(n, format!("key `prefer`: {v:?} is listed twice"));
+        }
+        names.push(v.clone());
+    }
+    if names.is_empty() {
+        cx.err(
+            list,
+            "key `prefer`: list at least one node name, most preferred first",
+        );
+    }
+    // Each listed node has a candidate lock named after the lock and its
+    // place: the longest must be a valid lock name too.
+    let longest = format!("{lock}.c{}", names.len().saturating_sub(1));
+    if let Some(p) = lock_name_problem(backend, &longest) {
+        cx.err(
+            list,
+            format!("key `prefer`: the candidate lock {longest:?} cannot be used ({p}): shorten the lock name"),
+        );
+    }
+    names
 }
 
 /// `[resource.check]`: defaults, bounds, and the program's place for
@@ -922,6 +967,49 @@ mod tests {
         let e = errors(&check_res("exec = [\"/bin/h\"]\nfails = 3\n"));
         assert!(
             e[0].starts_with("/etc/x.toml:8:1: unknown field `fails`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn prefer_and_preempt() {
+        let res = "[[resource]]\nname = \"w\"\n";
+        let (c, _) = validate_text(res).unwrap();
+        assert_eq!(
+            (c.resources[0].prefer.len(), c.resources[0].preempt),
+            (0, false)
+        );
+        let (c, _) =
+            validate_text(&format!("{res}prefer = [\"b\", \"a\"]\npreempt = true\n")).unwrap();
+        let r = &c.resources[0];
+        assert_eq!(
+            (r.prefer.clone(), r.preempt),
+            (vec!["b".into(), "a".into()], true)
+        );
+        assert_eq!((r.rank("a"), r.rank("c")), (Some(1), None));
+        assert_eq!(r.candidate_lock(1), "w.c1");
+        let e = errors(&format!("{res}preempt = true\n"));
+        assert_eq!(
+            e,
+            ["/etc/x.toml:3:11: key `preempt`: needs `prefer`, the nodes in order of preference"]
+        );
+        let e = errors(&format!("{res}prefer = [\"a\", \"a b\", \"a\"]\n"));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:3:16: key `prefer`: node names are 1 to 64 characters without spaces",
+                "/etc/x.toml:3:23: key `prefer`: \"a\" is listed twice",
+            ]
+        );
+        let e = errors(&format!("{res}prefer = []\n"));
+        assert!(
+            e[0].starts_with("/etc/x.toml:3:10: key `prefer`: list at least one"),
+            "{e:?}"
+        );
+        let long = "[lock]\nbackend = \"dlmfs\"\n[[resource]]\nname = \"w\"\nlock = \"abcdefghijabcdefghijabcdefghi\"\nprefer = [\"a\"]\n";
+        let e = errors(long);
+        assert!(
+            e[0].starts_with("/etc/x.toml:6:10: key `prefer`: the candidate lock \"abcdefghijabcdefghijabcdefghi.c0\" cannot be used"),
             "{e:?}"
         );
     }
