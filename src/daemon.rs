@@ -478,7 +478,13 @@ async fn clean_one(
         tracing::debug!("no applied record: nothing of ours to undo");
     }
     let (b, l) = (backend.clone(), spec.lock.clone());
-    let call = tokio::task::spawn_blocking(move || b.clear_stale(&l));
+    // Our candidate lock too (preferred nodes): a dead daemon's stays cached
+    // on a dlmfs node and would make less preferred nodes defer to it.
+    let cand = spec.rank(&cfg.node).map(|i| spec.candidate_lock(i));
+    let call = tokio::task::spawn_blocking(move || {
+        b.clear_stale(&l)?;
+        cand.map_or(Ok(()), |c| b.clear_stale(&c))
+    });
     match tokio::time::timeout(cfg.daemon.op_timeout, call).await {
         Ok(Ok(Ok(()))) => {
             tracing::info!("cleaned up");

@@ -84,6 +84,9 @@ pub enum Event {
     /// The health check's verdict changed (see `election::health`): this
     /// node may (true) or may not (false) be master.
     Eligible(bool),
+    /// While master with `preempt`: a more preferred node (named) is a
+    /// candidate; hand over to it.
+    Outranked(String),
     Shutdown,
 }
 
@@ -257,6 +260,18 @@ impl Machine {
 
     pub fn is_master(&self) -> bool {
         self.phase == Phase::Master
+    }
+
+    /// Whether this node should hold its candidate lock (preferred nodes):
+    /// it would take mastership now, i.e. it is eligible and not holding
+    /// off, backing off after a failure of its own, or stopping. A node that
+    /// will not take the lock must not make others defer to it.
+    pub fn wants_candidacy(&self) -> bool {
+        self.eligible == Some(true)
+            && !self.shutting_down
+            && !self.holding_off()
+            && !matches!(self.phase, Phase::Stopped { .. })
+            && self.status() != Status::Backoff
     }
 
     /// Waiting out an admin's hold-off.
@@ -479,6 +494,7 @@ impl Machine {
                     self.release(then)
                 }
             }
+            (P::Master, Event::Outranked(_)) => self.release(Then::Standby),
             (P::Master, Event::LockLost(why)) => {
                 self.last_error = Some(format!("mastership lost: {why}"));
                 self.release(Then::Backoff)
@@ -1062,6 +1078,38 @@ mod tests {
     }
 
     #[test]
+    fn an_outranked_master_hands_over_and_stands_by() {
+        let mut m = master();
+        assert!(m.wants_candidacy());
+        assert_eq!(m.handle(Event::Outranked("a".into())), Command::RunRelease);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        assert!(!m.holding_off() && m.last_error().is_none());
+        assert!(m.wants_candidacy(), "still a candidate for when a leaves");
+        assert_eq!(m.handle(Event::Timer), Command::TryLock);
+    }
+
+    #[test]
+    fn candidacy_only_while_ready_to_take_mastership() {
+        let mut m = checked(false, true);
+        assert!(m.wants_candidacy());
+        m.handle(Event::Eligible(false));
+        assert!(!m.wants_candidacy(), "unhealthy");
+        let mut m = master();
+        m.request_release(HOLD).unwrap();
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Unlocked(Ok(())));
+        assert!(!m.wants_candidacy(), "holding off");
+        let mut m = standby();
+        m.handle(Event::Timer);
+        m.handle(Event::LockFailed(LockError::Failed("x".into())));
+        assert!(!m.wants_candidacy(), "backing off");
+        let mut m = standby();
+        m.handle(Event::Shutdown);
+        assert!(!m.wants_candidacy(), "stopped");
+    }
+
+    #[test]
     fn a_reload_changes_the_poll_interval_in_place() {
         let mut m = standby();
         m.set_poll(POLL * 3);
@@ -1204,7 +1252,11 @@ mod properties {
             // The outstanding operation completes with this event.
             let completes = !matches!(
                 ev,
-                Event::Shutdown | Event::Stalled | Event::LockLost(_) | Event::Eligible(_)
+                Event::Shutdown
+                    | Event::Stalled
+                    | Event::LockLost(_)
+                    | Event::Eligible(_)
+                    | Event::Outranked(_)
             );
             let before = self.op;
             if completes && before != Op::Hold {
@@ -1245,6 +1297,7 @@ mod properties {
                 (Op::Unlock, c) => Event::Unlocked(if c == 2 { Err("x".into()) } else { Ok(()) }),
                 (Op::Sleep, _) => Event::Timer,
                 (Op::Hold, 0) => Event::LockLost("x".into()),
+                (Op::Hold, 1) => Event::Outranked("x".into()),
                 (Op::Hold, _) | (Op::None, _) => return None,
             })
         }

@@ -156,33 +156,109 @@ fn jittered(wait: Duration, jitter: bool) -> Duration {
 
 /// While master: re-announce VIPs that ask for it, and check at every poll
 /// that the lock still excludes others. Returns only when it does not.
+/// With `preempt`: the backend and the candidate locks of the nodes more
+/// preferred than this one, probed at every poll while master.
+type Preempt = (Arc<dyn LockBackend>, Vec<(String, String)>);
+
 async fn hold(
     actions: Vec<crate::config::ActionSpec>,
     check: Option<StillHeld>,
+    preempt: Option<Preempt>,
     every: Duration,
     op_timeout: Duration,
 ) -> Event {
     let refresh = action::while_master(actions);
     tokio::pin!(refresh);
-    let Some(check) = check else {
+    if check.is_none() && preempt.is_none() {
         refresh.await;
         unreachable!("while_master never returns");
-    };
+    }
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = &mut refresh => unreachable!("while_master never returns"),
             _ = tick.tick() => {
-                let c = check.clone();
-                // A check stuck on a cluster filesystem is retried next
-                // time; it never decides on its own.
-                if let Ok(Ok(Err(why))) =
-                    tokio::time::timeout(op_timeout, tokio::task::spawn_blocking(move || c())).await
-                {
-                    return Event::LockLost(why);
+                if let Some(c) = check.clone() {
+                    // A check stuck on a cluster filesystem is retried next
+                    // time; it never decides on its own.
+                    if let Ok(Ok(Err(why))) =
+                        tokio::time::timeout(op_timeout, tokio::task::spawn_blocking(move || c())).await
+                    {
+                        return Event::LockLost(why);
+                    }
+                }
+                if let Some((backend, better)) = preempt.clone() {
+                    let probe = tokio::task::spawn_blocking(move || outranked_by(&*backend, &better));
+                    if let Ok(Ok(Some(n))) = tokio::time::timeout(op_timeout, probe).await {
+                        return Event::Outranked(n);
+                    }
                 }
             }
+        }
+    }
+}
+
+/// The candidate locks of the nodes more preferred than this one, with
+/// their names: all listed nodes for a node not in `prefer`.
+fn better(spec: &ResourceSpec, node: &str) -> Vec<(String, String)> {
+    let rank = spec.rank(node).unwrap_or(spec.prefer.len());
+    spec.prefer[..rank]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), spec.candidate_lock(i)))
+        .collect()
+}
+
+/// The first of `better` whose node is a candidate now (blocking: run on
+/// the blocking pool). A probe that fails counts as "not a candidate": the
+/// lock call that follows meets the same trouble and reports it.
+fn outranked_by(backend: &dyn LockBackend, better: &[(String, String)]) -> Option<String> {
+    better
+        .iter()
+        .find(|(_, lock)| backend.candidate_held(lock).unwrap_or(false))
+        .map(|(n, _)| n.clone())
+}
+
+/// Holds this node's candidate lock while `want` says so, retrying every
+/// `every` while it cannot (a probe holds it for a moment). Returns once
+/// `want` is closed, with the lock given up.
+async fn candidacy(
+    backend: Arc<dyn LockBackend>,
+    lock: String,
+    mut want: watch::Receiver<bool>,
+    every: Duration,
+) {
+    let mut held: Option<Box<dyn HeldLock>> = None;
+    loop {
+        let wanted = *want.borrow_and_update();
+        if wanted && held.is_none() {
+            let (b, l) = (backend.clone(), lock.clone());
+            match tokio::task::spawn_blocking(move || b.take_candidate(&l)).await {
+                Ok(Ok(Some(h))) => {
+                    tracing::debug!("candidate lock {lock} taken");
+                    held = Some(h);
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::debug!("candidate lock {lock}: {e}"),
+                Err(e) => tracing::warn!("candidate lock {lock}: call died: {e}"),
+            }
+        } else if !wanted && let Some(h) = held.take() {
+            match tokio::task::spawn_blocking(move || h.release()).await {
+                Ok(Ok(())) => tracing::debug!("candidate lock {lock} given up"),
+                Ok(Err(e)) => tracing::warn!("giving candidate lock {lock} up: {e}"),
+                Err(e) => tracing::warn!("candidate lock {lock}: call died: {e}"),
+            }
+        }
+        let retry = wanted && held.is_none();
+        tokio::select! {
+            r = want.changed() => if r.is_err() {
+                if let Some(h) = held.take() {
+                    let _ = tokio::task::spawn_blocking(move || h.release()).await;
+                }
+                return;
+            },
+            () = sleep(every), if retry => {}
         }
     }
 }
@@ -282,6 +358,25 @@ async fn next_result(checker: &mut Option<Checker>) -> Option<CheckResult> {
 }
 
 impl Runner {
+    /// Listed in `prefer`: a task that holds our candidate lock while the
+    /// sender says so (we would take mastership), so that less preferred
+    /// nodes defer to us. Dropping the sender gives it up.
+    fn candidacy(&self) -> (watch::Sender<bool>, Option<JoinHandle<()>>) {
+        let (want, want_rx) = watch::channel(false);
+        let task = self.spec.rank(&self.node).map(|i| {
+            tokio::spawn(
+                candidacy(
+                    self.backend.clone(),
+                    self.spec.candidate_lock(i),
+                    want_rx,
+                    self.spec.poll_interval,
+                )
+                .in_current_span(),
+            )
+        });
+        (want, task)
+    }
+
     fn ctx(&self) -> Ctx {
         Ctx {
             resource: self.spec.name.clone(),
@@ -350,9 +445,20 @@ impl Runner {
         match cmd {
             Command::TryLock => {
                 let (backend, lock) = (self.backend.clone(), self.spec.lock.clone());
+                let better = better(&self.spec, &self.node);
+                let span = tracing::Span::current();
                 tracing::debug!("trying lock {lock}");
                 Op::Lock {
-                    call: tokio::task::spawn_blocking(move || backend.try_lock(&lock)),
+                    call: tokio::task::spawn_blocking(move || {
+                        // A more preferred candidate gets the lock: defer.
+                        if let Some(n) = outranked_by(&*backend, &better) {
+                            span.in_scope(|| {
+                                tracing::debug!("deferring to more preferred node {n}")
+                            });
+                            return Ok(TryLock::Busy);
+                        }
+                        backend.try_lock(&lock)
+                    }),
                     deadline: deadline(),
                 }
             }
@@ -429,6 +535,10 @@ impl Runner {
             Command::Hold => Op::Master(Box::pin(hold(
                 self.spec.actions.clone(),
                 held.as_ref().and_then(|h| h.still_held()),
+                self.spec
+                    .preempt
+                    .then(|| (self.backend.clone(), better(&self.spec, &self.node)))
+                    .filter(|(_, b)| !b.is_empty()),
                 self.spec.poll_interval,
                 self.op_timeout,
             ))),
@@ -455,6 +565,7 @@ impl Runner {
         if let Some(c) = &self.spec.check {
             m = m.with_check(c.hold_off);
         }
+        let (mut want, mut candidate) = self.candidacy();
         let mut held: Option<Box<dyn HeldLock>> = None;
         let mut op = Op::Idle;
         let mut last = None;
@@ -493,6 +604,7 @@ impl Runner {
                 hold_off_until.filter(|_| m.holding_off()),
                 checker.as_ref(),
             );
+            want.send_if_modified(|w| std::mem::replace(w, m.wants_candidacy()) != *w);
             let done = tokio::select! {
                 d = op.next() => d,
                 Some(r) = next_result(&mut checker) => {
@@ -567,7 +679,18 @@ impl Runner {
                                     }
                                 }
                             }
+                            let new_prefer = spec.prefer != self.spec.prefer;
                             self.spec = spec;
+                            if new_prefer {
+                                // Our place (so our candidate lock) may have
+                                // changed: give the old one up first.
+                                tracing::info!("reload: preference changed");
+                                drop(std::mem::replace(&mut want, watch::channel(false).0));
+                                if let Some(t) = candidate.take() {
+                                    let _ = tokio::time::timeout(self.op_timeout, t).await;
+                                }
+                                (want, candidate) = self.candidacy();
+                            }
                             self.op_timeout = op_timeout;
                         }
                         Some(Request::Shutdown) | None => cmd = m.handle(Event::Shutdown),
@@ -590,6 +713,12 @@ impl Runner {
                     );
                     Event::Stalled
                 }
+                Done::Event(Event::Outranked(n)) => {
+                    tracing::info!(
+                        "more preferred node {n} is a candidate (preempt): handing mastership over"
+                    );
+                    Event::Outranked(n)
+                }
                 Done::Event(Event::LockLost(why)) => {
                     tracing::error!("{why}: giving mastership up and competing again");
                     Event::LockLost(why)
@@ -607,6 +736,12 @@ impl Runner {
         }
         if let Some(c) = checker.take() {
             c.stop().await;
+        }
+        // Gives the candidate lock up (a call stuck in the kernel is left
+        // behind: the process exit drops it).
+        drop(want);
+        if let Some(t) = candidate {
+            let _ = tokio::time::timeout(self.op_timeout, t).await;
         }
         self.publish(&m, &mut last, None, None);
         for w in waiters {
