@@ -185,3 +185,65 @@ fn an_unhealthy_preferred_node_is_not_a_candidate_until_it_recovers() {
     });
     assert_never_two_masters(&lab.events());
 }
+
+/// Holds `path` with an OFD write lock, as a daemon would, until dropped.
+fn hold_lock(path: &std::path::Path) -> fs::File {
+    use std::os::fd::AsRawFd;
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    // SAFETY: a zeroed flock is a valid whole-file lock request.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: a plain fcntl on our fd with a valid flock.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    assert_eq!(rc, 0, "lock {}", path.display());
+    f
+}
+
+/// Whether someone holds a write lock on `path` (a read-lock probe).
+fn held(path: &std::path::Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: a zeroed flock is a valid whole-file lock request.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_RDLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: a plain fcntl on our fd with a valid flock.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) != 0 }
+}
+
+#[test]
+fn when_the_lock_frees_the_preferred_candidate_wins_even_polling_slower() {
+    let mut lab = Lab::new();
+    // Someone else holds the lock while both daemons start.
+    let outsider = hold_lock(&lab.path("locks").join("web.lock"));
+    let slow = web(&lab, false, "").replace(
+        "preempt = false\n",
+        "preempt = false\npoll_interval = \"1s\"\n",
+    );
+    let fast = web(&lab, false, "").replace(
+        "preempt = false\n",
+        "preempt = false\npoll_interval = \"50ms\"\n",
+    );
+    let a = lab.start("a", &slow);
+    let b = lab.start("b", &fast);
+    lab.daemons[a].wait_state("web", "standby");
+    lab.daemons[b].wait_state("web", "standby");
+    // a is a candidate: its candidate lock is held.
+    let cand = lab.path("locks").join("web.c0.lock");
+    wait_for(WAIT, "a's candidate lock", || held(&cand).then_some(()));
+    drop(outsider);
+    // b polls 20 times as often, yet defers: a gets it.
+    lab.daemons[a].wait_state("web", "master");
+    assert_eq!(lab.sole_master("web"), a);
+    assert_eq!(lab.count("b acquire web"), 0, "{:?}", lab.events());
+}
