@@ -255,13 +255,16 @@ impl LockBackend for DlmfsBackend {
         let flags =
             nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_CLOEXEC;
         match nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)) {
-            // SAFETY: `fd` is a fresh descriptor we own.
-            Ok(fd) => Ok(Some(Box::new(DlmfsLock {
-                file: unsafe { File::from_raw_fd(fd.into_raw_fd()) },
-                path,
-                previous: None,
-                epoch: 0,
-            }))),
+            Ok(fd) => {
+                // SAFETY: `fd` is a fresh descriptor we own.
+                let file = unsafe { File::from_raw_fd(fd.into_raw_fd()) };
+                Ok(Some(Box::new(DlmfsLock {
+                    file,
+                    path,
+                    previous: None,
+                    epoch: 0,
+                })))
+            }
             // The inode is being unlinked by us (an earlier release).
             Err(Errno::EAGAIN) => Ok(None),
             Err(e) => Err(LockError::Failed(format!(
