@@ -78,6 +78,7 @@ fn with_preempt_the_preferred_node_ends_master_whoever_starts_first() {
     assert_eq!(lab.sole_master("web"), a);
     lab.assert_order("b release web", "a acquire web");
     let gap = last(&lab, "a", "acquire") - last(&lab, "b", "release");
+    eprintln!("preempt handover: {gap} ms from b's release hook to a's acquire hook");
     assert!(gap < HANDOVER, "handover took {gap} ms");
     assert!(lab.daemons[b].log().contains("handing mastership over"));
     stays_master(&lab, a, Duration::from_secs(1));
@@ -133,6 +134,7 @@ fn a_preferred_master_that_dies_is_replaced_and_takes_over_again_on_return() {
     lab.daemons[b].wait_state("web", "master");
     lab.assert_order("a release web", "b acquire web");
     let gap = last(&lab, "b", "acquire") - last(&lab, "a", "release");
+    eprintln!("takeover after SIGKILL: {gap} ms from a's release hook (its keeper) to b's acquire hook");
     assert!(gap < HANDOVER, "takeover took {gap} ms");
     // a comes back and, preferred with preempt, gets it back.
     let a2 = lab.start("a", &res);
