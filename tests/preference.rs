@@ -134,7 +134,9 @@ fn a_preferred_master_that_dies_is_replaced_and_takes_over_again_on_return() {
     lab.daemons[b].wait_state("web", "master");
     lab.assert_order("a release web", "b acquire web");
     let gap = last(&lab, "b", "acquire") - last(&lab, "a", "release");
-    eprintln!("takeover after SIGKILL: {gap} ms from a's release hook (its keeper) to b's acquire hook");
+    eprintln!(
+        "takeover after SIGKILL: {gap} ms from a's release hook (its keeper) to b's acquire hook"
+    );
     assert!(gap < HANDOVER, "takeover took {gap} ms");
     // a comes back and, preferred with preempt, gets it back.
     let a2 = lab.start("a", &res);

@@ -368,6 +368,24 @@ pub fn validate(
             }
         }
     }
+    // A candidate lock (preferred nodes) must not be another resource's lock.
+    for r in &resources {
+        for i in 0..r.prefer.len() {
+            let c = r.candidate_lock(i);
+            if let Some(at) = locks.get(&c) {
+                // `at` is "FILE:LINE" of that resource's table.
+                let (path, line) = at.rsplit_once(':').unwrap_or((at.as_str(), ""));
+                cx.errors.push(ConfigError {
+                    path: path.into(),
+                    pos: line.parse().ok().map(|l| (l, 1)),
+                    msg: format!(
+                        "lock {c:?} is also the candidate lock of resource {:?}'s preferred node {:?}: rename one",
+                        r.name, r.prefer[i]
+                    ),
+                });
+            }
+        }
+    }
     if cx.errors.is_empty() {
         let places = Places {
             lock_dir: lock_dir_at,
@@ -999,6 +1017,15 @@ mod tests {
             [
                 "/etc/x.toml:3:16: key `prefer`: node names are 1 to 64 characters without spaces",
                 "/etc/x.toml:3:23: key `prefer`: \"a\" is listed twice",
+            ]
+        );
+        let e = errors(&format!(
+            "{res}prefer = [\"a\"]\n[[resource]]\nname = \"v\"\nlock = \"w.c0\"\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:4:1: lock \"w.c0\" is also the candidate lock of resource \"w\"'s preferred node \"a\": rename one"
             ]
         );
         let e = errors(&format!("{res}prefer = []\n"));

@@ -439,13 +439,19 @@ impl Runner {
         self.changed.send_replace(());
     }
 
-    fn start(&self, cmd: Command, held: &mut Option<Box<dyn HeldLock>>) -> Op {
+    /// `defer`: a lock attempt first probes the more preferred nodes'
+    /// candidate locks (not at the first attempt, see `run`).
+    fn start(&self, cmd: Command, held: &mut Option<Box<dyn HeldLock>>, defer: bool) -> Op {
         let ctx = self.ctx();
         let deadline = || Some(Box::pin(sleep(self.op_timeout)));
         match cmd {
             Command::TryLock => {
                 let (backend, lock) = (self.backend.clone(), self.spec.lock.clone());
-                let better = better(&self.spec, &self.node);
+                let better = if defer {
+                    better(&self.spec, &self.node)
+                } else {
+                    Vec::new()
+                };
                 let span = tracing::Span::current();
                 tracing::debug!("trying lock {lock}");
                 Op::Lock {
@@ -572,6 +578,12 @@ impl Runner {
         let mut waiters: Vec<Reply> = Vec::new();
         // When the running hold-off ends (for status).
         let mut hold_off_until = None;
+        // The first lock attempt never defers to a preferred node: it
+        // decides crash recovery (a dlmfs lock cached on this node by our
+        // killed predecessor is ours to resume or release, and deferring
+        // would leave it cached, blocking everyone). With `preempt` a won
+        // lock is handed over properly at the next poll.
+        let mut attempted = false;
         let mut cmd = m.handle(Event::Start);
         loop {
             match cmd {
@@ -588,11 +600,12 @@ impl Runner {
                 }
                 Command::Sleep { wait, .. } if m.holding_off() => {
                     hold_off_until = Some(now_ms() + wait.as_millis() as u64);
-                    op = self.start(cmd, &mut held);
+                    op = self.start(cmd, &mut held, true);
                 }
                 c => {
                     hold_off_until = None;
-                    op = self.start(c, &mut held);
+                    op = self.start(c, &mut held, attempted);
+                    attempted |= c == Command::TryLock;
                 }
             }
             if let Some(r) = m.take_reply() {
