@@ -154,12 +154,13 @@ fn jittered(wait: Duration, jitter: bool) -> Duration {
     wait + Duration::from_micros(rand::random_range(0..max))
 }
 
-/// While master: re-announce VIPs that ask for it, and check at every poll
-/// that the lock still excludes others. Returns only when it does not.
 /// With `preempt`: the backend and the candidate locks of the nodes more
 /// preferred than this one, probed at every poll while master.
 type Preempt = (Arc<dyn LockBackend>, Vec<(String, String)>);
 
+/// While master: re-announce VIPs that ask for it, check at every poll
+/// that the lock still excludes others, and with `preempt` that no more
+/// preferred node is a candidate. Returns only when one of those fails.
 async fn hold(
     actions: Vec<crate::config::ActionSpec>,
     check: Option<StillHeld>,
@@ -220,6 +221,24 @@ fn outranked_by(backend: &dyn LockBackend, better: &[(String, String)]) -> Optio
         .map(|(n, _)| n.clone())
 }
 
+/// Awaits a candidate-lock call on the blocking pool, warning once if it
+/// runs past `op_timeout` (the DLM recovering a dead node); it is still
+/// waited for, since the lock it may take must not be lost.
+async fn candidate_call<T>(call: JoinHandle<T>, op_timeout: Duration, lock: &str) -> Option<T> {
+    tokio::pin!(call);
+    let r = match tokio::time::timeout(op_timeout, &mut call).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                "candidate lock {lock}: call has not returned within op_timeout ({op_timeout:?}); still waiting"
+            );
+            call.await
+        }
+    };
+    r.inspect_err(|e| tracing::warn!("candidate lock {lock}: call died: {e}"))
+        .ok()
+}
+
 /// Holds this node's candidate lock while `want` says so, retrying every
 /// `every` while it cannot (a probe holds it for a moment). Returns once
 /// `want` is closed, with the lock given up.
@@ -228,26 +247,28 @@ async fn candidacy(
     lock: String,
     mut want: watch::Receiver<bool>,
     every: Duration,
+    op_timeout: Duration,
 ) {
     let mut held: Option<Box<dyn HeldLock>> = None;
     loop {
         let wanted = *want.borrow_and_update();
         if wanted && held.is_none() {
             let (b, l) = (backend.clone(), lock.clone());
-            match tokio::task::spawn_blocking(move || b.take_candidate(&l)).await {
-                Ok(Ok(Some(h))) => {
+            let call = tokio::task::spawn_blocking(move || b.take_candidate(&l));
+            match candidate_call(call, op_timeout, &lock).await {
+                Some(Ok(Some(h))) => {
                     tracing::debug!("candidate lock {lock} taken");
                     held = Some(h);
                 }
-                Ok(Ok(None)) => {}
-                Ok(Err(e)) => tracing::debug!("candidate lock {lock}: {e}"),
-                Err(e) => tracing::warn!("candidate lock {lock}: call died: {e}"),
+                Some(Ok(None)) | None => {}
+                Some(Err(e)) => tracing::debug!("candidate lock {lock}: {e}"),
             }
         } else if !wanted && let Some(h) = held.take() {
-            match tokio::task::spawn_blocking(move || h.release()).await {
-                Ok(Ok(())) => tracing::debug!("candidate lock {lock} given up"),
-                Ok(Err(e)) => tracing::warn!("giving candidate lock {lock} up: {e}"),
-                Err(e) => tracing::warn!("candidate lock {lock}: call died: {e}"),
+            let call = tokio::task::spawn_blocking(move || h.release());
+            match candidate_call(call, op_timeout, &lock).await {
+                Some(Ok(())) => tracing::debug!("candidate lock {lock} given up"),
+                Some(Err(e)) => tracing::warn!("giving candidate lock {lock} up: {e}"),
+                None => {}
             }
         }
         let retry = wanted && held.is_none();
@@ -370,6 +391,7 @@ impl Runner {
                     self.spec.candidate_lock(i),
                     want_rx,
                     self.spec.poll_interval,
+                    self.op_timeout,
                 )
                 .in_current_span(),
             )
