@@ -251,3 +251,23 @@ fn when_the_lock_frees_the_preferred_candidate_wins_even_polling_slower() {
     assert_eq!(lab.sole_master("web"), a);
     assert_eq!(lab.count("b acquire web"), 0, "{:?}", lab.events());
 }
+
+#[test]
+fn a_reload_that_turns_preempt_on_hands_over_to_the_preferred_candidate() {
+    let mut lab = Lab::new();
+    let res = web(&lab, false, "");
+    let b = lab.start("b", &res);
+    lab.daemons[b].wait_state("web", "master");
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "standby");
+    let cand = lab.path("locks").join("web.c0.lock");
+    wait_for(WAIT, "a's candidate lock", || held(&cand).then_some(()));
+    stays_master(&lab, b, Duration::from_millis(500));
+    let cfg = lab.daemons[b].config.clone();
+    let text = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, text.replace("preempt = false", "preempt = true")).unwrap();
+    lab.daemons[b].signal(Signal::SIGHUP);
+    lab.daemons[a].wait_state("web", "master");
+    assert_eq!(lab.sole_master("web"), a);
+    lab.assert_order("b release web", "a acquire web");
+}

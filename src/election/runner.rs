@@ -715,6 +715,7 @@ impl Runner {
                                 }
                             }
                             let new_prefer = spec.prefer != self.spec.prefer;
+                            let new_preempt = new_prefer || spec.preempt != self.spec.preempt;
                             self.spec = spec;
                             if new_prefer {
                                 // Our place (so our candidate lock) may have
@@ -727,6 +728,10 @@ impl Runner {
                                 (want, candidate) = self.candidacy();
                             }
                             self.op_timeout = op_timeout;
+                            if new_preempt && m.is_master() && cmd == Command::Keep {
+                                // Watch with the new preference from now on.
+                                op = self.start(Command::Hold, &mut held, true);
+                            }
                         }
                         Some(Request::Shutdown) | None => cmd = m.handle(Event::Shutdown),
                     }
