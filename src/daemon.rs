@@ -125,6 +125,8 @@ impl Supervisor {
                 since_ms: status::now_ms(),
                 last_error: Some(format!("its runner died: {e}")),
                 hold_off_until_ms: None,
+                health: None,
+                health_error: None,
                 settled: true,
             }));
         }
@@ -616,5 +618,11 @@ async fn clean_one(
     } else {
         tracing::debug!("no applied record: nothing of ours to undo");
     }
-    drop_stale(backend, &spec.lock, cfg.daemon.op_timeout).await
+    let mut ok = drop_stale(backend, &spec.lock, cfg.daemon.op_timeout).await;
+    // Our candidate lock too (preferred nodes): a dead daemon's stays cached
+    // on a dlmfs node and would make less preferred nodes defer to it.
+    if let Some(cand) = spec.rank(&cfg.node).map(|i| spec.candidate_lock(i)) {
+        ok &= drop_stale(backend, &cand, cfg.daemon.op_timeout).await;
+    }
+    ok
 }

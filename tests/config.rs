@@ -509,7 +509,7 @@ fn reference_config_example_validates_when_uncommented() {
     let uncommented: Vec<&str> = text
         .lines()
         .map(|l| match l.strip_prefix("# ") {
-            Some(rest) if rest.starts_with("[[") || rest.contains(" = ") => rest,
+            Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
             _ => l,
         })
         .collect();
@@ -518,6 +518,8 @@ fn reference_config_example_validates_when_uncommented() {
     let c = config::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.resources.len(), 1);
     assert_eq!(c.resources[0].actions.len(), 2);
+    assert!(c.resources[0].check.is_some(), "[resource.check] too");
+    assert_eq!(c.resources[0].prefer, ["node-a", "node-b"]);
 }
 
 #[test]

@@ -32,18 +32,31 @@ pub async fn run(
     spec: &ExecSpec,
     step: Step,
     ctx: &Ctx,
-    mut cancel: super::Cancel,
+    cancel: super::Cancel,
 ) -> Result<(), String> {
     let argv = match step {
         Step::Acquire => &spec.acquire,
         Step::Release => &spec.release,
     };
     let Some(argv) = argv else { return Ok(()) };
+    run_argv(argv, spec.timeout, step.as_str(), ctx, cancel).await
+}
+
+/// Runs `argv` as `event` (`acquire`, `release`, `check`: the hook's
+/// `DLM_ELECTD_EVENT` and the log field) under `limit`. Health checks use
+/// this directly, so they run exactly like hooks.
+pub async fn run_argv(
+    argv: &[String],
+    limit: Duration,
+    event: &'static str,
+    ctx: &Ctx,
+    mut cancel: super::Cancel,
+) -> Result<(), String> {
     let prog = argv[0].clone();
     let mut child = Command::new(&prog)
         .args(&argv[1..])
         .env("DLM_ELECTD_RESOURCE", &ctx.resource)
-        .env("DLM_ELECTD_EVENT", step.as_str())
+        .env("DLM_ELECTD_EVENT", event)
         .env("DLM_ELECTD_NODE", &ctx.node)
         // The hook is not the service: it must not talk to systemd for us.
         .env_remove("NOTIFY_SOCKET")
@@ -60,30 +73,27 @@ pub async fn run(
     let pgid = Pid::from_raw(child.id().map(|p| p as i32).unwrap_or(0));
     // In the caller's span, which names the resource (see daemon.rs).
     let readers = [
-        tokio::spawn(log_output(child.stdout.take(), step, prog.clone(), false).in_current_span()),
-        tokio::spawn(log_output(child.stderr.take(), step, prog.clone(), true).in_current_span()),
+        tokio::spawn(log_output(child.stdout.take(), event, prog.clone(), false).in_current_span()),
+        tokio::spawn(log_output(child.stderr.take(), event, prog.clone(), true).in_current_span()),
     ];
     let waited = tokio::select! {
-        r = timeout(spec.timeout, child.wait()) => Some(r),
+        r = timeout(limit, child.wait()) => Some(r),
         () = cancel.cancelled() => None,
     };
     let result = match waited {
         Some(Ok(Ok(st))) if st.success() => Ok(()),
-        Some(Ok(Ok(st))) => Err(format!("{prog} {}: {st}", step.as_str())),
+        Some(Ok(Ok(st))) => Err(format!("{prog} {event}: {st}")),
         Some(Ok(Err(e))) => Err(format!("waiting for {prog}: {e}")),
         Some(Err(_)) => {
             kill_group(pgid, &mut child).await;
             Err(format!(
-                "{prog} {} timed out after {:?}; its process group was killed",
-                step.as_str(),
-                spec.timeout
+                "{prog} {event} timed out after {limit:?}; its process group was killed"
             ))
         }
         None => {
             kill_group(pgid, &mut child).await;
             Err(format!(
-                "{prog} {} cancelled: the daemon is stopping; its process group was killed",
-                step.as_str()
+                "{prog} {event} cancelled: the daemon is stopping; its process group was killed"
             ))
         }
     };
@@ -110,13 +120,18 @@ async fn kill_group(pgid: Pid, child: &mut tokio::process::Child) {
 }
 
 /// Logs every line of one pipe until EOF (stderr lines as warnings).
-async fn log_output(pipe: Option<impl AsyncRead + Unpin>, step: Step, prog: String, stderr: bool) {
+async fn log_output(
+    pipe: Option<impl AsyncRead + Unpin>,
+    event: &'static str,
+    prog: String,
+    stderr: bool,
+) {
     let Some(mut pipe) = pipe else { return };
     let mut log = |line: String| {
         if stderr {
-            tracing::warn!(event = step.as_str(), program = %prog, "{line}");
+            tracing::warn!(event, program = %prog, "{line}");
         } else {
-            tracing::info!(event = step.as_str(), program = %prog, "{line}");
+            tracing::info!(event, program = %prog, "{line}");
         }
     };
     let mut lines = Lines::default();

@@ -61,6 +61,43 @@ pub struct ResourceSpec {
     pub lock: String,
     pub poll_interval: Duration,
     pub actions: Vec<ActionSpec>,
+    /// `[resource.check]`: a health check that decides whether this node
+    /// may be master. None: always eligible.
+    pub check: Option<CheckSpec>,
+    /// Node names, most preferred first (`prefer`); empty: no preference.
+    pub prefer: Vec<String>,
+    /// A less preferred master hands over to a more preferred candidate.
+    pub preempt: bool,
+}
+
+impl ResourceSpec {
+    /// The candidate lock of the node at `prefer[i]`: its index rather than
+    /// its name, so it fits dlmfs's 31 bytes (validation checks the longest).
+    pub fn candidate_lock(&self, i: usize) -> String {
+        format!("{}.c{i}", self.lock)
+    }
+
+    /// This node's place in `prefer`, None if it is not listed.
+    pub fn rank(&self, node: &str) -> Option<usize> {
+        self.prefer.iter().position(|n| n == node)
+    }
+}
+
+/// A resource's health check (`[resource.check]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSpec {
+    pub exec: Vec<String>,
+    /// From the start of one run to the start of the next (runs never
+    /// overlap: a slow one delays the next).
+    pub interval: Duration,
+    /// A run that takes longer is killed (its process group) and fails.
+    pub timeout: Duration,
+    /// Failures in a row that make an eligible node ineligible.
+    pub fall: u32,
+    /// Successes in a row that make an ineligible node eligible again.
+    pub rise: u32,
+    /// After a master gave up for health: stay out at least this long.
+    pub hold_off: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

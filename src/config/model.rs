@@ -81,6 +81,21 @@ pub struct RawResource {
     pub poll_interval: Option<Interval>,
     #[serde(default)]
     pub action: Vec<Spanned<RawAction>>,
+    pub check: Option<Spanned<RawCheck>>,
+    pub prefer: Option<Spanned<Vec<Spanned<String>>>>,
+    pub preempt: Option<Spanned<bool>>,
+}
+
+/// `[resource.check]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub exec: Option<Spanned<Argv>>,
+    pub interval: Option<Interval>,
+    pub timeout: Option<Interval>,
+    pub fall: Option<Spanned<i64>>,
+    pub rise: Option<Spanned<i64>>,
+    pub hold_off: Option<Spanned<Duration0>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

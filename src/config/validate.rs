@@ -3,11 +3,13 @@
 //! default: whatever needs the filesystem is `check`'s, which gets the
 //! places of what it judges from here.
 
-use super::model::{ActionType, Argv, Backend, RawAction, RawConfig, RawDropIn, RawResource};
+use super::model::{
+    ActionType, Argv, Backend, RawAction, RawCheck, RawConfig, RawDropIn, RawResource,
+};
 use super::source::{Place, Source};
 use super::{
-    ActionSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, Places, ProgramPlace,
-    ResourceSpec, UnitSpec, VipSpec,
+    ActionSpec, CheckSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, Places,
+    ProgramPlace, ResourceSpec, UnitSpec, VipSpec,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +25,16 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// Above o2cb's default recovery window (~60 s dead time plus recovery), so a
 /// trylock that waits out a node death is "slow", not "stalled".
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(120);
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_CHECK_FALL: u32 = 3;
+pub const DEFAULT_CHECK_RISE: u32 = 2;
+pub const DEFAULT_CHECK_HOLD_OFF: Duration = Duration::from_secs(30);
+/// Bounds of `fall` and `rise`: beyond 100 runs a check stops meaning
+/// anything an admin would wait for.
+pub const MAX_CHECK_COUNT: i64 = 100;
+/// Same bound as `release --hold-off`.
+pub const MAX_CHECK_HOLD_OFF: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_VIP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ANNOUNCE_COUNT: u32 = 5;
@@ -356,6 +368,24 @@ pub fn validate(
             }
         }
     }
+    // A candidate lock (preferred nodes) must not be another resource's lock.
+    for r in &resources {
+        for i in 0..r.prefer.len() {
+            let c = r.candidate_lock(i);
+            if let Some(at) = locks.get(&c) {
+                // `at` is "FILE:LINE" of that resource's table.
+                let (path, line) = at.rsplit_once(':').unwrap_or((at.as_str(), ""));
+                cx.errors.push(ConfigError {
+                    path: path.into(),
+                    pos: line.parse().ok().map(|l| (l, 1)),
+                    msg: format!(
+                        "lock {c:?} is also the candidate lock of resource {:?}'s preferred node {:?}: rename one",
+                        r.name, r.prefer[i]
+                    ),
+                });
+            }
+        }
+    }
     if cx.errors.is_empty() {
         let places = Places {
             lock_dir: lock_dir_at,
@@ -406,11 +436,127 @@ fn resource(
         .iter()
         .filter_map(|a| action(cx, a, name.get_ref()))
         .collect();
+    let check = r.check.as_ref().and_then(|c| check(cx, c, name.get_ref()));
+    let prefer = prefer(cx, r, backend, lock.get_ref());
     (cx.errors.len() == before).then(|| ResourceSpec {
         name: name.get_ref().clone(),
         lock: lock.get_ref().clone(),
         poll_interval: r.poll_interval.map(|d| d.0).unwrap_or(daemon.poll_interval),
         actions,
+        check,
+        prefer,
+        preempt: r.preempt.as_ref().is_some_and(|p| *p.get_ref()),
+    })
+}
+
+/// `prefer` (node names, most preferred first) and `preempt`.
+fn prefer(cx: &mut Ctx, r: &RawResource, backend: Backend, lock: &str) -> Vec<String> {
+    let Some(list) = &r.prefer else {
+        if let Some(p) = r.preempt.as_ref().filter(|p| *p.get_ref()) {
+            cx.err(
+                p,
+                "key `preempt`: needs `prefer`, the nodes in order of preference",
+            );
+        }
+        return Vec::new();
+    };
+    let mut names: Vec<String> = Vec::new();
+    for n in list.get_ref() {
+        let v = n.get_ref();
+        if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            cx.err(
+                n,
+                "key `prefer`: node names are 1 to 64 characters without spaces",
+            );
+        } else if names.contains(v) {
+            cx.err(n, format!("key `prefer`: {v:?} is listed twice"));
+        }
+        names.push(v.clone());
+    }
+    if names.is_empty() {
+        cx.err(
+            list,
+            "key `prefer`: list at least one node name, most preferred first",
+        );
+    }
+    // Each listed node has a candidate lock named after the lock and its
+    // place: the longest must be a valid lock name too.
+    let longest = format!("{lock}.c{}", names.len().saturating_sub(1));
+    if let Some(p) = lock_name_problem(backend, &longest) {
+        cx.err(
+            list,
+            format!("key `prefer`: the candidate lock {longest:?} cannot be used ({p}): shorten the lock name"),
+        );
+    }
+    names
+}
+
+/// `[resource.check]`: defaults, bounds, and the program's place for
+/// `check` (runnable, and as root the ownership rule, as for hooks).
+fn check(cx: &mut Ctx, c: &Spanned<RawCheck>, resource: &str) -> Option<CheckSpec> {
+    let r = c.get_ref();
+    let before = cx.errors.len();
+    let exec = match &r.exec {
+        None => {
+            cx.err(
+                c,
+                "[resource.check] needs `exec`, like [\"/usr/local/bin/healthy\"]",
+            );
+            Vec::new()
+        }
+        Some(argv) => {
+            let program = argv.get_ref().0[0].clone();
+            if let Some(p) = program_problem(&program) {
+                cx.err(argv, format!("key `exec`: {p}"));
+            }
+            let at = cx.place(argv);
+            cx.programs.push(ProgramPlace {
+                resource: resource.into(),
+                key: "check.exec",
+                program,
+                at,
+            });
+            argv.get_ref().0.clone()
+        }
+    };
+    let mut count = |key: &str, v: &Option<Spanned<i64>>, default: u32| match v {
+        None => default,
+        Some(n) if (1..=MAX_CHECK_COUNT).contains(n.get_ref()) => *n.get_ref() as u32,
+        Some(n) => {
+            cx.err(
+                n,
+                format!(
+                    "key `{key}`: must be between 1 and {MAX_CHECK_COUNT} (checks in a row), not {}",
+                    n.get_ref()
+                ),
+            );
+            default
+        }
+    };
+    let fall = count("fall", &r.fall, DEFAULT_CHECK_FALL);
+    let rise = count("rise", &r.rise, DEFAULT_CHECK_RISE);
+    let hold_off = match &r.hold_off {
+        None => DEFAULT_CHECK_HOLD_OFF,
+        Some(d) if d.get_ref().0 > MAX_CHECK_HOLD_OFF => {
+            cx.err(
+                d,
+                format!(
+                    "key `hold_off`: at most {}h, not {}",
+                    MAX_CHECK_HOLD_OFF.as_secs() / 3600,
+                    humantime::format_duration(d.get_ref().0)
+                ),
+            );
+            DEFAULT_CHECK_HOLD_OFF
+        }
+        Some(d) => d.get_ref().0,
+    };
+    (cx.errors.len() == before).then(|| CheckSpec {
+        exec,
+        interval: r.interval.map(|d| d.0).unwrap_or(DEFAULT_CHECK_INTERVAL),
+        timeout: r.timeout.map(|d| d.0).unwrap_or(DEFAULT_CHECK_TIMEOUT),
+        fall,
+        rise,
+        hold_off,
     })
 }
 
@@ -754,6 +900,144 @@ mod tests {
         assert_eq!(
             e,
             ["/etc/x.toml:6:8: key `unit` does not apply to exec actions"]
+        );
+    }
+
+    fn check_res(check: &str) -> String {
+        format!(
+            "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/true\"]\n[resource.check]\n{check}"
+        )
+    }
+
+    #[test]
+    fn check_defaults_and_program_place() {
+        let (c, places) = validate_text(&check_res("exec = [\"/bin/healthy\", \"-q\"]\n")).unwrap();
+        assert_eq!(
+            c.resources[0].check,
+            Some(CheckSpec {
+                exec: vec!["/bin/healthy".into(), "-q".into()],
+                interval: DEFAULT_CHECK_INTERVAL,
+                timeout: DEFAULT_CHECK_TIMEOUT,
+                fall: DEFAULT_CHECK_FALL,
+                rise: DEFAULT_CHECK_RISE,
+                hold_off: DEFAULT_CHECK_HOLD_OFF,
+            })
+        );
+        let p = places
+            .programs
+            .iter()
+            .find(|p| p.key == "check.exec")
+            .unwrap();
+        assert_eq!(
+            (p.program.as_str(), p.at.pos),
+            ("/bin/healthy", Some((7, 8)))
+        );
+        let (c, _) = validate_text(&check_res(
+            "exec = [\"/bin/h\"]\ninterval = \"1s\"\ntimeout = \"500ms\"\nfall = 1\nrise = 5\nhold_off = \"0s\"\n",
+        ))
+        .unwrap();
+        let k = c.resources[0].check.clone().unwrap();
+        assert_eq!(
+            (k.interval, k.timeout, k.fall, k.rise, k.hold_off),
+            (
+                Duration::from_secs(1),
+                Duration::from_millis(500),
+                1,
+                5,
+                Duration::ZERO
+            )
+        );
+        assert_eq!(
+            validate_text(&check_res("exec = [\"/bin/h\"]\n"))
+                .unwrap()
+                .0
+                .resources
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn check_errors_name_their_place_and_key() {
+        let e = errors(&check_res("interval = \"1s\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/x.toml:6:1: [resource.check] needs `exec`"),
+            "{e:?}"
+        );
+        let e = errors(&check_res(
+            "exec = [\"bin/h\"]\nfall = 0\nrise = 101\nhold_off = \"25h\"\n",
+        ));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:7:8: key `exec`: \"bin/h\" is a relative path: write an absolute path, or a bare name to look up in PATH",
+                "/etc/x.toml:8:8: key `fall`: must be between 1 and 100 (checks in a row), not 0",
+                "/etc/x.toml:9:8: key `rise`: must be between 1 and 100 (checks in a row), not 101",
+                "/etc/x.toml:10:12: key `hold_off`: at most 24h, not 1day 1h",
+            ]
+        );
+        let e = errors(&check_res("exec = [\"/bin/h\"]\ntimeout = \"0s\"\n"));
+        assert!(
+            e[0].starts_with("/etc/x.toml:8:11: key `timeout`: must be greater than zero"),
+            "{e:?}"
+        );
+        let e = errors(&check_res("exec = [\"/bin/h\"]\nfails = 3\n"));
+        assert!(
+            e[0].starts_with("/etc/x.toml:8:1: unknown field `fails`"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn prefer_and_preempt() {
+        let res = "[[resource]]\nname = \"w\"\n";
+        let (c, _) = validate_text(res).unwrap();
+        assert_eq!(
+            (c.resources[0].prefer.len(), c.resources[0].preempt),
+            (0, false)
+        );
+        let (c, _) =
+            validate_text(&format!("{res}prefer = [\"b\", \"a\"]\npreempt = true\n")).unwrap();
+        let r = &c.resources[0];
+        assert_eq!(
+            (r.prefer.clone(), r.preempt),
+            (vec!["b".into(), "a".into()], true)
+        );
+        assert_eq!((r.rank("a"), r.rank("c")), (Some(1), None));
+        assert_eq!(r.candidate_lock(1), "w.c1");
+        let e = errors(&format!("{res}preempt = true\n"));
+        assert_eq!(
+            e,
+            ["/etc/x.toml:3:11: key `preempt`: needs `prefer`, the nodes in order of preference"]
+        );
+        let e = errors(&format!("{res}prefer = [\"a\", \"a b\", \"a\"]\n"));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:3:16: key `prefer`: node names are 1 to 64 characters without spaces",
+                "/etc/x.toml:3:23: key `prefer`: \"a\" is listed twice",
+            ]
+        );
+        let e = errors(&format!(
+            "{res}prefer = [\"a\"]\n[[resource]]\nname = \"v\"\nlock = \"w.c0\"\n"
+        ));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:4:1: lock \"w.c0\" is also the candidate lock of resource \"w\"'s preferred node \"a\": rename one"
+            ]
+        );
+        let e = errors(&format!("{res}prefer = []\n"));
+        assert!(
+            e[0].starts_with("/etc/x.toml:3:10: key `prefer`: list at least one"),
+            "{e:?}"
+        );
+        let long = "[lock]\nbackend = \"dlmfs\"\n[[resource]]\nname = \"w\"\nlock = \"abcdefghijabcdefghijabcdefghi\"\nprefer = [\"a\"]\n";
+        let e = errors(long);
+        assert!(
+            e[0].starts_with("/etc/x.toml:6:10: key `prefer`: the candidate lock \"abcdefghijabcdefghijabcdefghi.c0\" cannot be used"),
+            "{e:?}"
         );
     }
 

@@ -19,7 +19,13 @@
 //!   side effects and competes again;
 //! - an admin's release request is answered as soon as its outcome is known:
 //!   success once the lock is given up, failure at the first failed release
-//!   attempt (the retries go on).
+//!   attempt (the retries go on);
+//! - with a health check, eligibility (`Event::Eligible`) is an input: an
+//!   ineligible node never runs acquire steps nor tries the lock (but for
+//!   the first attempt at startup, which decides crash recovery), and a
+//!   master that becomes ineligible releases and holds off like after an
+//!   admin's release, so a flapping check moves mastership at most once
+//!   per hold-off.
 
 use crate::lock::LockError;
 use serde::Serialize;
@@ -75,6 +81,12 @@ pub enum Event {
     /// While master: the lock no longer excludes other nodes (its file was
     /// deleted); why.
     LockLost(String),
+    /// The health check's verdict changed (see `election::health`): this
+    /// node may (true) or may not (false) be master.
+    Eligible(bool),
+    /// While master with `preempt`: a more preferred node (named) is a
+    /// candidate; hand over to it.
+    Outranked(String),
     Shutdown,
 }
 
@@ -106,6 +118,8 @@ pub enum Command {
 enum Then {
     HoldOff(Duration),
     Backoff,
+    /// Stand by (a lock won while ineligible is given back).
+    Standby,
     Exit,
 }
 
@@ -170,6 +184,13 @@ pub struct Machine {
     release_waiting: bool,
     /// That outcome, once known, for the runner to take.
     reply: Option<Result<(), String>>,
+    /// May this node be master? None: a health check is configured and has
+    /// no result yet. Always `Some(true)` without a check.
+    eligible: Option<bool>,
+    /// How long a master that became ineligible stays out.
+    health_hold_off: Duration,
+    /// The first lock attempt (which decides crash recovery) was made.
+    attempted: bool,
 }
 
 impl Machine {
@@ -187,7 +208,23 @@ impl Machine {
             dirty: false,
             release_waiting: false,
             reply: None,
+            eligible: Some(true),
+            health_hold_off: Duration::ZERO,
+            attempted: false,
         }
+    }
+
+    /// With a health check: not eligible before its first result; a master
+    /// that becomes ineligible stays out for `hold_off`.
+    pub fn with_check(mut self, hold_off: Duration) -> Self {
+        self.eligible = None;
+        self.health_hold_off = hold_off;
+        self
+    }
+
+    /// A reload changed the check's `hold_off`: the next give-up uses it.
+    pub fn set_health_hold_off(&mut self, hold_off: Duration) {
+        self.health_hold_off = hold_off;
     }
 
     pub fn status(&self) -> Status {
@@ -223,6 +260,18 @@ impl Machine {
 
     pub fn is_master(&self) -> bool {
         self.phase == Phase::Master
+    }
+
+    /// Whether this node should hold its candidate lock (preferred nodes):
+    /// it would take mastership now, i.e. it is eligible and not holding
+    /// off, backing off after a failure of its own, or stopping. A node that
+    /// will not take the lock must not make others defer to it.
+    pub fn wants_candidacy(&self) -> bool {
+        self.eligible == Some(true)
+            && !self.shutting_down
+            && !self.holding_off()
+            && !matches!(self.phase, Phase::Stopped { .. })
+            && self.status() != Status::Backoff
     }
 
     /// Waiting out an admin's hold-off.
@@ -286,6 +335,7 @@ impl Machine {
         match then {
             Then::Exit => self.stop(false),
             Then::Backoff => self.wait(Idle::Backoff),
+            Then::Standby => self.wait(Idle::Standby),
             Then::HoldOff(d) => {
                 self.phase = Phase::Waiting(Idle::HoldOff);
                 Command::Sleep {
@@ -332,7 +382,17 @@ impl Machine {
         if ev == Event::Shutdown {
             return self.shutdown();
         }
+        if let Event::Eligible(e) = ev {
+            return self.eligibility(e);
+        }
+        let eligible = self.eligible == Some(true);
         match (self.phase, ev) {
+            // The first attempt waits for the check's first result.
+            (P::Waiting(_), Event::Start) if self.eligible.is_none() => Command::Keep,
+            // Ineligible after the first attempt: stay out, keep waiting.
+            (P::Waiting(_), Event::Timer) if self.attempted && !eligible => {
+                self.wait(Idle::Standby)
+            }
             (P::Waiting(from), Event::Start | Event::Timer) => {
                 // A hold-off is over: compete like any standby.
                 let from = if from == Idle::HoldOff {
@@ -340,11 +400,7 @@ impl Machine {
                 } else {
                     from
                 };
-                self.phase = P::Locking {
-                    from,
-                    stalled: false,
-                };
-                Command::TryLock
+                self.attempt(from)
             }
             // Shutting down, a call that turns out stuck is not waited for
             // (as when the stall was known before the shutdown).
@@ -358,11 +414,26 @@ impl Machine {
                 Command::Keep
             }
             (P::Locking { .. }, Event::Locked) => {
-                self.reconcile = false;
+                let leftovers = std::mem::take(&mut self.reconcile) || self.dirty;
                 if self.shutting_down {
                     // Run release actions even so: at startup a crashed
                     // instance may have left ours in place.
                     return self.release(Then::Exit);
+                }
+                if !eligible {
+                    // Won the first attempt (or lost eligibility during
+                    // the call): give the lock back without acquiring,
+                    // clearing what a crashed instance of ours may have
+                    // left first (we hold the lock, so nobody else is
+                    // master while that runs).
+                    if leftovers {
+                        return self.release(Then::Standby);
+                    }
+                    self.phase = P::Unlocking {
+                        then: Then::Standby,
+                        stalled: false,
+                    };
+                    return Command::Unlock;
                 }
                 self.phase = P::Acquiring { cancelled: false };
                 Command::RunAcquire
@@ -396,6 +467,9 @@ impl Machine {
             (P::Acquiring { .. }, Event::ActionsOk) if self.shutting_down => {
                 self.release(Then::Exit)
             }
+            (P::Acquiring { .. }, Event::ActionsOk) if self.eligible == Some(false) => {
+                self.give_up_for_health()
+            }
             (P::Acquiring { .. }, Event::ActionsOk) => {
                 self.backoff = Duration::ZERO;
                 self.last_error = None;
@@ -420,6 +494,7 @@ impl Machine {
                     self.release(then)
                 }
             }
+            (P::Master, Event::Outranked(_)) => self.release(Then::Standby),
             (P::Master, Event::LockLost(why)) => {
                 self.last_error = Some(format!("mastership lost: {why}"));
                 self.release(Then::Backoff)
@@ -468,6 +543,41 @@ impl Machine {
             }
             // Anything else is an event that does not belong to the current
             // operation (a late timer): ignore it, keep going.
+            _ => Command::Keep,
+        }
+    }
+
+    fn attempt(&mut self, from: Idle) -> Command {
+        self.attempted = true;
+        self.phase = Phase::Locking {
+            from,
+            stalled: false,
+        };
+        Command::TryLock
+    }
+
+    fn give_up_for_health(&mut self) -> Command {
+        self.last_error = Some(format!(
+            "health check failing: gave mastership up, holding off for {}",
+            humantime::format_duration(self.health_hold_off)
+        ));
+        self.release(Then::HoldOff(self.health_hold_off))
+    }
+
+    /// The health check's verdict changed.
+    fn eligibility(&mut self, e: bool) -> Command {
+        let first = self.eligible.is_none();
+        self.eligible = Some(e);
+        match self.phase {
+            // The first result: make the first attempt (eligible or not:
+            // it decides crash recovery; see the `Locked` arm).
+            Phase::Waiting(from) if first && !self.attempted && !self.shutting_down => {
+                self.attempt(from)
+            }
+            Phase::Master if !e => self.give_up_for_health(),
+            // Anywhere else the verdict applies at the next decision: the
+            // next timer (compete or not), a won lock, finished acquire
+            // steps. A running release or unlock goes on.
             _ => Command::Keep,
         }
     }
@@ -862,6 +972,143 @@ mod tests {
         assert!(m.stopped_holding());
     }
 
+    const HOLD: Duration = Duration::from_secs(30);
+
+    /// A machine with a health check, started, that got its first result
+    /// `ok` and made its first attempt.
+    fn checked(leftovers: bool, ok: bool) -> Machine {
+        let mut m = Machine::new(POLL, leftovers).with_check(HOLD);
+        assert_eq!(m.handle(Event::Start), Command::Keep, "waits for a result");
+        assert!(!m.settled());
+        assert_eq!(m.handle(Event::Eligible(ok)), Command::TryLock);
+        m
+    }
+
+    #[test]
+    fn a_healthy_node_competes_after_its_first_result() {
+        let mut m = checked(false, true);
+        assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Hold);
+        assert!(m.is_master());
+    }
+
+    #[test]
+    fn an_unhealthy_node_gives_a_won_lock_back_without_acquiring() {
+        let mut m = checked(false, false);
+        assert_eq!(m.handle(Event::Locked), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        assert!(m.settled());
+        // Ineligible: timers do not try the lock.
+        assert_eq!(m.handle(Event::Timer), sleep(POLL));
+        assert_eq!(m.handle(Event::Timer), sleep(POLL));
+        assert_eq!(m.handle(Event::Eligible(true)), Command::Keep);
+        assert_eq!(m.handle(Event::Timer), Command::TryLock, "competes again");
+    }
+
+    #[test]
+    fn an_unhealthy_node_with_leftovers_clears_them_before_giving_the_lock_back() {
+        let mut m = checked(true, false);
+        assert_eq!(m.handle(Event::Locked), Command::RunRelease);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        // Lost instead: the usual reconcile.
+        let mut m = checked(true, false);
+        assert_eq!(m.handle(Event::Busy), Command::RunRelease);
+    }
+
+    #[test]
+    fn a_master_that_becomes_unhealthy_releases_and_holds_off() {
+        let mut m = checked(false, true);
+        m.handle(Event::Locked);
+        m.handle(Event::ActionsOk);
+        assert_eq!(m.handle(Event::Eligible(false)), Command::RunRelease);
+        assert!(m.last_error().unwrap().contains("health check failing"));
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(
+            m.handle(Event::Unlocked(Ok(()))),
+            Command::Sleep {
+                wait: HOLD,
+                jitter: false
+            }
+        );
+        assert!(m.holding_off());
+        // Healthy again during the hold-off: still out until it ends.
+        assert_eq!(m.handle(Event::Eligible(true)), Command::Keep);
+        assert!(m.holding_off());
+        assert_eq!(m.handle(Event::Timer), Command::TryLock);
+    }
+
+    #[test]
+    fn a_hold_off_that_ends_while_unhealthy_stands_by() {
+        let mut m = checked(false, true);
+        m.handle(Event::Locked);
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Eligible(false));
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Unlocked(Ok(())));
+        assert_eq!(m.handle(Event::Timer), sleep(POLL));
+        assert!(!m.holding_off());
+        assert_eq!(m.status(), Status::Standby);
+    }
+
+    #[test]
+    fn unhealthy_during_acquire_releases_once_it_finished() {
+        let mut m = checked(false, true);
+        m.handle(Event::Locked);
+        assert_eq!(m.handle(Event::Eligible(false)), Command::Keep);
+        assert_eq!(m.handle(Event::ActionsOk), Command::RunRelease);
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Unlocked(Ok(())));
+        assert!(m.holding_off());
+    }
+
+    #[test]
+    fn unhealthy_during_the_lock_call_does_not_acquire() {
+        let mut m = checked(false, true);
+        m.handle(Event::Eligible(false));
+        assert_eq!(m.handle(Event::Locked), Command::Unlock);
+    }
+
+    #[test]
+    fn shutdown_before_the_first_result_exits() {
+        let mut m = Machine::new(POLL, true).with_check(HOLD);
+        m.handle(Event::Start);
+        assert_eq!(m.handle(Event::Shutdown), Command::Exit);
+        assert_eq!(m.handle(Event::Eligible(true)), Command::Exit);
+    }
+
+    #[test]
+    fn an_outranked_master_hands_over_and_stands_by() {
+        let mut m = master();
+        assert!(m.wants_candidacy());
+        assert_eq!(m.handle(Event::Outranked("a".into())), Command::RunRelease);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        assert!(!m.holding_off() && m.last_error().is_none());
+        assert!(m.wants_candidacy(), "still a candidate for when a leaves");
+        assert_eq!(m.handle(Event::Timer), Command::TryLock);
+    }
+
+    #[test]
+    fn candidacy_only_while_ready_to_take_mastership() {
+        let mut m = checked(false, true);
+        assert!(m.wants_candidacy());
+        m.handle(Event::Eligible(false));
+        assert!(!m.wants_candidacy(), "unhealthy");
+        let mut m = master();
+        m.request_release(HOLD).unwrap();
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Unlocked(Ok(())));
+        assert!(!m.wants_candidacy(), "holding off");
+        let mut m = standby();
+        m.handle(Event::Timer);
+        m.handle(Event::LockFailed(LockError::Failed("x".into())));
+        assert!(!m.wants_candidacy(), "backing off");
+        let mut m = standby();
+        m.handle(Event::Shutdown);
+        assert!(!m.wants_candidacy(), "stopped");
+    }
+
     #[test]
     fn a_reload_changes_the_poll_interval_in_place() {
         let mut m = standby();
@@ -897,14 +1144,25 @@ mod properties {
         matches!(op, Op::Lock | Op::Acquire | Op::Release | Op::Unlock)
     }
 
+    /// The health hold-off in these runs: a value no other wait has.
+    const HEALTH_HOLD: Duration = Duration::from_secs(777);
+
     struct Run {
         m: Machine,
         op: Op,
+        /// The last eligibility sent (None: no result yet).
+        eligible: Option<bool>,
+        /// A master gave up for health; its hold-off has not ended.
+        health_out: bool,
+        /// The hold-off sleep of that give-up is outstanding.
+        hold_sleep: bool,
         /// Release actions failed and no later release succeeded.
         release_failed: bool,
         shutdown_sent: bool,
         exited: bool,
         log: Vec<String>,
+        /// The machine has a health check (Eligible events are sent).
+        checked: bool,
     }
 
     impl Run {
@@ -925,8 +1183,23 @@ mod properties {
                     assert!(self.shutdown_sent, "exit only after a shutdown");
                     Op::None
                 }
-                Command::TryLock => Op::Lock,
-                Command::RunAcquire => Op::Acquire,
+                Command::TryLock => {
+                    assert!(
+                        !self.health_out,
+                        "TryLock within the hold-off of a health give-up\n{}",
+                        self.log.join("\n")
+                    );
+                    Op::Lock
+                }
+                Command::RunAcquire => {
+                    assert_eq!(
+                        self.eligible,
+                        Some(true),
+                        "acquire while not eligible\n{}",
+                        self.log.join("\n")
+                    );
+                    Op::Acquire
+                }
                 Command::RunRelease => Op::Release,
                 Command::Unlock => {
                     assert!(
@@ -936,7 +1209,10 @@ mod properties {
                     );
                     Op::Unlock
                 }
-                Command::Sleep { .. } => Op::Sleep,
+                Command::Sleep { wait, .. } => {
+                    self.hold_sleep = self.health_out && wait == HEALTH_HOLD;
+                    Op::Sleep
+                }
                 Command::Hold => Op::Hold,
             };
             // A new operation while a blocking one is outstanding would mean
@@ -962,16 +1238,42 @@ mod properties {
             if ev == Event::Shutdown {
                 self.shutdown_sent = true;
             }
+            if let Event::Eligible(e) = ev {
+                self.eligible = Some(e);
+                if !e && self.op == Op::Hold {
+                    self.health_out = true;
+                }
+            }
+            if ev == Event::Timer && self.op == Op::Sleep && self.hold_sleep {
+                self.health_out = false;
+                self.hold_sleep = false;
+            }
+            let was_master = self.op == Op::Hold;
             // The outstanding operation completes with this event.
-            let completes = !matches!(ev, Event::Shutdown | Event::Stalled | Event::LockLost(_));
+            let completes = !matches!(
+                ev,
+                Event::Shutdown
+                    | Event::Stalled
+                    | Event::LockLost(_)
+                    | Event::Eligible(_)
+                    | Event::Outranked(_)
+            );
             let before = self.op;
             if completes && before != Op::Hold {
                 self.op = Op::None;
             }
+            let unhealthy = matches!(ev, Event::Eligible(false));
             let cmd = self.m.handle(ev);
             if cmd == Command::Keep && completes && before != Op::Hold {
                 // Ignored (a stray event): the operation is still running.
                 self.op = before;
+            }
+            if was_master && unhealthy && !self.exited {
+                assert_eq!(cmd, Command::RunRelease, "an unhealthy master releases");
+                self.op = Op::None; // the runner drops the Hold future
+            }
+            if (before == Op::Sleep || before == Op::None) && cmd == Command::TryLock {
+                self.op = Op::None; // a first attempt replaces nothing running
             }
             self.apply(cmd);
         }
@@ -995,6 +1297,7 @@ mod properties {
                 (Op::Unlock, c) => Event::Unlocked(if c == 2 { Err("x".into()) } else { Ok(()) }),
                 (Op::Sleep, _) => Event::Timer,
                 (Op::Hold, 0) => Event::LockLost("x".into()),
+                (Op::Hold, 1) => Event::Outranked("x".into()),
                 (Op::Hold, _) | (Op::None, _) => return None,
             })
         }
@@ -1019,22 +1322,33 @@ mod properties {
                     self.log.push("resume".into());
                     if let Ok(cmd) = self.m.resume() {
                         self.op = Op::None; // the hold-off sleep is dropped
+                        self.health_out = false;
                         self.apply(cmd);
                     }
                 }
-                _ => self.event(if c.is_multiple_of(2) {
-                    Event::Timer
-                } else {
-                    Event::Busy
+                _ => self.event(match c % 4 {
+                    0 => Event::Timer,
+                    1 => Event::Busy,
+                    2 if self.checked => Event::Eligible(true),
+                    3 if self.checked => Event::Eligible(false),
+                    _ => Event::Timer,
                 }),
             }
         }
     }
 
-    fn start(leftovers: bool) -> Run {
+    fn start(leftovers: bool, checked: bool) -> Run {
+        let mut m = Machine::new(Duration::from_secs(1), leftovers);
+        if checked {
+            m = m.with_check(HEALTH_HOLD);
+        }
         let mut r = Run {
-            m: Machine::new(Duration::from_secs(1), leftovers),
+            m,
             op: Op::None,
+            eligible: if checked { None } else { Some(true) },
+            health_out: false,
+            hold_sleep: false,
+            checked,
             release_failed: false,
             shutdown_sent: false,
             exited: false,
@@ -1050,8 +1364,12 @@ mod properties {
         /// At most one operation outstanding; never Unlock after failed
         /// release actions until a later success; Exit is final.
         #[test]
-        fn invariants_hold(leftovers: bool, choices in proptest::collection::vec(any::<u8>(), 0..120)) {
-            let mut r = start(leftovers);
+        /// With a check also: never acquire steps while not eligible; an
+        /// unhealthy master releases at once; no lock attempt within the
+        /// hold-off after a health give-up (unless resumed).
+        #[test]
+        fn invariants_hold(leftovers: bool, checked: bool, choices in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let mut r = start(leftovers, checked);
             for c in choices {
                 r.step(c);
             }
@@ -1062,10 +1380,11 @@ mod properties {
         #[test]
         fn shutdown_always_ends_in_exit(
             leftovers: bool,
+            checked: bool,
             before in proptest::collection::vec(any::<u8>(), 0..60),
             after in proptest::collection::vec(any::<u8>(), 40..41),
         ) {
-            let mut r = start(leftovers);
+            let mut r = start(leftovers, checked);
             for c in before {
                 r.step(c);
             }

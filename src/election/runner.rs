@@ -7,10 +7,11 @@
 //! resource's name, so log lines from here and from its actions are tagged
 //! once, there.
 
+use super::health::Health;
 use super::machine::{Command, Event, Machine};
 use super::status::{Board, ResourceStatus, now_ms};
 use crate::action::{self, Cancel, Ctx};
-use crate::config::ResourceSpec;
+use crate::config::{CheckSpec, ResourceSpec};
 use crate::instance::{Applied, Record};
 use crate::lock::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
 use std::future::Future;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
+use tracing::Instrument;
 
 pub type Reply = oneshot::Sender<Result<(), String>>;
 
@@ -152,48 +154,276 @@ fn jittered(wait: Duration, jitter: bool) -> Duration {
     wait + Duration::from_micros(rand::random_range(0..max))
 }
 
-/// While master: re-announce VIPs that ask for it, and check at every poll
-/// that the lock still excludes others. Returns only when it does not.
+/// With `preempt`: the backend and the candidate locks of the nodes more
+/// preferred than this one, probed at every poll while master.
+type Preempt = (Arc<dyn LockBackend>, Vec<(String, String)>);
+
+/// While master: re-announce VIPs that ask for it, check at every poll
+/// that the lock still excludes others, and with `preempt` that no more
+/// preferred node is a candidate. Returns only when one of those fails.
 async fn hold(
     actions: Vec<crate::config::ActionSpec>,
     check: Option<StillHeld>,
+    preempt: Option<Preempt>,
     every: Duration,
     op_timeout: Duration,
 ) -> Event {
     let refresh = action::while_master(actions);
     tokio::pin!(refresh);
-    let Some(check) = check else {
+    if check.is_none() && preempt.is_none() {
         refresh.await;
         unreachable!("while_master never returns");
-    };
+    }
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = &mut refresh => unreachable!("while_master never returns"),
             _ = tick.tick() => {
-                let c = check.clone();
-                // A check stuck on a cluster filesystem is retried next
-                // time; it never decides on its own.
-                if let Ok(Ok(Err(why))) =
-                    tokio::time::timeout(op_timeout, tokio::task::spawn_blocking(move || c())).await
-                {
-                    return Event::LockLost(why);
+                if let Some(c) = check.clone() {
+                    // A check stuck on a cluster filesystem is retried next
+                    // time; it never decides on its own.
+                    if let Ok(Ok(Err(why))) =
+                        tokio::time::timeout(op_timeout, tokio::task::spawn_blocking(move || c())).await
+                    {
+                        return Event::LockLost(why);
+                    }
+                }
+                if let Some((backend, better)) = preempt.clone() {
+                    let probe = tokio::task::spawn_blocking(move || outranked_by(&*backend, &better));
+                    if let Ok(Ok(Some(n))) = tokio::time::timeout(op_timeout, probe).await {
+                        return Event::Outranked(n);
+                    }
                 }
             }
         }
     }
 }
 
+/// The candidate locks of the nodes more preferred than this one, with
+/// their names: all listed nodes for a node not in `prefer`.
+fn better(spec: &ResourceSpec, node: &str) -> Vec<(String, String)> {
+    let rank = spec.rank(node).unwrap_or(spec.prefer.len());
+    spec.prefer[..rank]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), spec.candidate_lock(i)))
+        .collect()
+}
+
+/// The first of `better` whose node is a candidate now (blocking: run on
+/// the blocking pool). A probe that fails counts as "not a candidate": the
+/// lock call that follows meets the same trouble and reports it.
+fn outranked_by(backend: &dyn LockBackend, better: &[(String, String)]) -> Option<String> {
+    better
+        .iter()
+        .find(|(_, lock)| backend.candidate_held(lock).unwrap_or(false))
+        .map(|(n, _)| n.clone())
+}
+
+/// Awaits a candidate-lock call on the blocking pool, warning once if it
+/// runs past `op_timeout` (the DLM recovering a dead node); it is still
+/// waited for, since the lock it may take must not be lost.
+async fn candidate_call<T>(call: JoinHandle<T>, op_timeout: Duration, lock: &str) -> Option<T> {
+    tokio::pin!(call);
+    let r = match tokio::time::timeout(op_timeout, &mut call).await {
+        Ok(r) => r,
+        Err(_) => {
+            tracing::warn!(
+                "candidate lock {lock}: call has not returned within op_timeout ({op_timeout:?}); still waiting"
+            );
+            call.await
+        }
+    };
+    r.inspect_err(|e| tracing::warn!("candidate lock {lock}: call died: {e}"))
+        .ok()
+}
+
+/// Holds this node's candidate lock while `want` says so, retrying every
+/// `every` while it cannot (a probe holds it for a moment). Returns once
+/// `want` is closed, with the lock given up.
+async fn candidacy(
+    backend: Arc<dyn LockBackend>,
+    lock: String,
+    mut want: watch::Receiver<bool>,
+    every: Duration,
+    op_timeout: Duration,
+) {
+    let mut held: Option<Box<dyn HeldLock>> = None;
+    loop {
+        let wanted = *want.borrow_and_update();
+        if wanted && held.is_none() {
+            let (b, l) = (backend.clone(), lock.clone());
+            let call = tokio::task::spawn_blocking(move || b.take_candidate(&l));
+            match candidate_call(call, op_timeout, &lock).await {
+                Some(Ok(Some(h))) => {
+                    tracing::debug!("candidate lock {lock} taken");
+                    held = Some(h);
+                }
+                Some(Ok(None)) | None => {}
+                Some(Err(e)) => tracing::debug!("candidate lock {lock}: {e}"),
+            }
+        } else if !wanted && let Some(h) = held.take() {
+            let call = tokio::task::spawn_blocking(move || h.release());
+            match candidate_call(call, op_timeout, &lock).await {
+                Some(Ok(())) => tracing::debug!("candidate lock {lock} given up"),
+                Some(Err(e)) => tracing::warn!("giving candidate lock {lock} up: {e}"),
+                None => {}
+            }
+        }
+        let retry = wanted && held.is_none();
+        tokio::select! {
+            r = want.changed() => if r.is_err() {
+                if let Some(h) = held.take() {
+                    let _ = tokio::task::spawn_blocking(move || h.release()).await;
+                }
+                return;
+            },
+            () = sleep(every), if retry => {}
+        }
+    }
+}
+
+/// One health-check run's outcome: Err says why it failed.
+type CheckResult = Result<(), String>;
+
+/// The running health check: a task of its own, so a slow check never
+/// holds up the runner (its answers to pings, its lock calls).
+struct Checker {
+    spec: CheckSpec,
+    results: mpsc::Receiver<CheckResult>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    health: Health,
+    /// Why the last run failed, for status.
+    error: Option<String>,
+}
+
+impl Checker {
+    fn start(spec: &CheckSpec, ctx: Ctx) -> Checker {
+        let (tx, results) = mpsc::channel(1);
+        let (stop, cancel) = Cancel::new();
+        let task = tokio::spawn(check_loop(spec.clone(), ctx, tx, cancel).in_current_span());
+        Checker {
+            spec: spec.clone(),
+            results,
+            stop,
+            task,
+            health: Health::new(spec.fall, spec.rise),
+            error: None,
+        }
+    }
+
+    /// Stops the loop, killing a running check's process group, and waits
+    /// for it (bounded: the kill takes at most exec's grace time).
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+
+    /// Records one run; returns the new eligibility when it changed.
+    fn record(&mut self, r: CheckResult) -> Option<bool> {
+        let changed = self.health.record(r.is_ok());
+        match (&r, changed) {
+            (Ok(()), Some(_)) => tracing::info!(
+                "health check passed {} time(s) in a row: eligible for mastership",
+                self.spec.rise
+            ),
+            (Err(e), Some(_)) => {
+                tracing::warn!("health check failing, not eligible for mastership: {e}")
+            }
+            (Err(e), None) if self.error.is_none() => tracing::warn!("health check failed: {e}"),
+            (Err(e), None) => tracing::debug!("health check failed: {e}"),
+            (Ok(()), None) => tracing::debug!("health check passed"),
+        }
+        self.error = r.err();
+        changed
+    }
+}
+
+/// Runs the check every `interval` (start to start; a run that overruns
+/// delays the next rather than overlapping it) until stopped.
+async fn check_loop(
+    spec: CheckSpec,
+    ctx: Ctx,
+    results: mpsc::Sender<CheckResult>,
+    mut cancel: Cancel,
+) {
+    let mut tick = tokio::time::interval(spec.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        let r =
+            action::exec::run_argv(&spec.exec, spec.timeout, "check", &ctx, cancel.clone()).await;
+        if cancel.is_cancelled() || results.send(r).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The next check result; never, without a check.
+async fn next_result(checker: &mut Option<Checker>) -> Option<CheckResult> {
+    match checker {
+        Some(c) => c.results.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Runner {
-    fn publish(&self, m: &Machine, last: &mut Option<ResourceStatus>, hold_off_until: Option<u64>) {
+    /// Listed in `prefer`: a task that holds our candidate lock while the
+    /// sender says so (we would take mastership), so that less preferred
+    /// nodes defer to us. Dropping the sender gives it up.
+    fn candidacy(&self) -> (watch::Sender<bool>, Option<JoinHandle<()>>) {
+        let (want, want_rx) = watch::channel(false);
+        let task = self.spec.rank(&self.node).map(|i| {
+            tokio::spawn(
+                candidacy(
+                    self.backend.clone(),
+                    self.spec.candidate_lock(i),
+                    want_rx,
+                    self.spec.poll_interval,
+                    self.op_timeout,
+                )
+                .in_current_span(),
+            )
+        });
+        (want, task)
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            resource: self.spec.name.clone(),
+            node: self.node.clone(),
+        }
+    }
+
+    fn publish(
+        &self,
+        m: &Machine,
+        last: &mut Option<ResourceStatus>,
+        hold_off_until: Option<u64>,
+        checker: Option<&Checker>,
+    ) {
         let (state, err) = (m.status(), m.last_error().map(str::to_string));
+        let health = checker.map(|c| c.health.as_str().to_string());
+        let health_error = checker.and_then(|c| c.error.clone());
         let mut st = match last {
             Some(l)
                 if l.state == state
                     && l.last_error == err
                     && l.settled == m.settled()
-                    && l.hold_off_until_ms == hold_off_until =>
+                    && l.hold_off_until_ms == hold_off_until
+                    && l.health == health
+                    && l.health_error == health_error =>
             {
                 return;
             }
@@ -204,6 +434,8 @@ impl Runner {
                 since_ms: now_ms(),
                 last_error: None,
                 hold_off_until_ms: None,
+                health: None,
+                health_error: None,
                 settled: false,
             },
         };
@@ -216,6 +448,8 @@ impl Runner {
         st.last_error = err;
         st.settled = m.settled();
         st.hold_off_until_ms = hold_off_until;
+        st.health = health;
+        st.health_error = health_error;
         {
             let mut board = self.board.lock().unwrap();
             match board.iter_mut().find(|s| s.name == st.name) {
@@ -227,18 +461,32 @@ impl Runner {
         self.changed.send_replace(());
     }
 
-    fn start(&self, cmd: Command, held: &mut Option<Box<dyn HeldLock>>) -> Op {
-        let ctx = Ctx {
-            resource: self.spec.name.clone(),
-            node: self.node.clone(),
-        };
+    /// `defer`: a lock attempt first probes the more preferred nodes'
+    /// candidate locks (not at the first attempt, see `run`).
+    fn start(&self, cmd: Command, held: &mut Option<Box<dyn HeldLock>>, defer: bool) -> Op {
+        let ctx = self.ctx();
         let deadline = || Some(Box::pin(sleep(self.op_timeout)));
         match cmd {
             Command::TryLock => {
                 let (backend, lock) = (self.backend.clone(), self.spec.lock.clone());
+                let better = if defer {
+                    better(&self.spec, &self.node)
+                } else {
+                    Vec::new()
+                };
+                let span = tracing::Span::current();
                 tracing::debug!("trying lock {lock}");
                 Op::Lock {
-                    call: tokio::task::spawn_blocking(move || backend.try_lock(&lock)),
+                    call: tokio::task::spawn_blocking(move || {
+                        // A more preferred candidate gets the lock: defer.
+                        if let Some(n) = outranked_by(&*backend, &better) {
+                            span.in_scope(|| {
+                                tracing::debug!("deferring to more preferred node {n}")
+                            });
+                            return Ok(TryLock::Busy);
+                        }
+                        backend.try_lock(&lock)
+                    }),
                     deadline: deadline(),
                 }
             }
@@ -319,6 +567,10 @@ impl Runner {
             Command::Hold => Op::Master(Box::pin(hold(
                 self.spec.actions.clone(),
                 held.as_ref().and_then(|h| h.still_held()),
+                self.spec
+                    .preempt
+                    .then(|| (self.backend.clone(), better(&self.spec, &self.node)))
+                    .filter(|(_, b)| !b.is_empty()),
                 self.spec.poll_interval,
                 self.op_timeout,
             ))),
@@ -335,12 +587,29 @@ impl Runner {
         // Unit actions are checked by a standby even without a record.
         let reconcile = self.record.exists() || action::checks_on_standby(&self.spec.actions);
         let mut m = Machine::new(self.spec.poll_interval, reconcile);
+        // The check starts with the resource; until its first result the
+        // node does not compete (see Machine::with_check).
+        let mut checker = self
+            .spec
+            .check
+            .as_ref()
+            .map(|c| Checker::start(c, self.ctx()));
+        if let Some(c) = &self.spec.check {
+            m = m.with_check(c.hold_off);
+        }
+        let (mut want, mut candidate) = self.candidacy();
         let mut held: Option<Box<dyn HeldLock>> = None;
         let mut op = Op::Idle;
         let mut last = None;
         let mut waiters: Vec<Reply> = Vec::new();
         // When the running hold-off ends (for status).
         let mut hold_off_until = None;
+        // The first lock attempt never defers to a preferred node: it
+        // decides crash recovery (a dlmfs lock cached on this node by our
+        // killed predecessor is ours to resume or release, and deferring
+        // would leave it cached, blocking everyone). With `preempt` a won
+        // lock is handed over properly at the next poll.
+        let mut attempted = false;
         let mut cmd = m.handle(Event::Start);
         loop {
             match cmd {
@@ -357,19 +626,34 @@ impl Runner {
                 }
                 Command::Sleep { wait, .. } if m.holding_off() => {
                     hold_off_until = Some(now_ms() + wait.as_millis() as u64);
-                    op = self.start(cmd, &mut held);
+                    op = self.start(cmd, &mut held, true);
                 }
                 c => {
                     hold_off_until = None;
-                    op = self.start(c, &mut held);
+                    op = self.start(c, &mut held, attempted);
+                    attempted |= c == Command::TryLock;
                 }
             }
             if let Some(r) = m.take_reply() {
                 waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
             }
-            self.publish(&m, &mut last, hold_off_until.filter(|_| m.holding_off()));
+            self.publish(
+                &m,
+                &mut last,
+                hold_off_until.filter(|_| m.holding_off()),
+                checker.as_ref(),
+            );
+            want.send_if_modified(|w| std::mem::replace(w, m.wants_candidacy()) != *w);
             let done = tokio::select! {
                 d = op.next() => d,
+                Some(r) = next_result(&mut checker) => {
+                    let changed = checker.as_mut().and_then(|c| c.record(r));
+                    cmd = match changed {
+                        Some(e) => m.handle(Event::Eligible(e)),
+                        None => Command::Keep,
+                    };
+                    continue;
+                }
                 req = requests.recv() => {
                     match req {
                         Some(Request::Ping(reply)) => {
@@ -407,9 +691,51 @@ impl Runner {
                                 tracing::info!("reload: new intervals and timeouts apply in place");
                             }
                             m.set_poll(spec.poll_interval);
-                            self.spec = spec;
-                            self.op_timeout = op_timeout;
                             cmd = Command::Keep;
+                            if spec.check != self.spec.check {
+                                // Without a check so far the node was
+                                // eligible: a check added by a reload keeps
+                                // that verdict until fall failures.
+                                let mut verdict = Some(true);
+                                if let Some(old) = checker.take() {
+                                    verdict = old.health.eligible();
+                                    old.stop().await;
+                                }
+                                match &spec.check {
+                                    Some(c) => {
+                                        tracing::info!("reload: health check changed, restarting it");
+                                        m.set_health_hold_off(c.hold_off);
+                                        let mut new = Checker::start(c, Ctx {
+                                            resource: spec.name.clone(),
+                                            node: self.node.clone(),
+                                        });
+                                        new.health = new.health.carried_over(verdict);
+                                        checker = Some(new);
+                                    }
+                                    None => {
+                                        tracing::info!("reload: health check removed, eligible");
+                                        cmd = m.handle(Event::Eligible(true));
+                                    }
+                                }
+                            }
+                            let new_prefer = spec.prefer != self.spec.prefer;
+                            let new_preempt = new_prefer || spec.preempt != self.spec.preempt;
+                            self.spec = spec;
+                            if new_prefer {
+                                // Our place (so our candidate lock) may have
+                                // changed: give the old one up first.
+                                tracing::info!("reload: preference changed");
+                                drop(std::mem::replace(&mut want, watch::channel(false).0));
+                                if let Some(t) = candidate.take() {
+                                    let _ = tokio::time::timeout(self.op_timeout, t).await;
+                                }
+                                (want, candidate) = self.candidacy();
+                            }
+                            self.op_timeout = op_timeout;
+                            if new_preempt && m.is_master() && cmd == Command::Keep {
+                                // Watch with the new preference from now on.
+                                op = self.start(Command::Hold, &mut held, true);
+                            }
                         }
                         Some(Request::Shutdown) | None => cmd = m.handle(Event::Shutdown),
                     }
@@ -431,6 +757,12 @@ impl Runner {
                     );
                     Event::Stalled
                 }
+                Done::Event(Event::Outranked(n)) => {
+                    tracing::info!(
+                        "more preferred node {n} is a candidate (preempt): handing mastership over"
+                    );
+                    Event::Outranked(n)
+                }
                 Done::Event(Event::LockLost(why)) => {
                     tracing::error!("{why}: giving mastership up and competing again");
                     Event::LockLost(why)
@@ -446,7 +778,16 @@ impl Runner {
         if let Some(r) = m.take_reply() {
             waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
         }
-        self.publish(&m, &mut last, None);
+        if let Some(c) = checker.take() {
+            c.stop().await;
+        }
+        // Gives the candidate lock up (a call stuck in the kernel is left
+        // behind: the process exit drops it).
+        drop(want);
+        if let Some(t) = candidate {
+            let _ = tokio::time::timeout(self.op_timeout, t).await;
+        }
+        self.publish(&m, &mut last, None, None);
         for w in waiters {
             let _ = w.send(Err("daemon is shutting down".into()));
         }

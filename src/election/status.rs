@@ -16,6 +16,15 @@ pub struct ResourceStatus {
     /// While an admin's hold-off runs: when it ends (ms since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_off_until_ms: Option<u64>,
+    /// With a health check (`[resource.check]`): `pending` before its first
+    /// result, `ok` while this node may be master, `failing` while not
+    /// (after `fall` failures in a row, until `rise` successes in a row).
+    /// Absent without a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// Why the last check run failed; absent once a run succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_error: Option<String>,
     /// Reached a defined state since start (for READY=1); not shown.
     #[serde(skip)]
     pub settled: bool,

@@ -249,6 +249,9 @@ mod tests {
                 release: Some(release),
                 timeout: Duration::from_secs(10),
             })],
+            check: None,
+            prefer: Vec::new(),
+            preempt: false,
         };
         keeper.register(&spec, record);
         (keeper, std::thread::spawn(move || serve(b, "n1")))

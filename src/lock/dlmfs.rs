@@ -245,6 +245,58 @@ impl LockBackend for DlmfsBackend {
         }
         unlink(&self.lock_path(lock))
     }
+
+    /// A *blocking* EX open: a probe from another node may have left the
+    /// lock cached there at PR with no holder, which a trylock would never
+    /// get past (no BAST for NOQUEUE requests); a queued request makes that
+    /// node downconvert. Released like any lock: close, then unlink.
+    fn take_candidate(&self, lock: &str) -> Result<Option<Box<dyn HeldLock>>, LockError> {
+        let path = self.join()?.join(lock);
+        let flags =
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_CLOEXEC;
+        match nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => {
+                // SAFETY: `fd` is a fresh descriptor we own.
+                let file = unsafe { File::from_raw_fd(fd.into_raw_fd()) };
+                Ok(Some(Box::new(DlmfsLock {
+                    file,
+                    path,
+                    previous: None,
+                    epoch: 0,
+                })))
+            }
+            // The inode is being unlinked by us (an earlier release).
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(e) => Err(LockError::Failed(format!(
+                "cannot open {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// A PR trylock, closed at once and never unlinked (an unlink racing
+    /// a local open can hang, docs/dlmfs.md §1.4): busy iff another node
+    /// holds EX, i.e. its owner is a candidate. A PR left cached here
+    /// neither hides the owner from other probes (PR is compatible with
+    /// PR) nor blocks the owner's blocking EX open (it downconverts).
+    fn candidate_held(&self, lock: &str) -> Result<bool, LockError> {
+        let path = self.join()?.join(lock);
+        let flags = nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_CREAT
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        match nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => {
+                drop(fd);
+                Ok(false)
+            }
+            Err(Errno::ETXTBSY) | Err(Errno::EAGAIN) => Ok(true),
+            Err(e) => Err(LockError::Failed(format!(
+                "cannot open {}: {e}",
+                path.display()
+            ))),
+        }
+    }
 }
 
 fn unlink(path: &Path) -> Result<(), LockError> {

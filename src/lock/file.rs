@@ -276,6 +276,41 @@ impl LockBackend for FileBackend {
         // The kernel drops OFD locks with their last fd: nothing can be stale.
         Ok(())
     }
+
+    fn take_candidate(&self, lock: &str) -> Result<Option<Box<dyn HeldLock>>, LockError> {
+        let path = self.path(lock);
+        let file = open_lock_file(&self.dir, &path)?;
+        match ofd_setlk(&file, true) {
+            // No guard: the keeper must not keep a dead daemon a candidate.
+            Ok(()) => Ok(Some(Box::new(FileLock {
+                file: Some(file),
+                path,
+                lock: lock.to_string(),
+                guards: Vec::new(),
+            }))),
+            Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(None),
+            Err(e) => Err(LockError::Failed(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// A read lock, dropped at once with its fd: it conflicts with the
+    /// owner's write lock and leaves nothing behind.
+    fn candidate_held(&self, lock: &str) -> Result<bool, LockError> {
+        let path = self.path(lock);
+        let file = open_lock_file(&self.dir, &path)?;
+        let probe = whole_file(libc::F_RDLCK as libc::c_short);
+        match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&probe)) {
+            Ok(_) => Ok(false),
+            Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(true),
+            Err(e) => Err(LockError::Failed(format!(
+                "cannot test {}: {e}",
+                path.display()
+            ))),
+        }
+    }
 }
 
 pub struct FileLock {

@@ -45,6 +45,15 @@ pub trait LockBackend: Send + Sync {
     /// process holds it (dlmfs caches a dead holder's lock on the node).
     /// For `cleanup` after a crash; harmless when there is nothing to drop.
     fn clear_stale(&self, lock: &str) -> Result<(), LockError>;
+
+    /// Takes candidate lock `lock` (preferred nodes; docs/ARCHITECTURE.md):
+    /// held by this process alone, never by a lock keeper, so it goes with
+    /// the process. None: not now (a probe holds it for a moment; retry).
+    fn take_candidate(&self, lock: &str) -> Result<Option<Box<dyn HeldLock>>, LockError>;
+
+    /// Whether some node holds candidate lock `lock` now. Leaves nothing
+    /// behind that could keep its owner from taking it later.
+    fn candidate_held(&self, lock: &str) -> Result<bool, LockError>;
 }
 
 /// A lock we hold. Dropping it without `release` also gives it up as far as
