@@ -13,5 +13,6 @@ pub mod instance;
 pub mod keeper;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod systemd;

@@ -13,6 +13,7 @@ use crate::action::{self, Cancel, Ctx};
 use crate::config::ResourceSpec;
 use crate::instance::Record;
 use crate::lock::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
+use crate::metrics::{LockCall, Metrics, Run};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -52,6 +53,9 @@ pub struct Runner {
     pub changed: watch::Sender<()>,
     /// This instance's record that the resource's acquire steps ran.
     pub record: Record,
+    /// Observed here: state changes, lock-call and action-run durations,
+    /// stalls.
+    pub metrics: Arc<Metrics>,
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -209,6 +213,8 @@ impl Runner {
         };
         if last.as_ref().is_none_or(|l| l.state != state) {
             tracing::info!(state = state.as_str(), "state {}", state.as_str());
+            self.metrics
+                .state(&st.name, state, st.since_ms as f64 / 1000.0);
         }
         if err.is_some() && last.as_ref().is_none_or(|l| l.last_error != err) {
             tracing::warn!(state = state.as_str(), "{}", err.as_deref().unwrap_or(""));
@@ -237,14 +243,23 @@ impl Runner {
             Command::TryLock => {
                 let (backend, lock) = (self.backend.clone(), self.spec.lock.clone());
                 tracing::debug!("trying lock {lock}");
+                let call =
+                    self.metrics
+                        .time_lock_call(&self.spec.name, LockCall::try_lock, move || {
+                            backend.try_lock(&lock)
+                        });
                 Op::Lock {
-                    call: tokio::task::spawn_blocking(move || backend.try_lock(&lock)),
+                    call: tokio::task::spawn_blocking(call),
                     deadline: deadline(),
                 }
             }
             Command::Unlock => match held.take() {
                 Some(h) => Op::Unlock {
-                    call: tokio::task::spawn_blocking(move || h.release()),
+                    call: tokio::task::spawn_blocking(self.metrics.time_lock_call(
+                        &self.spec.name,
+                        LockCall::unlock,
+                        move || h.release(),
+                    )),
                     deadline: deadline(),
                 },
                 None => Op::Actions {
@@ -255,25 +270,31 @@ impl Runner {
             Command::RunAcquire => {
                 let (spec, record) = (self.spec.clone(), self.record.clone());
                 let (cancel, token) = Cancel::new();
+                let metrics = self.metrics.clone();
                 Op::Actions {
                     run: Box::pin(async move {
-                        // Written before the first step: from here on a
-                        // crash may leave something for a restart to undo.
-                        if let Err(msg) = record.mark() {
-                            return Event::ActionsFailed { msg, clean: true };
-                        }
-                        match action::acquire_all(&spec.actions, &ctx, token).await {
-                            Ok(()) => Event::ActionsOk,
-                            Err(f) => {
-                                if f.clean {
-                                    record.clear();
+                        let name = spec.name.clone();
+                        metrics
+                            .time_run(&name, Run::acquire, async move {
+                                // Written before the first step: from here on a
+                                // crash may leave something for a restart to undo.
+                                if let Err(msg) = record.mark() {
+                                    return Event::ActionsFailed { msg, clean: true };
                                 }
-                                Event::ActionsFailed {
-                                    msg: f.msg,
-                                    clean: f.clean,
+                                match action::acquire_all(&spec.actions, &ctx, token).await {
+                                    Ok(()) => Event::ActionsOk,
+                                    Err(f) => {
+                                        if f.clean {
+                                            record.clear();
+                                        }
+                                        Event::ActionsFailed {
+                                            msg: f.msg,
+                                            clean: f.clean,
+                                        }
+                                    }
                                 }
-                            }
-                        }
+                            })
+                            .await
                     }),
                     cancel: Some(cancel),
                 }
@@ -289,20 +310,26 @@ impl Runner {
                         record.path().display()
                     );
                 }
+                let metrics = self.metrics.clone();
                 Op::Actions {
                     run: Box::pin(async move {
-                        let done = if reconcile {
-                            action::reconcile(&spec.actions, &ctx, record.exists()).await
-                        } else {
-                            action::release_all(&spec.actions, &ctx).await
-                        };
-                        match done {
-                            Ok(()) => {
-                                record.clear();
-                                Event::ActionsOk
-                            }
-                            Err(msg) => Event::ActionsFailed { msg, clean: false },
-                        }
+                        let name = spec.name.clone();
+                        metrics
+                            .time_run(&name, Run::release, async move {
+                                let done = if reconcile {
+                                    action::reconcile(&spec.actions, &ctx, record.exists()).await
+                                } else {
+                                    action::release_all(&spec.actions, &ctx).await
+                                };
+                                match done {
+                                    Ok(()) => {
+                                        record.clear();
+                                        Event::ActionsOk
+                                    }
+                                    Err(msg) => Event::ActionsFailed { msg, clean: false },
+                                }
+                            })
+                            .await
                     }),
                     cancel: None,
                 }
@@ -337,6 +364,8 @@ impl Runner {
         let mut waiters: Vec<Reply> = Vec::new();
         // When the running hold-off ends (for status).
         let mut hold_off_until = None;
+        // A lock call ran past op_timeout and has not returned yet.
+        let mut stalled = false;
         let mut cmd = m.handle(Event::Start);
         loop {
             match cmd {
@@ -412,6 +441,12 @@ impl Runner {
                     continue;
                 }
             };
+            // The op after a stall is the stalled call returning.
+            let now_stalled = matches!(done, Done::Event(Event::Stalled));
+            if now_stalled || stalled {
+                self.metrics.stalled(&self.spec.name, now_stalled);
+            }
+            stalled = now_stalled;
             let ev = match done {
                 Done::Won(h) => {
                     if let Some(p) = h.previous_holder() {
