@@ -244,6 +244,11 @@ impl Metrics {
             self.transitions
                 .get_or_create(&res_state(resource, state))
                 .inc();
+        } else {
+            // Series that exist from the start, so that an alert or a
+            // rate() sees 0 rather than nothing.
+            self.stalled.get_or_create(&res(resource)).set(0);
+            let _ = self.stalls.get_or_create(&res(resource));
         }
         self.last_transition.get_or_create(&res(resource)).set(at);
     }
