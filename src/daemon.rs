@@ -127,6 +127,7 @@ impl Supervisor {
                 since_ms: status::now_ms(),
                 last_error: Some(format!("its runner died: {e}")),
                 hold_off_until_ms: None,
+                transitions: 0,
                 settled: true,
             }));
         }

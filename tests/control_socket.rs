@@ -127,6 +127,7 @@ fn a_client_that_never_reads_its_reply_is_dropped_at_the_deadline() {
         since_ms: 0,
         last_error: Some("e".repeat(4 << 20)),
         hold_off_until_ms: None,
+        transitions: 0,
         settled: true,
     }]));
     let (release, _rx) = tokio::sync::mpsc::channel(1);

@@ -208,6 +208,7 @@ impl Runner {
                 since_ms: now_ms(),
                 last_error: None,
                 hold_off_until_ms: None,
+                transitions: last.as_ref().map_or(0, |l| l.transitions + 1),
                 settled: false,
             },
         };
