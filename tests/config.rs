@@ -518,6 +518,7 @@ fn reference_config_example_validates_when_uncommented() {
     let c = config::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.resources.len(), 1);
     assert_eq!(c.resources[0].actions.len(), 2);
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9477".parse().unwrap()));
 }
 
 #[test]
