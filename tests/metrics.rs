@@ -284,3 +284,69 @@ fn a_taken_port_does_not_stop_the_election_and_is_retried() {
     );
     assert_eq!(state(&s, "web", "master"), 1.0);
 }
+
+/// A bad `listen` is refused with its place, by check-config (exit 78) and
+/// by a reload (the running endpoint stays); a good new one needs a
+/// restart, and says so; a resource removed by a reload loses its series.
+#[test]
+fn bad_listen_is_refused_and_changes_nothing_running() {
+    let mut lab = Lab::new();
+    let addr = free_port();
+    let res = format!(
+        "{}{}{}",
+        metrics_section(addr),
+        lab.logging("web"),
+        lab.logging("db")
+    );
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("db", "master");
+    assert_eq!(state(&scrape(addr), "db", "master"), 1.0);
+    let cfg = lab.daemons[a].config.clone();
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    let line = good
+        .lines()
+        .position(|l| l.starts_with("listen = "))
+        .unwrap()
+        + 1;
+
+    let bad = good.replace(&addr.to_string(), "localhost:9477");
+    std::fs::write(&cfg, &bad).unwrap();
+    let out = support::cli(&cfg, &["check-config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:{line}:10: key `metrics.listen`: \"localhost:9477\" is not an IP address and port",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    lab.daemons[a].wait_log("reload refused");
+    assert_eq!(state(&scrape(addr), "db", "master"), 1.0);
+
+    // A valid new address: needs a restart; the old one keeps serving.
+    let other = free_port();
+    let moved = good.replace(&addr.to_string(), &other.to_string());
+    // ...and db goes: its series go with it.
+    let moved = moved
+        .split("[[resource]]\nname = \"db\"")
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(&cfg, moved).unwrap();
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    lab.daemons[a].wait_log("[metrics] or daemon.runtime_dir need a restart");
+    wait_for(WAIT, "db gone", || {
+        lab.daemons[a].state("db").is_none().then_some(())
+    });
+    let s = scrape(addr);
+    assert_eq!(state(&s, "web", "master"), 1.0);
+    assert!(
+        s.samples
+            .iter()
+            .all(|x| x.labels.get("resource") != Some("db")),
+        "db's series are gone"
+    );
+    assert!(http(other, "GET", "/metrics").is_none());
+}
