@@ -234,6 +234,16 @@ impl Runner {
         self.changed.send_replace(());
     }
 
+    /// Acquire or release steps, timed for the metrics.
+    fn timed(
+        &self,
+        run: Run,
+        steps: impl Future<Output = Event> + Send + 'static,
+    ) -> BoxFut<Event> {
+        let (metrics, name) = (self.metrics.clone(), self.spec.name.clone());
+        Box::pin(async move { metrics.time_run(&name, run, steps).await })
+    }
+
     fn start(&self, cmd: Command, held: &mut Option<Box<dyn HeldLock>>) -> Op {
         let ctx = Ctx {
             resource: self.spec.name.clone(),
@@ -271,31 +281,25 @@ impl Runner {
             Command::RunAcquire => {
                 let (spec, record) = (self.spec.clone(), self.record.clone());
                 let (cancel, token) = Cancel::new();
-                let metrics = self.metrics.clone();
                 Op::Actions {
-                    run: Box::pin(async move {
-                        let name = spec.name.clone();
-                        metrics
-                            .time_run(&name, Run::acquire, async move {
-                                // Written before the first step: from here on a
-                                // crash may leave something for a restart to undo.
-                                if let Err(msg) = record.mark() {
-                                    return Event::ActionsFailed { msg, clean: true };
+                    run: self.timed(Run::acquire, async move {
+                        // Written before the first step: from here on a
+                        // crash may leave something for a restart to undo.
+                        if let Err(msg) = record.mark() {
+                            return Event::ActionsFailed { msg, clean: true };
+                        }
+                        match action::acquire_all(&spec.actions, &ctx, token).await {
+                            Ok(()) => Event::ActionsOk,
+                            Err(f) => {
+                                if f.clean {
+                                    record.clear();
                                 }
-                                match action::acquire_all(&spec.actions, &ctx, token).await {
-                                    Ok(()) => Event::ActionsOk,
-                                    Err(f) => {
-                                        if f.clean {
-                                            record.clear();
-                                        }
-                                        Event::ActionsFailed {
-                                            msg: f.msg,
-                                            clean: f.clean,
-                                        }
-                                    }
+                                Event::ActionsFailed {
+                                    msg: f.msg,
+                                    clean: f.clean,
                                 }
-                            })
-                            .await
+                            }
+                        }
                     }),
                     cancel: Some(cancel),
                 }
@@ -311,26 +315,20 @@ impl Runner {
                         record.path().display()
                     );
                 }
-                let metrics = self.metrics.clone();
                 Op::Actions {
-                    run: Box::pin(async move {
-                        let name = spec.name.clone();
-                        metrics
-                            .time_run(&name, Run::release, async move {
-                                let done = if reconcile {
-                                    action::reconcile(&spec.actions, &ctx, record.exists()).await
-                                } else {
-                                    action::release_all(&spec.actions, &ctx).await
-                                };
-                                match done {
-                                    Ok(()) => {
-                                        record.clear();
-                                        Event::ActionsOk
-                                    }
-                                    Err(msg) => Event::ActionsFailed { msg, clean: false },
-                                }
-                            })
-                            .await
+                    run: self.timed(Run::release, async move {
+                        let done = if reconcile {
+                            action::reconcile(&spec.actions, &ctx, record.exists()).await
+                        } else {
+                            action::release_all(&spec.actions, &ctx).await
+                        };
+                        match done {
+                            Ok(()) => {
+                                record.clear();
+                                Event::ActionsOk
+                            }
+                            Err(msg) => Event::ActionsFailed { msg, clean: false },
+                        }
                     }),
                     cancel: None,
                 }
