@@ -77,13 +77,17 @@ def status(c, node, cfg):
 
 
 def scrape(c, node, addr):
-    """The node's daemon's metrics as {'name{labels}': value}, via busybox
-    wget inside the guest; None if the endpoint does not answer."""
-    rc, out, _ = c.exec(node, "wget -q -T 10 -O - http://%s/metrics" % addr, timeout=30)
-    if rc != 0:
+    """The node's daemon's metrics as {'name{labels}': value}, fetched with
+    busybox nc inside the guest (the static busybox's wget segfaults);
+    None if the endpoint does not answer."""
+    host, port = addr.rsplit(":", 1)
+    rc, out, _ = c.exec(node, "printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' | nc -w 10 %s %s"
+                        % (host, port), timeout=30)
+    head, sep, body = out.partition("\r\n\r\n")
+    if rc != 0 or not sep or " 200 " not in head.splitlines()[0]:
         return None
     samples = {}
-    for line in out.splitlines():
+    for line in body.splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.rpartition(" ")
             samples[key] = float(value)
