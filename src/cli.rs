@@ -40,10 +40,23 @@ pub enum Cmd {
     /// Validate the configuration (exit 78 if invalid).
     CheckConfig,
     /// Show the running daemon's resources (exit 1 if no daemon answers).
+    ///
+    /// The table has, per resource: its state, since when (relative), the
+    /// time left of a hold-off from `release`, and the last error.
     Status {
-        /// Print JSON for scripts instead of the table (format in the README).
+        /// Print JSON for scripts instead of the table (every field is
+        /// described in the README, "Status"); with --watch, one line per
+        /// refresh.
         #[arg(long)]
         json: bool,
+        /// Refresh until Ctrl-C (exit 0) or until the daemon stops
+        /// answering (exit 1). On a terminal the screen is redrawn;
+        /// otherwise each refresh is appended.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch refreshes: a DURATION from 200ms to 1h.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval, requires = "watch")]
+        interval: Duration,
     },
     /// Planned switchover: the master releases NAME and stays out for the hold-off.
     Release {
@@ -51,7 +64,9 @@ pub enum Cmd {
         name: String,
         /// How long this node does not compete for NAME afterwards: a
         /// DURATION like 30s, 5m, 1h (at most 24h).
-        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_hold_off)]
+        /// A negative value reaches the parser (and its error) rather than
+        /// being taken for an option.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_hold_off, allow_hyphen_values = true)]
         hold_off: Duration,
     },
     /// End a hold-off from `release` early: this node competes for NAME again now.
@@ -84,11 +99,37 @@ pub enum Cmd {
 pub const MAX_HOLD_OFF: Duration = Duration::from_secs(24 * 3600);
 
 fn parse_hold_off(s: &str) -> Result<Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err("a hold-off cannot be negative (write e.g. 30s, 5m, 1h)".into());
+    }
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30s, 5m, 1h)"))?;
+    if d.is_zero() {
+        return Err(
+            "must be more than 0s: without a hold-off this node competes again at once and may win its own lock back (`resume NAME` ends a hold-off early)"
+                .into(),
+        );
+    }
     if d > MAX_HOLD_OFF {
         return Err(format!(
             "at most {}h (a longer hold-off is a configuration change)",
             MAX_HOLD_OFF.as_secs() / 3600
+        ));
+    }
+    Ok(d)
+}
+
+/// The shortest and longest `status --watch` refresh: faster only loads
+/// the daemon, slower is no longer watching.
+pub const WATCH_MIN: Duration = Duration::from_millis(200);
+pub const WATCH_MAX: Duration = Duration::from_secs(3600);
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 1s, 500ms)"))?;
+    if !(WATCH_MIN..=WATCH_MAX).contains(&d) {
+        return Err(format!(
+            "between {} and {}",
+            humantime::format_duration(WATCH_MIN),
+            humantime::format_duration(WATCH_MAX)
         ));
     }
     Ok(d)
@@ -112,7 +153,13 @@ mod tests {
     fn hold_off_is_a_duration_of_at_most_a_day() {
         assert_eq!(release("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(release("24h"), Ok(MAX_HOLD_OFF));
-        assert_eq!(release("0s"), Ok(Duration::ZERO));
+        let e = release("0s").unwrap_err();
+        assert!(
+            e.contains("invalid value '0s' for '--hold-off <DURATION>': must be more than 0s"),
+            "{e}"
+        );
+        let e = release("-5s").unwrap_err();
+        assert!(e.contains("cannot be negative"), "{e}");
         let e = release("500years").unwrap_err();
         assert!(
             e.contains("invalid value '500years' for '--hold-off <DURATION>': at most 24h"),
@@ -125,6 +172,31 @@ mod tests {
         assert!(
             matches!(default.command, Cmd::Release { hold_off, .. } if hold_off == Duration::from_secs(10))
         );
+    }
+
+    #[test]
+    fn watch_interval_is_bounded_and_needs_watch() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["dlm-electd", "status"], args].concat())
+                .map(|c| match c.command {
+                    Cmd::Status {
+                        watch, interval, ..
+                    } => (watch, interval),
+                    other => panic!("{other:?}"),
+                })
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse(&[]), Ok((false, Duration::from_secs(2))));
+        assert_eq!(
+            parse(&["--watch", "--interval", "500ms"]),
+            Ok((true, Duration::from_millis(500)))
+        );
+        let e = parse(&["--watch", "--interval", "10ms"]).unwrap_err();
+        assert!(e.contains("between 200ms and 1h"), "{e}");
+        let e = parse(&["--watch", "--interval", "2h"]).unwrap_err();
+        assert!(e.contains("between 200ms and 1h"), "{e}");
+        let e = parse(&["--interval", "1s"]).unwrap_err();
+        assert!(e.contains("--watch"), "{e}");
     }
 
     #[test]

@@ -79,37 +79,101 @@ async fn run(cli: Cli) -> i32 {
             Ok(c) => crate::daemon::cleanup(c).await,
             Err(code) => code,
         },
-        Cmd::Status { json } => status(&cli.config, json).await,
+        Cmd::Status {
+            json, watch: false, ..
+        } => status(&cli.config, json).await,
+        Cmd::Status {
+            json,
+            watch: true,
+            interval,
+        } => watch(&cli.config, json, interval).await,
         Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
         Cmd::Resume { name } => resume(&cli.config, name).await,
         Cmd::KeepLocks { .. } => unreachable!("handled in dispatch"),
     }
 }
 
-async fn status(config: &Path, json: bool) -> i32 {
+/// Asks the daemon for its status.
+async fn fetch(config: &Path) -> Result<StatusReport, String> {
     let dir = config::runtime_dir_hint(config);
-    match control::call(&dir, &Request::Status, Duration::from_secs(10)).await {
-        Ok(control::Reply {
+    match control::call(&dir, &Request::Status, Duration::from_secs(10)).await? {
+        control::Reply {
             status: Some(s), ..
-        }) => {
-            if json {
-                let text = serde_json::to_string_pretty(&s).unwrap_or_default();
-                out(&format!("{text}\n"))
-            } else {
-                out(&table(&s))
-            }
+        } => Ok(s),
+        r => Err(r.error.unwrap_or_else(|| "empty answer".into())),
+    }
+}
+
+async fn status(config: &Path, json: bool) -> i32 {
+    match fetch(config).await {
+        Ok(s) if json => {
+            let text = serde_json::to_string_pretty(&s).unwrap_or_default();
+            out(&format!("{text}\n"))
         }
-        Ok(r) => {
-            eprintln!(
-                "dlm-electd: {}",
-                r.error.unwrap_or_else(|| "empty answer".into())
-            );
-            exit::FAILURE
-        }
+        Ok(s) => out(&table(&s)),
         Err(e) => {
             eprintln!("dlm-electd: {e}");
             exit::FAILURE
         }
+    }
+}
+
+/// `status --watch`: the status every `every` until Ctrl-C or SIGTERM
+/// (exit 0), or until the daemon stops answering (exit 1). On a terminal
+/// each refresh redraws the screen; into a pipe or file, the tables follow
+/// each other separated by a blank line, or with --json one JSON document
+/// per line.
+async fn watch(config: &Path, json: bool, every: Duration) -> i32 {
+    use std::io::IsTerminal;
+    use tokio::signal::unix::{SignalKind, signal};
+    // Streams made once, before the first refresh: a signal that comes
+    // between two refreshes is kept for the next select.
+    let (mut int, mut term) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("dlm-electd: cannot catch SIGINT and SIGTERM: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let redraw = std::io::stdout().is_terminal();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    loop {
+        let frame = async {
+            tick.tick().await;
+            fetch(config).await
+        };
+        let report = tokio::select! {
+            _ = int.recv() => return exit::OK,
+            _ = term.recv() => return exit::OK,
+            r = frame => r,
+        };
+        let s = match report {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("dlm-electd: {e}; stopped watching");
+                return exit::FAILURE;
+            }
+        };
+        let text = if json {
+            format!("{}\n", serde_json::to_string(&s).unwrap_or_default())
+        } else if redraw {
+            // Home, clear: the table replaces the one before.
+            format!("\x1b[H\x1b[2J{}", table(&s))
+        } else if first {
+            table(&s)
+        } else {
+            format!("\n{}", table(&s))
+        };
+        first = false;
+        if out(&text) != exit::OK {
+            return exit::FAILURE;
+        }
+        let _ = std::io::stdout().flush();
     }
 }
 
@@ -167,8 +231,15 @@ fn out(text: &str) -> i32 {
     }
 }
 
+/// The status table: per resource its state, since when, a hold-off's
+/// time left and the last error ("-" for none). Times are relative to the
+/// daemon's clock (`now_ms`), so a client on a skewed clock reads the same.
 fn table(s: &StatusReport) -> String {
-    let now = crate::election::status::now_ms();
+    let now = if s.now_ms > 0 {
+        s.now_ms
+    } else {
+        crate::election::status::now_ms()
+    };
     let w = s
         .resources
         .iter()
@@ -179,27 +250,137 @@ fn table(s: &StatusReport) -> String {
     let mut t = format!("node: {}\n", s.node);
     let _ = writeln!(
         t,
-        "{:<w$}  {:<9}  {:>10}  LAST ERROR",
-        "RESOURCE", "STATE", "FOR"
+        "{:<w$}  {:<9}  {:>12}  {:>14}  {:<7}  LAST ERROR",
+        "RESOURCE", "STATE", "SINCE", "HOLD-OFF", "HEALTH"
     );
     for r in &s.resources {
-        let age = Duration::from_secs(now.saturating_sub(r.since_ms) / 1000);
-        let note = match (&r.last_error, r.hold_off_until_ms) {
+        let since = format!("{} ago", compact(now.saturating_sub(r.since_ms) / 1000));
+        let hold_off = match r.hold_off_until_ms {
+            // Rounded up: 0.4 s left is not "0s left".
+            Some(until) => format!("{} left", compact(until.saturating_sub(now).div_ceil(1000))),
+            None => "-".into(),
+        };
+        // The resource's own last failure first; else why its health
+        // check fails, which is what keeps a healthy-looking standby out.
+        let error = match (&r.last_error, &r.health_error) {
             (Some(e), _) => e.clone(),
-            (None, Some(until)) => format!(
-                "holding off for {} more",
-                humantime::format_duration(Duration::from_secs(until.saturating_sub(now) / 1000))
-            ),
+            (None, Some(e)) => format!("check: {e}"),
             (None, None) => "-".into(),
         };
         let _ = writeln!(
             t,
-            "{:<w$}  {:<9}  {:>10}  {}",
+            "{:<w$}  {:<9}  {:>12}  {:>14}  {:<7}  {}",
             r.name,
             r.state.as_str(),
-            humantime::format_duration(age).to_string(),
-            note
+            since,
+            hold_off,
+            r.health.as_deref().unwrap_or("-"),
+            error
         );
     }
     t
+}
+
+/// Seconds as their two largest units without spaces: "45s", "3m12s",
+/// "5h3m", "2d4h". (humantime writes every unit, spaced: "2days 4h 3m 1s"
+/// is too wide for a column.)
+fn compact(secs: u64) -> String {
+    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let Some(i) = units.iter().position(|(n, _)| secs >= *n) else {
+        return "0s".into();
+    };
+    let (big, b) = units[i];
+    let mut text = format!("{}{b}", secs / big);
+    if let Some((small, u)) = units.get(i + 1)
+        && secs % big >= *small
+    {
+        let _ = write!(text, "{}{u}", secs % big / small);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::election::{ResourceStatus, Status};
+
+    #[test]
+    fn compact_durations() {
+        assert_eq!(compact(0), "0s");
+        assert_eq!(compact(45), "45s");
+        assert_eq!(compact(60), "1m");
+        assert_eq!(compact(192), "3m12s");
+        assert_eq!(compact(3600 + 59), "1h");
+        assert_eq!(compact(5 * 3600 + 3 * 60 + 7), "5h3m");
+        assert_eq!(compact(2 * 86_400 + 4 * 3600 + 1), "2d4h");
+    }
+
+    #[test]
+    fn table_shows_since_hold_off_and_error_per_resource() {
+        let r = |name: &str, state, since_ms, err: Option<&str>, until| ResourceStatus {
+            name: name.into(),
+            state,
+            since_ms,
+            last_error: err.map(str::to_string),
+            hold_off_until_ms: until,
+            health: None,
+            health_error: None,
+            transitions: 0,
+            settled: true,
+        };
+        let now = 1_000_000_000;
+        let s = StatusReport {
+            node: "a".into(),
+            now_ms: now,
+            resources: vec![
+                r("web", Status::Master, now - 192_000, None, None),
+                r(
+                    "db",
+                    Status::Standby,
+                    now - 5_000,
+                    None,
+                    Some(now + 287_400),
+                ),
+                r(
+                    "mail",
+                    Status::Backoff,
+                    now,
+                    Some("acquire step 1 failed"),
+                    None,
+                ),
+            ],
+        };
+        let mut s = s;
+        s.resources[1].health = Some("ok".into());
+        let mut api = r("api", Status::Standby, now - 61_000, None, None);
+        api.health = Some("failing".into());
+        api.health_error = Some("exit status 1".into());
+        s.resources.push(api);
+        let t = table(&s);
+        let lines: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(lines[0], ["node:", "a"]);
+        assert_eq!(
+            lines[1],
+            [
+                "RESOURCE", "STATE", "SINCE", "HOLD-OFF", "HEALTH", "LAST", "ERROR"
+            ]
+        );
+        assert_eq!(lines[2], ["web", "master", "3m12s", "ago", "-", "-", "-"]);
+        assert_eq!(
+            lines[3],
+            ["db", "standby", "5s", "ago", "4m48s", "left", "ok", "-"]
+        );
+        assert_eq!(
+            lines[4],
+            [
+                "mail", "backoff", "0s", "ago", "-", "-", "acquire", "step", "1", "failed"
+            ]
+        );
+        assert_eq!(
+            lines[5],
+            [
+                "api", "standby", "1m1s", "ago", "-", "failing", "check:", "exit", "status", "1"
+            ]
+        );
+    }
 }

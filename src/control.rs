@@ -43,6 +43,10 @@ pub enum Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
     pub node: String,
+    /// The daemon's clock when it answered (Unix time in ms), for a
+    /// client to turn `since_ms` and `hold_off_until_ms` into ages.
+    #[serde(default)]
+    pub now_ms: u64,
     pub resources: Vec<ResourceStatus>,
 }
 
@@ -214,6 +218,7 @@ async fn answer(
         Ok(Request::Status) => Reply {
             status: Some(StatusReport {
                 node,
+                now_ms: crate::election::status::now_ms(),
                 resources: board.lock().unwrap().clone(),
             }),
             error: None,

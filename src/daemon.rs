@@ -12,6 +12,7 @@ use crate::instance::{Instance, Record};
 use crate::keeper::{Keeper, KeeperHandle};
 use crate::lock::file::{Adopted, FdGuard, FileBackend, ofd_setlk};
 use crate::lock::{self, LockBackend};
+use crate::metrics::Metrics;
 use crate::notify;
 use futures::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
@@ -41,6 +42,7 @@ struct Supervisor {
     board: Board,
     changed: watch::Sender<()>,
     runners: HashMap<String, Running>,
+    metrics: Arc<Metrics>,
 }
 
 /// Whether two versions of a resource hold and do the same: same lock, same
@@ -80,6 +82,7 @@ impl Supervisor {
             board: self.board.clone(),
             changed: self.changed.clone(),
             record,
+            metrics: self.metrics.clone(),
         };
         let span = tracing::info_span!("resource", resource = %spec.name);
         let join = tokio::spawn(runner.run(rx).instrument(span));
@@ -127,6 +130,7 @@ impl Supervisor {
                 hold_off_until_ms: None,
                 health: None,
                 health_error: None,
+                transitions: 0,
                 settled: true,
             }));
         }
@@ -154,9 +158,10 @@ impl Supervisor {
         if new.node != self.cfg.node
             || new.lock != self.cfg.lock
             || new.daemon.runtime_dir != self.cfg.daemon.runtime_dir
+            || new.metrics != self.cfg.metrics
         {
             tracing::warn!(
-                "reload: changes to [node], [lock] or daemon.runtime_dir need a restart; applying resource changes only"
+                "reload: changes to [node], [lock], [metrics] or daemon.runtime_dir need a restart; applying resource changes only"
             );
         }
         let wanted: HashMap<&str, &ResourceSpec> =
@@ -180,6 +185,9 @@ impl Supervisor {
             if st.state != Status::Standby {
                 tracing::error!(resource = %st.name, "reload: stopped without releasing its lock ({}); it stays held until exit", st.state.as_str());
             }
+            if !wanted.contains_key(st.name.as_str()) {
+                self.metrics.forget(&st.name);
+            }
         }
         for spec in &new.resources {
             match self.runners.get_mut(&spec.name) {
@@ -202,13 +210,19 @@ impl Supervisor {
                 }
             }
         }
-        let (node, lock, runtime_dir) = (
+        let (node, lock, runtime_dir, metrics) = (
             self.cfg.node.clone(),
             self.cfg.lock.clone(),
             self.cfg.daemon.runtime_dir.clone(),
+            self.cfg.metrics.clone(),
         );
         self.cfg = new;
-        (self.cfg.node, self.cfg.lock, self.cfg.daemon.runtime_dir) = (node, lock, runtime_dir);
+        (
+            self.cfg.node,
+            self.cfg.lock,
+            self.cfg.daemon.runtime_dir,
+            self.cfg.metrics,
+        ) = (node, lock, runtime_dir, metrics);
         tracing::info!("reloaded {}", self.path.display());
     }
 
@@ -337,7 +351,15 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     };
     // Kept open until exit: stored locks we could not let go (see below).
     let _still_held = adopt(stored, file_backend.as_deref(), &instance, &cfg, &backend).await;
+    let metrics = Arc::new(Metrics::new(keeper.is_some()));
+    // Only where configured; aborted with the daemon's exit, so it answers
+    // while the resources release on the way out.
+    let metrics_server = cfg
+        .metrics
+        .listen
+        .map(|addr| tokio::spawn(crate::metrics::serve(addr, metrics.clone())));
     let mut sup = Supervisor {
+        metrics,
         backend,
         keeper: keeper.as_ref().map(|k| k.keeper.clone()),
         instance,
@@ -383,6 +405,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
             Ok(()) = changed_rx.changed() => sup.notify(&mut ready),
             () = async { match keeper.as_mut() { Some(k) => k.died().await, None => std::future::pending().await } } => {
                 keeper_lost = true;
+                sup.metrics.keeper_died();
                 break;
             }
             Some(call) = release_rx.recv() => match sup.runners.get(&call.resource) {
@@ -408,6 +431,9 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     let names: Vec<String> = sup.runners.keys().cloned().collect();
     let finals = sup.stop(&names).await;
     server.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     let _ = std::fs::remove_file(control::socket_path(&sup.cfg.daemon.runtime_dir));
     let left: Vec<String> = finals
         .iter()

@@ -14,5 +14,6 @@ pub mod instance;
 pub mod keeper;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod systemd;

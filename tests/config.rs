@@ -520,6 +520,7 @@ fn reference_config_example_validates_when_uncommented() {
     assert_eq!(c.resources[0].actions.len(), 2);
     assert!(c.resources[0].check.is_some(), "[resource.check] too");
     assert_eq!(c.resources[0].prefer, ["node-a", "node-b"]);
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9477".parse().unwrap()));
 }
 
 #[test]

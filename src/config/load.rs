@@ -52,7 +52,7 @@ pub fn load_placed(main: &Path) -> Result<(Config, Places), ConfigErrors> {
                 Err(mut e) => {
                     if e.msg.contains("expected `resource`") {
                         e.msg.push_str(
-                            " (a drop-in may only add [[resource]] tables; [node], [lock] and [daemon] belong in the main file)",
+                            " (a drop-in may only add [[resource]] tables; [node], [lock], [daemon] and [metrics] belong in the main file)",
                         );
                     }
                     errors.push(e)

@@ -35,6 +35,7 @@ pub struct Config {
     pub node: String,
     pub lock: LockConfig,
     pub daemon: DaemonConfig,
+    pub metrics: MetricsConfig,
     pub resources: Vec<ResourceSpec>,
     /// Every file the config was read from, in order (main file first).
     pub files: Vec<PathBuf>,
@@ -53,6 +54,13 @@ pub struct DaemonConfig {
     pub runtime_dir: PathBuf,
     pub poll_interval: Duration,
     pub op_timeout: Duration,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsConfig {
+    /// Where the Prometheus endpoint listens; None (the default): nowhere.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

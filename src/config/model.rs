@@ -20,6 +20,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub daemon: RawDaemon,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub resource: Vec<Spanned<RawResource>>,
 }
 
@@ -71,6 +73,13 @@ pub struct RawDaemon {
     pub runtime_dir: Option<Spanned<PathBuf>>,
     pub poll_interval: Option<Interval>,
     pub op_timeout: Option<Interval>,
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,8 +8,8 @@ use super::model::{
 };
 use super::source::{Place, Source};
 use super::{
-    ActionSpec, CheckSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, Places,
-    ProgramPlace, ResourceSpec, UnitSpec, VipSpec,
+    ActionSpec, CheckSpec, Config, ConfigError, DaemonConfig, ExecSpec, LockConfig, MetricsConfig,
+    Places, ProgramPlace, ResourceSpec, UnitSpec, VipSpec,
 };
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -198,6 +198,24 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((addr, prefix))
 }
 
+/// `metrics.listen`: an IP address and a port, nothing looked up. A host
+/// name could resolve to more than one address, or to another one after a
+/// DNS change, and the endpoint must listen exactly where it is written.
+/// Port 0 would pick a random port no scraper could find.
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an IP address and port: write e.g. \"127.0.0.1:9477\" or \"[::1]:9477\""
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "{s:?}: port 0 would pick a random port; give the one Prometheus scrapes, e.g. 9477"
+        ));
+    }
+    Ok(addr)
+}
+
 /// Why a program path cannot be used, or None. A relative path with a `/`
 /// would be looked up from the daemon's working directory, which differs
 /// between a unit and a shell; a bare name is looked up in PATH, like exec.
@@ -327,6 +345,19 @@ pub fn validate(
             .unwrap_or(DEFAULT_OP_TIMEOUT),
     };
 
+    let metrics = MetricsConfig {
+        listen: raw
+            .metrics
+            .listen
+            .and_then(|l| match parse_listen(l.get_ref()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    cx.err(&l, format!("key `metrics.listen`: {e}"));
+                    None
+                }
+            }),
+    };
+
     let mut files = vec![main.path.clone()];
     let mut resources = Vec::new();
     // name/lock → where first seen, to point at both places of a duplicate.
@@ -398,6 +429,7 @@ pub fn validate(
             node,
             lock,
             daemon,
+            metrics,
             resources,
             files,
         };
@@ -740,6 +772,33 @@ mod tests {
             Ok(_) => panic!("accepted:\n{text}"),
             Err(e) => e.iter().map(|e| e.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_an_exact_address() {
+        let (cfg, _) = validate_text("").unwrap();
+        assert_eq!(cfg.metrics.listen, None);
+        let (cfg, _) = validate_text("[metrics]\nlisten = \"127.0.0.1:9477\"\n").unwrap();
+        assert_eq!(cfg.metrics.listen, Some("127.0.0.1:9477".parse().unwrap()));
+        let (cfg, _) = validate_text("[metrics]\nlisten = \"[::1]:9100\"\n").unwrap();
+        assert_eq!(cfg.metrics.listen, Some("[::1]:9100".parse().unwrap()));
+        for (bad, why) in [
+            ("localhost:9477", "is not an IP address and port"),
+            ("127.0.0.1", "is not an IP address and port"),
+            ("127.0.0.1:0", "port 0 would pick a random port"),
+            ("127.0.0.1:99999", "is not an IP address and port"),
+        ] {
+            let e = errors(&format!(
+                "[node]\nname = \"a\"\n[metrics]\nlisten = \"{bad}\"\n"
+            ));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(
+                e[0].starts_with("/etc/x.toml:4:10: key `metrics.listen`: ") && e[0].contains(why),
+                "{bad}: {e:?}"
+            );
+        }
+        let e = errors("[metrics]\nport = 9477\n");
+        assert!(e[0].contains("unknown field `port`"), "{e:?}");
     }
 
     #[test]

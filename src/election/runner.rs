@@ -14,6 +14,7 @@ use crate::action::{self, Cancel, Ctx};
 use crate::config::{CheckSpec, ResourceSpec};
 use crate::instance::{Applied, Record};
 use crate::lock::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
+use crate::metrics::{LockCall, Metrics, Run};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub struct Runner {
     pub changed: watch::Sender<()>,
     /// This instance's record that the resource's acquire steps ran.
     pub record: Record,
+    /// Observed here: state changes, lock-call and action-run durations,
+    /// stalls.
+    pub metrics: Arc<Metrics>,
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -436,11 +440,14 @@ impl Runner {
                 hold_off_until_ms: None,
                 health: None,
                 health_error: None,
+                transitions: last.as_ref().map_or(0, |l| l.transitions + 1),
                 settled: false,
             },
         };
         if last.as_ref().is_none_or(|l| l.state != state) {
             tracing::info!(state = state.as_str(), "state {}", state.as_str());
+            self.metrics
+                .state(&st.name, state, st.since_ms as f64 / 1000.0);
         }
         if err.is_some() && last.as_ref().is_none_or(|l| l.last_error != err) {
             tracing::warn!(state = state.as_str(), "{}", err.as_deref().unwrap_or(""));
@@ -461,6 +468,16 @@ impl Runner {
         self.changed.send_replace(());
     }
 
+    /// Acquire or release steps, timed for the metrics.
+    fn timed(
+        &self,
+        run: Run,
+        steps: impl Future<Output = Event> + Send + 'static,
+    ) -> BoxFut<Event> {
+        let (metrics, name) = (self.metrics.clone(), self.spec.name.clone());
+        Box::pin(async move { metrics.time_run(&name, run, steps).await })
+    }
+
     /// `defer`: a lock attempt first probes the more preferred nodes'
     /// candidate locks (not at the first attempt, see `run`).
     fn start(&self, cmd: Command, held: &mut Option<Box<dyn HeldLock>>, defer: bool) -> Op {
@@ -469,6 +486,7 @@ impl Runner {
         match cmd {
             Command::TryLock => {
                 let (backend, lock) = (self.backend.clone(), self.spec.lock.clone());
+                let probe = backend.clone();
                 let better = if defer {
                     better(&self.spec, &self.node)
                 } else {
@@ -476,23 +494,32 @@ impl Runner {
                 };
                 let span = tracing::Span::current();
                 tracing::debug!("trying lock {lock}");
+                let call =
+                    self.metrics
+                        .time_lock_call(&self.spec.name, LockCall::try_lock, move || {
+                            backend.try_lock(&lock)
+                        });
                 Op::Lock {
                     call: tokio::task::spawn_blocking(move || {
                         // A more preferred candidate gets the lock: defer.
-                        if let Some(n) = outranked_by(&*backend, &better) {
+                        if let Some(n) = outranked_by(&*probe, &better) {
                             span.in_scope(|| {
                                 tracing::debug!("deferring to more preferred node {n}")
                             });
                             return Ok(TryLock::Busy);
                         }
-                        backend.try_lock(&lock)
+                        call()
                     }),
                     deadline: deadline(),
                 }
             }
             Command::Unlock => match held.take() {
                 Some(h) => Op::Unlock {
-                    call: tokio::task::spawn_blocking(move || h.release()),
+                    call: tokio::task::spawn_blocking(self.metrics.time_lock_call(
+                        &self.spec.name,
+                        LockCall::unlock,
+                        move || h.release(),
+                    )),
                     deadline: deadline(),
                 },
                 None => Op::Actions {
@@ -504,7 +531,7 @@ impl Runner {
                 let (spec, record) = (self.spec.clone(), self.record.clone());
                 let (cancel, token) = Cancel::new();
                 Op::Actions {
-                    run: Box::pin(async move {
+                    run: self.timed(Run::acquire, async move {
                         // Written before the first step: from here on a
                         // crash may leave something for a restart to undo.
                         let applied = Applied {
@@ -542,7 +569,7 @@ impl Runner {
                     );
                 }
                 Op::Actions {
-                    run: Box::pin(async move {
+                    run: self.timed(Run::release, async move {
                         let done = if reconcile {
                             action::reconcile(&spec.actions, &ctx, record.exists()).await
                         } else {
@@ -610,6 +637,8 @@ impl Runner {
         // would leave it cached, blocking everyone). With `preempt` a won
         // lock is handed over properly at the next poll.
         let mut attempted = false;
+        // A lock call ran past op_timeout and has not returned yet.
+        let mut stalled = false;
         let mut cmd = m.handle(Event::Start);
         loop {
             match cmd {
@@ -647,6 +676,7 @@ impl Runner {
             let done = tokio::select! {
                 d = op.next() => d,
                 Some(r) = next_result(&mut checker) => {
+                    self.metrics.check_result(&self.spec.name, r.is_ok());
                     let changed = checker.as_mut().and_then(|c| c.record(r));
                     cmd = match changed {
                         Some(e) => m.handle(Event::Eligible(e)),
@@ -742,6 +772,12 @@ impl Runner {
                     continue;
                 }
             };
+            // The op after a stall is the stalled call returning.
+            let now_stalled = matches!(done, Done::Event(Event::Stalled));
+            if now_stalled || stalled {
+                self.metrics.stalled(&self.spec.name, now_stalled);
+            }
+            stalled = now_stalled;
             let ev = match done {
                 Done::Won(h) => {
                     if let Some(p) = h.previous_holder() {

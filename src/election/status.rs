@@ -10,10 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct ResourceStatus {
     pub name: String,
     pub state: Status,
-    /// When it entered `state` (ms since the epoch).
+    /// When it entered `state`: Unix time in milliseconds.
     pub since_ms: u64,
     pub last_error: Option<String>,
-    /// While an admin's hold-off runs: when it ends (ms since the epoch).
+    /// While an admin's hold-off runs: when it ends (Unix time in ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_off_until_ms: Option<u64>,
     /// With a health check (`[resource.check]`): `pending` before its first
@@ -25,6 +25,10 @@ pub struct ResourceStatus {
     /// Why the last check run failed; absent once a run succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_error: Option<String>,
+    /// State changes since the daemon started this resource (its first
+    /// state is none).
+    #[serde(default)]
+    pub transitions: u64,
     /// Reached a defined state since start (for READY=1); not shown.
     #[serde(skip)]
     pub settled: bool,

@@ -32,12 +32,16 @@ def install(c):
         os.replace(dst + ".tmp", dst)
 
 
-def config(c, name, resources, mount="/dlm", runtime="/run/dlm-electd", domain="electd", op_timeout="2m"):
-    """Write a config into the share; returns its guest path."""
+def config(c, name, resources, mount="/dlm", runtime="/run/dlm-electd", domain="electd", op_timeout="2m",
+           metrics=None):
+    """Write a config into the share; returns its guest path. `metrics`:
+    the `[metrics] listen` address, if any."""
     os.makedirs(os.path.join(c.share, "cfg"), mode=0o755, exist_ok=True)
     text = ['[lock]\nbackend = "dlmfs"\nmount = "%s"\ndomain = "%s"\n' % (mount, domain),
             '[daemon]\nruntime_dir = "%s"\npoll_interval = "%s"\nop_timeout = "%s"\n'
             % (runtime, POLL, op_timeout)]
+    if metrics:
+        text.append('[metrics]\nlisten = "%s"\n' % metrics)
     for r in resources:
         text.append('[[resource]]\nname = "%s"\n[[resource.action]]\ntype = "exec"\n'
                     'acquire = %s\nrelease = %s\n' % (r, HOOK, HOOK))
@@ -70,6 +74,24 @@ def log(c, node, tag="electd"):
 def status(c, node, cfg):
     rc, out, _ = c.exec(node, "%s status --json --config %s" % (GUEST_BIN, cfg), timeout=30)
     return json.loads(out) if rc == 0 else None
+
+
+def scrape(c, node, addr):
+    """The node's daemon's metrics as {'name{labels}': value}, fetched with
+    busybox nc inside the guest (the static busybox's wget segfaults);
+    None if the endpoint does not answer."""
+    host, port = addr.rsplit(":", 1)
+    rc, out, _ = c.exec(node, "printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' | nc -w 10 %s %s"
+                        % (host, port), timeout=30)
+    head, sep, body = out.partition("\r\n\r\n")
+    if rc != 0 or not sep or " 200 " not in head.splitlines()[0]:
+        return None
+    samples = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    return samples
 
 
 def until(timeout, what, fn, every=0.2):
@@ -294,8 +316,10 @@ def test_lock_call_stalled_by_dlm_recovery_wedges_nothing(c):
     install(c)
     a, b = 0, 1
     cfg_a = config(c, "stall-a", ["web"], op_timeout="2s")
-    cfg_b = config(c, "stall-b", ["web", "mine"], op_timeout="2s")
+    metrics = "127.0.0.1:9477"
+    cfg_b = config(c, "stall-b", ["web", "mine"], op_timeout="2s", metrics=metrics)
     cfgs = {a: cfg_a, b: cfg_b}
+    stalled = 'dlm_electd_lock_call_stalled{resource="web"}'
     # a first: it creates and so masters the DLM lock resource of web.
     start(c, a, cfg_a)
     sole_master(c, [a], cfgs.get, "web")
@@ -315,6 +339,10 @@ def test_lock_call_stalled_by_dlm_recovery_wedges_nothing(c):
         if r["web"]["state"] == "stalled":
             seen["stalled"] = True
             assert r["mine"]["state"] == "master", r
+            # The metrics say so too (unless the call returned meanwhile).
+            m = scrape(c, b, metrics)
+            if m and m.get(stalled) == 1:
+                seen["metric"] = m
         return r["web"]["state"] == "master"
     until(120, "takeover of web by node%d" % b, watch)
     assert seen.get("stalled"), "web never showed stalled"
@@ -322,6 +350,20 @@ def test_lock_call_stalled_by_dlm_recovery_wedges_nothing(c):
     print("  web stalled during recovery, then node%d took over %.1f s after the kill"
           % (b, (acq.t_ms - c.events(since=mk)[0].t_ms) / 1000))
     assert "has not returned within op_timeout" in log(c, b), log(c, b)
+    m = seen.get("metric")
+    assert m, "dlm_electd_lock_call_stalled never showed 1 while web was stalled"
+    assert m['dlm_electd_resource_state{resource="web",state="stalled"}'] == 1, m
+    assert m['dlm_electd_resource_state{resource="mine",state="master"}'] == 1, m
+    m = scrape(c, b, metrics)
+    assert m[stalled] == 0, m
+    assert m['dlm_electd_lock_call_stalls_total{resource="web"}'] >= 1, m
+    assert m['dlm_electd_resource_state{resource="web",state="master"}'] == 1, m
+    # The stalled try_lock is in the histogram in full, above 1 s.
+    calls = 'dlm_electd_lock_call_duration_seconds_%s{resource="web",call="try_lock"%s}'
+    slow = m[calls % ("count", "")] - m[calls % ("bucket", ',le="1"')]
+    assert slow >= 1, m
+    print("  metrics: %d stall(s), %d try_lock call(s) over 1 s"
+          % (m['dlm_electd_lock_call_stalls_total{resource="web"}'], slow))
     stop_all(c, 2)
     assert_one_master(c, m0)
 
