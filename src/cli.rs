@@ -66,6 +66,30 @@ pub enum Cmd {
     /// node still keeps (dlmfs). For `ExecStopPost=`; refuses while a daemon
     /// runs on the same runtime dir.
     Cleanup,
+    /// Run PROGRAM while holding workload lock NAME cluster-wide (flock(1) for the cluster).
+    ///
+    /// Takes NAME in the configured backend and domain (a node-local lock
+    /// first, then the cluster lock `@NAME`), runs PROGRAM while it is held,
+    /// drops it when PROGRAM ends and exits with PROGRAM's status (128+N if
+    /// killed by signal N). Busy: exit 75 at once, or after --wait.
+    /// PROGRAM inherits the lock's two fds, so killing run-locked cannot free
+    /// the lock while PROGRAM runs; it gets DLM_ELECTD_LOCK, DLM_ELECTD_NODE,
+    /// DLM_ELECTD_LOCK_FDS and, on dlmfs, DLM_ELECTD_EPOCH. SIGTERM, SIGINT,
+    /// SIGHUP and SIGQUIT are passed on to PROGRAM. Exit 127: no such
+    /// program, 126: not executable (nothing locked), 1: a lock error.
+    RunLocked {
+        /// The workload lock: 1-30 letters, digits, '_', '-', '.', '+',
+        /// starting with a letter or digit.
+        #[arg(value_parser = parse_workload_name)]
+        name: String,
+        /// If busy, keep trying (every poll_interval) for up to DURATION,
+        /// like 30s or 5m (at most 1h), then exit 75.
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        wait: Option<Duration>,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "PROGRAM")]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Internal: the `file` backend's lock keeper, started by `run`.
     #[command(hide = true)]
     KeepLocks {
@@ -88,6 +112,25 @@ fn parse_hold_off(s: &str) -> Result<Duration, String> {
         return Err(format!(
             "at most {}h (a longer hold-off is a configuration change)",
             MAX_HOLD_OFF.as_secs() / 3600
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_workload_name(s: &str) -> Result<String, String> {
+    match crate::workload::name_problem(s) {
+        Some(p) => Err(p),
+        None => Ok(s.to_string()),
+    }
+}
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30s, 5m)"))?;
+    let max = crate::workload::MAX_WAIT;
+    if d > max {
+        return Err(format!(
+            "at most {}m (a start that waits longer for another node is stuck)",
+            max.as_secs() / 60
         ));
     }
     Ok(d)

@@ -18,6 +18,19 @@ pub fn dispatch(cli: Cli) -> i32 {
         // actions: see keeper.
         return crate::keeper::main(fd, node);
     }
+    if let Cmd::RunLocked {
+        name,
+        wait,
+        command,
+    } = &cli.command
+    {
+        // Plain blocking code: lock calls on threads of their own under
+        // op_timeout, then a wait for the program.
+        return match load(&cli.config, false) {
+            Ok(c) => crate::workload::run_locked(&c, name, *wait, command),
+            Err(code) => code,
+        };
+    }
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,7 +95,7 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
         Cmd::Resume { name } => resume(&cli.config, name).await,
-        Cmd::KeepLocks { .. } => unreachable!("handled in dispatch"),
+        Cmd::KeepLocks { .. } | Cmd::RunLocked { .. } => unreachable!("handled in dispatch"),
     }
 }
 

@@ -15,3 +15,4 @@ pub mod lock;
 pub mod logging;
 pub mod notify;
 pub mod systemd;
+pub mod workload;
