@@ -90,6 +90,41 @@ pub enum Cmd {
         #[arg(last = true, required = true, value_name = "PROGRAM")]
         command: Vec<std::ffi::OsString>,
     },
+    /// Take workload lock NAME and keep it after returning, for hooks that exit at once.
+    ///
+    /// A detached holder process (`hold-workload-lock`, its own session)
+    /// keeps the lock until `dlm-electd unlock NAME`: it survives the
+    /// caller, a restart or kill of the daemon (which need not run), and
+    /// ignores SIGTERM, SIGINT and SIGHUP. `status` lists it with who asked
+    /// and since when. Exit 0 once held, 75 if busy, 1 on a lock error.
+    Lock {
+        /// The workload lock (same rules as for run-locked).
+        #[arg(value_parser = parse_workload_name)]
+        name: String,
+        /// If busy, keep trying for up to DURATION (at most 1h), then exit 75.
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        wait: Option<Duration>,
+        /// Who asks, shown by `status` (default: the calling process and user).
+        #[arg(long, value_name = "TEXT")]
+        by: Option<String>,
+    },
+    /// Release workload lock NAME taken by `lock` on this node.
+    ///
+    /// Ends this node's holder of NAME and drops the lock. A lock not held
+    /// on this node is no error (exit 0, nothing touched), so a unit's
+    /// ExecStopPost= after a start refused as busy leaves the other node's
+    /// lock alone. Exit 1 if a run-locked program of this node holds NAME.
+    Unlock {
+        /// The workload lock.
+        #[arg(value_parser = parse_workload_name)]
+        name: String,
+    },
+    /// Internal: the holder process of a workload lock, started by `lock`.
+    #[command(hide = true)]
+    HoldWorkloadLock {
+        /// The lock it holds (for ps, status and unlock).
+        name: String,
+    },
     /// Internal: the `file` backend's lock keeper, started by `run`.
     #[command(hide = true)]
     KeepLocks {

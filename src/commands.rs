@@ -18,6 +18,9 @@ pub fn dispatch(cli: Cli) -> i32 {
         // actions: see keeper.
         return crate::keeper::main(fd, node);
     }
+    if let Cmd::HoldWorkloadLock { .. } = cli.command {
+        return crate::workload::held::hold_forever();
+    }
     if let Cmd::RunLocked {
         name,
         wait,
@@ -28,6 +31,18 @@ pub fn dispatch(cli: Cli) -> i32 {
         // op_timeout, then a wait for the program.
         return match load(&cli.config, false) {
             Ok(c) => crate::workload::run_locked(&c, name, *wait, command),
+            Err(code) => code,
+        };
+    }
+    if let Cmd::Lock { name, wait, by } = &cli.command {
+        return match load(&cli.config, false) {
+            Ok(c) => crate::workload::held::lock(&c, name, *wait, by.clone()),
+            Err(code) => code,
+        };
+    }
+    if let Cmd::Unlock { name } = &cli.command {
+        return match load(&cli.config, false) {
+            Ok(c) => crate::workload::held::unlock(&c, name),
             Err(code) => code,
         };
     }
@@ -95,35 +110,76 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Status { json } => status(&cli.config, json).await,
         Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
         Cmd::Resume { name } => resume(&cli.config, name).await,
-        Cmd::KeepLocks { .. } | Cmd::RunLocked { .. } => unreachable!("handled in dispatch"),
+        Cmd::KeepLocks { .. }
+        | Cmd::RunLocked { .. }
+        | Cmd::Lock { .. }
+        | Cmd::Unlock { .. }
+        | Cmd::HoldWorkloadLock { .. } => unreachable!("handled in dispatch"),
     }
 }
 
 async fn status(config: &Path, json: bool) -> i32 {
     let dir = config::runtime_dir_hint(config);
-    match control::call(&dir, &Request::Status, Duration::from_secs(10)).await {
+    // Workload locks held by `lock` need no daemon: read from the runtime
+    // dir, shown with or without one.
+    let held = crate::workload::held::list(&dir);
+    let err = match control::call(&dir, &Request::Status, Duration::from_secs(10)).await {
         Ok(control::Reply {
             status: Some(s), ..
         }) => {
-            if json {
-                let text = serde_json::to_string_pretty(&s).unwrap_or_default();
+            return if json {
+                let mut v = serde_json::to_value(&s).unwrap_or_default();
+                v["workload_locks"] = serde_json::to_value(&held).unwrap_or_default();
+                let text = serde_json::to_string_pretty(&v).unwrap_or_default();
                 out(&format!("{text}\n"))
             } else {
-                out(&table(&s))
-            }
+                out(&format!("{}{}", table(&s), held_table(&held)))
+            };
         }
-        Ok(r) => {
-            eprintln!(
-                "dlm-electd: {}",
-                r.error.unwrap_or_else(|| "empty answer".into())
-            );
-            exit::FAILURE
-        }
-        Err(e) => {
-            eprintln!("dlm-electd: {e}");
-            exit::FAILURE
+        Ok(r) => r.error.unwrap_or_else(|| "empty answer".into()),
+        Err(e) => e,
+    };
+    if !held.is_empty() {
+        if json {
+            let v = serde_json::json!({ "workload_locks": held });
+            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            let _ = out(&format!("{text}\n"));
+        } else {
+            let _ = out(&held_table(&held));
         }
     }
+    eprintln!("dlm-electd: {err}");
+    exit::FAILURE
+}
+
+/// The workload locks `lock` holds on this node.
+fn held_table(held: &[crate::workload::held::HeldRecord]) -> String {
+    if held.is_empty() {
+        return String::new();
+    }
+    let now = crate::election::status::now_ms();
+    let w = held.iter().map(|r| r.name.len()).max().unwrap_or(0).max(13);
+    let mut t = format!(
+        "\n{:<w$}  {:>8}  {:>10}  ASKED BY\n",
+        "WORKLOAD LOCK", "HOLDER", "FOR"
+    );
+    for r in held {
+        let age = Duration::from_secs(now.saturating_sub(r.since_ms) / 1000);
+        let holder = if r.holder_alive {
+            r.pid.to_string()
+        } else {
+            "gone".into()
+        };
+        let _ = writeln!(
+            t,
+            "{:<w$}  {:>8}  {:>10}  {}",
+            r.name,
+            holder,
+            humantime::format_duration(age).to_string(),
+            r.by
+        );
+    }
+    t
 }
 
 async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {

@@ -26,6 +26,8 @@
 //! Every cluster lock call runs on a thread of its own under `op_timeout`:
 //! a dlmfs open may sleep in the kernel while the DLM recovers a dead node.
 
+pub mod held;
+
 use crate::config::{Backend, Config, LockConfig};
 use crate::exit;
 use crate::lock::dlmfs::{self, DlmfsBackend};
@@ -259,6 +261,23 @@ pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, String> {
     }
 }
 
+/// Tries until the lock is won or `wait` (none: one attempt) is over.
+/// Polling every `poll_interval`, never a blocking lock call: a blocking
+/// dlmfs open sleeps uninterruptibly. The default signal dispositions apply
+/// meanwhile, so Ctrl-C or SIGTERM end the wait.
+pub fn take(cfg: &Config, name: &str, wait: Option<Duration>) -> Result<Attempt, String> {
+    let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO);
+    loop {
+        match try_take(cfg, name)? {
+            Attempt::Busy if Instant::now() < deadline => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                std::thread::sleep(cfg.daemon.poll_interval.min(left));
+            }
+            done => return Ok(done),
+        }
+    }
+}
+
 /// dlmfs: unlinks every workload lock this node keeps cached while no local
 /// process holds it (a `run-locked` killed with SIGKILL whose program has
 /// ended since). Each under the name's local flock: a name whose flock is
@@ -351,28 +370,18 @@ pub fn run_locked(cfg: &Config, name: &str, wait: Option<Duration>, argv: &[OsSt
         Ok(_) => {}
         Err(e) => tracing::warn!("cannot drop stale workload locks: {e}"),
     }
-    let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO);
-    let held = loop {
-        match try_take(cfg, name) {
-            Ok(Attempt::Held(h)) => break h,
-            Ok(Attempt::Busy) if Instant::now() >= deadline => {
-                say(&match wait {
-                    Some(w) => format!("busy (still held after {})", humantime::format_duration(w)),
-                    None => "busy: held on this or another node".into(),
-                });
-                return exit::BUSY;
-            }
-            Ok(Attempt::Busy) => {
-                // Polling, never a blocking lock call: a blocking dlmfs open
-                // sleeps uninterruptibly. The default signal dispositions
-                // still apply here, so Ctrl-C or SIGTERM end the wait.
-                let left = deadline.saturating_duration_since(Instant::now());
-                std::thread::sleep(cfg.daemon.poll_interval.min(left));
-            }
-            Err(e) => {
-                say(&e);
-                return exit::FAILURE;
-            }
+    let held = match take(cfg, name, wait) {
+        Ok(Attempt::Held(h)) => h,
+        Ok(Attempt::Busy) => {
+            say(&match wait {
+                Some(w) => format!("busy (still held after {})", humantime::format_duration(w)),
+                None => "busy: held on this or another node".into(),
+            });
+            return exit::BUSY;
+        }
+        Err(e) => {
+            say(&e);
+            return exit::FAILURE;
         }
     };
     let status = run_program(cfg, name, &held, &program, argv);
