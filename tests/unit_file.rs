@@ -164,7 +164,10 @@ fn the_workload_lock_drop_in_verifies_clean() {
             "etc/systemd/system/foo.service",
             "[Service]\nExecStart=/bin/true\n",
         ),
-        ("etc/systemd/system/foo.service.d/workload-lock.conf", &drop_in),
+        (
+            "etc/systemd/system/foo.service.d/workload-lock.conf",
+            &drop_in,
+        ),
     ]);
     let o = analyze(&[
         "verify",

@@ -360,3 +360,166 @@ fn bad_input_is_refused_clearly_and_locks_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:2:11"));
     assert!(!Path::new(&lab.path("locks")).exists());
 }
+
+/// `dlm-electd ARGS --config NODE.toml`: (exit code, stdout, stderr).
+fn electd(lab: &Lab, node: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(lab.path(&format!("{node}.toml")))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// The holders `lock` left, killed when a test fails.
+struct Holders(Vec<i32>);
+
+impl Drop for Holders {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+    }
+}
+
+fn holder_pid(lab: &Lab, node: &str, name: &str) -> Option<i32> {
+    let (_, out, _) = electd(lab, node, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    v["workload_locks"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == name && r["holder_alive"] == true)?["pid"]
+        .as_i64()
+        .map(|p| p as i32)
+}
+
+#[test]
+fn lock_holds_for_the_node_until_unlock_and_survives_what_a_unit_stop_does() {
+    let lab = Lab::new();
+    let mut holders = Holders(vec![]);
+    let (rc, out, err) = electd(&lab, "a", &["lock", "--by", "test harness", "vm1"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("vm1: locked"), "{out}");
+    let pid = holder_pid(&lab, "a", "vm1").expect("status lists the holder");
+    holders.0.push(pid);
+    // Listed with who asked and since when, without a daemon (exit 1).
+    let (rc, out, err) = electd(&lab, "a", &["status"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("not running"), "{err}");
+    assert!(
+        out.contains("WORKLOAD LOCK") && out.contains("test harness"),
+        "{out}"
+    );
+    // A holder of its own: own session, not our child any more.
+    let (_, ppid, sid) = support::proc_stat(pid).unwrap();
+    assert_eq!(sid, pid);
+    assert_ne!(ppid, std::process::id() as i32);
+    // Busy for the other node and for this one, for lock and run-locked.
+    assert_eq!(electd(&lab, "b", &["lock", "vm1"]).0, 75);
+    let (rc, _, err) = electd(&lab, "a", &["lock", "vm1"]);
+    assert_eq!(rc, 75);
+    assert!(
+        err.contains(&format!("already held on this node (holder pid {pid}")),
+        "{err}"
+    );
+    assert_eq!(lab.quick("b", "vm1"), 75);
+    // A unit stop's SIGTERM/SIGHUP/SIGINT, and the daemon's cleanup
+    // (ExecStopPost after `systemctl kill -s KILL dlm-electd`), keep it.
+    for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+        kill(Pid::from_raw(pid), sig).unwrap();
+    }
+    assert_eq!(electd(&lab, "a", &["cleanup"]).0, 0);
+    assert!(alive(pid));
+    assert_eq!(lab.quick("b", "vm1"), 75);
+    // unlock on a node that does not hold it touches nothing.
+    let (rc, out, _) = electd(&lab, "b", &["unlock", "vm1"]);
+    assert_eq!(rc, 0, "{out}");
+    assert!(alive(pid));
+    assert_eq!(lab.quick("b", "vm1"), 75);
+    // unlock where it is held: the holder ends, the lock is free at once.
+    let (rc, out, err) = electd(&lab, "a", &["unlock", "vm1"]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.contains("vm1: unlocked"));
+    assert!(!alive(pid));
+    assert_eq!(holder_pid(&lab, "a", "vm1"), None);
+    assert_eq!(electd(&lab, "b", &["lock", "vm1"]).0, 0);
+    holders.0.push(holder_pid(&lab, "b", "vm1").unwrap());
+    assert_eq!(electd(&lab, "b", &["unlock", "vm1"]).0, 0);
+    assert_eq!(lab.quick("a", "vm1"), 0);
+}
+
+#[test]
+fn unlock_leaves_a_run_locked_program_alone() {
+    let mut lab = Lab::new();
+    let a = lab.start("a", "a", &["vm1"]);
+    wait_for(WAIT, "a's program", || lab.started("a").then_some(()));
+    let (rc, _, err) = electd(&lab, "a", &["unlock", "vm1"]);
+    assert_eq!(rc, 1);
+    assert!(err.contains("not by `lock`: left alone"), "{err}");
+    assert_eq!(lab.quick("b", "vm1"), 75);
+    lab.go("a");
+    assert_eq!(lab.exit_code(a, WAIT), Some(0));
+}
+
+/// The shipped libvirt hook, called as libvirt calls it (`qemu GUEST
+/// prepare begin -`, the domain XML on stdin, then `release end -`), on
+/// both nodes.
+#[test]
+fn the_libvirt_hook_refuses_a_guest_running_on_the_other_node() {
+    let lab = Lab::new();
+    let mut holders = Holders(vec![]);
+    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/examples/libvirt-qemu-hook");
+    let call = |node: &str, op: &str, sub: &str| {
+        let mut c = Command::new("/bin/sh")
+            .arg(&hook)
+            .args(["guest1", op, sub, "-"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("DLM_ELECTD", BIN)
+            .env("DLM_ELECTD_CONFIG", lab.path(&format!("{node}.toml")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(b"<domain type='kvm'><name>guest1</name></domain>\n")
+            .unwrap();
+        let out = c.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Other operations are no-ops.
+    assert_eq!(call("b", "start", "begin").0, 0);
+    assert_eq!(call("a", "prepare", "begin").0, 0);
+    let pid = holder_pid(&lab, "a", "guest1").unwrap();
+    holders.0.push(pid);
+    let (_, out, _) = electd(&lab, "a", &["status"]);
+    assert!(out.contains("libvirt qemu hook, guest guest1"), "{out}");
+    // The same guest on the other node: libvirt is told to refuse it.
+    let (rc, err) = call("b", "prepare", "begin");
+    assert_eq!(rc, 75, "{err}");
+    assert!(err.contains("busy"), "{err}");
+    // b's release after the refused start leaves a's lock alone.
+    assert_eq!(call("b", "release", "end").0, 0);
+    assert!(alive(pid));
+    assert_eq!(call("b", "prepare", "begin").0, 75);
+    // The guest stops on a: released; now b may start it.
+    assert_eq!(call("a", "release", "end").0, 0);
+    assert!(!alive(pid));
+    assert_eq!(call("b", "prepare", "begin").0, 0);
+    holders.0.push(holder_pid(&lab, "b", "guest1").unwrap());
+    assert_eq!(call("a", "prepare", "begin").0, 75);
+    assert_eq!(call("b", "release", "end").0, 0);
+    assert_eq!(lab.quick("a", "guest1"), 0);
+}
