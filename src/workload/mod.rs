@@ -17,11 +17,13 @@
 //! open; on dlmfs the node keeps the lock while a local process holds the
 //! fd, and keeps it *cached* after the last close until someone unlinks the
 //! file. `run-locked` unlinks after the program ended; after a kill,
-//! [`drop_stale`] (run by `cleanup` and by every `run-locked` start on the
-//! node) unlinks the cached locks that no local process holds. It takes the
-//! name's local flock before the unlink, so it never races a local trylock
-//! of the same lock (that race hangs the kernel: docs/dlmfs.md §1.4) and
-//! never touches a lock a running program holds.
+//! [`drop_stale`] (`cleanup`) or `unlock NAME` unlinks the cached locks
+//! that no local process holds. They take the name's local flock before the
+//! unlink, so they never race a local trylock of the same lock (that race
+//! hangs the kernel: docs/dlmfs.md §1.4) and never touch a lock a running
+//! program holds. `run-locked` does not sweep other names at its start:
+//! holding another name's flock for the sweep would make a concurrent
+//! `run-locked` of that name see "busy" that is not.
 //!
 //! Every cluster lock call runs on a thread of its own under `op_timeout`:
 //! a dlmfs open may sleep in the kernel while the DLM recovers a dead node.
@@ -363,13 +365,6 @@ pub fn run_locked(cfg: &Config, name: &str, wait: Option<Duration>, argv: &[OsSt
             return code;
         }
     };
-    match drop_stale(cfg) {
-        Ok(names) if !names.is_empty() => {
-            tracing::info!("dropped workload locks left cached on this node: {names:?}")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot drop stale workload locks: {e}"),
-    }
     let held = match take(cfg, name, wait) {
         Ok(Attempt::Held(h)) => h,
         Ok(Attempt::Busy) => {
