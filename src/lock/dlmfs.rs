@@ -117,8 +117,9 @@ impl DlmfsBackend {
         match nix::unistd::mkdir(&dir, Mode::from_bits_truncate(0o700)) {
             Ok(()) | Err(Errno::EEXIST) => Ok(dir),
             // o2cb: local node not configured or not heartbeating (EINVAL),
-            // or cannot reach the heartbeating nodes (ENOTCONN).
-            Err(e @ (Errno::EINVAL | Errno::ENOTCONN | Errno::EPROTO)) => {
+            // or cannot reach the heartbeating nodes (ENOTCONN), or a node
+            // died while we joined (EHOSTDOWN, until it is evicted).
+            Err(e @ (Errno::EINVAL | Errno::ENOTCONN | Errno::EPROTO | Errno::EHOSTDOWN)) => {
                 Err(LockError::NotReady(format!(
                     "cannot join domain {}: {e} (is the o2cb cluster online and heartbeating?)",
                     dir.display()

@@ -111,7 +111,7 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
             return exit::BUSY;
         }
         Err(e) => {
-            say(&e);
+            say(&e.to_string());
             return exit::FAILURE;
         }
     };

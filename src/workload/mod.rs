@@ -32,6 +32,7 @@ pub mod held;
 
 use crate::config::{Backend, Config, LockConfig};
 use crate::exit;
+use crate::lock::LockError;
 use crate::lock::dlmfs::{self, DlmfsBackend};
 use crate::lock::file::{self as filelock, FileBackend};
 use nix::errno::Errno;
@@ -147,12 +148,12 @@ struct Cluster {
 
 /// Step 2: one non-blocking attempt on the cluster lock; None if busy.
 /// Blocking: call through [`bounded`].
-fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Cluster>, String> {
+fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Cluster>, LockError> {
     let cname = cluster_name(name);
     match lock.backend {
         Backend::File => {
             let path = FileBackend::new(lock.dir.clone()).path(&cname);
-            let file = filelock::open_lock_file(&lock.dir, &path).map_err(|e| e.to_string())?;
+            let file = filelock::open_lock_file(&lock.dir, &path)?;
             match filelock::ofd_setlk(&file, true) {
                 Ok(()) => Ok(Some(Cluster {
                     file,
@@ -160,12 +161,15 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
                     epoch: None,
                 })),
                 Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(None),
-                Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
+                Err(e) => Err(LockError::Failed(format!(
+                    "cannot lock {}: {e}",
+                    path.display()
+                ))),
             }
         }
         Backend::Dlmfs => {
             let be = DlmfsBackend::new(lock.mount.clone(), lock.domain.clone(), node);
-            let path = be.join_unclaimed().map_err(|e| e.to_string())?.join(&cname);
+            let path = be.join_unclaimed()?.join(&cname);
             // The daemon's trylock, on the workload's name: never a blocking
             // open (it would sleep uninterruptibly while another node holds
             // the lock).
@@ -176,7 +180,12 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
             let fd = match nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)) {
                 Ok(fd) => fd,
                 Err(Errno::ETXTBSY) | Err(Errno::EAGAIN) => return Ok(None),
-                Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+                Err(e) => {
+                    return Err(LockError::Failed(format!(
+                        "cannot open {}: {e}",
+                        path.display()
+                    )));
+                }
             };
             // SAFETY: a fresh descriptor we own.
             let file = unsafe { File::from_raw_fd(fd.into_raw_fd()) };
@@ -246,14 +255,16 @@ pub enum Attempt {
 }
 
 /// One attempt at both locks, local first.
-pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, String> {
-    let Some(local) = try_local(&cfg.daemon.runtime_dir, name)? else {
+pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, LockError> {
+    let Some(local) = try_local(&cfg.daemon.runtime_dir, name).map_err(LockError::Failed)? else {
         return Ok(Attempt::Busy);
     };
     let (lock, node, n) = (cfg.lock.clone(), cfg.node.clone(), name.to_string());
     match bounded(cfg.daemon.op_timeout, "the lock call", move || {
-        try_cluster(&lock, &node, &n)
-    })? {
+        Ok(try_cluster(&lock, &node, &n))
+    })
+    .map_err(LockError::Failed)??
+    {
         Some(cluster) => Ok(Attempt::Held(Held {
             name: name.to_string(),
             local,
@@ -266,17 +277,25 @@ pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, String> {
 /// Tries until the lock is won or `wait` (none: one attempt) is over.
 /// Polling every `poll_interval`, never a blocking lock call: a blocking
 /// dlmfs open sleeps uninterruptibly. The default signal dispositions apply
-/// meanwhile, so Ctrl-C or SIGTERM end the wait.
-pub fn take(cfg: &Config, name: &str, wait: Option<Duration>) -> Result<Attempt, String> {
+/// meanwhile, so Ctrl-C or SIGTERM end the wait. A cluster that is not
+/// ready (not up yet, or changing membership: a node just died) is retried
+/// like a busy lock while the wait lasts.
+pub fn take(cfg: &Config, name: &str, wait: Option<Duration>) -> Result<Attempt, LockError> {
     let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO);
     loop {
-        match try_take(cfg, name)? {
-            Attempt::Busy if Instant::now() < deadline => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                std::thread::sleep(cfg.daemon.poll_interval.min(left));
-            }
-            done => return Ok(done),
+        let retry = match try_take(cfg, name) {
+            Ok(Attempt::Busy) => Ok(()),
+            Err(LockError::NotReady(m)) => Err(LockError::NotReady(m)),
+            done => return done,
+        };
+        if Instant::now() >= deadline {
+            return retry.map(|()| Attempt::Busy);
         }
+        if let Err(e) = retry {
+            tracing::info!("{e}; retrying");
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        std::thread::sleep(cfg.daemon.poll_interval.min(left));
     }
 }
 
@@ -375,7 +394,7 @@ pub fn run_locked(cfg: &Config, name: &str, wait: Option<Duration>, argv: &[OsSt
             return exit::BUSY;
         }
         Err(e) => {
-            say(&e);
+            say(&e.to_string());
             return exit::FAILURE;
         }
     };
