@@ -193,6 +193,9 @@ def test_workload_power_pull_other_node_takes_it(c):
         start(c, a, cfgs[a], "vm4", "p")
         c.wait_event("^acquire vm4$", node=a, since=m0, timeout=60)
         start(c, b, cfgs[b], "vm4", "q", extra="--wait 5m")
+        # b polls: it has joined the domain (a join that races the node's
+        # death fails with EHOSTDOWN and is retried as "not ready").
+        until(60, "node1 to join wl3", lambda: c.exec(b, "test -d /dlm/wl3")[0] == 0)
         mk = c.mark()
         c.kill(a)
         kill = c.wait_event("^@kill$", node=a, since=mk, timeout=5)
