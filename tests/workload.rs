@@ -523,3 +523,25 @@ fn the_libvirt_hook_refuses_a_guest_running_on_the_other_node() {
     assert_eq!(call("b", "release", "end").0, 0);
     assert_eq!(lab.quick("a", "guest1"), 0);
 }
+
+/// A unit stop's SIGTERM may come right after `lock` returned: the holder
+/// ignores it from its first instruction on, not only once it runs.
+#[test]
+fn the_holder_ignores_sigterm_from_the_moment_lock_returns() {
+    let lab = Lab::new();
+    let mut holders = Holders(vec![]);
+    for _ in 0..5 {
+        assert_eq!(electd(&lab, "a", &["lock", "vm1"]).0, 0);
+        let rec: serde_json::Value =
+            serde_json::from_slice(&fs::read(lab.path("run-a/workload/vm1.held")).unwrap())
+                .unwrap();
+        let pid = rec["pid"].as_i64().unwrap() as i32;
+        holders.0.push(pid);
+        for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+            kill(Pid::from_raw(pid), sig).unwrap();
+        }
+        assert_eq!(lab.quick("b", "vm1"), 75);
+        assert!(alive(pid));
+        assert_eq!(electd(&lab, "a", &["unlock", "vm1"]).0, 0);
+    }
+}

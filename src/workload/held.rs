@@ -64,12 +64,19 @@ pub fn list(runtime_dir: &Path) -> Vec<HeldRecord> {
     out
 }
 
-/// Whether `pid` is a live holder of `name` (not a reused pid).
-fn is_holder(pid: i32, name: &str) -> bool {
-    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+/// Whether `pid` exists and is not a zombie. Only a zombie has surely
+/// closed its fds (the kernel closes them before the process turns zombie;
+/// its cmdline reads empty earlier, once its memory is gone).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| Some(s[s.rfind(')')? + 2..].starts_with(|c| c != 'Z')))
-        .unwrap_or(false);
+        .unwrap_or(false)
+}
+
+/// Whether `pid` is a live holder of `name` (not a reused pid).
+fn is_holder(pid: i32, name: &str) -> bool {
+    let alive = running(pid);
     let args: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
         .unwrap_or_default()
         .split(|b| *b == 0)
@@ -123,12 +130,18 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: between fork and exec only setsid(2) and fcntl(2), both
-    // async-signal-safe, on fds that stay open in the parent.
+    // SAFETY: between fork and exec only setsid(2), signal(2) and
+    // fcntl(2), all async-signal-safe, on fds that stay open in the parent.
     unsafe {
         cmd.pre_exec(move || {
             // Own session: no terminal hang-up, no job-control signals.
             libc::setsid();
+            // Ignored from before exec on (SIG_IGN survives exec): a unit
+            // stop's SIGTERM right after `lock` returned must not find the
+            // holder still starting up with the default action.
+            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
             for fd in fds {
                 if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
                     return Err(std::io::Error::last_os_error());
@@ -184,7 +197,7 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
             nix::sys::signal::Signal::SIGKILL,
         );
         let start = Instant::now();
-        while is_holder(r.pid, name) {
+        while running(r.pid) {
             if start.elapsed() > Duration::from_secs(10) {
                 say(&format!("holder pid {} did not die within 10s", r.pid));
                 return exit::FAILURE;
