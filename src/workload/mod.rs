@@ -336,7 +336,11 @@ pub fn drop_stale(cfg: &Config) -> Result<Vec<String>, String> {
                     continue; // a local run-locked or its program has it
                 };
                 match nix::unistd::unlink(&entry.path()) {
-                    Ok(()) => dropped.push(name.to_string()),
+                    Ok(()) => {
+                        // A `lock` holder that died (its flock is free) left this.
+                        let _ = std::fs::remove_file(held::record_path(&runtime_dir, name));
+                        dropped.push(name.to_string())
+                    }
                     Err(Errno::ENOENT) | Err(Errno::EBUSY) => {}
                     Err(e) => return Err(format!("cannot unlink {}: {e}", entry.path().display())),
                 }
