@@ -275,17 +275,21 @@ fn exit_status_env_and_signals_are_passed_through() {
     let f: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(f[..3], ["vm1", "a", "none"], "{line}");
     assert_eq!(f.len(), 5, "two lock fds: {line}");
-    // SIGTERM to run-locked reaches the program; 128+15, lock freed.
-    let t = lab.start("a", "t", &["vm1"]);
-    let prog = pid_of(&lab, "t");
-    kill(Pid::from_raw(lab.children[t].id() as i32), Signal::SIGTERM).unwrap();
-    assert_eq!(lab.exit_code(t, WAIT), Some(143));
-    assert!(!alive(prog));
-    // Free once the program's last child (its `sleep 0.05`, which
-    // inherited the lock fds too) is gone.
-    wait_for(WAIT, "the lock to be free", || {
-        (lab.quick("b", "vm1") == 0).then_some(())
-    });
+    // SIGTERM to run-locked, as soon as the program runs, reaches the
+    // program; 128+15, lock freed.
+    for round in 0..5 {
+        let tag = format!("t{round}");
+        let t = lab.start("a", &tag, &["vm1"]);
+        let prog = pid_of(&lab, &tag);
+        kill(Pid::from_raw(lab.children[t].id() as i32), Signal::SIGTERM).unwrap();
+        assert_eq!(lab.exit_code(t, WAIT), Some(143));
+        assert!(!alive(prog));
+        // Free once the program's last child (its `sleep 0.05`, which
+        // inherited the lock fds too) is gone.
+        wait_for(WAIT, "the lock to be free", || {
+            (lab.quick("b", "vm1") == 0).then_some(())
+        });
+    }
 }
 
 #[test]

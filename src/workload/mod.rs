@@ -450,14 +450,18 @@ fn run_program(
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // Caught from before the spawn on (the exec resets them to default in
+    // the program): a SIGTERM right after the program started must reach
+    // it, not kill us with the default action. Signals that arrive before
+    // the forwarder runs wait in `signals`.
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     let handle = signals.handle();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let forwarder = std::thread::spawn(move || {
         for sig in signals.forever() {
             if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
