@@ -82,6 +82,65 @@ pub enum Cmd {
     /// node still keeps (dlmfs). For `ExecStopPost=`; refuses while a daemon
     /// runs on the same runtime dir.
     Cleanup,
+    /// Run PROGRAM while holding workload lock NAME cluster-wide (flock(1) for the cluster).
+    ///
+    /// Takes NAME in the configured backend and domain (a node-local lock
+    /// first, then the cluster lock `@NAME`), runs PROGRAM while it is held,
+    /// drops it when PROGRAM ends and exits with PROGRAM's status (128+N if
+    /// killed by signal N). Busy: exit 75 at once, or after --wait.
+    /// PROGRAM inherits the lock's two fds, so killing run-locked cannot free
+    /// the lock while PROGRAM runs; it gets DLM_ELECTD_LOCK, DLM_ELECTD_NODE,
+    /// DLM_ELECTD_LOCK_FDS and, on dlmfs, DLM_ELECTD_EPOCH. SIGTERM, SIGINT,
+    /// SIGHUP and SIGQUIT are passed on to PROGRAM. Exit 127: no such
+    /// program, 126: not executable (nothing locked), 1: a lock error.
+    RunLocked {
+        /// The workload lock: 1-30 letters, digits, '_', '-', '.', '+',
+        /// starting with a letter or digit.
+        #[arg(value_parser = parse_workload_name)]
+        name: String,
+        /// If busy, keep trying (every poll_interval) for up to DURATION,
+        /// like 30s or 5m (at most 1h), then exit 75.
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        wait: Option<Duration>,
+        /// The program and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "PROGRAM")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Take workload lock NAME and keep it after returning, for hooks that exit at once.
+    ///
+    /// A detached holder process (`hold-workload-lock`, its own session)
+    /// keeps the lock until `dlm-electd unlock NAME`: it survives the
+    /// caller, a restart or kill of the daemon (which need not run), and
+    /// ignores SIGTERM, SIGINT and SIGHUP. `status` lists it with who asked
+    /// and since when. Exit 0 once held, 75 if busy, 1 on a lock error.
+    Lock {
+        /// The workload lock (same rules as for run-locked).
+        #[arg(value_parser = parse_workload_name)]
+        name: String,
+        /// If busy, keep trying for up to DURATION (at most 1h), then exit 75.
+        #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+        wait: Option<Duration>,
+        /// Who asks, shown by `status` (default: the calling process and user).
+        #[arg(long, value_name = "TEXT")]
+        by: Option<String>,
+    },
+    /// Release workload lock NAME taken by `lock` on this node.
+    ///
+    /// Ends this node's holder of NAME and drops the lock. A lock not held
+    /// on this node is no error (exit 0, nothing touched), so a unit's
+    /// ExecStopPost= after a start refused as busy leaves the other node's
+    /// lock alone. Exit 1 if a run-locked program of this node holds NAME.
+    Unlock {
+        /// The workload lock.
+        #[arg(value_parser = parse_workload_name)]
+        name: String,
+    },
+    /// Internal: the holder process of a workload lock, started by `lock`.
+    #[command(hide = true)]
+    HoldWorkloadLock {
+        /// The lock it holds (for ps, status and unlock).
+        name: String,
+    },
     /// Internal: the `file` backend's lock keeper, started by `run`.
     #[command(hide = true)]
     KeepLocks {
@@ -130,6 +189,25 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
             "between {} and {}",
             humantime::format_duration(WATCH_MIN),
             humantime::format_duration(WATCH_MAX)
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_workload_name(s: &str) -> Result<String, String> {
+    match crate::workload::name_problem(s) {
+        Some(p) => Err(p),
+        None => Ok(s.to_string()),
+    }
+}
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30s, 5m)"))?;
+    let max = crate::workload::MAX_WAIT;
+    if d > max {
+        return Err(format!(
+            "at most {}m (a start that waits longer for another node is stuck)",
+            max.as_secs() / 60
         ));
     }
     Ok(d)

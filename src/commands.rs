@@ -18,6 +18,34 @@ pub fn dispatch(cli: Cli) -> i32 {
         // actions: see keeper.
         return crate::keeper::main(fd, node);
     }
+    if let Cmd::HoldWorkloadLock { .. } = cli.command {
+        return crate::workload::held::hold_forever();
+    }
+    if let Cmd::RunLocked {
+        name,
+        wait,
+        command,
+    } = &cli.command
+    {
+        // Plain blocking code: lock calls on threads of their own under
+        // op_timeout, then a wait for the program.
+        return match load(&cli.config, false) {
+            Ok(c) => crate::workload::run_locked(&c, name, *wait, command),
+            Err(code) => code,
+        };
+    }
+    if let Cmd::Lock { name, wait, by } = &cli.command {
+        return match load(&cli.config, false) {
+            Ok(c) => crate::workload::held::lock(&c, name, *wait, by.clone()),
+            Err(code) => code,
+        };
+    }
+    if let Cmd::Unlock { name } = &cli.command {
+        return match load(&cli.config, false) {
+            Ok(c) => crate::workload::held::unlock(&c, name),
+            Err(code) => code,
+        };
+    }
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,7 +117,11 @@ async fn run(cli: Cli) -> i32 {
         } => watch(&cli.config, json, interval).await,
         Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
         Cmd::Resume { name } => resume(&cli.config, name).await,
-        Cmd::KeepLocks { .. } => unreachable!("handled in dispatch"),
+        Cmd::KeepLocks { .. }
+        | Cmd::RunLocked { .. }
+        | Cmd::Lock { .. }
+        | Cmd::Unlock { .. }
+        | Cmd::HoldWorkloadLock { .. } => unreachable!("handled in dispatch"),
     }
 }
 
@@ -104,18 +136,77 @@ async fn fetch(config: &Path) -> Result<StatusReport, String> {
     }
 }
 
-async fn status(config: &Path, json: bool) -> i32 {
-    match fetch(config).await {
-        Ok(s) if json => {
-            let text = serde_json::to_string_pretty(&s).unwrap_or_default();
-            out(&format!("{text}\n"))
-        }
-        Ok(s) => out(&table(&s)),
-        Err(e) => {
-            eprintln!("dlm-electd: {e}");
-            exit::FAILURE
-        }
+/// The workload locks `lock` holds on this node: read from the runtime dir,
+/// so they are shown with or without a daemon.
+fn held(config: &Path) -> Vec<crate::workload::held::HeldRecord> {
+    crate::workload::held::list(&config::runtime_dir_hint(config))
+}
+
+/// One status: the daemon's report (if it answered) and the workload locks.
+/// JSON: pretty for `status`, one line per document for `--watch`.
+fn render(
+    s: Option<&StatusReport>,
+    held: &[crate::workload::held::HeldRecord],
+    json: bool,
+    pretty: bool,
+) -> String {
+    if json {
+        let mut v = s
+            .map(|s| serde_json::to_value(s).unwrap_or_default())
+            .unwrap_or_else(|| serde_json::json!({}));
+        v["workload_locks"] = serde_json::to_value(held).unwrap_or_default();
+        let text = if pretty {
+            serde_json::to_string_pretty(&v)
+        } else {
+            serde_json::to_string(&v)
+        };
+        format!("{}\n", text.unwrap_or_default())
+    } else {
+        format!("{}{}", s.map(table).unwrap_or_default(), held_table(held))
     }
+}
+
+async fn status(config: &Path, json: bool) -> i32 {
+    let held = held(config);
+    let err = match fetch(config).await {
+        Ok(s) => return out(&render(Some(&s), &held, json, true)),
+        Err(e) => e,
+    };
+    if !held.is_empty() {
+        let _ = out(&render(None, &held, json, true));
+    }
+    eprintln!("dlm-electd: {err}");
+    exit::FAILURE
+}
+
+/// The workload locks `lock` holds on this node.
+fn held_table(held: &[crate::workload::held::HeldRecord]) -> String {
+    if held.is_empty() {
+        return String::new();
+    }
+    let now = crate::election::status::now_ms();
+    let w = held.iter().map(|r| r.name.len()).max().unwrap_or(0).max(13);
+    let mut t = format!(
+        "\n{:<w$}  {:>8}  {:>10}  ASKED BY\n",
+        "WORKLOAD LOCK", "HOLDER", "FOR"
+    );
+    for r in held {
+        let age = Duration::from_secs(now.saturating_sub(r.since_ms) / 1000);
+        let holder = if r.holder_alive {
+            r.pid.to_string()
+        } else {
+            "gone".into()
+        };
+        let _ = writeln!(
+            t,
+            "{:<w$}  {:>8}  {:>10}  {}",
+            r.name,
+            holder,
+            humantime::format_duration(age).to_string(),
+            r.by
+        );
+    }
+    t
 }
 
 /// `status --watch`: the status every `every` until Ctrl-C or SIGTERM
@@ -159,15 +250,16 @@ async fn watch(config: &Path, json: bool, every: Duration) -> i32 {
                 return exit::FAILURE;
             }
         };
+        let now = render(Some(&s), &held(config), json, false);
         let text = if json {
-            format!("{}\n", serde_json::to_string(&s).unwrap_or_default())
+            now
         } else if redraw {
             // Home, clear: the table replaces the one before.
-            format!("\x1b[H\x1b[2J{}", table(&s))
+            format!("\x1b[H\x1b[2J{now}")
         } else if first {
-            table(&s)
+            now
         } else {
-            format!("\n{}", table(&s))
+            format!("\n{now}")
         };
         first = false;
         if out(&text) != exit::OK {

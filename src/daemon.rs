@@ -617,6 +617,21 @@ pub async fn cleanup(cfg: Config) -> i32 {
             rc = exit::FAILURE;
         }
     }
+    // Workload locks a killed `run-locked` left cached on this node (dlmfs),
+    // once their programs ended; one a local program still holds is kept.
+    let c = cfg.clone();
+    match tokio::task::spawn_blocking(move || crate::workload::drop_stale(&c)).await {
+        Ok(Ok(names)) if names.is_empty() => {}
+        Ok(Ok(names)) => tracing::info!("dropped workload locks left cached: {names:?}"),
+        Ok(Err(e)) => {
+            tracing::error!("cannot drop stale workload locks: {e}");
+            rc = exit::FAILURE;
+        }
+        Err(e) => {
+            tracing::error!("dropping stale workload locks: {e}");
+            rc = exit::FAILURE;
+        }
+    }
     let _ = std::fs::remove_file(control::socket_path(&cfg.daemon.runtime_dir));
     rc
 }

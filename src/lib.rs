@@ -17,3 +17,4 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod systemd;
+pub mod workload;

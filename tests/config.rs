@@ -99,6 +99,7 @@ fn bad_input_matrix() {
         ("unknown backend", "[lock]\nbackend = \"zookeeper\"\n".into(), ":2:11:", "zookeeper"),
         ("unknown action type", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"pray\"\n"), ":7:8:", "pray"),
         ("dlmfs lock too long", "[lock]\nbackend = \"dlmfs\"\n[[resource]]\nname = \"w\"\nlock = \"abcdefghijklmnopqrstuvwxyz0123456789\"\n".into(), ":5:8:", "1 to 31 bytes"),
+        ("lock with the workload prefix", head("[[resource]]\nname = \"w\"\nlock = \"@vm1\"\n"), ":6:8:", "reserved for workload locks"),
         ("dlmfs lock with $", "[lock]\nbackend = \"dlmfs\"\n[[resource]]\nname = \"w\"\nlock = \"$RECOVERY\"\n".into(), ":5:8:", "'$'"),
         ("dlmfs domain too long", format!("[lock]\nbackend = \"dlmfs\"\ndomain = \"{}\"\n", "d".repeat(64)), ":3:10:", "1 to 63 bytes"),
         ("exec without commands", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\n"), ":6:", "needs `acquire`"),

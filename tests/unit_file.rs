@@ -155,6 +155,34 @@ fn the_example_drop_ins_verify_clean() {
     assert_verifies(root.path());
 }
 
+/// The workload-lock drop-in, applied to a plain service, verifies clean.
+#[test]
+fn the_workload_lock_drop_in_verifies_clean() {
+    let drop_in = fs::read_to_string(repo("systemd/workload-lock.conf.example")).unwrap();
+    let root = root_with(&[
+        (
+            "etc/systemd/system/foo.service",
+            "[Service]\nExecStart=/bin/true\n",
+        ),
+        (
+            "etc/systemd/system/foo.service.d/workload-lock.conf",
+            &drop_in,
+        ),
+    ]);
+    let o = analyze(&[
+        "verify",
+        "--man=no",
+        &format!("--root={}", root.path().display()),
+        "foo.service",
+    ]);
+    let out = text(&o);
+    assert!(
+        o.status.success() && out.trim().is_empty(),
+        "systemd-analyze verify: {:?}\n{out}",
+        o.status
+    );
+}
+
 #[test]
 fn the_unit_is_hardened() {
     let unit = repo("systemd/dlm-electd.service");

@@ -105,6 +105,12 @@ pub fn lock_name_problem(backend: Backend, name: &str) -> Option<String> {
     if name.contains('/') || name.contains('\0') {
         return Some("must not contain '/' or NUL".into());
     }
+    if name.starts_with(crate::workload::PREFIX) {
+        return Some(format!(
+            "must not start with '{}' (reserved for workload locks, `dlm-electd run-locked`)",
+            crate::workload::PREFIX
+        ));
+    }
     match backend {
         Backend::Dlmfs if name.is_empty() || name.len() > 31 => Some(format!(
             "dlmfs lock names are 1 to 31 bytes, {:?} has {}",

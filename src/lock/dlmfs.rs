@@ -23,7 +23,7 @@ use std::sync::Mutex;
 /// statfs(2) f_type of ocfs2_dlmfs.
 pub const DLMFS_MAGIC: i64 = 0x76a9_f425;
 /// The lock value block dlmfs exposes as the file's contents.
-const LVB_LEN: usize = 64;
+pub(crate) const LVB_LEN: usize = 64;
 /// Where sysfs is mounted on a real node.
 pub const SYSFS_ROOT: &str = "/sys";
 /// Under the sysfs root: the stack OCFS2 (and so dlmfs) joins domains with.
@@ -90,10 +90,18 @@ impl DlmfsBackend {
         self.mount.join(&self.domain)
     }
 
-    /// Checks the stack and the mount, and joins the domain (mkdir; EEXIST
-    /// = joined). Runs before every lock call: a sysfs read is cheap, and
-    /// no dlmfs open may happen on a stack we refuse.
+    /// Checks the stack and the mount, joins the domain (mkdir; EEXIST =
+    /// joined) and claims it for this daemon. Runs before every lock call: a
+    /// sysfs read is cheap, and no dlmfs open may happen on a stack we refuse.
     fn join(&self) -> Result<PathBuf, LockError> {
+        let dir = self.join_unclaimed()?;
+        self.claim_domain(&dir).map(|()| dir)
+    }
+
+    /// [`Self::join`] without the daemon's domain flock: for workload locks
+    /// (`crate::workload`), which live beside the daemon's in its domain and
+    /// bring their own node-local exclusion.
+    pub fn join_unclaimed(&self) -> Result<PathBuf, LockError> {
         check_cluster_stack(&self.sysfs)?;
         let st = nix::sys::statfs::statfs(&self.mount).map_err(|e| {
             LockError::NotReady(format!("cannot statfs {}: {e}", self.mount.display()))
@@ -107,10 +115,11 @@ impl DlmfsBackend {
         }
         let dir = self.domain_dir();
         match nix::unistd::mkdir(&dir, Mode::from_bits_truncate(0o700)) {
-            Ok(()) | Err(Errno::EEXIST) => self.claim_domain(&dir).map(|()| dir),
+            Ok(()) | Err(Errno::EEXIST) => Ok(dir),
             // o2cb: local node not configured or not heartbeating (EINVAL),
-            // or cannot reach the heartbeating nodes (ENOTCONN).
-            Err(e @ (Errno::EINVAL | Errno::ENOTCONN | Errno::EPROTO)) => {
+            // or cannot reach the heartbeating nodes (ENOTCONN), or a node
+            // died while we joined (EHOSTDOWN, until it is evicted).
+            Err(e @ (Errno::EINVAL | Errno::ENOTCONN | Errno::EPROTO | Errno::EHOSTDOWN)) => {
                 Err(LockError::NotReady(format!(
                     "cannot join domain {}: {e} (is the o2cb cluster online and heartbeating?)",
                     dir.display()
@@ -168,7 +177,7 @@ pub fn cluster_stack_problem(sysfs_root: &Path) -> Option<String> {
 /// The record we leave in the LVB for the next holder: who we were and a
 /// term number. o2cb zeroes the LVB when an EX holder's node dies, so the
 /// term restarts at 1 after a node death: informational only.
-fn lvb_record(node: &str, epoch: u64) -> [u8; LVB_LEN] {
+pub(crate) fn lvb_record(node: &str, epoch: u64) -> [u8; LVB_LEN] {
     let mut buf = [0u8; LVB_LEN];
     let text = format!("dlm-electd node={node} epoch={epoch}\n");
     let n = text.len().min(LVB_LEN);
@@ -176,7 +185,7 @@ fn lvb_record(node: &str, epoch: u64) -> [u8; LVB_LEN] {
     buf
 }
 
-fn parse_lvb(buf: &[u8]) -> (Option<String>, u64) {
+pub(crate) fn parse_lvb(buf: &[u8]) -> (Option<String>, u64) {
     let text = String::from_utf8_lossy(buf);
     let text = text.trim_end_matches('\0').trim();
     if text.is_empty() {
@@ -299,7 +308,7 @@ impl LockBackend for DlmfsBackend {
     }
 }
 
-fn unlink(path: &Path) -> Result<(), LockError> {
+pub(crate) fn unlink(path: &Path) -> Result<(), LockError> {
     match nix::unistd::unlink(path) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(Errno::EBUSY) => Err(LockError::Failed(format!(

@@ -173,7 +173,7 @@ fn whole_file(kind: libc::c_short) -> libc::flock {
     fl
 }
 
-fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError> {
+pub(crate) fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError> {
     if !dir.is_dir() {
         DirBuilder::new()
             .recursive(true)

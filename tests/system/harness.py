@@ -41,7 +41,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("DLM_ELECTD_SYSTEM_CACHE", "/var/tmp/dlm-electd-system")
-RUN = os.path.join(CACHE, "run")
+# One cluster per run dir (netns and QEMU names derive from it): set another
+# to run beside someone else's run.
+RUN = os.environ.get("DLM_ELECTD_SYSTEM_RUN") or os.path.join(CACHE, "run")
 MEM_MB = int(os.environ.get("DLM_ELECTD_SYSTEM_MEM", "768"))
 NET = "198.18.88"
 HB_SERIAL = "o2cb-hb"

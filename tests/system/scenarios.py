@@ -164,8 +164,9 @@ IGNORE = []
 
 
 def no_two_masters(c, since=0):
-    """Replay host-stamped events: never the VIP, nor demo-web, on two nodes at once."""
-    on = {(n, k): False for n in NODES for k in ("vip", "web")}
+    """Replay host-stamped events: never the VIP, nor demo-web, nor demo-job
+    (a workload lock), on two nodes at once."""
+    on = {(n, k): False for n in NODES for k in ("vip", "web", "job")}
     evs = c.events(0)
     for i, e in enumerate(evs):
         kind = val = None
@@ -175,6 +176,8 @@ def no_two_masters(c, since=0):
             kind, val = "web", True
         elif e.text == "unit stop":
             kind, val = "web", False
+        elif e.text in ("job start", "job stop"):
+            kind, val = "job", e.text == "job start"
         if kind is None:
             continue
         if any(n == e.node and k == kind and a <= i < b for n, k, a, b in IGNORE):
@@ -558,6 +561,61 @@ def file_backend_crash(c):
                 "/etc/dlm-electd-file /etc/dlm-electd-contender /var/lib/dlm-electd-file "
                 "/run/dlm-electd-file /run/dlm-electd-contender; systemctl daemon-reload"
              % (FILE_UNIT, CONTENDER, FILE_UNIT, CONTENDER, FILE_UNIT, FILE_UNIT), 180)
+
+
+JOB = "demo-job.service"
+
+
+def job_active(c, n):
+    return c.sh(n, "systemctl is-active %s" % JOB)[1].strip() == "active"
+
+
+@scenario(timeout=400)
+def workload_drop_in(c):
+    """A unit with the shipped workload-lock drop-in refuses to start while the other node runs it; daemon restart and SIGKILL+cleanup keep the lock"""
+    for n in NODES:
+        c.check(n, "install -m 0644 /mnt/host/demo-job.service /etc/systemd/system/ && "
+                   "mkdir -p /etc/systemd/system/demo-job.service.d && "
+                   "cp /usr/share/doc/dlm-electd/examples/workload-lock.conf.example "
+                   "/etc/systemd/system/demo-job.service.d/workload-lock.conf && "
+                   "systemctl daemon-reload")
+    try:
+        a, b = NODES
+        c.check(a, "systemctl start %s" % JOB, 120)
+        st = c.check(a, "dlm-electd status")
+        if "systemd unit demo-job.service" not in st:
+            raise Fail("status does not list the lock:\n%s" % st)
+        rc, out, err = c.sh(b, "systemctl start %s" % JOB, 120)
+        j = c.check(b, "journalctl -q -b -u %s -o cat | tail -n 20" % JOB)
+        if rc == 0 or job_active(c, b) or "busy" not in j:
+            raise Fail("node%d started it too (rc %d):\n%s" % (b, rc, j))
+        # The failed start's ExecStopPost=unlock left node a's lock alone.
+        if c.sh(b, "systemctl start %s" % JOB, 120)[0] == 0:
+            raise Fail("second start on node%d succeeded" % b)
+        # The daemon restarted, and killed + cleaned up (ExecStopPost), on
+        # the holder's node: the job's lock stays.
+        c.check(a, "systemctl restart %s" % UNIT, 180)
+        c.check(a, "systemctl kill -s KILL %s" % UNIT)
+        until(120, "dlm-electd on node%d back after the kill" % a,
+              lambda: c.sh(a, "systemctl is-active %s" % UNIT)[1].strip() == "active")
+        if not job_active(c, a) or c.sh(b, "systemctl start %s" % JOB, 120)[0] == 0:
+            raise Fail("the job's lock did not survive the daemon's restart/kill")
+        # A stop hands it over: node b starts it now.
+        t0 = time.monotonic()
+        c.check(a, "systemctl stop %s" % JOB, 120)
+        print("  systemctl stop of the locked job took %.1f s" % (time.monotonic() - t0))
+        c.check(b, "systemctl reset-failed %s; systemctl start %s" % (JOB, JOB), 120)
+        if not job_active(c, b) or c.sh(a, "systemctl start %s" % JOB, 120)[0] == 0:
+            raise Fail("handover failed")
+        c.check(b, "systemctl stop %s" % JOB, 120)
+        for n in NODES:
+            if "hold-workload-lock" in c.check(n, "ps -eo args"):
+                raise Fail("node%d: a holder is left" % n)
+    finally:
+        for n in NODES:
+            c.sh(n, "systemctl stop %s; systemctl reset-failed %s; rm -rf /etc/systemd/system/%s "
+                    "/etc/systemd/system/demo-job.service.d; systemctl daemon-reload" % (JOB, JOB, JOB))
+    one_master(c)
 
 
 @scenario(timeout=400)

@@ -1,0 +1,276 @@
+//! `dlm-electd lock NAME` / `unlock NAME`: a workload lock held for
+//! integrations whose hooks exit at once (a libvirt qemu hook on
+//! `prepare`/`release`, a unit's `ExecStartPre=`/`ExecStopPost=`).
+//!
+//! Who holds the fds: a small detached *holder* process per lock
+//! (`dlm-electd hold-workload-lock NAME`, own session), not the daemon. A
+//! VM's lock must outlive `systemctl restart dlm-electd`, a package upgrade
+//! and `systemctl kill -s KILL dlm-electd`: the holder is not in the
+//! daemon's cgroup, and the daemon need not run at all. The holder ignores
+//! SIGTERM, SIGINT and SIGHUP (a unit stop signals every process of the
+//! unit: the lock must stay until the unit's `ExecStopPost=unlock`), asks
+//! the OOM killer to spare it, and only waits. `unlock` SIGKILLs it, then
+//! drops the cluster lock (dlmfs: unlink) under the name's local flock.
+//!
+//! `lock` records who asked and since when in `RUNTIME_DIR/workload/
+//! NAME.held` (JSON) for `status`; the record is informative, the local
+//! flock held by the holder is what counts.
+
+use super::{Attempt, try_local};
+use crate::config::{Backend, Config};
+use crate::exit;
+use serde::{Deserialize, Serialize};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The hidden subcommand the holder runs.
+pub const HOLDER_CMD: &str = "hold-workload-lock";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldRecord {
+    pub name: String,
+    /// The holder process.
+    pub pid: i32,
+    /// Who asked: `--by`, else the calling process and user.
+    pub by: String,
+    pub since_ms: u64,
+    /// Whether the holder still runs (filled in when listed).
+    #[serde(default)]
+    pub holder_alive: bool,
+}
+
+pub(super) fn record_path(runtime_dir: &Path, name: &str) -> PathBuf {
+    runtime_dir
+        .join(super::LOCAL_DIR)
+        .join(format!("{name}.held"))
+}
+
+/// The held locks recorded under `runtime_dir`, by name.
+pub fn list(runtime_dir: &Path) -> Vec<HeldRecord> {
+    let mut out: Vec<HeldRecord> = std::fs::read_dir(runtime_dir.join(super::LOCAL_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "held"))
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .map(|mut r: HeldRecord| {
+            r.holder_alive = is_holder(r.pid, &r.name);
+            r
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// Whether `pid` exists and is not a zombie. Only a zombie has surely
+/// closed its fds (the kernel closes them before the process turns zombie;
+/// its cmdline reads empty earlier, once its memory is gone).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s[s.rfind(')')? + 2..].starts_with(|c| c != 'Z')))
+        .unwrap_or(false)
+}
+
+/// Whether `pid` is a live holder of `name` (not a reused pid).
+fn is_holder(pid: i32, name: &str) -> bool {
+    let alive = running(pid);
+    let args: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    alive && args.iter().any(|a| a == HOLDER_CMD) && args.last().is_some_and(|a| a == name)
+}
+
+fn caller() -> String {
+    let ppid = nix::unistd::getppid();
+    let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap_or_default();
+    format!(
+        "pid {ppid} ({}), uid {}",
+        comm.trim(),
+        nix::unistd::getuid()
+    )
+}
+
+/// `dlm-electd lock`: the exit code.
+pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>) -> i32 {
+    let say = |m: &str| eprintln!("dlm-electd: lock {name}: {m}");
+    let held = match super::take(cfg, name, wait) {
+        Ok(Attempt::Held(h)) => h,
+        Ok(Attempt::Busy) => {
+            let here = list(&cfg.daemon.runtime_dir)
+                .into_iter()
+                .find(|r| r.name == name && r.holder_alive);
+            say(&match (here, wait) {
+                (Some(r), _) => format!(
+                    "busy: already held on this node (holder pid {}, asked by {})",
+                    r.pid, r.by
+                ),
+                (None, Some(w)) => {
+                    format!("busy (still held after {})", humantime::format_duration(w))
+                }
+                (None, None) => "busy: held on this or another node".into(),
+            });
+            return exit::BUSY;
+        }
+        Err(e) => {
+            say(&e.to_string());
+            return exit::FAILURE;
+        }
+    };
+    let fds = held.fds();
+    // /proc/self/exe: our own binary even if an upgrade replaced the file.
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("dlm-electd")
+        .args([HOLDER_CMD, name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: between fork and exec only setsid(2), signal(2) and
+    // fcntl(2), all async-signal-safe, on fds that stay open in the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Own session: no terminal hang-up, no job-control signals.
+            libc::setsid();
+            // Ignored from before exec on (SIG_IGN survives exec): a unit
+            // stop's SIGTERM right after `lock` returned must not find the
+            // holder still starting up with the default action.
+            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
+                libc::signal(sig, libc::SIG_IGN);
+            }
+            for fd in fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!("cannot start the holder process: {e}"));
+            if let Err(e) = held.release(cfg.daemon.op_timeout) {
+                say(&e);
+            }
+            return exit::FAILURE;
+        }
+    };
+    let rec = HeldRecord {
+        name: name.to_string(),
+        pid: child.id() as i32,
+        by: by.unwrap_or_else(caller),
+        since_ms: crate::election::status::now_ms(),
+        holder_alive: true,
+    };
+    let path = record_path(&cfg.daemon.runtime_dir, name);
+    if let Err(e) = std::fs::write(&path, serde_json::to_vec(&rec).unwrap_or_default()) {
+        // The lock is held all the same; `status` just cannot show it.
+        say(&format!("cannot write {}: {e}", path.display()));
+    }
+    // Our copies close; the holder's keep the lock. (Dropping `held`
+    // without release neither unlocks nor unlinks.)
+    drop(held);
+    println!("{name}: locked (holder pid {})", rec.pid);
+    exit::OK
+}
+
+/// `dlm-electd unlock`: the exit code. Ends this node's holder of NAME and
+/// drops the lock; a lock not held on this node is no error (so a unit's
+/// `ExecStopPost=` after a start refused as busy succeeds and touches
+/// nothing of the other node's).
+pub fn unlock(cfg: &Config, name: &str) -> i32 {
+    let say = |m: &str| eprintln!("dlm-electd: unlock {name}: {m}");
+    let path = record_path(&cfg.daemon.runtime_dir, name);
+    let rec: Option<HeldRecord> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(r) = &rec
+        && is_holder(r.pid, name)
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(r.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let start = Instant::now();
+        while running(r.pid) {
+            if start.elapsed() > Duration::from_secs(10) {
+                say(&format!("holder pid {} did not die within 10s", r.pid));
+                return exit::FAILURE;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // The holder is gone (its fds closed by the kernel): drop what the
+    // node keeps, under the local flock.
+    let local = match try_local(&cfg.daemon.runtime_dir, name) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            say(
+                "held on this node by another process (a run-locked program?), not by `lock`: left alone",
+            );
+            return exit::FAILURE;
+        }
+        Err(e) => {
+            say(&e);
+            return exit::FAILURE;
+        }
+    };
+    let r = drop_cached(cfg, name);
+    drop(local);
+    let _ = std::fs::remove_file(&path);
+    match r {
+        Ok(()) => {
+            println!("{name}: unlocked");
+            exit::OK
+        }
+        Err(e) => {
+            say(&e);
+            exit::FAILURE
+        }
+    }
+}
+
+/// dlmfs: unlinks `@NAME`, dropping the lock this node keeps cached. The
+/// caller holds the name's local flock (no local trylock can race it).
+fn drop_cached(cfg: &Config, name: &str) -> Result<(), String> {
+    if cfg.lock.backend != Backend::Dlmfs {
+        return Ok(());
+    }
+    if let Some(m) =
+        crate::lock::dlmfs::cluster_stack_problem(Path::new(crate::lock::dlmfs::SYSFS_ROOT))
+    {
+        return Err(m);
+    }
+    let path = cfg
+        .lock
+        .mount
+        .join(&cfg.lock.domain)
+        .join(super::cluster_name(name));
+    super::bounded(cfg.daemon.op_timeout, "unlinking the lock", move || {
+        crate::lock::dlmfs::unlink(&path).map_err(|e| e.to_string())
+    })
+}
+
+/// The holder process: keeps the inherited lock fds open until SIGKILLed.
+pub fn hold_forever() -> i32 {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+    }
+    // Best effort (root only): an OOM kill would free a running VM's lock.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
+    loop {
+        nix::unistd::pause();
+    }
+}
