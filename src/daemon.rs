@@ -83,6 +83,7 @@ impl Supervisor {
             changed: self.changed.clone(),
             record,
             metrics: self.metrics.clone(),
+            deferral: Default::default(),
         };
         let span = tracing::info_span!("resource", resource = %spec.name);
         let join = tokio::spawn(runner.run(rx).instrument(span));

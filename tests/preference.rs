@@ -271,3 +271,48 @@ fn a_reload_that_turns_preempt_on_hands_over_to_the_preferred_candidate() {
     assert_eq!(lab.sole_master("web"), a);
     lab.assert_order("b release web", "a acquire web");
 }
+
+/// A candidate lock nobody will act on (on dlmfs: a daemon killed without
+/// `cleanup` leaves its candidate lock cached on its node): the less
+/// preferred node defers for a window only, gives a free lock back once,
+/// then keeps it a window later; with `preempt` it does not hand over to
+/// the stuck candidate, and once that candidate lock is free and a live
+/// preferred node comes, it hands over to it. Fails when deferral is
+/// unbounded (b never becomes master).
+#[test]
+fn a_stuck_candidate_delays_mastership_by_a_bounded_time_only() {
+    let mut lab = Lab::new();
+    let cand = lab.path("locks").join("web.c0.lock");
+    let stuck = hold_lock(&cand);
+    let res = web(&lab, true, "");
+    let t0 = Instant::now();
+    let b = lab.start("b", &res);
+    // The first attempt never defers (crash recovery): b wins at once and,
+    // with preempt, hands over at the next poll to "a", which is stuck.
+    // Then the window (10 s with the lab's 100 ms poll), a free lock given
+    // back, a window later kept: about 20 s.
+    wait_for(Duration::from_secs(60), "b master for good", || {
+        lab.daemons[b]
+            .log()
+            .contains("taking mastership, and ignoring a")
+            .then_some(())
+    });
+    lab.daemons[b].wait_state("web", "master");
+    let took = t0.elapsed();
+    eprintln!("master despite a stuck candidate after {took:?}");
+    assert!(
+        lab.daemons[b].log().contains("giving it straight back"),
+        "a free lock is given back once first"
+    );
+    // preempt does not hand over to the stuck candidate.
+    let acquired = lab.count("b acquire web");
+    stays_master(&lab, b, Duration::from_secs(3));
+    assert_eq!(lab.count("b acquire web"), acquired, "{:?}", lab.events());
+
+    // The stuck lock goes away; a real "a" comes: b hands over to it.
+    drop(stuck);
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    assert_eq!(lab.sole_master("web"), a);
+    assert_never_two_masters(&lab.events());
+}

@@ -7,6 +7,7 @@
 //! resource's name, so log lines from here and from its actions are tagged
 //! once, there.
 
+use super::deferral::{Before, Deferral, Won};
 use super::health::Health;
 use super::machine::{Command, Event, Machine};
 use super::status::{Board, ResourceStatus, now_ms};
@@ -17,7 +18,7 @@ use crate::lock::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
 use crate::metrics::{LockCall, Metrics, Run};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -58,6 +59,9 @@ pub struct Runner {
     /// Observed here: state changes, lock-call and action-run durations,
     /// stalls.
     pub metrics: Arc<Metrics>,
+    /// With `prefer`: how long we have deferred to more preferred
+    /// candidates, and which we judged stuck (see `deferral`).
+    pub deferral: Arc<Mutex<Deferral>>,
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -159,8 +163,13 @@ fn jittered(wait: Duration, jitter: bool) -> Duration {
 }
 
 /// With `preempt`: the backend and the candidate locks of the nodes more
-/// preferred than this one, probed at every poll while master.
-type Preempt = (Arc<dyn LockBackend>, Vec<(String, String)>);
+/// preferred than this one, probed at every poll while master, and the
+/// deferral state that says which of them are stuck.
+type Preempt = (
+    Arc<dyn LockBackend>,
+    Vec<(String, String)>,
+    Arc<Mutex<Deferral>>,
+);
 
 /// While master: re-announce VIPs that ask for it, check at every poll
 /// that the lock still excludes others, and with `preempt` that no more
@@ -193,8 +202,10 @@ async fn hold(
                         return Event::LockLost(why);
                     }
                 }
-                if let Some((backend, better)) = preempt.clone() {
-                    let probe = tokio::task::spawn_blocking(move || outranked_by(&*backend, &better));
+                if let Some((backend, better, deferral)) = preempt.clone() {
+                    let probe = tokio::task::spawn_blocking(move || {
+                        outranked_by(&*backend, &better, &deferral)
+                    });
                     if let Ok(Ok(Some(n))) = tokio::time::timeout(op_timeout, probe).await {
                         return Event::Outranked(n);
                     }
@@ -215,14 +226,26 @@ fn better(spec: &ResourceSpec, node: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The first of `better` whose node is a candidate now (blocking: run on
-/// the blocking pool). A probe that fails counts as "not a candidate": the
-/// lock call that follows meets the same trouble and reports it.
-fn outranked_by(backend: &dyn LockBackend, better: &[(String, String)]) -> Option<String> {
-    better
-        .iter()
-        .find(|(_, lock)| backend.candidate_held(lock).unwrap_or(false))
-        .map(|(n, _)| n.clone())
+/// The first of `better` whose node is a candidate now, skipping those
+/// judged stuck (blocking: run on the blocking pool). A probe that fails
+/// counts as "not a candidate": the lock call that follows meets the same
+/// trouble and reports it. A stuck node seen not a candidate is stuck no
+/// more.
+fn outranked_by(
+    backend: &dyn LockBackend,
+    better: &[(String, String)],
+    deferral: &Mutex<Deferral>,
+) -> Option<String> {
+    for (node, lock) in better {
+        let held = backend.candidate_held(lock).unwrap_or(false);
+        let mut d = deferral.lock().unwrap_or_else(|e| e.into_inner());
+        if !held {
+            d.seen_free(node);
+        } else if !d.is_stuck(node) {
+            return Some(node.clone());
+        }
+    }
+    None
 }
 
 /// Awaits a candidate-lock call on the blocking pool, warning once if it
@@ -494,21 +517,51 @@ impl Runner {
                 };
                 let span = tracing::Span::current();
                 tracing::debug!("trying lock {lock}");
+                let name = lock.clone();
                 let call =
                     self.metrics
                         .time_lock_call(&self.spec.name, LockCall::try_lock, move || {
                             backend.try_lock(&lock)
                         });
+                let (deferral, poll) = (self.deferral.clone(), self.spec.poll_interval);
                 Op::Lock {
                     call: tokio::task::spawn_blocking(move || {
-                        // A more preferred candidate gets the lock: defer.
-                        if let Some(n) = outranked_by(&*probe, &better) {
-                            span.in_scope(|| {
-                                tracing::debug!("deferring to more preferred node {n}")
-                            });
-                            return Ok(TryLock::Busy);
+                        let _entered = span.enter();
+                        let candidate = outranked_by(&*probe, &better, &deferral);
+                        let now = std::time::Instant::now();
+                        let d = || deferral.lock().unwrap_or_else(|e| e.into_inner());
+                        let step = d().before(now, candidate.as_deref(), poll);
+                        let n = candidate.unwrap_or_default();
+                        match step {
+                            Before::Try => call(),
+                            // A more preferred candidate gets the lock.
+                            Before::Defer => {
+                                tracing::debug!("deferring to more preferred node {n}");
+                                Ok(TryLock::Busy)
+                            }
+                            Before::TryPastWindow => match call()? {
+                                TryLock::Busy => {
+                                    d().busy(now);
+                                    Ok(TryLock::Busy)
+                                }
+                                TryLock::Acquired(h) => match d().won(now, &n, poll) {
+                                    Won::GiveBack => {
+                                        tracing::info!(
+                                            "lock {name} is free although more preferred node {n} is a candidate: giving it straight back, unused, to leave it to {n}"
+                                        );
+                                        h.release()?;
+                                        Ok(TryLock::Busy)
+                                    }
+                                    Won::Keep => {
+                                        tracing::warn!(
+                                            "more preferred node {n} is a candidate but left the lock free for {:?}: taking mastership, and ignoring {n} until its candidate lock is free (a dlmfs daemon killed without `dlm-electd cleanup` leaves it cached)",
+                                            super::deferral::window(poll)
+                                        );
+                                        Ok(TryLock::Acquired(h))
+                                    }
+                                },
+                            },
                         }
-                        call()
                     }),
                     deadline: deadline(),
                 }
@@ -596,8 +649,14 @@ impl Runner {
                 held.as_ref().and_then(|h| h.still_held()),
                 self.spec
                     .preempt
-                    .then(|| (self.backend.clone(), better(&self.spec, &self.node)))
-                    .filter(|(_, b)| !b.is_empty()),
+                    .then(|| {
+                        (
+                            self.backend.clone(),
+                            better(&self.spec, &self.node),
+                            self.deferral.clone(),
+                        )
+                    })
+                    .filter(|(_, b, _)| !b.is_empty()),
                 self.spec.poll_interval,
                 self.op_timeout,
             ))),
