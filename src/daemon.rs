@@ -318,6 +318,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     let backend: Arc<dyn LockBackend> = match &keeper {
         Some(k) => Arc::new(FileBackend::with_guard(
             cfg.lock.dir.clone(),
+            cfg.lock.standby,
             k.keeper.clone(),
         )),
         None => lock::backend(&cfg.lock, &cfg.node),

@@ -4,6 +4,7 @@
 pub mod machine;
 pub mod runner;
 pub mod status;
+pub mod wait;
 
 pub use machine::{Command, Event, Machine, Status};
 pub use status::{Board, ResourceStatus};

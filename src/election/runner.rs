@@ -9,6 +9,7 @@
 
 use super::machine::{Command, Event, Machine};
 use super::status::{Board, ResourceStatus, now_ms};
+use super::wait::{self, NoWaiter, Waiter};
 use crate::action::{self, Cancel, Ctx};
 use crate::config::ResourceSpec;
 use crate::instance::Record;
@@ -75,6 +76,10 @@ enum Op {
     },
     /// Master: ends only when the lock is found lost.
     Master(BoxFut<Event>),
+    /// A standby waiting in the kernel for the lock (see `wait`).
+    Wait(Waiter),
+    /// Already finished: what a wait found, handed to the next `TryLock`.
+    Ready(Option<Done>),
 }
 
 /// What finished.
@@ -121,6 +126,46 @@ impl Op {
                 *self = Op::Idle;
                 Done::Event(ev)
             }
+            Op::Wait(w) => {
+                let r = w.finished().await;
+                *self = Op::Ready(Some(waited(r)));
+                // The standby's sleep is over: the machine asks to try,
+                // and that try is what the wait found.
+                Done::Event(Event::Timer)
+            }
+            Op::Ready(d) => {
+                let d = d.take().unwrap_or(Done::Event(Event::Busy));
+                *self = Op::Idle;
+                d
+            }
+        }
+    }
+}
+
+fn waited(r: wait::Outcome) -> Done {
+    match r {
+        Ok(Some(h)) => Done::Won(h),
+        // Only after a cancel, which never lets the result through.
+        Ok(None) => Done::Event(Event::Busy),
+        Err(e) => Done::Event(Event::LockFailed(e)),
+    }
+}
+
+/// Ends a standby's wait that a new operation replaces (shutdown, or any
+/// command other than the try it stands for), within `op_timeout`. A lock
+/// it won meanwhile is given up: nobody asked for it.
+async fn retire(op: Op, op_timeout: Duration) {
+    let won = match op {
+        Op::Wait(w) => w.cancel(op_timeout).await,
+        Op::Ready(Some(Done::Won(h))) => Some(h),
+        _ => None,
+    };
+    if let Some(h) = won {
+        match tokio::time::timeout(op_timeout, tokio::task::spawn_blocking(move || h.release()))
+            .await
+        {
+            Ok(Ok(Ok(()))) => {}
+            r => tracing::warn!("giving up a lock the cancelled wait had won: {r:?}"),
         }
     }
 }
@@ -353,10 +398,32 @@ impl Runner {
                 }
                 Command::Sleep { wait, .. } if m.holding_off() => {
                     hold_off_until = Some(now_ms() + wait.as_millis() as u64);
+                    retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
                     op = self.start(cmd, &mut held);
                 }
+                // A standby that can wait for the lock in the kernel does so
+                // instead of sleeping and polling.
+                Command::Sleep { .. } if m.may_wait_for_lock() && self.backend.can_wait() => {
+                    hold_off_until = None;
+                    if !matches!(op, Op::Wait(_)) {
+                        retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
+                        tracing::debug!("waiting for lock {}", self.spec.lock);
+                        op = match Waiter::start(self.backend.clone(), self.spec.lock.clone()) {
+                            Ok(w) => Op::Wait(w),
+                            // No thread: fall back to polling.
+                            Err(NoWaiter::Full) => self.start(cmd, &mut held),
+                            Err(NoWaiter::Failed(e)) => {
+                                tracing::warn!("{e}; polling instead");
+                                self.start(cmd, &mut held)
+                            }
+                        };
+                    }
+                }
+                // The try a finished wait stands for: its outcome, no call.
+                Command::TryLock if matches!(op, Op::Ready(_)) => hold_off_until = None,
                 c => {
                     hold_off_until = None;
+                    retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
                     op = self.start(c, &mut held);
                 }
             }
@@ -439,6 +506,7 @@ impl Runner {
             };
             cmd = m.handle(ev);
         }
+        retire(op, self.op_timeout).await;
         if let Some(r) = m.take_reply() {
             waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
         }

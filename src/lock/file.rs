@@ -16,7 +16,8 @@
 //! /tmp) would let a newcomer lock a fresh inode while we keep the old one:
 //! [`HeldLock::still_held`] compares the held fd's inode with the path's.
 
-use super::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
+use super::{HeldLock, LockBackend, LockError, StillHeld, TryLock, WaitStop};
+use crate::config::Standby;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -38,20 +39,26 @@ pub trait FdGuard: Send + Sync {
 pub struct FileBackend {
     dir: PathBuf,
     guard: Option<Arc<dyn FdGuard>>,
+    standby: Standby,
 }
 
 impl FileBackend {
     /// Without a guard: a lock lives exactly as long as our fd (`cleanup`,
     /// tests).
-    pub fn new(dir: PathBuf) -> Self {
-        FileBackend { dir, guard: None }
+    pub fn new(dir: PathBuf, standby: Standby) -> Self {
+        FileBackend {
+            dir,
+            guard: None,
+            standby,
+        }
     }
 
     /// Every lock won is handed to `guard` before `try_lock` reports it.
-    pub fn with_guard(dir: PathBuf, guard: Arc<dyn FdGuard>) -> Self {
+    pub fn with_guard(dir: PathBuf, standby: Standby, guard: Arc<dyn FdGuard>) -> Self {
         FileBackend {
             dir,
             guard: Some(guard),
+            standby,
         }
     }
 
@@ -132,29 +139,44 @@ fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError> {
     }
 }
 
+/// Whether `path` still names the file `file` has open: a lock on a file
+/// deleted or replaced since it was opened excludes nobody.
+fn names(path: &Path, file: &File) -> bool {
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(now), Ok(held)) => now.dev() == held.dev() && now.ino() == held.ino(),
+        _ => false,
+    }
+}
+
+impl FileBackend {
+    /// The write lock on `file` is ours: hand it to the guard, then report
+    /// it held.
+    fn won(&self, lock: &str, path: PathBuf, file: File) -> Result<Box<dyn HeldLock>, LockError> {
+        if let Some(g) = &self.guard
+            && let Err(e) = g.hold(lock, file.as_fd())
+        {
+            // Never master without protection.
+            let _ = ofd_setlk(&file, false);
+            return Err(LockError::Failed(format!(
+                "won {} but the lock keeper did not take it, so giving it up: {e}",
+                path.display()
+            )));
+        }
+        Ok(Box::new(FileLock {
+            file: Some(file),
+            path,
+            lock: lock.to_string(),
+            guard: self.guard.clone(),
+        }))
+    }
+}
+
 impl LockBackend for FileBackend {
     fn try_lock(&self, lock: &str) -> Result<TryLock, LockError> {
         let path = self.path(lock);
         let file = open_lock_file(&self.dir, &path)?;
         match ofd_setlk(&file, true) {
-            Ok(()) => {
-                if let Some(g) = &self.guard
-                    && let Err(e) = g.hold(lock, file.as_fd())
-                {
-                    // Never master without protection.
-                    let _ = ofd_setlk(&file, false);
-                    return Err(LockError::Failed(format!(
-                        "won {} but the lock keeper did not take it, so giving it up: {e}",
-                        path.display()
-                    )));
-                }
-                Ok(TryLock::Acquired(Box::new(FileLock {
-                    file: Some(file),
-                    path,
-                    lock: lock.to_string(),
-                    guard: self.guard.clone(),
-                })))
-            }
+            Ok(()) => self.won(lock, path, file).map(TryLock::Acquired),
             Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(TryLock::Busy),
             Err(e) => Err(LockError::Failed(format!(
                 "cannot lock {}: {e}",
@@ -166,6 +188,53 @@ impl LockBackend for FileBackend {
     fn clear_stale(&self, _lock: &str) -> Result<(), LockError> {
         // The kernel drops OFD locks with their last fd: nothing can be stale.
         Ok(())
+    }
+
+    fn can_wait(&self) -> bool {
+        self.standby == Standby::Wait
+    }
+
+    fn wait_lock(
+        &self,
+        lock: &str,
+        stop: &WaitStop,
+    ) -> Result<Option<Box<dyn HeldLock>>, LockError> {
+        let path = self.path(lock);
+        loop {
+            let file = open_lock_file(&self.dir, &path)?;
+            loop {
+                if stop.is_stopped() {
+                    return Ok(None);
+                }
+                // Sleeps until the holder unlocks (or its last fd closes:
+                // a dead master and keeper). EINTR: see WaitStop.
+                match fcntl(
+                    file.as_fd(),
+                    FcntlArg::F_OFD_SETLKW(&whole_file(libc::F_WRLCK as libc::c_short)),
+                ) {
+                    Ok(_) => break,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        return Err(LockError::Failed(format!(
+                            "cannot wait for {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            if stop.is_stopped() {
+                // Won after being told to stop: nobody wants it.
+                let _ = ofd_setlk(&file, false);
+                return Ok(None);
+            }
+            // The file may have been deleted or replaced while we waited on
+            // it (the master saw that and let go): wait on the new one.
+            if !names(&path, &file) {
+                let _ = ofd_setlk(&file, false);
+                continue;
+            }
+            return self.won(lock, path, file).map(Some);
+        }
     }
 }
 
