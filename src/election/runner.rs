@@ -198,12 +198,12 @@ fn jittered(wait: Duration, jitter: bool) -> Duration {
 }
 
 /// While master: re-announce VIPs that ask for it, and check at every poll
-/// that the lock still excludes others. Returns only when it does not.
+/// that the lock still excludes others (on the daemon's one lock-check
+/// thread: see `check`). Returns only when it does not.
 async fn hold(
     actions: Vec<crate::config::ActionSpec>,
     check: Option<StillHeld>,
     every: Duration,
-    op_timeout: Duration,
 ) -> Event {
     let refresh = action::while_master(actions);
     tokio::pin!(refresh);
@@ -211,22 +211,10 @@ async fn hold(
         refresh.await;
         unreachable!("while_master never returns");
     };
-    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = &mut refresh => unreachable!("while_master never returns"),
-            _ = tick.tick() => {
-                let c = check.clone();
-                // A check stuck on a cluster filesystem is retried next
-                // time; it never decides on its own.
-                if let Ok(Ok(Err(why))) =
-                    tokio::time::timeout(op_timeout, tokio::task::spawn_blocking(move || c())).await
-                {
-                    return Event::LockLost(why);
-                }
-            }
-        }
+    let mut watch = super::check::watch(check, every);
+    tokio::select! {
+        () = &mut refresh => unreachable!("while_master never returns"),
+        why = watch.lost() => Event::LockLost(why),
     }
 }
 
@@ -361,7 +349,6 @@ impl Runner {
                 self.spec.actions.clone(),
                 held.as_ref().and_then(|h| h.still_held()),
                 self.spec.poll_interval,
-                self.op_timeout,
             ))),
             Command::Keep | Command::Cancel | Command::Exit => {
                 unreachable!("not an operation")
