@@ -209,3 +209,24 @@ fn a_reload_is_framed_by_reloading_and_ready() {
 
     lab.daemons[i].stop();
 }
+
+/// A service manager that reads late (systemd busy at boot) must still get
+/// READY=1: a burst of status changes from 1,000 resources starting once
+/// filled the daemon's bounded queue and dropped it, and systemd would
+/// have killed the daemon at TimeoutStartSec.
+#[test]
+fn ready_survives_a_burst_of_status_changes_read_late() {
+    let mut lab = Lab::new();
+    let (sock, notify) = notify_socket(&lab, Duration::from_millis(200));
+    let res: String = (0..1000)
+        .map(|i| format!("[[resource]]\nname = \"r{i}\"\n"))
+        .collect();
+    let i = lab.start_under("a", &["/usr/bin/env", notify.as_str()], &res);
+    // Nothing is read until every resource is master.
+    support::wait_for(WAIT, "1000 masters", || {
+        let s = lab.daemons[i].status()?;
+        let rs = s["resources"].as_array()?;
+        (rs.len() == 1000 && rs.iter().all(|r| r["state"] == "master")).then_some(())
+    });
+    read_until(&sock, "READY=1");
+}
