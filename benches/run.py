@@ -189,15 +189,23 @@ def vip_action(addr, iface="eth0"):
             f'interface = "{iface}"\nannounce_count = 2\nannounce_interval = "100ms"\n')
 
 
+def mode(poll):
+    """A handover mode: "wait" (the default: the standby waits for the lock
+    in the kernel; poll_interval 1s still paces retries after errors) or a
+    poll interval with `standby = "poll"`."""
+    return ("1s", "wait") if poll == "wait" else (poll, "poll")
+
+
 class Daemon:
-    def __init__(self, name, ns, resources, poll="1s", extra=""):
+    def __init__(self, name, ns, resources, poll="1s", standby="wait"):
         self.name, self.ns = name, ns
         self.run_dir = f"{WORK}/run-{name}"
         self.cfg = f"{WORK}/{name}.toml"
         self.log = f"{WORK}/{name}.log"
         with open(self.cfg, "w") as f:
             f.write(f'[node]\nname = "{name}"\n[lock]\nbackend = "file"\ndir = "{WORK}/locks"\n'
-                    f'[daemon]\nruntime_dir = "{self.run_dir}"\npoll_interval = "{poll}"\n{extra}\n')
+                    f'standby = "{standby}"\n'
+                    f'[daemon]\nruntime_dir = "{self.run_dir}"\npoll_interval = "{poll}"\n')
             for r in resources:
                 f.write(r)
         os.chmod(self.cfg, 0o600)
@@ -451,7 +459,7 @@ def ours_handover(topo, arp, addr, poll, kinds, count, settled=None):
     """`count` handovers of one VIP between daemons a and b, each started
     on the master by the next of `kinds` in turn; returns [(to VIP present,
     to first GARP)] ms. `settled(master, standby)` runs after each one."""
-    ds = {n: Daemon(n, topo.ns[n], [vip_resource()], poll) for n in "ab"}
+    ds = {n: Daemon(n, topo.ns[n], [vip_resource()], *mode(poll)) for n in "ab"}
     macs = {n: topo.mac(n) for n in "ab"}
     out = []
     try:
@@ -548,26 +556,36 @@ def bench_handover(args):
 
 
 def bench_footprint(args):
-    topo = Topo("f", ["a", "b", "c", "d"], ifaces=4)
+    """All in one window per size, side by side: a master and a standby of
+    ours per standby mode (each pair in its own namespaces, with its own
+    locks and VIPs), and a keepalived master and backup."""
+    modes = args.footprint_polls
+    nodes = [f"{r}{k}" for k in range(len(modes)) for r in "ms"] + ["km", "kb"]
+    topo = Topo("f", nodes, ifaces=4)
     rows = []
     for n in args.sizes:
-        ours_res = [f'[[resource]]\nname = "r{i}"\n' + vip_action(f"10.100.{i // 250}.{i % 250 + 1}/32")
-                    for i in range(n)]
+        print(f"footprint: {n} resources / instances", flush=True)
         ka_vips = [f"10.101.{i // 250}.{i % 250 + 1}/32" for i in range(n)]
-        m = Daemon(f"fm{n}", topo.ns["a"], ours_res, args.footprint_poll)
-        s = Daemon(f"fs{n}", topo.ns["b"], ours_res, args.footprint_poll)
-        km = Keepalived(f"km{n}", topo.ns["c"], n, ka_vips)
-        kb = Keepalived(f"kb{n}", topo.ns["d"], n, ka_vips)
+        procs, groups = [], {}
         try:
-            print(f"footprint: {n} resources / instances", flush=True)
-            m.start().wait_state("master", n, timeout=300)
-            s.start().wait_state("standby", n, timeout=300)
+            for k, md in enumerate(modes):
+                res = [f'[[resource]]\nname = "r{k}x{i}"\n'
+                       + vip_action(f"10.{102 + k}.{i // 250}.{i % 250 + 1}/32") for i in range(n)]
+                m = Daemon(f"fm{k}x{n}", topo.ns[f"m{k}"], res, *mode(md))
+                s = Daemon(f"fs{k}x{n}", topo.ns[f"s{k}"], res, *mode(md))
+                procs += [s, m]
+                m.start().wait_state("master", n, timeout=300)
+                s.start().wait_state("standby", n, timeout=300)
+                groups[f"ours master ({md})"] = [m.p.pid, m.keeper_pid()]
+                groups[f"ours standby ({md})"] = [s.p.pid, s.keeper_pid()]
+            km = Keepalived(f"km{n}", topo.ns["km"], n, ka_vips)
+            kb = Keepalived(f"kb{n}", topo.ns["kb"], n, ka_vips)
+            procs += [kb, km]
             km.start().wait_line("Entering MASTER STATE", n, timeout=300)
             kb.start().wait_line("Entering BACKUP STATE", n, timeout=300)
+            groups["keepalived master"] = km.pids()
+            groups["keepalived backup"] = kb.pids()
             time.sleep(5)  # let start-up work (announcements) finish
-            groups = {"ours master": [m.p.pid, m.keeper_pid()],
-                      "ours standby": [s.p.pid, s.keeper_pid()],
-                      "keepalived master": km.pids(), "keepalived backup": kb.pids()}
             t0 = time.monotonic()
             ticks0 = {g: sum(cpu_ticks(p) for p in ps) for g, ps in groups.items()}
             time.sleep(args.window)
@@ -575,13 +593,14 @@ def bench_footprint(args):
             hz = os.sysconf("SC_CLK_TCK")
             for g, ps in groups.items():
                 cpu = (sum(cpu_ticks(p) for p in ps) - ticks0[g]) / hz / dt * 100
+                threads = sum(len(os.listdir(f"/proc/{p}/task")) for p in ps)
                 rows.append({"n": n, "who": g, "cpu_pct": cpu,
                              "rss_mib": sum(rss_kib(p) for p in ps) / 1024,
-                             "procs": len(ps), "window_s": dt})
+                             "procs": len(ps), "threads": threads, "window_s": dt})
         finally:
-            for x in (s, m, kb, km):
+            for x in procs:
                 x.stop()
-    return {"poll": args.footprint_poll, "rows": rows}
+    return {"modes": modes, "rows": rows}
 
 
 # ---------------------------------------------------------------- scale
@@ -593,8 +612,8 @@ def bench_scale(args):
         print(f"scale: {n} resources", flush=True)
         res = [f'[[resource]]\nname = "s{i}"\n' for i in range(n)]
         na, nb = Notify(f"sa{n}"), Notify(f"sb{n}")
-        a = Daemon(f"sa{n}", None, res, args.scale_poll)
-        b = Daemon(f"sb{n}", None, res, args.scale_poll)
+        a = Daemon(f"sa{n}", None, res, *mode(args.scale_poll))
+        b = Daemon(f"sb{n}", None, res, *mode(args.scale_poll))
         try:
             a.start(notify=na.path)
             t_ready = na.wait(lambda m: "READY=1" in m, a.t_start, 300)
@@ -666,7 +685,7 @@ def soak(args):
 
 # ---------------------------------------------------------------- report
 
-RESULTS = os.path.join(ROOT, "benches", "results")
+RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(ROOT, "benches", "results"))
 
 
 def write_report():
@@ -724,15 +743,16 @@ def write_report():
     f = load("footprint")
     if f:
         L += ["## Footprint", "", mach(f), "",
-              f"dlm-electd: `file` backend, poll {f['poll']}, one VIP action per resource; daemon and",
-              "lock keeper together. keepalived: `--vrrp`, advert_int 1, one VIP per instance;",
+              "dlm-electd: `file` backend, one VIP action per resource, standby `wait` (poll_interval",
+              "1s) and `poll` at 1s; daemon and lock keeper together. keepalived: `--vrrp`,",
+              "advert_int 1, one VIP per instance;",
               "parent and VRRP child together. CPU: utime+stime from /proc/PID/stat over the",
               "window, in % of one core. RSS: VmRSS summed at the end of the window.", "",
-              "| instances | who | CPU % of a core | RSS MiB | processes | window s |",
-              "|---|---|---|---|---|---|"]
+              "| instances | who | CPU % of a core | RSS MiB | processes | threads | window s |",
+              "|---|---|---|---|---|---|---|"]
         for r in f["rows"]:
             L.append(f"| {r['n']} | {r['who']} | {r['cpu_pct']:.3f} | {r['rss_mib']:.1f} | "
-                     f"{r['procs']} | {r['window_s']:.0f} |")
+                     f"{r['procs']} | {r.get('threads', '?')} | {r['window_s']:.0f} |")
         L.append("")
 
     s = load("scale")
@@ -802,14 +822,15 @@ def main():
     ap.add_argument("--count", type=int, default=100, help="handovers per poll and kind (release, sigterm)")
     ap.add_argument("--crash-count", type=int, default=20, help="handovers per poll by SIGKILL")
     ap.add_argument("--ka-count", type=int, default=100, help="keepalived handovers")
-    ap.add_argument("--polls", nargs="+", default=["100ms", "1s"])
+    ap.add_argument("--polls", nargs="+", default=["wait", "100ms", "1s"],
+                    help="standby modes: wait (event-driven, the default) or a poll interval")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 1000])
     ap.add_argument("--window", type=float, default=60)
-    ap.add_argument("--footprint-poll", default="1s")
+    ap.add_argument("--footprint-polls", nargs="+", default=["wait", "1s"])
     ap.add_argument("--scale-sizes", type=int, nargs="+", default=[1000, 10000])
-    ap.add_argument("--scale-poll", default="1s")
+    ap.add_argument("--scale-poll", default="wait")
     ap.add_argument("--soak-count", type=int, default=210)
-    ap.add_argument("--soak-poll", default="100ms")
+    ap.add_argument("--soak-poll", default="wait")
     args = ap.parse_args()
     if args.parts != ["report"]:
         if os.geteuid() != 0:
