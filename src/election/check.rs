@@ -26,8 +26,17 @@ struct Entry {
 }
 
 #[derive(Default)]
+struct Entries {
+    map: HashMap<u64, Entry>,
+    /// When the thread will look again by itself; None: only when woken.
+    /// A new entry due later needs no wake-up (thousands of masters
+    /// starting at once would otherwise wake it thousands of times).
+    wake_at: Option<Instant>,
+}
+
+#[derive(Default)]
 struct Shared {
-    entries: Mutex<HashMap<u64, Entry>>,
+    entries: Mutex<Entries>,
     changed: Condvar,
     next: AtomicU64,
 }
@@ -57,16 +66,20 @@ pub fn watch(check: StillHeld, every: Duration) -> Watch {
     let s = shared();
     let id = s.next.fetch_add(1, Ordering::Relaxed);
     let (tx, lost) = oneshot::channel();
-    s.entries.lock().unwrap().insert(
+    let due = Instant::now() + every;
+    let mut entries = s.entries.lock().unwrap();
+    entries.map.insert(
         id,
         Entry {
             check,
             every,
-            due: Instant::now() + every,
+            due,
             lost: Some(tx),
         },
     );
-    s.changed.notify_one();
+    if entries.wake_at.is_none_or(|w| due < w) {
+        s.changed.notify_one();
+    }
     Watch { id, lost }
 }
 
@@ -82,7 +95,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        shared().entries.lock().unwrap().remove(&self.id);
+        shared().entries.lock().unwrap().map.remove(&self.id);
     }
 }
 
@@ -90,16 +103,21 @@ fn run(s: &Shared) {
     let mut entries = s.entries.lock().unwrap();
     loop {
         let now = Instant::now();
-        let Some(first) = entries.values().map(|e| e.due).min() else {
+        let Some(first) = entries.map.values().map(|e| e.due).min() else {
+            entries.wake_at = None;
             entries = s.changed.wait(entries).unwrap();
             continue;
         };
         if first > now {
+            entries.wake_at = Some(first);
             entries = s.changed.wait_timeout(entries, first - now).unwrap().0;
             continue;
         }
+        // Awake: entries added meanwhile are seen on the next round.
+        entries.wake_at = Some(now);
         // Everything due now or within a tenth of its interval: one wake-up.
         let batch: Vec<(u64, StillHeld)> = entries
+            .map
             .iter_mut()
             .filter(|(_, e)| e.due <= now + e.every / 10)
             .map(|(id, e)| {
@@ -114,7 +132,7 @@ fn run(s: &Shared) {
             .collect();
         entries = s.entries.lock().unwrap();
         for (id, why) in failed {
-            if let Some(tx) = entries.remove(&id).and_then(|mut e| e.lost.take()) {
+            if let Some(tx) = entries.map.remove(&id).and_then(|mut e| e.lost.take()) {
                 let _ = tx.send(why);
             }
         }
@@ -149,6 +167,6 @@ mod tests {
         let ok = watch(Arc::new(|| Ok(())), Duration::from_millis(10));
         let id = ok.id;
         drop(ok);
-        assert!(!shared().entries.lock().unwrap().contains_key(&id));
+        assert!(!shared().entries.lock().unwrap().map.contains_key(&id));
     }
 }
