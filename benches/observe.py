@@ -22,9 +22,13 @@ RTM_NEWADDR, RTM_DELADDR = 20, 21
 ETH_P_ARP = 0x0806
 
 
+LOCK = threading.Lock()
+
+
 def out(*fields):
-    sys.stdout.write(" ".join(str(f) for f in (time.monotonic_ns(),) + fields) + "\n")
-    sys.stdout.flush()
+    with LOCK:
+        sys.stdout.write(" ".join(str(f) for f in (time.monotonic_ns(),) + fields) + "\n")
+        sys.stdout.flush()
 
 
 def addr():
@@ -70,10 +74,13 @@ def arp(iface, probe_ip=None):
             tx.bind((iface, 0))
             n = 0
             while True:
-                me = socket.inet_aton(f"10.77.200.{n % 250 + 1}")
+                ip = f"10.77.200.{n % 250 + 1}"
+                # Reported here: a socket bound to ETH_P_ARP does not see
+                # frames going out (only ETH_P_ALL taps do).
+                out("arp", 1, mac.hex(":"), ip, probe_ip)
                 tx.send(b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
                         + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
-                        + mac + me + bytes(6) + socket.inet_aton(probe_ip))
+                        + mac + socket.inet_aton(ip) + bytes(6) + socket.inet_aton(probe_ip))
                 n += 1
                 time.sleep(0.01)
 
