@@ -690,8 +690,7 @@ def soak(args):
         check_probes(t - int(1e9))
 
     t0 = time.monotonic()
-    s = ours_handover(topo, arp, addr, args.soak_poll, ["release", "sigterm", "kill"],
-                      args.soak_count, settled)
+    s = ours_handover(topo, arp, addr, args.soak_poll, args.soak_kinds, args.soak_count, settled)
     time.sleep(1.1)
     check_probes(now())
     return {"handovers": len(s), "poll": args.soak_poll, "seconds": time.monotonic() - t0,
@@ -850,6 +849,9 @@ def main():
     ap.add_argument("--scale-poll", default="wait")
     ap.add_argument("--soak-count", type=int, default=210)
     ap.add_argument("--soak-poll", default="wait")
+    ap.add_argument("--soak-kinds", nargs="+", default=["release", "sigterm", "kill"],
+                    help="killall (daemon and keeper SIGKILLed together) leaves the VIP up "
+                    "until the restart's reconcile: the check must catch it")
     args = ap.parse_args()
     if args.parts != ["report"]:
         if os.geteuid() != 0:
