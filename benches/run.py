@@ -3,7 +3,7 @@
 
 Run as root from the repository (see BENCHMARKS.md, "How to reproduce"):
 
-    cargo build --release && benches/run.py            # everything, ~25 min
+    cargo build --release && benches/run.py            # all but soak, ~21 min
     benches/run.py handover footprint --count 20       # a subset, quicker
 
 Parts: `handover` (planned handover and crashes on the file backend, two
