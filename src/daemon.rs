@@ -344,7 +344,11 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
                 FdStore::check_room(cfg.resources.len());
                 guards.push(Arc::new(store));
             }
-            let fb = Arc::new(FileBackend::with_guards(cfg.lock.dir.clone(), guards));
+            let fb = Arc::new(FileBackend::with_guards(
+                cfg.lock.dir.clone(),
+                cfg.lock.standby,
+                guards,
+            ));
             file_backend = Some(fb.clone());
             fb
         }

@@ -107,6 +107,8 @@ fn bad_input_matrix() {
         ("vip burst too long", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\nannounce_count = 100\nannounce_interval = \"1s\"\n"), ":10:18:", "does not fit"),
         ("vip bad prefix", vip("address = \"198.18.0.3/33\"\ninterface = \"eth0\"\n"), ":8:11:", "prefix length"),
         ("vip bad interface", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0:1\"\n"), ":9:13:", "key `interface`"),
+        ("dlmfs standby wait", "[lock]\nbackend = \"dlmfs\"\nstandby = \"wait\"\n".into(), ":3:11:", "key `standby`"),
+        ("unknown standby", "[lock]\nstandby = \"sleep\"\n".into(), ":2:11:", "sleep"),
         ("relative lock dir", "[lock]\ndir = \"locks\"\n".into(), ":2:7:", "key `dir`"),
         ("relative mount", "[lock]\nbackend = \"dlmfs\"\nmount = \"dlm\"\n".into(), ":3:9:", "key `mount`"),
         ("relative runtime dir", "[daemon]\nruntime_dir = \"run\"\n".into(), ":2:15:", "key `runtime_dir`"),
@@ -447,7 +449,7 @@ fn lock_files_that_are_symlinks_or_fifos_are_refused() {
         nix::sys::stat::Mode::from_bits_truncate(0o600),
     )
     .unwrap();
-    let backend = FileBackend::new(dir.path().to_path_buf());
+    let backend = FileBackend::new(dir.path().to_path_buf(), dlm_electd::config::Standby::Poll);
     for (lock, why) in [("web", "symbolic link"), ("db", "fifo")] {
         match backend.try_lock(lock) {
             Ok(TryLock::Acquired(_)) => panic!("{lock}: locked through {why}"),

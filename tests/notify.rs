@@ -209,3 +209,50 @@ fn a_reload_is_framed_by_reloading_and_ready() {
 
     lab.daemons[i].stop();
 }
+
+/// A service manager that reads late (systemd busy at boot) must still get
+/// READY=1: a burst of status changes from 1,000 resources starting once
+/// filled the daemon's bounded queue and dropped it, and systemd would
+/// have killed the daemon at TimeoutStartSec. The manager here drains its
+/// socket only once a second, so the socket fills and the daemon's sender
+/// blocks between drains; it does drain, since each lock won waits for the
+/// manager to take its fd into the fd store (FDSTORE=1), as under systemd.
+#[test]
+fn ready_survives_a_burst_of_status_changes_read_late() {
+    let mut lab = Lab::new();
+    let (sock, notify) = notify_socket(&lab, Duration::from_millis(200));
+    sock.set_nonblocking(true).unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (got, stop) = (got.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                while let Ok(n) = sock.recv(&mut buf) {
+                    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                    got.lock().unwrap().push(msg);
+                }
+            }
+        })
+    };
+    let res: String = (0..1000)
+        .map(|i| format!("[[resource]]\nname = \"r{i}\"\n"))
+        .collect();
+    let i = lab.start_under("a", &["/usr/bin/env", notify.as_str()], &res);
+    support::wait_for(Duration::from_secs(60), "1000 masters", || {
+        let s = lab.daemons[i].status()?;
+        let rs = s["resources"].as_array()?;
+        (rs.len() == 1000 && rs.iter().all(|r| r["state"] == "master")).then_some(())
+    });
+    support::wait_for(WAIT, "READY=1 read", || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.lines().any(|l| l == "READY=1"))
+            .then_some(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+}

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use load::{load, load_placed};
-pub use model::Backend;
+pub use model::{Backend, Standby};
 pub use source::Place;
 
 pub const DEFAULT_PATH: &str = "/etc/dlm-electd/dlm-electd.toml";
@@ -47,6 +47,8 @@ pub struct LockConfig {
     pub dir: PathBuf,
     pub mount: PathBuf,
     pub domain: String,
+    /// `Wait` only with the `file` backend (validation sees to it).
+    pub standby: Standby,
 }
 
 #[derive(Debug, Clone, PartialEq)]

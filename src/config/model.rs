@@ -65,6 +65,16 @@ pub struct RawLock {
     pub dir: Option<Spanned<PathBuf>>,
     pub mount: Option<Spanned<PathBuf>>,
     pub domain: Option<Spanned<String>>,
+    pub standby: Option<Spanned<Standby>>,
+}
+
+/// How a standby learns that the lock is free: `wait` in the kernel for
+/// the holder to let go (`file` only), or `poll` every `poll_interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Standby {
+    Wait,
+    Poll,
 }
 
 #[derive(Debug, Default, Deserialize)]

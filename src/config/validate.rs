@@ -4,7 +4,7 @@
 //! places of what it judges from here.
 
 use super::model::{
-    ActionType, Argv, Backend, RawAction, RawCheck, RawConfig, RawDropIn, RawResource,
+    ActionType, Argv, Backend, RawAction, RawCheck, RawConfig, RawDropIn, RawResource, Standby,
 };
 use super::source::{Place, Source};
 use super::{
@@ -331,11 +331,24 @@ pub fn validate(
     let (mount, _) = cx.abs_path("mount", raw.lock.mount, DEFAULT_MOUNT);
     let (runtime_dir, runtime_dir_at) =
         cx.abs_path("runtime_dir", raw.daemon.runtime_dir, DEFAULT_RUNTIME_DIR);
+    let standby = match (&raw.lock.standby, backend) {
+        (None, Backend::File) => Standby::Wait,
+        (None, Backend::Dlmfs) => Standby::Poll,
+        (Some(s), Backend::Dlmfs) if *s.get_ref() == Standby::Wait => {
+            cx.err(
+                s,
+                "key `standby`: \"wait\" needs the file backend; dlmfs standbys poll (a blocking dlmfs open can sleep unkillably while the DLM recovers a dead node, see docs/dlmfs.md)",
+            );
+            Standby::Poll
+        }
+        (Some(s), _) => *s.get_ref(),
+    };
     let lock = LockConfig {
         backend,
         dir,
         mount,
         domain,
+        standby,
     };
     let daemon = DaemonConfig {
         runtime_dir,

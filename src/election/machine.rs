@@ -279,6 +279,13 @@ impl Machine {
         self.phase == Phase::Waiting(Idle::HoldOff)
     }
 
+    /// Standing by after finding the lock busy, eligible (not holding off, not
+    /// backing off): the wait before the next attempt may end as soon as
+    /// the lock is free, and the runner may wait for that in the kernel.
+    pub fn may_wait_for_lock(&self) -> bool {
+        self.phase == Phase::Waiting(Idle::Standby) && self.eligible == Some(true)
+    }
+
     /// Exited still holding the lock (release failed or a call was stuck).
     pub fn stopped_holding(&self) -> bool {
         self.phase == Phase::Stopped { held: true }

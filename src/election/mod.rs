@@ -1,11 +1,13 @@
 //! Leader election for one resource: the pure state machine, the async
 //! runner that carries out its commands, and the status it publishes.
 
+pub mod check;
 pub mod deferral;
 pub mod health;
 pub mod machine;
 pub mod runner;
 pub mod status;
+pub mod wait;
 
 pub use machine::{Command, Event, Machine, Status};
 pub use status::{Board, ResourceStatus};

@@ -11,6 +11,7 @@ use super::deferral::{Before, Deferral, Won};
 use super::health::Health;
 use super::machine::{Command, Event, Machine};
 use super::status::{Board, ResourceStatus, now_ms};
+use super::wait::{self, NoWaiter, Waiter};
 use crate::action::{self, Cancel, Ctx};
 use crate::config::{CheckSpec, ResourceSpec};
 use crate::instance::{Applied, Record};
@@ -85,6 +86,10 @@ enum Op {
     },
     /// Master: ends only when the lock is found lost.
     Master(BoxFut<Event>),
+    /// A standby waiting in the kernel for the lock (see `wait`).
+    Wait(Waiter),
+    /// Already finished: what a wait found, handed to the next `TryLock`.
+    Ready(Option<Done>),
 }
 
 /// What finished.
@@ -131,6 +136,46 @@ impl Op {
                 *self = Op::Idle;
                 Done::Event(ev)
             }
+            Op::Wait(w) => {
+                let r = w.finished().await;
+                *self = Op::Ready(Some(waited(r)));
+                // The standby's sleep is over: the machine asks to try,
+                // and that try is what the wait found.
+                Done::Event(Event::Timer)
+            }
+            Op::Ready(d) => {
+                let d = d.take().unwrap_or(Done::Event(Event::Busy));
+                *self = Op::Idle;
+                d
+            }
+        }
+    }
+}
+
+fn waited(r: wait::Outcome) -> Done {
+    match r {
+        Ok(Some(h)) => Done::Won(h),
+        // Only after a cancel, which never lets the result through.
+        Ok(None) => Done::Event(Event::Busy),
+        Err(e) => Done::Event(Event::LockFailed(e)),
+    }
+}
+
+/// Ends a standby's wait that a new operation replaces (shutdown, or any
+/// command other than the try it stands for), within `op_timeout`. A lock
+/// it won meanwhile is given up: nobody asked for it.
+async fn retire(op: Op, op_timeout: Duration) {
+    let won = match op {
+        Op::Wait(w) => w.cancel(op_timeout).await,
+        Op::Ready(Some(Done::Won(h))) => Some(h),
+        _ => None,
+    };
+    if let Some(h) = won {
+        match tokio::time::timeout(op_timeout, tokio::task::spawn_blocking(move || h.release()))
+            .await
+        {
+            Ok(Ok(Ok(()))) => {}
+            r => tracing::warn!("giving up a lock the cancelled wait had won: {r:?}"),
         }
     }
 }
@@ -172,8 +217,9 @@ type Preempt = (
 );
 
 /// While master: re-announce VIPs that ask for it, check at every poll
-/// that the lock still excludes others, and with `preempt` that no more
-/// preferred node is a candidate. Returns only when one of those fails.
+/// that the lock still excludes others (on the daemon's one lock-check
+/// thread: see `check`), and with `preempt` that no more preferred node is
+/// a candidate. Returns only when one of those fails.
 async fn hold(
     actions: Vec<crate::config::ActionSpec>,
     check: Option<StillHeld>,
@@ -183,35 +229,33 @@ async fn hold(
 ) -> Event {
     let refresh = action::while_master(actions);
     tokio::pin!(refresh);
-    if check.is_none() && preempt.is_none() {
-        refresh.await;
-        unreachable!("while_master never returns");
-    }
-    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = &mut refresh => unreachable!("while_master never returns"),
-            _ = tick.tick() => {
-                if let Some(c) = check.clone() {
-                    // A check stuck on a cluster filesystem is retried next
-                    // time; it never decides on its own.
-                    if let Ok(Ok(Err(why))) =
-                        tokio::time::timeout(op_timeout, tokio::task::spawn_blocking(move || c())).await
-                    {
-                        return Event::LockLost(why);
-                    }
-                }
-                if let Some((backend, better, deferral)) = preempt.clone() {
-                    let probe = tokio::task::spawn_blocking(move || {
-                        outranked_by(&*backend, &better, &deferral)
-                    });
-                    if let Ok(Ok(Some(n))) = tokio::time::timeout(op_timeout, probe).await {
-                        return Event::Outranked(n);
-                    }
-                }
+    let lost = async move {
+        match check {
+            Some(c) => super::check::watch(c, every).lost().await,
+            None => std::future::pending().await,
+        }
+    };
+    let outranked = async move {
+        let Some((backend, better, deferral)) = preempt else {
+            return std::future::pending().await;
+        };
+        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (b, better, d) = (backend.clone(), better.clone(), deferral.clone());
+            let probe = tokio::task::spawn_blocking(move || outranked_by(&*b, &better, &d));
+            // A probe stuck in the kernel is retried next time; it never
+            // decides on its own.
+            if let Ok(Ok(Some(n))) = tokio::time::timeout(op_timeout, probe).await {
+                return n;
             }
         }
+    };
+    tokio::select! {
+        () = &mut refresh => unreachable!("while_master never returns"),
+        why = lost => Event::LockLost(why),
+        n = outranked => Event::Outranked(n),
     }
 }
 
@@ -714,10 +758,37 @@ impl Runner {
                 }
                 Command::Sleep { wait, .. } if m.holding_off() => {
                     hold_off_until = Some(now_ms() + wait.as_millis() as u64);
+                    retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
                     op = self.start(cmd, &mut held, true);
                 }
+                // A standby that can wait for the lock in the kernel does so
+                // instead of sleeping and polling; not one that defers to
+                // more preferred nodes (a wait would win past them).
+                Command::Sleep { .. }
+                    if m.may_wait_for_lock()
+                        && self.backend.can_wait()
+                        && better(&self.spec, &self.node).is_empty() =>
+                {
+                    hold_off_until = None;
+                    if !matches!(op, Op::Wait(_)) {
+                        retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
+                        tracing::debug!("waiting for lock {}", self.spec.lock);
+                        op = match Waiter::start(self.backend.clone(), self.spec.lock.clone()) {
+                            Ok(w) => Op::Wait(w),
+                            // No thread: fall back to polling.
+                            Err(NoWaiter::Full) => self.start(cmd, &mut held, true),
+                            Err(NoWaiter::Failed(e)) => {
+                                tracing::warn!("{e}; polling instead");
+                                self.start(cmd, &mut held, true)
+                            }
+                        };
+                    }
+                }
+                // The try a finished wait stands for: its outcome, no call.
+                Command::TryLock if matches!(op, Op::Ready(_)) => hold_off_until = None,
                 c => {
                     hold_off_until = None;
+                    retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
                     op = self.start(c, &mut held, attempted);
                     attempted |= c == Command::TryLock;
                 }
@@ -870,6 +941,7 @@ impl Runner {
             };
             cmd = m.handle(ev);
         }
+        retire(op, self.op_timeout).await;
         if let Some(r) = m.take_reply() {
             waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
         }

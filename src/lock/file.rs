@@ -18,7 +18,8 @@
 //! /tmp) would let a newcomer lock a fresh inode while we keep the old one:
 //! [`HeldLock::still_held`] compares the held fd's inode with the path's.
 
-use super::{HeldLock, LockBackend, LockError, StillHeld, TryLock};
+use super::{HeldLock, LockBackend, LockError, StillHeld, TryLock, WaitStop};
+use crate::config::Standby;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ pub trait FdGuard: Send + Sync {
 pub struct FileBackend {
     dir: PathBuf,
     guards: Vec<Arc<dyn FdGuard>>,
+    standby: Standby,
     /// Lock fds a previous run of this service left held (systemd's fd
     /// store), by the (device, inode) of the file they lock.
     adopted: Mutex<HashMap<(u64, u64), Adopted>>,
@@ -56,16 +58,17 @@ pub struct Adopted {
 impl FileBackend {
     /// Without guards: a lock lives exactly as long as our fd (`cleanup`,
     /// tests).
-    pub fn new(dir: PathBuf) -> Self {
-        Self::with_guards(dir, Vec::new())
+    pub fn new(dir: PathBuf, standby: Standby) -> Self {
+        Self::with_guards(dir, standby, Vec::new())
     }
 
     /// Every lock won is handed to each of `guards`, in order, before
-    /// `try_lock` reports it.
-    pub fn with_guards(dir: PathBuf, guards: Vec<Arc<dyn FdGuard>>) -> Self {
+    /// `try_lock` or `wait_lock` reports it.
+    pub fn with_guards(dir: PathBuf, standby: Standby, guards: Vec<Arc<dyn FdGuard>>) -> Self {
         FileBackend {
             dir,
             guards,
+            standby,
             adopted: Mutex::new(HashMap::new()),
         }
     }
@@ -225,6 +228,41 @@ pub(crate) fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError>
     }
 }
 
+/// Whether `path` still names the file `file` has open: a lock on a file
+/// deleted or replaced since it was opened excludes nobody.
+fn names(path: &Path, file: &File) -> bool {
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(now), Ok(held)) => now.dev() == held.dev() && now.ino() == held.ino(),
+        _ => false,
+    }
+}
+
+impl FileBackend {
+    /// A lock just won: hand it to every guard (keeper, fd store) before
+    /// it counts as won; one refusing means giving it up again.
+    fn won(&self, lock: &str, path: PathBuf, file: File) -> Result<Box<dyn HeldLock>, LockError> {
+        for (i, g) in self.guards.iter().enumerate() {
+            if let Err(e) = g.hold(lock, file.as_fd()) {
+                // Never master without protection.
+                let _ = ofd_setlk(&file, false);
+                for g in &self.guards[..i] {
+                    let _ = g.release(lock);
+                }
+                return Err(LockError::Failed(format!(
+                    "won {} but {e}, so giving it up",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Box::new(FileLock {
+            file: Some(file),
+            path,
+            lock: lock.to_string(),
+            guards: self.guards.clone(),
+        }))
+    }
+}
+
 impl LockBackend for FileBackend {
     fn try_lock(&self, lock: &str) -> Result<TryLock, LockError> {
         let path = self.path(lock);
@@ -238,31 +276,14 @@ impl LockBackend for FileBackend {
             ofd_setlk(&file, true)
         } {
             Ok(()) => {
-                for (i, g) in self.guards.iter().enumerate() {
-                    if let Err(e) = g.hold(lock, file.as_fd()) {
-                        // Never master without protection.
-                        let _ = ofd_setlk(&file, false);
-                        for g in &self.guards[..i] {
-                            let _ = g.release(lock);
-                        }
-                        return Err(LockError::Failed(format!(
-                            "won {} but {e}, so giving it up",
-                            path.display()
-                        )));
-                    }
-                }
+                let won = self.won(lock, path.clone(), file)?;
                 if resumed {
                     tracing::info!(
                         "{} was still locked by the previous run of this service (systemd's fd store kept it): resuming as its holder",
                         path.display()
                     );
                 }
-                Ok(TryLock::Acquired(Box::new(FileLock {
-                    file: Some(file),
-                    path,
-                    lock: lock.to_string(),
-                    guards: self.guards.clone(),
-                })))
+                Ok(TryLock::Acquired(won))
             }
             Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(TryLock::Busy),
             Err(e) => Err(LockError::Failed(format!(
@@ -309,6 +330,53 @@ impl LockBackend for FileBackend {
                 "cannot test {}: {e}",
                 path.display()
             ))),
+        }
+    }
+
+    fn can_wait(&self) -> bool {
+        self.standby == Standby::Wait
+    }
+
+    fn wait_lock(
+        &self,
+        lock: &str,
+        stop: &WaitStop,
+    ) -> Result<Option<Box<dyn HeldLock>>, LockError> {
+        let path = self.path(lock);
+        loop {
+            let file = open_lock_file(&self.dir, &path)?;
+            loop {
+                if stop.is_stopped() {
+                    return Ok(None);
+                }
+                // Sleeps until the holder unlocks (or its last fd closes:
+                // a dead master and keeper). EINTR: see WaitStop.
+                match fcntl(
+                    file.as_fd(),
+                    FcntlArg::F_OFD_SETLKW(&whole_file(libc::F_WRLCK as libc::c_short)),
+                ) {
+                    Ok(_) => break,
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => {
+                        return Err(LockError::Failed(format!(
+                            "cannot wait for {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+            if stop.is_stopped() {
+                // Won after being told to stop: nobody wants it.
+                let _ = ofd_setlk(&file, false);
+                return Ok(None);
+            }
+            // The file may have been deleted or replaced while we waited on
+            // it (the master saw that and let go): wait on the new one.
+            if !names(&path, &file) {
+                let _ = ofd_setlk(&file, false);
+                continue;
+            }
+            return self.won(lock, path, file).map(Some);
         }
     }
 }
@@ -400,7 +468,7 @@ mod tests {
     #[test]
     fn an_adopted_fd_resumes_its_lock_and_the_others_are_unconfigured() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = FileBackend::new(dir.path().to_path_buf());
+        let backend = FileBackend::new(dir.path().to_path_buf(), crate::config::Standby::Poll);
         // What a previous run left in the store: locked fds.
         let stored = |lock: &str| {
             let path = backend.path(lock);

@@ -6,8 +6,10 @@
 
 pub mod dlmfs;
 pub mod file;
+pub mod interrupt;
 
 use crate::config::{Backend, LockConfig};
+pub use interrupt::WaitStop;
 use std::fmt;
 use std::sync::Arc;
 
@@ -54,6 +56,24 @@ pub trait LockBackend: Send + Sync {
     /// Whether some node holds candidate lock `lock` now. Leaves nothing
     /// behind that could keep its owner from taking it later.
     fn candidate_held(&self, lock: &str) -> Result<bool, LockError>;
+
+    /// Whether [`LockBackend::wait_lock`] can wait for the holder to let go.
+    fn can_wait(&self) -> bool {
+        false
+    }
+
+    /// Takes `lock`, sleeping in the kernel until the holder lets go: the
+    /// standby wins the instant the master unlocks and costs nothing while
+    /// it waits. May block forever, so it runs on a thread of its own; it
+    /// returns Ok(None) soon after `stop` was raised, never holding the lock
+    /// then. Only where [`LockBackend::can_wait`].
+    fn wait_lock(
+        &self,
+        _lock: &str,
+        _stop: &WaitStop,
+    ) -> Result<Option<Box<dyn HeldLock>>, LockError> {
+        Err(LockError::Failed("this lock backend cannot wait".into()))
+    }
 }
 
 /// A lock we hold. Dropping it without `release` also gives it up as far as
@@ -78,7 +98,7 @@ pub trait HeldLock: Send {
 /// with one: see `daemon`).
 pub fn backend(cfg: &LockConfig, node: &str) -> Arc<dyn LockBackend> {
     match cfg.backend {
-        Backend::File => Arc::new(file::FileBackend::new(cfg.dir.clone())),
+        Backend::File => Arc::new(file::FileBackend::new(cfg.dir.clone(), cfg.standby)),
         Backend::Dlmfs => Arc::new(dlmfs::DlmfsBackend::new(
             cfg.mount.clone(),
             cfg.domain.clone(),

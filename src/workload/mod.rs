@@ -152,7 +152,7 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
     let cname = cluster_name(name);
     match lock.backend {
         Backend::File => {
-            let path = FileBackend::new(lock.dir.clone()).path(&cname);
+            let path = FileBackend::new(lock.dir.clone(), lock.standby).path(&cname);
             let file = filelock::open_lock_file(&lock.dir, &path)?;
             match filelock::ofd_setlk(&file, true) {
                 Ok(()) => Ok(Some(Cluster {
