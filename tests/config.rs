@@ -520,7 +520,8 @@ fn reference_config_example_validates_when_uncommented() {
     let cfg = write(&dir.path().join("ref.toml"), &uncommented.join("\n"));
     let c = config::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.resources.len(), 1);
-    assert_eq!(c.resources[0].actions.len(), 2);
+    // vip, exec and unit: every action type is shown.
+    assert_eq!(c.resources[0].actions.len(), 3);
     assert!(c.resources[0].check.is_some(), "[resource.check] too");
     assert_eq!(c.resources[0].prefer, ["node-a", "node-b"]);
     assert_eq!(c.metrics.listen, Some("127.0.0.1:9477".parse().unwrap()));
