@@ -107,6 +107,12 @@ async fn run(cli: Cli) -> i32 {
             Ok(c) => crate::daemon::cleanup(c).await,
             Err(code) => code,
         },
+        Cmd::Status { .. } | Cmd::Release { .. } | Cmd::Resume { .. }
+            if let Some(e) = unreadable(&cli.config) =>
+        {
+            eprintln!("dlm-electd: {e}");
+            exit::CONFIG
+        }
         Cmd::Status {
             json, watch: false, ..
         } => status(&cli.config, json).await,
@@ -123,6 +129,19 @@ async fn run(cli: Cli) -> i32 {
         | Cmd::Unlock { .. }
         | Cmd::HoldWorkloadLock { .. } => unreachable!("handled in dispatch"),
     }
+}
+
+/// The clients find the daemon through the config's `runtime_dir`. A config
+/// path that cannot be read is a typo to report, not a reason to ask the
+/// default socket and say "not running"; only the default path may be
+/// missing (then the default runtime dir is asked).
+fn unreadable(config: &Path) -> Option<String> {
+    if config == Path::new(config::DEFAULT_PATH) && !config.exists() {
+        return None;
+    }
+    std::fs::File::open(config)
+        .err()
+        .map(|e| format!("cannot read {}: {e}", config.display()))
 }
 
 /// Asks the daemon for its status.

@@ -627,7 +627,9 @@ pub async fn cleanup(cfg: Config) -> i32 {
     let c = cfg.clone();
     match tokio::task::spawn_blocking(move || crate::workload::drop_stale(&c)).await {
         Ok(Ok(names)) if names.is_empty() => {}
-        Ok(Ok(names)) => tracing::info!("dropped workload locks left cached: {names:?}"),
+        Ok(Ok(names)) => {
+            tracing::info!("workload locks whose holders are gone, dropped: {names:?}")
+        }
         Ok(Err(e)) => {
             tracing::error!("cannot drop stale workload locks: {e}");
             rc = exit::FAILURE;

@@ -290,3 +290,22 @@ fn status_lists_last_error() {
     let row = text.lines().find(|l| l.starts_with("web")).unwrap();
     assert!(row.contains("backoff") && row.ends_with(&err), "{text}");
 }
+
+/// A mistyped `--config` is reported, not answered with "not running" from
+/// the default socket.
+#[test]
+fn a_config_path_that_cannot_be_read_is_an_error_not_not_running() {
+    for cmd in [&["status"][..], &["release", "web"], &["resume", "web"]] {
+        let out = std::process::Command::new(support::BIN)
+            .args(cmd)
+            .args(["--config", "/nonexistent/dlm-electd.toml"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{cmd:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("cannot read /nonexistent/dlm-electd.toml"),
+            "{cmd:?}: {err}"
+        );
+    }
+}

@@ -549,3 +549,54 @@ fn the_holder_ignores_sigterm_from_the_moment_lock_returns() {
         assert_eq!(electd(&lab, "a", &["unlock", "vm1"]).0, 0);
     }
 }
+
+/// What an admin trying it found: `--by` cannot forge or colour `status`
+/// rows; a killed holder's record is cleared by `cleanup` (file: its lock
+/// went with it); `unlock` of a name never locked here says so and leaves
+/// no file; the hidden holder command run by hand refuses instead of
+/// waiting for ever holding nothing.
+#[test]
+fn status_cleanup_unlock_and_the_holder_command_stay_honest() {
+    let lab = Lab::new();
+    let mut holders = Holders(vec![]);
+    let by = format!("x\nFAKE-LOCK 1 999d root\x1b[31m{}", "y".repeat(5000));
+    let (rc, _, err) = electd(&lab, "a", &["lock", "--by", &by, "vm3"]);
+    assert_eq!(rc, 0, "{err}");
+    let pid = holder_pid(&lab, "a", "vm3").unwrap();
+    holders.0.push(pid);
+    let (_, out, _) = electd(&lab, "a", &["status"]);
+    assert!(!out.contains('\x1b'), "no escape sequence: {out:?}");
+    assert!(
+        !out.lines().any(|l| l.starts_with("FAKE-LOCK")),
+        "no forged row: {out}"
+    );
+    assert!(out.contains("x\\u{a}FAKE-LOCK"), "escaped: {out}");
+    assert!(out.len() < 1000, "bounded: {} bytes", out.len());
+
+    // A killed holder: on `file` the lock is free at once; cleanup clears
+    // the record that still says "gone".
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    wait_for(WAIT, "holder gone", || (!alive(pid)).then_some(()));
+    let (_, out, _) = electd(&lab, "a", &["status"]);
+    assert!(out.contains("gone"), "{out}");
+    assert_eq!(electd(&lab, "a", &["cleanup"]).0, 0);
+    let (_, out, _) = electd(&lab, "a", &["status"]);
+    assert!(!out.contains("vm3"), "record cleared: {out}");
+
+    // unlock of a name never locked here.
+    let (rc, out, _) = electd(&lab, "a", &["unlock", "never"]);
+    assert_eq!(rc, 0);
+    assert!(out.contains("not held on this node"), "{out}");
+    assert!(!lab.path("run-a/workload/never.lock").exists());
+
+    // The holder command by hand: refused at once, exit 2.
+    let t0 = Instant::now();
+    let out = Command::new(BIN)
+        .args(["hold-workload-lock", "vm9"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("started by `dlm-electd lock` only"));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}

@@ -28,6 +28,14 @@ use std::time::{Duration, Instant};
 /// The hidden subcommand the holder runs.
 pub const HOLDER_CMD: &str = "hold-workload-lock";
 
+/// Tells the holder which inherited fds are its lock (`lock` sets it): a
+/// holder started by hand has none and refuses, rather than wait forever
+/// holding nothing.
+const FDS_ENV: &str = "DLM_ELECTD_HOLDER_FDS";
+
+/// `--by` is shown in `status`: one line, printable, bounded.
+const MAX_BY: usize = 200;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeldRecord {
     pub name: String,
@@ -125,8 +133,10 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
     let fds = held.fds();
     // /proc/self/exe: our own binary even if an upgrade replaced the file.
     let mut cmd = Command::new("/proc/self/exe");
+    let fd_list: Vec<String> = fds.iter().map(|fd| fd.to_string()).collect();
     cmd.arg0("dlm-electd")
         .args([HOLDER_CMD, name])
+        .env(FDS_ENV, fd_list.join(","))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -160,10 +170,17 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
             return exit::FAILURE;
         }
     };
+    // An OOM kill of the holder would free a running VM's lock (`file`).
+    // Lowering the score needs CAP_SYS_RESOURCE: say so when it fails.
+    if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), "-1000") {
+        say(&format!(
+            "warning: cannot protect the holder from the OOM killer (oom_score_adj): {e}"
+        ));
+    }
     let rec = HeldRecord {
         name: name.to_string(),
         pid: child.id() as i32,
-        by: by.unwrap_or_else(caller),
+        by: one_line(&by.unwrap_or_else(caller)),
         since_ms: crate::election::status::now_ms(),
         holder_alive: true,
     };
@@ -179,6 +196,38 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
     exit::OK
 }
 
+/// `text` as one printable line of at most `MAX_BY` characters: control
+/// characters (newlines, escape sequences) become `\u{..}`, so what
+/// `--by` says cannot forge or colour rows of `status`.
+fn one_line(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX_BY {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Records of holders that are gone (killed, OOM): on the `file` backend
+/// their lock went with them, so the record only misleads `status`.
+/// Returns the names forgotten. (dlmfs: `drop_stale` removes a record when
+/// it drops the lock the node kept cached.)
+pub fn forget_dead(runtime_dir: &Path) -> Vec<String> {
+    list(runtime_dir)
+        .into_iter()
+        .filter(|r| !r.holder_alive)
+        .filter(|r| std::fs::remove_file(record_path(runtime_dir, &r.name)).is_ok())
+        .map(|r| r.name)
+        .collect()
+}
+
 /// `dlm-electd unlock`: the exit code. Ends this node's holder of NAME and
 /// drops the lock; a lock not held on this node is no error (so a unit's
 /// `ExecStopPost=` after a start refused as busy succeeds and touches
@@ -189,6 +238,15 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
     let rec: Option<HeldRecord> = std::fs::read(&path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    if rec.is_none()
+        && cfg.lock.backend != Backend::Dlmfs
+        && !super::local_path(&cfg.daemon.runtime_dir, name).exists()
+    {
+        // Never taken on this node, and the `file` backend keeps nothing
+        // cached: nothing to do, nothing to create.
+        println!("{name}: not held on this node by `lock`; nothing to do");
+        return exit::OK;
+    }
     if let Some(r) = &rec
         && is_holder(r.pid, name)
     {
@@ -259,6 +317,19 @@ fn drop_cached(cfg: &Config, name: &str) -> Result<(), String> {
 /// The holder process: keeps the inherited lock fds open until SIGKILLed.
 pub fn hold_forever() -> i32 {
     use nix::sys::signal::{SigHandler, Signal, signal};
+    let fds: Vec<i32> = std::env::var(FDS_ENV)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // SAFETY: F_GETFD only asks whether the fd number is open.
+    let open = |fd: i32| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+    if fds.is_empty() || !fds.iter().all(|&fd| fd > 2 && open(fd)) {
+        eprintln!(
+            "dlm-electd {HOLDER_CMD}: no lock fds inherited; this command is started by `dlm-electd lock` only"
+        );
+        return exit::USAGE;
+    }
     for s in [
         Signal::SIGTERM,
         Signal::SIGINT,
@@ -268,8 +339,6 @@ pub fn hold_forever() -> i32 {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { signal(s, SigHandler::SigIgn) };
     }
-    // Best effort (root only): an OOM kill would free a running VM's lock.
-    let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     loop {
         nix::unistd::pause();
     }

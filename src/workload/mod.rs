@@ -81,7 +81,7 @@ fn cluster_name(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
 
-fn local_path(runtime_dir: &Path, name: &str) -> PathBuf {
+pub(super) fn local_path(runtime_dir: &Path, name: &str) -> PathBuf {
     runtime_dir.join(LOCAL_DIR).join(format!("{name}.lock"))
 }
 
@@ -306,7 +306,9 @@ pub fn take(cfg: &Config, name: &str, wait: Option<Duration>) -> Result<Attempt,
 /// on `file` (the kernel drops an OFD lock with its last fd).
 pub fn drop_stale(cfg: &Config) -> Result<Vec<String>, String> {
     if cfg.lock.backend != Backend::Dlmfs {
-        return Ok(vec![]);
+        // The kernel dropped a dead holder's lock with its fds: only its
+        // record is left to clear.
+        return Ok(held::forget_dead(&cfg.daemon.runtime_dir));
     }
     // Like clear_stale: no dlmfs call at all on a refused stack.
     if let Some(m) = dlmfs::cluster_stack_problem(Path::new(dlmfs::SYSFS_ROOT)) {
