@@ -42,7 +42,10 @@ pub enum Cmd {
     /// Show the running daemon's resources (exit 1 if no daemon answers).
     ///
     /// The table has, per resource: its state, since when (relative), the
-    /// time left of a hold-off from `release`, and the last error.
+    /// time left of a hold-off (from `release` or a health give-up), its
+    /// health (with a `[resource.check]`) and the last error; below it, the
+    /// workload locks `lock` holds on this node (shown even when no daemon
+    /// runs).
     Status {
         /// Print JSON for scripts instead of the table (every field is
         /// described in the README, "Status"); with --watch, one line per
@@ -69,7 +72,8 @@ pub enum Cmd {
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_hold_off, allow_hyphen_values = true)]
         hold_off: Duration,
     },
-    /// End a hold-off from `release` early: this node competes for NAME again now.
+    /// End a hold-off early (from `release` or a health give-up): this node
+    /// competes for NAME again now, if its health check lets it.
     Resume {
         /// The resource (its `name` in the config).
         name: String,

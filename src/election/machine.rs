@@ -507,6 +507,12 @@ impl Machine {
                 self.release(Then::Backoff)
             }
             (P::Releasing(then), Event::ActionsOk) => {
+                if self.dirty {
+                    // A retry went through: the failure status showed is
+                    // over (else a standby would still say "keeping the
+                    // lock until it succeeds").
+                    self.last_error = None;
+                }
                 self.dirty = false;
                 self.phase = P::Unlocking {
                     then,
@@ -915,8 +921,10 @@ mod tests {
         let r = m.take_reply().expect("answered at once");
         assert!(r.unwrap_err().contains("boom"));
         assert_eq!(m.status(), Status::Releasing);
+        assert!(m.last_error().unwrap().contains("keeping the lock"));
         assert_eq!(m.handle(Event::Timer), Command::RunRelease);
         m.handle(Event::ActionsOk);
+        assert_eq!(m.last_error(), None, "the retry succeeded");
         m.handle(Event::Unlocked(Ok(())));
         assert_eq!(m.take_reply(), None, "answered once");
     }
