@@ -112,6 +112,13 @@ fn bad_input_matrix() {
         ("relative lock dir", "[lock]\ndir = \"locks\"\n".into(), ":2:7:", "key `dir`"),
         ("relative mount", "[lock]\nbackend = \"dlmfs\"\nmount = \"dlm\"\n".into(), ":3:9:", "key `mount`"),
         ("relative runtime dir", "[daemon]\nruntime_dir = \"run\"\n".into(), ":2:15:", "key `runtime_dir`"),
+        ("poll in ms for s", head("[daemon]\npoll_interval = \"1ms\"\n"), ":5:17:", "below the 10ms minimum"),
+        ("op_timeout in ms", head("[daemon]\nop_timeout = \"1ms\"\n"), ":5:14:", "key `op_timeout`"),
+        ("resource poll in ms", head("[[resource]]\nname = \"w\"\npoll_interval = \"1ms\"\n"), ":6:17:", "key `poll_interval`"),
+        ("poll of days", head("[daemon]\npoll_interval = \"100d\"\n"), ":5:17:", "at most 24h"),
+        ("vip refresh in ms", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\nrefresh = \"1ms\"\n"), ":10:11:", "key `refresh`"),
+        ("vip announce flood", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\nannounce_count = 1000000\n"), ":10:18:", "at most 100"),
+        ("vip announce interval in us", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\nannounce_interval = \"1ms\"\n"), ":10:21:", "key `announce_interval`"),
         ("relative program", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nrelease = [\"bin/down\"]\n"), ":8:11:", "key `release`"),
     ];
     for (what, text, pos, needle) in cases {

@@ -81,8 +81,8 @@ pub enum Standby {
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
     pub runtime_dir: Option<Spanned<PathBuf>>,
-    pub poll_interval: Option<Interval>,
-    pub op_timeout: Option<Interval>,
+    pub poll_interval: Option<Spanned<Interval>>,
+    pub op_timeout: Option<Spanned<Interval>>,
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is given.
@@ -97,7 +97,7 @@ pub struct RawMetrics {
 pub struct RawResource {
     pub name: Option<Spanned<String>>,
     pub lock: Option<Spanned<String>>,
-    pub poll_interval: Option<Interval>,
+    pub poll_interval: Option<Spanned<Interval>>,
     #[serde(default)]
     pub action: Vec<Spanned<RawAction>>,
     pub check: Option<Spanned<RawCheck>>,
@@ -172,7 +172,10 @@ fn parse_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error>
     })
 }
 
-/// A strictly positive duration ("250ms", "2s").
+/// The longest interval, timeout or hold-off a config may give.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// A strictly positive duration ("250ms", "2s"), at most a day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval(pub Duration);
 
@@ -181,6 +184,13 @@ impl<'de> Deserialize<'de> for Interval {
         let v = parse_duration(d)?;
         if v.is_zero() {
             return Err(serde::de::Error::custom("must be greater than zero"));
+        }
+        // Every interval, timeout and hold-off here is seconds to minutes:
+        // days are a typo ("100d" for "100s").
+        if v > MAX_INTERVAL {
+            return Err(serde::de::Error::custom(
+                "at most 24h (every interval, timeout and hold-off here is seconds to minutes)",
+            ));
         }
         Ok(Interval(v))
     }

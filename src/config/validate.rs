@@ -4,7 +4,8 @@
 //! places of what it judges from here.
 
 use super::model::{
-    ActionType, Argv, Backend, RawAction, RawCheck, RawConfig, RawDropIn, RawResource, Standby,
+    ActionType, Argv, Backend, Interval, RawAction, RawCheck, RawConfig, RawDropIn, RawResource,
+    Standby,
 };
 use super::source::{Place, Source};
 use super::{
@@ -25,6 +26,15 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// Above o2cb's default recovery window (~60 s dead time plus recovery), so a
 /// trylock that waits out a node death is "slow", not "stalled".
 pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Below these a setting only burns CPU or fails every call: typos for
+/// "1s" and the like.
+pub const MIN_POLL: Duration = Duration::from_millis(10);
+pub const MIN_OP_TIMEOUT: Duration = Duration::from_millis(100);
+pub const MIN_VIP_REFRESH: Duration = Duration::from_millis(100);
+pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(10);
+/// More gratuitous ARPs than this on one takeover is a flood, not an
+/// announcement.
+pub const MAX_ANNOUNCE_COUNT: u32 = 100;
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_CHECK_FALL: u32 = 3;
@@ -352,16 +362,14 @@ pub fn validate(
     };
     let daemon = DaemonConfig {
         runtime_dir,
-        poll_interval: raw
-            .daemon
-            .poll_interval
-            .map(|d| d.0)
-            .unwrap_or(DEFAULT_POLL),
-        op_timeout: raw
-            .daemon
-            .op_timeout
-            .map(|d| d.0)
-            .unwrap_or(DEFAULT_OP_TIMEOUT),
+        poll_interval: poll(&mut cx, raw.daemon.poll_interval.as_ref()).unwrap_or(DEFAULT_POLL),
+        op_timeout: at_least(
+            &mut cx,
+            raw.daemon.op_timeout.as_ref(),
+            "op_timeout",
+            MIN_OP_TIMEOUT,
+        )
+        .unwrap_or(DEFAULT_OP_TIMEOUT),
     };
 
     let metrics = MetricsConfig {
@@ -492,7 +500,7 @@ fn resource(
     (cx.errors.len() == before).then(|| ResourceSpec {
         name: name.get_ref().clone(),
         lock: lock.get_ref().clone(),
-        poll_interval: r.poll_interval.map(|d| d.0).unwrap_or(daemon.poll_interval),
+        poll_interval: poll(cx, r.poll_interval.as_ref()).unwrap_or(daemon.poll_interval),
         actions,
         check,
         prefer,
@@ -501,6 +509,29 @@ fn resource(
 }
 
 /// `prefer` (node names, most preferred first) and `preempt`.
+/// An interval given at `at`, if any and not below `min` (an error at the
+/// key otherwise).
+fn at_least(
+    cx: &mut Ctx,
+    at: Option<&Spanned<Interval>>,
+    key: &str,
+    min: Duration,
+) -> Option<Duration> {
+    let at = at?;
+    let d = at.get_ref().0;
+    if d < min {
+        cx.err(
+            at,
+            format!("key `{key}`: {d:?} is below the {min:?} minimum (a typo for seconds?)"),
+        );
+    }
+    Some(d)
+}
+
+fn poll(cx: &mut Ctx, at: Option<&Spanned<Interval>>) -> Option<Duration> {
+    at_least(cx, at, "poll_interval", MIN_POLL)
+}
+
 fn prefer(cx: &mut Ctx, r: &RawResource, backend: Backend, lock: &str) -> Vec<String> {
     let Some(list) = &r.prefer else {
         if let Some(p) = r.preempt.as_ref().filter(|p| *p.get_ref()) {
@@ -718,6 +749,29 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
                     .unwrap_or(DEFAULT_VIP_REFRESH),
                 timeout: timeout.unwrap_or(DEFAULT_VIP_TIMEOUT),
             };
+            if let Some(c) = &r.announce_count
+                && *c.get_ref() > MAX_ANNOUNCE_COUNT
+            {
+                cx.err(
+                    c,
+                    format!("key `announce_count`: at most {MAX_ANNOUNCE_COUNT}"),
+                );
+            }
+            at_least(
+                cx,
+                r.announce_interval.as_ref(),
+                "announce_interval",
+                MIN_ANNOUNCE_INTERVAL,
+            );
+            if let Some(f) = &r.refresh
+                && !f.get_ref().0.is_zero()
+                && f.get_ref().0 < MIN_VIP_REFRESH
+            {
+                cx.err(
+                    f,
+                    format!("key `refresh`: \"0s\" (off) or at least {MIN_VIP_REFRESH:?}"),
+                );
+            }
             // The whole burst runs inside acquire, under its timeout: say so
             // now rather than fail every takeover.
             if spec.burst() >= spec.timeout {
