@@ -434,7 +434,21 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     }
     notify::stopping();
     let names: Vec<String> = sup.runners.keys().cloned().collect();
-    let finals = sup.stop(&names).await;
+    let finals = {
+        // Signals while releasing are answered in the log, not dropped
+        // silently: an admin pressing Ctrl-C again should know why nothing
+        // happens faster.
+        let stop = sup.stop(&names);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                f = &mut stop => break f,
+                Some(s) = signals.next() => tracing::info!(
+                    "signal {s}: already stopping, releasing in order (SIGKILL would leave the release to the lock keeper or `dlm-electd cleanup`)"
+                ),
+            }
+        }
+    };
     server.abort();
     if let Some(m) = metrics_server {
         m.abort();

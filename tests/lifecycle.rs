@@ -235,3 +235,32 @@ fn status_to_a_full_disk_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot write the status"), "{err}");
 }
+
+/// A second SIGTERM (or Ctrl-C) while the release steps run is answered in
+/// the log and changes nothing: the release finishes in order, exit 0.
+#[test]
+fn a_second_sigterm_while_releasing_is_logged_and_the_release_finishes() {
+    let (lab, a) = master_of(|lab| {
+        let go = lab.path("go");
+        let started = lab.path("releasing");
+        let release = format!(
+            r#"["/bin/sh", "-c", "touch {}; n=0; while [ ! -e {} ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done"]"#,
+            started.display(),
+            go.display()
+        );
+        exec_resource("web", r#"["/bin/true"]"#, &release)
+    });
+    let mut lab = lab;
+    lab.daemons[a].signal(Signal::SIGTERM);
+    wait_for(WAIT, "the release step", || {
+        lab.path("releasing").exists().then_some(())
+    });
+    lab.daemons[a].signal(Signal::SIGTERM);
+    lab.daemons[a].signal(Signal::SIGINT);
+    wait_for(WAIT, "the answer in the log", || {
+        (lab.daemons[a].log().matches("already stopping").count() == 2).then_some(())
+    });
+    fs::write(lab.path("go"), "").unwrap();
+    assert_eq!(lab.daemons[a].wait_exit(), Some(0));
+    assert!(lab.daemons[a].log().contains("stopped cleanly"));
+}
