@@ -195,7 +195,28 @@ async fn status(config: &Path, json: bool) -> i32 {
         let _ = out(&render(None, &held, json, true));
     }
     eprintln!("dlm-electd: {err}");
+    let left = leftovers(&config::runtime_dir_hint(config));
+    if !left.is_empty() {
+        eprintln!(
+            "dlm-electd: applied records are left for: {} (a lock keeper may still be releasing them; else `dlm-electd cleanup` undoes them)",
+            left.join(", ")
+        );
+    }
     exit::FAILURE
+}
+
+/// Resources whose applied records are still there with no daemon running:
+/// what a stopped or killed daemon may have left applied.
+fn leftovers(runtime_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(runtime_dir.join(crate::instance::RECORDS))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
 }
 
 /// The workload locks `lock` holds on this node.

@@ -31,7 +31,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const INSTANCE_LOCK: &str = "instance.lock";
-const RECORDS: &str = "applied";
+pub const RECORDS: &str = "applied";
 
 /// The instance lock, held for the life of the process.
 pub struct Instance {

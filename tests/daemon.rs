@@ -233,6 +233,14 @@ fn restart_after_daemon_and_keeper_killed_together_undoes_what_it_left() {
     // drops the locks, and "a"'s side effects still stand.
     lab.keeper(a);
     support::reap_with_keepers(&mut lab.daemons[a..=a]);
+    // `status` says what may be left, not only "not running".
+    let out = support::cli(&lab.daemons[a].config, &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not running") && err.contains("applied records are left for: db, web"),
+        "{err}"
+    );
     let b = start(&mut lab, "b");
     lab.daemons[b].wait_state("web", "master");
     lab.daemons[b].wait_state("db", "master");
