@@ -70,8 +70,11 @@ impl Deferral {
     }
 
     /// A probe found `node`'s candidate lock free: no longer stuck.
-    pub fn seen_free(&mut self, node: &str) {
+    /// Whether it was.
+    pub fn seen_free(&mut self, node: &str) -> bool {
+        let was = self.is_stuck(node);
         self.stuck.retain(|n| n != node);
+        was
     }
 
     /// Before an attempt, given the first more preferred node that is a
@@ -172,8 +175,9 @@ mod tests {
         assert_eq!(d.won(t + 2 * W, "a", POLL), Won::Keep);
         assert!(d.is_stuck("a"));
         // Stuck until seen free.
-        d.seen_free("a");
+        assert!(d.seen_free("a"));
         assert!(!d.is_stuck("a"));
+        assert!(!d.seen_free("a"));
     }
 
     #[test]

@@ -284,7 +284,11 @@ fn outranked_by(
         let held = backend.candidate_held(lock).unwrap_or(false);
         let mut d = deferral.lock().unwrap_or_else(|e| e.into_inner());
         if !held {
-            d.seen_free(node);
+            if d.seen_free(node) {
+                tracing::info!(
+                    "more preferred node {node}'s candidate lock is free: no longer ignoring {node}"
+                );
+            }
         } else if !d.is_stuck(node) {
             return Some(node.clone());
         }
