@@ -75,7 +75,12 @@ pub async fn run_argv(
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run {prog}: {e}"))?;
+        .map_err(|e| {
+            if let Some(t) = &tracker {
+                t.sweep();
+            }
+            format!("cannot run {prog}: {e}")
+        })?;
     let pgid = Pid::from_raw(child.id().map(|p| p as i32).unwrap_or(0));
     if let Some(t) = &tracker {
         t.started(pgid.as_raw());

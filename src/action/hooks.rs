@@ -107,6 +107,36 @@ impl Tracker {
     pub fn ended(&self, pgid: i32) {
         let _ = std::fs::remove_file(self.file(pgid));
     }
+
+    /// After a failed spawn (the exec failed after the child registered
+    /// itself, under a pid we never learn): removes every file whose group
+    /// has no process left at all, so a hook failing on every poll does
+    /// not fill the runtime dir.
+    pub fn sweep(&self) {
+        let Some(dir) = DIR.get() else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let live = groups();
+        for e in entries.flatten() {
+            let pgid = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok());
+            if pgid.is_some_and(|g| !live.contains(&g)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// The process groups that have a process (zombies included: a leader not
+/// reaped yet still names its group).
+fn groups() -> std::collections::HashSet<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Default::default();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(stat)
+        .map(|(_, pgrp, _)| pgrp)
+        .collect()
 }
 
 /// `v` in decimal at the start of `buf`; returns its length. By hand: the
