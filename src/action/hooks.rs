@@ -5,8 +5,8 @@
 //! after its release ran.
 //!
 //! The file is created by the hook's own process, between fork and exec
-//! (after it became a group leader), so no hook runs untracked whenever the
-//! daemon dies; the daemon then writes the leader's start time into it, to
+//! (after it became a group leader), which then execs only if its parent
+//! still lives: so no hook runs untracked whenever the daemon dies; the daemon then writes the leader's start time into it, to
 //! tell the group from a later one that reuses the number, and removes the
 //! file once the hook's process is gone (and its group killed, if it timed
 //! out or was cancelled). A file is a runtime-dir file like the applied
@@ -49,6 +49,8 @@ pub fn track_in(dir: PathBuf) -> Result<(), String> {
 /// directory as a C string with a trailing '/'.
 pub struct Tracker {
     prefix: Vec<u8>,
+    /// This process: the forked hook's parent while we live.
+    parent: i32,
 }
 
 impl Tracker {
@@ -57,7 +59,10 @@ impl Tracker {
         let dir = DIR.get()?;
         let mut prefix = dir.as_os_str().as_bytes().to_vec();
         prefix.push(b'/');
-        Some(Tracker { prefix })
+        Some(Tracker {
+            prefix,
+            parent: nix::unistd::getpid().as_raw(),
+        })
     }
 
     /// In the forked child, before exec: creates `<dir>/<own pid>`. Only
@@ -86,6 +91,12 @@ impl Tracker {
         }
         // SAFETY: fd was just opened here and is closed once.
         unsafe { libc::close(fd) };
+        // Killed between our fork and the file above, the daemon's keeper
+        // may have looked already: then this hook must not run at all. If
+        // the daemon dies after this check, the file was there first.
+        if nix::unistd::getppid().as_raw() != self.parent {
+            return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+        }
         Ok(())
     }
 
