@@ -2,6 +2,7 @@
 //! signals (TERM/INT: release and exit; HUP: reload; USR1: log the status
 //! table), sd_notify and the watchdog, the control socket; and `cleanup`.
 
+use crate::action;
 use crate::config::{self, ActionSpec, Config, ResourceSpec};
 use crate::control::{self, Admin, AdminCall};
 use crate::election::runner::{Request, Runner};
@@ -303,8 +304,15 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
             return exit::FAILURE;
         }
     };
+    // Every hook group is tracked from here on, for the keeper or
+    // `cleanup` to kill if we are killed (see action::hooks).
+    let hooks_dir = action::hooks::dir_in(&cfg.daemon.runtime_dir);
+    if let Err(e) = action::hooks::track_in(hooks_dir.clone()) {
+        tracing::error!("{e}");
+        return exit::FAILURE;
+    }
     let keeper = match cfg.lock.backend {
-        config::Backend::File => match KeeperHandle::start(&cfg.node).await {
+        config::Backend::File => match KeeperHandle::start(&cfg.node, hooks_dir.clone()).await {
             Ok(k) => Some(k),
             Err(e) => {
                 tracing::error!(
@@ -615,6 +623,15 @@ pub async fn cleanup(cfg: Config) -> i32 {
             return exit::FAILURE;
         }
     };
+    // Hooks of a daemon (and keeper) killed together run on unwatched:
+    // kill them before any release step, or an acquire could land after.
+    let hooks = action::hooks::dir_in(&cfg.daemon.runtime_dir);
+    let n = tokio::task::spawn_blocking(move || action::hooks::kill_all(&hooks))
+        .await
+        .unwrap_or(0);
+    if n > 0 {
+        tracing::warn!("killed {n} hook process group(s) a dead daemon left running");
+    }
     let backend = lock::backend(&cfg.lock, &cfg.node);
     let mut rc = exit::OK;
     for spec in &cfg.resources {

@@ -150,3 +150,160 @@ fn killed_keeper_makes_its_daemon_release_in_order_and_exit() {
     );
     assert_eq!(lab.daemons[b].state("web").as_deref(), Some("master"));
 }
+
+/// An acquire hook that ignores SIGTERM, has a grandchild and never ends
+/// (the admin's `hang.sh`), and a release hook that logs whether any
+/// process of the acquire's group still runs when it starts.
+struct Hanging {
+    pgid_file: std::path::PathBuf,
+}
+
+impl Hanging {
+    /// Writes the hooks into the lab; returns the resource's TOML.
+    fn resource(lab: &Lab) -> (String, Hanging) {
+        let log = lab.events_log();
+        let pgid_file = lab.path("hang.pgid");
+        let script = lab.path("hang.sh");
+        std::fs::write(
+            &script,
+            format!(
+                r#"#!/bin/sh
+log={log}
+if [ "$1" = up ]; then
+    echo $$ > {pg}
+    echo "$DLM_ELECTD_NODE acquire-start $DLM_ELECTD_RESOURCE" >> $log
+    trap '' TERM
+    sleep 1000 &
+    wait
+    echo "$DLM_ELECTD_NODE acquire-end $DLM_ELECTD_RESOURCE" >> $log
+else
+    # Killed processes may wait as zombies for a reaper: those run nothing.
+    if ps -eo pgid=,stat= | awk -v g="$(cat {pg})" '$1 == g && $2 !~ /^Z/' | grep -q .; then
+        echo "$DLM_ELECTD_NODE acquire-alive-at-release $DLM_ELECTD_RESOURCE" >> $log
+    fi
+    echo "$DLM_ELECTD_NODE release $DLM_ELECTD_RESOURCE" >> $log
+fi
+"#,
+                log = log.display(),
+                pg = pgid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let s = script.display();
+        let toml = format!(
+            "[[resource]]\nname = \"hang\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"{s}\", \"up\"]\nrelease = [\"{s}\", \"down\"]\ntimeout = \"60s\"\n"
+        );
+        (toml, Hanging { pgid_file })
+    }
+
+    /// The acquire hook's process group, once it started.
+    fn pgid(&self) -> i32 {
+        support::wait_for(support::WAIT, "the acquire hook to start", || {
+            std::fs::read_to_string(&self.pgid_file)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+        })
+    }
+
+    /// Live (not zombie) processes of group `pgid`.
+    fn members(pgid: i32) -> Vec<i32> {
+        Hanging::group(pgid)
+            .into_iter()
+            .filter(|&p| proc_stat(p).is_some_and(|(state, _, _)| state != 'Z'))
+            .collect()
+    }
+
+    /// Processes of group `pgid`, zombies included.
+    fn group(pgid: i32) -> Vec<i32> {
+        support::pids()
+            .into_iter()
+            .filter(|&p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|t| {
+                        let rest = t[t.rfind(')')? + 1..].to_string();
+                        rest.split_whitespace().nth(2)?.parse::<i32>().ok()
+                    })
+                    == Some(pgid)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Hanging {
+    /// Even when the test fails: the hook's group must not outlive it.
+    fn drop(&mut self) {
+        if let Some(pg) = std::fs::read_to_string(&self.pgid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            let _ = nix::sys::signal::killpg(Pid::from_raw(pg), Signal::SIGKILL);
+            for p in Hanging::group(pg) {
+                let _ = nix::sys::wait::waitpid(Pid::from_raw(p), None);
+            }
+        }
+    }
+}
+
+#[test]
+fn sigkill_during_a_hanging_acquire_kills_its_group_before_the_keepers_release() {
+    let mut lab = Lab::new();
+    let (toml, hang) = Hanging::resource(&lab);
+    let a = lab.start("a", &toml);
+    let keeper = lab.keeper(a);
+    let pgid = hang.pgid();
+    assert_eq!(Hanging::members(pgid).len(), 2, "the hook and its sleep");
+    lab.daemons[a].signal(Signal::SIGKILL);
+    lab.daemons[a].wait_exit();
+    assert_eq!(
+        wait_exit_of(keeper, "a's keeper to exit"),
+        Some(0),
+        "{}",
+        lab.daemons[a].log()
+    );
+    assert_eq!(
+        Hanging::members(pgid),
+        Vec::<i32>::new(),
+        "the acquire hook's group outlived its daemon and keeper\n{}",
+        lab.daemons[a].log()
+    );
+    assert_eq!(
+        lab.events(),
+        ["a acquire-start hang", "a release hang"],
+        "the release ran once, after the acquire group was gone\n{}",
+        lab.daemons[a].log()
+    );
+    let run = lab.path("a/run/hooks");
+    assert_eq!(
+        std::fs::read_dir(&run).unwrap().count(),
+        0,
+        "no hook tracked"
+    );
+}
+
+/// Daemon and keeper killed together (outside systemd nobody kills the
+/// daemon's hooks): `cleanup` kills the acquire's group before it undoes.
+#[test]
+fn cleanup_after_daemon_and_keeper_died_kills_the_hanging_acquire_first() {
+    let mut lab = Lab::new();
+    let (toml, hang) = Hanging::resource(&lab);
+    let a = lab.start("a", &toml);
+    let keeper = lab.keeper(a);
+    let pgid = hang.pgid();
+    // Frozen first, so the keeper cannot start its own release in between.
+    kill(Pid::from_raw(keeper), Signal::SIGSTOP).unwrap();
+    lab.daemons[a].signal(Signal::SIGKILL);
+    lab.daemons[a].wait_exit();
+    kill(Pid::from_raw(keeper), Signal::SIGKILL).unwrap();
+    let _ = nix::sys::wait::waitpid(Pid::from_raw(keeper), None);
+    assert_eq!(
+        Hanging::members(pgid).len(),
+        2,
+        "the hook runs on unwatched"
+    );
+    cli_ok(&lab.daemons[a].config, &["cleanup"]);
+    assert_eq!(Hanging::members(pgid), Vec::<i32>::new());
+    assert_eq!(lab.events(), ["a acquire-start hang", "a release hang"]);
+}

@@ -53,7 +53,13 @@ pub async fn run_argv(
     mut cancel: super::Cancel,
 ) -> Result<(), String> {
     let prog = argv[0].clone();
-    let mut child = Command::new(&prog)
+    let tracker = super::hooks::Tracker::new().map(std::sync::Arc::new);
+    let mut cmd = Command::new(&prog);
+    if let Some(t) = tracker.clone() {
+        // SAFETY: register_self only makes async-signal-safe calls.
+        unsafe { cmd.pre_exec(move || t.register_self()) };
+    }
+    let mut child = cmd
         .args(&argv[1..])
         .env("DLM_ELECTD_RESOURCE", &ctx.resource)
         .env("DLM_ELECTD_EVENT", event)
@@ -69,8 +75,16 @@ pub async fn run_argv(
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run {prog}: {e}"))?;
+        .map_err(|e| {
+            if let Some(t) = &tracker {
+                t.sweep();
+            }
+            format!("cannot run {prog}: {e}")
+        })?;
     let pgid = Pid::from_raw(child.id().map(|p| p as i32).unwrap_or(0));
+    if let Some(t) = &tracker {
+        t.started(pgid.as_raw());
+    }
     // In the caller's span, which names the resource (see daemon.rs).
     let readers = [
         tokio::spawn(log_output(child.stdout.take(), event, prog.clone(), false).in_current_span()),
@@ -97,6 +111,11 @@ pub async fn run_argv(
             ))
         }
     };
+    // Reaped (and its group killed if it had to be): nobody must kill
+    // that group number any more.
+    if let Some(t) = &tracker {
+        t.ended(pgid.as_raw());
+    }
     let aborts = readers.each_ref().map(|r| r.abort_handle());
     if timeout(DRAIN, futures::future::join_all(readers))
         .await

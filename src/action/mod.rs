@@ -5,6 +5,7 @@
 
 pub mod announce;
 pub mod exec;
+pub mod hooks;
 pub mod unit;
 pub mod vip;
 

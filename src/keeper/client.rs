@@ -172,7 +172,7 @@ impl KeeperHandle {
     /// checks that it answers, and watches it: if it exits while the daemon
     /// runs, no new lock is taken (it could not be protected) and that is
     /// logged.
-    pub async fn start(node: &str) -> Result<KeeperHandle, String> {
+    pub async fn start(node: &str, hooks: PathBuf) -> Result<KeeperHandle, String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find our own executable: {e}"))?;
         // CLOEXEC on both ends: only the keeper, by the pre_exec below, gets
@@ -221,7 +221,7 @@ impl KeeperHandle {
             .map_err(|e| format!("setsockopt: {e}"))?;
         let keeper = Keeper::over(ours, pid);
         let (keeper, hello) = tokio::task::spawn_blocking(move || {
-            let r = keeper.call(&Msg::Hello, None);
+            let r = keeper.call(&Msg::Hello { hooks: Some(hooks) }, None);
             (keeper, r)
         })
         .await

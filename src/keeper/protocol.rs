@@ -1,7 +1,8 @@
 //! The wire between the daemon and its keeper: one JSON object per
 //! `SOCK_SEQPACKET` packet, a lock fd attached to `hold` as SCM_RIGHTS.
 //!
-//! daemon → keeper: `{"op":"hello"}`,
+//! daemon → keeper: `{"op":"hello","hooks":DIR}` (where the daemon tracks
+//! its running hook groups, see `action::hooks`),
 //! `{"op":"hold","resource":R,"actions":[...],"record":PATH}` (with the fd),
 //! `{"op":"drop","resource":R}`; keeper → daemon: `{"ok":true}` or
 //! `{"ok":false,"error":"..."}`.
@@ -20,7 +21,13 @@ const MAX_MSG: usize = 256 * 1024;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Msg {
-    Hello,
+    Hello {
+        /// The daemon's hook tracking dir: the keeper kills what is left
+        /// there before it runs any release step, and tracks its own
+        /// release hooks there too.
+        #[serde(default)]
+        hooks: Option<PathBuf>,
+    },
     Hold {
         resource: String,
         actions: Vec<ActionSpec>,

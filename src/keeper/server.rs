@@ -58,6 +58,7 @@ pub fn main(fd: RawFd, node: String) -> i32 {
 /// The keeper's loop on `sock`; returns the exit code.
 pub fn serve(sock: OwnedFd, node: &str) -> i32 {
     let mut held: Vec<Held> = Vec::new();
+    let mut hooks: Option<PathBuf> = None;
     loop {
         let (bytes, mut fds) = match recv(&sock) {
             Ok(Some(m)) => m,
@@ -68,7 +69,10 @@ pub fn serve(sock: OwnedFd, node: &str) -> i32 {
             }
         };
         let ack = match serde_json::from_slice::<Msg>(&bytes) {
-            Ok(Msg::Hello) => Ok(()),
+            Ok(Msg::Hello { hooks: dir }) => match dir {
+                Some(d) => action::hooks::track_in(d.clone()).map(|()| hooks = Some(d)),
+                None => Ok(()),
+            },
             Ok(Msg::Hold {
                 resource,
                 actions,
@@ -106,6 +110,15 @@ pub fn serve(sock: OwnedFd, node: &str) -> i32 {
         }
     }
     drop(sock);
+    // First the hooks the daemon left running (it was killed, or they
+    // ignored its SIGTERM): an acquire step must not land after, or while,
+    // its release steps run. Blocking, bounded, before any release.
+    if let Some(dir) = &hooks {
+        let n = action::hooks::kill_all(dir);
+        if n > 0 {
+            tracing::warn!("lock keeper: killed {n} hook process group(s) the daemon left running");
+        }
+    }
     if held.is_empty() {
         tracing::debug!("lock keeper: the daemon is gone and nothing is held; exiting");
         return 0;
@@ -271,7 +284,7 @@ mod tests {
             vec!["/bin/sh".into(), "-c".into(), hook],
             Some(record.clone()),
         );
-        keeper.call(&Msg::Hello, None).unwrap();
+        keeper.call(&Msg::Hello { hooks: None }, None).unwrap();
         let f = locked(&lock);
         keeper.hold("r", f.as_fd()).unwrap();
         drop(f);
