@@ -90,18 +90,44 @@ fn ipv6_add_and_remove_are_idempotent_and_skip_dad() {
 }
 
 #[test]
-fn release_removes_an_address_left_by_someone_else() {
-    if !can_run("release_removes_an_address_left_by_someone_else") {
+fn release_removes_an_address_a_crashed_run_left() {
+    if !can_run("release_removes_an_address_a_crashed_run_left") {
         return;
     }
     let net = Veth::new();
-    // What a crashed instance leaves behind, for the startup cleanup.
+    // What a crashed instance leaves behind, for the startup cleanup: added
+    // by an acquire that was never released, so it carries our mark (the
+    // kernel keeps it with the address) and is ours to take over and remove.
+    // (iproute2 before 6.3 cannot add an address with a protocol itself.)
+    let s = spec("198.18.0.10", 24, HOST_IF);
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
+    assert_eq!(present(&net.host, &s), Ok(true));
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()), "taken over");
+    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
+    assert_eq!(ip_sees(&net.host, HOST_IF, "198.18.0.10"), None);
+}
+
+#[test]
+fn an_address_the_node_configured_is_never_taken_over_nor_removed() {
+    if !can_run("an_address_the_node_configured_is_never_taken_over_nor_removed") {
+        return;
+    }
+    let net = Veth::new();
+    // The node's own (management) address, configured as a VIP by mistake.
     net.host
         .ip(&["addr", "add", "198.18.0.10/24", "dev", HOST_IF]);
     let s = spec("198.18.0.10", 24, HOST_IF);
-    assert_eq!(present(&net.host, &s), Ok(true));
+    let e = run(&net.host, &s, Step::Acquire).unwrap_err();
+    assert!(
+        e.contains("198.18.0.10/24 is already on") && e.contains("was not added by dlm-electd"),
+        "{e}"
+    );
+    assert!(ip_sees(&net.host, HOST_IF, "198.18.0.10").is_some(), "kept");
+    // Release (the rollback of that acquire, a stop, the startup cleanup)
+    // leaves it alone too.
     assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
-    assert_eq!(ip_sees(&net.host, HOST_IF, "198.18.0.10"), None);
+    let a = ip_sees(&net.host, HOST_IF, "198.18.0.10").expect("kept");
+    assert_eq!(a["prefixlen"], 24);
 }
 
 #[test]
@@ -111,9 +137,12 @@ fn release_fails_when_the_address_stays() {
     }
     let net = Veth::new();
     // Same address, other prefix: the kernel deletes nothing for our /24,
-    // and only the check afterwards notices.
-    net.host
-        .ip(&["addr", "add", "198.18.0.10/25", "dev", HOST_IF]);
+    // and only the check afterwards notices. (Added by us, so marked: an
+    // unmarked one would be left alone before any delete.)
+    assert_eq!(
+        run(&net.host, &spec("198.18.0.10", 25, HOST_IF), Step::Acquire),
+        Ok(())
+    );
     let s = spec("198.18.0.10", 24, HOST_IF);
     let e = run(&net.host, &s, Step::Release).unwrap_err();
     assert!(e.contains("198.18.0.10/25 is still on"), "{e}");

@@ -127,7 +127,12 @@ async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
     let iface = nl.interface(spec).await?.ok_or_else(|| not_found(spec))?;
     if nl.add(iface.index, spec).await? {
         // Ours for sure: removed unmarked if the kernel dropped the mark.
-        if nl.find(iface.index, spec.address).await?.and_then(|a| a.proto) != Some(PROTO) {
+        if nl
+            .find(iface.index, spec.address)
+            .await?
+            .and_then(|a| a.proto)
+            != Some(PROTO)
+        {
             nl.delete(iface.index, spec).await?;
             return Err(format!(
                 "the kernel did not keep the address protocol (IFA_PROTO, Linux 5.18+) on {}; \
@@ -177,7 +182,9 @@ async fn release(spec: &VipSpec) -> Result<(), String> {
     // from the one it was added with, so the kernel matched nothing.
     match nl.find(iface.index, spec.address).await? {
         None => Ok(()),
-        Some(Found { prefix_len: prefix, .. }) => Err(format!(
+        Some(Found {
+            prefix_len: prefix, ..
+        }) => Err(format!(
             "{}/{prefix} is still on interface {:?} after deleting {}/{}",
             spec.address, spec.interface, spec.address, spec.prefix_len
         )),
