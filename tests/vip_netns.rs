@@ -451,3 +451,34 @@ fn send_marker(ns: &Netns, iface: &str, token: [u8; 4]) {
         packets::send(&fd, &frame, &to, "marker");
     })
 }
+
+/// The admin's report, end to end: a real daemon in a namespace whose
+/// interface already has the VIP's address (the node's own, in real life)
+/// refuses to take it over, and a stop leaves it where it was.
+#[test]
+fn daemon_never_removes_the_nodes_own_address() {
+    if !can_run("daemon_never_removes_the_nodes_own_address") {
+        return;
+    }
+    let net = Veth::new();
+    net.host
+        .ip(&["addr", "add", "198.18.0.1/24", "dev", HOST_IF]);
+    let mut lab = support::lab::Lab::new();
+    let resources = format!(
+        "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"vip\"\n\
+         address = \"198.18.0.1/24\"\ninterface = \"{HOST_IF}\"\n"
+    );
+    // `ip netns exec` execs the command itself: the child is the daemon.
+    let wrapper = ["ip", "netns", "exec", net.host.name.as_str()];
+    let i = lab.start_under("a", &wrapper, &resources);
+    lab.daemons[i].wait_log("198.18.0.1/24 is already on vip0 and was not added by dlm-electd");
+    assert!(
+        ip_sees(&net.host, HOST_IF, "198.18.0.1").is_some(),
+        "the failed acquire kept it"
+    );
+    lab.daemons[i].stop();
+    let log = lab.daemons[i].log();
+    assert!(!log.contains("removed 198.18.0.1"), "{log}");
+    let a = ip_sees(&net.host, HOST_IF, "198.18.0.1").expect("still there after stop");
+    assert_eq!(a["prefixlen"], 24);
+}

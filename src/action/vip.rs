@@ -68,7 +68,7 @@ pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
                     return Err(e);
                 }
                 return match bounded(spec.timeout, "removing", release(spec)).await {
-                    Ok(()) => Err(e),
+                    Ok(_) => Err(e),
                     Err(r) => Err(format!("{e}; removing the address again failed too: {r}")),
                 };
             }
@@ -82,8 +82,9 @@ pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
             Ok(())
         }
         Step::Release => {
-            bounded(spec.timeout, "removing", release(spec)).await?;
-            tracing::info!("removed {} from {}", spec.address, spec.interface);
+            if bounded(spec.timeout, "removing", release(spec)).await? {
+                tracing::info!("removed {} from {}", spec.address, spec.interface);
+            }
             Ok(())
         }
     }
@@ -151,9 +152,10 @@ async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
     .await
 }
 
+/// True if it removed the address, false if there was nothing of ours.
 /// Releasing from an interface that is gone succeeds: the address went
 /// with it, and failing would block the startup cleanup for good.
-async fn release(spec: &VipSpec) -> Result<(), String> {
+async fn release(spec: &VipSpec) -> Result<bool, String> {
     let nl = Netlink::open()?;
     let Some(iface) = nl.interface(spec).await? else {
         tracing::warn!(
@@ -161,10 +163,10 @@ async fn release(spec: &VipSpec) -> Result<(), String> {
             spec.interface,
             spec.address
         );
-        return Ok(());
+        return Ok(false);
     };
     match nl.find(iface.index, spec.address).await? {
-        None => return Ok(()),
+        None => return Ok(false),
         Some(found) if found.proto != Some(PROTO) => {
             // Not ours: acquire refused it, so nothing of ours is there.
             tracing::warn!(
@@ -173,7 +175,7 @@ async fn release(spec: &VipSpec) -> Result<(), String> {
                 found.prefix_len,
                 spec.interface
             );
-            return Ok(());
+            return Ok(false);
         }
         Some(_) => {}
     }
@@ -181,7 +183,7 @@ async fn release(spec: &VipSpec) -> Result<(), String> {
     // A delete can "succeed" without removing it: our prefix length differs
     // from the one it was added with, so the kernel matched nothing.
     match nl.find(iface.index, spec.address).await? {
-        None => Ok(()),
+        None => Ok(true),
         Some(Found {
             prefix_len: prefix, ..
         }) => Err(format!(
