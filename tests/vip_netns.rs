@@ -482,3 +482,56 @@ fn daemon_never_removes_the_nodes_own_address() {
     let a = ip_sees(&net.host, HOST_IF, "198.18.0.1").expect("still there after stop");
     assert_eq!(a["prefixlen"], 24);
 }
+
+/// check-config, run where the VIP's address is already the node's own,
+/// warns at the `address` key (and still passes: the config is valid, the
+/// host is what is wrong); our own marked VIP draws no warning.
+#[test]
+fn check_config_warns_about_a_vip_the_node_configured() {
+    if !can_run("check_config_warns_about_a_vip_the_node_configured") {
+        return;
+    }
+    let net = Veth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let vip = |addr: &str| {
+        format!(
+            "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\n\
+             address = \"{addr}/24\"\ninterface = \"{HOST_IF}\"\n"
+        )
+    };
+    let check = |addr: &str| {
+        let cfg = support::write_config(dir.path(), "a", &dir.path().join("locks"), &vip(addr));
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.host.name,
+                env!("CARGO_BIN_EXE_dlm-electd"),
+            ])
+            .arg("check-config")
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        (cfg, err)
+    };
+    net.host
+        .ip(&["addr", "add", "198.18.0.1/24", "dev", HOST_IF]);
+    let (cfg, err) = check("198.18.0.1");
+    assert!(
+        err.contains(&format!(
+            "warning: {}:13:11: key `address`: 198.18.0.1/24 is already on {HOST_IF} and was not added by dlm-electd",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    // Ours (marked), as on the master: nothing to say.
+    assert_eq!(
+        run(&net.host, &spec("198.18.0.2", 24, HOST_IF), Step::Acquire),
+        Ok(())
+    );
+    let (_, err) = check("198.18.0.2");
+    assert!(!err.contains("warning"), "{err}");
+}

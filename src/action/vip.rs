@@ -96,7 +96,10 @@ pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
 pub async fn announce(spec: &VipSpec) -> Result<(), String> {
     bounded(spec.timeout, "announcing", async {
         let nl = Netlink::open()?;
-        let iface = nl.interface(spec).await?.ok_or_else(|| not_found(spec))?;
+        let iface = nl
+            .interface(&spec.interface)
+            .await?
+            .ok_or_else(|| not_found(spec))?;
         if nl.find(iface.index, spec.address).await?.is_none() {
             return Err(format!(
                 "{} is no longer on interface {:?}; not announcing it",
@@ -113,10 +116,28 @@ pub async fn announce(spec: &VipSpec) -> Result<(), String> {
 pub async fn present(spec: &VipSpec) -> Result<bool, String> {
     bounded(spec.timeout, "looking for the address", async {
         let nl = Netlink::open()?;
-        match nl.interface(spec).await? {
+        match nl.interface(&spec.interface).await? {
             None => Ok(false),
             Some(iface) => Ok(nl.find(iface.index, spec.address).await?.is_some()),
         }
+    })
+    .await
+}
+
+/// The prefix length of `addr` on `interface` if it is there without our
+/// mark: the node's own address, which a takeover would refuse. For
+/// check-config; bounded by `limit`.
+pub async fn foreign(addr: IpAddr, interface: &str, limit: Duration) -> Result<Option<u8>, String> {
+    bounded(limit, "looking for the address", async {
+        let nl = Netlink::open()?;
+        let Some(iface) = nl.interface(interface).await? else {
+            return Ok(None);
+        };
+        Ok(nl
+            .find(iface.index, addr)
+            .await?
+            .filter(|f| f.proto != Some(PROTO))
+            .map(|f| f.prefix_len))
     })
     .await
 }
@@ -125,7 +146,10 @@ pub async fn present(spec: &VipSpec) -> Result<bool, String> {
 /// afterwards knows to take it off again.
 async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
     let nl = Netlink::open()?;
-    let iface = nl.interface(spec).await?.ok_or_else(|| not_found(spec))?;
+    let iface = nl
+        .interface(&spec.interface)
+        .await?
+        .ok_or_else(|| not_found(spec))?;
     if nl.add(iface.index, spec).await? {
         // Ours for sure: removed unmarked if the kernel dropped the mark.
         if nl
@@ -157,7 +181,7 @@ async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
 /// with it, and failing would block the startup cleanup for good.
 async fn release(spec: &VipSpec) -> Result<bool, String> {
     let nl = Netlink::open()?;
-    let Some(iface) = nl.interface(spec).await? else {
+    let Some(iface) = nl.interface(&spec.interface).await? else {
         tracing::warn!(
             "interface {:?} not found; {} cannot be on it",
             spec.interface,
@@ -278,22 +302,18 @@ impl Netlink {
         })
     }
 
-    async fn interface(&self, spec: &VipSpec) -> Result<Option<Interface>, String> {
+    async fn interface(&self, name: &str) -> Result<Option<Interface>, String> {
         let mut links = self
             .handle
             .link()
             .get()
-            .match_name(spec.interface.clone())
+            .match_name(name.to_owned())
             .execute();
         match links.try_next().await {
-            Ok(Some(msg)) => Ok(Some(Interface::from_message(&spec.interface, &msg))),
+            Ok(Some(msg)) => Ok(Some(Interface::from_message(name, &msg))),
             Ok(None) => Ok(None),
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
-            Err(e) => Err(format!(
-                "looking up interface {:?}: {}",
-                spec.interface,
-                describe(e)
-            )),
+            Err(e) => Err(format!("looking up interface {name:?}: {}", describe(e))),
         }
     }
 

@@ -446,6 +446,7 @@ pub fn validate(
             programs: cx.programs,
             interfaces: cx.interfaces,
             units: cx.units,
+            vips: cx.vips,
         };
         let cfg = Config {
             node,
