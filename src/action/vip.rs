@@ -27,7 +27,7 @@ use std::time::Duration;
 /// never removes an address it did not add (a management IP that happens
 /// to equal a misconfigured VIP). The mark lives in the kernel with the
 /// address, so it also recognises what a crashed run, or the other
-/// instance's keeper, added. `ip -d addr` shows it as `proto 0xd1` (name
+/// instance's keeper, added. `ip addr` (iproute2 6.3+) shows `proto 0xd1` (name
 /// it in /etc/iproute2/rt_addrprotos). Values 0..3 are the kernel's own.
 pub const PROTO: u8 = 0xd1;
 
@@ -150,8 +150,11 @@ async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
         .interface(&spec.interface)
         .await?
         .ok_or_else(|| not_found(spec))?;
-    if nl.add(iface.index, spec).await? {
-        // Ours for sure: removed unmarked if the kernel dropped the mark.
+    let new = nl.add(iface.index, spec).await?;
+    added.store(true, Ordering::Relaxed);
+    if new {
+        // Ours for sure: removed unmarked if the kernel dropped the mark
+        // (the rollback's release would leave an unmarked address).
         if nl
             .find(iface.index, spec.address)
             .await?
@@ -166,7 +169,6 @@ async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
             ));
         }
     }
-    added.store(true, Ordering::Relaxed);
     announce_on(
         &iface,
         spec.address,
