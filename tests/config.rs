@@ -107,6 +107,8 @@ fn bad_input_matrix() {
         ("vip burst too long", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\nannounce_count = 100\nannounce_interval = \"1s\"\n"), ":10:18:", "does not fit"),
         ("vip bad prefix", vip("address = \"198.18.0.3/33\"\ninterface = \"eth0\"\n"), ":8:11:", "prefix length"),
         ("vip bad interface", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0:1\"\n"), ":9:13:", "key `interface`"),
+        ("same vip in two resources", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\n[[resource]]\nname = \"v\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.18.0.3/24\"\ninterface = \"eth0\"\n"), ":14:11:", "one address, one action"),
+        ("same vip twice, other prefix", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.18.0.3/25\"\ninterface = \"eth0\"\n"), ":12:11:", "already the VIP of the action at"),
         ("dlmfs standby wait", "[lock]\nbackend = \"dlmfs\"\nstandby = \"wait\"\n".into(), ":3:11:", "key `standby`"),
         ("unknown standby", "[lock]\nstandby = \"sleep\"\n".into(), ":2:11:", "sleep"),
         ("relative lock dir", "[lock]\ndir = \"locks\"\n".into(), ":2:7:", "key `dir`"),

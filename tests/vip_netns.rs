@@ -90,18 +90,44 @@ fn ipv6_add_and_remove_are_idempotent_and_skip_dad() {
 }
 
 #[test]
-fn release_removes_an_address_left_by_someone_else() {
-    if !can_run("release_removes_an_address_left_by_someone_else") {
+fn release_removes_an_address_a_crashed_run_left() {
+    if !can_run("release_removes_an_address_a_crashed_run_left") {
         return;
     }
     let net = Veth::new();
-    // What a crashed instance leaves behind, for the startup cleanup.
+    // What a crashed instance leaves behind, for the startup cleanup: added
+    // by an acquire that was never released, so it carries our mark (the
+    // kernel keeps it with the address) and is ours to take over and remove.
+    // (iproute2 before 6.3 cannot add an address with a protocol itself.)
+    let s = spec("198.18.0.10", 24, HOST_IF);
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()));
+    assert_eq!(present(&net.host, &s), Ok(true));
+    assert_eq!(run(&net.host, &s, Step::Acquire), Ok(()), "taken over");
+    assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
+    assert_eq!(ip_sees(&net.host, HOST_IF, "198.18.0.10"), None);
+}
+
+#[test]
+fn an_address_the_node_configured_is_never_taken_over_nor_removed() {
+    if !can_run("an_address_the_node_configured_is_never_taken_over_nor_removed") {
+        return;
+    }
+    let net = Veth::new();
+    // The node's own (management) address, configured as a VIP by mistake.
     net.host
         .ip(&["addr", "add", "198.18.0.10/24", "dev", HOST_IF]);
     let s = spec("198.18.0.10", 24, HOST_IF);
-    assert_eq!(present(&net.host, &s), Ok(true));
+    let e = run(&net.host, &s, Step::Acquire).unwrap_err();
+    assert!(
+        e.contains("198.18.0.10/24 is already on") && e.contains("was not added by dlm-electd"),
+        "{e}"
+    );
+    assert!(ip_sees(&net.host, HOST_IF, "198.18.0.10").is_some(), "kept");
+    // Release (the rollback of that acquire, a stop, the startup cleanup)
+    // leaves it alone too.
     assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
-    assert_eq!(ip_sees(&net.host, HOST_IF, "198.18.0.10"), None);
+    let a = ip_sees(&net.host, HOST_IF, "198.18.0.10").expect("kept");
+    assert_eq!(a["prefixlen"], 24);
 }
 
 #[test]
@@ -111,9 +137,12 @@ fn release_fails_when_the_address_stays() {
     }
     let net = Veth::new();
     // Same address, other prefix: the kernel deletes nothing for our /24,
-    // and only the check afterwards notices.
-    net.host
-        .ip(&["addr", "add", "198.18.0.10/25", "dev", HOST_IF]);
+    // and only the check afterwards notices. (Added by us, so marked: an
+    // unmarked one would be left alone before any delete.)
+    assert_eq!(
+        run(&net.host, &spec("198.18.0.10", 25, HOST_IF), Step::Acquire),
+        Ok(())
+    );
     let s = spec("198.18.0.10", 24, HOST_IF);
     let e = run(&net.host, &s, Step::Release).unwrap_err();
     assert!(e.contains("198.18.0.10/25 is still on"), "{e}");
@@ -421,4 +450,88 @@ fn send_marker(ns: &Netns, iface: &str, token: [u8; 4]) {
         frame[14..18].copy_from_slice(&token);
         packets::send(&fd, &frame, &to, "marker");
     })
+}
+
+/// The admin's report, end to end: a real daemon in a namespace whose
+/// interface already has the VIP's address (the node's own, in real life)
+/// refuses to take it over, and a stop leaves it where it was.
+#[test]
+fn daemon_never_removes_the_nodes_own_address() {
+    if !can_run("daemon_never_removes_the_nodes_own_address") {
+        return;
+    }
+    let net = Veth::new();
+    net.host
+        .ip(&["addr", "add", "198.18.0.1/24", "dev", HOST_IF]);
+    let mut lab = support::lab::Lab::new();
+    let resources = format!(
+        "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"vip\"\n\
+         address = \"198.18.0.1/24\"\ninterface = \"{HOST_IF}\"\n"
+    );
+    // `ip netns exec` execs the command itself: the child is the daemon.
+    let wrapper = ["ip", "netns", "exec", net.host.name.as_str()];
+    let i = lab.start_under("a", &wrapper, &resources);
+    lab.daemons[i].wait_log("198.18.0.1/24 is already on vip0 and was not added by dlm-electd");
+    assert!(
+        ip_sees(&net.host, HOST_IF, "198.18.0.1").is_some(),
+        "the failed acquire kept it"
+    );
+    lab.daemons[i].stop();
+    let log = lab.daemons[i].log();
+    assert!(!log.contains("removed 198.18.0.1"), "{log}");
+    let a = ip_sees(&net.host, HOST_IF, "198.18.0.1").expect("still there after stop");
+    assert_eq!(a["prefixlen"], 24);
+}
+
+/// check-config, run where the VIP's address is already the node's own,
+/// warns at the `address` key (and still passes: the config is valid, the
+/// host is what is wrong); our own marked VIP draws no warning.
+#[test]
+fn check_config_warns_about_a_vip_the_node_configured() {
+    if !can_run("check_config_warns_about_a_vip_the_node_configured") {
+        return;
+    }
+    let net = Veth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let vip = |addr: &str| {
+        format!(
+            "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\n\
+             address = \"{addr}/24\"\ninterface = \"{HOST_IF}\"\n"
+        )
+    };
+    let check = |addr: &str| {
+        let cfg = support::write_config(dir.path(), "a", &dir.path().join("locks"), &vip(addr));
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.host.name,
+                env!("CARGO_BIN_EXE_dlm-electd"),
+            ])
+            .arg("check-config")
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        (cfg, err)
+    };
+    net.host
+        .ip(&["addr", "add", "198.18.0.1/24", "dev", HOST_IF]);
+    let (cfg, err) = check("198.18.0.1");
+    assert!(
+        err.contains(&format!(
+            "warning: {}:13:11: key `address`: 198.18.0.1/24 is already on {HOST_IF} and was not added by dlm-electd",
+            cfg.display()
+        )),
+        "{err}"
+    );
+    // Ours (marked), as on the master: nothing to say.
+    assert_eq!(
+        run(&net.host, &spec("198.18.0.2", 24, HOST_IF), Step::Acquire),
+        Ok(())
+    );
+    let (_, err) = check("198.18.0.2");
+    assert!(!err.contains("warning"), "{err}");
 }

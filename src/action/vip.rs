@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use humantime::format_duration;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{AddressMessageBuilder, Handle};
@@ -22,9 +22,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// Acquire: add the address (present already is fine), then announce it
-/// `announce_count` times. Release: delete it (absent already is fine), then
-/// check it is really gone. Each is bounded by `spec.timeout`.
+/// The address protocol (IFA_PROTO, Linux 5.18+) every VIP is added with,
+/// and the only thing that lets a release remove an address: the daemon
+/// never removes an address it did not add (a management IP that happens
+/// to equal a misconfigured VIP). The mark lives in the kernel with the
+/// address, so it also recognises what a crashed run, or the other
+/// instance's keeper, added. `ip addr` (iproute2 6.3+) shows `proto 0xd1` (name
+/// it in /etc/iproute2/rt_addrprotos). Values 0..3 are the kernel's own.
+pub const PROTO: u8 = 0xd1;
+
+/// Acquire: add the address marked with [`PROTO`] (present already and so
+/// marked is fine: a crashed run's; present unmarked is refused), then announce it
+/// `announce_count` times. Release: delete it if it carries the mark
+/// (absent already is fine; present unmarked is left alone, with a warning),
+/// then check it is really gone. Each is bounded by `spec.timeout`.
 ///
 /// The whole announce burst runs inside acquire, so a successful acquire
 /// means the link has been told, and nothing keeps announcing after a
@@ -32,10 +43,10 @@ use std::time::Duration;
 /// before anything changes (rather than cut short, which would fail every
 /// takeover after adding the address).
 ///
-/// A failed acquire removes the address again, even one that was there
-/// before: the caller reverts only the actions before this one, and a node
-/// that failed to take over must not keep the VIP. That removal has a
-/// timeout of its own, so a failed acquire can take up to twice `timeout`.
+/// A failed acquire removes the address again, even a marked one that was
+/// there before: the caller reverts only the actions before this one, and
+/// a node that failed to take over must not keep the VIP. That removal has
+/// a timeout of its own, so a failed acquire can take up to twice `timeout`.
 pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
     match step {
         Step::Acquire => {
@@ -57,7 +68,7 @@ pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
                     return Err(e);
                 }
                 return match bounded(spec.timeout, "removing", release(spec)).await {
-                    Ok(()) => Err(e),
+                    Ok(_) => Err(e),
                     Err(r) => Err(format!("{e}; removing the address again failed too: {r}")),
                 };
             }
@@ -71,8 +82,9 @@ pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
             Ok(())
         }
         Step::Release => {
-            bounded(spec.timeout, "removing", release(spec)).await?;
-            tracing::info!("removed {} from {}", spec.address, spec.interface);
+            if bounded(spec.timeout, "removing", release(spec)).await? {
+                tracing::info!("removed {} from {}", spec.address, spec.interface);
+            }
             Ok(())
         }
     }
@@ -84,7 +96,10 @@ pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
 pub async fn announce(spec: &VipSpec) -> Result<(), String> {
     bounded(spec.timeout, "announcing", async {
         let nl = Netlink::open()?;
-        let iface = nl.interface(spec).await?.ok_or_else(|| not_found(spec))?;
+        let iface = nl
+            .interface(&spec.interface)
+            .await?
+            .ok_or_else(|| not_found(spec))?;
         if nl.find(iface.index, spec.address).await?.is_none() {
             return Err(format!(
                 "{} is no longer on interface {:?}; not announcing it",
@@ -101,10 +116,28 @@ pub async fn announce(spec: &VipSpec) -> Result<(), String> {
 pub async fn present(spec: &VipSpec) -> Result<bool, String> {
     bounded(spec.timeout, "looking for the address", async {
         let nl = Netlink::open()?;
-        match nl.interface(spec).await? {
+        match nl.interface(&spec.interface).await? {
             None => Ok(false),
             Some(iface) => Ok(nl.find(iface.index, spec.address).await?.is_some()),
         }
+    })
+    .await
+}
+
+/// The prefix length of `addr` on `interface` if it is there without our
+/// mark: the node's own address, which a takeover would refuse. For
+/// check-config; bounded by `limit`.
+pub async fn foreign(addr: IpAddr, interface: &str, limit: Duration) -> Result<Option<u8>, String> {
+    bounded(limit, "looking for the address", async {
+        let nl = Netlink::open()?;
+        let Some(iface) = nl.interface(interface).await? else {
+            return Ok(None);
+        };
+        Ok(nl
+            .find(iface.index, addr)
+            .await?
+            .filter(|f| f.proto != Some(PROTO))
+            .map(|f| f.prefix_len))
     })
     .await
 }
@@ -113,9 +146,29 @@ pub async fn present(spec: &VipSpec) -> Result<bool, String> {
 /// afterwards knows to take it off again.
 async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
     let nl = Netlink::open()?;
-    let iface = nl.interface(spec).await?.ok_or_else(|| not_found(spec))?;
-    nl.add(iface.index, spec).await?;
+    let iface = nl
+        .interface(&spec.interface)
+        .await?
+        .ok_or_else(|| not_found(spec))?;
+    let new = nl.add(iface.index, spec).await?;
     added.store(true, Ordering::Relaxed);
+    if new {
+        // Ours for sure: removed unmarked if the kernel dropped the mark
+        // (the rollback's release would leave an unmarked address).
+        if nl
+            .find(iface.index, spec.address)
+            .await?
+            .and_then(|a| a.proto)
+            != Some(PROTO)
+        {
+            nl.delete(iface.index, spec).await?;
+            return Err(format!(
+                "the kernel did not keep the address protocol (IFA_PROTO, Linux 5.18+) on {}; \
+                 without it dlm-electd cannot tell its VIPs from addresses it must not remove",
+                spec.address
+            ));
+        }
+    }
     announce_on(
         &iface,
         spec.address,
@@ -125,24 +178,41 @@ async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
     .await
 }
 
+/// True if it removed the address, false if there was nothing of ours.
 /// Releasing from an interface that is gone succeeds: the address went
 /// with it, and failing would block the startup cleanup for good.
-async fn release(spec: &VipSpec) -> Result<(), String> {
+async fn release(spec: &VipSpec) -> Result<bool, String> {
     let nl = Netlink::open()?;
-    let Some(iface) = nl.interface(spec).await? else {
+    let Some(iface) = nl.interface(&spec.interface).await? else {
         tracing::warn!(
             "interface {:?} not found; {} cannot be on it",
             spec.interface,
             spec.address
         );
-        return Ok(());
+        return Ok(false);
     };
+    match nl.find(iface.index, spec.address).await? {
+        None => return Ok(false),
+        Some(found) if found.proto != Some(PROTO) => {
+            // Not ours: acquire refused it, so nothing of ours is there.
+            tracing::warn!(
+                "{}/{} is on interface {:?} but was not added by dlm-electd; leaving it",
+                spec.address,
+                found.prefix_len,
+                spec.interface
+            );
+            return Ok(false);
+        }
+        Some(_) => {}
+    }
     nl.delete(iface.index, spec).await?;
     // A delete can "succeed" without removing it: our prefix length differs
     // from the one it was added with, so the kernel matched nothing.
     match nl.find(iface.index, spec.address).await? {
-        None => Ok(()),
-        Some(prefix) => Err(format!(
+        None => Ok(true),
+        Some(Found {
+            prefix_len: prefix, ..
+        }) => Err(format!(
             "{}/{prefix} is still on interface {:?} after deleting {}/{}",
             spec.address, spec.interface, spec.address, spec.prefix_len
         )),
@@ -234,30 +304,31 @@ impl Netlink {
         })
     }
 
-    async fn interface(&self, spec: &VipSpec) -> Result<Option<Interface>, String> {
+    async fn interface(&self, name: &str) -> Result<Option<Interface>, String> {
         let mut links = self
             .handle
             .link()
             .get()
-            .match_name(spec.interface.clone())
+            .match_name(name.to_owned())
             .execute();
         match links.try_next().await {
-            Ok(Some(msg)) => Ok(Some(Interface::from_message(&spec.interface, &msg))),
+            Ok(Some(msg)) => Ok(Some(Interface::from_message(name, &msg))),
             Ok(None) => Ok(None),
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
-            Err(e) => Err(format!(
-                "looking up interface {:?}: {}",
-                spec.interface,
-                describe(e)
-            )),
+            Err(e) => Err(format!("looking up interface {name:?}: {}", describe(e))),
         }
     }
 
-    async fn add(&self, index: u32, spec: &VipSpec) -> Result<(), String> {
+    /// Adds the address with our mark: true if it was added, false if
+    /// it was there already with our mark (a crashed run's).
+    async fn add(&self, index: u32, spec: &VipSpec) -> Result<bool, String> {
         let mut req = self
             .handle
             .address()
             .add(index, spec.address, spec.prefix_len);
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::Other(PROTO)));
         if spec.address.is_ipv6() {
             // Duplicate address detection would hold the address tentative
             // (unusable) for a second or more, and would fail it outright
@@ -268,12 +339,24 @@ impl Netlink {
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         match req.execute().await {
-            Ok(()) => Ok(()),
-            // Present already, maybe from a crashed instance. If someone
-            // else added an IPv6 one without nodad and it is still tentative,
-            // announcing from it fails, the rollback removes it, and the next
-            // attempt adds it properly.
-            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Ok(()) => Ok(true),
+            // Present already: a crashed run's (marked) is ours to take
+            // over; anything else belongs to the node, and taking it over
+            // would mean removing it at release.
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                match self.find(index, spec.address).await? {
+                    Some(found) if found.proto == Some(PROTO) => Ok(false),
+                    Some(found) => Err(format!(
+                        "{}/{} is already on {} and was not added by dlm-electd: \
+                         a VIP must be an address no node configures itself",
+                        spec.address, found.prefix_len, spec.interface
+                    )),
+                    None => Err(format!(
+                        "adding the address: {} (and it is not there)",
+                        describe_admin(e)
+                    )),
+                }
+            }
             Err(e) => Err(format!("adding the address: {}", describe_admin(e))),
         }
     }
@@ -294,8 +377,8 @@ impl Netlink {
         }
     }
 
-    /// The prefix length `addr` has on the interface, if it is there.
-    async fn find(&self, index: u32, addr: IpAddr) -> Result<Option<u8>, String> {
+    /// `addr` on the interface, if it is there.
+    async fn find(&self, index: u32, addr: IpAddr) -> Result<Option<Found>, String> {
         let mut req = self
             .handle
             .address()
@@ -309,10 +392,24 @@ impl Netlink {
         };
         let mut found = req.execute();
         match found.try_next().await {
-            Ok(msg) => Ok(msg.map(|m| m.header.prefix_len)),
+            Ok(msg) => Ok(msg.map(|m| Found {
+                prefix_len: m.header.prefix_len,
+                proto: m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+                    _ => None,
+                }),
+            })),
             Err(e) => Err(format!("listing addresses: {}", describe(e))),
         }
     }
+}
+
+/// An address found on an interface.
+struct Found {
+    prefix_len: u8,
+    /// IFA_PROTO: absent on addresses added without one (and on kernels
+    /// before 5.18).
+    proto: Option<u8>,
 }
 
 fn address_message(index: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {

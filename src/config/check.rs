@@ -6,13 +6,15 @@
 //! the ownership rule of `security` for programs, the lock dir (`file`
 //! backend only: dlmfs checks its mount by filesystem magic) and the
 //! runtime dir. Warnings: a vip interface missing on this host (it may
-//! appear later, e.g. a VLAN or bond created after boot); a managed systemd
+//! appear later, e.g. a VLAN or bond created after boot); a VIP already on
+//! its interface without dlm-electd's mark (the node's own); a managed systemd
 //! unit that is enabled, masked or not installed (asked over D-Bus, skipped
 //! when no service manager answers).
 
 use super::security::{dir_problem, path_problem};
 use super::{Backend, Config, ConfigError, Place, Places};
 use nix::unistd::AccessFlags;
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,7 +91,42 @@ pub fn check(
         })
         .collect();
     warnings.extend(unit_warnings(&places.units));
+    warnings.extend(vip_warnings(&places.vips));
     Ok(warnings)
+}
+
+/// How long check-config waits for netlink's answer about one VIP.
+const VIP_CHECK_LIMIT: Duration = Duration::from_secs(3);
+
+/// VIPs already on their interface without dlm-electd's mark: the node's
+/// own address, which every takeover here would refuse (see `action::vip`).
+/// Asked on a thread of its own, with its own runtime: this also runs from
+/// the daemon's reload, inside the async runtime.
+fn vip_warnings(vips: &[(IpAddr, String, Place)]) -> Vec<ConfigError> {
+    if vips.is_empty() {
+        return Vec::new();
+    }
+    let vips = vips.to_vec();
+    let asked = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        let mut found = Vec::new();
+        for (addr, iface, at) in vips {
+            match rt.block_on(crate::action::vip::foreign(addr, &iface, VIP_CHECK_LIMIT)) {
+                Ok(Some(prefix)) => found.push(at.error(format!(
+                    "key `address`: {addr}/{prefix} is already on {iface} and was not added by \
+                     dlm-electd: a VIP must be an address no node configures itself; a takeover \
+                     on this node will fail"
+                ))),
+                Ok(None) => {}
+                Err(e) => tracing::debug!("not checking whether {addr} is on {iface}: {e}"),
+            }
+        }
+        Some(found)
+    });
+    asked.join().ok().flatten().unwrap_or_default()
 }
 
 /// How long check-config and startup wait for systemd's answers.

@@ -222,6 +222,8 @@ pub struct Places {
     pub interfaces: Vec<(String, Place)>,
     /// Every unit action's unit.
     pub units: Vec<(String, Place)>,
+    /// Every vip action's address and interface, at its `address`.
+    pub vips: Vec<(std::net::IpAddr, String, Place)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

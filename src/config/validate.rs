@@ -249,6 +249,8 @@ struct Ctx<'a> {
     programs: Vec<ProgramPlace>,
     interfaces: Vec<(String, Place)>,
     units: Vec<(String, Place)>,
+    /// Each VIP's address and interface, with where its `address` is.
+    vips: Vec<(IpAddr, String, Place)>,
 }
 
 impl Ctx<'_> {
@@ -300,6 +302,7 @@ pub fn validate(
         programs: Vec::new(),
         interfaces: Vec::new(),
         units: Vec::new(),
+        vips: Vec::new(),
     };
 
     let node = match raw.node.name {
@@ -451,6 +454,7 @@ pub fn validate(
             programs: cx.programs,
             interfaces: cx.interfaces,
             units: cx.units,
+            vips: cx.vips,
         };
         let cfg = Config {
             node,
@@ -771,6 +775,26 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
                     f,
                     format!("key `refresh`: \"0s\" (off) or at least {MIN_VIP_REFRESH:?}"),
                 );
+            }
+            // Releasing either would remove the address while the other
+            // still needs it. Any prefix length: it is the same address.
+            if let (Some(addr), Some(_)) = (&r.address, &r.interface) {
+                let same = |(a, i, _): &&(IpAddr, String, Place)| {
+                    *a == spec.address && *i == spec.interface
+                };
+                if let Some((_, _, first)) = cx.vips.iter().find(same) {
+                    let first =
+                        format!("{}:{}", first.path.display(), first.pos.map_or(0, |p| p.0));
+                    cx.err(
+                        addr,
+                        format!(
+                            "key `address`: {} on {:?} is already the VIP of the action at {first}; one address, one action",
+                            spec.address, spec.interface
+                        ),
+                    );
+                }
+                let at = cx.place(addr);
+                cx.vips.push((spec.address, spec.interface.clone(), at));
             }
             // The whole burst runs inside acquire, under its timeout: say so
             // now rather than fail every takeover.
@@ -1171,6 +1195,38 @@ mod tests {
             e[0].starts_with("/etc/x.toml:6:10: key `prefer`: the candidate lock \"abcdefghijabcdefghijabcdefghi.c0\" cannot be used"),
             "{e:?}"
         );
+    }
+
+    fn vip_res(name: &str, address: &str, interface: &str) -> String {
+        format!(
+            "[[resource]]\nname = \"{name}\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"{address}\"\ninterface = \"{interface}\"\n"
+        )
+    }
+
+    /// Releasing one would remove the address the other still holds.
+    #[test]
+    fn one_vip_is_managed_once() {
+        let e = errors(&format!(
+            "{}{}",
+            vip_res("a", "198.18.0.1/24", "eth0"),
+            vip_res("b", "198.18.0.1/24", "eth0")
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/x.toml:11:11: key `address`: 198.18.0.1 on \"eth0\" is already the VIP of the action at /etc/x.toml:5; one address, one action"),
+            "{e:?}"
+        );
+        // The same address on another interface, or another address, is fine.
+        for (addr, iface) in [("198.18.0.1/24", "eth1"), ("198.18.0.2/24", "eth0")] {
+            assert!(
+                validate_text(&format!(
+                    "{}{}",
+                    vip_res("a", "198.18.0.1/24", "eth0"),
+                    vip_res("b", addr, iface)
+                ))
+                .is_ok()
+            );
+        }
     }
 
     /// A standby stops the unit whoever started it: two resources managing
