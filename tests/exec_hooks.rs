@@ -102,3 +102,31 @@ async fn a_grandchild_holding_both_pipes_costs_one_drain_not_two() {
         "run() took {took:?} for a hook that exits at once"
     );
 }
+
+/// A hook printing without end floods neither the log nor the stop: its
+/// first MAX_LINES lines per stream are logged, the rest counted.
+#[test]
+fn a_hook_printing_300000_lines_logs_a_thousand_and_says_how_many_more() {
+    use dlm_electd::action::exec::MAX_LINES;
+    let res = "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\ntimeout = \"60s\"\nacquire = [\"/bin/sh\", \"-c\", \"seq 300000\"]\n";
+    let mut lab = Lab::new();
+    let a = lab.start("a", res);
+    let d = &lab.daemons[a];
+    d.wait_state("web", "master");
+    let log = d.log();
+    let printed = log
+        .lines()
+        .filter(|l| l.contains("event=\"acquire\"") && !l.contains("not logged"))
+        .count();
+    assert!(
+        (MAX_LINES..MAX_LINES + 50).contains(&printed),
+        "{printed} numbered lines logged"
+    );
+    assert!(
+        log.contains(&format!(
+            "{} more stdout lines not logged",
+            300_000 - MAX_LINES
+        )),
+        "no count of the rest"
+    );
+}

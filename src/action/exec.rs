@@ -28,6 +28,11 @@ const DRAIN: Duration = Duration::from_millis(500);
 /// dropped, so a hook printing without newlines cannot fill our memory.
 pub const MAX_LINE: usize = 4096;
 
+/// Lines logged per stream and run of a hook; the rest are counted, not
+/// logged: a hook printing without end must not flood the journal (nor
+/// hold up a stop while its lines are written).
+pub const MAX_LINES: usize = 1000;
+
 pub async fn run(
     spec: &ExecSpec,
     step: Step,
@@ -146,7 +151,12 @@ async fn log_output(
     stderr: bool,
 ) {
     let Some(mut pipe) = pipe else { return };
+    let mut seen = 0usize;
     let mut log = |line: String| {
+        seen += 1;
+        if seen > MAX_LINES {
+            return;
+        }
         if stderr {
             tracing::warn!(event, program = %prog, "{line}");
         } else {
@@ -165,6 +175,15 @@ async fn log_output(
         }
     }
     lines.finish(&mut log);
+    if seen > MAX_LINES {
+        let more = seen - MAX_LINES;
+        let which = if stderr { "stderr" } else { "stdout" };
+        tracing::warn!(
+            event,
+            program = %prog,
+            "… {more} more {which} lines not logged (hook output is logged up to {MAX_LINES} lines per run)"
+        );
+    }
 }
 
 /// Splits bytes into lines of at most `MAX_LINE` bytes, holding no more
