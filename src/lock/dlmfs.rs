@@ -203,19 +203,30 @@ pub(crate) fn parse_lvb(buf: &[u8]) -> (Option<String>, u64) {
     )
 }
 
+/// One trylock of the dlmfs lock at `path`: EX (read-write), created if
+/// missing, close-on-exec, and never a blocking open (that would sleep
+/// uninterruptibly while another node holds the lock). None: busy —
+/// ETXTBSY, another node holds or caches it; EAGAIN, the inode is being
+/// unlinked right now (the kernel's teardown race), busy as well.
+pub fn trylock_open(path: &Path) -> Result<Option<File>, Errno> {
+    let flags = nix::fcntl::OFlag::O_RDWR
+        | nix::fcntl::OFlag::O_CREAT
+        | nix::fcntl::OFlag::O_NONBLOCK
+        | nix::fcntl::OFlag::O_CLOEXEC;
+    match nix::fcntl::open(path, flags, Mode::from_bits_truncate(0o600)) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        Err(Errno::ETXTBSY) | Err(Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl LockBackend for DlmfsBackend {
     fn try_lock(&self, lock: &str) -> Result<TryLock, LockError> {
         let dir = self.join()?;
         let path = dir.join(lock);
-        let flags = nix::fcntl::OFlag::O_RDWR
-            | nix::fcntl::OFlag::O_CREAT
-            | nix::fcntl::OFlag::O_NONBLOCK
-            | nix::fcntl::OFlag::O_CLOEXEC;
-        let fd = match nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)) {
-            Ok(fd) => fd,
-            // ETXTBSY: another node holds or caches it. EAGAIN: the inode is
-            // being unlinked right now (kernel teardown race): also busy.
-            Err(Errno::ETXTBSY) | Err(Errno::EAGAIN) => return Ok(TryLock::Busy),
+        let file = match trylock_open(&path) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Ok(TryLock::Busy),
             Err(Errno::EINVAL) => {
                 return Err(LockError::Failed(format!(
                     "dlmfs refused lock {}: EINVAL (lock names are 1-31 bytes, not starting with '$')",
@@ -229,8 +240,6 @@ impl LockBackend for DlmfsBackend {
                 )));
             }
         };
-        // SAFETY: `fd` is a fresh descriptor we own.
-        let file = unsafe { File::from_raw_fd(fd.into_raw_fd()) };
         let mut buf = [0u8; LVB_LEN];
         let n = file.read_at(&mut buf, 0).unwrap_or(0);
         let (previous, epoch) = parse_lvb(&buf[..n]);

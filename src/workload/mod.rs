@@ -36,10 +36,9 @@ use crate::lock::LockError;
 use crate::lock::dlmfs::{self, DlmfsBackend};
 use crate::lock::file::{self as filelock, FileBackend};
 use nix::errno::Errno;
-use nix::sys::stat::Mode;
 use std::ffi::OsString;
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -170,16 +169,10 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
         Backend::Dlmfs => {
             let be = DlmfsBackend::new(lock.mount.clone(), lock.domain.clone(), node);
             let path = be.join_unclaimed()?.join(&cname);
-            // The daemon's trylock, on the workload's name: never a blocking
-            // open (it would sleep uninterruptibly while another node holds
-            // the lock).
-            let flags = nix::fcntl::OFlag::O_RDWR
-                | nix::fcntl::OFlag::O_CREAT
-                | nix::fcntl::OFlag::O_NONBLOCK
-                | nix::fcntl::OFlag::O_CLOEXEC;
-            let fd = match nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)) {
-                Ok(fd) => fd,
-                Err(Errno::ETXTBSY) | Err(Errno::EAGAIN) => return Ok(None),
+            // The daemon's trylock, on the workload's name.
+            let file = match dlmfs::trylock_open(&path) {
+                Ok(Some(file)) => file,
+                Ok(None) => return Ok(None),
                 Err(e) => {
                     return Err(LockError::Failed(format!(
                         "cannot open {}: {e}",
@@ -187,8 +180,6 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
                     )));
                 }
             };
-            // SAFETY: a fresh descriptor we own.
-            let file = unsafe { File::from_raw_fd(fd.into_raw_fd()) };
             let mut buf = [0u8; dlmfs::LVB_LEN];
             let n = file.read_at(&mut buf, 0).unwrap_or(0);
             let epoch = dlmfs::parse_lvb(&buf[..n]).1 + 1;
