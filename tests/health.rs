@@ -11,20 +11,10 @@ use std::time::{Duration, Instant};
 use support::lab::Lab;
 use support::{WAIT, alive, assert_never_two_masters, wait_for};
 
-/// A hook that appends `node event resource` to the event log (for the
-/// never-two-masters replay) and `MS node event` to `times.log`.
-fn timed_hook(lab: &Lab) -> String {
-    format!(
-        r#"["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {}; echo \"$(date +%s%3N) $DLM_ELECTD_NODE $DLM_ELECTD_EVENT\" >> {}"]"#,
-        lab.events_log().display(),
-        lab.path("times.log").display()
-    )
-}
-
 /// Resource `web` with timed hooks and a check whose argv is `check`
 /// (a TOML array) and whose other keys are `keys`.
 fn web(lab: &Lab, check: &str, keys: &str) -> String {
-    let hook = timed_hook(lab);
+    let hook = lab.timed_hook();
     format!(
         "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\nacquire = {hook}\nrelease = {hook}\n[resource.check]\nexec = {check}\n{keys}"
     )
@@ -36,18 +26,6 @@ fn sick_check(lab: &Lab) -> String {
         r#"["/bin/sh", "-c", "test ! -e {}/$DLM_ELECTD_NODE.sick"]"#,
         lab.dir.path().display()
     )
-}
-
-/// `(ms, node, event)` lines of `times.log`.
-fn times(lab: &Lab) -> Vec<(u64, String, String)> {
-    fs::read_to_string(lab.path("times.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].parse().unwrap(), f[1].into(), f[2].into())
-        })
-        .collect()
 }
 
 fn resource(lab: &Lab, i: usize) -> serde_json::Value {
@@ -103,7 +81,7 @@ fn a_failing_check_moves_mastership_and_the_hold_off_holds() {
     set_sick(&lab, "b", true);
     wait_health(&lab, a, "ok");
     lab.daemons[a].wait_state("web", "master");
-    let t = times(&lab);
+    let t = lab.times();
     let a_back = t
         .iter()
         .filter(|(_, n, e)| n == "a" && e == "acquire")
@@ -154,7 +132,7 @@ fn a_flapping_check_moves_mastership_at_most_once_per_hold_off() {
             assert!(d.child.is_some());
         }
     }
-    let t = times(&lab);
+    let t = lab.times();
     for node in ["a", "b"] {
         let runs: u64 = fs::read_to_string(lab.path(&format!("{node}.runs")))
             .unwrap()

@@ -12,43 +12,21 @@ use std::time::{Duration, Instant};
 use support::lab::Lab;
 use support::{WAIT, assert_never_two_masters, wait_for};
 
-/// A hook that appends `node event resource` to the event log and
-/// `MS node event` to `times.log`.
-fn timed_hook(lab: &Lab) -> String {
-    format!(
-        r#"["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {}; echo \"$(date +%s%3N) $DLM_ELECTD_NODE $DLM_ELECTD_EVENT\" >> {}"]"#,
-        lab.events_log().display(),
-        lab.path("times.log").display()
-    )
-}
-
 /// Resource `web` preferring a, then b; `extra` is more of its keys.
 fn web(lab: &Lab, preempt: bool, extra: &str) -> String {
-    let hook = timed_hook(lab);
+    let hook = lab.timed_hook();
     format!(
         "[[resource]]\nname = \"web\"\nprefer = [\"a\", \"b\"]\npreempt = {preempt}\n[[resource.action]]\ntype = \"exec\"\nacquire = {hook}\nrelease = {hook}\n{extra}"
     )
 }
 
-/// `(ms, node, event)` lines of `times.log`.
-fn times(lab: &Lab) -> Vec<(u64, String, String)> {
-    fs::read_to_string(lab.path("times.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[0].parse().unwrap(), f[1].into(), f[2].into())
-        })
-        .collect()
-}
-
 /// The time of the last `event` of `node`.
 fn last(lab: &Lab, node: &str, event: &str) -> u64 {
-    times(lab)
+    lab.times()
         .iter()
         .rev()
         .find(|(_, n, e)| n == node && e == event)
-        .unwrap_or_else(|| panic!("no {node} {event} in {:?}", times(lab)))
+        .unwrap_or_else(|| panic!("no {node} {event} in {:?}", lab.times()))
         .0
 }
 

@@ -41,6 +41,31 @@ impl Lab {
         self.path("events.log")
     }
 
+    /// An exec hook argv (TOML) that appends `node event resource` to the
+    /// event log (for the never-two-masters replay) and `MS node event` to
+    /// `times.log` (for handover times on one clock).
+    #[allow(dead_code)]
+    pub fn timed_hook(&self) -> String {
+        format!(
+            r#"["/bin/sh", "-c", "echo \"$DLM_ELECTD_NODE $DLM_ELECTD_EVENT $DLM_ELECTD_RESOURCE\" >> {}; echo \"$(date +%s%3N) $DLM_ELECTD_NODE $DLM_ELECTD_EVENT\" >> {}"]"#,
+            self.events_log().display(),
+            self.path("times.log").display()
+        )
+    }
+
+    /// The `(ms, node, event)` lines `timed_hook` wrote.
+    #[allow(dead_code)]
+    pub fn times(&self) -> Vec<(u64, String, String)> {
+        std::fs::read_to_string(self.path("times.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[0].parse().unwrap(), f[1].into(), f[2].into())
+            })
+            .collect()
+    }
+
     pub fn events(&self) -> Vec<String> {
         read_events(&self.events_log())
     }
