@@ -11,7 +11,7 @@ use super::deferral::{Before, Deferral, Won};
 use super::health::Health;
 use super::machine::{Command, Event, Machine};
 use super::status::{Board, ResourceStatus, now_ms};
-use super::wait::{self, NoWaiter, Waiter};
+use super::wait::{self, Attempt, NoWaiter, Waiter};
 use crate::action::{self, Cancel, Ctx};
 use crate::config::{CheckSpec, ResourceSpec};
 use crate::instance::{Applied, Record};
@@ -86,8 +86,15 @@ enum Op {
     },
     /// Master: ends only when the lock is found lost.
     Master(BoxFut<Event>),
-    /// A standby waiting in the kernel for the lock (see `wait`).
+    /// A standby waiting for the lock on a thread of its own, in the
+    /// kernel or polling (see `wait`).
     Wait(Waiter),
+    /// A polling wait whose try ran past `op_timeout`: the machine was told
+    /// that it tried; reports `Stalled` once, then how the try ended.
+    Stuck {
+        waiter: Waiter,
+        reported: bool,
+    },
     /// Already finished: what a wait found, handed to the next `TryLock`.
     Ready(Option<Done>),
 }
@@ -137,11 +144,28 @@ impl Op {
                 Done::Event(ev)
             }
             Op::Wait(w) => {
-                let r = w.finished().await;
-                *self = Op::Ready(Some(waited(r)));
+                let stall = w.stall_watch();
+                tokio::select! {
+                    r = w.finished() => *self = Op::Ready(Some(waited(r))),
+                    () = stall => {
+                        let Op::Wait(waiter) = std::mem::replace(self, Op::Idle) else {
+                            unreachable!("matched above")
+                        };
+                        *self = Op::Stuck { waiter, reported: false };
+                    }
+                }
                 // The standby's sleep is over: the machine asks to try,
-                // and that try is what the wait found.
+                // and that try is what the wait found (or is still making).
                 Done::Event(Event::Timer)
+            }
+            Op::Stuck { waiter, reported } => {
+                if !*reported {
+                    *reported = true;
+                    return Done::Event(Event::Stalled);
+                }
+                let r = waiter.finished().await;
+                *self = Op::Idle;
+                waited(r)
             }
             Op::Ready(d) => {
                 let d = d.take().unwrap_or(Done::Event(Event::Busy));
@@ -166,7 +190,7 @@ fn waited(r: wait::Outcome) -> Done {
 /// it won meanwhile is given up: nobody asked for it.
 async fn retire(op: Op, op_timeout: Duration) {
     let won = match op {
-        Op::Wait(w) => w.cancel(op_timeout).await,
+        Op::Wait(w) | Op::Stuck { waiter: w, .. } => w.cancel(op_timeout).await,
         Op::Ready(Some(Done::Won(h))) => Some(h),
         _ => None,
     };
@@ -549,6 +573,63 @@ impl Runner {
         Box::pin(async move { metrics.time_run(&name, run, steps).await })
     }
 
+    /// One non-blocking attempt at the lock, as a blocking call to run
+    /// off the runtime (on the blocking pool, or again and again on a
+    /// polling thread). `defer`: it first probes the more preferred nodes'
+    /// candidate locks (not at the first attempt, see `run`).
+    fn attempt(&self, defer: bool) -> Attempt {
+        let (backend, lock) = (self.backend.clone(), self.spec.lock.clone());
+        let better = if defer {
+            better(&self.spec, &self.node)
+        } else {
+            Vec::new()
+        };
+        let span = tracing::Span::current();
+        let (metrics, name) = (self.metrics.clone(), self.spec.name.clone());
+        let (deferral, poll) = (self.deferral.clone(), self.spec.poll_interval);
+        Box::new(move || {
+            let _entered = span.enter();
+            tracing::debug!("trying lock {lock}");
+            let call =
+                || metrics.time_lock_call(&name, LockCall::try_lock, || backend.try_lock(&lock))();
+            let candidate = outranked_by(&*backend, &better, &deferral);
+            let now = std::time::Instant::now();
+            let d = || deferral.lock().unwrap_or_else(|e| e.into_inner());
+            let step = d().before(now, candidate.as_deref(), poll);
+            let n = candidate.unwrap_or_default();
+            match step {
+                Before::Try => call(),
+                // A more preferred candidate gets the lock.
+                Before::Defer => {
+                    tracing::debug!("deferring to more preferred node {n}");
+                    Ok(TryLock::Busy)
+                }
+                Before::TryPastWindow => match call()? {
+                    TryLock::Busy => {
+                        d().busy(now);
+                        Ok(TryLock::Busy)
+                    }
+                    TryLock::Acquired(h) => match d().won(now, &n, poll) {
+                        Won::GiveBack => {
+                            tracing::info!(
+                                "lock {lock} is free although more preferred node {n} is a candidate: giving it straight back, unused, to leave it to {n}"
+                            );
+                            h.release()?;
+                            Ok(TryLock::Busy)
+                        }
+                        Won::Keep => {
+                            tracing::warn!(
+                                "more preferred node {n} is a candidate but left the lock free for {:?}: taking mastership, and ignoring {n} until its candidate lock is free (a dlmfs daemon killed without `dlm-electd cleanup` leaves it cached)",
+                                super::deferral::window(poll)
+                            );
+                            Ok(TryLock::Acquired(h))
+                        }
+                    },
+                },
+            }
+        })
+    }
+
     /// `defer`: a lock attempt first probes the more preferred nodes'
     /// candidate locks (not at the first attempt, see `run`).
     fn start(&self, cmd: Command, held: &mut Option<Box<dyn HeldLock>>, defer: bool) -> Op {
@@ -556,61 +637,9 @@ impl Runner {
         let deadline = || Some(Box::pin(sleep(self.op_timeout)));
         match cmd {
             Command::TryLock => {
-                let (backend, lock) = (self.backend.clone(), self.spec.lock.clone());
-                let probe = backend.clone();
-                let better = if defer {
-                    better(&self.spec, &self.node)
-                } else {
-                    Vec::new()
-                };
-                let span = tracing::Span::current();
-                tracing::debug!("trying lock {lock}");
-                let name = lock.clone();
-                let call =
-                    self.metrics
-                        .time_lock_call(&self.spec.name, LockCall::try_lock, move || {
-                            backend.try_lock(&lock)
-                        });
-                let (deferral, poll) = (self.deferral.clone(), self.spec.poll_interval);
+                let attempt = self.attempt(defer);
                 Op::Lock {
-                    call: tokio::task::spawn_blocking(move || {
-                        let _entered = span.enter();
-                        let candidate = outranked_by(&*probe, &better, &deferral);
-                        let now = std::time::Instant::now();
-                        let d = || deferral.lock().unwrap_or_else(|e| e.into_inner());
-                        let step = d().before(now, candidate.as_deref(), poll);
-                        let n = candidate.unwrap_or_default();
-                        match step {
-                            Before::Try => call(),
-                            // A more preferred candidate gets the lock.
-                            Before::Defer => {
-                                tracing::debug!("deferring to more preferred node {n}");
-                                Ok(TryLock::Busy)
-                            }
-                            Before::TryPastWindow => match call()? {
-                                TryLock::Busy => {
-                                    d().busy(now);
-                                    Ok(TryLock::Busy)
-                                }
-                                TryLock::Acquired(h) => match d().won(now, &n, poll) {
-                                    Won::GiveBack => {
-                                        tracing::info!(
-                                            "lock {name} is free although more preferred node {n} is a candidate: giving it straight back, unused, to leave it to {n}"
-                                        );
-                                        h.release()?;
-                                        Ok(TryLock::Busy)
-                                    }
-                                    Won::Keep => {
-                                        tracing::warn!(
-                                            "more preferred node {n} is a candidate but left the lock free for {:?}: taking mastership, and ignoring {n} until its candidate lock is free (a dlmfs daemon killed without `dlm-electd cleanup` leaves it cached)",
-                                            super::deferral::window(poll)
-                                        );
-                                        Ok(TryLock::Acquired(h))
-                                    }
-                                },
-                            },
-                        }
-                    }),
+                    call: tokio::task::spawn_blocking(attempt),
                     deadline: deadline(),
                 }
             }
@@ -765,31 +794,42 @@ impl Runner {
                     retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
                     op = self.start(cmd, &mut held, true);
                 }
-                // A standby that can wait for the lock in the kernel does so
-                // instead of sleeping and polling; not one that defers to
-                // more preferred nodes (a wait would win past them).
-                Command::Sleep { .. }
-                    if m.may_wait_for_lock()
-                        && self.backend.can_wait()
-                        && better(&self.spec, &self.node).is_empty() =>
-                {
+                // A standby waits for the lock on a thread of its own: in
+                // the kernel where the backend can and no more preferred
+                // node is to be deferred to (a wait would win past them),
+                // else polling there. The first attempt is the runner's own.
+                Command::Sleep { wait, jitter } if m.may_wait_for_lock() && attempted => {
                     hold_off_until = None;
                     if !matches!(op, Op::Wait(_)) {
                         retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
-                        tracing::debug!("waiting for lock {}", self.spec.lock);
-                        op = match Waiter::start(self.backend.clone(), self.spec.lock.clone()) {
+                        let in_kernel =
+                            self.backend.can_wait() && better(&self.spec, &self.node).is_empty();
+                        let w = if in_kernel {
+                            tracing::debug!("waiting for lock {}", self.spec.lock);
+                            Waiter::start(self.backend.clone(), self.spec.lock.clone())
+                        } else {
+                            Waiter::poll(
+                                self.attempt(true),
+                                jittered(wait, jitter),
+                                self.spec.poll_interval,
+                                self.op_timeout,
+                            )
+                        };
+                        op = match w {
                             Ok(w) => Op::Wait(w),
-                            // No thread: fall back to polling.
+                            // No thread: poll from here.
                             Err(NoWaiter::Full) => self.start(cmd, &mut held, true),
                             Err(NoWaiter::Failed(e)) => {
-                                tracing::warn!("{e}; polling instead");
+                                tracing::warn!("{e}; polling from the runtime instead");
                                 self.start(cmd, &mut held, true)
                             }
                         };
                     }
                 }
                 // The try a finished wait stands for: its outcome, no call.
-                Command::TryLock if matches!(op, Op::Ready(_)) => hold_off_until = None,
+                Command::TryLock if matches!(op, Op::Ready(_) | Op::Stuck { .. }) => {
+                    hold_off_until = None
+                }
                 c => {
                     hold_off_until = None;
                     retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
@@ -855,6 +895,7 @@ impl Runner {
                                 tracing::info!("reload: new intervals and timeouts apply in place");
                             }
                             m.set_poll(spec.poll_interval);
+                            let spec_poll = spec.poll_interval;
                             cmd = Command::Keep;
                             if spec.check != self.spec.check {
                                 // Without a check so far the node was
@@ -894,6 +935,18 @@ impl Runner {
                                     let _ = tokio::time::timeout(self.op_timeout, t).await;
                                 }
                                 (want, candidate) = self.candidacy();
+                            }
+                            if let Op::Wait(w) = &op {
+                                w.set_every(spec_poll);
+                            }
+                            if (new_prefer || op_timeout != self.op_timeout)
+                                && matches!(op, Op::Wait(_))
+                            {
+                                // The waiting thread has the old preference
+                                // and timeout: a fresh one takes over after
+                                // the next try.
+                                retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
+                                op = Op::Sleep(Box::pin(sleep(spec_poll)));
                             }
                             self.op_timeout = op_timeout;
                             if new_preempt && m.is_master() && cmd == Command::Keep {
