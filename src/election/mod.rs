@@ -5,6 +5,7 @@ pub mod check;
 pub mod deferral;
 pub mod health;
 pub mod machine;
+mod poller;
 pub mod runner;
 pub mod status;
 pub mod wait;

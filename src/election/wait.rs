@@ -1,29 +1,30 @@
-//! A standby's wait for the lock, on a thread of its own, in one of two
+//! A standby's wait for the lock, off the async runtime, in one of two
 //! ways:
 //!
 //! - **in the kernel** (`LockBackend::wait_lock`, the `file` backend's
-//!   `F_OFD_SETLKW`): it wins the instant the master unlocks and costs no
-//!   CPU while it waits;
-//! - **by polling** (dlmfs, or `standby = "poll"`): the thread sleeps its
-//!   poll interval and tries, again and again, and speaks to the runner
-//!   only when something happened (won, failed). One wake-up per attempt,
-//!   where a timer on the runtime handing each try to the blocking pool
-//!   and back cost three (benches/NOTES.md has the profile).
+//!   `F_OFD_SETLKW`), on a thread of its own: it wins the instant the
+//!   master unlocks and costs no CPU while it waits;
+//! - **by polling** (dlmfs, `standby = "poll"`, or deferring to preferred
+//!   nodes), on the daemon's shared schedule (`poller`): tries again and
+//!   again, and speaks to the runner only when something happened (won,
+//!   failed). Where a timer on the runtime handed each try to the blocking
+//!   pool and back (three wake-ups a try; benches/NOTES.md has the
+//!   profile), tries due together now share one wake-up.
 //!
 //! The runner treats a running wait as the standby's sleep: the machine
 //! asked to wait and try again; the wait ends when trying would succeed.
 //! It is one outstanding lock call per resource like any other, never runs
 //! on the async runtime, and is cancelled (for shutdown or whatever else
-//! replaces it) by interrupting the thread, within a bound: a lock won
-//! after the cancel is given up at once by the thread itself, so nothing
-//! is held by nobody's will.
+//! replaces it) within a bound: a lock won after the cancel is given up at
+//! once, so nothing is held by nobody's will.
 //!
 //! A polling try that is stuck in the kernel (the DLM recovering a dead
-//! node) must still show as stalled after `op_timeout`. The thread cannot
+//! node) must still show as stalled after `op_timeout`. Its thread cannot
 //! say so while it is stuck, so it notes when each try started
 //! ([`Call`]), and the runner looks at that on a coarse tick shared by all
 //! resources (one wake-up of the runtime per tick, not one per try).
 
+use super::poller;
 use crate::lock::{HeldLock, LockBackend, LockError, TryLock, WaitStop};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,21 +35,29 @@ use tokio::sync::oneshot;
 pub type Outcome = Result<Option<Box<dyn HeldLock>>, LockError>;
 
 pub struct Waiter {
-    stop: Arc<WaitStop>,
     done: oneshot::Receiver<Outcome>,
-    /// Kept (never detached) so the thread id stays valid for `stop`.
-    thread: Option<std::thread::JoinHandle<()>>,
-    /// Polling: the try in progress, and after how long it counts as
-    /// stalled. None for a wait in the kernel, which may take forever.
-    call: Option<(Arc<Call>, Duration)>,
-    /// Polling: the interval between tries, in microseconds (a reload may
-    /// change it).
-    every: Arc<AtomicU64>,
+    how: How,
+}
+
+enum How {
+    /// In the kernel, on a thread of its own.
+    Kernel {
+        stop: Arc<WaitStop>,
+        /// Kept (never detached) so the thread id stays valid for `stop`.
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    /// On the shared polling schedule (`poller`).
+    Poll {
+        ticket: poller::Ticket,
+        /// The try in progress, and after how long it counts as stalled.
+        call: Arc<Call>,
+        op_timeout: Duration,
+    },
 }
 
 /// One polling try's progress, shared by the thread and the runner.
 #[derive(Default)]
-struct Call(AtomicU64);
+pub(super) struct Call(AtomicU64);
 
 /// `Call` holds: no try running, or when the running one started
 /// (microseconds since `EPOCH`, plus one), or that the runner has judged it
@@ -62,12 +71,12 @@ fn micros_since_epoch() -> u64 {
 }
 
 impl Call {
-    fn begin(&self) {
+    pub(super) fn begin(&self) {
         self.0.store(micros_since_epoch(), Ordering::SeqCst);
     }
 
     /// The try returned; true when the runner had judged it stalled.
-    fn end(&self) -> bool {
+    pub(super) fn end(&self) -> bool {
         self.0.swap(IDLE, Ordering::SeqCst) == STALLED
     }
 
@@ -89,22 +98,6 @@ impl Call {
 /// One non-blocking attempt, as the runner would make it (with the
 /// deferral to preferred nodes): called on the polling thread.
 pub type Attempt = Box<dyn FnMut() -> Result<TryLock, LockError> + Send>;
-
-/// Sleeps `d` on this thread unless stopped first; true when stopped.
-/// `Waiter::cancel` unparks the thread (and its signal ends the park too).
-fn nap(d: Duration, stop: &WaitStop) -> bool {
-    let until = Instant::now() + d;
-    loop {
-        if stop.is_stopped() {
-            return true;
-        }
-        let now = Instant::now();
-        if now >= until {
-            return false;
-        }
-        std::thread::park_timeout(until - now);
-    }
-}
 
 /// The tick on which runners look for stalled tries: a twentieth of
 /// `op_timeout` (25 ms to 5 s; a stall shows at most 5 % late), on a grid
@@ -134,69 +127,21 @@ pub enum NoWaiter {
 }
 
 impl Waiter {
-    /// Waits in the kernel for `lock`.
+    /// Waits in the kernel for `lock`, on a thread of its own.
     pub fn start(backend: Arc<dyn LockBackend>, lock: String) -> Result<Waiter, NoWaiter> {
-        Self::spawn("lock-wait", None, move |stop, _, _| {
-            backend.wait_lock(&lock, stop)
-        })
-    }
-
-    /// Polls: `attempt` after `first`, then every `every` plus up to a
-    /// tenth (so that nodes do not try in step), until one does not find
-    /// the lock busy. A try that runs past `op_timeout` is reported by
-    /// [`Waiter::stalled`].
-    pub fn poll(
-        mut attempt: Attempt,
-        first: Duration,
-        every: Duration,
-        op_timeout: Duration,
-    ) -> Result<Waiter, NoWaiter> {
-        Self::spawn("lock-poll", Some(op_timeout), move |stop, call, every| {
-            let mut wait = first;
-            loop {
-                if nap(wait, stop) {
-                    return Ok(None);
-                }
-                call.begin();
-                let r = attempt();
-                let stalled = call.end();
-                match r {
-                    // Judged stalled: the runner waits for this answer.
-                    Ok(TryLock::Busy) if stalled => return Ok(None),
-                    Ok(TryLock::Busy) => {}
-                    Ok(TryLock::Acquired(h)) => return Ok(Some(h)),
-                    Err(e) => return Err(e),
-                }
-                let every = Duration::from_micros(every.load(Ordering::Relaxed));
-                let jitter = (every.as_micros() / 10).max(1) as u64;
-                wait = every + Duration::from_micros(rand::random_range(0..jitter));
-            }
-        })
-        .inspect(|w| w.set_every(every))
-    }
-
-    /// Starts `body` on a thread of its own, counted in `MAX_WAITERS`.
-    fn spawn(
-        name: &str,
-        stall_after: Option<Duration>,
-        body: impl FnOnce(&WaitStop, &Call, &AtomicU64) -> Outcome + Send + 'static,
-    ) -> Result<Waiter, NoWaiter> {
         if WAITERS.fetch_add(1, Ordering::SeqCst) >= MAX_WAITERS {
             WAITERS.fetch_sub(1, Ordering::SeqCst);
             return Err(NoWaiter::Full);
         }
         let stop = Arc::new(WaitStop::new());
-        let call = Arc::new(Call::default());
-        let every = Arc::new(AtomicU64::new(0));
         let (tx, done) = oneshot::channel();
-        let (s, c, e) = (stop.clone(), call.clone(), every.clone());
+        let s = stop.clone();
         let thread = std::thread::Builder::new()
-            .name(name.into())
-            // It only sits in one system call at a time (and the keeper
-            // hand-over).
+            .name("lock-wait".into())
+            // It only sits in one system call (and the keeper hand-over).
             .stack_size(256 * 1024)
             .spawn(move || {
-                let r = body(&s, &c, &e);
+                let r = backend.wait_lock(&lock, &s);
                 if let Err(Ok(Some(h))) = tx.send(r) {
                     // The runner is gone: give the lock up again.
                     let _ = h.release();
@@ -210,25 +155,55 @@ impl Waiter {
                 )))
             })?;
         Ok(Waiter {
-            stop,
             done,
-            thread: Some(thread),
-            call: stall_after.map(|d| (call, d)),
-            every,
+            how: How::Kernel {
+                stop,
+                thread: Some(thread),
+            },
+        })
+    }
+
+    /// Polls on the daemon's shared schedule (`poller`): `attempt` after
+    /// `first`, then every `every` plus up to a tenth, until one does not
+    /// find the lock busy. A try that runs past `op_timeout` is reported by
+    /// [`Waiter::stall_watch`].
+    pub fn poll(
+        attempt: Attempt,
+        first: Duration,
+        every: Duration,
+        op_timeout: Duration,
+    ) -> Result<Waiter, NoWaiter> {
+        let call = Arc::new(Call::default());
+        let (tx, done) = oneshot::channel();
+        let ticket = poller::add(attempt, first, every, call.clone(), tx)
+            .map_err(|e| NoWaiter::Failed(LockError::Failed(e)))?;
+        Ok(Waiter {
+            done,
+            how: How::Poll {
+                ticket,
+                call,
+                op_timeout,
+            },
         })
     }
 
     /// A reload changed the poll interval: from the next try on.
     pub fn set_every(&self, every: Duration) {
-        self.every
-            .store(every.as_micros().max(1) as u64, Ordering::Relaxed);
+        if let How::Poll { ticket, .. } = &self.how {
+            ticket.set_every(every);
+        }
     }
 
-    /// Ready once a polling try has run past `op_timeout`; then the thread
-    /// reports how that try ends, even busy. Never, for a wait in the
-    /// kernel. Cancel safe.
+    /// Ready once a polling try has run past `op_timeout`; then the
+    /// schedule reports how that try ends, even busy. Never, for a wait in
+    /// the kernel. Cancel safe.
     pub fn stall_watch(&self) -> impl Future<Output = ()> + Send + 'static {
-        let call = self.call.clone();
+        let call = match &self.how {
+            How::Poll {
+                call, op_timeout, ..
+            } => Some((call.clone(), *op_timeout)),
+            How::Kernel { .. } => None,
+        };
         async move {
             let Some((call, after)) = call else {
                 return std::future::pending().await;
@@ -255,11 +230,30 @@ impl Waiter {
     /// Past `within` (a thread stuck in a filesystem that ignores signals)
     /// the thread is left behind; it gives up whatever it wins later.
     pub async fn cancel(mut self, within: Duration) -> Option<Box<dyn HeldLock>> {
-        let thread = self.thread.take().expect("cancelled once");
+        let thread = match &mut self.how {
+            How::Poll { ticket, .. } => {
+                if !ticket.cancel() {
+                    return None;
+                }
+                // Its try is running: whatever it wins is ours to give up.
+                return match tokio::time::timeout(within, &mut self.done).await {
+                    Ok(r) => r.ok().and_then(|r| r.ok().flatten()),
+                    Err(_) => {
+                        tracing::warn!(
+                            "the lock try did not return within {within:?}; leaving it behind (it gives up whatever it wins)"
+                        );
+                        None
+                    }
+                };
+            }
+            How::Kernel { thread, .. } => thread.take().expect("cancelled once"),
+        };
+        let How::Kernel { stop, .. } = &self.how else {
+            unreachable!("matched above")
+        };
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            self.stop.stop(thread.as_pthread_t());
-            thread.thread().unpark();
+            stop.stop(thread.as_pthread_t());
             match tokio::time::timeout(KICK_EVERY, &mut self.done).await {
                 Ok(r) => {
                     // It has answered: joining takes no time.
@@ -281,10 +275,14 @@ impl Waiter {
 impl Drop for Waiter {
     /// Dropped without `cancel` (a runner that panicked): stop the thread
     /// anyway; it releases whatever it wins.
+    /// (A polling ticket takes itself off the schedule when dropped.)
     fn drop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            self.stop.stop(t.as_pthread_t());
-            t.thread().unpark();
+        if let How::Kernel {
+            stop,
+            thread: Some(t),
+        } = &mut self.how
+        {
+            stop.stop(t.as_pthread_t());
         }
     }
 }
@@ -346,6 +344,37 @@ mod tests {
             matches!(r, Ok(Ok(None))),
             "the stalled try's busy end is reported"
         );
+    }
+
+    #[tokio::test]
+    async fn a_stuck_try_holds_up_no_other_resource() {
+        let (go, gate) = mpsc::channel::<()>();
+        let stuck: Attempt = Box::new(move || {
+            let _ = gate.recv();
+            Ok(TryLock::Busy)
+        });
+        let mut a = Waiter::poll(stuck, MS, 5 * MS, Duration::from_secs(60))
+            .ok()
+            .unwrap();
+        let tries = Arc::new(AtomicU64::new(0));
+        let t = tries.clone();
+        let other: Attempt = Box::new(move || {
+            Ok(if t.fetch_add(1, Ordering::SeqCst) < 20 {
+                TryLock::Busy
+            } else {
+                TryLock::Acquired(Box::new(Held))
+            })
+        });
+        let mut b = Waiter::poll(other, 20 * MS, 5 * MS, Duration::from_secs(60))
+            .ok()
+            .unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(20), b.finished()).await;
+        assert!(
+            matches!(r, Ok(Ok(Some(_)))),
+            "won while the other try is stuck"
+        );
+        go.send(()).unwrap();
+        assert!(a.cancel(Duration::from_secs(10)).await.is_none());
     }
 
     #[tokio::test]

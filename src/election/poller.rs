@@ -1,0 +1,276 @@
+//! The polling standbys' shared schedule: one thread makes every due try
+//! of the whole daemon in turn, waking once per slot of the schedule rather
+//! than once per try. A try costs its system calls (a few microseconds on
+//! `file`); the wake-up, which is most of the cost on a virtual machine
+//! (benches/NOTES.md), is shared by all the tries of its slot.
+//!
+//! A try can get stuck in the kernel (dlmfs while the DLM recovers a dead
+//! node), and a stuck try must not hold up the others. So a monitor thread
+//! looks at the running try every `HANDOFF / 2`; one running longer than
+//! `HANDOFF` keeps its thread, and a new thread takes over the schedule
+//! (the way Go's scheduler hands a processor on when a system call
+//! blocks). The old thread finishes that one try, reports it, and ends.
+//! Each resource has at most one try running, so at most one thread per
+//! resource is ever stuck: the bound of the blocking pool it replaces.
+//!
+//! Tries are put on a grid of a twentieth of their interval (5 ms to
+//! 250 ms; the grid starts when the daemon did, so nodes differ), so that
+//! tries falling due close together share a wake-up. At the default 1 s
+//! poll a try is at most 50 ms later than its interval and jitter say.
+
+use super::wait::{Attempt, Call, Outcome};
+use crate::lock::TryLock;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A try running longer than this gives the schedule to a new thread.
+const HANDOFF: Duration = Duration::from_millis(200);
+
+/// One polling standby on the schedule.
+struct Entry {
+    /// None while its try runs.
+    attempt: Option<Attempt>,
+    every: Duration,
+    /// Its place in `State::due` while waiting.
+    due: Option<Instant>,
+    call: Arc<Call>,
+    done: oneshot::Sender<Outcome>,
+    /// Cancelled while its try ran: report whatever the try found.
+    cancelled: bool,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    entries: HashMap<u64, Entry>,
+    due: BTreeSet<(Instant, u64)>,
+    /// The thread that runs the schedule now; others finish their try and
+    /// end.
+    generation: u64,
+    /// The running try of the current generation's thread: since when.
+    running: Option<(u64, Instant)>,
+    threads_started: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the schedule's thread: an earlier try, or the first entry.
+    wake: Condvar,
+    /// Wakes the monitor: the first entry after none.
+    watch: Condvar,
+}
+
+static SHARED: LazyLock<Shared> = LazyLock::new(|| Shared {
+    state: Mutex::new(State::default()),
+    wake: Condvar::new(),
+    watch: Condvar::new(),
+});
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn lock() -> MutexGuard<'static, State> {
+    SHARED.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `t` rounded up to the grid of `every`.
+fn slot(t: Instant, every: Duration) -> Instant {
+    let g = (every / 20).clamp(Duration::from_millis(5), Duration::from_millis(250));
+    let since = t.saturating_duration_since(*EPOCH).as_nanos();
+    let n = since.div_ceil(g.as_nanos());
+    *EPOCH + Duration::from_nanos((n * g.as_nanos()) as u64)
+}
+
+/// `every` plus up to a tenth, so that nodes do not try in step.
+fn jittered(every: Duration) -> Duration {
+    let max = (every.as_micros() / 10).max(1) as u64;
+    every + Duration::from_micros(rand::random_range(0..max))
+}
+
+/// A standby's place on the schedule, removed when dropped.
+pub struct Ticket(u64);
+
+/// Puts `attempt` on the schedule: first after `first`, then every
+/// `every` plus jitter, until a try does not find the lock busy, or is
+/// judged stalled through `call` (then its end is reported, even busy).
+pub fn add(
+    attempt: Attempt,
+    first: Duration,
+    every: Duration,
+    call: Arc<Call>,
+    done: oneshot::Sender<Outcome>,
+) -> Result<Ticket, String> {
+    let mut st = lock();
+    if !st.threads_started {
+        start_thread("lock-poll", move || run(0))?;
+        start_thread("lock-poll-watch", watch)?;
+        st.threads_started = true;
+    }
+    let id = st.next_id;
+    st.next_id += 1;
+    let at = slot(Instant::now() + first, every);
+    st.entries.insert(
+        id,
+        Entry {
+            attempt: Some(attempt),
+            every,
+            due: Some(at),
+            call,
+            done,
+            cancelled: false,
+        },
+    );
+    let earliest = st.due.first().is_none_or(|&(t, _)| at < t);
+    st.due.insert((at, id));
+    if earliest {
+        SHARED.wake.notify_all();
+    }
+    if st.entries.len() == 1 {
+        SHARED.watch.notify_all();
+    }
+    Ok(Ticket(id))
+}
+
+impl Ticket {
+    /// From the next try on.
+    pub fn set_every(&self, every: Duration) {
+        if let Some(e) = lock().entries.get_mut(&self.0) {
+            e.every = every;
+        }
+    }
+
+    /// Takes the entry off the schedule. True when an outcome is on its
+    /// way anyway: its try is running (the thread reports what it finds;
+    /// a lock won is the canceller's to give up), or has just ended.
+    pub fn cancel(&self) -> bool {
+        let mut st = lock();
+        let Some(e) = st.entries.get_mut(&self.0) else {
+            return true;
+        };
+        if e.attempt.is_none() {
+            e.cancelled = true;
+            return true;
+        }
+        if let Some(at) = e.due {
+            st.due.remove(&(at, self.0));
+        }
+        st.entries.remove(&self.0);
+        false
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+fn start_thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name(name.into())
+        // Lock calls and the keeper hand-over only.
+        .stack_size(256 * 1024)
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| format!("cannot start a thread to poll the locks: {e}"))
+}
+
+/// Runs the schedule while `generation` is current.
+fn run(generation: u64) {
+    let mut st = lock();
+    loop {
+        if st.generation != generation {
+            return;
+        }
+        let now = Instant::now();
+        let Some(&(at, id)) = st.due.first() else {
+            st = SHARED.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        };
+        if at > now {
+            st = SHARED
+                .wake
+                .wait_timeout(st, at - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            continue;
+        }
+        st.due.pop_first();
+        let Some(e) = st.entries.get_mut(&id) else {
+            continue;
+        };
+        e.due = None;
+        let (Some(mut attempt), call) = (e.attempt.take(), e.call.clone()) else {
+            continue;
+        };
+        st.running = Some((generation, now));
+        drop(st);
+        call.begin();
+        let r = attempt();
+        let stalled = call.end();
+        st = lock();
+        if st.running.is_some_and(|(g, _)| g == generation) {
+            st.running = None;
+        }
+        let Some(e) = st.entries.get_mut(&id) else {
+            unreachable!("an entry whose try runs stays until the try ends")
+        };
+        match r {
+            Ok(TryLock::Busy) if !stalled && !e.cancelled => {
+                e.attempt = Some(attempt);
+                let at = slot(Instant::now() + jittered(e.every), e.every);
+                e.due = Some(at);
+                st.due.insert((at, id));
+                if st.generation != generation {
+                    // Taken over meanwhile: the new thread may be asleep
+                    // until a later try.
+                    SHARED.wake.notify_all();
+                }
+            }
+            r => {
+                let e = st.entries.remove(&id).expect("looked up above");
+                drop(st);
+                let r = r.map(|t| match t {
+                    TryLock::Acquired(h) => Some(h),
+                    TryLock::Busy => None,
+                });
+                // Nobody to take a lock won: give it up again.
+                if let Err(Ok(Some(h))) = e.done.send(r) {
+                    let _ = h.release();
+                }
+                st = lock();
+            }
+        }
+    }
+}
+
+/// The monitor: hands the schedule to a new thread when the running try
+/// takes longer than `HANDOFF`. Sleeps while nothing is scheduled.
+fn watch() {
+    let mut st = lock();
+    loop {
+        while st.entries.is_empty() {
+            st = SHARED.watch.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if let Some((g, since)) = st.running
+            && g == st.generation
+            && since.elapsed() > HANDOFF
+        {
+            let next = st.generation + 1;
+            match start_thread("lock-poll", move || run(next)) {
+                Ok(()) => {
+                    tracing::debug!(
+                        "a lock try has been running for over {HANDOFF:?}: a new thread takes over the other resources' tries"
+                    );
+                    st.generation = next;
+                    st.running = None;
+                }
+                // The stuck thread carries on once its try returns.
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+        drop(st);
+        std::thread::sleep(HANDOFF / 2);
+        st = lock();
+    }
+}
