@@ -353,7 +353,7 @@ mod tests {
             let _ = gate.recv();
             Ok(TryLock::Busy)
         });
-        let mut a = Waiter::poll(stuck, MS, 5 * MS, Duration::from_secs(60))
+        let a = Waiter::poll(stuck, MS, 5 * MS, Duration::from_secs(60))
             .ok()
             .unwrap();
         let tries = Arc::new(AtomicU64::new(0));
