@@ -289,6 +289,17 @@ impl Metrics {
         }
     }
 
+    /// The histogram of `resource`'s try-lock calls, for a caller that
+    /// times many of them (a polling standby: no label lookup per try).
+    pub fn try_lock_calls(&self, resource: &str) -> Histogram {
+        self.lock_calls
+            .get_or_create(&ResCall {
+                resource: resource.to_string(),
+                call: LockCall::try_lock,
+            })
+            .clone()
+    }
+
     /// Runs a resource's acquire or release steps, timing them; the outcome
     /// is ok when they end in `ActionsOk`.
     pub async fn time_run(

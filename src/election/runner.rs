@@ -585,13 +585,17 @@ impl Runner {
             Vec::new()
         };
         let span = tracing::Span::current();
-        let (metrics, name) = (self.metrics.clone(), self.spec.name.clone());
+        let timed = self.metrics.try_lock_calls(&self.spec.name);
         let (deferral, poll) = (self.deferral.clone(), self.spec.poll_interval);
         Box::new(move || {
             let _entered = span.enter();
             tracing::debug!("trying lock {lock}");
-            let call =
-                || metrics.time_lock_call(&name, LockCall::try_lock, || backend.try_lock(&lock))();
+            let call = || {
+                let t = std::time::Instant::now();
+                let r = backend.try_lock(&lock);
+                timed.observe(t.elapsed().as_secs_f64());
+                r
+            };
             let candidate = outranked_by(&*backend, &better, &deferral);
             let now = std::time::Instant::now();
             let d = || deferral.lock().unwrap_or_else(|e| e.into_inner());

@@ -115,6 +115,11 @@ impl FileBackend {
 
     /// The adopted fd for the file now at `path`, if any, still locked.
     fn resume(&self, path: &Path) -> Option<File> {
+        // Nothing adopted (every try but those right after a restart): no
+        // stat needed.
+        if self.adopted.lock().unwrap().is_empty() {
+            return None;
+        }
         let md = std::fs::symlink_metadata(path).ok()?;
         let file = self
             .adopted
@@ -177,18 +182,27 @@ fn whole_file(kind: libc::c_short) -> libc::flock {
 }
 
 pub(crate) fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError> {
-    if !dir.is_dir() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| {
-                LockError::Failed(format!(
-                    "cannot create lock directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
+    match open_regular(path) {
+        // The directory is there (the usual case, a system call saved).
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !dir.is_dir() => {}
+        r => return r.map_err(|e| open_failed(path, e)),
     }
+    DirBuilder::new()
+            .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            LockError::Failed(format!(
+                "cannot create lock directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    open_regular(path).map_err(|e| open_failed(path, e))
+}
+
+/// Opens (creating) the lock file at `path`, refusing anything but a
+/// regular file.
+fn open_regular(path: &Path) -> std::io::Result<File> {
     // std opens with O_CLOEXEC: hook processes must never inherit a lock.
     // O_NOFOLLOW: a symlink planted here must not make us open (read-write,
     // as root) and lock whatever it points to. O_NONBLOCK: opening a fifo
@@ -200,32 +214,25 @@ pub(crate) fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError>
         .truncate(false)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| {
-            let why = if e.raw_os_error() == Some(libc::ELOOP) {
-                "it is a symbolic link".to_string()
-            } else {
-                e.to_string()
-            };
-            LockError::Failed(format!("cannot open lock file {}: {why}", path.display()))
-        })?;
-    match file.metadata() {
-        Ok(md) if md.is_file() => Ok(file),
-        Ok(md) => {
-            use std::os::unix::fs::FileTypeExt;
-            let t = md.file_type();
-            // (Directories and sockets fail to open read-write already.)
-            let kind = if t.is_fifo() { "a fifo" } else { "a device" };
-            Err(LockError::Failed(format!(
-                "lock file {} is {kind}, not a regular file",
-                path.display()
-            )))
-        }
-        Err(e) => Err(LockError::Failed(format!(
-            "cannot stat lock file {}: {e}",
-            path.display()
-        ))),
+        .open(path)?;
+    let md = file.metadata()?;
+    if md.is_file() {
+        return Ok(file);
     }
+    use std::os::unix::fs::FileTypeExt;
+    let t = md.file_type();
+    // (Directories and sockets fail to open read-write already.)
+    let kind = if t.is_fifo() { "a fifo" } else { "a device" };
+    Err(std::io::Error::other(format!("it is {kind}, not a regular file")))
+}
+
+fn open_failed(path: &Path, e: std::io::Error) -> LockError {
+    let why = if e.raw_os_error() == Some(libc::ELOOP) {
+        "it is a symbolic link".to_string()
+    } else {
+        e.to_string()
+    };
+    LockError::Failed(format!("cannot open lock file {}: {why}", path.display()))
 }
 
 /// Whether `path` still names the file `file` has open: a lock on a file
