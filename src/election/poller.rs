@@ -6,7 +6,8 @@
 //!
 //! A try can get stuck in the kernel (dlmfs while the DLM recovers a dead
 //! node), and a stuck try must not hold up the others. So a monitor thread
-//! looks at the running try every `HANDOFF / 2`; one running longer than
+//! looks at the running try every `HANDOFF` (5 times a second while any
+//! standby polls); one running longer than
 //! `HANDOFF` keeps its thread, and a new thread takes over the schedule
 //! (the way Go's scheduler hands a processor on when a system call
 //! blocks). The old thread finishes that one try, reports it, and ends.
@@ -270,7 +271,7 @@ fn watch() {
             }
         }
         drop(st);
-        std::thread::sleep(HANDOFF / 2);
+        std::thread::sleep(HANDOFF);
         st = lock();
     }
 }
