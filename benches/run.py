@@ -318,11 +318,13 @@ class Notify:
 
     def wait(self, pred, after, timeout):
         end = time.monotonic() + timeout
+        seen = 0  # each message is checked once, not at every wake-up
         with self.cv:
             while True:
-                for t, m in self.msgs:
+                for t, m in self.msgs[seen:]:
                     if t >= after and pred(m):
                         return t
+                seen = len(self.msgs)
                 left = end - time.monotonic()
                 if left <= 0:
                     raise TimeoutError("notify: no matching message")
@@ -331,12 +333,18 @@ class Notify:
 
 def all_master(n):
     """A STATUS= saying that all n resources are master (the board fills as
-    runners first publish, so an early "master: r0" alone is not it)."""
+    runners first publish, so an early "master: r0" alone is not it). Up to
+    10 resources the line names them all ("master: r0, r1"), beyond it
+    counts them ("master: 10000 (r0, r1, r10, …)"; see README, STATUS=)."""
     def check(msg):
         for line in msg.split("\n"):
             if line.startswith("STATUS="):
                 s = line[len("STATUS="):]
-                return s.startswith("master: ") and ";" not in s and s.count(",") == n - 1
+                if not s.startswith("master: ") or ";" in s:
+                    return False
+                if n > 10:
+                    return s.startswith(f"master: {n} (")
+                return s.count(",") == n - 1
         return False
     return check
 
