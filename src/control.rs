@@ -219,7 +219,7 @@ async fn answer(
             status: Some(StatusReport {
                 node,
                 now_ms: crate::election::status::now_ms(),
-                resources: board.lock().unwrap().clone(),
+                resources: board.snapshot(),
             }),
             error: None,
         },

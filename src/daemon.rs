@@ -20,7 +20,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_tokio::Signals;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -119,8 +119,9 @@ impl Supervisor {
             }
         };
         let mut finals = Vec::new();
+        let gone: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        self.board.remove(&gone);
         for (spec, result) in specs.iter().zip(results) {
-            self.board.lock().unwrap().retain(|s| s.name != spec.name);
             if let Some(k) = &self.keeper {
                 k.unregister(&spec.lock);
             }
@@ -251,9 +252,8 @@ impl Supervisor {
     /// READY=1 once every resource reached its start state (with none, at
     /// once); STATUS= otherwise.
     fn notify(&self, ready: &mut bool) {
-        let board = self.board.lock().unwrap().clone();
-        let summary = status::summary(&board);
-        if !*ready && board.len() == self.runners.len() && board.iter().all(|s| s.settled) {
+        let (summary, settled) = self.board.overview(self.runners.len());
+        if !*ready && settled {
             *ready = true;
             tracing::info!("ready: {summary}");
             notify::ready(&summary);
@@ -264,7 +264,7 @@ impl Supervisor {
 
     /// SIGUSR1: the status table, in the log.
     fn log_status(&self) {
-        let board = self.board.lock().unwrap().clone();
+        let board = self.board.snapshot();
         if board.is_empty() {
             tracing::info!("status: no resources configured");
         }
@@ -377,7 +377,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         keeper: keeper.as_ref().map(|k| k.keeper.clone()),
         instance,
         path,
-        board: Arc::new(Mutex::new(Vec::new())),
+        board: Board::default(),
         changed,
         runners: HashMap::new(),
         cfg,

@@ -6,12 +6,11 @@
 mod support;
 
 use dlm_electd::control::{self, CLIENT_TIME, MAX_REQUEST};
-use dlm_electd::election::{ResourceStatus, Status};
+use dlm_electd::election::{Board, ResourceStatus, Status};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::lab::Lab;
 use support::{WAIT, wait_for};
@@ -121,7 +120,8 @@ fn status_answers_while_200_connections_sit_idle() {
 fn a_client_that_never_reads_its_reply_is_dropped_at_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let board = Arc::new(Mutex::new(vec![ResourceStatus {
+    let board = Board::default();
+    board.publish(ResourceStatus {
         name: "web".into(),
         state: Status::Backoff,
         since_ms: 0,
@@ -131,7 +131,7 @@ fn a_client_that_never_reads_its_reply_is_dropped_at_the_deadline() {
         health_error: None,
         transitions: 0,
         settled: true,
-    }]));
+    });
     let (release, _rx) = tokio::sync::mpsc::channel(1);
     let listener = rt.block_on(async { control::bind(dir.path()) }).unwrap();
     rt.spawn(control::serve(listener, "a".into(), board, release));

@@ -256,3 +256,68 @@ fn ready_survives_a_burst_of_status_changes_read_late() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     reader.join().unwrap();
 }
+
+/// Past 10 resources STATUS= counts them per state, with a few example
+/// names, instead of naming every one: the line stays short enough to read
+/// in `systemctl status` at 10,000 resources (see README, STATUS=).
+#[test]
+fn many_resources_are_counted_in_status() {
+    let mut lab = Lab::new();
+    let res: String = (0..40)
+        .map(|i| format!("[[resource]]\nname = \"r{i}\"\n"))
+        .collect();
+    let (sock_a, notify_a) = notify_socket(&lab, Duration::from_millis(200));
+    let a = lab.start_under("a", &["/usr/bin/env", notify_a.as_str()], &res);
+    let got = read_until(&sock_a, "READY=1");
+    assert!(
+        got.last()
+            .unwrap()
+            .lines()
+            .any(|l| l == "STATUS=master: 40 (r0, r1, r10, …)"),
+        "{got:?}"
+    );
+    // The second node: one resource of its own, the 40 held by a.
+    let path_b = lab.path("notify-b.sock");
+    let sock_b = UnixDatagram::bind(&path_b).unwrap();
+    sock_b
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let notify_b = format!("NOTIFY_SOCKET={}", path_b.display());
+    let own = "[[resource]]\nname = \"x\"\n";
+    let b = lab.start_under(
+        "b",
+        &["/usr/bin/env", notify_b.as_str()],
+        &format!("{res}{own}"),
+    );
+    let got = read_until(&sock_b, "READY=1");
+    assert!(
+        got.last()
+            .unwrap()
+            .lines()
+            .any(|l| l == "STATUS=master: 1 (x); standby: 40 (r0, r1, r10, …)"),
+        "{got:?}"
+    );
+    // Each held lock's fd goes to the fd store on these sockets: keep
+    // reading, or the daemons block on a full socket on their way out.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for sock in [&sock_a, &sock_b] {
+            s.spawn(|| {
+                let mut buf = [0u8; 4096];
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = sock.recv(&mut buf);
+                }
+            });
+        }
+        // Set even when a stop panics, or the scope would never end.
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _done = Done(&done);
+        lab.daemons[b].stop();
+        lab.daemons[a].stop();
+    });
+}

@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 
 fn read(path: &Path) -> Result<Source, ConfigError> {
     std::fs::read_to_string(path)
-        .map(|text| Source {
-            path: path.to_path_buf(),
-            text,
-        })
+        .map(|text| Source::new(path.to_path_buf(), text))
         .map_err(|e| ConfigError {
             path: path.to_path_buf(),
             pos: None,

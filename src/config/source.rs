@@ -11,6 +11,10 @@ use std::path::PathBuf;
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
+    /// Byte offset of each line's start: a place is a binary search, not a
+    /// count of the newlines before it (validate places every resource, and
+    /// counting made a 10,000-resource file quadratic to load).
+    line_starts: Vec<usize>,
 }
 
 /// Where something was written: a file, and a 1-based line and column when
@@ -32,10 +36,29 @@ impl Place {
 }
 
 impl Source {
+    pub fn new(path: PathBuf, text: String) -> Source {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Source {
+            path,
+            text,
+            line_starts,
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let start = self.line_starts[line - 1];
+        (line, self.text[start..offset].chars().count() + 1)
+    }
+
     pub fn place(&self, span: Option<Range<usize>>) -> Place {
         Place {
             path: self.path.clone(),
-            pos: span.map(|s| line_col(&self.text, s.start)),
+            pos: span.map(|s| self.line_col(s.start)),
         }
     }
 
@@ -57,15 +80,6 @@ impl Source {
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-    (line, before[line_start..].chars().count() + 1)
-}
-
 /// The `key` of a `key = value` line when `offset` lies in the value.
 pub fn key_before(text: &str, offset: usize) -> Option<String> {
     let offset = offset.min(text.len());
@@ -82,8 +96,15 @@ mod tests {
 
     #[test]
     fn positions_are_one_based() {
-        assert_eq!(line_col("a\nbc = 1", 5), (2, 4));
-        assert_eq!(line_col("x", 0), (1, 1));
+        let at = |text: &str, offset| Source::new("/x".into(), text.into()).line_col(offset);
+        assert_eq!(at("a\nbc = 1", 5), (2, 4));
+        assert_eq!(at("x", 0), (1, 1));
+        // On a line's first byte, at its newline, past the end.
+        assert_eq!(at("a\nbc\n\nd", 2), (2, 1));
+        assert_eq!(at("a\nbc\n\nd", 4), (2, 3));
+        assert_eq!(at("a\nbc\n\nd", 6), (4, 1));
+        assert_eq!(at("a\nbc\n\nd", 99), (4, 2));
+        assert_eq!(at("é\nü = x", 6), (2, 3));
     }
 
     #[test]

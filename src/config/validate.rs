@@ -856,10 +856,7 @@ mod tests {
     use super::*;
 
     fn validate_text(text: &str) -> Result<(Config, Places), Vec<ConfigError>> {
-        let src = Source {
-            path: "/etc/x.toml".into(),
-            text: text.into(),
-        };
+        let src = Source::new("/etc/x.toml".into(), text.into());
         let raw = src.parse().map_err(|e| vec![e])?;
         validate(&src, raw, Vec::new())
     }

@@ -552,13 +552,7 @@ impl Runner {
         st.hold_off_until_ms = hold_off_until;
         st.health = health;
         st.health_error = health_error;
-        {
-            let mut board = self.board.lock().unwrap();
-            match board.iter_mut().find(|s| s.name == st.name) {
-                Some(s) => *s = st.clone(),
-                None => board.push(st.clone()),
-            }
-        }
+        self.board.publish(st.clone());
         *last = Some(st);
         self.changed.send_replace(());
     }
