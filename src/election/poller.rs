@@ -7,10 +7,9 @@
 //! A try can get stuck in the kernel (dlmfs while the DLM recovers a dead
 //! node), and a stuck try must not hold up the others. So a monitor thread
 //! looks at the running try every `HANDOFF` (5 times a second while any
-//! standby polls); one running longer than
-//! `HANDOFF` keeps its thread, and a new thread takes over the schedule
-//! (the way Go's scheduler hands a processor on when a system call
-//! blocks). The old thread finishes that one try, reports it, and ends.
+//! standby polls); one running longer than `HANDOFF` keeps its thread,
+//! and a new thread takes over the schedule (the way Go's scheduler hands
+//! a processor on when a system call blocks). The old thread finishes that one try, reports it, and ends.
 //! Each resource has at most one try running, so at most one thread per
 //! resource is ever stuck: the bound of the blocking pool it replaces.
 //!
