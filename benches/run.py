@@ -437,10 +437,21 @@ class Keepalived:
 # ---------------------------------------------------------------- /proc
 
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+def cpu_ns(pid):
+    """CPU time of the process's live threads, in ns, from schedstat (the
+    scheduler's own count). utime+stime in /proc/PID/stat are sampled at
+    the clock tick here, and a thread that wakes for a few microseconds
+    between ticks is almost never charged: a polling standby showed 0.03 %
+    there and 4.4 % in schedstat. The window is steady state, so no thread
+    of ours or keepalived's ends within it."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            pass
+    return total
 
 
 def rss_kib(pid):
@@ -610,12 +621,11 @@ def bench_footprint(args):
             groups["keepalived backup"] = kb.pids()
             time.sleep(5)  # let start-up work (announcements) finish
             t0 = time.monotonic()
-            ticks0 = {g: sum(cpu_ticks(p) for p in ps) for g, ps in groups.items()}
+            ns0 = {g: sum(cpu_ns(p) for p in ps) for g, ps in groups.items()}
             time.sleep(args.window)
             dt = time.monotonic() - t0
-            hz = os.sysconf("SC_CLK_TCK")
             for g, ps in groups.items():
-                cpu = (sum(cpu_ticks(p) for p in ps) - ticks0[g]) / hz / dt * 100
+                cpu = (sum(cpu_ns(p) for p in ps) - ns0[g]) / 1e9 / dt * 100
                 threads = sum(len(os.listdir(f"/proc/{p}/task")) for p in ps)
                 rows.append({"n": n, "who": g, "cpu_pct": cpu,
                              "rss_mib": sum(rss_kib(p) for p in ps) / 1024,
@@ -774,8 +784,8 @@ def write_report():
               "dlm-electd: `file` backend, one VIP action per resource, standby `wait` (poll_interval",
               "1s) and `poll` at 1s; daemon and lock keeper together. keepalived: `--vrrp`,",
               "advert_int 1, one VIP per instance;",
-              "parent and VRRP child together. CPU: utime+stime from /proc/PID/stat over the",
-              "window, in % of one core. RSS: VmRSS summed at the end of the window.", "",
+              "parent and VRRP child together. CPU: run time from /proc/PID/task/*/schedstat over the",
+              "window, in % of one core (utime+stime are tick-sampled here and miss short wake-ups). RSS: VmRSS summed at the end of the window.", "",
               "| instances | who | CPU % of a core | RSS MiB | processes | threads | window s |",
               "|---|---|---|---|---|---|---|"]
         for r in f["rows"]:
