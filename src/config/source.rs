@@ -71,7 +71,10 @@ impl Source {
             let msg = e.message().trim_end().to_string();
             // serde reports a bad value without its key; the key is what the
             // admin searches for, so recover it from the line the value is on.
-            let msg = match e.span().and_then(|s| key_before(&self.text, s.start)) {
+            let key = e.span().and_then(|s| {
+                key_before(&self.text, s.start).or_else(|| key_at(&self.text, s.start))
+            });
+            let msg = match key {
                 Some(key) if !msg.contains(&format!("`{key}`")) => format!("key `{key}`: {msg}"),
                 _ => msg,
             };
@@ -88,6 +91,18 @@ pub fn key_before(text: &str, offset: usize) -> Option<String> {
     let eq = head.find('=')?;
     let key = head[..eq].trim().trim_matches('"');
     (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+}
+
+/// The key a `key = value` line (or a `[table]` header) starting at
+/// `offset` names: toml points a duplicate key at the key itself.
+pub fn key_at(text: &str, offset: usize) -> Option<String> {
+    let rest = text.get(offset..)?;
+    let line = rest.lines().next()?.trim();
+    let key = match line.find('=') {
+        Some(eq) if !line.starts_with('[') => line[..eq].trim().trim_matches('"'),
+        _ => line.trim_start_matches('[').split(']').next()?.trim(),
+    };
+    (!key.is_empty()).then(|| key.to_string())
 }
 
 #[cfg(test)]
@@ -115,5 +130,18 @@ mod tests {
             Some("poll_interval".into())
         );
         assert_eq!(key_before(t, 1), None);
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named() {
+        let src = Source::new(
+            "/x.toml".into(),
+            "[node]\nname = \"a\"\nname = \"b\"\n".into(),
+        );
+        let e = src.parse::<toml::Table>().unwrap_err().to_string();
+        assert!(e.contains("/x.toml:3:1") && e.contains("key `name`"), "{e}");
+        let src = Source::new("/x.toml".into(), "[node]\n[lock]\n[node]\n".into());
+        let e = src.parse::<toml::Table>().unwrap_err().to_string();
+        assert!(e.contains("`node`"), "{e}");
     }
 }

@@ -188,7 +188,7 @@ pub(crate) fn open_lock_file(dir: &Path, path: &Path) -> Result<File, LockError>
         r => return r.map_err(|e| open_failed(path, e)),
     }
     DirBuilder::new()
-            .recursive(true)
+        .recursive(true)
         .mode(0o700)
         .create(dir)
         .map_err(|e| {
@@ -223,7 +223,9 @@ fn open_regular(path: &Path) -> std::io::Result<File> {
     let t = md.file_type();
     // (Directories and sockets fail to open read-write already.)
     let kind = if t.is_fifo() { "a fifo" } else { "a device" };
-    Err(std::io::Error::other(format!("it is {kind}, not a regular file")))
+    Err(std::io::Error::other(format!(
+        "it is {kind}, not a regular file"
+    )))
 }
 
 fn open_failed(path: &Path, e: std::io::Error) -> LockError {
