@@ -401,6 +401,9 @@ fn res_state(resource: &str, s: Status) -> ResState {
 const MAX_CONNECTIONS: usize = 16;
 /// All the time one connection gets: request and reply.
 const CONNECTION_TIME: Duration = Duration::from_secs(10);
+/// For the request's headers: a connection that sends nothing frees its
+/// slot after this, so idle connections cannot keep a scraper out for long.
+const HEADER_TIME: Duration = Duration::from_secs(2);
 /// Between two attempts to listen when the address is taken or missing.
 const BIND_RETRY: Duration = Duration::from_secs(10);
 
@@ -432,6 +435,8 @@ pub async fn serve(addr: SocketAddr, metrics: std::sync::Arc<Metrics>) {
                 async move { Ok::<_, std::convert::Infallible>(reply) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIME)
                 .keep_alive(false)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
             if let Ok(Err(e)) = tokio::time::timeout(CONNECTION_TIME, conn).await {

@@ -285,6 +285,49 @@ fn a_taken_port_does_not_stop_the_election_and_is_retried() {
     assert_eq!(state(&s, "web", "master"), 1.0);
 }
 
+/// Connections that send nothing (a port scan, a stuck client) hold their
+/// slot only briefly: with all 16 slots taken by idle connections, a scrape
+/// still gets through within a few seconds (it waited 10 s before).
+#[test]
+fn idle_connections_do_not_keep_a_scraper_out() {
+    let mut lab = Lab::new();
+    let addr = free_port();
+    let res = format!("{}{}", metrics_section(addr), lab.logging("web"));
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    scrape(addr);
+    let idle: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+        .collect();
+    // Accepted by now: a fresh connection is turned away while all are held.
+    std::thread::sleep(Duration::from_millis(300));
+    let t = std::time::Instant::now();
+    // A turned-away connection is closed unanswered (or reset).
+    let fetch = || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).ok()?;
+        raw.starts_with("HTTP/1.1 200").then_some(raw)
+    };
+    wait_for(
+        Duration::from_secs(30),
+        "a scrape past idle connections",
+        fetch,
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "scrape got through only after {:?}",
+        t.elapsed()
+    );
+    drop(idle);
+}
+
 /// A bad `listen` is refused with its place, by check-config (exit 78) and
 /// by a reload (the running endpoint stays); a good new one needs a
 /// restart, and says so; a resource removed by a reload loses its series.
