@@ -341,7 +341,23 @@ async fn resume(config: &Path, name: String) -> i32 {
     };
     match control::call(&dir, &req, Duration::from_secs(10)).await {
         Ok(control::Reply { error: None, .. }) => {
-            println!("{name}: hold-off ended; competing again");
+            // A failing health check still keeps it out: say so rather
+            // than promise a competition that will not happen.
+            let failing = match control::call(&dir, &Request::Status, Duration::from_secs(10)).await
+            {
+                Ok(control::Reply {
+                    status: Some(st), ..
+                }) => st
+                    .resources
+                    .iter()
+                    .any(|r| r.name == name && r.health.as_deref() == Some("failing")),
+                _ => false,
+            };
+            if failing {
+                println!("{name}: hold-off ended; not competing while its health check fails");
+            } else {
+                println!("{name}: hold-off ended; competing again");
+            }
             exit::OK
         }
         Ok(control::Reply { error: Some(e), .. }) | Err(e) => {

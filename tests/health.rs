@@ -307,6 +307,35 @@ fn a_reload_changes_the_check_in_place() {
     assert!(resource(&lab, a).get("health").is_none());
 }
 
+/// `resume` ends the hold-off of a node whose check still fails, and says
+/// that it does not compete (it said "competing again").
+#[test]
+fn resume_while_the_check_fails_says_it_does_not_compete() {
+    let mut lab = Lab::new();
+    let keys = "interval = \"100ms\"\nfall = 1\nhold_off = \"1h\"\n";
+    let res = web(&lab, &sick_check(&lab), keys);
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    set_sick(&lab, "a", true);
+    lab.daemons[a].wait_state("web", "standby");
+    wait_health(&lab, a, "failing");
+    let cfg = lab.daemons[a].config.clone();
+    let out = support::cli_ok(&cfg, &["resume", "web"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("not competing while its health check fails"),
+        "{said}"
+    );
+    let st = resource(&lab, a);
+    assert!(
+        st.get("hold_off_until_ms").is_none(),
+        "hold-off ended: {st}"
+    );
+    // Healthy again: it competes, and wins, without another resume.
+    set_sick(&lab, "a", false);
+    lab.daemons[a].wait_state("web", "master");
+}
+
 fn support_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
