@@ -6,10 +6,11 @@
 //!
 //! A try can get stuck in the kernel (dlmfs while the DLM recovers a dead
 //! node), and a stuck try must not hold up the others. So a monitor thread
-//! looks at the running try every `HANDOFF` (5 times a second while any
-//! standby polls); one running longer than `HANDOFF` keeps its thread,
-//! and a new thread takes over the schedule (the way Go's scheduler hands
-//! a processor on when a system call blocks). The old thread finishes that one try, reports it, and ends.
+//! looks at the running try every half of the shortest poll interval (100
+//! ms to 1 s: twice a second at the default); one running longer than that
+//! keeps its thread, and a new thread takes over the schedule (the way
+//! Go's scheduler hands a processor on when a system call blocks). So a
+//! stuck try delays the others' by about one poll interval at most. The old thread finishes that one try, reports it, and ends.
 //! Each resource has at most one try running, so at most one thread per
 //! resource is ever stuck: the bound of the blocking pool it replaces.
 //!
@@ -25,8 +26,10 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// A try running longer than this gives the schedule to a new thread.
-const HANDOFF: Duration = Duration::from_millis(200);
+/// A try running longer than half the shortest poll interval, within
+/// these bounds, gives the schedule to a new thread.
+const HANDOFF_MIN: Duration = Duration::from_millis(100);
+const HANDOFF_MAX: Duration = Duration::from_secs(1);
 
 /// One polling standby on the schedule.
 struct Entry {
@@ -245,22 +248,25 @@ fn run(generation: u64) {
 }
 
 /// The monitor: hands the schedule to a new thread when the running try
-/// takes longer than `HANDOFF`. Sleeps while nothing is scheduled.
+/// takes longer than half the shortest poll interval (see the module's
+/// comment). Sleeps while nothing is scheduled.
 fn watch() {
     let mut st = lock();
     loop {
         while st.entries.is_empty() {
             st = SHARED.watch.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+        let shortest = st.entries.values().map(|e| e.every).min();
+        let handoff = (shortest.unwrap_or(HANDOFF_MAX) / 2).clamp(HANDOFF_MIN, HANDOFF_MAX);
         if let Some((g, since)) = st.running
             && g == st.generation
-            && since.elapsed() > HANDOFF
+            && since.elapsed() > handoff
         {
             let next = st.generation + 1;
             match start_thread("lock-poll", move || run(next)) {
                 Ok(()) => {
                     tracing::debug!(
-                        "a lock try has been running for over {HANDOFF:?}: a new thread takes over the other resources' tries"
+                        "a lock try has been running for over {handoff:?}: a new thread takes over the other resources' tries"
                     );
                     st.generation = next;
                     st.running = None;
@@ -270,7 +276,7 @@ fn watch() {
             }
         }
         drop(st);
-        std::thread::sleep(HANDOFF);
+        std::thread::sleep(handoff);
         st = lock();
     }
 }
