@@ -11,7 +11,10 @@
 //! - [`configure`]: at most 2 arenas (one per thread that allocates, up to
 //!   8 per core, would each keep memory for the life of the daemon), and
 //!   allocations of 64 KiB and more straight from mmap, so the netlink
-//!   buffers go back to the kernel on free instead of fragmenting the heap;
+//!   buffers go back to the kernel on free instead of fragmenting the heap
+//!   (the price: a status board copy that large, at thousands of
+//!   resources, is mmapped too; about 1 s more system time over the start
+//!   of 4,000 resources, benches/NOTES.md);
 //! - [`after_burst`]: a burst of actions ends with one `malloc_trim(0)`,
 //!   which hands the free pages inside the heaps back. On a thread of its
 //!   own, once no action ran for [`QUIET`]: no timer while nothing happens,
