@@ -1,18 +1,10 @@
 use clap::Parser;
 use dlm_electd::cli::Cli;
-use dlm_electd::{commands, logging};
+use dlm_electd::{commands, logging, memory};
 
 fn main() {
-    // glibc gives each thread that allocates an arena of its own, up to 8
-    // per core; the blocking pool's lock-call threads (hundreds at a start
-    // with many resources) would each keep one mapped for the life of the
-    // daemon. Two arenas cut a 100-resource master's RSS by about a third
-    // (measured: 17.8 -> 10.8 MB) at no visible cost: the daemon's
-    // allocations are small and rarely contended. Before any thread exists.
-    // SAFETY: mallopt only sets an allocator parameter; no thread runs yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
+    // Before any thread exists: see memory.rs for why and what it saved.
+    memory::configure();
     let cli = Cli::parse();
     logging::init(cli.verbose);
     // exit() rather than returning: a lock call stuck in the kernel must not

@@ -39,11 +39,15 @@ pub struct Ctx {
 /// Runs one half of one action. `cancel` stops a running hook (its group
 /// is terminated as on timeout).
 pub async fn run(action: &ActionSpec, step: Step, ctx: &Ctx, cancel: Cancel) -> Result<(), String> {
-    match action {
+    let done = match action {
         ActionSpec::Exec(e) => exec::run(e, step, ctx, cancel).await,
         ActionSpec::Vip(v) => vip::run(v, step).await,
         ActionSpec::Unit(u) => unit::run(u, step).await,
-    }
+    };
+    // A takeover of many resources allocates (netlink buffers) and frees
+    // it all at once: give it back when the burst is over.
+    crate::memory::after_burst();
+    done
 }
 
 /// Asks running acquire steps to stop (the daemon is shutting down).
@@ -205,5 +209,6 @@ pub async fn while_master(actions: Vec<ActionSpec>) {
                 tracing::warn!("re-announcing {}: {e}", v.address);
             }
         }
+        crate::memory::after_burst();
     }
 }
