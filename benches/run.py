@@ -837,6 +837,7 @@ def write_report():
         for r in v["sizes"]:
             h, k = r["handover"], r["kill"]
             for label, st in [("release → first master", h["first_ms"]), ("release → all master", h["all_ms"]),
+                              ("release → old master answered all", h.get("released_ms")),
                               ("kill → ours first master", k["first_ms"]), ("kill → ours all master", k["all_ms"]),
                               ("kill → raw loop has all", k["raw_ms"])]:
                 L.append(f"| {r['n']} | {label} " + fmt_stats(st))
@@ -902,8 +903,9 @@ def main():
     ap.add_argument("--soak-poll", default="wait")
     ap.add_argument("--cluster-sizes", type=int, nargs="+", default=[1, 1000],
                     help="cluster: resources per daemon, one dlmfs domain each")
-    ap.add_argument("--cluster-handovers", type=int, default=20, help="cluster: releases per size")
-    ap.add_argument("--cluster-kills", type=int, default=5, help="cluster: node kills per size")
+    ap.add_argument("--cluster-handovers", type=int, nargs="+", default=[20, 8],
+                    help="cluster: releases per size, in the order of --cluster-sizes (the last repeats)")
+    ap.add_argument("--cluster-kills", type=int, default=6, help="cluster: node kills per size")
     ap.add_argument("--cluster-poll", default="1s", help="cluster: the daemons' poll_interval")
     ap.add_argument("--soak-kinds", nargs="+", default=["release", "sigterm", "kill"],
                     help="killall (daemon and keeper SIGKILLed together) leaves the VIP up "
