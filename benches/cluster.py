@@ -25,6 +25,7 @@ node sends 50 events carrying its own CLOCK_MONOTONIC 10 ms apart, and the
 spread of (host stamp - guest stamp) is reported.
 """
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -85,6 +86,7 @@ class Size:
 
     def __init__(self, c, n, poll):
         self.c, self.n, self.poll = c, n, poll
+        self.poll_s = float(poll[:-2]) / 1000 if poll.endswith("ms") else float(poll[:-1])
         self.domain = f"b{n}"
         self.runtime = f"/run/dlm-electd-{self.domain}"
         self.notify = f"/run/{self.domain}.notify"
@@ -144,6 +146,10 @@ class Size:
     def handover(self, m, s):
         """release on m → s all master; then m resumes (stands by again)."""
         c = self.c
+        # The standby s tried last when it resumed, just before this round
+        # (in step with it otherwise: every release would land just after
+        # an attempt and wait a whole interval). Start at a random phase.
+        time.sleep(random.uniform(0, self.poll_s))
         mk = c.mark()
         t0, released = self.admin(m, "release")
         first = self.wait(s, "(some-master|all-master)", mk, 120)

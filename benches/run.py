@@ -12,7 +12,9 @@ and CPU from /proc at 1/100/1000 resources, master and standby, keepalived
 beside it), `scale` (1000/10000 resources: start -> READY, takeover),
 `soak` (a test: handovers by release, SIGTERM and SIGKILL in turn with an
 ARP prober every 10 ms; exits 1 on two MACs for the VIP or a VIP left on a
-node that is not master).
+node that is not master), `cluster` (not in the default run: dlmfs on two
+o2cb VMs of tests/cluster, release and node kill beside a raw try-lock loop;
+benches/cluster.py, which also tears its VMs down on any exit).
 
 Everything runs in network namespaces this script creates (names start with
 `dlmb<pid>`) and a work dir in /tmp; both go away on exit, even on failure
@@ -724,6 +726,9 @@ def write_report():
          "benches/run.py soak         # the soak test, about 2.5 min; exit 1 on a violation",
          "benches/run.py handover --count 20 --ka-count 10   # one part, quicker",
          "benches/run.py report      # only rewrite BENCHMARKS.md from benches/results/",
+         "# the VM cluster part (dlmfs; boots two o2cb VMs, about 25 min; the static build):",
+         "RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu",
+         "benches/run.py cluster     # --cluster-kills 6 --cluster-handovers 20 8 --cluster-poll 1s",
          "```", "",
          "Measured here: handover 14 min (3 modes x 240 rounds, keepalived 100), footprint",
          "5 min (three 60 s windows), scale 1.5 min, soak 2.5 min. `benches/run.py -h` lists",
@@ -819,7 +824,9 @@ def write_report():
               "  sends, for every resource at once (1 resource: the CLI itself; 1,000: benches/",
               "  cluster/vmbench.c opens 1,000 control-socket connections and sends all requests",
               "  before reading a reply) → the other node's daemon has the first / all resources",
-              "  master. Then `resume` on the old master, and the next round goes back.",
+              "  master. Then `resume` on the old master, and the next round goes back, after a",
+              "  random pause of up to one poll_interval (else every release would come just",
+              "  after the standby's attempt: it tries again at once on `resume`).",
               "- **kill**: the harness's power pull (SIGKILL of the master VM's QEMU) → the",
               "  survivor's daemon has the first / all resources master. In the same kill, the",
               f"  **raw loop** on the survivor (vmbench `take`: sweeps {v['raw_interval_ms']} ms apart of one",
