@@ -12,7 +12,9 @@ and CPU from /proc at 1/100/1000 resources, master and standby, keepalived
 beside it), `scale` (1000/10000 resources: start -> READY, takeover),
 `soak` (a test: handovers by release, SIGTERM and SIGKILL in turn with an
 ARP prober every 10 ms; exits 1 on two MACs for the VIP or a VIP left on a
-node that is not master).
+node that is not master), `cluster` (not in the default run: dlmfs on two
+o2cb VMs of tests/cluster, release and node kill beside a raw try-lock loop;
+benches/cluster.py, which also tears its VMs down on any exit).
 
 Everything runs in network namespaces this script creates (names start with
 `dlmb<pid>`) and a work dir in /tmp (or $BENCH_TMP); both go away on exit,
@@ -35,6 +37,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benches"))
+import cluster  # noqa: E402  (the VM cluster part, benches/cluster.py)
 OBSERVE = os.path.join(ROOT, "benches", "observe.py")
 PID = os.getpid()
 # BENCH_TMP=/dev/shm puts locks and runtime dirs on a tmpfs: scale then
@@ -742,9 +746,14 @@ def write_report():
          "benches/run.py soak         # the soak test, about 2.5 min; exit 1 on a violation",
          "benches/run.py handover --count 20 --ka-count 10   # one part, quicker",
          "benches/run.py report      # only rewrite BENCHMARKS.md from benches/results/",
+         "# the VM cluster part (dlmfs; boots two o2cb VMs, about 17 min; the static build):",
+         "RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu",
+         "benches/run.py cluster     # --cluster-kills 6 --cluster-handovers 20 8 --cluster-poll 1s",
          "```", "",
          "Measured here: handover 14 min (3 modes x 240 rounds, keepalived 100), footprint",
-         "5 min (three 60 s windows), scale 1.5 min, soak 2.5 min. `benches/run.py -h` lists",
+         "5 min (three 60 s windows), scale 1.5 min, soak 2.5 min, cluster 17 min by default (20",
+         "and 8 releases, 6 and 6 node kills, at 1 and 1,000 resources; the figures below are",
+         "of `--cluster-kills 10`, 20 min). `benches/run.py -h` lists",
          "the options (counts, modes, sizes, window).", ""]
 
     def mach(r):
@@ -822,6 +831,54 @@ def write_report():
               + (f"**{len(k['violations'])}**: " + "; ".join(k["violations"][:10]) if k["violations"] else "**none**."),
               ""]
 
+    v = load("cluster")
+    if v:
+        kn = v["knobs"]
+        jit = ", ".join(f"node{n} {j:.1f} ms" for n, j in sorted(v["channel_jitter_ms"].items()))
+        L += ["## VM cluster: dlmfs handover and node kill, beside the DLM's floor", "", mach(v), "",
+              f"Two QEMU VMs on this host ({v['accel'].upper()}, 1 vCPU and {v['guest_mem_mib']} MiB",
+              f"each, Debian kernel {v['guest_kernel']}, busybox initramfs; tests/cluster/harness.py),",
+              f"o2cb with dead_threshold {kn['dead']} (idle {kn['idle']} ms, keepalive {kn['keepalive']} ms,",
+              f"reconnect {kn['reconnect']} ms). The static release daemon on each, resources without",
+              f"actions in dlmfs domain `b<N>`, poll_interval {v['poll']} (a dlmfs standby always",
+              "polls), op_timeout default (2 min).", "",
+              "- **release**: on the master, the request `dlm-electd release NAME --hold-off 10m`",
+              "  sends, for every resource at once (1 resource: the CLI itself; 1,000: benches/",
+              "  cluster/vmbench.c opens 1,000 control-socket connections and sends all requests",
+              "  before reading a reply) → the other node's daemon has the first / all resources",
+              "  master. Then `resume` on the old master, and the next round goes back, after a",
+              "  random pause of up to one poll_interval (else every release would come just",
+              "  after the standby's attempt: it tries again at once on `resume`).",
+              "- **kill**: the harness's power pull (SIGKILL of the master VM's QEMU) → the",
+              "  survivor's daemon has the first / all resources master. In the same kill, the",
+              f"  **raw loop** on the survivor (vmbench `take`: sweeps {v['raw_interval_ms']} ms apart of one",
+              "  O_RDWR|O_CREAT|O_NONBLOCK open per lock file not yet won) takes over N lock files",
+              "  of the same domain that a raw holder on the killed node held: the DLM's own floor",
+              "  (eviction after the heartbeat's dead threshold, then o2dlm recovery). The killed",
+              "  node boots again and stands by before the next kill, which goes the other way.",
+              "",
+              "Clocks: every instant is a line on the harness's event channel, stamped with the",
+              "host's CLOCK_MONOTONIC on arrival (`@kill` when the harness kills QEMU; the",
+              "daemon's \"all master\" when vmbench `watch`, its NOTIFY_SOCKET in the guest, reads",
+              "the STATUS= line naming all N resources master). Resolution: the channel's",
+              f"jitter, the spread of (host stamp - guest clock) over 50 events per node: {jit}.", "",
+              "| resources | what | min | median | p99 | n |", "|---|---|---|---|---|---|"]
+        for r in v["sizes"]:
+            h, k = r["handover"], r["kill"]
+            for label, st in [("release → first master", h["first_ms"]), ("release → all master", h["all_ms"]),
+                              ("release → old master answered all", h.get("released_ms")),
+                              ("kill → ours first master", k["first_ms"]), ("kill → ours all master", k["all_ms"]),
+                              ("kill → raw loop has all", k["raw_ms"])]:
+                L.append(f"| {r['n']} | {label} " + fmt_stats(st))
+        L += ["", "Times in ms. Ours over the floor (kill → all master over the raw loop's time,",
+              "per kill, and median over median):", ""]
+        for r in v["sizes"]:
+            q, mm = r["kill"]["ours_over_raw"], r["kill"]["median_over_median"]
+            if q:
+                L.append(f"- {r['n']} resource{'s' if r['n'] > 1 else ''}: per kill min {q[0]:.2f}, "
+                         f"median {q[1]:.2f}, p99 {q[2]:.2f} (n {q[3]}); median over median {mm:.2f}")
+        L.append("")
+
     notes = os.path.join(ROOT, "benches", "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as fh:
@@ -860,7 +917,7 @@ def cleanup():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("parts", nargs="*", default=["handover", "footprint", "scale"],
-                    help="handover footprint scale soak report (default: the first three)")
+                    help="handover footprint scale soak cluster report (default: the first three)")
     ap.add_argument("--count", type=int, default=100, help="handovers per poll and kind (release, sigterm)")
     ap.add_argument("--crash-count", type=int, default=20, help="handovers per poll by SIGKILL")
     ap.add_argument("--ka-count", type=int, default=100, help="keepalived handovers")
@@ -873,6 +930,12 @@ def main():
     ap.add_argument("--scale-poll", default="wait")
     ap.add_argument("--soak-count", type=int, default=210)
     ap.add_argument("--soak-poll", default="wait")
+    ap.add_argument("--cluster-sizes", type=int, nargs="+", default=[1, 1000],
+                    help="cluster: resources per daemon, one dlmfs domain each")
+    ap.add_argument("--cluster-handovers", type=int, nargs="+", default=[20, 8],
+                    help="cluster: releases per size, in the order of --cluster-sizes (the last repeats)")
+    ap.add_argument("--cluster-kills", type=int, default=6, help="cluster: node kills per size")
+    ap.add_argument("--cluster-poll", default="1s", help="cluster: the daemons' poll_interval")
     ap.add_argument("--soak-kinds", nargs="+", default=["release", "sigterm", "kill"],
                     help="killall (daemon and keeper SIGKILLed together) leaves the VIP up "
                     "until the restart's reconcile: the check must catch it")
@@ -880,7 +943,7 @@ def main():
     if args.parts != ["report"]:
         if os.geteuid() != 0:
             sys.exit("benches/run.py needs root (network namespaces, VIPs)")
-        if not os.access(bin_path(), os.X_OK):
+        if set(args.parts) - {"cluster", "report"} and not os.access(bin_path(), os.X_OK):
             sys.exit(f"{bin_path()} missing: run `cargo build --release` first")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
         os.makedirs(WORK, mode=0o700)
@@ -891,7 +954,8 @@ def main():
             if part == "report":
                 continue
             fn = {"handover": bench_handover, "footprint": bench_footprint,
-                  "scale": bench_scale, "soak": soak}[part]
+                  "scale": bench_scale, "soak": soak,
+                  "cluster": lambda a: cluster.bench(a, stats)}[part]
             start = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             r = fn(args)
             if part == "soak":
