@@ -3,7 +3,9 @@
 
 Run as root from the repository (see BENCHMARKS.md, "How to reproduce"):
 
-    cargo build --release && benches/run.py            # all but soak, ~21 min
+    RUSTFLAGS="-C target-feature=+crt-static" \\
+        cargo build --release --target x86_64-unknown-linux-gnu
+    benches/run.py                                     # all but soak, ~21 min
     benches/run.py handover footprint --count 20       # a subset, quicker
 
 Parts: `handover` (planned handover and crashes on the file backend, two
@@ -185,8 +187,16 @@ def children(pid):
 # ---------------------------------------------------------------- dlm-electd
 
 
+STATIC_BUILD = 'RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --target x86_64-unknown-linux-gnu'
+
+
 def bin_path():
-    return os.environ.get("DLM_ELECTD", os.path.join(ROOT, "target", "release", "dlm-electd"))
+    """The static build the packages ship (packaging/build-packages), so the
+    figures are those of what admins run: no shared libraries mapped twice
+    (daemon and keeper), about 2.3 MiB less resident than `target/release`
+    (benches/NOTES.md, "Master RSS"). DLM_ELECTD=PATH runs another build."""
+    return os.environ.get("DLM_ELECTD", os.path.join(
+        ROOT, "target", "x86_64-unknown-linux-gnu", "release", "dlm-electd"))
 
 
 def vip_action(addr, iface="eth0"):
@@ -742,12 +752,12 @@ def write_report():
          "average of each run is given. Rerun on a quiet machine with the command below.",
          "", "## How to reproduce", "",
          "As root, from the repository (apt-get installs keepalived if missing):", "",
-         "```sh", "cargo build --release", "benches/run.py              # handover, footprint, scale: about 21 min",
+         "```sh", STATIC_BUILD + "   # what the packages ship",
+         "benches/run.py              # handover, footprint, scale: about 21 min",
          "benches/run.py soak         # the soak test, about 2.5 min; exit 1 on a violation",
          "benches/run.py handover --count 20 --ka-count 10   # one part, quicker",
          "benches/run.py report      # only rewrite BENCHMARKS.md from benches/results/",
-         "# the VM cluster part (dlmfs; boots two o2cb VMs, about 17 min; the static build):",
-         "RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu",
+         "# the VM cluster part (dlmfs; boots two o2cb VMs, about 17 min):",
          "benches/run.py cluster     # --cluster-kills 6 --cluster-handovers 20 8 --cluster-poll 1s",
          "```", "",
          "Measured here: handover 14 min (3 modes x 240 rounds, keepalived 100), footprint",
@@ -944,7 +954,7 @@ def main():
         if os.geteuid() != 0:
             sys.exit("benches/run.py needs root (network namespaces, VIPs)")
         if set(args.parts) - {"cluster", "report"} and not os.access(bin_path(), os.X_OK):
-            sys.exit(f"{bin_path()} missing: run `cargo build --release` first")
+            sys.exit(f"{bin_path()} missing: run `{STATIC_BUILD}` first")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
         os.makedirs(WORK, mode=0o700)
         os.makedirs(RESULTS, exist_ok=True)
