@@ -19,7 +19,8 @@
  *       until all N are won: "TAG all N sweeps=S"; then holds like `hold`.
  *   vmbench watch SOCKET N TAG
  *       A NOTIFY_SOCKET for dlm-electd: binds SOCKET ("TAG watching"), reads
- *       its STATUS= lines ("master: a, b; standby: c") and writes
+ *       its STATUS= lines ("master: a, b; standby: c", counted past 10
+ *       resources: "master: 990 (r0, r1, r10, …)") and writes
  *       "TAG all-master", "TAG all-standby", "TAG some-master" (some, not
  *       all) or "TAG mixed" (none master, not all standby: acquiring,
  *       stalled...) each time the daemon's N resources enter one of those.
@@ -156,8 +157,10 @@ static int cmd_take(const char *dir, const char *prefix, int n, long interval, c
 	return hold_and_release(dir, prefix, n, fds, tag);
 }
 
-/* Masters and standbys in "master: a, b; standby: c; stalled: d". */
-static void count(const char *status, int *master, int *standby)
+/* Masters and standbys in "master: a, b; standby: c; stalled: d", or,
+ * past 10 resources, "master: 990 (r0, r1, r10, …); standby: 10 (…)"
+ * (the daemon counts then; README, STATUS=). */
+static void count(const char *status, int n, int *master, int *standby)
 {
 	*master = *standby = 0;
 	const char *p = status;
@@ -169,8 +172,11 @@ static void count(const char *status, int *master, int *standby)
 		if (!end)
 			end = colon + strlen(colon);
 		int names = 1;
-		for (const char *q = colon; q < end; q++)
-			names += *q == ',';
+		if (n > 10)
+			names = atoi(colon + 1);
+		else
+			for (const char *q = colon; q < end; q++)
+				names += *q == ',';
 		if (colon - p == 6 && !strncmp(p, "master", 6))
 			*master = names;
 		else if (colon - p == 7 && !strncmp(p, "standby", 7))
@@ -209,7 +215,7 @@ static int cmd_watch(const char *path, int n, const char *tag)
 				*nl = 0;
 			if (!strncmp(line, "STATUS=", 7)) {
 				int m, sb;
-				count(line + 7, &m, &sb);
+				count(line + 7, n, &m, &sb);
 				const char *now = m == n ? "all-master" : sb == n ? "all-standby"
 						: m > 0 ? "some-master" : "mixed";
 				if (strcmp(now, last)) {
