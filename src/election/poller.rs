@@ -4,15 +4,19 @@
 //! `file`); the wake-up, which is most of the cost on a virtual machine
 //! (benches/NOTES.md), is shared by all the tries of its slot.
 //!
-//! A try can get stuck in the kernel (dlmfs while the DLM recovers a dead
-//! node), and a stuck try must not hold up the others. So a monitor thread
-//! looks at the running try every half of the shortest poll interval (100
-//! ms to 1 s: twice a second at the default); one running longer than that
-//! keeps its thread, and a new thread takes over the schedule (the way
-//! Go's scheduler hands a processor on when a system call blocks). So a
-//! stuck try delays the others' by about one poll interval at most. The old thread finishes that one try, reports it, and ends.
-//! Each resource has at most one try running, so at most one thread per
-//! resource is ever stuck: the bound of the blocking pool it replaces.
+//! The schedule's threads size themselves to the work. Usually one thread
+//! is enough: it sleeps until the next slot, makes the due tries and sleeps
+//! again. But a try can get stuck in the kernel (dlmfs while the DLM
+//! recovers a dead node), and dlmfs tries of locks mastered elsewhere are
+//! network round trips that one thread would make one after another. So a
+//! monitor looks every half of the shortest poll interval (100 ms to 1 s:
+//! twice a second at the default) whether tries are overdue by more than
+//! that, and starts threads for them (up to 16 a look, `MAX_THREADS` in
+//! all); a thread that finds nothing due while another waits for the next
+//! slot ends. A stuck try thus delays the others by about one poll interval
+//! at most; after a node's death the backlog is worked off in parallel, as
+//! the blocking pool did; each resource has at most one try running, so at
+//! most one thread per resource is ever stuck.
 //!
 //! Tries are put on a grid of a twentieth of their interval (5 ms to
 //! 250 ms; the grid starts when the daemon did, so nodes differ), so that
@@ -26,10 +30,14 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// A try running longer than half the shortest poll interval, within
-/// these bounds, gives the schedule to a new thread.
-const HANDOFF_MIN: Duration = Duration::from_millis(100);
-const HANDOFF_MAX: Duration = Duration::from_secs(1);
+/// The monitor looks every half of the shortest poll interval, within
+/// these bounds, and starts threads for tries overdue by more than that.
+const LOOK_MIN: Duration = Duration::from_millis(100);
+const LOOK_MAX: Duration = Duration::from_secs(1);
+/// Threads started at one look, and in all (the blocking pool it replaces
+/// had 512).
+const MAX_START: usize = 16;
+const MAX_THREADS: usize = 256;
 
 /// One polling standby on the schedule.
 struct Entry {
@@ -49,17 +57,16 @@ struct State {
     next_id: u64,
     entries: HashMap<u64, Entry>,
     due: BTreeSet<(Instant, u64)>,
-    /// The thread that runs the schedule now; others finish their try and
-    /// end.
-    generation: u64,
-    /// The running try of the current generation's thread: since when.
-    running: Option<(u64, Instant)>,
-    threads_started: bool,
+    /// Schedule threads alive (making a try, or waiting).
+    threads: usize,
+    /// One of them waits for the next slot; others with nothing to do end.
+    timekeeper: bool,
+    monitor_started: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the schedule's thread: an earlier try, or the first entry.
+    /// Wakes the timekeeper: an earlier try, or the first entry.
     wake: Condvar,
     /// Wakes the monitor: the first entry after none.
     watch: Condvar,
@@ -104,10 +111,13 @@ pub fn add(
     done: oneshot::Sender<Outcome>,
 ) -> Result<Ticket, String> {
     let mut st = lock();
-    if !st.threads_started {
-        start_thread("lock-poll", move || run(0))?;
+    if !st.monitor_started {
         start_thread("lock-poll-watch", watch)?;
-        st.threads_started = true;
+        st.monitor_started = true;
+    }
+    if st.threads == 0 {
+        start_thread("lock-poll", run)?;
+        st.threads += 1;
     }
     let id = st.next_id;
     st.next_id += 1;
@@ -178,26 +188,32 @@ fn start_thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), Str
         .map_err(|e| format!("cannot start a thread to poll the locks: {e}"))
 }
 
-/// Runs the schedule while `generation` is current.
-fn run(generation: u64) {
+/// A schedule thread: makes due tries; waits for the next slot if no other
+/// thread does, else ends.
+fn run() {
     let mut st = lock();
     loop {
-        if st.generation != generation {
-            return;
-        }
         let now = Instant::now();
-        let Some(&(at, id)) = st.due.first() else {
-            st = SHARED.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+        let first = st.due.first().copied();
+        let Some((_, id)) = first.filter(|&(at, _)| at <= now) else {
+            if st.timekeeper {
+                st.threads -= 1;
+                return;
+            }
+            st.timekeeper = true;
+            st = match first {
+                None => SHARED.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some((at, _)) => {
+                    SHARED
+                        .wake
+                        .wait_timeout(st, at - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            st.timekeeper = false;
             continue;
         };
-        if at > now {
-            st = SHARED
-                .wake
-                .wait_timeout(st, at - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-            continue;
-        }
         st.due.pop_first();
         let Some(e) = st.entries.get_mut(&id) else {
             continue;
@@ -206,15 +222,11 @@ fn run(generation: u64) {
         let (Some(mut attempt), call) = (e.attempt.take(), e.call.clone()) else {
             continue;
         };
-        st.running = Some((generation, now));
         drop(st);
         call.begin();
         let r = attempt();
         let stalled = call.end();
         st = lock();
-        if st.running.is_some_and(|(g, _)| g == generation) {
-            st.running = None;
-        }
         let Some(e) = st.entries.get_mut(&id) else {
             unreachable!("an entry whose try runs stays until the try ends")
         };
@@ -223,10 +235,9 @@ fn run(generation: u64) {
                 e.attempt = Some(attempt);
                 let at = slot(Instant::now() + jittered(e.every), e.every);
                 e.due = Some(at);
+                let earliest = st.due.first().is_none_or(|&(t, _)| at < t);
                 st.due.insert((at, id));
-                if st.generation != generation {
-                    // Taken over meanwhile: the new thread may be asleep
-                    // until a later try.
+                if earliest && st.timekeeper {
                     SHARED.wake.notify_all();
                 }
             }
@@ -247,9 +258,9 @@ fn run(generation: u64) {
     }
 }
 
-/// The monitor: hands the schedule to a new thread when the running try
-/// takes longer than half the shortest poll interval (see the module's
-/// comment). Sleeps while nothing is scheduled.
+/// The monitor: starts threads for tries overdue by more than its period
+/// (half the shortest poll interval, see the module's comment). Sleeps while
+/// nothing is scheduled.
 fn watch() {
     let mut st = lock();
     loop {
@@ -257,26 +268,29 @@ fn watch() {
             st = SHARED.watch.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         let shortest = st.entries.values().map(|e| e.every).min();
-        let handoff = (shortest.unwrap_or(HANDOFF_MAX) / 2).clamp(HANDOFF_MIN, HANDOFF_MAX);
-        if let Some((g, since)) = st.running
-            && g == st.generation
-            && since.elapsed() > handoff
-        {
-            let next = st.generation + 1;
-            match start_thread("lock-poll", move || run(next)) {
-                Ok(()) => {
-                    tracing::debug!(
-                        "a lock try has been running for over {handoff:?}: a new thread takes over the other resources' tries"
-                    );
-                    st.generation = next;
-                    st.running = None;
+        let look = (shortest.unwrap_or(LOOK_MAX) / 2).clamp(LOOK_MIN, LOOK_MAX);
+        let late = Instant::now() - look;
+        let overdue = st.due.iter().take_while(|&&(at, _)| at < late).count();
+        let start = overdue
+            .min(MAX_START)
+            .min(MAX_THREADS.saturating_sub(st.threads));
+        if start > 0 {
+            tracing::debug!(
+                "{overdue} lock tries overdue by over {look:?} ({} schedule threads): starting {start} more",
+                st.threads
+            );
+        }
+        for _ in 0..start {
+            match start_thread("lock-poll", run) {
+                Ok(()) => st.threads += 1,
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    break;
                 }
-                // The stuck thread carries on once its try returns.
-                Err(e) => tracing::warn!("{e}"),
             }
         }
         drop(st);
-        std::thread::sleep(handoff);
+        std::thread::sleep(look);
         st = lock();
     }
 }
