@@ -19,7 +19,7 @@ use futures::StreamExt;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook_tokio::Signals;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -44,6 +44,9 @@ struct Supervisor {
     changed: watch::Sender<()>,
     runners: HashMap<String, Running>,
     metrics: Arc<Metrics>,
+    /// Whether this node's cluster membership is in doubt (dlmfs: it may
+    /// have been declared dead while frozen; see `membership`).
+    membership: crate::membership::Doubt,
 }
 
 /// Whether two versions of a resource hold and do the same: same lock, same
@@ -85,6 +88,7 @@ impl Supervisor {
             record,
             metrics: self.metrics.clone(),
             deferral: Default::default(),
+            membership: self.membership.clone(),
         };
         let span = tracing::info_span!("resource", resource = %spec.name);
         let join = tokio::spawn(runner.run(rx).instrument(span));
@@ -371,7 +375,18 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         .metrics
         .listen
         .map(|addr| tokio::spawn(crate::metrics::serve(addr, metrics.clone())));
+    // dlmfs locks can be taken from a node the cluster declared dead while
+    // it was frozen; the file backend's cannot (see `membership`).
+    let membership = match cfg.lock.backend {
+        config::Backend::Dlmfs => crate::membership::watch(
+            &cfg.daemon.runtime_dir,
+            Path::new(crate::lock::dlmfs::SYSFS_ROOT),
+            Path::new("/proc"),
+        ),
+        config::Backend::File => crate::membership::never(),
+    };
     let mut sup = Supervisor {
+        membership,
         metrics,
         backend,
         keeper: keeper.as_ref().map(|k| k.keeper.clone()),

@@ -14,6 +14,7 @@ pub mod instance;
 pub mod keeper;
 pub mod lock;
 pub mod logging;
+pub mod membership;
 pub mod memory;
 pub mod metrics;
 pub mod notify;

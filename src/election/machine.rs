@@ -87,6 +87,11 @@ pub enum Event {
     /// While master with `preempt`: a more preferred node (named) is a
     /// candidate; hand over to it.
     Outranked(String),
+    /// Whether this node's cluster membership is in doubt (Some: why; see
+    /// `membership`): it may have been declared dead and its locks given
+    /// to others while it did not run. In doubt, a master gives mastership
+    /// up at once and nobody competes; None again: compete as before.
+    Membership(Option<String>),
     Shutdown,
 }
 
@@ -189,6 +194,10 @@ pub struct Machine {
     eligible: Option<bool>,
     /// How long a master that became ineligible stays out.
     health_hold_off: Duration,
+    /// Why this node's cluster membership is in doubt (see
+    /// `Event::Membership`); while set it is not eligible, whatever its
+    /// health says.
+    suspect: Option<String>,
     /// The first lock attempt (which decides crash recovery) was made.
     attempted: bool,
 }
@@ -210,6 +219,7 @@ impl Machine {
             reply: None,
             eligible: Some(true),
             health_hold_off: Duration::ZERO,
+            suspect: None,
             attempted: false,
         }
     }
@@ -267,7 +277,7 @@ impl Machine {
     /// off, backing off after a failure of its own, or stopping. A node that
     /// will not take the lock must not make others defer to it.
     pub fn wants_candidacy(&self) -> bool {
-        self.eligible == Some(true)
+        self.competes()
             && !self.shutting_down
             && !self.holding_off()
             && !matches!(self.phase, Phase::Stopped { .. })
@@ -283,7 +293,12 @@ impl Machine {
     /// backing off): the wait before the next attempt may end as soon as
     /// the lock is free, and the runner may wait for that in the kernel.
     pub fn may_wait_for_lock(&self) -> bool {
-        self.phase == Phase::Waiting(Idle::Standby) && self.eligible == Some(true)
+        self.phase == Phase::Waiting(Idle::Standby) && self.competes()
+    }
+
+    /// Eligible (health) and not in doubt about its membership.
+    fn competes(&self) -> bool {
+        self.eligible == Some(true) && self.suspect.is_none()
     }
 
     /// Exited still holding the lock (release failed or a call was stuck).
@@ -392,7 +407,10 @@ impl Machine {
         if let Event::Eligible(e) = ev {
             return self.eligibility(e);
         }
-        let eligible = self.eligible == Some(true);
+        if let Event::Membership(why) = ev {
+            return self.membership(why);
+        }
+        let eligible = self.competes();
         match (self.phase, ev) {
             // The first attempt waits for the check's first result.
             (P::Waiting(_), Event::Start) if self.eligible.is_none() => Command::Keep,
@@ -474,6 +492,9 @@ impl Machine {
             (P::Acquiring { .. }, Event::ActionsOk) if self.shutting_down => {
                 self.release(Then::Exit)
             }
+            (P::Acquiring { .. }, Event::ActionsOk) if self.suspect.is_some() => {
+                self.release(Then::Standby)
+            }
             (P::Acquiring { .. }, Event::ActionsOk) if self.eligible == Some(false) => {
                 self.give_up_for_health()
             }
@@ -487,6 +508,10 @@ impl Machine {
             (P::Acquiring { .. }, Event::ActionsFailed { msg, clean }) => {
                 let then = if self.shutting_down {
                     Then::Exit
+                } else if self.suspect.is_some() {
+                    // Cancelled because membership is in doubt: the
+                    // reason is already the last error.
+                    Then::Standby
                 } else {
                     self.last_error = Some(msg);
                     Then::Backoff
@@ -591,6 +616,36 @@ impl Machine {
             // Anywhere else the verdict applies at the next decision: the
             // next timer (compete or not), a won lock, finished acquire
             // steps. A running release or unlock goes on.
+            _ => Command::Keep,
+        }
+    }
+
+    /// Membership in doubt (Some) or sound again (None).
+    fn membership(&mut self, why: Option<String>) -> Command {
+        use Phase as P;
+        let Some(why) = why else {
+            if self.suspect.take().is_some() {
+                self.last_error = None;
+            }
+            return Command::Keep;
+        };
+        self.last_error = Some(format!(
+            "{why}: not master and not competing until the node's membership is sound"
+        ));
+        let first = self.suspect.replace(why).is_none();
+        if !first || self.shutting_down {
+            return Command::Keep;
+        }
+        match self.phase {
+            // Before any other action of ours: no VIP refresh, no
+            // announcement, no further acquire step.
+            P::Master => self.release(Then::Standby),
+            P::Acquiring { cancelled: false } => {
+                self.phase = P::Acquiring { cancelled: true };
+                Command::Cancel
+            }
+            // A won lock is given back (see the `Locked` arm), timers do
+            // not try the lock; a running release or unlock goes on.
             _ => Command::Keep,
         }
     }
@@ -947,6 +1002,52 @@ mod tests {
         m.handle(Event::Shutdown);
         m.handle(failed(false));
         assert!(m.take_reply().unwrap().is_err());
+    }
+
+    #[test]
+    fn a_master_in_doubt_of_its_membership_releases_at_once_and_stays_out() {
+        let mut m = master();
+        let why = Some("not running for 18s".to_string());
+        assert_eq!(
+            m.handle(Event::Membership(why.clone())),
+            Command::RunRelease
+        );
+        assert!(!m.wants_candidacy());
+        assert!(m.last_error().unwrap().contains("not running for 18s"));
+        // A second report changes nothing.
+        assert_eq!(m.handle(Event::Membership(why)), Command::Keep);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        assert_eq!(m.status(), Status::Standby);
+        assert!(!m.may_wait_for_lock());
+        // Timers do not try the lock while in doubt.
+        for _ in 0..3 {
+            assert_eq!(m.handle(Event::Timer), sleep(POLL));
+        }
+        assert_eq!(m.handle(Event::Membership(None)), Command::Keep);
+        assert_eq!(m.last_error(), None);
+        assert!(m.wants_candidacy());
+        assert_eq!(m.handle(Event::Timer), Command::TryLock);
+    }
+
+    #[test]
+    fn doubt_cancels_running_acquire_steps_and_gives_a_won_lock_back() {
+        let mut m = Machine::new(POLL, false);
+        m.handle(Event::Start);
+        assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+        let why = Some("frozen".to_string());
+        assert_eq!(m.handle(Event::Membership(why.clone())), Command::Cancel);
+        assert_eq!(m.handle(failed(true)), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        assert!(m.last_error().unwrap().contains("frozen"));
+        // A lock call that was running when doubt arose: won, given back
+        // without acquire steps.
+        let mut m = standby();
+        assert_eq!(m.handle(Event::Timer), Command::TryLock);
+        assert_eq!(m.handle(Event::Membership(why)), Command::Keep);
+        assert_eq!(m.handle(Event::Locked), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        assert_eq!(m.handle(Event::Timer), sleep(POLL));
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct Runner {
     /// With `prefer`: how long we have deferred to more preferred
     /// candidates, and which we judged stuck (see `deferral`).
     pub deferral: Arc<Mutex<Deferral>>,
+    /// Whether this node's cluster membership is in doubt (see
+    /// `membership`): followed for the machine.
+    pub membership: crate::membership::Doubt,
 }
 
 type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -773,6 +776,11 @@ impl Runner {
         let mut attempted = false;
         // A lock call ran past op_timeout and has not returned yet.
         let mut stalled = false;
+        // In doubt already (an earlier run recorded it): never master.
+        let doubt = self.membership.borrow_and_update().clone();
+        if doubt.is_some() {
+            m.handle(Event::Membership(doubt));
+        }
         let mut cmd = m.handle(Event::Start);
         loop {
             match cmd {
@@ -846,6 +854,14 @@ impl Runner {
             );
             want.send_if_modified(|w| std::mem::replace(w, m.wants_candidacy()) != *w);
             let done = tokio::select! {
+                // First: a master in doubt gives up before anything else
+                // it would do (a VIP refresh, an announcement).
+                biased;
+                Ok(()) = self.membership.changed() => {
+                    let doubt = self.membership.borrow_and_update().clone();
+                    cmd = m.handle(Event::Membership(doubt));
+                    continue;
+                }
                 d = op.next() => d,
                 Some(r) = next_result(&mut checker) => {
                     self.metrics.check_result(&self.spec.name, r.is_ok());
