@@ -106,18 +106,24 @@ pub fn never() -> Doubt {
     watch::channel(None).1
 }
 
-/// For the dlmfs backend: the doubt recorded by an earlier run (the
-/// marker in `runtime_dir`), then a watcher thread that reports a new one.
-/// `sys`: sysfs root (configfs is under it); `proc`: procfs root.
-pub fn watch(runtime_dir: &Path, sys: &Path, proc_root: &Path) -> Doubt {
+/// The doubt a daemon recorded in `runtime_dir`, if any.
+pub fn recorded(runtime_dir: &Path) -> Option<String> {
     let marker = runtime_dir.join(MARKER);
-    let earlier = std::fs::read_to_string(&marker).ok().map(|why| {
+    std::fs::read_to_string(&marker).ok().map(|why| {
         format!(
             "{} (recorded in {}; it goes at reboot)",
             why.trim(),
             marker.display()
         )
-    });
+    })
+}
+
+/// For the dlmfs backend: the doubt recorded by an earlier run (the
+/// marker in `runtime_dir`), then a watcher thread that reports a new one.
+/// `sys`: sysfs root (configfs is under it); `proc`: procfs root.
+pub fn watch(runtime_dir: &Path, sys: &Path, proc_root: &Path) -> Doubt {
+    let marker = runtime_dir.join(MARKER);
+    let earlier = recorded(runtime_dir);
     let (tx, rx) = watch::channel(earlier.clone());
     if earlier.is_some() {
         // Nothing more to watch for: in doubt until the node reboots.

@@ -247,6 +247,15 @@ pub enum Attempt {
 
 /// One attempt at both locks, local first.
 pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, LockError> {
+    // dlmfs: a node that may have been declared dead while frozen holds
+    // nothing new (see `membership`); the daemon recorded the doubt.
+    if cfg.lock.backend == Backend::Dlmfs
+        && let Some(why) = crate::membership::recorded(&cfg.daemon.runtime_dir)
+    {
+        return Err(LockError::Failed(format!(
+            "this node's cluster membership is in doubt ({why}): no lock is taken until it reboots"
+        )));
+    }
     let Some(local) = try_local(&cfg.daemon.runtime_dir, name).map_err(LockError::Failed)? else {
         return Ok(Attempt::Busy);
     };

@@ -543,6 +543,22 @@ class Cluster:
         nd.proc.kill()
         nd.proc.wait(10)
 
+    def freeze(self, node):
+        """SIGSTOP the node's QEMU: a VM paused by its hypervisor, a host
+        stalled. Logs @freeze at that instant."""
+        if not self.alive(node):
+            raise NodeDown("node%d is not running" % node)
+        self._add_event(node, "@freeze")
+        self.nodes[node].proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self, node):
+        """SIGCONT a frozen node's QEMU. Logs @thaw at that instant and
+        returns its host time (ms)."""
+        t = now_ms()
+        self._add_event(node, "@thaw", t)
+        self.nodes[node].proc.send_signal(signal.SIGCONT)
+        return t
+
     def start(self, node, timeout=BOOT_TIMEOUT, autostart=None):
         """Boot a (killed) node again into the running cluster; waits for ready."""
         nd = self.nodes[node]
