@@ -55,41 +55,49 @@ def masters_of(c, cfgs, res):
 
 
 def assert_one_master_frozen(c, since=0, bound_ms=BOUND_MS):
-    """Replays the event log like electd.assert_one_master, but a node that
-    was frozen may still count as master after another acquired during its
-    freeze until at most bound_ms after its @thaw (its release, @kill or
-    @exit must come by then)."""
-    master, frozen, thawed = {}, set(), {}
+    """Replays the event log like electd.assert_one_master, with one
+    allowance: another node may acquire a resource whose master is frozen
+    (@freeze .. @thaw), and the frozen node must then give it up (its
+    release, @kill or @exit) within bound_ms of its @thaw."""
+    master = {}      # resource -> set of nodes master of it
+    frozen = set()
+    pending = {}     # (node, resource) -> deadline (ms) once thawed, else None
+    last_t = 0
     for e in c.events(since=since):
-        for n, t in list(thawed.items()):
-            if e.t_ms > t + bound_ms:
-                stale = [r for r, m in master.items() if m == n]
-                assert not stale, "node%d still master of %s %d ms after its thaw" % (
-                    n, stale, e.t_ms - t)
-                del thawed[n]
+        last_t = e.t_ms
+        for (n, r), d in pending.items():
+            assert d is None or e.t_ms <= d, \
+                "node%d still master of %s %d ms after its thaw" % (n, r, e.t_ms - d + bound_ms)
         if e.text == "@freeze":
             frozen.add(e.node)
             continue
         if e.text == "@thaw":
             frozen.discard(e.node)
-            thawed[e.node] = e.t_ms
+            for k in pending:
+                if k[0] == e.node:
+                    pending[k] = e.t_ms + bound_ms
             continue
-        if e.text in ("@kill",) or e.text.startswith("@exit"):
-            master = {r: n for r, n in master.items() if n != e.node}
-            thawed.pop(e.node, None)
+        if e.text == "@kill" or e.text.startswith("@exit"):
+            for nodes in master.values():
+                nodes.discard(e.node)
+            pending = {k: d for k, d in pending.items() if k[0] != e.node}
             continue
         m = re.match(r"^(acquire|release) (\S+)$", e.text)
         if not m:
             continue
         ev, res = m.groups()
+        nodes = master.setdefault(res, set())
         if ev == "acquire":
-            other = master.get(res)
-            ok = other is None or other == e.node or other in frozen or other in thawed
-            assert ok, "node%d acquired %s at %d ms while node%d was master" % (
-                e.node, res, e.t_ms, other)
-            master[res] = e.node
-        elif master.get(res) == e.node:
-            del master[res]
+            for o in nodes - {e.node}:
+                assert o in frozen, "node%d acquired %s at %d ms while node%d was master" % (
+                    e.node, res, e.t_ms, o)
+                pending[(o, res)] = None
+            nodes.add(e.node)
+        else:
+            nodes.discard(e.node)
+            pending.pop((e.node, res), None)
+    late = [(n, r) for (n, r), d in pending.items() if d is not None and last_t > d]
+    assert not late, "still master after the thaw bound: %s" % late
 
 
 def reboot(c, node, cfg):
