@@ -23,6 +23,7 @@
 //! thread and /proc, configfs reads are at the bottom.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -33,6 +34,33 @@ pub const HB_INTERVAL: Duration = Duration::from_millis(2000);
 pub const TICK: Duration = Duration::from_millis(200);
 /// The marker of a node in doubt, in the runtime dir.
 pub const MARKER: &str = "membership-in-doubt";
+
+/// CLOCK_BOOTTIME (ms) of the watcher's last tick judged fine; 0 while no
+/// watcher runs. A tick that came late is judged before this moves on, so
+/// "judged lately" means no freeze can be pending judgement.
+static JUDGED_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether the watcher (if one runs) has judged a tick within the last two
+/// ticks. Right after a freeze it has not: actions of our own (a VIP
+/// refresh, a lock attempt, acquire steps) wait for it rather than racing
+/// the verdict.
+pub fn judged_lately() -> bool {
+    let last = JUDGED_MS.load(Ordering::Acquire);
+    last == 0 || (boottime().as_millis() as u64) <= last + 2 * TICK.as_millis() as u64
+}
+
+/// Waits (at most `limit`) until `judged_lately`; false if it never was:
+/// in doubt (the watcher stopped judging) or the watcher is stuck.
+pub async fn judged(limit: Duration) -> bool {
+    let end = tokio::time::Instant::now() + limit;
+    while !judged_lately() {
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(TICK / 10).await;
+    }
+    true
+}
 
 /// The pure judgement of one late tick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +186,13 @@ fn watcher(
         let runs = hb.runs();
         let gap = now.saturating_sub(last).saturating_sub(TICK);
         last = now;
-        match judge.judge(gap, runs) {
+        let verdict = judge.judge(gap, runs);
+        // In doubt JUDGED_MS stays where it was, so nothing of ours that
+        // waits for a verdict goes ahead.
+        if !matches!(verdict, Verdict::Doubt(_)) {
+            JUDGED_MS.store((now.as_millis() as u64).max(1), Ordering::Release);
+        }
+        match verdict {
             Verdict::Fine => {}
             Verdict::DaemonOnly => tracing::warn!(
                 "this daemon did not run for {:.1}s, but the node's heartbeat did: the node was not declared dead, mastership stands",

@@ -204,6 +204,11 @@ pub async fn while_master(actions: Vec<ActionSpec>) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         tick.tick().await;
+        // Right after a freeze, not before the node's membership was
+        // judged (dlmfs): a node in doubt announces nothing more.
+        if !crate::membership::judged(crate::membership::TICK * 5).await {
+            continue;
+        }
         for v in &vips {
             if let Err(e) = vip::announce(v).await {
                 tracing::warn!("re-announcing {}: {e}", v.address);

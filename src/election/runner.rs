@@ -593,6 +593,13 @@ impl Runner {
                 timed.observe(t.elapsed().as_secs_f64());
                 r
             };
+            // Right after a freeze, no attempt before the node's
+            // membership was judged (dlmfs): a split DLM could grant a
+            // lock the cluster gave to another node meanwhile.
+            if !crate::membership::judged_lately() {
+                tracing::debug!("not trying lock {lock}: membership not judged since a gap");
+                return Ok(TryLock::Busy);
+            }
             let candidate = outranked_by(&*backend, &better, &deferral);
             let now = std::time::Instant::now();
             let d = || deferral.lock().unwrap_or_else(|e| e.into_inner());
@@ -663,6 +670,15 @@ impl Runner {
                 let (cancel, token) = Cancel::new();
                 Op::Actions {
                     run: self.timed(Run::acquire, async move {
+                        // A lock won across a freeze: no step before the
+                        // node's membership was judged (dlmfs; see
+                        // `membership`). In doubt the runner is told too.
+                        if !crate::membership::judged(crate::membership::TICK * 5).await {
+                            return Event::ActionsFailed {
+                                msg: "this node's membership was not judged sound after a gap in its running".into(),
+                                clean: true,
+                            };
+                        }
                         // Written before the first step: from here on a
                         // crash may leave something for a restart to undo.
                         let applied = Applied {
