@@ -202,10 +202,11 @@ fn watcher(
                 tracing::error!(
                     "{why}: giving mastership up and not competing until the node reboots"
                 );
-                let text = format!(
-                    "{why} (at Unix time {}s)",
-                    crate::election::status::now_ms() / 1000
-                );
+                let unix = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                let text = format!("{why} (at Unix time {unix}s)");
                 if let Err(e) = write_marker(&marker, &text) {
                     tracing::error!("cannot record the doubt in {}: {e}", marker.display());
                 }
