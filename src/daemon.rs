@@ -311,6 +311,31 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         tracing::error!("{e}");
         return exit::FAILURE;
     }
+    // The lock dir's filesystem, judged again now (check-config may have
+    // run long ago, and a mount may have come or gone since): a lock that
+    // stays on this node would make two masters. See lock::filesystem.
+    let locks = match cfg.lock.backend {
+        config::Backend::File => {
+            match lock::filesystem::check_dir(&cfg.lock.dir, cfg.lock.trust_filesystem) {
+                Ok(a) => {
+                    tracing::info!(
+                        "file backend locks in {}: {}",
+                        cfg.lock.dir.display(),
+                        a.describe()
+                    );
+                    Some(a.describe())
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "key `lock.dir` ({}): refusing the `file` backend here: {e}",
+                        cfg.lock.dir.display()
+                    );
+                    return exit::CONFIG;
+                }
+            }
+        }
+        config::Backend::Dlmfs => None,
+    };
     let keeper = match cfg.lock.backend {
         config::Backend::File => match KeeperHandle::start(&cfg.node, hooks_dir.clone()).await {
             Ok(k) => Some(k),
@@ -387,9 +412,12 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         sup.spawn(spec);
     }
     let (release_tx, mut release_rx) = mpsc::channel::<AdminCall>(16);
-    let server = tokio::spawn(control::serve(
+    let server = tokio::spawn(control::serve_as(
         listener,
-        sup.cfg.node.clone(),
+        control::Who {
+            node: sup.cfg.node.clone(),
+            locks,
+        },
         sup.board.clone(),
         release_tx,
     ));

@@ -3,8 +3,9 @@
 //! OFD locks belong to the open file description, not the process, so they
 //! behave the same from any thread and are dropped by the kernel when the
 //! last fd closes: the process dying releases the lock at once. They work
-//! between processes on one host and between hosts on a cluster filesystem
-//! with POSIX locks. Lock files are never unlinked: unlinking a lock file
+//! between processes on one host and between hosts on a shared filesystem
+//! whose POSIX locks are cluster-wide, which not all are: `filesystem`
+//! judges the lock dir before any lock is taken. Lock files are never unlinked: unlinking a lock file
 //! lets a newcomer lock a fresh inode while the holder keeps the old one.
 //!
 //! In the daemon the backend has [`FdGuard`]s (the lock keeper, and under
