@@ -379,6 +379,45 @@ fn sighup_reload_applies_a_good_config_and_keeps_a_bad_one_out() {
     );
 }
 
+/// A reload whose lock dir is on a filesystem the `file` backend refuses
+/// (issue 25; /proc stands in for one it does not know) is refused whole:
+/// nothing of it applies, though `[lock]` itself needs a restart.
+#[test]
+fn a_reload_onto_a_refused_filesystem_changes_nothing() {
+    let mut lab = Lab::new();
+    let a = start(&mut lab, "a");
+    lab.daemons[a].wait_state("db", "master");
+    let cfg = lab.daemons[a].config.clone();
+    let good = fs::read_to_string(&cfg).unwrap();
+    let moved: String = good
+        .lines()
+        .map(|l| match l.starts_with("dir = ") {
+            true => "dir = \"/proc/dlm-electd-test/locks\"".to_string(),
+            false => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(moved, good.trim_end());
+    fs::write(&cfg, format!("{moved}\n{}", lab.logging("mail"))).unwrap();
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    lab.daemons[a].wait_log("reload refused");
+    let log = lab.daemons[a].log();
+    assert!(
+        log.contains(
+            "key `lock.dir`: refusing the `file` backend here: the lock dir is on proc at /proc"
+        ),
+        "{log}"
+    );
+    assert_eq!(lab.daemons[a].state("mail"), None);
+    assert_eq!(lab.daemons[a].state("db").as_deref(), Some("master"));
+    // status still says how far the running config's locks reach.
+    let text = String::from_utf8(cli_ok(&cfg, &["status"]).stdout).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("locks: host-local (")),
+        "{text}"
+    );
+}
+
 #[test]
 fn as_root_refuses_files_others_can_write() {
     if !nix::unistd::geteuid().is_root() {
