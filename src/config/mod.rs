@@ -251,8 +251,10 @@ pub struct Loaded {
 
 /// Loads the config and runs every check on it: programs must be
 /// executable; as root, the config files, programs, lock dir and runtime dir
-/// must be safe from anyone but root (see `security`). The errors stay typed
-/// so a caller can log them all and show the first.
+/// must be safe from anyone but root (see `security`); the `file` backend's
+/// lock dir must be on a filesystem whose locks reach every node that sees
+/// it (`lock::filesystem`). The errors stay typed so a caller can log them
+/// all and show the first.
 pub fn load_checked(path: &Path) -> Result<Loaded, ConfigErrors> {
     load_checked_as(path, check::LockUse::Take)
 }
