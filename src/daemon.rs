@@ -323,7 +323,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
                         cfg.lock.dir.display(),
                         a.describe()
                     );
-                    Some(a.describe())
+                    Some(a)
                 }
                 Err(e) => {
                     tracing::error!(
@@ -377,11 +377,11 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
                 FdStore::check_room(cfg.resources.len());
                 guards.push(Arc::new(store));
             }
-            let fb = Arc::new(FileBackend::with_guards(
-                cfg.lock.dir.clone(),
-                cfg.lock.standby,
-                guards,
-            ));
+            let mut fb = FileBackend::with_guards(cfg.lock.dir.clone(), cfg.lock.standby, guards);
+            if let Some(a) = &locks {
+                fb = fb.judged_on(a.f_type);
+            }
+            let fb = Arc::new(fb);
             file_backend = Some(fb.clone());
             fb
         }
@@ -416,7 +416,7 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         listener,
         control::Who {
             node: sup.cfg.node.clone(),
-            locks,
+            locks: locks.map(|a| a.describe()),
         },
         sup.board.clone(),
         release_tx,

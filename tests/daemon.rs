@@ -418,6 +418,48 @@ fn a_reload_onto_a_refused_filesystem_changes_nothing() {
     );
 }
 
+/// Unmounts (lazily) on drop, so a failing test leaves no mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A filesystem mounted over the lock dir while the daemon runs was never
+/// judged (issue 25): the master notices its lock file is gone from the
+/// path, and no lock is taken on the new filesystem (tmpfs here stands in
+/// for, say, an o2cb OCFS2 volume) until it is unmounted again.
+#[test]
+fn as_root_no_lock_is_taken_on_a_filesystem_mounted_over_the_lock_dir() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut lab = Lab::new();
+    let a = start(&mut lab, "a");
+    lab.daemons[a].wait_state("web", "master");
+    let locks = lab.path("locks");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &locks,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=0700"),
+    )
+    .unwrap();
+    let mounted = Mounted(locks.clone());
+    wait_for(WAIT, "web to lose its lock and fail to lock again", || {
+        lab.daemons[a]
+            .last_error("web")
+            .filter(|e| e.contains("than the lock dir was judged on at start"))
+    });
+    assert_ne!(lab.daemons[a].state("web").as_deref(), Some("master"));
+    drop(mounted);
+    lab.daemons[a].wait_state("web", "master");
+}
+
 #[test]
 fn as_root_refuses_files_others_can_write() {
     if !nix::unistd::geteuid().is_root() {

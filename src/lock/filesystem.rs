@@ -108,6 +108,9 @@ pub enum Reach {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     pub reach: Reach,
+    /// The statfs type judged, for the `file` backend to hold every lock
+    /// file to (`FileBackend::judged_on`).
+    pub f_type: u32,
     /// `ext4 at /var/lib` (or the f_type, without a mountinfo line).
     pub what: String,
 }
@@ -174,6 +177,7 @@ pub fn judge(f: &Facts, trust: bool) -> Result<Accepted, String> {
     let ok = |reach| {
         Ok(Accepted {
             reach,
+            f_type: f.f_type,
             what: what.clone(),
         })
     };
