@@ -272,9 +272,12 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        // Three octal digits of one byte (the kernel escapes space, tab,
+        // newline and backslash): a first digit above 3 would not fit.
         if b[i] == b'\\'
             && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && (b'0'..=b'3').contains(&b[i + 1])
+            && b[i + 2..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
@@ -558,6 +561,12 @@ mod tests {
             ..Facts::default()
         };
         assert!(refused(&nine, false).contains("a 9p share"));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone_and_odd_ones_kept() {
+        assert_eq!(unescape("/a\\040b\\011c\\134d"), "/a b\tc\\d");
+        assert_eq!(unescape("/x\\777\\04"), "/x\\777\\04");
     }
 
     #[test]
