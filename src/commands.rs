@@ -41,7 +41,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         };
     }
     if let Cmd::Unlock { name } = &cli.command {
-        return match load(&cli.config, false) {
+        return match load_as(&cli.config, false, config::check::LockUse::Release) {
             Ok(c) => crate::workload::held::unlock(&c, name),
             Err(code) => code,
         };
@@ -61,7 +61,16 @@ pub fn dispatch(cli: Cli) -> i32 {
 /// Loads and checks the config; warnings are printed by `check-config`
 /// (`warning: FILE:LINE:COL: ...`) and logged by the other commands.
 fn load(path: &Path, print_warnings: bool) -> Result<config::Config, i32> {
-    let loaded = config::load_checked(path).map_err(|e| {
+    load_as(path, print_warnings, config::check::LockUse::Take)
+}
+
+/// `load`, for a command that uses the locks as `uses` says.
+fn load_as(
+    path: &Path,
+    print_warnings: bool,
+    uses: config::check::LockUse,
+) -> Result<config::Config, i32> {
+    let loaded = config::load_checked_as(path, uses).map_err(|e| {
         eprintln!("{e}");
         exit::CONFIG
     })?;
@@ -95,6 +104,10 @@ async fn run(cli: Cli) -> i32 {
                     c.resources.len(),
                     c.lock.backend
                 );
+                // Where the `file` backend's locks reach (judged in `load`).
+                if let Some(reach) = lock_reach(&c) {
+                    println!("locks: {reach}");
+                }
                 exit::OK
             }
             Err(code) => code,
@@ -103,7 +116,7 @@ async fn run(cli: Cli) -> i32 {
             Ok(c) => crate::daemon::run(cli.config.clone(), c).await,
             Err(code) => code,
         },
-        Cmd::Cleanup => match load(&cli.config, false) {
+        Cmd::Cleanup => match load_as(&cli.config, false, config::check::LockUse::Release) {
             Ok(c) => crate::daemon::cleanup(c).await,
             Err(code) => code,
         },
@@ -129,6 +142,18 @@ async fn run(cli: Cli) -> i32 {
         | Cmd::Unlock { .. }
         | Cmd::HoldWorkloadLock { .. } => unreachable!("handled in dispatch"),
     }
+}
+
+/// How far the `file` backend's locks reach, for `check-config` and the
+/// daemon's status; None for dlmfs (or when the lock dir cannot be judged
+/// now: the config check before said why).
+pub fn lock_reach(c: &config::Config) -> Option<String> {
+    if c.lock.backend != config::Backend::File {
+        return None;
+    }
+    crate::lock::filesystem::check_dir(&c.lock.dir, c.lock.trust_filesystem)
+        .ok()
+        .map(|a| a.describe())
 }
 
 /// The clients find the daemon through the config's `runtime_dir`. A config
@@ -426,6 +451,9 @@ fn table(s: &StatusReport) -> String {
             error
         );
     }
+    if let Some(l) = &s.locks {
+        let _ = writeln!(t, "locks: {l}");
+    }
     t
 }
 
@@ -497,6 +525,7 @@ mod tests {
                     None,
                 ),
             ],
+            locks: Some("host-local (ext4 at /): locks exclude processes of this host only".into()),
         };
         let mut s = s;
         s.resources[1].health = Some("ok".into());
@@ -530,5 +559,11 @@ mod tests {
                 "api", "standby", "1m1s", "ago", "-", "failing", "check:", "exit", "status", "1"
             ]
         );
+        // After the rows, so scripts reading rows by position are unaffected.
+        assert_eq!(
+            t.lines().nth(6),
+            Some("locks: host-local (ext4 at /): locks exclude processes of this host only")
+        );
+        assert_eq!(t.lines().count(), 7);
     }
 }

@@ -48,6 +48,19 @@ pub struct StatusReport {
     #[serde(default)]
     pub now_ms: u64,
     pub resources: Vec<ResourceStatus>,
+    /// `file` backend: how far its locks reach, judged from the lock dir's
+    /// filesystem at start (`lock::filesystem`): host-local, or
+    /// cluster-wide with what a dead holder costs. Absent on dlmfs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locks: Option<String>,
+}
+
+/// What the status answer says about the daemon itself.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub node: String,
+    /// See [`StatusReport::locks`].
+    pub locks: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,6 +103,16 @@ pub fn bind(runtime_dir: &Path) -> std::io::Result<UnixListener> {
 pub async fn serve(
     listener: UnixListener,
     node: String,
+    board: Board,
+    release: mpsc::Sender<AdminCall>,
+) {
+    serve_as(listener, Who { node, locks: None }, board, release).await
+}
+
+/// `serve`, answering status with all of `who`.
+pub async fn serve_as(
+    listener: UnixListener,
+    node: Who,
     board: Board,
     release: mpsc::Sender<AdminCall>,
 ) {
@@ -160,7 +183,7 @@ impl AcceptBackoff {
 
 async fn handle(
     stream: UnixStream,
-    node: String,
+    node: Who,
     board: Board,
     release: mpsc::Sender<AdminCall>,
 ) -> std::io::Result<()> {
@@ -209,7 +232,7 @@ fn error_reply(e: String) -> Reply {
 async fn answer(
     line: &[u8],
     peer_uid: u32,
-    node: String,
+    node: Who,
     board: Board,
     release: mpsc::Sender<AdminCall>,
 ) -> Reply {
@@ -217,9 +240,10 @@ async fn answer(
         Err(e) => error_reply(format!("bad request: {e}")),
         Ok(Request::Status) => Reply {
             status: Some(StatusReport {
-                node,
+                node: node.node,
                 now_ms: crate::election::status::now_ms(),
                 resources: board.snapshot(),
+                locks: node.locks,
             }),
             error: None,
         },

@@ -315,6 +315,31 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         tracing::error!("{e}");
         return exit::FAILURE;
     }
+    // The lock dir's filesystem, judged again now (check-config may have
+    // run long ago, and a mount may have come or gone since): a lock that
+    // stays on this node would make two masters. See lock::filesystem.
+    let locks = match cfg.lock.backend {
+        config::Backend::File => {
+            match lock::filesystem::check_dir(&cfg.lock.dir, cfg.lock.trust_filesystem) {
+                Ok(a) => {
+                    tracing::info!(
+                        "file backend locks in {}: {}",
+                        cfg.lock.dir.display(),
+                        a.describe()
+                    );
+                    Some(a)
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "key `lock.dir` ({}): refusing the `file` backend here: {e}",
+                        cfg.lock.dir.display()
+                    );
+                    return exit::CONFIG;
+                }
+            }
+        }
+        config::Backend::Dlmfs => None,
+    };
     let keeper = match cfg.lock.backend {
         config::Backend::File => match KeeperHandle::start(&cfg.node, hooks_dir.clone()).await {
             Ok(k) => Some(k),
@@ -356,11 +381,11 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
                 FdStore::check_room(cfg.resources.len());
                 guards.push(Arc::new(store));
             }
-            let fb = Arc::new(FileBackend::with_guards(
-                cfg.lock.dir.clone(),
-                cfg.lock.standby,
-                guards,
-            ));
+            let mut fb = FileBackend::with_guards(cfg.lock.dir.clone(), cfg.lock.standby, guards);
+            if let Some(a) = &locks {
+                fb = fb.judged_on(a.f_type);
+            }
+            let fb = Arc::new(fb);
             file_backend = Some(fb.clone());
             fb
         }
@@ -402,9 +427,12 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
         sup.spawn(spec);
     }
     let (release_tx, mut release_rx) = mpsc::channel::<AdminCall>(16);
-    let server = tokio::spawn(control::serve(
+    let server = tokio::spawn(control::serve_as(
         listener,
-        sup.cfg.node.clone(),
+        control::Who {
+            node: sup.cfg.node.clone(),
+            locks: locks.map(|a| a.describe()),
+        },
         sup.board.clone(),
         release_tx,
     ));

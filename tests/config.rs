@@ -556,3 +556,84 @@ fn runtime_dir_hint_reads_one_key_leniently() {
     write(&cfg, "[daemon\n");
     assert_eq!(config::runtime_dir_hint(&cfg), default, "not TOML");
 }
+
+/// The `file` backend refuses a lock dir on a filesystem whose locks may
+/// stay on the node, in every command that takes locks, with exit 78 and
+/// the key's position (issue 25). /proc stands in for one dlm-electd does
+/// not know (like FUSE or 9p): the decision table itself is unit-tested in
+/// `lock::filesystem` on stand-in mountinfo lines.
+#[test]
+fn a_lock_dir_on_an_unknown_filesystem_is_refused_unless_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not there yet: judged by its nearest existing ancestor, /proc.
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        Path::new("/proc/dlm-electd-test/locks"),
+        "[[resource]]\nname = \"w\"\n",
+    );
+    let want = format!(
+        "{}:5:7: key `lock.dir`: refusing the `file` backend here: the lock dir is on proc at /proc: not a local filesystem dlm-electd knows",
+        cfg.display()
+    );
+    for args in [
+        &["check-config"][..],
+        &["run"],
+        &["run-locked", "job", "--", "/bin/true"],
+        &["lock", "job"],
+    ] {
+        // --config first: after run-locked's `--` it would be the program's.
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
+        assert!(err.starts_with(&want), "{args:?}: {err}");
+        assert!(err.contains("trust_filesystem = true"), "{args:?}: {err}");
+    }
+    // Giving locks up is not refused: `cleanup` must still undo what a
+    // daemon left (the filesystem is a warning there).
+    let out = cli(&cfg, &["cleanup"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    // The admin's word admits it, and check-config says so.
+    let text = fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[lock]\n", "[lock]\ntrust_filesystem = true\n");
+    write(&cfg, &text);
+    let out = cli(&cfg, &["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("\nlocks: cluster-wide as trust_filesystem says (proc at /proc)"),
+        "{stdout}"
+    );
+}
+
+/// A local lock dir passes, and check-config says its locks are
+/// host-local; `trust_filesystem` must be a boolean, named at its place.
+#[test]
+fn a_local_lock_dir_is_host_local_and_trust_filesystem_is_a_boolean() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "a", &dir.path().join("locks"), "");
+    let out = cli(&cfg, &["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let locks = stdout.lines().nth(1).unwrap_or_default();
+    assert!(
+        locks.starts_with("locks: host-local (")
+            && locks.ends_with("): locks exclude processes of this host only"),
+        "{stdout}"
+    );
+    let text = fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[lock]\n", "[lock]\ntrust_filesystem = \"yes\"\n");
+    write(&cfg, &text);
+    let errs = load_errors(&cfg);
+    assert!(
+        errs[0].starts_with(&format!("{}:4:20:", cfg.display())) && errs[0].contains("bool"),
+        "{errs:?}"
+    );
+}

@@ -379,6 +379,87 @@ fn sighup_reload_applies_a_good_config_and_keeps_a_bad_one_out() {
     );
 }
 
+/// A reload whose lock dir is on a filesystem the `file` backend refuses
+/// (issue 25; /proc stands in for one it does not know) is refused whole:
+/// nothing of it applies, though `[lock]` itself needs a restart.
+#[test]
+fn a_reload_onto_a_refused_filesystem_changes_nothing() {
+    let mut lab = Lab::new();
+    let a = start(&mut lab, "a");
+    lab.daemons[a].wait_state("db", "master");
+    let cfg = lab.daemons[a].config.clone();
+    let good = fs::read_to_string(&cfg).unwrap();
+    let moved: String = good
+        .lines()
+        .map(|l| match l.starts_with("dir = ") {
+            true => "dir = \"/proc/dlm-electd-test/locks\"".to_string(),
+            false => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(moved, good.trim_end());
+    fs::write(&cfg, format!("{moved}\n{}", lab.logging("mail"))).unwrap();
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    lab.daemons[a].wait_log("reload refused");
+    let log = lab.daemons[a].log();
+    assert!(
+        log.contains(
+            "key `lock.dir`: refusing the `file` backend here: the lock dir is on proc at /proc"
+        ),
+        "{log}"
+    );
+    assert_eq!(lab.daemons[a].state("mail"), None);
+    assert_eq!(lab.daemons[a].state("db").as_deref(), Some("master"));
+    // status still says how far the running config's locks reach.
+    let text = String::from_utf8(cli_ok(&cfg, &["status"]).stdout).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("locks: host-local (")),
+        "{text}"
+    );
+}
+
+/// Unmounts (lazily) on drop, so a failing test leaves no mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// A filesystem mounted over the lock dir while the daemon runs was never
+/// judged (issue 25): the master notices its lock file is gone from the
+/// path, and no lock is taken on the new filesystem (tmpfs here stands in
+/// for, say, an o2cb OCFS2 volume) until it is unmounted again.
+#[test]
+fn as_root_no_lock_is_taken_on_a_filesystem_mounted_over_the_lock_dir() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut lab = Lab::new();
+    let a = start(&mut lab, "a");
+    lab.daemons[a].wait_state("web", "master");
+    let locks = lab.path("locks");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &locks,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=0700"),
+    )
+    .unwrap();
+    let mounted = Mounted(locks.clone());
+    wait_for(WAIT, "web to lose its lock and fail to lock again", || {
+        lab.daemons[a]
+            .last_error("web")
+            .filter(|e| e.contains("than the lock dir was judged on at start"))
+    });
+    assert_ne!(lab.daemons[a].state("web").as_deref(), Some("master"));
+    drop(mounted);
+    lab.daemons[a].wait_state("web", "master");
+}
+
 #[test]
 fn as_root_refuses_files_others_can_write() {
     if !nix::unistd::geteuid().is_root() {

@@ -5,7 +5,9 @@
 //! Errors: a program that cannot be executed, wherever this runs; as root,
 //! the ownership rule of `security` for programs, the lock dir (`file`
 //! backend only: dlmfs checks its mount by filesystem magic) and the
-//! runtime dir. Warnings: a vip interface missing on this host (it may
+//! runtime dir; with the `file` backend, a lock dir on a filesystem whose
+//! locks may not reach every node that sees it (`lock::filesystem`).
+//! Warnings: a vip interface missing on this host (it may
 //! appear later, e.g. a VLAN or bond created after boot); a VIP already on
 //! its interface without dlm-electd's mark (the node's own); a managed systemd
 //! unit that is enabled, masked or not installed (asked over D-Bus, skipped
@@ -41,7 +43,59 @@ pub fn check(
     places: &Places,
     as_root: bool,
 ) -> Result<Vec<ConfigError>, Vec<ConfigError>> {
+    check_as(cfg, places, as_root, LockUse::Take)
+}
+
+/// What the command about to run does with the config's locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockUse {
+    /// Takes locks (`run`, a reload, `run-locked`, `lock`, `check-config`):
+    /// a lock dir whose locks may stay on the node is an error.
+    Take,
+    /// Only gives them up and undoes (`cleanup`, `unlock`): refusing would
+    /// leave a dead daemon's VIPs and services up (say, an old version's,
+    /// which ran before this check), so the filesystem is only a warning.
+    Release,
+}
+
+/// The `file` backend's lock dir, judged by the filesystem it is on (see
+/// `lock::filesystem`): Ok(None) for dlmfs, Ok(how far its locks reach),
+/// or the error at `lock.dir`.
+pub fn lock_filesystem(
+    cfg: &Config,
+    places: &Places,
+) -> Result<Option<crate::lock::filesystem::Accepted>, ConfigError> {
+    if cfg.lock.backend != Backend::File {
+        return Ok(None);
+    }
+    crate::lock::filesystem::check_dir(&cfg.lock.dir, cfg.lock.trust_filesystem)
+        .map(Some)
+        .map_err(|why| {
+            let key = match places.lock_dir.pos {
+                Some(_) => "key `lock.dir`".to_string(),
+                None => format!("key `lock.dir` (default {})", cfg.lock.dir.display()),
+            };
+            places
+                .lock_dir
+                .error(format!("{key}: refusing the `file` backend here: {why}"))
+        })
+}
+
+/// `check`, for a command that `uses` the locks so.
+pub fn check_as(
+    cfg: &Config,
+    places: &Places,
+    as_root: bool,
+    uses: LockUse,
+) -> Result<Vec<ConfigError>, Vec<ConfigError>> {
     let mut errors = Vec::new();
+    let mut fs_warning = None;
+    if let Err(e) = lock_filesystem(cfg, places) {
+        match uses {
+            LockUse::Take => errors.push(e),
+            LockUse::Release => fs_warning = Some(e),
+        }
+    }
     if as_root {
         let mut dirs = vec![(
             "daemon.runtime_dir",
@@ -90,6 +144,7 @@ pub fn check(
             ))
         })
         .collect();
+    warnings.extend(fs_warning);
     warnings.extend(unit_warnings(&places.units));
     warnings.extend(vip_warnings(&places.vips));
     Ok(warnings)

@@ -49,6 +49,10 @@ pub struct LockConfig {
     pub domain: String,
     /// `Wait` only with the `file` backend (validation sees to it).
     pub standby: Standby,
+    /// `file` backend: accept a lock dir on a filesystem dlm-electd does
+    /// not know, on the admin's word that its locks are cluster-wide
+    /// (`lock::filesystem`). Never overrides one known to keep locks local.
+    pub trust_filesystem: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -247,16 +251,24 @@ pub struct Loaded {
 
 /// Loads the config and runs every check on it: programs must be
 /// executable; as root, the config files, programs, lock dir and runtime dir
-/// must be safe from anyone but root (see `security`). The errors stay typed
-/// so a caller can log them all and show the first.
+/// must be safe from anyone but root (see `security`); the `file` backend's
+/// lock dir must be on a filesystem whose locks reach every node that sees
+/// it (`lock::filesystem`). The errors stay typed so a caller can log them
+/// all and show the first.
 pub fn load_checked(path: &Path) -> Result<Loaded, ConfigErrors> {
+    load_checked_as(path, check::LockUse::Take)
+}
+
+/// `load_checked`, for a command that uses the locks as `uses` says
+/// (`cleanup` and `unlock` only give them up).
+pub fn load_checked_as(path: &Path, uses: check::LockUse) -> Result<Loaded, ConfigErrors> {
     let (config, places) = load_placed(path)?;
     let as_root = nix::unistd::geteuid().is_root();
     let mut errors = Vec::new();
     if as_root {
         errors.extend(check::config_files(&config));
     }
-    let warnings = match check::check(&config, &places, as_root) {
+    let warnings = match check::check_as(&config, &places, as_root, uses) {
         Ok(w) if errors.is_empty() => w,
         Ok(_) => return Err(ConfigErrors(errors)),
         Err(more) => {

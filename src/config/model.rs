@@ -66,6 +66,7 @@ pub struct RawLock {
     pub mount: Option<Spanned<PathBuf>>,
     pub domain: Option<Spanned<String>>,
     pub standby: Option<Spanned<Standby>>,
+    pub trust_filesystem: Option<Spanned<bool>>,
 }
 
 /// How a standby learns that the lock is free: `wait` in the kernel for

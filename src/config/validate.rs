@@ -362,6 +362,11 @@ pub fn validate(
         mount,
         domain,
         standby,
+        trust_filesystem: raw
+            .lock
+            .trust_filesystem
+            .as_ref()
+            .is_some_and(|t| *t.get_ref()),
     };
     let daemon = DaemonConfig {
         runtime_dir,

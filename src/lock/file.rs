@@ -3,8 +3,9 @@
 //! OFD locks belong to the open file description, not the process, so they
 //! behave the same from any thread and are dropped by the kernel when the
 //! last fd closes: the process dying releases the lock at once. They work
-//! between processes on one host and between hosts on a cluster filesystem
-//! with POSIX locks. Lock files are never unlinked: unlinking a lock file
+//! between processes on one host and between hosts on a shared filesystem
+//! whose POSIX locks are cluster-wide, which not all are: `filesystem`
+//! judges the lock dir before any lock is taken. Lock files are never unlinked: unlinking a lock file
 //! lets a newcomer lock a fresh inode while the holder keeps the old one.
 //!
 //! In the daemon the backend has [`FdGuard`]s (the lock keeper, and under
@@ -46,6 +47,9 @@ pub struct FileBackend {
     /// Lock fds a previous run of this service left held (systemd's fd
     /// store), by the (device, inode) of the file they lock.
     adopted: Mutex<HashMap<(u64, u64), Adopted>>,
+    /// The statfs type of the filesystem the lock dir was judged on at
+    /// start (`super::filesystem`); None: not checked (tests, `cleanup`).
+    judged: Option<u32>,
 }
 
 /// A lock fd kept for us by systemd across a restart.
@@ -70,7 +74,36 @@ impl FileBackend {
             guards,
             standby,
             adopted: Mutex::new(HashMap::new()),
+            judged: None,
         }
+    }
+
+    /// Every lock file opened must be on a filesystem of type `f_type`,
+    /// the one the lock dir was judged on at start: a filesystem mounted
+    /// over the lock dir since (say an o2cb OCFS2 volume, whose locks stay
+    /// on each node) was never judged, so no lock is taken there. One
+    /// fstatfs per open.
+    pub fn judged_on(mut self, f_type: u32) -> Self {
+        self.judged = Some(f_type);
+        self
+    }
+
+    /// Opens (creating) the lock file at `path`, on the judged filesystem.
+    fn open(&self, path: &Path) -> Result<File, LockError> {
+        let file = open_lock_file(&self.dir, path)?;
+        if let Some(want) = self.judged {
+            let got = nix::sys::statfs::fstatfs(&file)
+                .map_err(|e| LockError::Failed(format!("cannot statfs {}: {e}", path.display())))?
+                .filesystem_type()
+                .0 as u32;
+            if got != want {
+                return Err(LockError::Failed(format!(
+                    "{} is on another filesystem (statfs type {got:#x}) than the lock dir was judged on at start ({want:#x}): something was mounted over it; restart to have it judged (README, \"Lock backends\")",
+                    path.display()
+                )));
+            }
+        }
+        Ok(file)
     }
 
     pub fn path(&self, lock: &str) -> PathBuf {
@@ -277,7 +310,7 @@ impl LockBackend for FileBackend {
         let path = self.path(lock);
         let (file, resumed) = match self.resume(&path) {
             Some(f) => (f, true),
-            None => (open_lock_file(&self.dir, &path)?, false),
+            None => (self.open(&path)?, false),
         };
         match if resumed {
             Ok(())
@@ -309,7 +342,7 @@ impl LockBackend for FileBackend {
 
     fn take_candidate(&self, lock: &str) -> Result<Option<Box<dyn HeldLock>>, LockError> {
         let path = self.path(lock);
-        let file = open_lock_file(&self.dir, &path)?;
+        let file = self.open(&path)?;
         match ofd_setlk(&file, true) {
             // No guard: the keeper must not keep a dead daemon a candidate.
             Ok(()) => Ok(Some(Box::new(FileLock {
@@ -330,7 +363,7 @@ impl LockBackend for FileBackend {
     /// owner's write lock and leaves nothing behind.
     fn candidate_held(&self, lock: &str) -> Result<bool, LockError> {
         let path = self.path(lock);
-        let file = open_lock_file(&self.dir, &path)?;
+        let file = self.open(&path)?;
         let probe = whole_file(libc::F_RDLCK as libc::c_short);
         match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&probe)) {
             Ok(_) => Ok(false),
@@ -353,7 +386,7 @@ impl LockBackend for FileBackend {
     ) -> Result<Option<Box<dyn HeldLock>>, LockError> {
         let path = self.path(lock);
         loop {
-            let file = open_lock_file(&self.dir, &path)?;
+            let file = self.open(&path)?;
             loop {
                 if stop.is_stopped() {
                     return Ok(None);
@@ -502,5 +535,40 @@ mod tests {
         assert!(busy(&old_path), "held until let go");
         drop(gone);
         assert!(!busy(&old_path));
+    }
+
+    /// A lock file on another filesystem than the one judged at start (a
+    /// mount over the lock dir since) is never locked.
+    #[test]
+    fn locks_only_on_the_filesystem_judged_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let here = crate::lock::filesystem::probe(dir.path()).unwrap().f_type;
+        let other = crate::lock::filesystem::magic::OCFS2;
+        assert_ne!(here, other, "the test dir must not be on OCFS2");
+        let moved = FileBackend::new(dir.path().to_path_buf(), crate::config::Standby::Poll)
+            .judged_on(other);
+        for r in [
+            moved.try_lock("web").map(|_| ()),
+            moved.take_candidate("web.c0").map(|_| ()),
+            moved.candidate_held("web.c0").map(|_| ()),
+        ] {
+            match r {
+                Err(LockError::Failed(e)) => {
+                    assert!(
+                        e.contains("than the lock dir was judged on at start"),
+                        "{e}"
+                    )
+                }
+                _ => panic!("locked on another filesystem"),
+            }
+        }
+        assert!(!busy(&moved.path("web")));
+        let same = FileBackend::new(dir.path().to_path_buf(), crate::config::Standby::Poll)
+            .judged_on(here);
+        let TryLock::Acquired(held) = same.try_lock("web").unwrap() else {
+            panic!("free lock busy")
+        };
+        assert!(busy(&same.path("web")));
+        held.release().unwrap();
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod dlmfs;
 pub mod file;
+pub mod filesystem;
 pub mod interrupt;
 
 use crate::config::{Backend, LockConfig};

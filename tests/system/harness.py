@@ -8,7 +8,8 @@ booting the image's own kernel, with:
   * tap<N> on bridge br0 inside a private netns "dlmsys-<tag>": guest eth0 is
     198.18.88.N/24 and no guest packet can leave that namespace;
   * a shared zeroed raw disk (/dev/disk/by-id/virtio-o2cb-hb) for o2cb's
-    global heartbeat;
+    global heartbeat, and another (/dev/disk/by-id/virtio-ocfs2-data) for a
+    data volume;
   * the QEMU guest agent on a virtio-serial port: sh() gives stdout, stderr
     and the real exit code, push() copies files in;
   * the host share (read-only 9p, /mnt/host in the guest);
@@ -47,6 +48,8 @@ RUN = os.environ.get("DLM_ELECTD_SYSTEM_RUN") or os.path.join(CACHE, "run")
 MEM_MB = int(os.environ.get("DLM_ELECTD_SYSTEM_MEM", "768"))
 NET = "198.18.88"
 HB_SERIAL = "o2cb-hb"
+# A second shared disk for a data volume (issue 25's OCFS2 scenario formats it).
+DATA_SERIAL = "ocfs2-data"
 GUEST_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
              "HOME=/root", "LANG=C.UTF-8", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0",
              "DEBIAN_FRONTEND=noninteractive"]
@@ -286,6 +289,8 @@ class Cluster:
         self._evlog = open(os.path.join(self.run, "events.log"), "a", buffering=1)
         with open(os.path.join(self.run, "hb.raw"), "wb") as f:
             f.truncate(1 << 30)  # sparse; mkfs.ocfs2 formats it from node1
+        with open(os.path.join(self.run, "data.raw"), "wb") as f:
+            f.truncate(1 << 30)  # sparse; formatted only by the scenario that uses it
         _sh("ip", "netns", "add", self.netns)
         _sh("ip", "-n", self.netns, "link", "set", "lo", "up")
         _sh("ip", "-n", self.netns, "link", "add", "br0", "type", "bridge")
@@ -334,6 +339,10 @@ class Cluster:
             "-drive", "file=%s,if=none,id=hb,format=raw,cache=none,aio=threads,"
                       "file.locking=off" % os.path.join(self.run, "hb.raw"),
             "-device", "virtio-blk-pci,drive=hb,share-rw=on,serial=%s" % HB_SERIAL,
+            # The same, as a shared data volume (/dev/disk/by-id/virtio-ocfs2-data).
+            "-drive", "file=%s,if=none,id=data,format=raw,cache=none,aio=threads,"
+                      "file.locking=off" % os.path.join(self.run, "data.raw"),
+            "-device", "virtio-blk-pci,drive=data,share-rw=on,serial=%s" % DATA_SERIAL,
             "-netdev", "tap,id=n0,ifname=tap%d,script=no,downscript=no" % nd.idx,
             "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:88:00:%02x" % nd.idx,
             "-serial", "file:" + r("console.log"),
@@ -422,10 +431,11 @@ class Cluster:
                     os.unlink(os.path.join(self.run, "%s.%s" % (nd.name, f)))
                 except OSError:
                     pass
-        try:
-            os.unlink(os.path.join(self.run, "hb.raw"))
-        except OSError:
-            pass
+        for f in ("hb.raw", "data.raw"):
+            try:
+                os.unlink(os.path.join(self.run, f))
+            except OSError:
+                pass
         if self._evlog:
             self._evlog.close()
         _LIVE.discard(self)
