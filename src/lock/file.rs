@@ -4,8 +4,9 @@
 //! behave the same from any thread and are dropped by the kernel when the
 //! last fd closes: the process dying releases the lock at once. They work
 //! between processes on one host and between hosts on a cluster filesystem
-//! with POSIX locks. Lock files are never unlinked: unlinking a lock file
-//! lets a newcomer lock a fresh inode while the holder keeps the old one.
+//! with POSIX locks. Lock files are never unlinked by us: unlinking a lock
+//! file would let a newcomer lock a fresh inode while the holder keeps the
+//! old one.
 //!
 //! In the daemon the backend has [`FdGuard`]s (the lock keeper, and under
 //! systemd the service's fd store): every lock won is handed to each before
@@ -15,9 +16,13 @@
 //! `try_lock` of that lock file resumes with one instead of a new lock.
 //!
 //! Deleting a held lock file (an admin's `rm -rf`, systemd-tmpfiles aging
-//! /tmp) would let a newcomer lock a fresh inode while we keep the old one:
-//! [`HeldLock::still_held`] compares the held fd's inode with the path's.
+//! /tmp) must not let a newcomer lock a fresh inode while we keep the old
+//! one: every lock inode has a hidden second name, and a fresh one is made
+//! only when both are gone and `/proc/locks` lists no holder (`twin`).
+//! [`HeldLock::still_held`] puts a deleted name back and reports the lock
+//! lost once both are gone.
 
+use super::twin::{self, Names};
 use super::{HeldLock, LockBackend, LockError, StillHeld, TryLock, WaitStop};
 use crate::config::Standby;
 use nix::errno::Errno;
@@ -33,8 +38,9 @@ use std::sync::{Arc, Mutex};
 /// keeper), so the lock outlives a killed daemon until its side effects are
 /// undone.
 pub trait FdGuard: Send + Sync {
-    /// Takes a copy of `fd`, the lock just won on `lock`; Ok once held.
-    fn hold(&self, lock: &str, fd: BorrowedFd<'_>) -> Result<(), String>;
+    /// Takes a copy of `fd`, the lock just won on `lock` (the range from
+    /// `start` to EOF: see `twin::lock_at`); Ok once held.
+    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, start: i64) -> Result<(), String>;
     /// `lock` was given up (unlocked): close the copy.
     fn release(&self, lock: &str) -> Result<(), String>;
 }
@@ -77,6 +83,11 @@ impl FileBackend {
         self.dir.join(format!("{lock}.lock"))
     }
 
+    /// The lock's two names and range (see `twin`).
+    pub fn names(&self, lock: &str) -> Names {
+        Names::new(&self.dir, lock)
+    }
+
     /// Takes `fd`, a lock fd a previous run of ours still held (stored
     /// under `name`), to resume with when `try_lock` is asked for the file
     /// it locks. Err (with the fd back): it is not a lock file.
@@ -101,7 +112,9 @@ impl FileBackend {
     pub fn unconfigured(&self, locks: &[&str]) -> Vec<Adopted> {
         let keep: Vec<(u64, u64)> = locks
             .iter()
-            .filter_map(|l| std::fs::symlink_metadata(self.path(l)).ok())
+            .map(|l| self.names(l))
+            .flat_map(|n| [n.twin().to_path_buf(), n.main().to_path_buf()])
+            .filter_map(|p| std::fs::symlink_metadata(p).ok())
             .map(|md| (md.dev(), md.ino()))
             .collect();
         let mut adopted = self.adopted.lock().unwrap();
@@ -113,29 +126,41 @@ impl FileBackend {
         gone.iter().filter_map(|k| adopted.remove(k)).collect()
     }
 
-    /// The adopted fd for the file now at `path`, if any, still locked.
-    fn resume(&self, path: &Path) -> Option<File> {
+    /// The adopted fd for the file now named by `names`, if any, still
+    /// locked, with both names put back.
+    fn resume(&self, names: &Names) -> Option<File> {
         // Nothing adopted (every try but those right after a restart): no
         // stat needed.
         if self.adopted.lock().unwrap().is_empty() {
             return None;
         }
-        let md = std::fs::symlink_metadata(path).ok()?;
-        let file = self
-            .adopted
-            .lock()
-            .unwrap()
-            .remove(&(md.dev(), md.ino()))?
-            .file;
-        // Locking again what our own open file description holds succeeds;
-        // failing, it was not held after all.
-        match ofd_setlk(&file, true) {
-            Ok(()) => Some(file),
+        let file = [names.twin(), names.main()].into_iter().find_map(|p| {
+            let md = std::fs::symlink_metadata(p).ok()?;
+            self.adopted
+                .lock()
+                .unwrap()
+                .remove(&(md.dev(), md.ino()))
+                .map(|a| a.file)
+        })?;
+        // Locking again what our own open file description holds succeeds
+        // (at this lock's start: see `twin`); failing, it was not held
+        // after all.
+        if let Err(e) = twin::lock_at(&file, names.start()) {
+            tracing::warn!(
+                "the stored fd of {} does not hold its lock ({e}); locking anew",
+                names.main().display()
+            );
+            return None;
+        }
+        match names.keep(&file) {
+            Ok(fixed) => {
+                if let Some(m) = fixed {
+                    tracing::warn!("{m}");
+                }
+                Some(file)
+            }
             Err(e) => {
-                tracing::warn!(
-                    "the stored fd of {} does not hold its lock ({e}); locking anew",
-                    path.display()
-                );
+                tracing::warn!("not resuming the stored lock: {e}");
                 None
             }
         }
@@ -237,21 +262,13 @@ fn open_failed(path: &Path, e: std::io::Error) -> LockError {
     LockError::Failed(format!("cannot open lock file {}: {why}", path.display()))
 }
 
-/// Whether `path` still names the file `file` has open: a lock on a file
-/// deleted or replaced since it was opened excludes nobody.
-fn names(path: &Path, file: &File) -> bool {
-    match (std::fs::symlink_metadata(path), file.metadata()) {
-        (Ok(now), Ok(held)) => now.dev() == held.dev() && now.ino() == held.ino(),
-        _ => false,
-    }
-}
-
 impl FileBackend {
     /// A lock just won: hand it to every guard (keeper, fd store) before
     /// it counts as won; one refusing means giving it up again.
-    fn won(&self, lock: &str, path: PathBuf, file: File) -> Result<Box<dyn HeldLock>, LockError> {
+    fn won(&self, lock: &str, names: Names, file: File) -> Result<Box<dyn HeldLock>, LockError> {
+        let path = names.main().to_path_buf();
         for (i, g) in self.guards.iter().enumerate() {
-            if let Err(e) = g.hold(lock, file.as_fd()) {
+            if let Err(e) = g.hold(lock, file.as_fd(), names.start()) {
                 // Never master without protection.
                 let _ = ofd_setlk(&file, false);
                 for g in &self.guards[..i] {
@@ -266,6 +283,7 @@ impl FileBackend {
         Ok(Box::new(FileLock {
             file: Some(file),
             path,
+            names: Some(names),
             lock: lock.to_string(),
             guards: self.guards.clone(),
         }))
@@ -274,31 +292,17 @@ impl FileBackend {
 
 impl LockBackend for FileBackend {
     fn try_lock(&self, lock: &str) -> Result<TryLock, LockError> {
-        let path = self.path(lock);
-        let (file, resumed) = match self.resume(&path) {
-            Some(f) => (f, true),
-            None => (open_lock_file(&self.dir, &path)?, false),
-        };
-        match if resumed {
-            Ok(())
-        } else {
-            ofd_setlk(&file, true)
-        } {
-            Ok(()) => {
-                let won = self.won(lock, path.clone(), file)?;
-                if resumed {
-                    tracing::info!(
-                        "{} was still locked by the previous run of this service (systemd's fd store kept it): resuming as its holder",
-                        path.display()
-                    );
-                }
-                Ok(TryLock::Acquired(won))
-            }
-            Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(TryLock::Busy),
-            Err(e) => Err(LockError::Failed(format!(
-                "cannot lock {}: {e}",
-                path.display()
-            ))),
+        let names = self.names(lock);
+        if let Some(file) = self.resume(&names) {
+            tracing::info!(
+                "{} was still locked by the previous run of this service (systemd's fd store kept it): resuming as its holder",
+                names.main().display()
+            );
+            return self.won(lock, names, file).map(TryLock::Acquired);
+        }
+        match twin::acquire(&names, None).map_err(LockError::Failed)? {
+            Some(file) => self.won(lock, names, file).map(TryLock::Acquired),
+            None => Ok(TryLock::Busy),
         }
     }
 
@@ -315,6 +319,7 @@ impl LockBackend for FileBackend {
             Ok(()) => Ok(Some(Box::new(FileLock {
                 file: Some(file),
                 path,
+                names: None,
                 lock: lock.to_string(),
                 guards: Vec::new(),
             }))),
@@ -351,41 +356,32 @@ impl LockBackend for FileBackend {
         lock: &str,
         stop: &WaitStop,
     ) -> Result<Option<Box<dyn HeldLock>>, LockError> {
-        let path = self.path(lock);
+        let names = self.names(lock);
+        let stopped = || stop.is_stopped();
         loop {
-            let file = open_lock_file(&self.dir, &path)?;
-            loop {
-                if stop.is_stopped() {
+            // Sleeps in the kernel until the holder unlocks (or its last fd
+            // closes: a dead master and keeper); a won lock whose names
+            // moved meanwhile (the master saw its file deleted and let go)
+            // is given up inside, and the wait goes on at the new inode.
+            match twin::acquire(&names, Some(&stopped)).map_err(LockError::Failed)? {
+                Some(file) if stop.is_stopped() => {
+                    // Won after being told to stop: nobody wants it.
+                    let _ = ofd_setlk(&file, false);
                     return Ok(None);
                 }
-                // Sleeps until the holder unlocks (or its last fd closes:
-                // a dead master and keeper). EINTR: see WaitStop.
-                match fcntl(
-                    file.as_fd(),
-                    FcntlArg::F_OFD_SETLKW(&whole_file(libc::F_WRLCK as libc::c_short)),
-                ) {
-                    Ok(_) => break,
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        return Err(LockError::Failed(format!(
-                            "cannot wait for {}: {e}",
-                            path.display()
-                        )));
+                Some(file) => return self.won(lock, names, file).map(Some),
+                None if stop.is_stopped() => return Ok(None),
+                // Busy without a file to wait on: both names are gone and
+                // the old holder (listed in /proc/locks) is still releasing.
+                None => {
+                    for _ in 0..5 {
+                        if stop.is_stopped() {
+                            return Ok(None);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
                     }
                 }
             }
-            if stop.is_stopped() {
-                // Won after being told to stop: nobody wants it.
-                let _ = ofd_setlk(&file, false);
-                return Ok(None);
-            }
-            // The file may have been deleted or replaced while we waited on
-            // it (the master saw that and let go): wait on the new one.
-            if !names(&path, &file) {
-                let _ = ofd_setlk(&file, false);
-                continue;
-            }
-            return self.won(lock, path, file).map(Some);
         }
     }
 }
@@ -394,6 +390,9 @@ pub struct FileLock {
     /// None once released.
     file: Option<File>,
     path: PathBuf,
+    /// The lock's two names (election and workload locks; None for a
+    /// candidate lock, which only steers: see `take_candidate`).
+    names: Option<Names>,
     lock: String,
     /// Each holds a copy of the fd.
     guards: Vec<Arc<dyn FdGuard>>,
@@ -423,18 +422,17 @@ impl FileLock {
 
 impl HeldLock for FileLock {
     fn still_held(&self) -> Option<StillHeld> {
-        let held = self.file.as_ref()?.metadata().ok()?;
-        let (dev, ino, path) = (held.dev(), held.ino(), self.path.clone());
-        Some(Arc::new(move || match std::fs::symlink_metadata(&path) {
-            Ok(now) if now.dev() == dev && now.ino() == ino => Ok(()),
-            Ok(_) => Err(format!(
-                "lock file {} was replaced, so our lock no longer excludes anyone",
-                path.display()
-            )),
-            Err(e) => Err(format!(
-                "lock file {} is gone ({e}), so our lock no longer excludes anyone",
-                path.display()
-            )),
+        let names = self.names.clone()?;
+        // A duplicate of the fd (same open file description): after our
+        // release it holds no lock, it only keeps the check's inode.
+        let file = self.file.as_ref()?.try_clone().ok()?;
+        Some(Arc::new(move || match names.keep(&file) {
+            Ok(None) => Ok(()),
+            Ok(Some(fixed)) => {
+                tracing::warn!("{fixed}");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }))
     }
 

@@ -7,6 +7,7 @@
 pub mod dlmfs;
 pub mod file;
 pub mod interrupt;
+pub mod twin;
 
 use crate::config::{Backend, LockConfig};
 pub use interrupt::WaitStop;
