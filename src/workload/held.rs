@@ -194,7 +194,9 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
         holder_alive: true,
     };
     let path = record_path(&cfg.daemon.runtime_dir, name);
-    if let Err(e) = std::fs::write(&path, serde_json::to_vec(&rec).unwrap_or_default()) {
+    if let Err(e) =
+        crate::instance::write_whole(&path, &serde_json::to_vec(&rec).unwrap_or_default())
+    {
         // The lock is held all the same; `status` just cannot show it.
         say(&format!("cannot write {}: {e}", path.display()));
     }
