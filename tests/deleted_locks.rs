@@ -98,7 +98,11 @@ fn deleted_name_rounds(lab: &mut Lab, delete: impl Fn(&Lab), newcomer: Option<&s
             wait_for(
                 WAIT,
                 &format!("round {round}: newcomer standing by"),
-                || (lab.daemons[c].state("web").as_deref() == Some("standby")).then_some(()),
+                || {
+                    (lab.daemons[c].state("web").as_deref() == Some("standby")
+                        || overlapped(&lab.events()))
+                    .then_some(())
+                },
             );
             lab.daemons[c].stop();
         }
@@ -139,7 +143,7 @@ fn rm_of_the_lock_file_with_a_polling_standby_never_overlaps() {
         &mut lab,
         |lab| {
             n.set(n.get() + 1);
-            let victim = if n.get() % 2 == 0 {
+            let victim = if n.get() % 2 == 1 {
                 main_name(lab)
             } else {
                 twin_name(lab)
