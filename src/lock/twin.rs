@@ -556,7 +556,7 @@ mod tests {
                 acquire(&n, None).unwrap().is_none(),
                 "busy without {gone:?}"
             );
-            assert_eq!(n.keep(&f).unwrap().is_some(), true, "put back");
+            assert!(n.keep(&f).unwrap().is_some(), "put back");
             assert_eq!(std::fs::metadata(&gone).unwrap().ino(), ino);
         }
         assert_eq!(n.keep(&f).unwrap(), None);

@@ -38,9 +38,9 @@ use crate::lock::file::FileBackend;
 use crate::lock::twin;
 use nix::errno::Errno;
 use std::ffi::OsString;
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,34 +85,34 @@ pub(super) fn local_path(runtime_dir: &Path, name: &str) -> PathBuf {
     runtime_dir.join(LOCAL_DIR).join(format!("{name}.lock"))
 }
 
-/// Step 1: the node-local flock; None if a local process holds it.
+/// Step 1: the node-local lock; None if a local process holds it.
+///
+/// An OFD lock on `RUNTIME_DIR/workload/NAME.lock` taken like a `file`
+/// cluster lock (`lock::twin`: a hidden twin name, a /proc/locks scan
+/// before a fresh inode), so deleting the file or the whole runtime dir
+/// under a running program never lets a second local process in. That
+/// matters on dlmfs, where the cluster lock cannot tell two processes of
+/// one node apart. The scan is exact here: the lock is node-local by
+/// design. Plus a `flock` on the same fd, as versions before took it, so
+/// a program started by one of those still excludes us during an upgrade.
 fn try_local(runtime_dir: &Path, name: &str) -> Result<Option<File>, String> {
-    let path = local_path(runtime_dir, name);
-    if let Some(dir) = path.parent() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let names = twin::Names::new(&runtime_dir.join(LOCAL_DIR), name);
+    let Some(f) = twin::acquire(&names, None)? else {
+        return Ok(None);
+    };
     // Raw flock(2), not nix's Flock: that one unlocks explicitly on drop,
     // which would free the lock for the program that inherited the fd too.
     // SAFETY: flock on an fd we own; no memory is involved.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(Some(f));
     }
+    // Closing `f` drops the OFD lock too (our only fd of it).
     match Errno::last() {
         Errno::EWOULDBLOCK => Ok(None),
-        e => Err(format!("cannot flock {}: {e}", path.display())),
+        e => Err(format!(
+            "cannot flock {}: {e}",
+            local_path(runtime_dir, name).display()
+        )),
     }
 }
 
