@@ -52,6 +52,8 @@ pub struct FileBackend {
     /// Lock fds a previous run of this service left held (systemd's fd
     /// store), by the (device, inode) of the file they lock.
     adopted: Mutex<HashMap<(u64, u64), Adopted>>,
+    /// The lock dir, symlinks resolved (for `twin`'s range start).
+    canonical: std::sync::OnceLock<PathBuf>,
 }
 
 /// A lock fd kept for us by systemd across a restart.
@@ -76,6 +78,7 @@ impl FileBackend {
             guards,
             standby,
             adopted: Mutex::new(HashMap::new()),
+            canonical: std::sync::OnceLock::new(),
         }
     }
 
@@ -85,7 +88,17 @@ impl FileBackend {
 
     /// The lock's two names and range (see `twin`).
     pub fn names(&self, lock: &str) -> Names {
-        Names::new(&self.dir, lock)
+        // Resolved once the dir exists (it stays the same path after an
+        // `rm -rf` and re-creation); before, at every call.
+        let canonical = match self.canonical.get() {
+            Some(c) => c.clone(),
+            None if self.dir.is_dir() => self
+                .canonical
+                .get_or_init(|| twin::canonical(&self.dir))
+                .clone(),
+            None => twin::canonical(&self.dir),
+        };
+        Names::in_canonical(&self.dir, &canonical, lock)
     }
 
     /// Takes `fd`, a lock fd a previous run of ours still held (stored

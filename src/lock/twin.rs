@@ -108,7 +108,7 @@ fn lstat_id(path: &Path) -> std::io::Result<Option<(u64, u64)>> {
 /// `dir` with symlinks resolved, also when it (or an ancestor) is gone
 /// (`rm -rf` of the lock dir): every process on the host then computes the
 /// same range start for one lock, whichever way the dir was spelt.
-fn canonical(dir: &Path) -> PathBuf {
+pub fn canonical(dir: &Path) -> PathBuf {
     if let Ok(c) = std::fs::canonicalize(dir) {
         return c;
     }
@@ -176,11 +176,20 @@ fn open_existing(path: &Path) -> std::io::Result<File> {
         .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
-    if file.metadata()?.is_file() {
-        Ok(file)
-    } else {
-        Err(std::io::Error::other("it is not a regular file"))
+    let md = file.metadata()?;
+    if md.is_file() {
+        return Ok(file);
     }
+    use std::os::unix::fs::FileTypeExt;
+    // (Directories and sockets fail to open read-write already.)
+    let kind = if md.file_type().is_fifo() {
+        "a fifo"
+    } else {
+        "a device"
+    };
+    Err(std::io::Error::other(format!(
+        "it is {kind}, not a regular file"
+    )))
 }
 
 /// Whether `/proc/locks` lists a lock starting at `start` on an inode
@@ -210,7 +219,13 @@ static FRESH: AtomicU64 = AtomicU64::new(0);
 
 impl Names {
     pub fn new(dir: &Path, lock: &str) -> Names {
-        let mut key = canonical(dir).into_os_string().into_encoded_bytes();
+        Names::in_canonical(dir, &canonical(dir), lock)
+    }
+
+    /// `new` with `canonical`, the dir's canonical form, already known
+    /// (a polling standby's tries need not resolve it each time).
+    pub fn in_canonical(dir: &Path, canonical: &Path, lock: &str) -> Names {
+        let mut key = canonical.as_os_str().as_encoded_bytes().to_vec();
         key.push(0);
         key.extend_from_slice(lock.as_bytes());
         let start = BASE + (fnv1a(&key) & ((1 << 56) - 1)) as i64;
