@@ -252,10 +252,12 @@ fn rm_of_a_workload_lock_file_while_its_program_runs_leaves_it_busy() {
             log = log.display(),
             go = go.display()
         );
+        let a_err = dir.path().join(format!("a-{round}.stderr"));
         let child = Command::new(BIN)
             .args(["run-locked", "--config"])
             .arg(&a)
             .args([&name, "--", "/bin/sh", "-c", &script])
+            .stderr(fs::File::create(&a_err).unwrap())
             .spawn()
             .unwrap();
         let running = Running(child, go);
@@ -294,11 +296,89 @@ fn rm_of_a_workload_lock_file_while_its_program_runs_leaves_it_busy() {
             "round {round}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // a's run-locked watches its names: a single deleted one is put
+        // back, both gone is said loudly.
+        if round % 3 == 2 {
+            wait_for(WAIT, "a's run-locked to say so", || {
+                fs::read_to_string(&a_err)
+                    .ok()?
+                    .contains("are both gone")
+                    .then_some(())
+            });
+        } else {
+            wait_for(WAIT, "the name put back", || {
+                let (m, t) = (fs::metadata(&main).ok()?, fs::metadata(&twin).ok()?);
+                (m.ino() == t.ino()).then_some(())
+            });
+        }
         drop(running);
         assert_never_two_masters(&support::read_events(&log));
     }
     let events = support::read_events(&log);
     assert!(!events.iter().any(|l| l.starts_with("b ")), "{events:?}");
+}
+
+/// The same with `lock` (its holder process keeps the lock): `run-locked`
+/// on another node is busy, and the holder puts a deleted name back.
+#[test]
+fn rm_of_a_workload_lock_file_held_by_lock_leaves_it_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (node_config(dir.path(), "a"), node_config(dir.path(), "b"));
+    let cli = |config: &Path, args: &[&str]| {
+        // The subcommand, --config, then its arguments (which may end
+        // with `-- PROGRAM`).
+        Command::new(BIN)
+            .arg(args[0])
+            .arg("--config")
+            .arg(config)
+            .args(&args[1..])
+            .output()
+            .unwrap()
+    };
+    /// Unlocks on drop: the holder is SIGKILLed even when a round fails.
+    struct Unlock<'a>(&'a dyn Fn());
+    impl Drop for Unlock<'_> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    for round in 0..ROUNDS {
+        let name = format!("vm{round}");
+        let out = cli(&a, &["lock", &name]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let unlock = || {
+            let _ = cli(&a, &["unlock", &name]);
+        };
+        let _unlock = Unlock(&unlock);
+        let locks = dir.path().join("locks");
+        let main = locks.join(format!("@{name}.lock"));
+        let twin = locks.join(format!(".@{name}.lock.twin"));
+        match round % 3 {
+            0 => fs::remove_file(&main).unwrap(),
+            1 => fs::remove_file(&twin).unwrap(),
+            _ => {
+                fs::remove_file(&main).unwrap();
+                fs::remove_file(&twin).unwrap();
+            }
+        }
+        let out = cli(&b, &["run-locked", &name, "--", "true"]);
+        assert_eq!(
+            out.status.code(),
+            Some(75),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if round % 3 != 2 {
+            wait_for(WAIT, "the holder to put the name back", || {
+                let (m, t) = (fs::metadata(&main).ok()?, fs::metadata(&twin).ok()?);
+                (m.ino() == t.ino()).then_some(())
+            });
+        }
+    }
 }
 
 /// The runtime dir removed under a running daemon: a second daemon with

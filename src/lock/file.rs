@@ -165,6 +165,7 @@ impl FileBackend {
             );
             return None;
         }
+        twin::trim_below(&file, names.start());
         match names.keep(&file) {
             Ok(fixed) => {
                 if let Some(m) = fixed {
@@ -508,7 +509,12 @@ mod tests {
             panic!("the adopted fd must resume, not find its own lock busy")
         };
         assert!(busy(&web_path));
+        // The whole-file lock it was stored with now shows from this
+        // lock's start (what the /proc/locks scan looks for).
+        let start = backend.names("web").start();
+        assert!(twin::other_holder(start, 0).unwrap());
         resumed.release().unwrap();
+        assert!(!twin::other_holder(start, 0).unwrap());
         assert!(!busy(&web_path), "released");
         assert!(busy(&old_path), "held until let go");
         drop(gone);

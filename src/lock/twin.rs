@@ -158,6 +158,15 @@ pub fn lock_at_wait(fd: impl AsFd, start: i64) -> nix::Result<()> {
     .map(|_| ())
 }
 
+/// Unlocks `[0, start)`, keeping `[start, EOF)`: a lock taken on the whole
+/// file (by a version before the twin names, kept in systemd's fd store)
+/// then shows with its start in /proc/locks, with no moment unlocked.
+pub fn trim_below(fd: impl AsFd, start: i64) {
+    let mut fl = range(libc::F_UNLCK as libc::c_short, 0);
+    fl.l_len = start as libc::off_t;
+    let _ = fcntl(fd.as_fd(), FcntlArg::F_OFD_SETLK(&fl));
+}
+
 /// Unlocks everything this open file description holds on the file.
 fn unlock(fd: impl AsFd) {
     let _ = fcntl(

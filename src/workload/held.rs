@@ -351,27 +351,36 @@ pub fn hold_forever() -> i32 {
         let _ = unsafe { signal(s, SigHandler::SigIgn) };
     }
     // file backend: watch the lock file's names like `run-locked` does,
-    // and say what we see in syslog (stderr is /dev/null).
-    if let (Some(dir), Some(&fd)) = (std::env::var_os(DIR_ENV), fds.last()) {
-        let every = std::env::var(EVERY_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(Duration::from_secs(1));
-        let name = std::env::args().next_back().unwrap_or_default();
-        let names = crate::lock::twin::Names::new(Path::new(&dir), &super::cluster_name(&name));
-        // SAFETY: our own inherited fd, duplicated; the original stays.
-        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-        if dup >= 0 {
-            // SAFETY: a fresh fd from F_DUPFD_CLOEXEC, owned from here on.
-            let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(dup) };
-            let w = super::watch(names, file, every, move |m| syslog(&name, m));
-            // Until SIGKILL: never stopped.
-            std::mem::forget(w);
-        }
-    }
+    // and say what we see in syslog (stderr is /dev/null). On this thread:
+    // with a second one, `unlock` could see the killed holder a zombie (the
+    // main thread gone) while the other thread still held the fds.
+    let watch = std::env::var_os(DIR_ENV)
+        .zip(fds.last().copied())
+        .map(|(dir, fd)| {
+            let every = std::env::var(EVERY_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_secs(1));
+            let name = std::env::args().next_back().unwrap_or_default();
+            let names = crate::lock::twin::Names::new(Path::new(&dir), &super::cluster_name(&name));
+            // SAFETY: the fd is ours (inherited, checked open above) and lives
+            // as long as this process; ManuallyDrop never closes it.
+            let file = std::mem::ManuallyDrop::new(unsafe {
+                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+            });
+            (names, file, every, name)
+        });
     loop {
-        nix::unistd::pause();
+        match &watch {
+            Some((names, file, every, name)) => {
+                std::thread::sleep(*every);
+                super::look(names, file, &|m| syslog(name, m));
+            }
+            None => {
+                nix::unistd::pause();
+            }
+        }
     }
 }
 

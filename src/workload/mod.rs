@@ -279,16 +279,21 @@ pub fn watch(
             if *stopped {
                 return;
             }
-            match names.keep(&file) {
-                Ok(None) => {}
-                Ok(Some(fixed)) => say(&fixed),
-                Err(e) => say(&format!(
-                    "ERROR: {e}; contenders on this host still find the lock busy (listed in /proc/locks)"
-                )),
-            }
+            look(&names, &file, &say);
         }
     });
     Watch { stop, thread }
+}
+
+/// One look of a [`watch`].
+pub fn look(names: &twin::Names, file: &File, say: &dyn Fn(&str)) {
+    match names.keep(file) {
+        Ok(None) => {}
+        Ok(Some(fixed)) => say(&fixed),
+        Err(e) => say(&format!(
+            "ERROR: {e}; contenders on this host still find the lock busy (listed in /proc/locks)"
+        )),
+    }
 }
 
 impl Watch {
