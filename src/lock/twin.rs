@@ -17,8 +17,9 @@
 //!    in). Anything else that makes a name point at our inode (a fresh
 //!    inode, a twin put back from the main name, a main name replaced by
 //!    the twin's inode) is followed, while we hold the lock, by a scan of
-//!    `/proc/locks` for another holder of this lock; one found, we remove
-//!    the names we made and report busy (rule 3).
+//!    `/proc/locks` for another holder of this lock; one found (or the
+//!    names moving on before the scan), we remove the names we made
+//!    before unlocking and report busy (rule 3).
 //! 3. **A fresh inode only when both names are gone**, made under a
 //!    temporary name, locked before it is linked as the twin (`link` fails
 //!    if a twin appeared meanwhile). Holders lock the byte range from
@@ -356,6 +357,22 @@ impl Names {
         // Whether we made a name point at our inode in a way that needs
         // the /proc/locks scan (see the module comment, rule 2).
         let mut linked = linked;
+        let r = self.settle_rounds(file, ours, &mut linked);
+        // Names we made that were not scanned after (names moving under
+        // us, an error): removed before we unlock, or the next contender
+        // could win this inode without a scan.
+        if linked && !matches!(r, Ok(Settled::Won)) {
+            self.unname(ours);
+        }
+        r
+    }
+
+    fn settle_rounds(
+        &self,
+        file: &File,
+        ours: (u64, u64),
+        linked: &mut bool,
+    ) -> Result<Settled, String> {
         for _ in 0..ROUNDS {
             if file.metadata().map(|m| m.nlink()).unwrap_or(0) == 0 {
                 return Ok(Settled::Retry);
@@ -364,8 +381,7 @@ impl Names {
             let main = lstat_id(&self.main).map_err(|e| self.stat_failed(&self.main, e))?;
             match (twin, main) {
                 (Some(t), Some(m)) if t == ours && m == ours => {
-                    if linked && other_holder(self.start, ours.1).map_err(|e| e.to_string())? {
-                        self.unname(ours);
+                    if *linked && other_holder(self.start, ours.1).map_err(|e| e.to_string())? {
                         return Ok(Settled::Busy);
                     }
                     return Ok(Settled::Won);
@@ -377,12 +393,12 @@ impl Names {
                 // version creating it): made to name the twin's inode.
                 (Some(t), Some(_)) if t == ours => {
                     self.replace_main()?;
-                    linked = true;
+                    *linked = true;
                 }
                 // The twin deleted, the main name ours: put it back.
                 (None, Some(m)) if m == ours => {
                     self.link(&self.main, &self.twin)?;
-                    linked = true;
+                    *linked = true;
                 }
                 // We opened a name that has moved on since.
                 _ => return Ok(Settled::Retry),
