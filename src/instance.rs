@@ -125,6 +125,24 @@ impl Instance {
         })
     }
 
+    /// Why this instance's runtime dir is not what it was, if so: its
+    /// `instance.lock` no longer names the file we flocked (the dir, or the
+    /// file, was deleted). A second daemon still cannot start (the abstract
+    /// socket), but what lived in the dir is gone; said loudly by the
+    /// daemon at its next look.
+    pub fn gone(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let held = self._lock.metadata().ok()?;
+        let now = std::fs::symlink_metadata(self.dir.join(INSTANCE_LOCK)).ok();
+        if now.is_some_and(|n| n.dev() == held.dev() && n.ino() == held.ino()) {
+            return None;
+        }
+        Some(format!(
+            "runtime dir {} (or its {INSTANCE_LOCK}) was deleted under the running daemon: the applied records, hook tracking and control socket went with it (a crash now would leave what this node applied for `cleanup` to miss); no second daemon can start with this runtime dir; restart this one to recreate them",
+            self.dir.display()
+        ))
+    }
+
     /// The applied record of `resource`.
     pub fn record(&self, resource: &str) -> Record {
         // Resource names are checked to be plain file names by the config.

@@ -389,6 +389,8 @@ fn a_removed_runtime_dir_lets_no_second_instance_start() {
     let first = start(&mut lab, "a", "wait");
     lab.sole_master("web");
     fs::remove_dir_all(lab.path("a/run")).unwrap();
+    // The first says so within a poll.
+    lab.daemons[first].wait_log("was deleted under the running daemon");
     let config = lab.daemons[first].config.clone();
     let stderr = lab.stderr_path("a");
     let second = lab.spawn("a", &[], config, stderr);
