@@ -441,8 +441,21 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     sup.notify(&mut ready);
     let wd_period = notify::watchdog_period();
     let mut wd = watchdog_timer(wd_period);
+    // A look at the runtime dir every poll: deleted under us, it is said
+    // loudly (once, until it is back).
+    let mut runtime_look = tokio::time::interval(sup.cfg.daemon.poll_interval);
+    runtime_look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut runtime_gone = false;
     loop {
         tokio::select! {
+            _ = runtime_look.tick() => match sup.instance.gone() {
+                Some(why) if !runtime_gone => {
+                    tracing::error!("{why}");
+                    runtime_gone = true;
+                }
+                Some(_) => {}
+                None => runtime_gone = false,
+            },
             sig = signals.next() => match sig {
                 Some(SIGHUP) => {
                     // Before the first READY=1 systemd ignores RELOADING=1,

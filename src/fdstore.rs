@@ -61,7 +61,7 @@ impl FdStore {
 }
 
 impl FdGuard for FdStore {
-    fn hold(&self, lock: &str, fd: BorrowedFd<'_>) -> Result<(), String> {
+    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, _start: i64) -> Result<(), String> {
         let ino = nix::sys::stat::fstat(fd)
             .map_err(|e| format!("cannot stat the lock fd: {e}"))?
             .st_ino;

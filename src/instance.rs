@@ -37,6 +37,44 @@ pub const RECORDS: &str = "applied";
 pub struct Instance {
     dir: PathBuf,
     _lock: Flock<File>,
+    /// The same lock, on a name no file deletion can remove (see
+    /// [`instance_socket`]).
+    _socket: std::os::unix::net::UnixDatagram,
+}
+
+/// Binds the abstract unix socket named after `runtime_dir` (canonical):
+/// one per runtime dir while its daemon lives. The flock on
+/// `instance.lock` alone is lost with the file: `rm -rf` of the runtime dir
+/// under a running daemon let a second one start beside it. An abstract
+/// socket name has no file and goes only with the process (per network
+/// namespace: daemons in different namespaces rely on the flock alone).
+fn instance_socket(runtime_dir: &Path) -> Result<std::os::unix::net::UnixDatagram, String> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let dir = std::fs::canonicalize(runtime_dir).unwrap_or_else(|_| runtime_dir.to_path_buf());
+    let dir = dir.as_os_str().as_encoded_bytes();
+    // At most 107 bytes: a long path is named by its hash.
+    let mut name = b"dlm-electd/instance:".to_vec();
+    if name.len() + dir.len() <= 100 {
+        name.extend_from_slice(dir);
+    } else {
+        let h = dir.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        name.extend_from_slice(format!("#{h:016x}").as_bytes());
+    }
+    let addr = SocketAddr::from_abstract_name(&name)
+        .map_err(|e| format!("cannot name the instance socket: {e}"))?;
+    UnixDatagram::bind_addr(&addr).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(
+                "another dlm-electd instance runs with runtime dir {} (its instance.lock may have been deleted with the directory); one daemon per runtime_dir",
+                runtime_dir.display()
+            )
+        } else {
+            format!("cannot bind the instance socket: {e}")
+        }
+    })
 }
 
 impl Instance {
@@ -76,13 +114,33 @@ impl Instance {
             }
             Err((_, e)) => return Err(format!("cannot lock {}: {e}", path.display())),
         };
+        let socket = instance_socket(runtime_dir)?;
         let _ = lock.set_len(0);
         let _ = lock.rewind();
         let _ = writeln!(lock, "{}", std::process::id());
         Ok(Instance {
             dir: runtime_dir.to_path_buf(),
             _lock: lock,
+            _socket: socket,
         })
+    }
+
+    /// Why this instance's runtime dir is not what it was, if so: its
+    /// `instance.lock` no longer names the file we flocked (the dir, or the
+    /// file, was deleted). A second daemon still cannot start (the abstract
+    /// socket), but what lived in the dir is gone; said loudly by the
+    /// daemon at its next look.
+    pub fn gone(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let held = self._lock.metadata().ok()?;
+        let now = std::fs::symlink_metadata(self.dir.join(INSTANCE_LOCK)).ok();
+        if now.is_some_and(|n| n.dev() == held.dev() && n.ino() == held.ino()) {
+            return None;
+        }
+        Some(format!(
+            "runtime dir {} (or its {INSTANCE_LOCK}) was deleted under the running daemon: the applied records, hook tracking and control socket went with it (a crash now would leave what this node applied for `cleanup` to miss); no second daemon can start with this runtime dir; restart this one to recreate them",
+            self.dir.display()
+        ))
     }
 
     /// The applied record of `resource`.
@@ -100,6 +158,8 @@ impl Instance {
         let mut found: Vec<(String, Record)> = dir
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
+            // `.NAME.tmpPID`: a write that a crash cut short (`write_whole`).
+            .filter(|name| !name.starts_with('.'))
             .filter(|name| !configured.contains(&name.as_str()))
             .map(|name| {
                 let r = self.record(&name);
@@ -147,20 +207,12 @@ impl Record {
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let body = serde_json::to_vec(applied).map_err(|e| e.to_string())?;
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&self.path)
-            .and_then(|mut f| f.write_all(&body))
-            .map_err(|e| {
-                format!(
-                    "cannot write the applied record {}: {e}",
-                    self.path.display()
-                )
-            })
+        write_whole(&self.path, &body).map_err(|e| {
+            format!(
+                "cannot write the applied record {}: {e}",
+                self.path.display()
+            )
+        })
     }
 
     /// What the record says was applied; Err if it cannot tell (written by
@@ -184,6 +236,39 @@ impl Record {
             Err(e) => tracing::warn!("cannot remove {}: {e}", self.path.display()),
         }
     }
+}
+
+/// Writes `body` to `path` whole or not at all: to a temporary name in the
+/// same dir, then renamed over it. A full runtime dir (ENOSPC) used to
+/// leave an empty record, which cannot say what to undo.
+pub fn write_whole(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    write_whole_with(path, |f| f.write_all(body))
+}
+
+fn write_whole_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let r = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| write(&mut f))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
 }
 
 #[cfg(test)]
@@ -211,6 +296,24 @@ mod tests {
         assert_eq!(back.actions, applied.actions);
         let orphans: Vec<String> = inst.orphans(&["db"]).into_iter().map(|o| o.0).collect();
         assert_eq!(orphans, ["web"]);
+        // A failed write (ENOSPC) leaves nothing behind, not an empty record.
+        let failed = write_whole_with(inst.record("full").path(), |f| {
+            f.write_all(b"{")?;
+            Err(std::io::Error::from_raw_os_error(libc::ENOSPC))
+        });
+        assert!(failed.is_err());
+        assert!(!inst.record("full").exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(RECORDS)).unwrap().count(),
+            2,
+            "no temporary file left"
+        );
+        // A second instance of the runtime dir is refused, even once the
+        // dir (and the instance.lock in it) is gone.
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        let e = Instance::take(dir.path()).err().expect("refused");
+        assert!(e.contains("another dlm-electd instance"), "{e}");
+        std::fs::create_dir_all(dir.path().join(RECORDS)).unwrap();
         // An empty record (older versions) cannot be read back.
         std::fs::write(inst.record("old").path(), "").unwrap();
         assert!(inst.record("old").read().is_err());

@@ -110,8 +110,10 @@ fn reload_of_intervals_keeps_the_master_in_place() {
 #[test]
 fn deleted_lock_file_makes_the_master_give_up_and_compete_again() {
     let (mut lab, a) = master_of(|lab| lab.logging("web"));
-    // tmpfiles aging, an admin's rm -rf: the held lock file goes away.
+    // tmpfiles aging, an admin's rm -rf: both names of the held lock file
+    // go away (one alone is put back: tests/deleted_locks.rs).
     fs::remove_file(lab.path("locks").join("web.lock")).unwrap();
+    fs::remove_file(lab.path("locks").join(".web.lock.twin")).unwrap();
     let res = lab.logging("web");
     lab.start("b", &res);
     wait_for(WAIT, "a to notice and release", || {
@@ -120,7 +122,7 @@ fn deleted_lock_file_makes_the_master_give_up_and_compete_again() {
             .then_some(())
     });
     assert!(
-        lab.daemons[a].log().contains("no longer excludes anyone"),
+        lab.daemons[a].log().contains("are both gone"),
         "{}",
         lab.daemons[a].log()
     );

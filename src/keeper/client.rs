@@ -124,13 +124,14 @@ impl Keeper {
 }
 
 impl FdGuard for Keeper {
-    fn hold(&self, lock: &str, fd: BorrowedFd<'_>) -> Result<(), String> {
+    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, start: i64) -> Result<(), String> {
         let g = self.resource_of(lock)?;
         self.call(
             &Msg::Hold {
                 resource: g.resource,
                 actions: g.actions,
                 record: g.record,
+                start: Some(start),
             },
             Some(fd.as_raw_fd()),
         )

@@ -36,6 +36,11 @@ pub enum Msg {
         /// a restart does not undo them a second time.
         #[serde(default)]
         record: Option<PathBuf>,
+        /// Where the lock's range starts (`lock::twin`): the keeper's own
+        /// lock calls must keep it, or the lock would stop showing as this
+        /// lock's in /proc/locks. None: the whole file.
+        #[serde(default)]
+        start: Option<i64>,
     },
     Drop {
         resource: String,

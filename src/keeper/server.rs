@@ -5,7 +5,7 @@
 use super::protocol::{Ack, Msg, recv, send};
 use crate::action::{self, Ctx};
 use crate::config::ActionSpec;
-use crate::lock::file::ofd_setlk;
+use crate::lock::twin::lock_at;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -24,6 +24,8 @@ struct Held {
     fd: OwnedFd,
     actions: Vec<ActionSpec>,
     record: Option<PathBuf>,
+    /// The lock's range start (`lock::twin`).
+    start: i64,
 }
 
 /// `dlm-electd keep-locks --fd N --node NAME`: the keeper process.
@@ -79,6 +81,7 @@ pub fn serve(sock: OwnedFd, node: &str) -> i32 {
                 resource,
                 actions,
                 record,
+                start,
             }) => match (fds.pop(), fds.is_empty()) {
                 (Some(fd), true) => {
                     tracing::debug!(resource = %resource, "lock keeper: holding");
@@ -91,6 +94,7 @@ pub fn serve(sock: OwnedFd, node: &str) -> i32 {
                             fd,
                             actions,
                             record,
+                            start: start.unwrap_or(0),
                         },
                     );
                     Ok(())
@@ -160,19 +164,21 @@ pub fn serve(sock: OwnedFd, node: &str) -> i32 {
 }
 
 /// Runs `h`'s release actions until they succeed, then closes the lock fd.
-/// Returns false if it gave up (the lock file is gone: holding it excludes
-/// nobody any more).
+/// Returns true once released.
 async fn release_one(h: Held, node: &str) -> bool {
     let Held {
         resource,
         fd,
         actions,
         record,
+        start,
     } = h;
     // If the daemon had already unlocked (it does so only once the release
     // actions succeeded, or after a clean rollback) and another node took
     // the lock, there is nothing of ours left to undo.
-    if let Err(Errno::EAGAIN | Errno::EACCES) = ofd_setlk(&fd, true) {
+    // At the lock's own start: a whole-file lock would merge with ours and
+    // hide it from the /proc/locks scan (`lock::twin`).
+    if let Err(Errno::EAGAIN | Errno::EACCES) = lock_at(&fd, start) {
         // The daemon clears its record before it unlocks.
         tracing::info!("lock keeper: the lock had already been given up; nothing to undo");
         return true;
@@ -186,11 +192,13 @@ async fn release_one(h: Held, node: &str) -> bool {
         match action::release_all(&actions, &ctx).await {
             Ok(()) => break,
             Err(e) => {
+                // Even with both names of the lock file deleted the lock
+                // keeps this host's contenders out (they look it up in
+                // /proc/locks: `lock::twin`), so it is kept like any.
                 if lock_file_gone(fd.as_fd()) {
                     tracing::error!(
-                        "lock keeper: release failed ({e}) and the lock file was removed, so the lock excludes nobody any more: giving up; `dlm-electd cleanup` retries"
+                        "lock keeper: the lock file was deleted; the lock still keeps this host's contenders out, but not other hosts' on a cluster filesystem"
                     );
-                    return false;
                 }
                 tracing::error!(
                     "lock keeper: release failed, keeping the lock and retrying in {wait:?}: {e}"
@@ -291,7 +299,7 @@ mod tests {
         );
         keeper.call(&Msg::Hello { hooks: None }, None).unwrap();
         let f = locked(&lock);
-        keeper.hold("r", f.as_fd()).unwrap();
+        keeper.hold("r", f.as_fd(), 0).unwrap();
         drop(f);
         assert!(!try_lock(&lock), "the keeper's copy keeps the lock");
         keeper.close();
@@ -310,7 +318,7 @@ mod tests {
         let lock = dir.path().join("r.lock");
         let (keeper, t) = pair(vec!["/bin/false".into()], None);
         let f = locked(&lock);
-        keeper.hold("r", f.as_fd()).unwrap();
+        keeper.hold("r", f.as_fd(), 0).unwrap();
         ofd_setlk(&f, false).unwrap();
         assert!(try_lock(&lock), "F_UNLCK on our fd frees the keeper's too");
         FdGuard::release(&keeper, "r").unwrap();
@@ -318,6 +326,7 @@ mod tests {
             resource: "x".into(),
             actions: vec![],
             record: None,
+            start: None,
         };
         assert!(keeper.call(&hold_without_fd, None).is_err());
         keeper.close();

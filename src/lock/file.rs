@@ -3,10 +3,10 @@
 //! OFD locks belong to the open file description, not the process, so they
 //! behave the same from any thread and are dropped by the kernel when the
 //! last fd closes: the process dying releases the lock at once. They work
-//! between processes on one host and between hosts on a shared filesystem
-//! whose POSIX locks are cluster-wide, which not all are: `filesystem`
-//! judges the lock dir before any lock is taken. Lock files are never unlinked: unlinking a lock file
-//! lets a newcomer lock a fresh inode while the holder keeps the old one.
+//! between processes on one host and between hosts on a cluster filesystem
+//! with POSIX locks. Lock files are never unlinked by us: unlinking a lock
+//! file would let a newcomer lock a fresh inode while the holder keeps the
+//! old one.
 //!
 //! In the daemon the backend has [`FdGuard`]s (the lock keeper, and under
 //! systemd the service's fd store): every lock won is handed to each before
@@ -16,9 +16,13 @@
 //! `try_lock` of that lock file resumes with one instead of a new lock.
 //!
 //! Deleting a held lock file (an admin's `rm -rf`, systemd-tmpfiles aging
-//! /tmp) would let a newcomer lock a fresh inode while we keep the old one:
-//! [`HeldLock::still_held`] compares the held fd's inode with the path's.
+//! /tmp) must not let a newcomer lock a fresh inode while we keep the old
+//! one: every lock inode has a hidden second name, and a fresh one is made
+//! only when both are gone and `/proc/locks` lists no holder (`twin`).
+//! [`HeldLock::still_held`] puts a deleted name back and reports the lock
+//! lost once both are gone.
 
+use super::twin::{self, Names};
 use super::{HeldLock, LockBackend, LockError, StillHeld, TryLock, WaitStop};
 use crate::config::Standby;
 use nix::errno::Errno;
@@ -34,8 +38,9 @@ use std::sync::{Arc, Mutex};
 /// keeper), so the lock outlives a killed daemon until its side effects are
 /// undone.
 pub trait FdGuard: Send + Sync {
-    /// Takes a copy of `fd`, the lock just won on `lock`; Ok once held.
-    fn hold(&self, lock: &str, fd: BorrowedFd<'_>) -> Result<(), String>;
+    /// Takes a copy of `fd`, the lock just won on `lock` (the range from
+    /// `start` to EOF: see `twin::lock_at`); Ok once held.
+    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, start: i64) -> Result<(), String>;
     /// `lock` was given up (unlocked): close the copy.
     fn release(&self, lock: &str) -> Result<(), String>;
 }
@@ -47,6 +52,8 @@ pub struct FileBackend {
     /// Lock fds a previous run of this service left held (systemd's fd
     /// store), by the (device, inode) of the file they lock.
     adopted: Mutex<HashMap<(u64, u64), Adopted>>,
+    /// The lock dir, symlinks resolved (for `twin`'s range start).
+    canonical: std::sync::OnceLock<PathBuf>,
     /// The statfs type of the filesystem the lock dir was judged on at
     /// start (`super::filesystem`); None: not checked (tests, `cleanup`).
     judged: Option<u32>,
@@ -74,40 +81,64 @@ impl FileBackend {
             guards,
             standby,
             adopted: Mutex::new(HashMap::new()),
+            canonical: std::sync::OnceLock::new(),
             judged: None,
         }
     }
 
-    /// Every lock file opened must be on a filesystem of type `f_type`,
-    /// the one the lock dir was judged on at start: a filesystem mounted
-    /// over the lock dir since (say an o2cb OCFS2 volume, whose locks stay
+    /// Takes locks only while the lock dir is on a filesystem of type
+    /// `f_type`, the one the lock dir was judged on at start: a filesystem
+    /// mounted over it since (say the shared OCFS2 volume, mounted later
     /// on each node) was never judged, so no lock is taken there. One
-    /// fstatfs per open.
+    /// statfs of the lock dir per lock call.
     pub fn judged_on(mut self, f_type: u32) -> Self {
         self.judged = Some(f_type);
         self
     }
 
-    /// Opens (creating) the lock file at `path`, on the judged filesystem.
-    fn open(&self, path: &Path) -> Result<File, LockError> {
-        let file = open_lock_file(&self.dir, path)?;
-        if let Some(want) = self.judged {
-            let got = nix::sys::statfs::fstatfs(&file)
-                .map_err(|e| LockError::Failed(format!("cannot statfs {}: {e}", path.display())))?
-                .filesystem_type()
-                .0 as u32;
-            if got != want {
+    /// Err if the lock dir is no longer on the judged filesystem. A dir
+    /// not made yet is made on the one it was judged by (its nearest
+    /// existing ancestor's, checked at start).
+    fn on_judged_filesystem(&self) -> Result<(), LockError> {
+        let Some(want) = self.judged else {
+            return Ok(());
+        };
+        let got = match nix::sys::statfs::statfs(&self.dir) {
+            Ok(s) => s.filesystem_type().0 as u32,
+            Err(Errno::ENOENT) => return Ok(()),
+            Err(e) => {
                 return Err(LockError::Failed(format!(
-                    "{} is on another filesystem (statfs type {got:#x}) than the lock dir was judged on at start ({want:#x}): something was mounted over it; restart to have it judged (README, \"Lock backends\")",
-                    path.display()
+                    "cannot statfs {}: {e}",
+                    self.dir.display()
                 )));
             }
+        };
+        if got != want {
+            return Err(LockError::Failed(format!(
+                "{} is on another filesystem (statfs type {got:#x}) than the lock dir was judged on at start ({want:#x}): something was mounted over it; restart to have it judged (README, \"Lock backends\")",
+                self.dir.display()
+            )));
         }
-        Ok(file)
+        Ok(())
     }
 
     pub fn path(&self, lock: &str) -> PathBuf {
         self.dir.join(format!("{lock}.lock"))
+    }
+
+    /// The lock's two names and range (see `twin`).
+    pub fn names(&self, lock: &str) -> Names {
+        // Resolved once the dir exists (it stays the same path after an
+        // `rm -rf` and re-creation); before, at every call.
+        let canonical = match self.canonical.get() {
+            Some(c) => c.clone(),
+            None if self.dir.is_dir() => self
+                .canonical
+                .get_or_init(|| twin::canonical(&self.dir))
+                .clone(),
+            None => twin::canonical(&self.dir),
+        };
+        Names::in_canonical(&self.dir, &canonical, lock)
     }
 
     /// Takes `fd`, a lock fd a previous run of ours still held (stored
@@ -134,7 +165,9 @@ impl FileBackend {
     pub fn unconfigured(&self, locks: &[&str]) -> Vec<Adopted> {
         let keep: Vec<(u64, u64)> = locks
             .iter()
-            .filter_map(|l| std::fs::symlink_metadata(self.path(l)).ok())
+            .map(|l| self.names(l))
+            .flat_map(|n| [n.twin().to_path_buf(), n.main().to_path_buf()])
+            .filter_map(|p| std::fs::symlink_metadata(p).ok())
             .map(|md| (md.dev(), md.ino()))
             .collect();
         let mut adopted = self.adopted.lock().unwrap();
@@ -146,29 +179,42 @@ impl FileBackend {
         gone.iter().filter_map(|k| adopted.remove(k)).collect()
     }
 
-    /// The adopted fd for the file now at `path`, if any, still locked.
-    fn resume(&self, path: &Path) -> Option<File> {
+    /// The adopted fd for the file now named by `names`, if any, still
+    /// locked, with both names put back.
+    fn resume(&self, names: &Names) -> Option<File> {
         // Nothing adopted (every try but those right after a restart): no
         // stat needed.
         if self.adopted.lock().unwrap().is_empty() {
             return None;
         }
-        let md = std::fs::symlink_metadata(path).ok()?;
-        let file = self
-            .adopted
-            .lock()
-            .unwrap()
-            .remove(&(md.dev(), md.ino()))?
-            .file;
-        // Locking again what our own open file description holds succeeds;
-        // failing, it was not held after all.
-        match ofd_setlk(&file, true) {
-            Ok(()) => Some(file),
+        let file = [names.twin(), names.main()].into_iter().find_map(|p| {
+            let md = std::fs::symlink_metadata(p).ok()?;
+            self.adopted
+                .lock()
+                .unwrap()
+                .remove(&(md.dev(), md.ino()))
+                .map(|a| a.file)
+        })?;
+        // Locking again what our own open file description holds succeeds
+        // (at this lock's start: see `twin`); failing, it was not held
+        // after all.
+        if let Err(e) = twin::lock_at(&file, names.start()) {
+            tracing::warn!(
+                "the stored fd of {} does not hold its lock ({e}); locking anew",
+                names.main().display()
+            );
+            return None;
+        }
+        twin::trim_below(&file, names.start());
+        match names.keep(&file) {
+            Ok(fixed) => {
+                if let Some(m) = fixed {
+                    tracing::warn!("{m}");
+                }
+                Some(file)
+            }
             Err(e) => {
-                tracing::warn!(
-                    "the stored fd of {} does not hold its lock ({e}); locking anew",
-                    path.display()
-                );
+                tracing::warn!("not resuming the stored lock: {e}");
                 None
             }
         }
@@ -270,21 +316,13 @@ fn open_failed(path: &Path, e: std::io::Error) -> LockError {
     LockError::Failed(format!("cannot open lock file {}: {why}", path.display()))
 }
 
-/// Whether `path` still names the file `file` has open: a lock on a file
-/// deleted or replaced since it was opened excludes nobody.
-fn names(path: &Path, file: &File) -> bool {
-    match (std::fs::symlink_metadata(path), file.metadata()) {
-        (Ok(now), Ok(held)) => now.dev() == held.dev() && now.ino() == held.ino(),
-        _ => false,
-    }
-}
-
 impl FileBackend {
     /// A lock just won: hand it to every guard (keeper, fd store) before
     /// it counts as won; one refusing means giving it up again.
-    fn won(&self, lock: &str, path: PathBuf, file: File) -> Result<Box<dyn HeldLock>, LockError> {
+    fn won(&self, lock: &str, names: Names, file: File) -> Result<Box<dyn HeldLock>, LockError> {
+        let path = names.main().to_path_buf();
         for (i, g) in self.guards.iter().enumerate() {
-            if let Err(e) = g.hold(lock, file.as_fd()) {
+            if let Err(e) = g.hold(lock, file.as_fd(), names.start()) {
                 // Never master without protection.
                 let _ = ofd_setlk(&file, false);
                 for g in &self.guards[..i] {
@@ -299,6 +337,7 @@ impl FileBackend {
         Ok(Box::new(FileLock {
             file: Some(file),
             path,
+            names: Some(names),
             lock: lock.to_string(),
             guards: self.guards.clone(),
         }))
@@ -307,31 +346,18 @@ impl FileBackend {
 
 impl LockBackend for FileBackend {
     fn try_lock(&self, lock: &str) -> Result<TryLock, LockError> {
-        let path = self.path(lock);
-        let (file, resumed) = match self.resume(&path) {
-            Some(f) => (f, true),
-            None => (self.open(&path)?, false),
-        };
-        match if resumed {
-            Ok(())
-        } else {
-            ofd_setlk(&file, true)
-        } {
-            Ok(()) => {
-                let won = self.won(lock, path.clone(), file)?;
-                if resumed {
-                    tracing::info!(
-                        "{} was still locked by the previous run of this service (systemd's fd store kept it): resuming as its holder",
-                        path.display()
-                    );
-                }
-                Ok(TryLock::Acquired(won))
-            }
-            Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(TryLock::Busy),
-            Err(e) => Err(LockError::Failed(format!(
-                "cannot lock {}: {e}",
-                path.display()
-            ))),
+        let names = self.names(lock);
+        if let Some(file) = self.resume(&names) {
+            tracing::info!(
+                "{} was still locked by the previous run of this service (systemd's fd store kept it): resuming as its holder",
+                names.main().display()
+            );
+            return self.won(lock, names, file).map(TryLock::Acquired);
+        }
+        self.on_judged_filesystem()?;
+        match twin::acquire(&names, None).map_err(LockError::Failed)? {
+            Some(file) => self.won(lock, names, file).map(TryLock::Acquired),
+            None => Ok(TryLock::Busy),
         }
     }
 
@@ -341,13 +367,15 @@ impl LockBackend for FileBackend {
     }
 
     fn take_candidate(&self, lock: &str) -> Result<Option<Box<dyn HeldLock>>, LockError> {
+        self.on_judged_filesystem()?;
         let path = self.path(lock);
-        let file = self.open(&path)?;
+        let file = open_lock_file(&self.dir, &path)?;
         match ofd_setlk(&file, true) {
             // No guard: the keeper must not keep a dead daemon a candidate.
             Ok(()) => Ok(Some(Box::new(FileLock {
                 file: Some(file),
                 path,
+                names: None,
                 lock: lock.to_string(),
                 guards: Vec::new(),
             }))),
@@ -362,8 +390,9 @@ impl LockBackend for FileBackend {
     /// A read lock, dropped at once with its fd: it conflicts with the
     /// owner's write lock and leaves nothing behind.
     fn candidate_held(&self, lock: &str) -> Result<bool, LockError> {
+        self.on_judged_filesystem()?;
         let path = self.path(lock);
-        let file = self.open(&path)?;
+        let file = open_lock_file(&self.dir, &path)?;
         let probe = whole_file(libc::F_RDLCK as libc::c_short);
         match fcntl(file.as_fd(), FcntlArg::F_OFD_SETLK(&probe)) {
             Ok(_) => Ok(false),
@@ -384,41 +413,33 @@ impl LockBackend for FileBackend {
         lock: &str,
         stop: &WaitStop,
     ) -> Result<Option<Box<dyn HeldLock>>, LockError> {
-        let path = self.path(lock);
+        let names = self.names(lock);
+        let stopped = || stop.is_stopped();
         loop {
-            let file = self.open(&path)?;
-            loop {
-                if stop.is_stopped() {
+            self.on_judged_filesystem()?;
+            // Sleeps in the kernel until the holder unlocks (or its last fd
+            // closes: a dead master and keeper); a won lock whose names
+            // moved meanwhile (the master saw its file deleted and let go)
+            // is given up inside, and the wait goes on at the new inode.
+            match twin::acquire(&names, Some(&stopped)).map_err(LockError::Failed)? {
+                Some(file) if stop.is_stopped() => {
+                    // Won after being told to stop: nobody wants it.
+                    let _ = ofd_setlk(&file, false);
                     return Ok(None);
                 }
-                // Sleeps until the holder unlocks (or its last fd closes:
-                // a dead master and keeper). EINTR: see WaitStop.
-                match fcntl(
-                    file.as_fd(),
-                    FcntlArg::F_OFD_SETLKW(&whole_file(libc::F_WRLCK as libc::c_short)),
-                ) {
-                    Ok(_) => break,
-                    Err(Errno::EINTR) => continue,
-                    Err(e) => {
-                        return Err(LockError::Failed(format!(
-                            "cannot wait for {}: {e}",
-                            path.display()
-                        )));
+                Some(file) => return self.won(lock, names, file).map(Some),
+                None if stop.is_stopped() => return Ok(None),
+                // Busy without a file to wait on: both names are gone and
+                // the old holder (listed in /proc/locks) is still releasing.
+                None => {
+                    for _ in 0..5 {
+                        if stop.is_stopped() {
+                            return Ok(None);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
                     }
                 }
             }
-            if stop.is_stopped() {
-                // Won after being told to stop: nobody wants it.
-                let _ = ofd_setlk(&file, false);
-                return Ok(None);
-            }
-            // The file may have been deleted or replaced while we waited on
-            // it (the master saw that and let go): wait on the new one.
-            if !names(&path, &file) {
-                let _ = ofd_setlk(&file, false);
-                continue;
-            }
-            return self.won(lock, path, file).map(Some);
         }
     }
 }
@@ -427,6 +448,9 @@ pub struct FileLock {
     /// None once released.
     file: Option<File>,
     path: PathBuf,
+    /// The lock's two names (election and workload locks; None for a
+    /// candidate lock, which only steers: see `take_candidate`).
+    names: Option<Names>,
     lock: String,
     /// Each holds a copy of the fd.
     guards: Vec<Arc<dyn FdGuard>>,
@@ -456,18 +480,17 @@ impl FileLock {
 
 impl HeldLock for FileLock {
     fn still_held(&self) -> Option<StillHeld> {
-        let held = self.file.as_ref()?.metadata().ok()?;
-        let (dev, ino, path) = (held.dev(), held.ino(), self.path.clone());
-        Some(Arc::new(move || match std::fs::symlink_metadata(&path) {
-            Ok(now) if now.dev() == dev && now.ino() == ino => Ok(()),
-            Ok(_) => Err(format!(
-                "lock file {} was replaced, so our lock no longer excludes anyone",
-                path.display()
-            )),
-            Err(e) => Err(format!(
-                "lock file {} is gone ({e}), so our lock no longer excludes anyone",
-                path.display()
-            )),
+        let names = self.names.clone()?;
+        // A duplicate of the fd (same open file description): after our
+        // release it holds no lock, it only keeps the check's inode.
+        let file = self.file.as_ref()?.try_clone().ok()?;
+        Some(Arc::new(move || match names.keep(&file) {
+            Ok(None) => Ok(()),
+            Ok(Some(fixed)) => {
+                tracing::warn!("{fixed}");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }))
     }
 
@@ -530,7 +553,12 @@ mod tests {
             panic!("the adopted fd must resume, not find its own lock busy")
         };
         assert!(busy(&web_path));
+        // The whole-file lock it was stored with now shows from this
+        // lock's start (what the /proc/locks scan looks for).
+        let start = backend.names("web").start();
+        assert!(twin::other_holder(start, 0).unwrap());
         resumed.release().unwrap();
+        assert!(!twin::other_holder(start, 0).unwrap());
         assert!(!busy(&web_path), "released");
         assert!(busy(&old_path), "held until let go");
         drop(gone);
@@ -562,13 +590,12 @@ mod tests {
                 _ => panic!("locked on another filesystem"),
             }
         }
-        assert!(!busy(&moved.path("web")));
+        assert!(!moved.path("web").exists(), "nothing created there");
         let same = FileBackend::new(dir.path().to_path_buf(), crate::config::Standby::Poll)
             .judged_on(here);
         let TryLock::Acquired(held) = same.try_lock("web").unwrap() else {
             panic!("free lock busy")
         };
-        assert!(busy(&same.path("web")));
         held.release().unwrap();
     }
 }

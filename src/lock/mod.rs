@@ -8,6 +8,7 @@ pub mod dlmfs;
 pub mod file;
 pub mod filesystem;
 pub mod interrupt;
+pub mod twin;
 
 use crate::config::{Backend, LockConfig};
 pub use interrupt::WaitStop;
@@ -86,7 +87,8 @@ pub trait HeldLock: Send {
     }
     /// A check, run at every poll while master (on the blocking pool),
     /// that the lock still excludes everyone else without a new lock call:
-    /// Err says why not (a `file` lock whose file was deleted or replaced).
+    /// Err says why not (a `file` lock whose inode lost both its names; a
+    /// single deleted name is put back by the check itself: `twin`).
     /// None: nothing to check (a held dlmfs lock file cannot be unlinked).
     fn still_held(&self) -> Option<StillHeld> {
         None

@@ -32,6 +32,10 @@ pub const HOLDER_CMD: &str = "hold-workload-lock";
 /// holder started by hand has none and refuses, rather than wait forever
 /// holding nothing.
 const FDS_ENV: &str = "DLM_ELECTD_HOLDER_FDS";
+/// `file` backend: the lock dir and poll interval (ms), for the holder's
+/// watch over the lock file's names (`super::watch`).
+const DIR_ENV: &str = "DLM_ELECTD_HOLDER_LOCK_DIR";
+const EVERY_ENV: &str = "DLM_ELECTD_HOLDER_EVERY_MS";
 
 /// `--by` is shown in `status`: one line, printable, bounded.
 const MAX_BY: usize = 200;
@@ -137,9 +141,14 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
     cmd.arg0("dlm-electd")
         .args([HOLDER_CMD, name])
         .env(FDS_ENV, fd_list.join(","))
+        .env_remove(DIR_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if held.names().is_some() {
+        cmd.env(DIR_ENV, &cfg.lock.dir)
+            .env(EVERY_ENV, cfg.daemon.poll_interval.as_millis().to_string());
+    }
     // SAFETY: between fork and exec only setsid(2), signal(2) and
     // fcntl(2), all async-signal-safe, on fds that stay open in the parent.
     unsafe {
@@ -185,7 +194,9 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
         holder_alive: true,
     };
     let path = record_path(&cfg.daemon.runtime_dir, name);
-    if let Err(e) = std::fs::write(&path, serde_json::to_vec(&rec).unwrap_or_default()) {
+    if let Err(e) =
+        crate::instance::write_whole(&path, &serde_json::to_vec(&rec).unwrap_or_default())
+    {
         // The lock is held all the same; `status` just cannot show it.
         say(&format!("cannot write {}: {e}", path.display()));
     }
@@ -339,7 +350,48 @@ pub fn hold_forever() -> i32 {
         // SAFETY: SIG_IGN installs no handler code.
         let _ = unsafe { signal(s, SigHandler::SigIgn) };
     }
+    // file backend: watch the lock file's names like `run-locked` does,
+    // and say what we see in syslog (stderr is /dev/null). On this thread:
+    // with a second one, `unlock` could see the killed holder a zombie (the
+    // main thread gone) while the other thread still held the fds.
+    let watch = std::env::var_os(DIR_ENV)
+        .zip(fds.last().copied())
+        .map(|(dir, fd)| {
+            let every = std::env::var(EVERY_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_secs(1));
+            let name = std::env::args().next_back().unwrap_or_default();
+            let names = crate::lock::twin::Names::new(Path::new(&dir), &super::cluster_name(&name));
+            // SAFETY: the fd is ours (inherited, checked open above) and lives
+            // as long as this process; ManuallyDrop never closes it.
+            let file = std::mem::ManuallyDrop::new(unsafe {
+                <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd)
+            });
+            (names, file, every, name)
+        });
     loop {
-        nix::unistd::pause();
+        match &watch {
+            Some((names, file, every, name)) => {
+                std::thread::sleep(*every);
+                super::look(names, file, &|m| syslog(name, m));
+            }
+            None => {
+                nix::unistd::pause();
+            }
+        }
+    }
+}
+
+/// One line to syslog (the journal under systemd), as the holder of `name`.
+fn syslog(name: &str, m: &str) {
+    let Ok(line) = std::ffi::CString::new(format!("workload lock {name}: {m}")) else {
+        return;
+    };
+    // SAFETY: static ident and format strings, a valid C string argument.
+    unsafe {
+        libc::openlog(c"dlm-electd".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON);
+        libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), line.as_ptr());
     }
 }

@@ -34,12 +34,13 @@ use crate::config::{Backend, Config, LockConfig};
 use crate::exit;
 use crate::lock::LockError;
 use crate::lock::dlmfs::{self, DlmfsBackend};
-use crate::lock::file::{self as filelock, FileBackend};
+use crate::lock::file::FileBackend;
+use crate::lock::twin;
 use nix::errno::Errno;
 use std::ffi::OsString;
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,7 +77,7 @@ pub fn name_problem(name: &str) -> Option<String> {
 }
 
 /// The cluster lock's name in the backend.
-fn cluster_name(name: &str) -> String {
+pub(crate) fn cluster_name(name: &str) -> String {
     format!("{PREFIX}{name}")
 }
 
@@ -84,34 +85,34 @@ pub(super) fn local_path(runtime_dir: &Path, name: &str) -> PathBuf {
     runtime_dir.join(LOCAL_DIR).join(format!("{name}.lock"))
 }
 
-/// Step 1: the node-local flock; None if a local process holds it.
+/// Step 1: the node-local lock; None if a local process holds it.
+///
+/// An OFD lock on `RUNTIME_DIR/workload/NAME.lock` taken like a `file`
+/// cluster lock (`lock::twin`: a hidden twin name, a /proc/locks scan
+/// before a fresh inode), so deleting the file or the whole runtime dir
+/// under a running program never lets a second local process in. That
+/// matters on dlmfs, where the cluster lock cannot tell two processes of
+/// one node apart. The scan is exact here: the lock is node-local by
+/// design. Plus a `flock` on the same fd, as versions before took it, so
+/// a program started by one of those still excludes us during an upgrade.
 fn try_local(runtime_dir: &Path, name: &str) -> Result<Option<File>, String> {
-    let path = local_path(runtime_dir, name);
-    if let Some(dir) = path.parent() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let names = twin::Names::new(&runtime_dir.join(LOCAL_DIR), name);
+    let Some(f) = twin::acquire(&names, None)? else {
+        return Ok(None);
+    };
     // Raw flock(2), not nix's Flock: that one unlocks explicitly on drop,
     // which would free the lock for the program that inherited the fd too.
     // SAFETY: flock on an fd we own; no memory is involved.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(Some(f));
     }
+    // Closing `f` drops the OFD lock too (our only fd of it).
     match Errno::last() {
         Errno::EWOULDBLOCK => Ok(None),
-        e => Err(format!("cannot flock {}: {e}", path.display())),
+        e => Err(format!(
+            "cannot flock {}: {e}",
+            local_path(runtime_dir, name).display()
+        )),
     }
 }
 
@@ -143,6 +144,8 @@ struct Cluster {
     dlmfs_path: Option<PathBuf>,
     /// dlmfs: the term read from the lock value block, plus one.
     epoch: Option<u64>,
+    /// file: the lock file's two names, for the holder's watch.
+    names: Option<twin::Names>,
 }
 
 /// Step 2: one non-blocking attempt on the cluster lock; None if busy.
@@ -151,20 +154,18 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
     let cname = cluster_name(name);
     match lock.backend {
         Backend::File => {
-            let path = FileBackend::new(lock.dir.clone(), lock.standby).path(&cname);
-            let file = filelock::open_lock_file(&lock.dir, &path)?;
-            match filelock::ofd_setlk(&file, true) {
-                Ok(()) => Ok(Some(Cluster {
+            // The election's protocol (`lock::twin`): a deleted lock file
+            // leads every contender to the holder's inode, or (both names
+            // gone) the holder is listed in /proc/locks.
+            let names = FileBackend::new(lock.dir.clone(), lock.standby).names(&cname);
+            Ok(twin::acquire(&names, None)
+                .map_err(LockError::Failed)?
+                .map(|file| Cluster {
                     file,
                     dlmfs_path: None,
                     epoch: None,
-                })),
-                Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(None),
-                Err(e) => Err(LockError::Failed(format!(
-                    "cannot lock {}: {e}",
-                    path.display()
-                ))),
-            }
+                    names: Some(names),
+                }))
         }
         Backend::Dlmfs => {
             let be = DlmfsBackend::new(lock.mount.clone(), lock.domain.clone(), node);
@@ -194,6 +195,7 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
                 file,
                 dlmfs_path: Some(path),
                 epoch: Some(epoch),
+                names: None,
             }))
         }
     }
@@ -212,6 +214,11 @@ impl Held {
         self.cluster.epoch
     }
 
+    /// file: the cluster lock's names (for [`watch`]).
+    pub fn names(&self) -> Option<&twin::Names> {
+        self.cluster.names.as_ref()
+    }
+
     /// The fds a program inherits so the lock lives as long as it does.
     pub fn fds(&self) -> [i32; 2] {
         [self.local.as_raw_fd(), self.cluster.file.as_raw_fd()]
@@ -227,6 +234,7 @@ impl Held {
             local,
             cluster,
         } = self;
+
         drop(cluster.file);
         let r = match cluster.dlmfs_path {
             Some(path) => bounded(op_timeout, "unlinking the lock", move || {
@@ -243,6 +251,57 @@ impl Held {
 pub enum Attempt {
     Held(Held),
     Busy,
+}
+
+/// A holder's watch over its `file` lock's names (`run-locked` while the
+/// program runs, `lock`'s holder process): every `every` it puts a deleted
+/// name back (`twin::Names::keep`) and says so through `say`; once both
+/// names are gone it says so, loudly, at every look: the lock still keeps
+/// this host's contenders out, not other hosts' on a cluster filesystem.
+pub struct Watch {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+pub fn watch(
+    names: twin::Names,
+    file: File,
+    every: Duration,
+    say: impl Fn(&str) + Send + 'static,
+) -> Watch {
+    let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let s = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let (flag, cv) = &*s;
+        let mut stopped = flag.lock().unwrap();
+        loop {
+            stopped = cv.wait_timeout(stopped, every).unwrap().0;
+            if *stopped {
+                return;
+            }
+            look(&names, &file, &say);
+        }
+    });
+    Watch { stop, thread }
+}
+
+/// One look of a [`watch`].
+pub fn look(names: &twin::Names, file: &File, say: &dyn Fn(&str)) {
+    match names.keep(file) {
+        Ok(None) => {}
+        Ok(Some(fixed)) => say(&fixed),
+        Err(e) => say(&format!(
+            "ERROR: {e}; contenders on this host still find the lock busy (listed in /proc/locks)"
+        )),
+    }
+}
+
+impl Watch {
+    pub fn stop(self) {
+        *self.stop.0.lock().unwrap() = true;
+        self.stop.1.notify_all();
+        let _ = self.thread.join();
+    }
 }
 
 /// One attempt at both locks, local first.
@@ -463,6 +522,15 @@ fn run_program(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let watching = held.names().cloned().and_then(|n| {
+        let file = held.cluster.file.try_clone().ok()?;
+        let name = name.to_string();
+        // Its duplicate fd is closed when it stops (before our release), so
+        // it never keeps the lock past the program and its children.
+        Some(watch(n, file, cfg.daemon.poll_interval, move |m| {
+            eprintln!("dlm-electd: run-locked {name}: {m}")
+        }))
+    });
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let forwarder = std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -472,6 +540,9 @@ fn run_program(
         }
     });
     let status = child.wait();
+    if let Some(w) = watching {
+        w.stop();
+    }
     handle.close();
     let _ = forwarder.join();
     let status = status.map_err(|e| format!("waiting for the program: {e}"))?;
