@@ -108,15 +108,22 @@ def reboot(c, node, cfg):
     start(c, node, cfg)
 
 
-@scenario(nodes=2, fresh=True, timeout=240 + 90 * RUNS, **FAST)
-def test_frozen_master_resumed_never_stays_master(c):
+def both_started(c):
+    """Both nodes' daemons on freeze_config, one master of each resource;
+    returns the event mark, the configs and web's master."""
     m0 = c.mark()
     install(c)
     cfgs = {i: freeze_config(c, "freeze%d" % i) for i in range(2)}
     for i in range(2):
         start(c, i, cfgs[i])
-    sole_master(c, [0, 1], cfgs.get, "web")
+    web = sole_master(c, [0, 1], cfgs.get, "web")
     sole_master(c, [0, 1], cfgs.get, "db")
+    return m0, cfgs, web
+
+
+@scenario(nodes=2, fresh=True, timeout=240 + 90 * RUNS, **FAST)
+def test_frozen_master_resumed_never_stays_master(c):
+    m0, cfgs, _ = both_started(c)
     results = []
     try:
         for run in range(RUNS):
@@ -172,13 +179,7 @@ def test_frozen_master_resumed_never_stays_master(c):
 
 @scenario(nodes=2, fresh=True, timeout=400, **FAST)
 def test_frozen_daemon_or_standby_or_short_freeze_changes_nothing(c):
-    m0 = c.mark()
-    install(c)
-    cfgs = {i: freeze_config(c, "freeze%d" % i) for i in range(2)}
-    for i in range(2):
-        start(c, i, cfgs[i])
-    web = sole_master(c, [0, 1], cfgs.get, "web")
-    sole_master(c, [0, 1], cfgs.get, "db")
+    m0, cfgs, web = both_started(c)
     try:
         # 1. Only the master's daemon frozen past the threshold: the node
         # heartbeats, nobody is evicted, mastership stands.
