@@ -151,6 +151,10 @@ def test_frozen_master_resumed_never_stays_master(c):
             print("  run %d: froze master node%d (%s): %s" % (run, frozen, ",".join(held), how),
                   flush=True)
             if c.alive(frozen):
+                # Which signal caught it: the daemon's own words.
+                why = c.exec(frozen, "grep -o 'this [a-z]* did not run for .*times in that time)' "
+                             "/tmp/electd.log | tail -n 1")[1].strip()
+                print("    signal: %s" % (why or "(no doubt logged)"), flush=True)
                 rel = [last_event(c, frozen, "release %s" % r, since=mk) for r in held]
                 late = [(e.text, e.t_ms - t) for e in rel if e.t_ms - t > BOUND_MS]
                 assert not late, "released later than %d ms after the resume: %s" % (BOUND_MS, late)
