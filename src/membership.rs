@@ -73,9 +73,9 @@ pub struct Judge {
 pub enum Verdict {
     /// Too short for anyone to declare us dead.
     Fine,
-    /// Long enough, but the node's heartbeat ran meanwhile: only the
-    /// daemon stood still (SIGSTOP, starved), the node heartbeated.
-    DaemonOnly,
+    /// Long enough, but the node's heartbeat ran meanwhile (this often):
+    /// only the daemon stood still (SIGSTOP, starved), the node heartbeated.
+    DaemonOnly(u64),
     /// The node itself may have stood still that long: in doubt (why).
     Doubt(String),
 }
@@ -105,14 +105,17 @@ impl Judge {
         let secs = gap.as_secs_f64();
         // A running heartbeat thread is scheduled at least twice a
         // heartbeat (woken from its sleep, woken by the write's
-        // completion): 2 × gap/interval. A frozen node's ran at most once
-        // or twice, at the resume. Half the least running count, and more
-        // than 3, tells them apart.
+        // completion): 2 × (gap / interval), less one heartbeat for where
+        // the gap starts and ends. A frozen node's thread ran only in the
+        // moment since the resume: one heartbeat's worth, a few times
+        // (measured 0 to 3 on the cluster tier). At least 6, so a burst at
+        // the resume never passes for a node that ran.
         let beats = gap.as_millis() as u64 / HB_INTERVAL.as_millis() as u64;
+        let ran = (2 * beats).saturating_sub(2).max(6);
         match hb_runs {
-            Some(r) if r > 3 && r >= beats => Verdict::DaemonOnly,
+            Some(r) if r >= ran => Verdict::DaemonOnly(r),
             Some(r) => Verdict::Doubt(format!(
-                "this node did not run for {secs:.1}s (its heartbeat thread ran {r} times in that time), past the {:.1}s after which the cluster may declare it dead and give its locks to others",
+                "this node did not run for {secs:.1}s (its heartbeat thread ran {r} times in that time, a running one at least {ran}), past the {:.1}s after which the cluster may declare it dead and give its locks to others",
                 self.after.as_secs_f64()
             )),
             None => Verdict::Doubt(format!(
@@ -194,8 +197,8 @@ fn watcher(
         }
         match verdict {
             Verdict::Fine => {}
-            Verdict::DaemonOnly => tracing::warn!(
-                "this daemon did not run for {:.1}s, but the node's heartbeat did: the node was not declared dead, mastership stands",
+            Verdict::DaemonOnly(runs) => tracing::warn!(
+                "this daemon did not run for {:.1}s, but the node's heartbeat did ({runs} runs): the node was not declared dead, mastership stands",
                 gap.as_secs_f64()
             ),
             Verdict::Doubt(why) => {
@@ -341,13 +344,17 @@ mod tests {
         assert_eq!(j.judge(Duration::from_millis(300), None), Verdict::Fine);
         // The VM was frozen: its heartbeat thread ran once or twice, at
         // the resume.
-        for runs in [0, 1, 2, 3] {
+        for runs in [0, 1, 2, 3, 4, 5] {
             assert!(matches!(j.judge(S(18), Some(runs)), Verdict::Doubt(_)));
         }
         assert!(matches!(j.judge(S(8), Some(3)), Verdict::Doubt(_)));
         // Only the daemon: the heartbeat ran about twice every 2 s.
-        assert_eq!(j.judge(S(18), Some(18)), Verdict::DaemonOnly);
-        assert_eq!(j.judge(S(8), Some(8)), Verdict::DaemonOnly);
+        assert_eq!(j.judge(S(18), Some(18)), Verdict::DaemonOnly(18));
+        assert_eq!(j.judge(S(8), Some(8)), Verdict::DaemonOnly(8));
+        assert_eq!(j.judge(S(7), Some(6)), Verdict::DaemonOnly(6));
+        // A burst at the resume is no heartbeat over the gap.
+        assert!(matches!(j.judge(S(13), Some(5)), Verdict::Doubt(_)));
+        assert!(matches!(j.judge(S(18), Some(15)), Verdict::Doubt(_)));
         // Unknown: in doubt.
         let Verdict::Doubt(why) = j.judge(S(18), None) else {
             panic!("unknown heartbeat must be doubt")

@@ -532,6 +532,7 @@ fn run_program(
         }))
     });
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let doubt = (cfg.lock.backend == Backend::Dlmfs).then(|| tell_on_doubt(cfg, name, pid));
     let forwarder = std::thread::spawn(move || {
         for sig in signals.forever() {
             if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
@@ -543,12 +544,52 @@ fn run_program(
     if let Some(w) = watching {
         w.stop();
     }
+    if let Some((stop, t)) = doubt {
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        let _ = t.join();
+    }
     handle.close();
     let _ = forwarder.join();
     let status = status.map_err(|e| format!("waiting for the program: {e}"))?;
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// dlmfs: a node that did not run past the cluster's dead time may have
+/// been declared dead, and its workload lock given to another node
+/// (docs/dlmfs.md §2.7). The program is then told with SIGTERM, at once,
+/// so the copy on the frozen node stops. Returns the flag that ends the
+/// watch and its thread.
+fn tell_on_doubt(
+    cfg: &Config,
+    name: &str,
+    program: nix::unistd::Pid,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let doubt = crate::membership::watch(
+        &cfg.daemon.runtime_dir,
+        Path::new(crate::lock::dlmfs::SYSFS_ROOT),
+        Path::new("/proc"),
+    );
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (stopped, name) = (stop.clone(), name.to_string());
+    let t = std::thread::spawn(move || {
+        while !stopped.load(Ordering::Acquire) {
+            if let Some(why) = doubt.borrow().clone() {
+                eprintln!(
+                    "dlm-electd: run-locked {name}: {why}: the cluster may have given lock {name} to another node; sending the program SIGTERM"
+                );
+                let _ = nix::sys::signal::kill(program, nix::sys::signal::Signal::SIGTERM);
+                return;
+            }
+            std::thread::sleep(crate::membership::TICK / 2);
+        }
+    });
+    (stop, t)
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ when it does not, the daemon must have run its release steps within 1 s of
 the resume. Every run says which of the two happened. A resumed node's DLM
 is split from the cluster's, so it is rebooted after each run.
 
-Also: the daemon alone frozen (the node heartbeats: nobody takes over, it
+A `run-locked` program on the frozen node gets SIGTERM within the same
+bound. Also: the daemon alone frozen (the node heartbeats: nobody takes over, it
 stays master), a standby frozen (the master keeps mastership), and a freeze
 shorter than the threshold (nothing happens).
 """
@@ -130,7 +131,15 @@ def test_frozen_master_resumed_never_stays_master(c):
             frozen = masters_of(c, cfgs, "web")[0]
             other = 1 - frozen
             held = [r for r in ("web", "db") if masters_of(c, cfgs, r) == [frozen]]
+            # A workload program under `run-locked` on the node to freeze:
+            # it must be told (SIGTERM) too.
+            job = "job%d" % run
             mk = c.mark()
+            c.check(frozen, "%s run-locked %s --config %s -- /bin/sh -c 'trap \"echo term %s "
+                    "> /dev/virtio-ports/events; exit 0\" TERM; echo start %s > "
+                    "/dev/virtio-ports/events; sleep 1000 & wait $!' >/tmp/%s.log 2>&1 &"
+                    % (GUEST_BIN, job, cfgs[frozen], job, job, job))
+            c.wait_event("^start %s$" % job, node=frozen, since=mk, timeout=30)
             c.freeze(frozen)
             try:
                 for r in held:
@@ -159,6 +168,9 @@ def test_frozen_master_resumed_never_stays_master(c):
                 late = [(e.text, e.t_ms - t) for e in rel if e.t_ms - t > BOUND_MS]
                 assert not late, "released later than %d ms after the resume: %s" % (BOUND_MS, late)
                 assert not has_vip(c, frozen), "the resumed node still has the VIP"
+                told = c.wait_event("^term %s$" % job, node=frozen, since=mk, timeout=10)
+                assert told.t_ms - t <= BOUND_MS, "run-locked's program told %d ms after the " \
+                    "resume" % (told.t_ms - t)
                 st = status(c, frozen, cfgs[frozen])
                 for r in st["resources"]:
                     assert r["state"] != "master", r
