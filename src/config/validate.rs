@@ -4,8 +4,8 @@
 //! places of what it judges from here.
 
 use super::model::{
-    ActionType, Argv, Backend, Interval, RawAction, RawCheck, RawConfig, RawDropIn, RawResource,
-    Standby,
+    ActionType, Argv, Backend, Duration0, Interval, MAX_INTERVAL, RawAction, RawCheck, RawConfig,
+    RawDropIn, RawResource, Standby,
 };
 use super::source::{Place, Source};
 use super::{
@@ -43,8 +43,8 @@ pub const DEFAULT_CHECK_HOLD_OFF: Duration = Duration::from_secs(30);
 /// Bounds of `fall` and `rise`: beyond 100 runs a check stops meaning
 /// anything an admin would wait for.
 pub const MAX_CHECK_COUNT: i64 = 100;
-/// Same bound as `release --hold-off`.
-pub const MAX_CHECK_HOLD_OFF: Duration = Duration::from_secs(24 * 3600);
+/// Same bound as `release --hold-off`, and as every other duration.
+pub const MAX_CHECK_HOLD_OFF: Duration = MAX_INTERVAL;
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_VIP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ANNOUNCE_COUNT: u32 = 5;
@@ -537,6 +537,26 @@ fn at_least(
     Some(d)
 }
 
+/// A duration that may be zero ("off"), if not above `MAX_INTERVAL` (an
+/// error at the key otherwise). The others are bounded where they are
+/// parsed (`Interval`); these need the same bound, or a value like
+/// "300000000000years" reaches the runner's clock arithmetic.
+fn at_most_a_day(cx: &mut Ctx, at: &Spanned<Duration0>, key: &str) -> Option<Duration> {
+    let d = at.get_ref().0;
+    if d > MAX_INTERVAL {
+        cx.err(
+            at,
+            format!(
+                "key `{key}`: at most {}h, not {}",
+                MAX_INTERVAL.as_secs() / 3600,
+                humantime::format_duration(d)
+            ),
+        );
+        return None;
+    }
+    Some(d)
+}
+
 fn poll(cx: &mut Ctx, at: Option<&Spanned<Interval>>) -> Option<Duration> {
     at_least(cx, at, "poll_interval", MIN_POLL)
 }
@@ -628,18 +648,7 @@ fn check(cx: &mut Ctx, c: &Spanned<RawCheck>, resource: &str) -> Option<CheckSpe
     let rise = count("rise", &r.rise, DEFAULT_CHECK_RISE);
     let hold_off = match &r.hold_off {
         None => DEFAULT_CHECK_HOLD_OFF,
-        Some(d) if d.get_ref().0 > MAX_CHECK_HOLD_OFF => {
-            cx.err(
-                d,
-                format!(
-                    "key `hold_off`: at most {}h, not {}",
-                    MAX_CHECK_HOLD_OFF.as_secs() / 3600,
-                    humantime::format_duration(d.get_ref().0)
-                ),
-            );
-            DEFAULT_CHECK_HOLD_OFF
-        }
-        Some(d) => d.get_ref().0,
+        Some(d) => at_most_a_day(cx, d, "hold_off").unwrap_or(DEFAULT_CHECK_HOLD_OFF),
     };
     (cx.errors.len() == before).then(|| CheckSpec {
         exec,
@@ -780,6 +789,9 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
                     f,
                     format!("key `refresh`: \"0s\" (off) or at least {MIN_VIP_REFRESH:?}"),
                 );
+            }
+            if let Some(f) = &r.refresh {
+                at_most_a_day(cx, f, "refresh");
             }
             // Releasing either would remove the address while the other
             // still needs it. Any prefix length: it is the same address.
@@ -972,6 +984,35 @@ mod tests {
             (v.address.to_string(), v.prefix_len),
             ("198.51.100.1".into(), 32)
         );
+    }
+
+    /// A refresh of centuries used to pass and overflow the runner's clock
+    /// when the node became master (issue #19, item 3).
+    #[test]
+    fn vip_refresh_is_at_most_a_day() {
+        let vip = |refresh: &str| {
+            format!(
+                "{}refresh = \"{refresh}\"\n",
+                vip_res("w", "198.51.100.1", "eth0")
+            )
+        };
+        let e = errors(&vip("300000000000years"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/x.toml:7:11: key `refresh`: at most 24h, not "),
+            "{e:?}"
+        );
+        let e = errors(&vip("25h"));
+        assert_eq!(
+            e,
+            ["/etc/x.toml:7:11: key `refresh`: at most 24h, not 1day 1h"]
+        );
+        let (c, _) = validate_text(&vip("24h")).unwrap();
+        let ActionSpec::Vip(v) = &c.resources[0].actions[0] else {
+            panic!()
+        };
+        assert_eq!(v.refresh, MAX_INTERVAL);
+        assert!(validate_text(&vip("0s")).is_ok(), "0s is off");
     }
 
     #[test]
