@@ -256,10 +256,16 @@ async fn answer(
             resource,
             hold_off_ms,
         }) => {
-            let what = Admin::Release {
-                hold_off: Duration::from_millis(hold_off_ms),
-            };
-            admin(release, resource, what).await
+            let hold_off = Duration::from_millis(hold_off_ms);
+            // The CLI's bounds, again here: the socket is the daemon's
+            // interface, and an unbounded hold-off wrapped the status's
+            // end time while keeping the node out for good.
+            if let Some(p) = crate::cli::hold_off_problem(hold_off) {
+                return error_reply(format!(
+                    "refused: hold_off_ms {hold_off_ms}: {p}; nothing changed"
+                ));
+            }
+            admin(release, resource, Admin::Release { hold_off }).await
         }
         Ok(Request::Resume { resource }) => admin(release, resource, Admin::Resume).await,
     }
