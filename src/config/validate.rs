@@ -32,6 +32,13 @@ pub const MIN_POLL: Duration = Duration::from_millis(10);
 pub const MIN_OP_TIMEOUT: Duration = Duration::from_millis(100);
 pub const MIN_VIP_REFRESH: Duration = Duration::from_millis(100);
 pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(10);
+/// Each run forks a program: at "1ms" (for "1s") the daemon forked it
+/// hundreds of times a second.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Below this a check, or an action step, cannot even start its program
+/// reliably, so every run would fail.
+pub const MIN_CHECK_TIMEOUT: Duration = Duration::from_millis(100);
+pub const MIN_ACTION_TIMEOUT: Duration = Duration::from_millis(100);
 /// More gratuitous ARPs than this on one takeover is a flood, not an
 /// announcement.
 pub const MAX_ANNOUNCE_COUNT: u32 = 100;
@@ -650,10 +657,14 @@ fn check(cx: &mut Ctx, c: &Spanned<RawCheck>, resource: &str) -> Option<CheckSpe
         None => DEFAULT_CHECK_HOLD_OFF,
         Some(d) => at_most_a_day(cx, d, "hold_off").unwrap_or(DEFAULT_CHECK_HOLD_OFF),
     };
-    (cx.errors.len() == before).then(|| CheckSpec {
+    let interval = at_least(cx, r.interval.as_ref(), "interval", MIN_CHECK_INTERVAL)
+        .unwrap_or(DEFAULT_CHECK_INTERVAL);
+    let timeout = at_least(cx, r.timeout.as_ref(), "timeout", MIN_CHECK_TIMEOUT)
+        .unwrap_or(DEFAULT_CHECK_TIMEOUT);
+    (cx.errors.len() == before).then_some(CheckSpec {
         exec,
-        interval: r.interval.map(|d| d.0).unwrap_or(DEFAULT_CHECK_INTERVAL),
-        timeout: r.timeout.map(|d| d.0).unwrap_or(DEFAULT_CHECK_TIMEOUT),
+        interval,
+        timeout,
         fall,
         rise,
         hold_off,
@@ -664,7 +675,7 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
     let r = a.get_ref();
     let kind = *r.kind.get_ref();
     let before = cx.errors.len();
-    let timeout = r.timeout.as_ref().map(|t| t.get_ref().0);
+    let timeout = at_least(cx, r.timeout.as_ref(), "timeout", MIN_ACTION_TIMEOUT);
     // Keys of another action type are mistakes worth naming.
     fn span<T>(v: &Option<Spanned<T>>) -> Option<std::ops::Range<usize>> {
         v.as_ref().map(|s| s.span())
@@ -1015,6 +1026,35 @@ mod tests {
         assert!(validate_text(&vip("0s")).is_ok(), "0s is off");
     }
 
+    /// Every action type's `timeout` has the same floor.
+    #[test]
+    fn action_timeouts_have_a_floor() {
+        for (kind, keys) in [
+            ("exec", "acquire = [\"/bin/true\"]"),
+            (
+                "vip",
+                "address = \"198.51.100.1\"\ninterface = \"eth0\"\nannounce_count = 0",
+            ),
+            ("unit", "unit = \"a.service\""),
+        ] {
+            let res = format!(
+                "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"{kind}\"\ntimeout = \"1ms\"\n{keys}\n"
+            );
+            let e = errors(&res);
+            assert_eq!(
+                e,
+                [
+                    "/etc/x.toml:5:11: key `timeout`: 1ms is below the 100ms minimum (a typo for seconds?)"
+                ],
+                "{kind}"
+            );
+            assert!(
+                validate_text(&res.replace("1ms", "100ms")).is_ok(),
+                "{kind}"
+            );
+        }
+    }
+
     #[test]
     fn unit_names() {
         for ok in [
@@ -1180,6 +1220,24 @@ mod tests {
         assert!(
             e[0].starts_with("/etc/x.toml:8:11: key `timeout`: must be greater than zero"),
             "{e:?}"
+        );
+        // "1ms" for "1s" forked the check hundreds of times a second
+        // (issue #19, item 5).
+        let e = errors(&check_res(
+            "exec = [\"/bin/h\"]\ninterval = \"1ms\"\ntimeout = \"5ms\"\n",
+        ));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:8:12: key `interval`: 1ms is below the 100ms minimum (a typo for seconds?)",
+                "/etc/x.toml:9:11: key `timeout`: 5ms is below the 100ms minimum (a typo for seconds?)",
+            ]
+        );
+        assert!(
+            validate_text(&check_res(
+                "exec = [\"/bin/h\"]\ninterval = \"100ms\"\ntimeout = \"100ms\"\n"
+            ))
+            .is_ok()
         );
         let e = errors(&check_res("exec = [\"/bin/h\"]\nfails = 3\n"));
         assert!(
