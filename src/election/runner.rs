@@ -392,7 +392,6 @@ type CheckResult = Result<(), String>;
 /// The running health check: a task of its own, so a slow check never
 /// holds up the runner (its answers to pings, its lock calls).
 struct Checker {
-    spec: CheckSpec,
     results: mpsc::Receiver<CheckResult>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -407,7 +406,6 @@ impl Checker {
         let (stop, cancel) = Cancel::new();
         let task = tokio::spawn(check_loop(spec.clone(), ctx, tx, cancel).in_current_span());
         Checker {
-            spec: spec.clone(),
             results,
             stop,
             task,
@@ -435,7 +433,7 @@ impl Checker {
         match (&r, changed) {
             (Ok(()), Some(_)) => tracing::info!(
                 "health check passed {} time(s) in a row: eligible for mastership",
-                self.spec.rise
+                self.health.passed_in_row()
             ),
             (Err(e), Some(_)) => {
                 tracing::warn!("health check failing, not eligible for mastership: {e}")
