@@ -485,6 +485,19 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     }
     notify::stopping();
     let names: Vec<String> = sup.runners.keys().cloned().collect();
+    let board = sup.board.clone();
+    // Admin requests while stopping are answered at once, saying so: left
+    // unread they got no answer until the daemon exited (EOF).
+    let stopping = |call: AdminCall| {
+        let state = board
+            .snapshot()
+            .into_iter()
+            .find(|r| r.name == call.resource)
+            .map(|r| r.state.as_str());
+        let _ = call
+            .reply
+            .send(Err(control::stopping_error(&call.resource, state)));
+    };
     let finals = {
         // Signals while releasing are answered in the log, not dropped
         // silently: an admin pressing Ctrl-C again should know why nothing
@@ -497,9 +510,14 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
                 Some(s) = signals.next() => tracing::info!(
                     "signal {s}: already stopping, releasing in order (SIGKILL would leave the release to the lock keeper or `dlm-electd cleanup`)"
                 ),
+                Some(call) = release_rx.recv() => stopping(call),
             }
         }
     };
+    release_rx.close();
+    while let Ok(call) = release_rx.try_recv() {
+        stopping(call);
+    }
     server.abort();
     if let Some(m) = metrics_server {
         m.abort();
