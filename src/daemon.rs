@@ -649,7 +649,11 @@ async fn undo_orphan(
         return false;
     }
     record.clear();
-    drop_stale(backend, &applied.lock, cfg.daemon.op_timeout).await
+    let ok = drop_stale(backend, &applied.lock, cfg.daemon.op_timeout).await;
+    if ok {
+        tracing::info!("undone: release steps run, lock state dropped");
+    }
+    ok
 }
 
 /// `clear_stale` on the blocking pool under `limit`.
@@ -657,8 +661,10 @@ async fn drop_stale(backend: &Arc<dyn LockBackend>, lock: &str, limit: Duration)
     let (b, l) = (backend.clone(), lock.to_string());
     let call = tokio::task::spawn_blocking(move || b.clear_stale(&l));
     match tokio::time::timeout(limit, call).await {
+        // The backend cannot tell whether there was anything to drop: the
+        // callers say what they did, once per resource.
         Ok(Ok(Ok(()))) => {
-            tracing::info!("cleaned up");
+            tracing::debug!("no lock state left for {lock}");
             true
         }
         Ok(Ok(Err(e))) => {
@@ -743,7 +749,8 @@ async fn clean_one(
     cfg: &Config,
 ) -> bool {
     let record = instance.record(&spec.name);
-    if record.exists() {
+    let applied = record.exists();
+    if applied {
         let ctx = crate::action::Ctx {
             resource: spec.name.clone(),
             node: cfg.node.clone(),
@@ -763,6 +770,10 @@ async fn clean_one(
     // on a dlmfs node and would make less preferred nodes defer to it.
     if let Some(cand) = spec.rank(&cfg.node).map(|i| spec.candidate_lock(i)) {
         ok &= drop_stale(backend, &cand, cfg.daemon.op_timeout).await;
+    }
+    // One line per resource, and only for what was done.
+    if ok && applied {
+        tracing::info!("cleaned up: release steps run, lock state dropped");
     }
     ok
 }
