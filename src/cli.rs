@@ -166,19 +166,29 @@ fn parse_hold_off(s: &str) -> Result<Duration, String> {
         return Err("a hold-off cannot be negative (write e.g. 30s, 5m, 1h)".into());
     }
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30s, 5m, 1h)"))?;
+    match hold_off_problem(d) {
+        Some(p) => Err(p),
+        None => Ok(d),
+    }
+}
+
+/// Why `d` cannot be a `release` hold-off, or None. Shared by the CLI and
+/// the daemon's control socket, which must not trust its clients to have
+/// checked (a raw request may carry any number of milliseconds).
+pub fn hold_off_problem(d: Duration) -> Option<String> {
     if d.is_zero() {
-        return Err(
+        return Some(
             "must be more than 0s: without a hold-off this node competes again at once and may win its own lock back (`resume NAME` ends a hold-off early)"
                 .into(),
         );
     }
     if d > MAX_HOLD_OFF {
-        return Err(format!(
+        return Some(format!(
             "at most {}h (a longer hold-off is a configuration change)",
             MAX_HOLD_OFF.as_secs() / 3600
         ));
     }
-    Ok(d)
+    None
 }
 
 /// The shortest and longest `status --watch` refresh: faster only loads

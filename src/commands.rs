@@ -421,11 +421,17 @@ fn table(s: &StatusReport) -> String {
         .unwrap_or(8)
         .max(8);
     let mut t = format!("node: {}\n", s.node);
-    let _ = writeln!(
-        t,
-        "{:<w$}  {:<9}  {:>12}  {:>14}  {:<7}  LAST ERROR",
-        "RESOURCE", "STATE", "SINCE", "HOLD-OFF", "HEALTH"
-    );
+    // A header over no rows reads as a daemon that lost its resources; the
+    // README and STATUS= say it plainly.
+    if s.resources.is_empty() {
+        t.push_str("no resources configured\n");
+    } else {
+        let _ = writeln!(
+            t,
+            "{:<w$}  {:<9}  {:>12}  {:>14}  {:<7}  LAST ERROR",
+            "RESOURCE", "STATE", "SINCE", "HOLD-OFF", "HEALTH"
+        );
+    }
     for r in &s.resources {
         let since = format!("{} ago", compact(now.saturating_sub(r.since_ms) / 1000));
         let hold_off = match r.hold_off_until_ms {
@@ -565,5 +571,20 @@ mod tests {
             Some("locks: host-local (ext4 at /): locks exclude processes of this host only")
         );
         assert_eq!(t.lines().count(), 7);
+    }
+
+    /// Issue #19, item 12: the header alone said nothing.
+    #[test]
+    fn table_without_resources_says_so() {
+        let s = StatusReport {
+            node: "a".into(),
+            now_ms: 1,
+            resources: Vec::new(),
+            locks: Some("host-local (ext4 at /): x".into()),
+        };
+        assert_eq!(
+            table(&s),
+            "node: a\nno resources configured\nlocks: host-local (ext4 at /): x\n"
+        );
     }
 }

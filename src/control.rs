@@ -256,30 +256,46 @@ async fn answer(
             resource,
             hold_off_ms,
         }) => {
-            let what = Admin::Release {
-                hold_off: Duration::from_millis(hold_off_ms),
-            };
-            admin(release, resource, what).await
+            let hold_off = Duration::from_millis(hold_off_ms);
+            // The CLI's bounds, again here: the socket is the daemon's
+            // interface, and an unbounded hold-off wrapped the status's
+            // end time while keeping the node out for good.
+            if let Some(p) = crate::cli::hold_off_problem(hold_off) {
+                return error_reply(format!(
+                    "refused: hold_off_ms {hold_off_ms}: {p}; nothing changed"
+                ));
+            }
+            admin(release, resource, Admin::Release { hold_off }).await
         }
         Ok(Request::Resume { resource }) => admin(release, resource, Admin::Resume).await,
     }
+}
+
+/// The answer to an admin request (`release`, `resume`) while the daemon
+/// stops: it is releasing every resource on its way out, so the request
+/// has nothing left to do. `state`: the resource's state now, if known.
+pub fn stopping_error(resource: &str, state: Option<&str>) -> String {
+    let now = state
+        .map(|s| format!(" ({resource} is {s} now)"))
+        .unwrap_or_default();
+    format!(
+        "the daemon is stopping: it releases every resource, then exits{now}; nothing was changed on request"
+    )
 }
 
 /// Hands an admin request to the supervisor and waits for its outcome (a
 /// release: until the lock is given up, or its first attempt failed).
 async fn admin(to: mpsc::Sender<AdminCall>, resource: String, what: Admin) -> Reply {
     let (tx, rx) = oneshot::channel();
+    let stopping = stopping_error(&resource, None);
     let call = AdminCall {
         resource,
         what,
         reply: tx,
     };
     let r = tokio::time::timeout(RELEASE_WAIT, async {
-        to.send(call)
-            .await
-            .map_err(|_| "daemon is shutting down".to_string())?;
-        rx.await
-            .unwrap_or_else(|_| Err("daemon is shutting down".into()))
+        to.send(call).await.map_err(|_| stopping.clone())?;
+        rx.await.unwrap_or(Err(stopping))
     })
     .await
     .unwrap_or_else(|_| {
@@ -311,10 +327,18 @@ pub async fn call(runtime_dir: &Path, req: &Request, wait: Duration) -> Result<R
         .await
         .map_err(|e| e.to_string())?;
     let mut answer = String::new();
-    tokio::time::timeout(wait, BufReader::new(rd).read_line(&mut answer))
+    let n = tokio::time::timeout(wait, BufReader::new(rd).read_line(&mut answer))
         .await
         .map_err(|_| format!("no answer from the daemon within {wait:?}"))?
         .map_err(|e| e.to_string())?;
+    // Not JSON trouble: the daemon went away (exited, or was killed)
+    // while the request was open.
+    if n == 0 {
+        return Err(
+            "the daemon closed the connection without answering: it stopped or restarted meanwhile (see `dlm-electd status`)"
+                .into(),
+        );
+    }
     serde_json::from_str(&answer).map_err(|e| format!("bad answer from the daemon: {e}"))
 }
 

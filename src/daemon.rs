@@ -498,6 +498,19 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
     }
     notify::stopping();
     let names: Vec<String> = sup.runners.keys().cloned().collect();
+    let board = sup.board.clone();
+    // Admin requests while stopping are answered at once, saying so: left
+    // unread they got no answer until the daemon exited (EOF).
+    let stopping = |call: AdminCall| {
+        let state = board
+            .snapshot()
+            .into_iter()
+            .find(|r| r.name == call.resource)
+            .map(|r| r.state.as_str());
+        let _ = call
+            .reply
+            .send(Err(control::stopping_error(&call.resource, state)));
+    };
     let finals = {
         // Signals while releasing are answered in the log, not dropped
         // silently: an admin pressing Ctrl-C again should know why nothing
@@ -510,9 +523,14 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
                 Some(s) = signals.next() => tracing::info!(
                     "signal {s}: already stopping, releasing in order (SIGKILL would leave the release to the lock keeper or `dlm-electd cleanup`)"
                 ),
+                Some(call) = release_rx.recv() => stopping(call),
             }
         }
     };
+    release_rx.close();
+    while let Ok(call) = release_rx.try_recv() {
+        stopping(call);
+    }
     server.abort();
     if let Some(m) = metrics_server {
         m.abort();
@@ -644,7 +662,11 @@ async fn undo_orphan(
         return false;
     }
     record.clear();
-    drop_stale(backend, &applied.lock, cfg.daemon.op_timeout).await
+    let ok = drop_stale(backend, &applied.lock, cfg.daemon.op_timeout).await;
+    if ok {
+        tracing::info!("undone: release steps run, lock state dropped");
+    }
+    ok
 }
 
 /// `clear_stale` on the blocking pool under `limit`.
@@ -652,8 +674,10 @@ async fn drop_stale(backend: &Arc<dyn LockBackend>, lock: &str, limit: Duration)
     let (b, l) = (backend.clone(), lock.to_string());
     let call = tokio::task::spawn_blocking(move || b.clear_stale(&l));
     match tokio::time::timeout(limit, call).await {
+        // The backend cannot tell whether there was anything to drop: the
+        // callers say what they did, once per resource.
         Ok(Ok(Ok(()))) => {
-            tracing::info!("cleaned up");
+            tracing::debug!("no lock state left for {lock}");
             true
         }
         Ok(Ok(Err(e))) => {
@@ -738,7 +762,8 @@ async fn clean_one(
     cfg: &Config,
 ) -> bool {
     let record = instance.record(&spec.name);
-    if record.exists() {
+    let applied = record.exists();
+    if applied {
         let ctx = crate::action::Ctx {
             resource: spec.name.clone(),
             node: cfg.node.clone(),
@@ -758,6 +783,10 @@ async fn clean_one(
     // on a dlmfs node and would make less preferred nodes defer to it.
     if let Some(cand) = spec.rank(&cfg.node).map(|i| spec.candidate_lock(i)) {
         ok &= drop_stale(backend, &cand, cfg.daemon.op_timeout).await;
+    }
+    // One line per resource, and only for what was done.
+    if ok && applied {
+        tracing::info!("cleaned up: release steps run, lock state dropped");
     }
     ok
 }

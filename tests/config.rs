@@ -118,6 +118,11 @@ fn bad_input_matrix() {
         ("op_timeout in ms", head("[daemon]\nop_timeout = \"1ms\"\n"), ":5:14:", "key `op_timeout`"),
         ("resource poll in ms", head("[[resource]]\nname = \"w\"\npoll_interval = \"1ms\"\n"), ":6:17:", "key `poll_interval`"),
         ("poll of days", head("[daemon]\npoll_interval = \"100d\"\n"), ":5:17:", "at most 24h"),
+        ("vip refresh of centuries", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\nrefresh = \"300000000000years\"\n"), ":10:11:", "key `refresh`: at most 24h"),
+        ("check hold_off of days", head("[[resource]]\nname = \"w\"\n[resource.check]\nexec = [\"/bin/true\"]\nhold_off = \"2d\"\n"), ":8:12:", "key `hold_off`: at most 24h"),
+        ("check interval in ms", head("[[resource]]\nname = \"w\"\n[resource.check]\nexec = [\"/bin/true\"]\ninterval = \"1ms\"\n"), ":8:12:", "key `interval`: 1ms is below the 100ms minimum"),
+        ("check timeout in ms", head("[[resource]]\nname = \"w\"\n[resource.check]\nexec = [\"/bin/true\"]\ntimeout = \"1ms\"\n"), ":8:11:", "key `timeout`: 1ms is below the 100ms minimum"),
+        ("exec timeout in ms", head("[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/true\"]\ntimeout = \"1ms\"\n"), ":9:11:", "key `timeout`: 1ms is below the 100ms minimum"),
         ("vip refresh in ms", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\nrefresh = \"1ms\"\n"), ":10:11:", "key `refresh`"),
         ("vip announce flood", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\nannounce_count = 1000000\n"), ":10:18:", "at most 100"),
         ("vip announce interval in us", vip("address = \"198.18.0.3/24\"\ninterface = \"eth0\"\nannounce_interval = \"1ms\"\n"), ":10:21:", "key `announce_interval`"),
@@ -172,6 +177,53 @@ fn cli_refuses_bad_config_with_exit_78_and_the_position() {
     let good = write_config(dir.path(), "a", &dir.path().join("locks"), "");
     let out = cli(&good, &["check-config"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+}
+
+/// A VIP refresh beyond the clock's range (issue #19, item 3) is a config
+/// error at its key, as every other duration past 24h is, not a panic of
+/// the runner once the node becomes master.
+#[test]
+fn check_config_refuses_a_refresh_past_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        &dir.path().join("locks"),
+        "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"198.18.0.3/24\"\ninterface = \"lo\"\nrefresh = \"300000000000years\"\n",
+    );
+    let out = cli(&cfg, &["check-config"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{}:15:11: key `refresh`: at most 24h, not ",
+            cfg.display()
+        )),
+        "{err}"
+    );
+}
+
+/// A health check written "1ms" for "1s" (issue #19, item 5) forked its
+/// program hundreds of times a second: check-config refuses it at its key.
+#[test]
+fn check_config_refuses_a_check_interval_in_ms() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        &dir.path().join("locks"),
+        "[[resource]]\nname = \"w\"\n[resource.check]\nexec = [\"/bin/true\"]\ninterval = \"1ms\"\n",
+    );
+    let out = cli(&cfg, &["check-config"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "{}:13:12: key `interval`: 1ms is below the 100ms minimum",
+            cfg.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]

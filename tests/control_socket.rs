@@ -178,3 +178,55 @@ fn accept_failing_for_lack_of_fds_backs_off_and_recovers() {
         "logged once, not on every retry:\n{log}"
     );
 }
+
+/// One raw request line, and the daemon's reply as JSON.
+fn raw_request(lab: &Lab, line: &str) -> serde_json::Value {
+    let mut s = connect(lab);
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(line.as_bytes()).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("{e}: {reply:?}"))
+}
+
+/// The daemon applies the CLI's hold-off bounds itself (issue #19, item
+/// 4): a raw `hold_off_ms` of u64::MAX wrapped the status's end time
+/// ("0s left") while keeping the node out for good; 0 let it win its own
+/// lock straight back. Both are refused and nothing changes.
+#[test]
+fn a_release_hold_off_outside_the_clis_bounds_is_refused() {
+    let lab = daemon(&[]);
+    let d = &lab.daemons[0];
+    for (ms, why) in [
+        (u64::MAX, "at most 24h"),
+        (24 * 3600 * 1000 + 1, "at most 24h"),
+        (0, "must be more than 0s"),
+    ] {
+        let reply = raw_request(
+            &lab,
+            &format!("{{\"cmd\":\"release\",\"resource\":\"web\",\"hold_off_ms\":{ms}}}\n"),
+        );
+        let err = reply["error"].as_str().unwrap_or_default();
+        assert!(
+            err.starts_with(&format!("refused: hold_off_ms {ms}: ")) && err.contains(why),
+            "{ms}: {reply}"
+        );
+        let st = d.status().expect("status");
+        let web = &st["resources"][0];
+        assert_eq!(web["state"], "master", "{ms}: {st}");
+        assert!(web.get("hold_off_until_ms").is_none(), "{ms}: {st}");
+    }
+    // The largest allowed one is taken as asked.
+    let reply = raw_request(
+        &lab,
+        "{\"cmd\":\"release\",\"resource\":\"web\",\"hold_off_ms\":86400000}\n",
+    );
+    assert!(reply.get("error").is_none(), "{reply}");
+    let st = d.status().expect("status");
+    let web = &st["resources"][0];
+    let left = web["hold_off_until_ms"].as_u64().unwrap() - st["now_ms"].as_u64().unwrap();
+    assert!(
+        (86_400_000 - 60_000..=86_400_000).contains(&left),
+        "{left} ms left: {st}"
+    );
+}

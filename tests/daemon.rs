@@ -291,6 +291,47 @@ fn cleanup_undoes_only_what_this_instance_applied() {
     assert_eq!(lab.events().len(), n);
 }
 
+/// `cleanup -v` says "cleaned up" once per resource it undid, and not at
+/// all where it did nothing (issue #19, item 11: it logged it once per
+/// lock dropped, the candidate lock too, whether or not anything was
+/// there).
+#[test]
+fn cleanup_logs_once_per_resource_it_undid() {
+    let mut lab = Lab::new();
+    // web with a candidate lock of ours (`prefer`): two locks to drop.
+    let web =
+        lab.logging("web")
+            .replacen("name = \"web\"\n", "name = \"web\"\nprefer = [\"a\"]\n", 1);
+    let res = format!("{web}\n{}", lab.logging("db"));
+    let cfg = lab.config("a", &res);
+    // One `cleanup -v`: its "cleaned up" lines for web and for db.
+    let cleaned = || -> (usize, usize) {
+        let out = cli_ok(&cfg, &["cleanup", "-v"]);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        let n = |r: &str| {
+            log.lines()
+                .filter(|l| l.contains(&format!("resource={r}")) && l.contains("cleaned up"))
+                .count()
+        };
+        (n("web"), n("db"))
+    };
+    // Nothing applied: nothing done, nothing claimed.
+    assert_eq!(cleaned(), (0, 0));
+    assert_eq!(lab.events(), Vec::<String>::new());
+    // Master of both, killed together with its keeper: both undone, each
+    // said once.
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    lab.daemons[a].wait_state("db", "master");
+    lab.keeper(a);
+    support::reap_with_keepers(&mut lab.daemons[a..=a]);
+    assert_eq!(cleaned(), (1, 1));
+    let ev = lab.events();
+    assert_eq!(&ev[ev.len() - 2..], ["a release web", "a release db"]);
+    // And again: nothing left, nothing claimed.
+    assert_eq!(cleaned(), (0, 0));
+}
+
 /// A resource removed from the config after a crash is still undone by
 /// `cleanup`: its applied record holds its release steps.
 #[test]

@@ -342,3 +342,41 @@ fn support_now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+/// The log says how many runs passed, not `rise` (issue #19, item 8): at
+/// startup the first result decides, so with `rise = 5` one run made the
+/// node eligible; after a failure it takes `rise` runs.
+#[test]
+fn the_eligible_log_line_counts_the_runs_that_passed() {
+    let mut lab = Lab::new();
+    let res = web(
+        &lab,
+        &sick_check(&lab),
+        "interval = \"100ms\"\nfall = 1\nrise = 5\n",
+    );
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    let eligible = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.contains("eligible for mastership") && !l.contains("not eligible"))
+            .map(str::to_string)
+            .collect()
+    };
+    let lines = eligible(&lab.daemons[a].log());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("health check passed 1 time(s) in a row"),
+        "{lines:?}"
+    );
+    // Failing, then rise = 5 passes in a row.
+    set_sick(&lab, "a", true);
+    wait_health(&lab, a, "failing");
+    set_sick(&lab, "a", false);
+    wait_health(&lab, a, "ok");
+    let lines = eligible(&lab.daemons[a].log());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[1].contains("health check passed 5 time(s) in a row"),
+        "{lines:?}"
+    );
+}

@@ -266,3 +266,41 @@ fn a_second_sigterm_while_releasing_is_logged_and_the_release_finishes() {
     assert_eq!(lab.daemons[a].wait_exit(), Some(0));
     assert!(lab.daemons[a].log().contains("stopped cleanly"));
 }
+
+/// `release` while the daemon stops (issue #19, item 10) used to get no
+/// answer until the daemon exited ("bad answer from the daemon: EOF while
+/// parsing a value"); now it is told at once that the daemon is stopping
+/// and what it does, and exits 1.
+#[test]
+fn release_while_stopping_says_the_daemon_is_stopping() {
+    let (mut lab, a) = master_of(|lab| {
+        let release = format!(
+            r#"["/bin/sh", "-c", "touch {}; n=0; while [ ! -e {} ] && [ $n -lt 400 ]; do sleep 0.05; n=$((n+1)); done"]"#,
+            lab.path("releasing").display(),
+            lab.path("go").display()
+        );
+        exec_resource("web", r#"["/bin/true"]"#, &release)
+    });
+    lab.daemons[a].signal(Signal::SIGTERM);
+    wait_for(WAIT, "the release step", || {
+        lab.path("releasing").exists().then_some(())
+    });
+    let cfg = lab.daemons[a].config.clone();
+    let (code, out) = cli_within(Duration::from_secs(10), &cfg, &["release", "web"]);
+    let (resume_code, resume_out) = cli_within(Duration::from_secs(10), &cfg, &["resume", "web"]);
+    // Let the release step end whatever the answers were.
+    fs::write(lab.path("go"), "").unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.starts_with(
+            "dlm-electd: release web: the daemon is stopping: it releases every resource, then exits (web is releasing now)"
+        ),
+        "{out}"
+    );
+    assert_eq!(resume_code, Some(1), "{resume_out}");
+    assert!(
+        resume_out.starts_with("dlm-electd: resume web: the daemon is stopping"),
+        "{resume_out}"
+    );
+    assert_eq!(lab.daemons[a].wait_exit(), Some(0));
+}

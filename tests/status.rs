@@ -309,3 +309,22 @@ fn a_config_path_that_cannot_be_read_is_an_error_not_not_running() {
         );
     }
 }
+
+/// A daemon with no resources: `status` says so, as the README and the
+/// STATUS= line do (issue #19, item 12), rather than print a bare header.
+#[test]
+fn status_without_resources_says_no_resources_configured() {
+    let mut lab = Lab::new();
+    let a = lab.start("a", "");
+    let cfg = lab.daemons[a].config.clone();
+    let out = wait_for(WAIT, "a daemon answering status", || {
+        let out = cli(&cfg, &["status"]);
+        out.status.success().then_some(out)
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[..2], ["node: a", "no resources configured"], "{text}");
+    assert!(!text.contains("RESOURCE"), "{text}");
+    let json: Value = serde_json::from_slice(&cli_ok(&cfg, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["resources"], serde_json::json!([]));
+}

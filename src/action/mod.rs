@@ -201,7 +201,7 @@ pub async fn while_master(actions: Vec<ActionSpec>) {
         .map(|v| v.refresh)
         .min()
         .unwrap_or(Duration::MAX);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut tick = tokio::time::interval_at(crate::clock::from_now(every), every);
     loop {
         tick.tick().await;
         // Right after a freeze, not before the node's membership was
@@ -215,5 +215,34 @@ pub async fn while_master(actions: Vec<ActionSpec>) {
             }
         }
         crate::memory::after_burst();
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+    use crate::config::VipSpec;
+
+    /// A refresh too long for the clock used to panic the runner the
+    /// moment it became master (issue #19, item 3); now its first
+    /// re-announce is merely never due.
+    #[tokio::test]
+    async fn a_refresh_past_the_clock_waits_instead_of_panicking() {
+        let vip = VipSpec {
+            address: "198.51.100.1".parse().unwrap(),
+            prefix_len: 32,
+            interface: "eth0".into(),
+            announce_count: 0,
+            announce_interval: Duration::from_millis(200),
+            refresh: humantime::parse_duration("300000000000years").unwrap(),
+            timeout: Duration::from_secs(10),
+        };
+        // It computed its first deadline (and panicked) at its first poll.
+        let r = tokio::time::timeout(
+            Duration::from_millis(1),
+            while_master(vec![ActionSpec::Vip(vip)]),
+        )
+        .await;
+        assert!(r.is_err(), "while_master never returns");
     }
 }

@@ -111,8 +111,8 @@ pub struct RawResource {
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
     pub exec: Option<Spanned<Argv>>,
-    pub interval: Option<Interval>,
-    pub timeout: Option<Interval>,
+    pub interval: Option<Spanned<Interval>>,
+    pub timeout: Option<Spanned<Interval>>,
     pub fall: Option<Spanned<i64>>,
     pub rise: Option<Spanned<i64>>,
     pub hold_off: Option<Spanned<Duration0>>,

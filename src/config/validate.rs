@@ -4,8 +4,8 @@
 //! places of what it judges from here.
 
 use super::model::{
-    ActionType, Argv, Backend, Interval, RawAction, RawCheck, RawConfig, RawDropIn, RawResource,
-    Standby,
+    ActionType, Argv, Backend, Duration0, Interval, MAX_INTERVAL, RawAction, RawCheck, RawConfig,
+    RawDropIn, RawResource, Standby,
 };
 use super::source::{Place, Source};
 use super::{
@@ -32,6 +32,13 @@ pub const MIN_POLL: Duration = Duration::from_millis(10);
 pub const MIN_OP_TIMEOUT: Duration = Duration::from_millis(100);
 pub const MIN_VIP_REFRESH: Duration = Duration::from_millis(100);
 pub const MIN_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(10);
+/// Each run forks a program: at "1ms" (for "1s") the daemon forked it
+/// hundreds of times a second.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// Below this a check, or an action step, cannot even start its program
+/// reliably, so every run would fail.
+pub const MIN_CHECK_TIMEOUT: Duration = Duration::from_millis(100);
+pub const MIN_ACTION_TIMEOUT: Duration = Duration::from_millis(100);
 /// More gratuitous ARPs than this on one takeover is a flood, not an
 /// announcement.
 pub const MAX_ANNOUNCE_COUNT: u32 = 100;
@@ -43,8 +50,8 @@ pub const DEFAULT_CHECK_HOLD_OFF: Duration = Duration::from_secs(30);
 /// Bounds of `fall` and `rise`: beyond 100 runs a check stops meaning
 /// anything an admin would wait for.
 pub const MAX_CHECK_COUNT: i64 = 100;
-/// Same bound as `release --hold-off`.
-pub const MAX_CHECK_HOLD_OFF: Duration = Duration::from_secs(24 * 3600);
+/// Same bound as `release --hold-off`, and as every other duration.
+pub const MAX_CHECK_HOLD_OFF: Duration = MAX_INTERVAL;
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_VIP_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_ANNOUNCE_COUNT: u32 = 5;
@@ -537,6 +544,26 @@ fn at_least(
     Some(d)
 }
 
+/// A duration that may be zero ("off"), if not above `MAX_INTERVAL` (an
+/// error at the key otherwise). The others are bounded where they are
+/// parsed (`Interval`); these need the same bound, or a value like
+/// "300000000000years" reaches the runner's clock arithmetic.
+fn at_most_a_day(cx: &mut Ctx, at: &Spanned<Duration0>, key: &str) -> Option<Duration> {
+    let d = at.get_ref().0;
+    if d > MAX_INTERVAL {
+        cx.err(
+            at,
+            format!(
+                "key `{key}`: at most {}h, not {}",
+                MAX_INTERVAL.as_secs() / 3600,
+                humantime::format_duration(d)
+            ),
+        );
+        return None;
+    }
+    Some(d)
+}
+
 fn poll(cx: &mut Ctx, at: Option<&Spanned<Interval>>) -> Option<Duration> {
     at_least(cx, at, "poll_interval", MIN_POLL)
 }
@@ -628,23 +655,16 @@ fn check(cx: &mut Ctx, c: &Spanned<RawCheck>, resource: &str) -> Option<CheckSpe
     let rise = count("rise", &r.rise, DEFAULT_CHECK_RISE);
     let hold_off = match &r.hold_off {
         None => DEFAULT_CHECK_HOLD_OFF,
-        Some(d) if d.get_ref().0 > MAX_CHECK_HOLD_OFF => {
-            cx.err(
-                d,
-                format!(
-                    "key `hold_off`: at most {}h, not {}",
-                    MAX_CHECK_HOLD_OFF.as_secs() / 3600,
-                    humantime::format_duration(d.get_ref().0)
-                ),
-            );
-            DEFAULT_CHECK_HOLD_OFF
-        }
-        Some(d) => d.get_ref().0,
+        Some(d) => at_most_a_day(cx, d, "hold_off").unwrap_or(DEFAULT_CHECK_HOLD_OFF),
     };
-    (cx.errors.len() == before).then(|| CheckSpec {
+    let interval = at_least(cx, r.interval.as_ref(), "interval", MIN_CHECK_INTERVAL)
+        .unwrap_or(DEFAULT_CHECK_INTERVAL);
+    let timeout = at_least(cx, r.timeout.as_ref(), "timeout", MIN_CHECK_TIMEOUT)
+        .unwrap_or(DEFAULT_CHECK_TIMEOUT);
+    (cx.errors.len() == before).then_some(CheckSpec {
         exec,
-        interval: r.interval.map(|d| d.0).unwrap_or(DEFAULT_CHECK_INTERVAL),
-        timeout: r.timeout.map(|d| d.0).unwrap_or(DEFAULT_CHECK_TIMEOUT),
+        interval,
+        timeout,
         fall,
         rise,
         hold_off,
@@ -655,7 +675,7 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
     let r = a.get_ref();
     let kind = *r.kind.get_ref();
     let before = cx.errors.len();
-    let timeout = r.timeout.as_ref().map(|t| t.get_ref().0);
+    let timeout = at_least(cx, r.timeout.as_ref(), "timeout", MIN_ACTION_TIMEOUT);
     // Keys of another action type are mistakes worth naming.
     fn span<T>(v: &Option<Spanned<T>>) -> Option<std::ops::Range<usize>> {
         v.as_ref().map(|s| s.span())
@@ -780,6 +800,9 @@ fn action(cx: &mut Ctx, a: &Spanned<RawAction>, resource: &str) -> Option<Action
                     f,
                     format!("key `refresh`: \"0s\" (off) or at least {MIN_VIP_REFRESH:?}"),
                 );
+            }
+            if let Some(f) = &r.refresh {
+                at_most_a_day(cx, f, "refresh");
             }
             // Releasing either would remove the address while the other
             // still needs it. Any prefix length: it is the same address.
@@ -974,6 +997,64 @@ mod tests {
         );
     }
 
+    /// A refresh of centuries used to pass and overflow the runner's clock
+    /// when the node became master (issue #19, item 3).
+    #[test]
+    fn vip_refresh_is_at_most_a_day() {
+        let vip = |refresh: &str| {
+            format!(
+                "{}refresh = \"{refresh}\"\n",
+                vip_res("w", "198.51.100.1", "eth0")
+            )
+        };
+        let e = errors(&vip("300000000000years"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("/etc/x.toml:7:11: key `refresh`: at most 24h, not "),
+            "{e:?}"
+        );
+        let e = errors(&vip("25h"));
+        assert_eq!(
+            e,
+            ["/etc/x.toml:7:11: key `refresh`: at most 24h, not 1day 1h"]
+        );
+        let (c, _) = validate_text(&vip("24h")).unwrap();
+        let ActionSpec::Vip(v) = &c.resources[0].actions[0] else {
+            panic!()
+        };
+        assert_eq!(v.refresh, MAX_INTERVAL);
+        assert!(validate_text(&vip("0s")).is_ok(), "0s is off");
+    }
+
+    /// Every action type's `timeout` has the same floor.
+    #[test]
+    fn action_timeouts_have_a_floor() {
+        for (kind, keys) in [
+            ("exec", "acquire = [\"/bin/true\"]"),
+            (
+                "vip",
+                "address = \"198.51.100.1\"\ninterface = \"eth0\"\nannounce_count = 0",
+            ),
+            ("unit", "unit = \"a.service\""),
+        ] {
+            let res = format!(
+                "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"{kind}\"\ntimeout = \"1ms\"\n{keys}\n"
+            );
+            let e = errors(&res);
+            assert_eq!(
+                e,
+                [
+                    "/etc/x.toml:5:11: key `timeout`: 1ms is below the 100ms minimum (a typo for seconds?)"
+                ],
+                "{kind}"
+            );
+            assert!(
+                validate_text(&res.replace("1ms", "100ms")).is_ok(),
+                "{kind}"
+            );
+        }
+    }
+
     #[test]
     fn unit_names() {
         for ok in [
@@ -1139,6 +1220,24 @@ mod tests {
         assert!(
             e[0].starts_with("/etc/x.toml:8:11: key `timeout`: must be greater than zero"),
             "{e:?}"
+        );
+        // "1ms" for "1s" forked the check hundreds of times a second
+        // (issue #19, item 5).
+        let e = errors(&check_res(
+            "exec = [\"/bin/h\"]\ninterval = \"1ms\"\ntimeout = \"5ms\"\n",
+        ));
+        assert_eq!(
+            e,
+            [
+                "/etc/x.toml:8:12: key `interval`: 1ms is below the 100ms minimum (a typo for seconds?)",
+                "/etc/x.toml:9:11: key `timeout`: 5ms is below the 100ms minimum (a typo for seconds?)",
+            ]
+        );
+        assert!(
+            validate_text(&check_res(
+                "exec = [\"/bin/h\"]\ninterval = \"100ms\"\ntimeout = \"100ms\"\n"
+            ))
+            .is_ok()
         );
         let e = errors(&check_res("exec = [\"/bin/h\"]\nfails = 3\n"));
         assert!(

@@ -46,6 +46,12 @@ impl Health {
         self.eligible
     }
 
+    /// Successes in a row so far (what made the node eligible: `rise` of
+    /// them, or one when the first result decided).
+    pub fn passed_in_row(&self) -> u32 {
+        self.ok_in_row
+    }
+
     /// For status: `pending` (no result yet), `ok` (eligible), `failing`.
     pub fn as_str(&self) -> &'static str {
         match self.eligible {
@@ -104,6 +110,19 @@ mod tests {
         assert_eq!(feed(&mut h, "+-+"), [None; 3], "no two in a row");
         assert_eq!(h.record(true), Some(true));
         assert_eq!(h.as_str(), "ok");
+    }
+
+    /// What the runner logs as "passed N time(s) in a row" (issue #19,
+    /// item 8: it logged `rise` where the first result decided).
+    #[test]
+    fn passed_in_row_counts_the_runs_that_made_it_eligible() {
+        let mut h = Health::new(3, 5);
+        assert_eq!(h.record(true), Some(true));
+        assert_eq!(h.passed_in_row(), 1, "the first result decides");
+        let mut h = Health::new(1, 2);
+        assert_eq!(feed(&mut h, "-+"), [Some(false), None]);
+        assert_eq!(h.record(true), Some(true));
+        assert_eq!(h.passed_in_row(), 2);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, Sleep, sleep, sleep_until};
+use tokio::time::{Sleep, sleep, sleep_until};
 use tracing::Instrument;
 
 pub type Reply = oneshot::Sender<Result<(), String>>;
@@ -231,7 +231,7 @@ fn jittered(wait: Duration, jitter: bool) -> Duration {
         return wait;
     }
     let max = (wait.as_micros() / 10).max(1) as u64;
-    wait + Duration::from_micros(rand::random_range(0..max))
+    wait.saturating_add(Duration::from_micros(rand::random_range(0..max)))
 }
 
 /// With `preempt`: the backend and the candidate locks of the nodes more
@@ -266,7 +266,7 @@ async fn hold(
         let Some((backend, better, deferral)) = preempt else {
             return std::future::pending().await;
         };
-        let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+        let mut tick = tokio::time::interval_at(crate::clock::from_now(every), every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -392,7 +392,6 @@ type CheckResult = Result<(), String>;
 /// The running health check: a task of its own, so a slow check never
 /// holds up the runner (its answers to pings, its lock calls).
 struct Checker {
-    spec: CheckSpec,
     results: mpsc::Receiver<CheckResult>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -407,7 +406,6 @@ impl Checker {
         let (stop, cancel) = Cancel::new();
         let task = tokio::spawn(check_loop(spec.clone(), ctx, tx, cancel).in_current_span());
         Checker {
-            spec: spec.clone(),
             results,
             stop,
             task,
@@ -435,7 +433,7 @@ impl Checker {
         match (&r, changed) {
             (Ok(()), Some(_)) => tracing::info!(
                 "health check passed {} time(s) in a row: eligible for mastership",
-                self.spec.rise
+                self.health.passed_in_row()
             ),
             (Err(e), Some(_)) => {
                 tracing::warn!("health check failing, not eligible for mastership: {e}")
@@ -736,7 +734,7 @@ impl Runner {
             Command::Sleep { wait, jitter } => {
                 let wait = jittered(wait, jitter);
                 tracing::debug!("next attempt in {wait:?}");
-                Op::Sleep(Box::pin(sleep_until(Instant::now() + wait)))
+                Op::Sleep(Box::pin(sleep_until(crate::clock::from_now(wait))))
             }
             Command::Hold => Op::Master(Box::pin(hold(
                 self.spec.actions.clone(),
@@ -812,7 +810,7 @@ impl Runner {
                     }
                 }
                 Command::Sleep { wait, .. } if m.holding_off() => {
-                    hold_off_until = Some(now_ms() + wait.as_millis() as u64);
+                    hold_off_until = Some(crate::clock::after_ms(now_ms(), wait));
                     retire(std::mem::replace(&mut op, Op::Idle), self.op_timeout).await;
                     op = self.start(cmd, &mut held, true);
                 }
