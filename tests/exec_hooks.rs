@@ -130,3 +130,62 @@ fn a_hook_printing_300000_lines_logs_a_thousand_and_says_how_many_more() {
         "no count of the rest"
     );
 }
+
+/// Writes an executable script `dir/name` that appends `TAG ARGS` to `log`.
+fn tagged_script(dir: &std::path::Path, name: &str, tag: &str, log: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    // Written under another name and renamed, so the daemon never sees a
+    // half-written script.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(
+        &tmp,
+        format!("#!/bin/sh\necho \"{tag} $*\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::rename(&tmp, &path).unwrap();
+}
+
+/// A hook or health check named without a path runs the file PATH gave
+/// at load, which the config check judged: a program planted later in a
+/// directory earlier in PATH (one others can write to, as in a daemon
+/// started by hand) never runs.
+#[test]
+fn a_program_named_without_a_path_runs_the_file_found_at_load() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::new();
+    let log = lab.path("ran.log");
+    let early = lab.path("early");
+    let late = lab.path("late");
+    fs::create_dir(&early).unwrap();
+    fs::create_dir(&late).unwrap();
+    fs::set_permissions(&early, fs::Permissions::from_mode(0o777)).unwrap();
+    tagged_script(&late, "hook", "late", &log);
+    tagged_script(&late, "probe", "late", &log);
+    let res = "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\n\
+               acquire = [\"hook\", \"acquire\"]\nrelease = [\"hook\", \"release\"]\n\
+               [resource.check]\nexec = [\"probe\", \"check\"]\ninterval = \"100ms\"\n";
+    let path = format!(
+        "PATH={}:{}:/usr/sbin:/usr/bin:/sbin:/bin",
+        early.display(),
+        late.display()
+    );
+    let a = lab.start_under("a", &["/usr/bin/env", &path], res);
+    lab.daemons[a].wait_state("web", "master");
+    let ran = || fs::read_to_string(&log).unwrap_or_default();
+    tagged_script(&early, "hook", "early", &log);
+    tagged_script(&early, "probe", "early", &log);
+    // Two more check runs after the plant: any of them would have found it.
+    let checks = ran().matches("check").count();
+    support::wait_for(support::WAIT, "two more check runs", || {
+        (ran().matches("check").count() >= checks + 2).then_some(())
+    });
+    lab.daemons[a].stop();
+    let ran = ran();
+    assert!(!ran.contains("early"), "the planted program ran:\n{ran}");
+    assert!(
+        ran.contains("late acquire\n") && ran.contains("late release\n"),
+        "{ran}"
+    );
+}
