@@ -189,3 +189,73 @@ fn a_program_named_without_a_path_runs_the_file_found_at_load() {
         "{ran}"
     );
 }
+
+/// `NAME=value` lines of an `env` dump.
+fn env_dump(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Hooks and health checks see a minimal environment, not the daemon's:
+/// a fixed PATH, the locale and time zone, and the DLM_ELECTD_* variables.
+/// What the daemon was started with for debugging (`RUST_LOG`, here set
+/// by the test harness, a secret in the shell) stays with the daemon.
+#[test]
+fn hooks_and_checks_get_a_minimal_environment() {
+    let mut lab = Lab::new();
+    let hook_env = lab.path("hook.env");
+    let check_env = lab.path("check.env");
+    let res = format!(
+        "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\n\
+         acquire = [\"/bin/sh\", \"-c\", \"env > {}\"]\n\
+         [resource.check]\nexec = [\"/bin/sh\", \"-c\", \"env > {}.tmp && mv {}.tmp {}\"]\ninterval = \"100ms\"\n",
+        hook_env.display(),
+        check_env.display(),
+        check_env.display(),
+        check_env.display()
+    );
+    let a = lab.start_under(
+        "a",
+        &[
+            "/usr/bin/env",
+            "DEBUG_SECRET=leak",
+            "LANG=C.UTF-8",
+            "TZ=UTC",
+            "PATH=/nonexistent-dlm-electd:/usr/sbin:/usr/bin:/sbin:/bin",
+        ],
+        &res,
+    );
+    lab.daemons[a].wait_state("web", "master");
+    support::wait_for(support::WAIT, "a check run's env dump", || {
+        check_env.exists().then_some(())
+    });
+    // What a shell adds by itself.
+    let shell = ["PWD", "OLDPWD", "SHLVL", "_"];
+    for (dump, event) in [(&hook_env, "acquire"), (&check_env, "check")] {
+        let env = env_dump(dump);
+        for (k, v) in [
+            ("PATH", exec::HOOK_PATH),
+            ("LANG", "C.UTF-8"),
+            ("TZ", "UTC"),
+            ("DLM_ELECTD_EVENT", event),
+            ("DLM_ELECTD_RESOURCE", "web"),
+            ("DLM_ELECTD_NODE", "a"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k} in {env:?}");
+        }
+        let others: Vec<&String> = env
+            .keys()
+            .filter(|k| {
+                !["PATH", "LANG", "TZ"].contains(&k.as_str())
+                    && !k.starts_with("DLM_ELECTD_")
+                    && !shell.contains(&k.as_str())
+            })
+            .collect();
+        assert!(others.is_empty(), "{event}: also got {others:?}");
+    }
+    lab.daemons[a].stop();
+}
