@@ -267,9 +267,15 @@ pub fn resolve_programs(cfg: &mut Config, places: &mut Places) {
         }
         let path = found
             .entry(name.clone())
-            // A path that is not UTF-8 cannot be an argv String: left
-            // bare, it is reported as not found.
-            .or_insert_with(|| resolve_program(name).and_then(|p| p.to_str().map(str::to_string)));
+            // A relative PATH entry (`.`, `bin`) is taken against the
+            // working directory now, once, like everything else here. A
+            // path that is not UTF-8 cannot be an argv String: left bare,
+            // it is reported as not found.
+            .or_insert_with(|| {
+                resolve_program(name)
+                    .and_then(|p| std::path::absolute(p).ok())
+                    .and_then(|p| p.to_str().map(str::to_string))
+            });
         if let Some(path) = path {
             *name = path.clone();
         }
