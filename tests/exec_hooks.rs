@@ -259,3 +259,37 @@ fn hooks_and_checks_get_a_minimal_environment() {
     }
     lab.daemons[a].stop();
 }
+
+/// A bare name found through a relative PATH entry (`bin`) runs from the
+/// absolute path it had at load, not from wherever the working directory
+/// points later.
+#[test]
+fn a_program_found_through_a_relative_path_entry_is_made_absolute() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::new();
+    let log = lab.path("ran.log");
+    let home = lab.path("home");
+    fs::create_dir_all(home.join("bin")).unwrap();
+    let hook = home.join("bin/hook");
+    // $0 is the path the hook was run as.
+    fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$0\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    let res = "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\n\
+               acquire = [\"hook\"]\n";
+    // Started in `home` with PATH=bin:…; the wrapper execs the daemon.
+    let cd = format!(
+        "cd {} && PATH=bin:/usr/bin:/bin exec \"$0\" \"$@\"",
+        home.display()
+    );
+    let a = lab.start_under("a", &["/bin/sh", "-c", &cd], res);
+    lab.daemons[a].wait_state("web", "master");
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        format!("{}\n", hook.display())
+    );
+    lab.daemons[a].stop();
+}
