@@ -19,7 +19,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -399,6 +399,11 @@ fn res_state(resource: &str, s: Status) -> ResState {
 
 /// Connections served at once; more are closed at once (a scraper needs one).
 const MAX_CONNECTIONS: usize = 16;
+/// Connections one peer (see `peer_key`) may hold at once. A scraper needs
+/// one, an HA pair of them two hosts; the cap leaves most slots to others,
+/// so one host that holds connections open (partial headers, reconnecting
+/// as soon as one is closed) cannot keep every scraper out.
+const MAX_PER_PEER: usize = 4;
 /// All the time one connection gets: request and reply.
 const CONNECTION_TIME: Duration = Duration::from_secs(10);
 /// For the request's headers: a connection that sends nothing frees its
@@ -414,15 +419,25 @@ const BIND_RETRY: Duration = Duration::from_secs(10);
 pub async fn serve(addr: SocketAddr, metrics: std::sync::Arc<Metrics>) {
     let listener = bind(addr).await;
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let peers = std::sync::Arc::new(Peers::new(MAX_PER_PEER));
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of fds: pause rather than spin.
                 tracing::debug!("metrics: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        // The peer's own cap first: a peer at its cap must not take one of
+        // the shared slots, not even for a moment.
+        let Some(peer_slot) = peers.take(peer.ip()) else {
+            tracing::debug!(
+                "metrics: {} has {MAX_PER_PEER} connections open; closing a new one",
+                peer.ip()
+            );
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!("metrics: {MAX_CONNECTIONS} connections open; closing a new one");
@@ -443,7 +458,75 @@ pub async fn serve(addr: SocketAddr, metrics: std::sync::Arc<Metrics>) {
                 tracing::debug!("metrics connection: {e}");
             }
             drop(slot);
+            drop(peer_slot);
         });
+    }
+}
+
+/// A peer, as the per-peer cap counts it: its IPv4 address, or its IPv6
+/// /64 (a host usually has a whole /64 to pick source addresses from, so
+/// counting single IPv6 addresses would cap nobody). An IPv4 client of an
+/// IPv6 socket (`::ffff:a.b.c.d`) is its IPv4 address.
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
+/// Open connections per peer, each held by a `PeerSlot`.
+struct Peers {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    cap: usize,
+}
+
+/// One connection of a peer; dropping it frees its place.
+struct PeerSlot {
+    peers: std::sync::Arc<Peers>,
+    key: IpAddr,
+}
+
+impl Peers {
+    fn new(cap: usize) -> Peers {
+        Peers {
+            open: Default::default(),
+            cap,
+        }
+    }
+
+    /// A place for one more connection from `ip`, None if its peer is at
+    /// the cap.
+    fn take(self: &std::sync::Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+        let key = peer_key(ip);
+        let mut open = self.open.lock().unwrap();
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.open.lock().unwrap();
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            // Peers that left are forgotten: the map holds only the ones
+            // with a connection open, at most MAX_CONNECTIONS + 1 of them.
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -556,6 +639,34 @@ mod tests {
         m.forget("web");
         let t = m.encode();
         assert!(!t.contains("resource=\"web\""), "{t}");
+    }
+
+    #[test]
+    fn each_peer_holds_at_most_its_cap_of_connections() {
+        let peers = std::sync::Arc::new(Peers::new(4));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let held: Vec<PeerSlot> = (0..4)
+            .map(|_| peers.take(ip("127.0.0.2")).unwrap())
+            .collect();
+        assert!(
+            peers.take(ip("127.0.0.2")).is_none(),
+            "a fifth from one peer"
+        );
+        // The same peer through an IPv6 socket.
+        assert!(peers.take(ip("::ffff:127.0.0.2")).is_none());
+        // Another peer is not affected.
+        let other = peers.take(ip("127.0.0.3")).unwrap();
+        drop(held.into_iter().next());
+        let again = peers.take(ip("127.0.0.2")).unwrap();
+        // One IPv6 /64 is one peer; the next /64 another.
+        let v6: Vec<PeerSlot> = (1..=4)
+            .map(|i| peers.take(ip(&format!("2001:db8:0:1::{i}"))).unwrap())
+            .collect();
+        assert!(peers.take(ip("2001:db8:0:1:ffff::9")).is_none());
+        assert!(peers.take(ip("2001:db8:0:2::1")).is_some());
+        drop((v6, other, again));
+        // Every slot dropped: nothing is remembered.
+        assert!(peers.open.lock().unwrap().is_empty());
     }
 
     #[test]

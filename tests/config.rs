@@ -689,3 +689,43 @@ fn a_local_lock_dir_is_host_local_and_trust_filesystem_is_a_boolean() {
         "{errs:?}"
     );
 }
+
+/// A bare program name (hook or health check) is resolved once, at load:
+/// the config the daemon runs on names the absolute path that was
+/// checked, the same file for every use of the name.
+#[test]
+fn bare_program_names_are_resolved_to_the_checked_path_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        &dir.path().join("locks"),
+        "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"true\"]\nrelease = [\"true\", \"x\"]\n[resource.check]\nexec = [\"true\"]\n",
+    );
+    let loaded = config::load_checked(&cfg).unwrap();
+    let r = &loaded.config.resources[0];
+    let config::ActionSpec::Exec(e) = &r.actions[0] else {
+        panic!("{:?}", r.actions[0])
+    };
+    let acquire = &e.acquire.as_ref().unwrap()[0];
+    assert!(
+        Path::new(acquire).is_absolute() && acquire.ends_with("/true"),
+        "{acquire}"
+    );
+    assert_eq!(&e.release.as_ref().unwrap()[..], [acquire.as_str(), "x"]);
+    assert_eq!(&r.check.as_ref().unwrap().exec[0], acquire);
+    // A name PATH does not have is refused at its place.
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        &dir.path().join("locks"),
+        "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"no-such-program-dlm\"]\n",
+    );
+    let e = config::load_checked(&cfg).unwrap_err().to_string();
+    assert!(
+        e.contains(
+            ":13:11: key `acquire` of resource \"w\": \"no-such-program-dlm\" not found in PATH"
+        ),
+        "{e}"
+    );
+}

@@ -130,3 +130,166 @@ fn a_hook_printing_300000_lines_logs_a_thousand_and_says_how_many_more() {
         "no count of the rest"
     );
 }
+
+/// Writes an executable script `dir/name` that appends `TAG ARGS` to `log`.
+fn tagged_script(dir: &std::path::Path, name: &str, tag: &str, log: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    // Written under another name and renamed, so the daemon never sees a
+    // half-written script.
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(
+        &tmp,
+        format!("#!/bin/sh\necho \"{tag} $*\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::rename(&tmp, &path).unwrap();
+}
+
+/// A hook or health check named without a path runs the file PATH gave
+/// at load, which the config check judged: a program planted later in a
+/// directory earlier in PATH (one others can write to, as in a daemon
+/// started by hand) never runs.
+#[test]
+fn a_program_named_without_a_path_runs_the_file_found_at_load() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::new();
+    let log = lab.path("ran.log");
+    let early = lab.path("early");
+    let late = lab.path("late");
+    fs::create_dir(&early).unwrap();
+    fs::create_dir(&late).unwrap();
+    fs::set_permissions(&early, fs::Permissions::from_mode(0o777)).unwrap();
+    tagged_script(&late, "hook", "late", &log);
+    tagged_script(&late, "probe", "late", &log);
+    let res = "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\n\
+               acquire = [\"hook\", \"acquire\"]\nrelease = [\"hook\", \"release\"]\n\
+               [resource.check]\nexec = [\"probe\", \"check\"]\ninterval = \"100ms\"\n";
+    let path = format!(
+        "PATH={}:{}:/usr/sbin:/usr/bin:/sbin:/bin",
+        early.display(),
+        late.display()
+    );
+    let a = lab.start_under("a", &["/usr/bin/env", &path], res);
+    lab.daemons[a].wait_state("web", "master");
+    let ran = || fs::read_to_string(&log).unwrap_or_default();
+    tagged_script(&early, "hook", "early", &log);
+    tagged_script(&early, "probe", "early", &log);
+    // Two more check runs after the plant: any of them would have found it.
+    let checks = ran().matches("check").count();
+    support::wait_for(support::WAIT, "two more check runs", || {
+        (ran().matches("check").count() >= checks + 2).then_some(())
+    });
+    lab.daemons[a].stop();
+    let ran = ran();
+    assert!(!ran.contains("early"), "the planted program ran:\n{ran}");
+    assert!(
+        ran.contains("late acquire\n") && ran.contains("late release\n"),
+        "{ran}"
+    );
+}
+
+/// `NAME=value` lines of an `env` dump.
+fn env_dump(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Hooks and health checks see a minimal environment, not the daemon's:
+/// a fixed PATH, the locale and time zone, and the DLM_ELECTD_* variables.
+/// What the daemon was started with for debugging (`RUST_LOG`, here set
+/// by the test harness, a secret in the shell) stays with the daemon.
+#[test]
+fn hooks_and_checks_get_a_minimal_environment() {
+    let mut lab = Lab::new();
+    let hook_env = lab.path("hook.env");
+    let check_env = lab.path("check.env");
+    let res = format!(
+        "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\n\
+         acquire = [\"/bin/sh\", \"-c\", \"env > {}\"]\n\
+         [resource.check]\nexec = [\"/bin/sh\", \"-c\", \"env > {}.tmp && mv {}.tmp {}\"]\ninterval = \"100ms\"\n",
+        hook_env.display(),
+        check_env.display(),
+        check_env.display(),
+        check_env.display()
+    );
+    let a = lab.start_under(
+        "a",
+        &[
+            "/usr/bin/env",
+            "DEBUG_SECRET=leak",
+            "LANG=C.UTF-8",
+            "TZ=UTC",
+            "PATH=/nonexistent-dlm-electd:/usr/sbin:/usr/bin:/sbin:/bin",
+        ],
+        &res,
+    );
+    lab.daemons[a].wait_state("web", "master");
+    support::wait_for(support::WAIT, "a check run's env dump", || {
+        check_env.exists().then_some(())
+    });
+    // What a shell adds by itself.
+    let shell = ["PWD", "OLDPWD", "SHLVL", "_"];
+    for (dump, event) in [(&hook_env, "acquire"), (&check_env, "check")] {
+        let env = env_dump(dump);
+        for (k, v) in [
+            ("PATH", exec::HOOK_PATH),
+            ("LANG", "C.UTF-8"),
+            ("TZ", "UTC"),
+            ("DLM_ELECTD_EVENT", event),
+            ("DLM_ELECTD_RESOURCE", "web"),
+            ("DLM_ELECTD_NODE", "a"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k} in {env:?}");
+        }
+        let others: Vec<&String> = env
+            .keys()
+            .filter(|k| {
+                !["PATH", "LANG", "TZ"].contains(&k.as_str())
+                    && !k.starts_with("DLM_ELECTD_")
+                    && !shell.contains(&k.as_str())
+            })
+            .collect();
+        assert!(others.is_empty(), "{event}: also got {others:?}");
+    }
+    lab.daemons[a].stop();
+}
+
+/// A bare name found through a relative PATH entry (`bin`) runs from the
+/// absolute path it had at load, not from wherever the working directory
+/// points later.
+#[test]
+fn a_program_found_through_a_relative_path_entry_is_made_absolute() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::new();
+    let log = lab.path("ran.log");
+    let home = lab.path("home");
+    fs::create_dir_all(home.join("bin")).unwrap();
+    let hook = home.join("bin/hook");
+    // $0 is the path the hook was run as.
+    fs::write(
+        &hook,
+        format!("#!/bin/sh\necho \"$0\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    let res = "[[resource]]\nname = \"web\"\n[[resource.action]]\ntype = \"exec\"\n\
+               acquire = [\"hook\"]\n";
+    // Started in `home` with PATH=bin:…; the wrapper execs the daemon.
+    let cd = format!(
+        "cd {} && PATH=bin:/usr/bin:/bin exec \"$0\" \"$@\"",
+        home.display()
+    );
+    let a = lab.start_under("a", &["/bin/sh", "-c", &cd], res);
+    lab.daemons[a].wait_state("web", "master");
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        format!("{}\n", hook.display())
+    );
+    lab.daemons[a].stop();
+}

@@ -296,8 +296,9 @@ fn idle_connections_do_not_keep_a_scraper_out() {
     let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "master");
     scrape(addr);
+    // From 16 addresses: one host alone gets only its share of the slots.
     let idle: Vec<TcpStream> = (0..16)
-        .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
+        .map(|i| connect_from(std::net::Ipv4Addr::new(127, 0, 0, 10 + i), addr).unwrap())
         .collect();
     // Accepted by now: a fresh connection is turned away while all are held.
     std::thread::sleep(Duration::from_millis(300));
@@ -392,4 +393,99 @@ fn bad_listen_is_refused_and_changes_nothing_running() {
         "db's series are gone"
     );
     assert!(http(other, "GET", "/metrics").is_none());
+}
+
+/// A TCP connection from `src` (any 127.0.0.0/8 address is this host's) to
+/// `to`: one test client can then look like several hosts.
+fn connect_from(src: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrStorage, bind, connect, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(src, 0)),
+    )?;
+    connect(fd.as_raw_fd(), &SockaddrStorage::from(to))?;
+    Ok(TcpStream::from(fd))
+}
+
+/// One host that holds connections open with partial headers, and opens
+/// a new one as soon as one is closed, takes at most its share of the
+/// connection slots: every scrape from another host gets through (before,
+/// it held all 16 and 0 of 20 scrapes did).
+#[test]
+fn one_host_holding_connections_open_does_not_keep_scrapers_out() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let mut lab = Lab::new();
+    let addr = free_port();
+    let res = format!("{}{}", metrics_section(addr), lab.logging("web"));
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    scrape(addr);
+    let attacker: std::net::Ipv4Addr = "127.0.0.2".parse().unwrap();
+    let scraper: std::net::Ipv4Addr = "127.0.0.3".parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(AtomicUsize::new(0));
+    // Stops the attack however the test ends, and waits for its threads
+    // (each is at most one read timeout away from seeing the flag).
+    struct Attack(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+    impl Drop for Attack {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+            for t in self.1.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+    let threads = (0..20)
+        .map(|_| {
+            let (stop, attempts) = (stop.clone(), attempts.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    attempts.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(mut s) = connect_from(attacker, addr) {
+                        let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n");
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+                        // Until the daemon closes it (or the timeout).
+                        let _ = s.read(&mut [0u8; 64]);
+                    }
+                    // Pacing: a connection closed at once is retried at
+                    // this rate, not in a busy loop.
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        })
+        .collect();
+    let attack = Attack(stop, threads);
+    // Every thread connected, and the ones over the limit were turned
+    // away and came back: the slots are as full as this host can make them.
+    wait_for(WAIT, "the attack to be under way", || {
+        (attempts.load(Ordering::SeqCst) >= 40).then_some(())
+    });
+    let fetch = || -> Option<()> {
+        let mut s = connect_from(scraper, addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).ok()?;
+        raw.starts_with("HTTP/1.1 200").then_some(())
+    };
+    let ok = (0..20).filter(|_| fetch().is_some()).count();
+    drop(attack);
+    assert_eq!(
+        ok, 20,
+        "scrapes that got through while one host held connections"
+    );
 }

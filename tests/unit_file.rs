@@ -143,10 +143,12 @@ fn the_example_drop_ins_verify_clean() {
         .join("\n");
     assert!(all_on.contains("\nNoNewPrivileges=no"), "{all_on}");
     let dlmfs = fs::read_to_string(repo("systemd/dlmfs.conf.example")).unwrap();
+    let metrics = fs::read_to_string(repo("systemd/metrics.conf.example")).unwrap();
     let d = "etc/systemd/system/dlm-electd.service.d";
     let root = root_with(&[
         (&format!("{d}/hooks.conf"), &all_on),
         (&format!("{d}/dlmfs.conf"), &dlmfs),
+        (&format!("{d}/metrics.conf"), &metrics),
         (
             "etc/systemd/system/o2cb.service",
             "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",

@@ -11,6 +11,8 @@ use super::{Ctx, Step};
 use crate::config::ExecSpec;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -27,6 +29,31 @@ const DRAIN: Duration = Duration::from_millis(500);
 /// The longest output line logged; the rest of a longer line is read and
 /// dropped, so a hook printing without newlines cannot fill our memory.
 pub const MAX_LINE: usize = 4096;
+
+/// The PATH every hook and health check gets: systemd's default for
+/// services, not the daemon's. A daemon started by hand would otherwise
+/// pass on its user's PATH (with directories others may write to, or
+/// `.`) to every program a root hook runs by a bare name.
+pub const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment a hook starts from, given the daemon's: `HOOK_PATH`,
+/// and the locale and time zone (`LANG`, `LANGUAGE`, `LC_*`, `TZ`) if set,
+/// so its output and dates read like the daemon's. Nothing else: a
+/// variable set on the daemon for debugging (`RUST_LOG`, a token in a
+/// shell) must not reach every hook, nor the service's own ones
+/// (`NOTIFY_SOCKET`, `WATCHDOG_*`, `JOURNAL_STREAM`, `LISTEN_*`). The
+/// `DLM_ELECTD_*` variables are added per run. Pure.
+pub fn base_env(
+    daemon: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Vec<(OsString, OsString)> {
+    let kept = |name: &OsStr| {
+        let n = name.as_bytes();
+        n == b"LANG" || n == b"LANGUAGE" || n == b"TZ" || n.starts_with(b"LC_")
+    };
+    let mut env = vec![(OsString::from("PATH"), OsString::from(HOOK_PATH))];
+    env.extend(daemon.into_iter().filter(|(k, _)| kept(k)));
+    env
+}
 
 /// Lines logged per stream and run of a hook; the rest are counted, not
 /// logged: a hook printing without end must not flood the journal (nor
@@ -64,17 +91,15 @@ pub async fn run_argv(
         // SAFETY: register_self only makes async-signal-safe calls.
         unsafe { cmd.pre_exec(move || t.register_self()) };
     }
+    // argv[0] is an absolute path (config::check::resolve_programs), so
+    // the fixed PATH below changes nothing about which program runs.
     let mut child = cmd
         .args(&argv[1..])
+        .env_clear()
+        .envs(base_env(std::env::vars_os()))
         .env("DLM_ELECTD_RESOURCE", &ctx.resource)
         .env("DLM_ELECTD_EVENT", event)
         .env("DLM_ELECTD_NODE", &ctx.node)
-        // The hook is not the service: it must not talk to systemd for us.
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
-        // Its stdout and stderr are our pipes, not the journal stream.
-        .env_remove("JOURNAL_STREAM")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -254,6 +279,38 @@ mod tests {
         }
         lines.finish(&mut |l| out.push(l));
         out
+    }
+
+    #[test]
+    fn a_hook_gets_a_fixed_path_the_locale_and_nothing_else() {
+        let daemon = [
+            ("PATH", "/home/admin/bin:.:/usr/bin"),
+            ("LANG", "de_DE.UTF-8"),
+            ("LC_TIME", "C"),
+            ("TZ", "Europe/Berlin"),
+            ("LANGUAGE", "de"),
+            ("RUST_LOG", "trace"),
+            ("AWS_SECRET_ACCESS_KEY", "x"),
+            ("NOTIFY_SOCKET", "/run/systemd/notify"),
+            ("JOURNAL_STREAM", "8:1"),
+            ("LISTEN_FDS", "1"),
+            ("HOME", "/root"),
+            ("XLANG", "no"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let env: Vec<(String, String)> = base_env(daemon)
+            .into_iter()
+            .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+            .collect();
+        let want = [
+            ("PATH", HOOK_PATH),
+            ("LANG", "de_DE.UTF-8"),
+            ("LC_TIME", "C"),
+            ("TZ", "Europe/Berlin"),
+            ("LANGUAGE", "de"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(env, want);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 use super::security::{dir_problem, path_problem};
 use super::{Backend, Config, ConfigError, Place, Places};
 use nix::unistd::AccessFlags;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -247,6 +248,71 @@ pub fn run_problem(path: &Path) -> Option<String> {
         ));
     }
     None
+}
+
+/// Resolves every bare program name (exec hooks, health checks) to the
+/// absolute path PATH gives it now, in `cfg` and in `places`, so that
+/// `check` judges exactly the file the daemon will exec and exec never
+/// looks in PATH again: a directory earlier in PATH that someone else can
+/// write to could otherwise get a program planted in it after the check,
+/// to be run as root at the next hook. Each name is looked up once, so
+/// every use of it runs the same file. A name not found stays bare, for
+/// `check` to report (and `unresolved` to refuse, should it turn up in
+/// between).
+pub fn resolve_programs(cfg: &mut Config, places: &mut Places) {
+    let mut found: HashMap<String, Option<String>> = HashMap::new();
+    let mut resolve = |name: &mut String| {
+        if name.contains('/') {
+            return;
+        }
+        let path = found
+            .entry(name.clone())
+            // A relative PATH entry (`.`, `bin`) is taken against the
+            // working directory now, once, like everything else here. A
+            // path that is not UTF-8 cannot be an argv String: left bare,
+            // it is reported as not found.
+            .or_insert_with(|| {
+                resolve_program(name)
+                    .and_then(|p| std::path::absolute(p).ok())
+                    .and_then(|p| p.to_str().map(str::to_string))
+            });
+        if let Some(path) = path {
+            *name = path.clone();
+        }
+    };
+    for r in &mut cfg.resources {
+        for a in &mut r.actions {
+            if let super::ActionSpec::Exec(e) = a {
+                for argv in [&mut e.acquire, &mut e.release].into_iter().flatten() {
+                    resolve(&mut argv[0]);
+                }
+            }
+        }
+        if let Some(c) = &mut r.check {
+            resolve(&mut c.exec[0]);
+        }
+    }
+    for p in &mut places.programs {
+        resolve(&mut p.program);
+    }
+}
+
+/// Programs still named without a path after `resolve_programs`: not in
+/// PATH when resolved. `check` refuses them as not found; this refuses
+/// one that was planted between the two looks, which would otherwise be
+/// looked up again at every run.
+pub fn unresolved(places: &Places) -> Vec<ConfigError> {
+    places
+        .programs
+        .iter()
+        .filter(|p| !p.program.contains('/'))
+        .map(|p| {
+            p.at.error(format!(
+                "key `{}` of resource {:?}: {:?} not found in PATH",
+                p.key, p.resource, p.program
+            ))
+        })
+        .collect()
 }
 
 /// Resolves a command the way exec does: a path is taken as it is, a bare

@@ -235,7 +235,8 @@ pub struct ProgramPlace {
     pub resource: String,
     /// `acquire` or `release`.
     pub key: &'static str,
-    /// argv[0] as written.
+    /// argv[0] as written; a bare name becomes the absolute path PATH
+    /// gave it once `check::resolve_programs` ran.
     pub program: String,
     pub at: Place,
 }
@@ -262,15 +263,23 @@ pub fn load_checked(path: &Path) -> Result<Loaded, ConfigErrors> {
 /// `load_checked`, for a command that uses the locks as `uses` says
 /// (`cleanup` and `unlock` only give them up).
 pub fn load_checked_as(path: &Path, uses: check::LockUse) -> Result<Loaded, ConfigErrors> {
-    let (config, places) = load_placed(path)?;
+    let (mut config, mut places) = load_placed(path)?;
+    // Before the checks, so they judge the files exec will run (see
+    // `check::resolve_programs`).
+    check::resolve_programs(&mut config, &mut places);
     let as_root = nix::unistd::geteuid().is_root();
     let mut errors = Vec::new();
     if as_root {
         errors.extend(check::config_files(&config));
     }
     let warnings = match check::check_as(&config, &places, as_root, uses) {
-        Ok(w) if errors.is_empty() => w,
-        Ok(_) => return Err(ConfigErrors(errors)),
+        Ok(w) => {
+            errors.extend(check::unresolved(&places));
+            if !errors.is_empty() {
+                return Err(ConfigErrors(errors));
+            }
+            w
+        }
         Err(more) => {
             errors.extend(more);
             return Err(ConfigErrors(errors));
