@@ -524,3 +524,31 @@ fn as_root_refuses_files_others_can_write() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("hook.sh") && err.contains("writable"), "{err}");
 }
+
+/// Issue 19 item 6: a reload that reads the main file while its writer has
+/// truncated it (an editor, `cp`) refuses it and releases nothing (reading
+/// mid-write: `config::load`'s unit test).
+#[test]
+fn a_reload_of_a_truncated_config_releases_nothing() {
+    let mut lab = Lab::new();
+    let a = start(&mut lab, "a");
+    lab.daemons[a].wait_state("db", "master");
+    let cfg = lab.daemons[a].config.clone();
+    let good = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, "").unwrap();
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    lab.daemons[a].wait_log("the main config file is empty");
+    // check-config says the same.
+    let out = cli(&cfg, &["check-config"]);
+    assert_eq!(out.status.code(), Some(78));
+    // (status reads the config too: ask once it is whole again)
+    fs::write(&cfg, &good).unwrap();
+    assert_eq!(lab.daemons[a].state("db").as_deref(), Some("master"));
+    let log = lab.daemons[a].log();
+    assert!(!log.contains("releas"), "nothing released:\n{log}");
+    // A whole file again: applied.
+    fs::write(&cfg, format!("{good}\n{}", lab.logging("mail"))).unwrap();
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    lab.daemons[a].wait_state("mail", "master");
+    assert_eq!(lab.daemons[a].state("db").as_deref(), Some("master"));
+}

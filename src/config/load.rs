@@ -4,16 +4,45 @@
 use super::model::{RawConfig, RawDropIn};
 use super::source::Source;
 use super::{Config, ConfigError, ConfigErrors, Places};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How old a file's last change must be before we trust that its writer
+/// is done: an editor or `cp` rewriting it in place leaves it truncated or
+/// half written for a moment, and a reload that read it then would apply
+/// that (an empty file is a valid config without resources: every master
+/// would release).
+const SETTLED: Duration = Duration::from_millis(100);
+/// Reads of a file that keeps changing before we give up.
+const TRIES: usize = 5;
 
 fn read(path: &Path) -> Result<Source, ConfigError> {
-    std::fs::read_to_string(path)
-        .map(|text| Source::new(path.to_path_buf(), text))
-        .map_err(|e| ConfigError {
-            path: path.to_path_buf(),
-            pos: None,
-            msg: format!("cannot read: {e}"),
-        })
+    let failed = |msg: String| ConfigError {
+        path: path.to_path_buf(),
+        pos: None,
+        msg,
+    };
+    let stamp =
+        |p: &Path| std::fs::metadata(p).map(|m| (m.len(), m.modified().ok(), m.ino(), m.dev()));
+    for _ in 0..TRIES {
+        let before = stamp(path).map_err(|e| failed(format!("cannot read: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| failed(format!("cannot read: {e}")))?;
+        let after = stamp(path).map_err(|e| failed(format!("cannot read: {e}")))?;
+        let age = after
+            .1
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or(SETTLED);
+        if before == after && age >= SETTLED {
+            return Ok(Source::new(path.to_path_buf(), text));
+        }
+        // Being written: read it again once the writer had time to finish.
+        std::thread::sleep(SETTLED);
+    }
+    Err(failed(format!(
+        "kept changing while being read ({TRIES} tries): not applied; write config files whole, to a temporary name and `mv` it into place"
+    )))
 }
 
 /// The drop-in files for a main config file: `DIR/conf.d/*.toml`, sorted.
@@ -39,6 +68,16 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
 /// `load`, with where the values `check` judges were written.
 pub fn load_placed(main: &Path) -> Result<(Config, Places), ConfigErrors> {
     let main_src = read(main).map_err(|e| ConfigErrors(vec![e]))?;
+    if main_src.text.trim().is_empty() {
+        // A valid TOML document, but never what an admin means: a file
+        // truncated by its writer, read mid-write. Applied by a reload it
+        // would release every resource.
+        return Err(ConfigErrors(vec![ConfigError {
+            path: main.to_path_buf(),
+            pos: None,
+            msg: "the main config file is empty (being written?): refused; it needs at least one table, e.g. [node]".into(),
+        }]));
+    }
     let mut errors = Vec::new();
     let raw: Option<RawConfig> = main_src.parse().map_err(|e| errors.push(e)).ok();
     let mut drop_ins = Vec::new();
@@ -68,5 +107,40 @@ pub fn load_placed(main: &Path) -> Result<(Config, Places), ConfigErrors> {
             errors.extend(more);
             Err(ConfigErrors(errors))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A file read while its writer is between two writes is read again
+    /// once it settled: the whole text, never the first half.
+    #[test]
+    fn a_file_being_written_is_read_once_its_writer_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[node]\n").unwrap();
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+                std::thread::sleep(Duration::from_millis(30)); // the writer's pause
+                f.write_all(b"name = \"a\"\n").unwrap();
+            })
+        };
+        let src = read(&path).unwrap();
+        writer.join().unwrap();
+        assert_eq!(src.text, "[node]\nname = \"a\"\n");
+    }
+
+    #[test]
+    fn an_empty_main_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, " \n").unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(e.0[0].msg.contains("is empty"), "{:?}", e.0);
     }
 }
