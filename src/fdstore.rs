@@ -31,9 +31,23 @@ pub struct FdStore {
 }
 
 impl FdStore {
-    /// The store, when we run under systemd (which has one for us).
+    /// The store, when we run under systemd (which has one for us): a
+    /// `NOTIFY_SOCKET` that takes a message. A variable inherited by a
+    /// daemon started by hand from a shell or script may point nowhere;
+    /// then there is no store and the keeper alone protects the locks, as
+    /// outside systemd (said once here, not a reason never to be master).
     pub fn if_available() -> Option<FdStore> {
-        std::env::var_os("NOTIFY_SOCKET").map(|_| FdStore::default())
+        let socket = std::env::var_os("NOTIFY_SOCKET")?;
+        match sd_notify::notify(&[NotifyState::Custom("X_DLM_ELECTD=fdstore-probe")]) {
+            Ok(()) => Some(FdStore::default()),
+            Err(e) => {
+                tracing::warn!(
+                    "NOTIFY_SOCKET={} takes no message ({e}): not under systemd, so no fd store; the lock keeper alone keeps the locks of a killed daemon",
+                    socket.to_string_lossy()
+                );
+                None
+            }
+        }
     }
 
     /// systemd 254 and later say how many fds the store takes ($FDSTORE);
@@ -69,16 +83,25 @@ impl FdGuard for FdStore {
         // FDPOLL=0: a lock file has nothing to poll (systemd drops stored
         // fds that report POLLHUP). Storing the same open file again (a
         // resumed lock) is a no-op for systemd.
-        sd_notify::notify_with_fds(
+        let sent = sd_notify::notify_with_fds(
             &[
                 NotifyState::FdStore,
                 NotifyState::FdName(&name),
                 NotifyState::Custom("FDPOLL=0"),
             ],
             &[fd],
-        )
-        .map_err(|e| format!("systemd's fd store did not take it: {e}"))?;
-        self.names.lock().unwrap().insert(lock.to_string(), name);
+        );
+        // A store that stopped taking fds (the socket went away) costs
+        // the protection against a kill of daemon and keeper together, not
+        // mastership: the keeper still holds a copy. Said, never fatal.
+        match sent {
+            Ok(()) => {
+                self.names.lock().unwrap().insert(lock.to_string(), name);
+            }
+            Err(e) => tracing::error!(
+                "systemd's fd store did not take the fd of lock {lock} ({e}): the lock keeper alone keeps it if this daemon is killed"
+            ),
+        }
         Ok(())
     }
 

@@ -552,3 +552,23 @@ fn a_reload_of_a_truncated_config_releases_nothing() {
     lab.daemons[a].wait_state("mail", "master");
     assert_eq!(lab.daemons[a].state("db").as_deref(), Some("master"));
 }
+
+/// Issue 19 item 1: a `NOTIFY_SOCKET` inherited from a shell or script that
+/// points nowhere is no service manager: the daemon says so once and
+/// becomes master with the keeper's protection alone (it used to give every
+/// lock up, "backoff" for good).
+#[test]
+fn a_notify_socket_that_points_nowhere_does_not_keep_the_node_from_mastership() {
+    let mut lab = Lab::new();
+    let res = web_and_db(&lab);
+    let a = lab.start_under(
+        "a",
+        &["env", "NOTIFY_SOCKET=/nonexistent/notify.sock"],
+        &res,
+    );
+    lab.daemons[a].wait_state("web", "master");
+    lab.daemons[a].wait_state("db", "master");
+    let log = lab.daemons[a].log();
+    assert!(log.contains("takes no message"), "{log}");
+    assert!(!log.contains("did not take"), "{log}");
+}
