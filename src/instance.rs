@@ -29,6 +29,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const INSTANCE_LOCK: &str = "instance.lock";
 pub const RECORDS: &str = "applied";
@@ -178,6 +179,46 @@ pub struct Applied {
     pub actions: Vec<ActionSpec>,
 }
 
+impl Applied {
+    /// What makes this record unfit to run, as the config's validators
+    /// would have refused it: empty argv, a unit name or prefix length
+    /// that cannot be, a timeout past a day or zero.
+    pub fn problem(&self) -> Option<String> {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        let timeout = |t: Duration| (t.is_zero() || t > DAY).then(|| format!("timeout {t:?}"));
+        if self.lock.is_empty() {
+            return Some("no lock".into());
+        }
+        self.actions.iter().find_map(|a| match a {
+            ActionSpec::Exec(e) => [&e.acquire, &e.release]
+                .into_iter()
+                .flatten()
+                .find(|argv| argv.first().is_none_or(|p| p.is_empty()))
+                .map(|_| "an exec step with no program".to_string())
+                .or_else(|| timeout(e.timeout)),
+            ActionSpec::Vip(v) => {
+                let max = if v.address.is_ipv4() { 32 } else { 128 };
+                if v.prefix_len > max {
+                    Some(format!("prefix length {}", v.prefix_len))
+                } else if v.interface.is_empty() || v.interface.len() > 15 {
+                    Some(format!("interface {:?}", v.interface))
+                } else if v.announce_count > 100 || v.announce_interval > DAY || v.refresh > DAY {
+                    Some("announcements out of range".into())
+                } else {
+                    timeout(v.timeout)
+                }
+            }
+            ActionSpec::Unit(u) => {
+                if u.unit.is_empty() || u.unit.contains('/') || u.unit.len() > 255 {
+                    Some(format!("unit {:?}", u.unit))
+                } else {
+                    timeout(u.timeout)
+                }
+            }
+        })
+    }
+}
+
 /// "This instance may have applied `resource`'s acquire steps."
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -220,12 +261,21 @@ impl Record {
     pub fn read(&self) -> Result<Applied, String> {
         let body = std::fs::read(&self.path)
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-        serde_json::from_slice(&body).map_err(|e| {
+        let applied: Applied = serde_json::from_slice(&body).map_err(|e| {
             format!(
                 "{} does not say what was applied ({e})",
                 self.path.display()
             )
-        })
+        })?;
+        // Run without the config's validators: judged as strictly here,
+        // so a damaged or hand-edited record is refused, never run.
+        match applied.problem() {
+            None => Ok(applied),
+            Some(p) => Err(format!(
+                "{} is not a record this version would write ({p}); left in place",
+                self.path.display()
+            )),
+        }
     }
 
     /// Removed once the release steps succeeded.
@@ -276,6 +326,41 @@ mod tests {
     use super::*;
     use crate::config::ExecSpec;
     use std::time::Duration;
+
+    #[test]
+    fn records_the_config_would_refuse_are_refused() {
+        use crate::config::UnitSpec;
+        let with = |a: ActionSpec| Applied {
+            lock: "web".into(),
+            actions: vec![a],
+        };
+        let exec = |release: Vec<String>, timeout| {
+            with(ActionSpec::Exec(ExecSpec {
+                acquire: None,
+                release: Some(release),
+                timeout,
+            }))
+        };
+        let s3 = Duration::from_secs(3);
+        assert_eq!(exec(vec!["/bin/true".into()], s3).problem(), None);
+        assert!(exec(vec![], s3).problem().is_some());
+        assert!(exec(vec!["".into()], s3).problem().is_some());
+        assert!(
+            exec(vec!["/bin/true".into()], Duration::ZERO)
+                .problem()
+                .is_some()
+        );
+        let unit = |u: &str| {
+            with(ActionSpec::Unit(UnitSpec {
+                unit: u.into(),
+                timeout: s3,
+            }))
+            .problem()
+        };
+        assert_eq!(unit("nginx.service"), None);
+        assert!(unit("../x.service").is_some());
+        assert!(unit("").is_some());
+    }
 
     #[test]
     fn a_record_says_what_to_undo_and_orphans_are_the_unconfigured() {

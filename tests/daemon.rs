@@ -572,3 +572,34 @@ fn a_notify_socket_that_points_nowhere_does_not_keep_the_node_from_mastership() 
     assert!(log.contains("takes no message"), "{log}");
     assert!(!log.contains("did not take"), "{log}");
 }
+
+/// Issue 19 item 2: an applied record that names an exec step with no
+/// program (damaged, hand-edited) panicked `cleanup` and `run` at every
+/// start (exit 101, a crash loop). It is refused, left in place, and the
+/// rest goes on.
+#[test]
+fn a_record_with_an_empty_argv_is_refused_not_run() {
+    use dlm_electd::config::{ActionSpec, ExecSpec};
+    use dlm_electd::instance::Applied;
+    let mut lab = Lab::new();
+    let res = lab.logging("db");
+    let cfg = lab.config("a", &res);
+    let records = lab.path("a/run/applied");
+    fs::create_dir_all(&records).unwrap();
+    let bad = Applied {
+        lock: "web".into(),
+        actions: vec![ActionSpec::Exec(ExecSpec {
+            acquire: None,
+            release: Some(vec![]),
+            timeout: Duration::from_secs(3),
+        })],
+    };
+    fs::write(records.join("web"), serde_json::to_vec(&bad).unwrap()).unwrap();
+    let out = cli(&cfg, &["cleanup"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("an exec step with no program"), "{err}");
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("db", "master");
+    assert!(records.join("web").exists(), "left in place for the admin");
+}
