@@ -440,15 +440,20 @@ fn lock_holds_for_the_node_until_unlock_and_survives_what_a_unit_stop_does() {
     assert_eq!(electd(&lab, "a", &["cleanup"]).0, 0);
     assert!(alive(pid));
     assert_eq!(lab.quick("b", "vm1"), 75);
-    // unlock on a node that does not hold it touches nothing.
+    // unlock on a node that does not hold it touches nothing, and says so
+    // (not "unlocked": the lock is still held elsewhere).
     let (rc, out, _) = electd(&lab, "b", &["unlock", "vm1"]);
     assert_eq!(rc, 0, "{out}");
+    assert!(
+        out.contains("vm1: not held on this node by `lock`; nothing to do"),
+        "{out}"
+    );
     assert!(alive(pid));
     assert_eq!(lab.quick("b", "vm1"), 75);
     // unlock where it is held: the holder ends, the lock is free at once.
     let (rc, out, err) = electd(&lab, "a", &["unlock", "vm1"]);
     assert_eq!(rc, 0, "{err}");
-    assert!(out.contains("vm1: unlocked"));
+    assert!(out.contains("vm1: unlocked (its holder, pid"), "{out}");
     assert!(!alive(pid));
     assert_eq!(holder_pid(&lab, "a", "vm1"), None);
     assert_eq!(electd(&lab, "b", &["lock", "vm1"]).0, 0);

@@ -258,9 +258,13 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
         println!("{name}: not held on this node by `lock`; nothing to do");
         return exit::OK;
     }
+    // What this call did, for the last line: an operator reads "unlocked"
+    // as "free now", so it is said only when a holder of ours was ended.
+    let mut ended = None;
     if let Some(r) = &rec
         && is_holder(r.pid, name)
     {
+        ended = Some(r.pid);
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(r.pid),
             nix::sys::signal::Signal::SIGKILL,
@@ -292,9 +296,27 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
     let r = drop_cached(cfg, name);
     drop(local);
     let _ = std::fs::remove_file(&path);
+    let dlmfs = cfg.lock.backend == Backend::Dlmfs;
     match r {
         Ok(()) => {
-            println!("{name}: unlocked");
+            match (ended, &rec) {
+                (Some(pid), _) => println!("{name}: unlocked (its holder, pid {pid}, ended)"),
+                (None, Some(r)) => println!(
+                    "{name}: its holder (pid {}) had already ended; record removed{}",
+                    r.pid,
+                    if dlmfs {
+                        ", the lock this node kept dropped"
+                    } else {
+                        ""
+                    }
+                ),
+                (None, None) if dlmfs => println!(
+                    "{name}: not held on this node by `lock`; dropped the lock this node kept cached, if any"
+                ),
+                (None, None) => {
+                    println!("{name}: not held on this node by `lock`; nothing to do")
+                }
+            }
             exit::OK
         }
         Err(e) => {
