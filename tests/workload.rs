@@ -605,3 +605,49 @@ fn status_cleanup_unlock_and_the_holder_command_stay_honest() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("started by `dlm-electd lock` only"));
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+/// Issue 19 item 15: the holder keeps nothing of its caller but the lock:
+/// a caller that passed a pipe down (a hook runner waiting for EOF on its
+/// children's output) sees EOF once `lock` returned.
+#[test]
+fn the_holder_keeps_none_of_the_callers_fds() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let lab = Lab::new();
+    let mut holders = Holders(Vec::new());
+    let (mut rx, tx) = std::io::pipe().unwrap();
+    let fd = tx.as_raw_fd();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["lock", "vm9", "--config"])
+        .arg(lab.path("a.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: fcntl(2) only, async-signal-safe, on an fd the parent keeps.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Passed down like a caller's pipe: not close-on-exec.
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    assert_eq!(status.code(), Some(0));
+    holders
+        .0
+        .push(holder_pid(&lab, "a", "vm9").expect("a holder"));
+    drop(tx);
+    let (done, got) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = done.send(rx.read_to_end(&mut buf).map(|_| buf.len()));
+    });
+    let eof = got.recv_timeout(Duration::from_secs(10));
+    assert!(
+        matches!(eof, Ok(Ok(0))),
+        "the caller's pipe stayed open in the holder: {eof:?}"
+    );
+    assert_eq!(electd(&lab, "a", &["unlock", "vm9"]).0, 0);
+}

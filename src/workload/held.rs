@@ -135,6 +135,17 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
         }
     };
     let fds = held.fds();
+    // Where to stop marking inherited fds close-on-exec if close_range(2)
+    // is missing (Linux < 5.11): the soft fd limit, within reason.
+    let fd_limit = {
+        let mut r = libc::rlimit {
+            rlim_cur: 1024,
+            rlim_max: 1024,
+        };
+        // SAFETY: a valid resource and a pointer to an rlimit we own.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+        r.rlim_cur.min(65536) as i32
+    };
     // /proc/self/exe: our own binary even if an upgrade replaced the file.
     let mut cmd = Command::new("/proc/self/exe");
     let fd_list: Vec<String> = fds.iter().map(|fd| fd.to_string()).collect();
@@ -160,6 +171,22 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
             // holder still starting up with the default action.
             for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
                 libc::signal(sig, libc::SIG_IGN);
+            }
+            // The holder lives on for hours: none of the caller's fds may
+            // go with it (a caller waiting for EOF on a pipe it passed
+            // down would wait for good). Every fd from 3 up is closed at
+            // exec, but the two lock fds, cleared below.
+            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+            if libc::syscall(
+                libc::SYS_close_range,
+                3,
+                libc::c_uint::MAX,
+                CLOSE_RANGE_CLOEXEC,
+            ) != 0
+            {
+                for fd in 3..fd_limit {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
             }
             for fd in fds {
                 if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
