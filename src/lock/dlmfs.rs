@@ -176,10 +176,12 @@ pub fn cluster_stack_problem(sysfs_root: &Path) -> Option<String> {
 
 /// The record we leave in the LVB for the next holder: who we were and a
 /// term number. o2cb zeroes the LVB when an EX holder's node dies, so the
-/// term restarts at 1 after a node death: informational only.
+/// term restarts at 1 after a node death: informational only. The epoch
+/// comes first: a node name may be 64 bytes, and what does not fit in the
+/// 64-byte LVB is cut (the name, then; it only informs).
 pub(crate) fn lvb_record(node: &str, epoch: u64) -> [u8; LVB_LEN] {
     let mut buf = [0u8; LVB_LEN];
-    let text = format!("dlm-electd node={node} epoch={epoch}\n");
+    let text = format!("dlm-electd epoch={epoch} node={node}\n");
     let n = text.len().min(LVB_LEN);
     buf[..n].copy_from_slice(&text.as_bytes()[..n]);
     buf
@@ -440,6 +442,17 @@ mod tests {
         let b = lvb_record("node-a", 7);
         assert_eq!(parse_lvb(&b), (Some("node-a".into()), 7));
         assert_eq!(parse_lvb(&[0u8; 64]), (None, 0));
+        // Issue 19 item 17: a 64-byte node name no longer cuts the epoch
+        // off (it did from about 40 bytes on); the name is what is cut.
+        let long = "n".repeat(64);
+        let (who, epoch) = parse_lvb(&lvb_record(&long, 123_456));
+        assert_eq!(epoch, 123_456);
+        assert!(long.starts_with(who.as_deref().unwrap()), "{who:?}");
+        // A record of an earlier version (name first) still reads.
+        assert_eq!(
+            parse_lvb(b"dlm-electd node=b epoch=4\n"),
+            (Some("b".into()), 4)
+        );
         assert_eq!(parse_lvb(&[]), (None, 0));
     }
 }
