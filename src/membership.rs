@@ -162,26 +162,50 @@ pub fn watch(runtime_dir: &Path, sys: &Path, proc_root: &Path) -> Doubt {
     }
     let threshold = dead_threshold(sys);
     let judge = Judge::from_dead_threshold(threshold.unwrap_or(31));
+    // The first reading is taken here, before we return: a freeze that
+    // begins right after (a `run-locked` program just started) is a gap
+    // from it, not the thread's start time after the resume.
+    let start = Watch {
+        hb: HbThreads::find(proc_root),
+        last: boottime(),
+    };
     let (sys, proc_root) = (sys.to_path_buf(), proc_root.to_path_buf());
     let spawned = std::thread::Builder::new()
         .name("membership".into())
-        .spawn(move || watcher(judge, threshold.is_some(), sys, proc_root, marker, tx));
+        .spawn(move || {
+            watcher(
+                judge,
+                threshold.is_some(),
+                start,
+                sys,
+                proc_root,
+                marker,
+                tx,
+            )
+        });
     if let Err(e) = spawned {
         tracing::error!("cannot start the membership watcher thread: {e}");
     }
     rx
 }
 
+/// The watcher's readings: the heartbeat threads' run counts, and when it
+/// last looked.
+struct Watch {
+    hb: HbThreads,
+    last: Duration,
+}
+
 fn watcher(
     mut judge: Judge,
     mut known: bool,
+    start: Watch,
     sys: PathBuf,
     proc_root: PathBuf,
     marker: PathBuf,
     tx: watch::Sender<Option<String>>,
 ) {
-    let mut hb = HbThreads::find(&proc_root);
-    let mut last = boottime();
+    let Watch { mut hb, mut last } = start;
     let mut ticks = 0u64;
     loop {
         std::thread::sleep(TICK);

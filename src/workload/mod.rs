@@ -519,6 +519,15 @@ fn run_program(
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT])
         .map_err(|e| format!("cannot handle signals: {e}"))?;
     let handle = signals.handle();
+    // Watching from before the program starts: a freeze right after its
+    // start must count from here (see `tell_on_doubt`).
+    let doubt = (cfg.lock.backend == Backend::Dlmfs).then(|| {
+        crate::membership::watch(
+            &cfg.daemon.runtime_dir,
+            Path::new(crate::lock::dlmfs::SYSFS_ROOT),
+            Path::new("/proc"),
+        )
+    });
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
@@ -532,7 +541,7 @@ fn run_program(
         }))
     });
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let doubt = (cfg.lock.backend == Backend::Dlmfs).then(|| tell_on_doubt(cfg, name, pid));
+    let doubt = doubt.map(|d| tell_on_doubt(d, name, pid));
     let forwarder = std::thread::spawn(move || {
         for sig in signals.forever() {
             if let Ok(s) = nix::sys::signal::Signal::try_from(sig) {
@@ -562,7 +571,7 @@ fn run_program(
 /// so the copy on the frozen node stops. Returns the flag that ends the
 /// watch and its thread.
 fn tell_on_doubt(
-    cfg: &Config,
+    doubt: crate::membership::Doubt,
     name: &str,
     program: nix::unistd::Pid,
 ) -> (
@@ -570,11 +579,6 @@ fn tell_on_doubt(
     std::thread::JoinHandle<()>,
 ) {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let doubt = crate::membership::watch(
-        &cfg.daemon.runtime_dir,
-        Path::new(crate::lock::dlmfs::SYSFS_ROOT),
-        Path::new("/proc"),
-    );
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let (stopped, name) = (stop.clone(), name.to_string());
     let t = std::thread::spawn(move || {
