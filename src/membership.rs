@@ -160,8 +160,7 @@ pub fn watch(runtime_dir: &Path, sys: &Path, proc_root: &Path) -> Doubt {
         // Nothing more to watch for: in doubt until the node reboots.
         return rx;
     }
-    let threshold = dead_threshold(sys);
-    let judge = Judge::from_dead_threshold(threshold.unwrap_or(31));
+    let judge = Judge::from_dead_threshold(dead_threshold(sys).unwrap_or(31));
     // The first reading is taken here, before we return: a freeze that
     // begins right after (a `run-locked` program just started) is a gap
     // from it, not the thread's start time after the resume.
@@ -172,17 +171,7 @@ pub fn watch(runtime_dir: &Path, sys: &Path, proc_root: &Path) -> Doubt {
     let (sys, proc_root) = (sys.to_path_buf(), proc_root.to_path_buf());
     let spawned = std::thread::Builder::new()
         .name("membership".into())
-        .spawn(move || {
-            watcher(
-                judge,
-                threshold.is_some(),
-                start,
-                sys,
-                proc_root,
-                marker,
-                tx,
-            )
-        });
+        .spawn(move || watcher(judge, start, sys, proc_root, marker, tx));
     if let Err(e) = spawned {
         tracing::error!("cannot start the membership watcher thread: {e}");
     }
@@ -198,7 +187,6 @@ struct Watch {
 
 fn watcher(
     mut judge: Judge,
-    mut known: bool,
     start: Watch,
     sys: PathBuf,
     proc_root: PathBuf,
@@ -246,12 +234,11 @@ fn watcher(
         // come and go with regions: look again every 10 s.
         if ticks.is_multiple_of(50) {
             hb = HbThreads::find(&proc_root);
-            if let Some(t) = dead_threshold(&sys) {
-                if !known {
-                    tracing::debug!("o2cb dead threshold {t}");
-                }
-                known = true;
-                judge = Judge::from_dead_threshold(t);
+            if let Some(t) = dead_threshold(&sys).map(Judge::from_dead_threshold)
+                && t != judge
+            {
+                tracing::debug!("o2cb's dead threshold: in doubt after {:?}", t.after);
+                judge = t;
             }
         }
     }
@@ -293,7 +280,6 @@ pub fn dead_threshold(sys: &Path) -> Option<u32> {
 /// The o2hb kernel threads (one per heartbeat region, named `o2hb-REGION`)
 /// and how often each was scheduled when last read.
 struct HbThreads {
-    proc_root: PathBuf,
     threads: Vec<(PathBuf, u64)>,
 }
 
@@ -312,17 +298,15 @@ impl HbThreads {
                 threads.push((stat, runs));
             }
         }
-        HbThreads {
-            proc_root: proc_root.to_path_buf(),
-            threads,
-        }
+        HbThreads { threads }
     }
 
     /// How often the busiest thread was scheduled since the last call.
-    /// None without heartbeat threads, or if one cannot be read.
+    /// None without heartbeat threads, or if one cannot be read (the
+    /// watcher looks for them again every 10 s, not at every tick: no
+    /// walk over /proc five times a second while the cluster is down).
     fn runs(&mut self) -> Option<u64> {
         if self.threads.is_empty() {
-            *self = HbThreads::find(&self.proc_root);
             return None;
         }
         let mut most = 0;
