@@ -24,6 +24,14 @@ pub fn from_now(d: Duration) -> Instant {
     after(Instant::now(), d)
 }
 
+/// Unix time in ms (0 on a clock before 1970): what status records carry.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Unix time in ms `d` after `now_ms`, saturating at `u64::MAX`.
 pub fn after_ms(now_ms: u64, d: Duration) -> u64 {
     now_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -249,7 +249,7 @@ fn held_table(held: &[crate::workload::held::HeldRecord]) -> String {
     if held.is_empty() {
         return String::new();
     }
-    let now = crate::election::status::now_ms();
+    let now = crate::clock::now_ms();
     let w = held.iter().map(|r| r.name.len()).max().unwrap_or(0).max(13);
     let mut t = format!(
         "\n{:<w$}  {:>8}  {:>10}  ASKED BY\n",
@@ -411,7 +411,7 @@ fn table(s: &StatusReport) -> String {
     let now = if s.now_ms > 0 {
         s.now_ms
     } else {
-        crate::election::status::now_ms()
+        crate::clock::now_ms()
     };
     let w = s
         .resources

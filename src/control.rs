@@ -241,7 +241,7 @@ async fn answer(
         Ok(Request::Status) => Reply {
             status: Some(StatusReport {
                 node: node.node,
-                now_ms: crate::election::status::now_ms(),
+                now_ms: crate::clock::now_ms(),
                 resources: board.snapshot(),
                 locks: node.locks,
             }),

@@ -6,7 +6,7 @@ use crate::action;
 use crate::config::{self, ActionSpec, Config, ResourceSpec};
 use crate::control::{self, Admin, AdminCall};
 use crate::election::runner::{Request, Runner};
-use crate::election::{Board, ResourceStatus, Status, status};
+use crate::election::{Board, ResourceStatus, Status};
 use crate::exit;
 use crate::fdstore::{self, FdStore, Stored};
 use crate::instance::{Instance, Record};
@@ -132,7 +132,7 @@ impl Supervisor {
             finals.push(result.unwrap_or_else(|e| ResourceStatus {
                 name: spec.name.clone(),
                 state: Status::Releasing,
-                since_ms: status::now_ms(),
+                since_ms: crate::clock::now_ms(),
                 last_error: Some(format!("its runner died: {e}")),
                 hold_off_until_ms: None,
                 health: None,

@@ -122,10 +122,10 @@ pub fn lock_name_problem(backend: Backend, name: &str) -> Option<String> {
     if name.contains('/') || name.contains('\0') {
         return Some("must not contain '/' or NUL".into());
     }
-    if name.starts_with(crate::workload::PREFIX) {
+    if name.starts_with(crate::lock::WORKLOAD_PREFIX) {
         return Some(format!(
             "must not start with '{}' (reserved for workload locks, `dlm-electd run-locked`)",
-            crate::workload::PREFIX
+            crate::lock::WORKLOAD_PREFIX
         ));
     }
     match backend {

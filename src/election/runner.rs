@@ -10,9 +10,10 @@
 use super::deferral::{Before, Deferral, Won};
 use super::health::Health;
 use super::machine::{Command, Event, Machine};
-use super::status::{Board, ResourceStatus, now_ms};
+use super::status::{Board, ResourceStatus};
 use super::wait::{self, Attempt, NoWaiter, Waiter};
 use crate::action::{self, Cancel, Ctx};
+use crate::clock::now_ms;
 use crate::config::{CheckSpec, ResourceSpec};
 use crate::instance::{Applied, Record};
 use crate::lock::{HeldLock, LockBackend, LockError, StillHeld, TryLock};

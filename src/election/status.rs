@@ -5,7 +5,6 @@ use super::machine::Status;
 use indexmap::IndexMap;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What status shows for one resource.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -83,13 +82,6 @@ fn slot(s: Status) -> usize {
 pub const LIST_ALL_UP_TO: usize = 10;
 /// With counts: how many names each state shows as examples.
 const EXAMPLES: usize = 3;
-
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 impl Board {
     /// A runner's new status for its resource (added on its first publish).

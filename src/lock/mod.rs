@@ -12,6 +12,10 @@ pub mod twin;
 
 use crate::config::{Backend, LockConfig};
 pub use interrupt::WaitStop;
+
+/// Cluster lock names of workloads (`run-locked`, `lock`) start with this;
+/// election locks may not, so the two never share a lock.
+pub const WORKLOAD_PREFIX: char = '@';
 use std::fmt;
 use std::sync::Arc;
 

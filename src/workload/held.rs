@@ -217,7 +217,7 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
         name: name.to_string(),
         pid: child.id() as i32,
         by: one_line(&by.unwrap_or_else(caller)),
-        since_ms: crate::election::status::now_ms(),
+        since_ms: crate::clock::now_ms(),
         holder_alive: true,
     };
     let path = record_path(&cfg.daemon.runtime_dir, name);

@@ -46,8 +46,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Cluster lock names of workloads start with this; election locks may not.
-pub const PREFIX: char = '@';
+pub use crate::lock::WORKLOAD_PREFIX as PREFIX;
 /// dlmfs lock names are at most 31 bytes, one of them the prefix.
 pub const MAX_NAME: usize = 30;
 /// The longest `--wait`: a start that waits longer for another node is
