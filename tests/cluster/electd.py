@@ -33,13 +33,15 @@ def install(c):
 
 
 def config(c, name, resources, mount="/dlm", runtime="/run/dlm-electd", domain="electd", op_timeout="2m",
-           metrics=None):
+           metrics=None, node=None):
     """Write a config into the share; returns its guest path. `metrics`:
-    the `[metrics] listen` address, if any."""
+    the `[metrics] listen` address, if any; `node`: a `[node] name`."""
     os.makedirs(os.path.join(c.share, "cfg"), mode=0o755, exist_ok=True)
     text = ['[lock]\nbackend = "dlmfs"\nmount = "%s"\ndomain = "%s"\n' % (mount, domain),
             '[daemon]\nruntime_dir = "%s"\npoll_interval = "%s"\nop_timeout = "%s"\n'
             % (runtime, POLL, op_timeout)]
+    if node:
+        text.insert(0, '[node]\nname = "%s"\n' % node)
     if metrics:
         text.append('[metrics]\nlisten = "%s"\n' % metrics)
     for r in resources:

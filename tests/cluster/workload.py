@@ -30,9 +30,10 @@ echo "release $DLM_ELECTD_LOCK" > /dev/virtio-ports/events
 """
 
 
-def setup(c, domain, resources=()):
+def setup(c, domain, resources=(), names=None):
     """The daemon binary, the program, the hook and one config per node
-    (dlmfs, `domain`, runtime dir /tmp/wl-<domain>); returns the configs."""
+    (dlmfs, `domain`, runtime dir /tmp/wl-<domain>, `[node] name` from
+    `names` if given); returns the configs."""
     electd.install(c)
     for name, text, mode in (("wl-prog", PROG, 0o755),):
         path = os.path.join(c.share, name)
@@ -43,7 +44,8 @@ def setup(c, domain, resources=()):
     shutil.copy2(HOOK_SRC, hook)
     os.chmod(hook, 0o755)
     return {i: electd.config(c, "%s-%d" % (domain, i), list(resources), domain=domain,
-                             runtime="/tmp/wl-%s" % domain) for i in range(c.n)}
+                             runtime="/tmp/wl-%s" % domain, node=names[i] if names else None)
+            for i in range(c.n)}
 
 
 def start(c, node, cfg, name, tag, extra=""):
@@ -182,6 +184,35 @@ def test_workload_end_frees_sigkill_keeps_cached(c):
         go(c, b, "w")
         assert wait_rc(c, b, "w") == 0
         assert quick(c, a, cfgs[a], "vm3") == 0
+    finally:
+        end_all(c, tags)
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, timeout=400, **FAST)
+def test_workload_epoch_counts_with_64_byte_node_names(c):
+    """Node names may be 64 bytes, the lock value block holds 64: the epoch
+    is stored first, so a long name is what gets cut and every handover
+    still counts up (issue 19 item 17: it stayed 1 once names were ~40)."""
+    m0 = c.mark()
+    names = [("node%d-" % i).ljust(64, "x") for i in range(c.n)]
+    cfgs = setup(c, "wl5", names=names)
+    a, b = 0, 1
+    tags = [(a, "l1"), (b, "l2"), (a, "l3")]
+    try:
+        seen = []
+        for node, tag in tags:
+            mk = c.mark()
+            start(c, node, cfgs[node], "vm5", tag)
+            ep = c.wait_event("^epoch vm5 ", node=node, since=mk, timeout=60)
+            seen.append(ep.text)
+            go(c, node, tag)
+            assert wait_rc(c, node, tag) == 0
+        print("  epochs with 64-byte node names: %s" % ", ".join(s.split()[-1] for s in seen))
+        first = int(seen[0].split()[-1])
+        assert seen == ["epoch vm5 %d" % (first + i) for i in range(3)], seen
+        rc, _, err = cli(c, a, cfgs[a], "unlock vm5")
+        assert rc in (0, 1), (rc, err)
     finally:
         end_all(c, tags)
     assert_one_master(c, m0)
