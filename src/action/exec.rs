@@ -7,7 +7,7 @@
 //! an endless line is cut rather than buffered), so the hook never blocks
 //! on a full pipe nor dies of SIGPIPE.
 
-use super::{Ctx, Step};
+use super::step::{Cancel, Ctx, Step};
 use crate::config::ExecSpec;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -64,7 +64,7 @@ pub async fn run(
     spec: &ExecSpec,
     step: Step,
     ctx: &Ctx,
-    cancel: super::Cancel,
+    cancel: Cancel,
 ) -> Result<(), String> {
     let argv = match step {
         Step::Acquire => &spec.acquire,
@@ -82,7 +82,7 @@ pub async fn run_argv(
     limit: Duration,
     event: &'static str,
     ctx: &Ctx,
-    mut cancel: super::Cancel,
+    mut cancel: Cancel,
 ) -> Result<(), String> {
     let prog = argv[0].clone();
     let tracker = super::hooks::Tracker::new().map(std::sync::Arc::new);

@@ -6,35 +6,14 @@
 pub mod announce;
 pub mod exec;
 pub mod hooks;
+mod step;
 pub mod unit;
 pub mod vip;
 
+pub use step::{Cancel, Ctx, Step};
+
 use crate::config::ActionSpec;
 use std::time::Duration;
-use tokio::sync::watch;
-
-/// Which half of an action to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    Acquire,
-    Release,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Acquire => "acquire",
-            Step::Release => "release",
-        }
-    }
-}
-
-/// Who runs the action, for logs and the hooks' environment.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    pub resource: String,
-    pub node: String,
-}
 
 /// Runs one half of one action. `cancel` stops a running hook (its group
 /// is terminated as on timeout).
@@ -48,33 +27,6 @@ pub async fn run(action: &ActionSpec, step: Step, ctx: &Ctx, cancel: Cancel) -> 
     // it all at once: give it back when the burst is over.
     crate::memory::after_burst();
     done
-}
-
-/// Asks running acquire steps to stop (the daemon is shutting down).
-#[derive(Clone)]
-pub struct Cancel(watch::Receiver<bool>);
-
-impl Cancel {
-    pub fn new() -> (watch::Sender<bool>, Cancel) {
-        let (tx, rx) = watch::channel(false);
-        (tx, Cancel(rx))
-    }
-
-    /// A token nobody will ever cancel.
-    pub fn never() -> Cancel {
-        Cancel(watch::channel(false).1)
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Resolves once cancelled; never, if the sender is gone first.
-    pub async fn cancelled(&mut self) {
-        if self.0.wait_for(|c| *c).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 /// How an action is named in messages: the program of the step that ran.

@@ -5,9 +5,9 @@
 //!
 //! A standby must not run the unit either (it may have been started at
 //! boot, or by hand): `stop_if_active` is what the startup reconcile runs
-//! for unit actions, with or without an applied record (see `super::reconcile`).
+//! for unit actions, with or without an applied record (see `action::reconcile`).
 
-use super::Step;
+use super::step::Step;
 use crate::config::UnitSpec;
 use crate::systemd::{Job, Manager};
 use tokio::time::{Instant, timeout_at};

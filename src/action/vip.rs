@@ -6,7 +6,7 @@
 //! release, refresh) and a private connection cannot be left in a bad state
 //! by an earlier call that timed out halfway.
 
-use super::Step;
+use super::step::Step;
 use super::announce::{self, Link};
 use crate::config::VipSpec;
 use futures::TryStreamExt;
