@@ -94,7 +94,7 @@ async fn a_grandchild_holding_both_pipes_costs_one_drain_not_two() {
     let start = Instant::now();
     let r = exec::run(&spec, Step::Acquire, &ctx, Cancel::never()).await;
     let took = start.elapsed();
-    assert_eq!(r, Ok(()));
+    assert_eq!(r.map_err(|e| e.to_string()), Ok(()));
     // A bound, not a benchmark: the hook exits at once and the sleep holds
     // stdout and stderr; one drain of both takes 0.5 s, two take 1 s.
     assert!(

@@ -27,11 +27,15 @@ fn spec(address: &str, prefix_len: u8, interface: &str) -> VipSpec {
 }
 
 fn run(ns: &Netns, spec: &VipSpec, step: Step) -> Result<(), String> {
-    ns.block_on(|| async { vip::run(spec, step).await })
+    ns.block_on(|| async { vip::run(spec, step).await.map_err(|e| e.to_string()) })
 }
 
 fn present(ns: &Netns, spec: &VipSpec) -> Result<bool, String> {
-    ns.block_on(|| vip::present(spec))
+    ns.block_on(|| async { vip::present(spec).await.map_err(|e| e.to_string()) })
+}
+
+async fn announce(spec: &VipSpec) -> Result<(), String> {
+    vip::announce(spec).await.map_err(|e| e.to_string())
 }
 
 /// Acquires `s` on HOST_IF twice (the second finds it present), has `check`
@@ -175,7 +179,7 @@ fn missing_interface_is_named_in_the_error() {
         let s = spec(addr, 24, "eth9");
         let e = run(&ns, &s, Step::Acquire).unwrap_err();
         assert!(e.contains(r#"interface "eth9" not found"#), "{e}");
-        let e = ns.block_on(|| vip::announce(&s)).unwrap_err();
+        let e = ns.block_on(|| announce(&s)).unwrap_err();
         assert!(e.contains(r#"interface "eth9" not found"#), "{e}");
         // Nothing can be on an interface that is not there.
         assert_eq!(run(&ns, &s, Step::Release), Ok(()));
@@ -212,14 +216,14 @@ fn ipv4_takeover_sends_a_gratuitous_arp_burst() {
     }
 
     // The periodic refresh: a single announcement, while we hold it...
-    assert_eq!(net.host.block_on(|| vip::announce(&s)), Ok(()));
+    assert_eq!(net.host.block_on(|| announce(&s)), Ok(()));
     let arps = cap.until_marker(&net.host, HOST_IF, is_arp_from(vip));
     assert_eq!(arps.len(), 1);
     assert_eq!(&arps[0][22..28], &mac);
 
     // ...and none once it is gone.
     assert_eq!(run(&net.host, &s, Step::Release), Ok(()));
-    let e = net.host.block_on(|| vip::announce(&s)).unwrap_err();
+    let e = net.host.block_on(|| announce(&s)).unwrap_err();
     assert!(e.contains("no longer on"), "{e}");
     assert_eq!(
         cap.until_marker(&net.host, HOST_IF, is_arp_from(vip)).len(),
@@ -266,7 +270,7 @@ fn ipv6_takeover_sends_an_unsolicited_na_burst() {
         assert_eq!(icmpv6_sum(ip), 0xffff, "checksum filled in and valid");
     }
 
-    assert_eq!(net.host.block_on(|| vip::announce(&s)), Ok(()));
+    assert_eq!(net.host.block_on(|| announce(&s)), Ok(()));
     assert_eq!(
         cap.until_marker(&net.host, HOST_IF, is_na_for(vip)).len(),
         1
@@ -285,7 +289,7 @@ fn needs_only_net_admin_and_net_raw() {
             net.host.block_on(|| {
                 limit_thread_caps(caps);
                 let s = &s;
-                async move { vip::run(s, step).await }
+                async move { vip::run(s, step).await.map_err(|e| e.to_string()) }
             })
         };
         assert_eq!(with(&[CAP_NET_ADMIN, CAP_NET_RAW], Step::Acquire), Ok(()));

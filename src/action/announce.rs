@@ -12,6 +12,26 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
+/// Why a burst of announcements failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnounceError {
+    /// The socket could not be opened (`hint`: the capability it needs,
+    /// when that was the cause).
+    #[error("opening a socket to announce on {interface:?}: {source}{hint}")]
+    Open {
+        interface: String,
+        source: io::Error,
+        hint: &'static str,
+    },
+    /// One packet could not be sent.
+    #[error("sending {what} on {interface:?}: {source}")]
+    Send {
+        what: &'static str,
+        interface: String,
+        source: io::Error,
+    },
+}
+
 /// What announcing needs to know about the interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
@@ -75,7 +95,7 @@ pub async fn burst(
     addr: IpAddr,
     count: u32,
     interval: Duration,
-) -> Result<(), String> {
+) -> Result<(), AnnounceError> {
     if count == 0 {
         return Ok(());
     }
@@ -118,18 +138,19 @@ impl Dest {
 }
 
 impl Sender {
-    fn open(link: &Link, addr: IpAddr) -> Result<Sender, String> {
+    fn open(link: &Link, addr: IpAddr) -> Result<Sender, AnnounceError> {
         match addr {
             IpAddr::V4(ip) => Self::open_arp(link, ip),
             IpAddr::V6(ip) => Self::open_na(link, ip),
         }
-        .map_err(|e| {
-            let hint = if e.raw_os_error() == Some(libc::EPERM) {
+        .map_err(|source| AnnounceError::Open {
+            interface: link.name.clone(),
+            hint: if source.raw_os_error() == Some(libc::EPERM) {
                 " (needs CAP_NET_RAW)"
             } else {
                 ""
-            };
-            format!("opening a socket to announce on {:?}: {e}{hint}", link.name)
+            },
+            source,
         })
     }
 
@@ -183,7 +204,7 @@ impl Sender {
         })
     }
 
-    fn send(&self) -> Result<(), String> {
+    fn send(&self) -> Result<(), AnnounceError> {
         let (to, to_len) = self.to.raw();
         // SAFETY: packet and to are live for the call, with their lengths.
         let n = unsafe {
@@ -197,8 +218,11 @@ impl Sender {
             )
         };
         if n < 0 {
-            let e = io::Error::last_os_error();
-            return Err(format!("sending {} on {:?}: {e}", self.what, self.name));
+            return Err(AnnounceError::Send {
+                what: self.what,
+                interface: self.name.clone(),
+                source: io::Error::last_os_error(),
+            });
         }
         Ok(())
     }
@@ -297,6 +321,7 @@ mod tests {
             mac: MAC,
         };
         let ip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 10));
-        assert_eq!(burst(&link, ip, 0, Duration::ZERO).await, Ok(()));
+        let sent = burst(&link, ip, 0, Duration::ZERO).await;
+        assert_eq!(sent.map_err(|e| e.to_string()), Ok(()));
     }
 }

@@ -13,12 +13,48 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::time::timeout;
 use tracing::Instrument;
+
+/// Why a hook (or health check) failed. `program` is the path it ran,
+/// `event` its `DLM_ELECTD_EVENT`.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    /// It ran and failed: its exit status, or the signal that ended it.
+    #[error("{program} {event}: {status}")]
+    Exit {
+        program: String,
+        event: &'static str,
+        status: ExitStatus,
+    },
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        program: String,
+        source: std::io::Error,
+    },
+    /// It outlasted its timeout; its process group was killed.
+    #[error("{program} {event} timed out after {limit:?}; its process group was killed")]
+    Timeout {
+        program: String,
+        event: &'static str,
+        limit: Duration,
+    },
+    /// The daemon is stopping; its process group was killed.
+    #[error("{program} {event} cancelled: the daemon is stopping; its process group was killed")]
+    Cancelled {
+        program: String,
+        event: &'static str,
+    },
+}
 
 /// How long a timed-out hook gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(3);
@@ -60,12 +96,7 @@ pub fn base_env(
 /// hold up a stop while its lines are written).
 pub const MAX_LINES: usize = 1000;
 
-pub async fn run(
-    spec: &ExecSpec,
-    step: Step,
-    ctx: &Ctx,
-    cancel: Cancel,
-) -> Result<(), String> {
+pub async fn run(spec: &ExecSpec, step: Step, ctx: &Ctx, cancel: Cancel) -> Result<(), ExecError> {
     let argv = match step {
         Step::Acquire => &spec.acquire,
         Step::Release => &spec.release,
@@ -83,7 +114,7 @@ pub async fn run_argv(
     event: &'static str,
     ctx: &Ctx,
     mut cancel: Cancel,
-) -> Result<(), String> {
+) -> Result<(), ExecError> {
     let prog = argv[0].clone();
     let tracker = super::hooks::Tracker::new().map(std::sync::Arc::new);
     let mut cmd = Command::new(&prog);
@@ -105,11 +136,14 @@ pub async fn run_argv(
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| {
+        .map_err(|source| {
             if let Some(t) = &tracker {
                 t.sweep();
             }
-            format!("cannot run {prog}: {e}")
+            ExecError::Spawn {
+                program: prog.clone(),
+                source,
+            }
         })?;
     let pgid = Pid::from_raw(child.id().map(|p| p as i32).unwrap_or(0));
     if let Some(t) = &tracker {
@@ -126,19 +160,29 @@ pub async fn run_argv(
     };
     let result = match waited {
         Some(Ok(Ok(st))) if st.success() => Ok(()),
-        Some(Ok(Ok(st))) => Err(format!("{prog} {event}: {st}")),
-        Some(Ok(Err(e))) => Err(format!("waiting for {prog}: {e}")),
+        Some(Ok(Ok(status))) => Err(ExecError::Exit {
+            program: prog,
+            event,
+            status,
+        }),
+        Some(Ok(Err(source))) => Err(ExecError::Wait {
+            program: prog,
+            source,
+        }),
         Some(Err(_)) => {
             kill_group(pgid, &mut child).await;
-            Err(format!(
-                "{prog} {event} timed out after {limit:?}; its process group was killed"
-            ))
+            Err(ExecError::Timeout {
+                program: prog,
+                event,
+                limit,
+            })
         }
         None => {
             kill_group(pgid, &mut child).await;
-            Err(format!(
-                "{prog} {event} cancelled: the daemon is stopping; its process group was killed"
-            ))
+            Err(ExecError::Cancelled {
+                program: prog,
+                event,
+            })
         }
     };
     // Reaped (and its group killed if it had to be): nobody must kill

@@ -35,12 +35,19 @@ pub fn dir_in(runtime_dir: &Path) -> PathBuf {
     runtime_dir.join("hooks")
 }
 
+/// The hooks' directory could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create {}: {source}", dir.display())]
+pub struct TrackError {
+    pub dir: PathBuf,
+    pub source: std::io::Error,
+}
+
 /// Tracks the hooks this process starts from now on in `dir` (created 0700).
-pub fn track_in(dir: PathBuf) -> Result<(), String> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .create(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+pub fn track_in(dir: PathBuf) -> Result<(), TrackError> {
+    if let Err(source) = std::fs::DirBuilder::new().recursive(true).create(&dir) {
+        return Err(TrackError { dir, source });
+    }
     let _ = DIR.set(dir);
     Ok(())
 }

@@ -4,12 +4,14 @@
 //! own timeout.
 
 pub mod announce;
+mod error;
 pub mod exec;
 pub mod hooks;
 mod step;
 pub mod unit;
 pub mod vip;
 
+pub use error::{AcquireFailed, ActionError, Kind, ReleaseFailed, StepFailed};
 pub use step::{Cancel, Ctx, Step};
 
 use crate::config::ActionSpec;
@@ -17,11 +19,16 @@ use std::time::Duration;
 
 /// Runs one half of one action. `cancel` stops a running hook (its group
 /// is terminated as on timeout).
-pub async fn run(action: &ActionSpec, step: Step, ctx: &Ctx, cancel: Cancel) -> Result<(), String> {
+pub async fn run(
+    action: &ActionSpec,
+    step: Step,
+    ctx: &Ctx,
+    cancel: Cancel,
+) -> Result<(), ActionError> {
     let done = match action {
-        ActionSpec::Exec(e) => exec::run(e, step, ctx, cancel).await,
-        ActionSpec::Vip(v) => vip::run(v, step).await,
-        ActionSpec::Unit(u) => unit::run(u, step).await,
+        ActionSpec::Exec(e) => exec::run(e, step, ctx, cancel).await.map_err(Into::into),
+        ActionSpec::Vip(v) => vip::run(v, step).await.map_err(Into::into),
+        ActionSpec::Unit(u) => unit::run(u, step).await.map_err(Into::into),
     };
     // A takeover of many resources allocates (netlink buffers) and frees
     // it all at once: give it back when the burst is over.
@@ -43,13 +50,6 @@ fn describe(action: &ActionSpec, step: Step) -> String {
     }
 }
 
-/// A failed acquire: why, and whether the rollback undid everything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcquireFailed {
-    pub msg: String,
-    pub clean: bool,
-}
-
 /// Runs the acquire half of every action in order. When action k fails,
 /// times out or is cancelled (shutdown), actions k..1 are reverted in
 /// reverse order: step k itself may have half-applied before it failed or
@@ -63,19 +63,19 @@ pub async fn acquire_all(
         // A cancelled step (exec) stops its hook and fails; the others are
         // bounded by their own timeouts. Later steps do not start.
         let r = if cancel.is_cancelled() {
-            Err("cancelled: the daemon is stopping".into())
+            Err(ActionError::Cancelled)
         } else {
             run(action, Step::Acquire, ctx, cancel.clone()).await
         };
-        if let Err(e) = r {
-            let msg = format!(
-                "action {} ({}) failed: {e}",
-                k + 1,
-                describe(action, Step::Acquire)
-            );
+        if let Err(error) = r {
+            let failed = StepFailed {
+                step: k + 1,
+                what: describe(action, Step::Acquire),
+                error,
+            };
             tracing::info!("rolling back actions {}..1", k + 1);
             let clean = revert(&actions[..=k], ctx).await.is_ok();
-            return Err(AcquireFailed { msg, clean });
+            return Err(AcquireFailed { failed, clean });
         }
     }
     Ok(())
@@ -86,8 +86,8 @@ pub async fn acquire_all(
 /// keeps a consistent prefix (its VIP stays with its still-running service)
 /// while it holds the lock and retries; the retry runs them all again
 /// (release steps are idempotent).
-pub async fn release_all(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), String> {
-    revert(actions, ctx).await
+pub async fn release_all(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), ReleaseFailed> {
+    revert(actions, ctx).await.map_err(ReleaseFailed::Step)
 }
 
 /// Whether a node that finds the lock busy has something to check even
@@ -104,9 +104,9 @@ pub fn checks_on_standby(actions: &[ActionSpec]) -> bool {
 /// runs here is never another instance's master (two resources managing one
 /// unit are refused by the config check), and it may have been started at
 /// boot or by hand, without any record.
-pub async fn reconcile(actions: &[ActionSpec], ctx: &Ctx, ours: bool) -> Result<(), String> {
+pub async fn reconcile(actions: &[ActionSpec], ctx: &Ctx, ours: bool) -> Result<(), ReleaseFailed> {
     if ours {
-        return revert(actions, ctx).await;
+        return release_all(actions, ctx).await;
     }
     let mut errors = Vec::new();
     for (k, action) in actions.iter().enumerate().rev() {
@@ -114,22 +114,33 @@ pub async fn reconcile(actions: &[ActionSpec], ctx: &Ctx, ours: bool) -> Result<
             && let Err(e) = unit::stop_if_active(u).await
         {
             tracing::error!("stopping {action} on a standby failed: {e}");
-            errors.push(format!("action {} ({action}): {e}", k + 1));
+            errors.push(StepFailed {
+                step: k + 1,
+                what: action.to_string(),
+                error: e.into(),
+            });
         }
     }
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("; "))
+        Err(ReleaseFailed::Standby(errors))
     }
 }
 
-async fn revert(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), String> {
+async fn revert(actions: &[ActionSpec], ctx: &Ctx) -> Result<(), StepFailed> {
     for (k, action) in actions.iter().enumerate().rev() {
-        if let Err(e) = run(action, Step::Release, ctx, Cancel::never()).await {
-            let what = format!("action {} ({})", k + 1, describe(action, Step::Release));
-            tracing::error!("release of {what} failed: {e}; actions {k}..1 stay applied");
-            return Err(format!("{what}: {e}"));
+        if let Err(error) = run(action, Step::Release, ctx, Cancel::never()).await {
+            let what = describe(action, Step::Release);
+            tracing::error!(
+                "release of action {} ({what}) failed: {error}; actions {k}..1 stay applied",
+                k + 1
+            );
+            return Err(StepFailed {
+                step: k + 1,
+                what,
+                error,
+            });
         }
     }
     Ok(())

@@ -10,9 +10,28 @@
 use super::step::Step;
 use crate::config::UnitSpec;
 use crate::systemd::{Job, Manager};
+use std::time::Duration;
 use tokio::time::{Instant, timeout_at};
 
-pub async fn run(spec: &UnitSpec, step: Step) -> Result<(), String> {
+/// Why a unit step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitError {
+    /// systemd's job (or reaching systemd) outlasted the action's timeout.
+    #[error("{unit} did not finish within the action's timeout ({limit:?})")]
+    Timeout { unit: String, limit: Duration },
+    /// systemd could not be reached, or refused or failed the job (its
+    /// `JobRemoved` result, as `systemd` words it).
+    #[error("{0}")]
+    Systemd(String),
+    /// A failed start whose stop afterwards failed as well.
+    #[error("{start}; stopping it afterwards failed too, it may still be starting: {stop}")]
+    StopAfterStart {
+        start: Box<UnitError>,
+        stop: Box<UnitError>,
+    },
+}
+
+pub async fn run(spec: &UnitSpec, step: Step) -> Result<(), UnitError> {
     match step {
         Step::Acquire => start(spec).await,
         Step::Release => {
@@ -28,13 +47,14 @@ async fn by<T>(
     deadline: Instant,
     spec: &UnitSpec,
     f: impl Future<Output = Result<T, String>>,
-) -> Result<T, String> {
-    timeout_at(deadline, f).await.unwrap_or_else(|_| {
-        Err(format!(
-            "{} did not finish within the action's timeout ({:?})",
-            spec.unit, spec.timeout
-        ))
-    })
+) -> Result<T, UnitError> {
+    match timeout_at(deadline, f).await {
+        Ok(done) => done.map_err(UnitError::Systemd),
+        Err(_) => Err(UnitError::Timeout {
+            unit: spec.unit.clone(),
+            limit: spec.timeout,
+        }),
+    }
 }
 
 /// A failed start leaves nothing behind, like any action's failed acquire:
@@ -42,7 +62,7 @@ async fn by<T>(
 /// node that gave mastership up, and so would a failed unit with
 /// `Restart=` that systemd restarts later. So once a start was asked for,
 /// a failure stops the unit (within a timeout of its own).
-async fn start(spec: &UnitSpec) -> Result<(), String> {
+async fn start(spec: &UnitSpec) -> Result<(), UnitError> {
     let deadline = Instant::now() + spec.timeout;
     // Without a bus nothing was queued: nothing to undo.
     let m = by(deadline, spec, Manager::connect()).await?;
@@ -52,16 +72,17 @@ async fn start(spec: &UnitSpec) -> Result<(), String> {
     let deadline = Instant::now() + spec.timeout;
     match by(deadline, spec, m.run_job(Job::Stop, &spec.unit)).await {
         Ok(()) => Err(e),
-        Err(e2) => Err(format!(
-            "{e}; stopping it afterwards failed too, it may still be starting: {e2}"
-        )),
+        Err(e2) => Err(UnitError::StopAfterStart {
+            start: Box::new(e),
+            stop: Box::new(e2),
+        }),
     }
 }
 
 /// A node that is not master stops the unit if it runs: the unit may have
 /// been enabled (started at boot on every node) or started by hand, and two
 /// copies defeat the election.
-pub async fn stop_if_active(spec: &UnitSpec) -> Result<(), String> {
+pub async fn stop_if_active(spec: &UnitSpec) -> Result<(), UnitError> {
     let deadline = Instant::now() + spec.timeout;
     by(deadline, spec, async {
         let m = Manager::connect().await?;

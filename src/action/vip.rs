@@ -6,8 +6,8 @@
 //! release, refresh) and a private connection cannot be left in a bad state
 //! by an earlier call that timed out halfway.
 
+use super::announce::{self, AnnounceError, Link};
 use super::step::Step;
-use super::announce::{self, Link};
 use crate::config::VipSpec;
 use futures::TryStreamExt;
 use humantime::format_duration;
@@ -31,6 +31,84 @@ use std::time::Duration;
 /// it in /etc/iproute2/rt_addrprotos). Values 0..3 are the kernel's own.
 pub const PROTO: u8 = 0xd1;
 
+/// Why a vip step, announcement or look failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VipError {
+    /// The announce burst cannot fit in the timeout: refused before
+    /// anything changes.
+    #[error(
+        "announcing {count} times every {} takes {}, which does not fit in the \
+         timeout of {}",
+        format_duration(*interval),
+        format_duration(*burst),
+        format_duration(*timeout)
+    )]
+    BurstTooLong {
+        count: u32,
+        interval: Duration,
+        burst: Duration,
+        timeout: Duration,
+    },
+    /// The step (`what`) did not finish within the action's timeout.
+    #[error("{what} timed out after {}", format_duration(*limit))]
+    Timeout { what: &'static str, limit: Duration },
+    #[error("interface {0:?} not found")]
+    NoInterface(String),
+    /// A refresh found the address gone: announcing it would draw its
+    /// traffic here only to be dropped.
+    #[error("{address} is no longer on interface {interface:?}; not announcing it")]
+    Gone { address: IpAddr, interface: String },
+    /// The address is on the interface without our mark: the node's own,
+    /// which a takeover refuses (it would be removed at release).
+    #[error(
+        "{address}/{prefix_len} is already on {interface} and was not added by dlm-electd: \
+         a VIP must be an address no node configures itself"
+    )]
+    Foreign {
+        address: IpAddr,
+        prefix_len: u8,
+        interface: String,
+    },
+    /// The kernel dropped our mark (before Linux 5.18): refused, as the
+    /// daemon could not tell its VIPs from addresses it must not remove.
+    #[error(
+        "the kernel did not keep the address protocol (IFA_PROTO, Linux 5.18+) on {0}; \
+         without it dlm-electd cannot tell its VIPs from addresses it must not remove"
+    )]
+    NoMark(IpAddr),
+    /// A delete that matched nothing (another prefix length).
+    #[error(
+        "{address}/{prefix_len} is still on interface {interface:?} after deleting {address}/{deleted}"
+    )]
+    StillThere {
+        address: IpAddr,
+        prefix_len: u8,
+        interface: String,
+        deleted: u8,
+    },
+    /// A netlink request failed: `what` was being done, `detail` is the
+    /// kernel's answer (with the capability it needs, when that was it).
+    #[error("{what}: {detail}")]
+    Netlink { what: String, detail: String },
+    #[error(transparent)]
+    Announce(#[from] AnnounceError),
+    /// A failed acquire whose removal of the address failed as well.
+    #[error("{error}; removing the address again failed too: {removal}")]
+    RollbackFailed {
+        error: Box<VipError>,
+        removal: Box<VipError>,
+    },
+}
+
+impl VipError {
+    fn netlink(what: impl Into<String>, detail: String) -> VipError {
+        VipError::Netlink {
+            what: what.into(),
+            detail,
+        }
+    }
+}
+
 /// Acquire: add the address marked with [`PROTO`] (present already and so
 /// marked is fine: a crashed run's; present unmarked is refused), then announce it
 /// `announce_count` times. Release: delete it if it carries the mark
@@ -47,19 +125,17 @@ pub const PROTO: u8 = 0xd1;
 /// there before: the caller reverts only the actions before this one, and
 /// a node that failed to take over must not keep the VIP. That removal has
 /// a timeout of its own, so a failed acquire can take up to twice `timeout`.
-pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
+pub async fn run(spec: &VipSpec, step: Step) -> Result<(), VipError> {
     match step {
         Step::Acquire => {
             let burst = spec.burst();
             if burst >= spec.timeout {
-                return Err(format!(
-                    "announcing {} times every {} takes {}, which does not fit in the \
-                     timeout of {}",
-                    spec.announce_count,
-                    format_duration(spec.announce_interval),
-                    format_duration(burst),
-                    format_duration(spec.timeout),
-                ));
+                return Err(VipError::BurstTooLong {
+                    count: spec.announce_count,
+                    interval: spec.announce_interval,
+                    burst,
+                    timeout: spec.timeout,
+                });
             }
             let added = AtomicBool::new(false);
             let acquired = bounded(spec.timeout, "adding and announcing", acquire(spec, &added));
@@ -69,7 +145,10 @@ pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
                 }
                 return match bounded(spec.timeout, "removing", release(spec)).await {
                     Ok(_) => Err(e),
-                    Err(r) => Err(format!("{e}; removing the address again failed too: {r}")),
+                    Err(r) => Err(VipError::RollbackFailed {
+                        error: Box::new(e),
+                        removal: Box::new(r),
+                    }),
                 };
             }
             tracing::info!(
@@ -93,7 +172,7 @@ pub async fn run(spec: &VipSpec, step: Step) -> Result<(), String> {
 /// One announcement, for the periodic refresh while master. Refuses when
 /// the address is no longer on the interface: advertising it would draw
 /// its traffic here only to be dropped.
-pub async fn announce(spec: &VipSpec) -> Result<(), String> {
+pub async fn announce(spec: &VipSpec) -> Result<(), VipError> {
     bounded(spec.timeout, "announcing", async {
         let nl = Netlink::open()?;
         let iface = nl
@@ -101,10 +180,10 @@ pub async fn announce(spec: &VipSpec) -> Result<(), String> {
             .await?
             .ok_or_else(|| not_found(spec))?;
         if nl.find(iface.index, spec.address).await?.is_none() {
-            return Err(format!(
-                "{} is no longer on interface {:?}; not announcing it",
-                spec.address, spec.interface
-            ));
+            return Err(VipError::Gone {
+                address: spec.address,
+                interface: spec.interface.clone(),
+            });
         }
         announce_on(&iface, spec.address, 1, Duration::ZERO).await
     })
@@ -113,7 +192,7 @@ pub async fn announce(spec: &VipSpec) -> Result<(), String> {
 
 /// Whether the address is on the interface (with any prefix length). An
 /// interface that does not exist holds nothing, so that is `false`.
-pub async fn present(spec: &VipSpec) -> Result<bool, String> {
+pub async fn present(spec: &VipSpec) -> Result<bool, VipError> {
     bounded(spec.timeout, "looking for the address", async {
         let nl = Netlink::open()?;
         match nl.interface(&spec.interface).await? {
@@ -127,7 +206,11 @@ pub async fn present(spec: &VipSpec) -> Result<bool, String> {
 /// The prefix length of `addr` on `interface` if it is there without our
 /// mark: the node's own address, which a takeover would refuse. For
 /// check-config; bounded by `limit`.
-pub async fn foreign(addr: IpAddr, interface: &str, limit: Duration) -> Result<Option<u8>, String> {
+pub async fn foreign(
+    addr: IpAddr,
+    interface: &str,
+    limit: Duration,
+) -> Result<Option<u8>, VipError> {
     bounded(limit, "looking for the address", async {
         let nl = Netlink::open()?;
         let Some(iface) = nl.interface(interface).await? else {
@@ -144,7 +227,7 @@ pub async fn foreign(addr: IpAddr, interface: &str, limit: Duration) -> Result<O
 
 /// Sets `added` once the address is on, so that a failure (or timeout)
 /// afterwards knows to take it off again.
-async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
+async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), VipError> {
     let nl = Netlink::open()?;
     let iface = nl
         .interface(&spec.interface)
@@ -162,11 +245,7 @@ async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
             != Some(PROTO)
         {
             nl.delete(iface.index, spec).await?;
-            return Err(format!(
-                "the kernel did not keep the address protocol (IFA_PROTO, Linux 5.18+) on {}; \
-                 without it dlm-electd cannot tell its VIPs from addresses it must not remove",
-                spec.address
-            ));
+            return Err(VipError::NoMark(spec.address));
         }
     }
     announce_on(
@@ -181,7 +260,7 @@ async fn acquire(spec: &VipSpec, added: &AtomicBool) -> Result<(), String> {
 /// True if it removed the address, false if there was nothing of ours.
 /// Releasing from an interface that is gone succeeds: the address went
 /// with it, and failing would block the startup cleanup for good.
-async fn release(spec: &VipSpec) -> Result<bool, String> {
+async fn release(spec: &VipSpec) -> Result<bool, VipError> {
     let nl = Netlink::open()?;
     let Some(iface) = nl.interface(&spec.interface).await? else {
         tracing::warn!(
@@ -210,12 +289,12 @@ async fn release(spec: &VipSpec) -> Result<bool, String> {
     // from the one it was added with, so the kernel matched nothing.
     match nl.find(iface.index, spec.address).await? {
         None => Ok(true),
-        Some(Found {
-            prefix_len: prefix, ..
-        }) => Err(format!(
-            "{}/{prefix} is still on interface {:?} after deleting {}/{}",
-            spec.address, spec.interface, spec.address, spec.prefix_len
-        )),
+        Some(Found { prefix_len, .. }) => Err(VipError::StillThere {
+            address: spec.address,
+            prefix_len,
+            interface: spec.interface.clone(),
+            deleted: spec.prefix_len,
+        }),
     }
 }
 
@@ -224,9 +303,9 @@ async fn announce_on(
     addr: IpAddr,
     count: u32,
     interval: Duration,
-) -> Result<(), String> {
+) -> Result<(), VipError> {
     match &iface.link {
-        Some(link) => announce::burst(link, addr, count, interval).await,
+        Some(link) => Ok(announce::burst(link, addr, count, interval).await?),
         None => {
             // No neighbour cache to update on links without ARP/ND
             // (tunnels, loopback): the address is all there is to do.
@@ -239,18 +318,18 @@ async fn announce_on(
     }
 }
 
-fn not_found(spec: &VipSpec) -> String {
-    format!("interface {:?} not found", spec.interface)
+fn not_found(spec: &VipSpec) -> VipError {
+    VipError::NoInterface(spec.interface.clone())
 }
 
 async fn bounded<T>(
     limit: Duration,
-    what: &str,
-    f: impl Future<Output = Result<T, String>>,
-) -> Result<T, String> {
+    what: &'static str,
+    f: impl Future<Output = Result<T, VipError>>,
+) -> Result<T, VipError> {
     tokio::time::timeout(limit, f)
         .await
-        .unwrap_or_else(|_| Err(format!("{what} timed out after {}", format_duration(limit))))
+        .unwrap_or(Err(VipError::Timeout { what, limit }))
 }
 
 struct Interface {
@@ -295,16 +374,16 @@ impl Drop for Netlink {
 }
 
 impl Netlink {
-    fn open() -> Result<Netlink, String> {
-        let (conn, handle, _) =
-            rtnetlink::new_connection().map_err(|e| format!("opening rtnetlink: {e}"))?;
+    fn open() -> Result<Netlink, VipError> {
+        let (conn, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| VipError::netlink("opening rtnetlink", e.to_string()))?;
         Ok(Netlink {
             handle,
             task: tokio::spawn(conn),
         })
     }
 
-    async fn interface(&self, name: &str) -> Result<Option<Interface>, String> {
+    async fn interface(&self, name: &str) -> Result<Option<Interface>, VipError> {
         let mut links = self
             .handle
             .link()
@@ -315,13 +394,16 @@ impl Netlink {
             Ok(Some(msg)) => Ok(Some(Interface::from_message(name, &msg))),
             Ok(None) => Ok(None),
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
-            Err(e) => Err(format!("looking up interface {name:?}: {}", describe(e))),
+            Err(e) => Err(VipError::netlink(
+                format!("looking up interface {name:?}"),
+                describe(e),
+            )),
         }
     }
 
     /// Adds the address with our mark: true if it was added, false if
     /// it was there already with our mark (a crashed run's).
-    async fn add(&self, index: u32, spec: &VipSpec) -> Result<bool, String> {
+    async fn add(&self, index: u32, spec: &VipSpec) -> Result<bool, VipError> {
         let mut req = self
             .handle
             .address()
@@ -346,22 +428,22 @@ impl Netlink {
             Err(e) if errno(&e) == Some(libc::EEXIST) => {
                 match self.find(index, spec.address).await? {
                     Some(found) if found.proto == Some(PROTO) => Ok(false),
-                    Some(found) => Err(format!(
-                        "{}/{} is already on {} and was not added by dlm-electd: \
-                         a VIP must be an address no node configures itself",
-                        spec.address, found.prefix_len, spec.interface
-                    )),
-                    None => Err(format!(
-                        "adding the address: {} (and it is not there)",
-                        describe_admin(e)
+                    Some(found) => Err(VipError::Foreign {
+                        address: spec.address,
+                        prefix_len: found.prefix_len,
+                        interface: spec.interface.clone(),
+                    }),
+                    None => Err(VipError::netlink(
+                        "adding the address",
+                        format!("{} (and it is not there)", describe_admin(e)),
                     )),
                 }
             }
-            Err(e) => Err(format!("adding the address: {}", describe_admin(e))),
+            Err(e) => Err(VipError::netlink("adding the address", describe_admin(e))),
         }
     }
 
-    async fn delete(&self, index: u32, spec: &VipSpec) -> Result<(), String> {
+    async fn delete(&self, index: u32, spec: &VipSpec) -> Result<(), VipError> {
         let msg = address_message(index, spec.address, spec.prefix_len);
         match self.handle.address().del(msg).execute().await {
             Ok(()) => Ok(()),
@@ -373,12 +455,12 @@ impl Netlink {
             {
                 Ok(())
             }
-            Err(e) => Err(format!("deleting the address: {}", describe_admin(e))),
+            Err(e) => Err(VipError::netlink("deleting the address", describe_admin(e))),
         }
     }
 
     /// `addr` on the interface, if it is there.
-    async fn find(&self, index: u32, addr: IpAddr) -> Result<Option<Found>, String> {
+    async fn find(&self, index: u32, addr: IpAddr) -> Result<Option<Found>, VipError> {
         let mut req = self
             .handle
             .address()
@@ -399,7 +481,7 @@ impl Netlink {
                     _ => None,
                 }),
             })),
-            Err(e) => Err(format!("listing addresses: {}", describe(e))),
+            Err(e) => Err(VipError::netlink("listing addresses", describe(e))),
         }
     }
 }
@@ -457,6 +539,7 @@ mod tests {
         let e = run(&VipSpec::example(6, 200, 1000), Step::Acquire)
             .await
             .unwrap_err();
-        assert!(e.contains("does not fit in the timeout"), "{e}");
+        assert!(matches!(e, VipError::BurstTooLong { .. }), "{e}");
+        assert!(e.to_string().contains("does not fit in the timeout"), "{e}");
     }
 }

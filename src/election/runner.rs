@@ -463,8 +463,9 @@ async fn check_loop(
             _ = tick.tick() => {}
             () = cancel.cancelled() => return,
         }
-        let r =
-            action::exec::run_argv(&spec.exec, spec.timeout, "check", &ctx, cancel.clone()).await;
+        let r = action::exec::run_argv(&spec.exec, spec.timeout, "check", &ctx, cancel.clone())
+            .await
+            .map_err(|e| e.to_string());
         if cancel.is_cancelled() || results.send(r).await.is_err() {
             return;
         }
@@ -694,7 +695,7 @@ impl Runner {
                                     record.clear();
                                 }
                                 Event::ActionsFailed {
-                                    msg: f.msg,
+                                    msg: f.to_string(),
                                     clean: f.clean,
                                 }
                             }
@@ -726,7 +727,10 @@ impl Runner {
                                 record.clear();
                                 Event::ActionsOk
                             }
-                            Err(msg) => Event::ActionsFailed { msg, clean: false },
+                            Err(e) => Event::ActionsFailed {
+                                msg: e.to_string(),
+                                clean: false,
+                            },
                         }
                     }),
                     cancel: None,

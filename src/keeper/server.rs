@@ -74,7 +74,9 @@ pub fn serve(sock: OwnedFd, node: &str) -> i32 {
         };
         let ack = match serde_json::from_slice::<Msg>(&bytes) {
             Ok(Msg::Hello { hooks: dir }) => match dir {
-                Some(d) => action::hooks::track_in(d.clone()).map(|()| hooks = Some(d)),
+                Some(d) => action::hooks::track_in(d.clone())
+                    .map(|()| hooks = Some(d))
+                    .map_err(|e| e.to_string()),
                 None => Ok(()),
             },
             Ok(Msg::Hold {
