@@ -16,12 +16,14 @@
 //! NAME.held` (JSON) for `status`; the record is informative, the local
 //! flock held by the holder is what counts.
 
-use super::{Attempt, try_local};
+use super::names::{LOCAL_DIR, cluster_name, local_path, record_path};
+use super::take::{Attempt, bounded, take, try_local};
+use super::watch::look;
 use crate::config::{Backend, Config};
 use crate::exit;
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,7 +35,7 @@ pub const HOLDER_CMD: &str = "hold-workload-lock";
 /// holding nothing.
 const FDS_ENV: &str = "DLM_ELECTD_HOLDER_FDS";
 /// `file` backend: the lock dir and poll interval (ms), for the holder's
-/// watch over the lock file's names (`super::watch`).
+/// watch over the lock file's names (`watch`).
 const DIR_ENV: &str = "DLM_ELECTD_HOLDER_LOCK_DIR";
 const EVERY_ENV: &str = "DLM_ELECTD_HOLDER_EVERY_MS";
 
@@ -53,15 +55,9 @@ pub struct HeldRecord {
     pub holder_alive: bool,
 }
 
-pub(super) fn record_path(runtime_dir: &Path, name: &str) -> PathBuf {
-    runtime_dir
-        .join(super::LOCAL_DIR)
-        .join(format!("{name}.held"))
-}
-
 /// The held locks recorded under `runtime_dir`, by name.
 pub fn list(runtime_dir: &Path) -> Vec<HeldRecord> {
-    let mut out: Vec<HeldRecord> = std::fs::read_dir(runtime_dir.join(super::LOCAL_DIR))
+    let mut out: Vec<HeldRecord> = std::fs::read_dir(runtime_dir.join(LOCAL_DIR))
         .into_iter()
         .flatten()
         .flatten()
@@ -111,7 +107,7 @@ fn caller() -> String {
 /// `dlm-electd lock`: the exit code.
 pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>) -> i32 {
     let say = |m: &str| eprintln!("dlm-electd: lock {name}: {m}");
-    let held = match super::take(cfg, name, wait) {
+    let held = match take(cfg, name, wait) {
         Ok(Attempt::Held(h)) => h,
         Ok(Attempt::Busy) => {
             let here = list(&cfg.daemon.runtime_dir)
@@ -278,7 +274,7 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
         .and_then(|b| serde_json::from_slice(&b).ok());
     if rec.is_none()
         && cfg.lock.backend != Backend::Dlmfs
-        && !super::local_path(&cfg.daemon.runtime_dir, name).exists()
+        && !local_path(&cfg.daemon.runtime_dir, name).exists()
     {
         // Never taken on this node, and the `file` backend keeps nothing
         // cached: nothing to do, nothing to create.
@@ -368,8 +364,8 @@ fn drop_cached(cfg: &Config, name: &str) -> Result<(), String> {
         .lock
         .mount
         .join(&cfg.lock.domain)
-        .join(super::cluster_name(name));
-    super::bounded(cfg.daemon.op_timeout, "unlinking the lock", move || {
+        .join(cluster_name(name));
+    bounded(cfg.daemon.op_timeout, "unlinking the lock", move || {
         crate::lock::dlmfs::unlink(&path).map_err(|e| e.to_string())
     })
 }
@@ -412,7 +408,7 @@ pub fn hold_forever() -> i32 {
                 .map(Duration::from_millis)
                 .unwrap_or(Duration::from_secs(1));
             let name = std::env::args().next_back().unwrap_or_default();
-            let names = crate::lock::twin::Names::new(Path::new(&dir), &super::cluster_name(&name));
+            let names = crate::lock::twin::Names::new(Path::new(&dir), &cluster_name(&name));
             // SAFETY: the fd is ours (inherited, checked open above) and lives
             // as long as this process; ManuallyDrop never closes it.
             let file = std::mem::ManuallyDrop::new(unsafe {
@@ -424,7 +420,7 @@ pub fn hold_forever() -> i32 {
         match &watch {
             Some((names, file, every, name)) => {
                 std::thread::sleep(*every);
-                super::look(names, file, &|m| syslog(name, m));
+                look(names, file, &|m| syslog(name, m));
             }
             None => {
                 nix::unistd::pause();
