@@ -16,6 +16,7 @@
 //! NAME.held` (JSON) for `status`; the record is informative, the local
 //! flock held by the holder is what counts.
 
+use super::error::WorkloadError;
 use super::names::{LOCAL_DIR, cluster_name, local_path, record_path};
 use super::take::{Attempt, bounded, take, try_local};
 use super::watch::look;
@@ -197,7 +198,7 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
         Err(e) => {
             say(&format!("cannot start the holder process: {e}"));
             if let Err(e) = held.release(cfg.daemon.op_timeout) {
-                say(&e);
+                say(&e.to_string());
             }
             return exit::FAILURE;
         }
@@ -312,7 +313,7 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
             return exit::FAILURE;
         }
         Err(e) => {
-            say(&e);
+            say(&e.to_string());
             return exit::FAILURE;
         }
     };
@@ -343,7 +344,7 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
             exit::OK
         }
         Err(e) => {
-            say(&e);
+            say(&e.to_string());
             exit::FAILURE
         }
     }
@@ -351,14 +352,14 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
 
 /// dlmfs: unlinks `@NAME`, dropping the lock this node keeps cached. The
 /// caller holds the name's local flock (no local trylock can race it).
-fn drop_cached(cfg: &Config, name: &str) -> Result<(), String> {
+fn drop_cached(cfg: &Config, name: &str) -> Result<(), WorkloadError> {
     if cfg.lock.backend != Backend::Dlmfs {
         return Ok(());
     }
     if let Some(m) =
         crate::lock::dlmfs::cluster_stack_problem(Path::new(crate::lock::dlmfs::SYSFS_ROOT))
     {
-        return Err(m);
+        return Err(WorkloadError::Stack(m));
     }
     let path = cfg
         .lock
@@ -366,7 +367,7 @@ fn drop_cached(cfg: &Config, name: &str) -> Result<(), String> {
         .join(&cfg.lock.domain)
         .join(cluster_name(name));
     bounded(cfg.daemon.op_timeout, "unlinking the lock", move || {
-        crate::lock::dlmfs::unlink(&path).map_err(|e| e.to_string())
+        Ok(crate::lock::dlmfs::unlink(&path)?)
     })
 }
 

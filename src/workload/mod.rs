@@ -33,6 +33,7 @@
 //! at its `file` lock's names), `held` (`lock`/`unlock`: holder processes
 //! and their records), `stale` (what dead holders left), `run` (`run-locked`).
 
+mod error;
 pub mod held;
 mod names;
 mod run;
@@ -40,6 +41,7 @@ mod stale;
 mod take;
 mod watch;
 
+pub use error::WorkloadError;
 pub use names::{MAX_NAME, MAX_WAIT, PREFIX, name_problem};
 pub use run::run_locked;
 pub use stale::drop_stale;

@@ -12,9 +12,42 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// The program of `run-locked` cannot run: refused before any lock is
+/// taken, with an exit code of its own (`exit_code`), as a shell would.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{}: no such program", .0.display())]
+    NotFound(PathBuf),
+    #[error("{} is not executable", .0.display())]
+    NotExecutable(PathBuf),
+}
+
+impl ResolveError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ResolveError::NotFound(_) => exit::NOT_FOUND,
+            ResolveError::NotExecutable(_) => exit::CANNOT_RUN,
+        }
+    }
+}
+
+/// Running the program (with the lock held) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot run {}: {source}", program.display())]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("waiting for the program: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
 /// The program to run, resolved as execvp would, so a missing one is
-/// refused before any lock is taken. Err: (exit code, message).
-fn resolve(program: &OsString) -> Result<PathBuf, (i32, String)> {
+/// refused before any lock is taken.
+fn resolve(program: &OsString) -> Result<PathBuf, ResolveError> {
     let p = Path::new(program);
     let candidates: Vec<PathBuf> = if p.as_os_str().as_encoded_bytes().contains(&b'/') {
         vec![p.to_path_buf()]
@@ -32,11 +65,8 @@ fn resolve(program: &OsString) -> Result<PathBuf, (i32, String)> {
         }
     }
     Err(match found_unrunnable {
-        Some(c) => (
-            exit::CANNOT_RUN,
-            format!("{} is not executable", c.display()),
-        ),
-        None => (exit::NOT_FOUND, format!("{}: no such program", p.display())),
+        Some(c) => ResolveError::NotExecutable(c),
+        None => ResolveError::NotFound(p.to_path_buf()),
     })
 }
 
@@ -45,9 +75,9 @@ pub fn run_locked(cfg: &Config, name: &str, wait: Option<Duration>, argv: &[OsSt
     let say = |m: &str| eprintln!("dlm-electd: run-locked {name}: {m}");
     let program = match resolve(&argv[0]) {
         Ok(p) => p,
-        Err((code, m)) => {
-            say(&m);
-            return code;
+        Err(e) => {
+            say(&e.to_string());
+            return e.exit_code();
         }
     };
     let held = match take(cfg, name, wait) {
@@ -66,12 +96,12 @@ pub fn run_locked(cfg: &Config, name: &str, wait: Option<Duration>, argv: &[OsSt
     };
     let status = run_program(cfg, name, &held, &program, argv);
     if let Err(e) = held.release(cfg.daemon.op_timeout) {
-        say(&e);
+        say(&e.to_string());
     }
     match status {
         Ok(code) => code,
         Err(e) => {
-            say(&e);
+            say(&e.to_string());
             exit::FAILURE
         }
     }
@@ -85,7 +115,7 @@ fn run_program(
     held: &Held,
     program: &Path,
     argv: &[OsString],
-) -> Result<i32, String> {
+) -> Result<i32, RunError> {
     let mut cmd = Command::new(program);
     cmd.arg0(&argv[0])
         .args(&argv[1..])
@@ -118,7 +148,7 @@ fn run_program(
     // the forwarder runs wait in `signals`.
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGQUIT])
-        .map_err(|e| format!("cannot handle signals: {e}"))?;
+        .map_err(RunError::Signals)?;
     let handle = signals.handle();
     // Watching from before the program starts: a freeze right after its
     // start must count from here (see `tell_on_doubt`).
@@ -129,9 +159,10 @@ fn run_program(
             Path::new("/proc"),
         )
     });
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
+        program: program.to_path_buf(),
+        source,
+    })?;
     let watching = held.names().cloned().and_then(|n| {
         let file = held.cluster_file().try_clone().ok()?;
         let name = name.to_string();
@@ -160,7 +191,7 @@ fn run_program(
     }
     handle.close();
     let _ = forwarder.join();
-    let status = status.map_err(|e| format!("waiting for the program: {e}"))?;
+    let status = status.map_err(RunError::Wait)?;
     Ok(status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
@@ -204,19 +235,21 @@ mod tests {
     #[test]
     fn missing_or_unrunnable_programs_are_refused_before_locking() {
         assert_eq!(
-            resolve(&"/nonexistent/prog".into()).unwrap_err().0,
+            resolve(&"/nonexistent/prog".into())
+                .unwrap_err()
+                .exit_code(),
             exit::NOT_FOUND
         );
         assert_eq!(
-            resolve(&"no-such-prog-xyz".into()).unwrap_err().0,
-            exit::NOT_FOUND
+            resolve(&"no-such-prog-xyz".into()).unwrap_err().to_string(),
+            "no-such-prog-xyz: no such program"
         );
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("noexec");
         std::fs::write(&f, "#!/bin/sh\n").unwrap();
-        let (code, m) = resolve(&f.clone().into_os_string()).unwrap_err();
-        assert_eq!(code, exit::CANNOT_RUN);
-        assert!(m.contains("not executable"), "{m}");
+        let e = resolve(&f.clone().into_os_string()).unwrap_err();
+        assert_eq!(e.exit_code(), exit::CANNOT_RUN);
+        assert!(e.to_string().contains("not executable"), "{e}");
         assert!(resolve(&"sh".into()).is_ok());
     }
 }

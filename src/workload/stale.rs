@@ -1,6 +1,7 @@
 //! Dropping what dead holders left: dlmfs locks this node keeps cached
 //! with no local holder, and `lock`'s records of holders that are gone.
 
+use super::error::WorkloadError;
 use super::held::forget_dead;
 use super::names::{PREFIX, name_problem, record_path};
 use super::take::{bounded, try_local};
@@ -14,7 +15,7 @@ use std::path::Path;
 /// ended since). Each under the name's local flock: a name whose flock is
 /// held is in use and left alone. Returns the names dropped. Nothing to do
 /// on `file` (the kernel drops an OFD lock with its last fd).
-pub fn drop_stale(cfg: &Config) -> Result<Vec<String>, String> {
+pub fn drop_stale(cfg: &Config) -> Result<Vec<String>, WorkloadError> {
     if cfg.lock.backend != Backend::Dlmfs {
         // The kernel dropped a dead holder's lock with its fds: only its
         // record is left to clear.
@@ -22,7 +23,7 @@ pub fn drop_stale(cfg: &Config) -> Result<Vec<String>, String> {
     }
     // Like clear_stale: no dlmfs call at all on a refused stack.
     if let Some(m) = dlmfs::cluster_stack_problem(Path::new(dlmfs::SYSFS_ROOT)) {
-        return Err(m);
+        return Err(WorkloadError::Stack(m));
     }
     let dir = cfg.lock.mount.join(&cfg.lock.domain);
     let runtime_dir = cfg.daemon.runtime_dir.clone();
@@ -33,7 +34,7 @@ pub fn drop_stale(cfg: &Config) -> Result<Vec<String>, String> {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-                Err(e) => return Err(format!("cannot list {}: {e}", dir.display())),
+                Err(source) => return Err(WorkloadError::List { dir, source }),
             };
             let mut dropped = vec![];
             for entry in entries.flatten() {
@@ -54,7 +55,12 @@ pub fn drop_stale(cfg: &Config) -> Result<Vec<String>, String> {
                         dropped.push(name.to_string())
                     }
                     Err(Errno::ENOENT) | Err(Errno::EBUSY) => {}
-                    Err(e) => return Err(format!("cannot unlink {}: {e}", entry.path().display())),
+                    Err(errno) => {
+                        return Err(WorkloadError::Unlink {
+                            path: entry.path(),
+                            errno,
+                        });
+                    }
                 }
             }
             Ok(dropped)

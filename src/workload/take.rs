@@ -2,6 +2,7 @@
 //! the cluster lock on a thread of its own under `op_timeout` ([`bounded`]),
 //! polled until won or the wait is over ([`take`]); [`Held`] gives both up.
 
+use super::error::WorkloadError;
 use super::names::{LOCAL_DIR, cluster_name, local_path};
 use crate::config::{Backend, Config, LockConfig};
 use crate::lock::LockError;
@@ -25,9 +26,9 @@ use std::time::{Duration, Instant};
 /// one node apart. The scan is exact here: the lock is node-local by
 /// design. Plus a `flock` on the same fd, as versions before took it, so
 /// a program started by one of those still excludes us during an upgrade.
-pub(super) fn try_local(runtime_dir: &Path, name: &str) -> Result<Option<File>, String> {
+pub(super) fn try_local(runtime_dir: &Path, name: &str) -> Result<Option<File>, WorkloadError> {
     let names = twin::Names::new(&runtime_dir.join(LOCAL_DIR), name);
-    let Some(f) = twin::acquire(&names, None)? else {
+    let Some(f) = twin::acquire(&names, None).map_err(WorkloadError::Local)? else {
         return Ok(None);
     };
     // Raw flock(2), not nix's Flock: that one unlocks explicitly on drop,
@@ -39,10 +40,10 @@ pub(super) fn try_local(runtime_dir: &Path, name: &str) -> Result<Option<File>, 
     // Closing `f` drops the OFD lock too (our only fd of it).
     match Errno::last() {
         Errno::EWOULDBLOCK => Ok(None),
-        e => Err(format!(
-            "cannot flock {}: {e}",
-            local_path(runtime_dir, name).display()
-        )),
+        errno => Err(WorkloadError::Flock {
+            path: local_path(runtime_dir, name),
+            errno,
+        }),
     }
 }
 
@@ -52,18 +53,18 @@ pub(super) fn try_local(runtime_dir: &Path, name: &str) -> Result<Option<File>, 
 /// closed (dlmfs: left cached on the node for `drop_stale`).
 pub(super) fn bounded<T: Send + 'static>(
     limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, WorkloadError> + Send + 'static,
+) -> Result<T, WorkloadError> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("lock-call".into())
         .spawn(move || {
             let _ = tx.send(f());
         })
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
+        .map_err(WorkloadError::Thread)?;
     rx.recv_timeout(limit)
-        .map_err(|_| format!("{what} did not finish within {limit:?} (op_timeout); is the DLM recovering a dead node?"))?
+        .map_err(|_| WorkloadError::Timeout { what, limit })?
 }
 
 /// The cluster lock, held.
@@ -163,7 +164,7 @@ impl Held {
     /// still keeps every local trylock of the name away. Err if a process
     /// that inherited the lock still holds it (dlmfs: unlink EBUSY; the
     /// lock stays until it exits and a `cleanup` or `run-locked` runs).
-    pub fn release(self, op_timeout: Duration) -> Result<(), String> {
+    pub fn release(self, op_timeout: Duration) -> Result<(), WorkloadError> {
         let Held {
             name,
             local,
@@ -173,9 +174,12 @@ impl Held {
         drop(cluster.file);
         let r = match cluster.dlmfs_path {
             Some(path) => bounded(op_timeout, "unlinking the lock", move || {
-                dlmfs::unlink(&path).map_err(|e| e.to_string())
+                Ok(dlmfs::unlink(&path)?)
             })
-            .map_err(|e| format!("{e}: workload lock {name} stays held on this node")),
+            .map_err(|e| WorkloadError::StaysHeld {
+                name,
+                source: Box::new(e),
+            }),
             None => Ok(()),
         };
         drop(local);
@@ -189,25 +193,21 @@ pub enum Attempt {
 }
 
 /// One attempt at both locks, local first.
-pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, LockError> {
+pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, WorkloadError> {
     // dlmfs: a node that may have been declared dead while frozen holds
     // nothing new (see `membership`); the daemon recorded the doubt.
     if cfg.lock.backend == Backend::Dlmfs
         && let Some(why) = crate::membership::recorded(&cfg.daemon.runtime_dir)
     {
-        return Err(LockError::Failed(format!(
-            "this node's cluster membership is in doubt ({why}): no lock is taken until it reboots"
-        )));
+        return Err(WorkloadError::InDoubt(why));
     }
-    let Some(local) = try_local(&cfg.daemon.runtime_dir, name).map_err(LockError::Failed)? else {
+    let Some(local) = try_local(&cfg.daemon.runtime_dir, name)? else {
         return Ok(Attempt::Busy);
     };
     let (lock, node, n) = (cfg.lock.clone(), cfg.node.clone(), name.to_string());
     match bounded(cfg.daemon.op_timeout, "the lock call", move || {
         Ok(try_cluster(&lock, &node, &n))
-    })
-    .map_err(LockError::Failed)??
-    {
+    })?? {
         Some(cluster) => Ok(Attempt::Held(Held {
             name: name.to_string(),
             local,
@@ -223,12 +223,12 @@ pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, LockError> {
 /// meanwhile, so Ctrl-C or SIGTERM end the wait. A cluster that is not
 /// ready (not up yet, or changing membership: a node just died) is retried
 /// like a busy lock while the wait lasts.
-pub fn take(cfg: &Config, name: &str, wait: Option<Duration>) -> Result<Attempt, LockError> {
+pub fn take(cfg: &Config, name: &str, wait: Option<Duration>) -> Result<Attempt, WorkloadError> {
     let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO);
     loop {
         let retry = match try_take(cfg, name) {
             Ok(Attempt::Busy) => Ok(()),
-            Err(LockError::NotReady(m)) => Err(LockError::NotReady(m)),
+            Err(e @ WorkloadError::Lock(LockError::NotReady(_))) => Err(e),
             done => return done,
         };
         if Instant::now() >= deadline {
@@ -263,7 +263,8 @@ mod tests {
             Ok(())
         })
         .unwrap_err();
-        assert!(e.contains("did not finish within 50ms"), "{e}");
-        assert_eq!(bounded(Duration::from_secs(5), "x", || Ok(7)), Ok(7));
+        assert!(matches!(e, WorkloadError::Timeout { .. }), "{e}");
+        assert!(e.to_string().contains("did not finish within 50ms"), "{e}");
+        assert_eq!(bounded(Duration::from_secs(5), "x", || Ok(7)).unwrap(), 7);
     }
 }
