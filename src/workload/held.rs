@@ -18,7 +18,7 @@
 
 use super::error::WorkloadError;
 use super::names::{LOCAL_DIR, cluster_name, local_path, record_path};
-use super::take::{Attempt, bounded, take, try_local};
+use super::take::{Attempt, Held, bounded, take, try_local};
 use super::watch::look;
 use crate::config::{Backend, Config};
 use crate::exit;
@@ -131,6 +131,48 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
             return exit::FAILURE;
         }
     };
+    let child = match holder_command(cfg, name, &held).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!("cannot start the holder process: {e}"));
+            if let Err(e) = held.release(cfg.daemon.op_timeout) {
+                say(&e.to_string());
+            }
+            return exit::FAILURE;
+        }
+    };
+    // An OOM kill of the holder would free a running VM's lock (`file`).
+    // Lowering the score needs CAP_SYS_RESOURCE: say so when it fails.
+    if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), "-1000") {
+        say(&format!(
+            "warning: cannot protect the holder from the OOM killer (oom_score_adj): {e}"
+        ));
+    }
+    let rec = HeldRecord {
+        name: name.to_string(),
+        pid: child.id() as i32,
+        by: one_line(&by.unwrap_or_else(caller)),
+        since_ms: crate::clock::now_ms(),
+        holder_alive: true,
+    };
+    let path = record_path(&cfg.daemon.runtime_dir, name);
+    if let Err(e) =
+        crate::instance::write_whole(&path, &serde_json::to_vec(&rec).unwrap_or_default())
+    {
+        // The lock is held all the same; `status` just cannot show it.
+        say(&format!("cannot write {}: {e}", path.display()));
+    }
+    // Our copies close; the holder's keep the lock. (Dropping `held`
+    // without release neither unlocks nor unlinks.)
+    drop(held);
+    println!("{name}: locked (holder pid {})", rec.pid);
+    exit::OK
+}
+
+/// The holder of `name` as `lock` starts it: our own binary, in a session
+/// of its own, ignoring the stop signals, with only the lock's fds kept
+/// open past exec.
+fn holder_command(cfg: &Config, name: &str, held: &Held) -> Command {
     let fds = held.fds();
     // Where to stop marking inherited fds close-on-exec if close_range(2)
     // is missing (Linux < 5.11): the soft fd limit, within reason.
@@ -193,42 +235,7 @@ pub fn lock(cfg: &Config, name: &str, wait: Option<Duration>, by: Option<String>
             Ok(())
         });
     }
-    let child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            say(&format!("cannot start the holder process: {e}"));
-            if let Err(e) = held.release(cfg.daemon.op_timeout) {
-                say(&e.to_string());
-            }
-            return exit::FAILURE;
-        }
-    };
-    // An OOM kill of the holder would free a running VM's lock (`file`).
-    // Lowering the score needs CAP_SYS_RESOURCE: say so when it fails.
-    if let Err(e) = std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), "-1000") {
-        say(&format!(
-            "warning: cannot protect the holder from the OOM killer (oom_score_adj): {e}"
-        ));
-    }
-    let rec = HeldRecord {
-        name: name.to_string(),
-        pid: child.id() as i32,
-        by: one_line(&by.unwrap_or_else(caller)),
-        since_ms: crate::clock::now_ms(),
-        holder_alive: true,
-    };
-    let path = record_path(&cfg.daemon.runtime_dir, name);
-    if let Err(e) =
-        crate::instance::write_whole(&path, &serde_json::to_vec(&rec).unwrap_or_default())
-    {
-        // The lock is held all the same; `status` just cannot show it.
-        say(&format!("cannot write {}: {e}", path.display()));
-    }
-    // Our copies close; the holder's keep the lock. (Dropping `held`
-    // without release neither unlocks nor unlinks.)
-    drop(held);
-    println!("{name}: locked (holder pid {})", rec.pid);
-    exit::OK
+    cmd
 }
 
 /// `text` as one printable line of at most `MAX_BY` characters: control
