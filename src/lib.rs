@@ -19,5 +19,6 @@ pub mod membership;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+pub mod state;
 pub mod systemd;
 pub mod workload;

@@ -8,8 +8,7 @@
 //! scraper (or anyone else who can reach the port) cannot hold the daemon's
 //! memory or tasks. Every name is documented in the README ("Metrics").
 
-use crate::election::Status;
-use crate::election::machine::Event;
+use crate::state::Status;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -300,25 +299,27 @@ impl Metrics {
             .clone()
     }
 
-    /// Runs a resource's acquire or release steps, timing them; the outcome
-    /// is ok when they end in `ActionsOk`.
-    pub async fn time_run(
+    /// Runs a resource's acquire or release steps, timing them; `ok` says
+    /// from what they return whether they succeeded. (A plain predicate
+    /// rather than the election's event: metrics sit below the election.)
+    pub async fn time_run<T>(
         &self,
         resource: &str,
         run: Run,
-        steps: impl Future<Output = Event>,
-    ) -> Event {
+        steps: impl Future<Output = T>,
+        ok: impl FnOnce(&T) -> bool,
+    ) -> T {
         let t = Instant::now();
-        let ev = steps.await;
+        let done = steps.await;
         let labels = ResRun {
             resource: resource.to_string(),
             run,
-            outcome: (ev == Event::ActionsOk).into(),
+            outcome: ok(&done).into(),
         };
         self.actions
             .get_or_create(&labels)
             .observe(t.elapsed().as_secs_f64());
-        ev
+        done
     }
 
     /// A health check of `resource` finished: passed (`ok`) or failed

@@ -28,35 +28,10 @@
 //!   per hold-off.
 
 use crate::lock::LockError;
-use serde::Serialize;
+use crate::state::Status;
 use std::time::Duration;
 
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-/// What status reports for a resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Standby,
-    Acquiring,
-    Master,
-    Releasing,
-    Backoff,
-    Stalled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Standby => "standby",
-            Status::Acquiring => "acquiring",
-            Status::Master => "master",
-            Status::Releasing => "releasing",
-            Status::Backoff => "backoff",
-            Status::Stalled => "stalled",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

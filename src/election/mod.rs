@@ -10,5 +10,6 @@ pub mod runner;
 pub mod status;
 pub mod wait;
 
-pub use machine::{Command, Event, Machine, Status};
+pub use crate::state::Status;
+pub use machine::{Command, Event, Machine};
 pub use status::{Board, ResourceStatus};

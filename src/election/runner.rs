@@ -567,7 +567,10 @@ impl Runner {
         steps: impl Future<Output = Event> + Send + 'static,
     ) -> BoxFut<Event> {
         let (metrics, name) = (self.metrics.clone(), self.spec.name.clone());
-        Box::pin(async move { metrics.time_run(&name, run, steps).await })
+        Box::pin(async move {
+            let ok = |ev: &Event| *ev == Event::ActionsOk;
+            metrics.time_run(&name, run, steps, ok).await
+        })
     }
 
     /// One non-blocking attempt at the lock, as a blocking call to run

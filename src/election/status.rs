@@ -1,7 +1,7 @@
 //! What `status`, STATUS= and the exit code know about each resource: the
 //! runners publish here, the control socket and sd_notify read.
 
-use super::machine::Status;
+use crate::state::Status;
 use indexmap::IndexMap;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,33 @@
+//! The state a resource is in, as `status`, STATUS= and the metrics show it.
+//!
+//! A leaf: the election decides the state (`election::Machine::status`),
+//! its observers (`election::status`, `metrics`, the control socket's
+//! clients) only read it, so the value type lives below both and neither
+//! side imports the other for it.
+
+use serde::Serialize;
+
+/// What status reports for a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Standby,
+    Acquiring,
+    Master,
+    Releasing,
+    Backoff,
+    Stalled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Standby => "standby",
+            Status::Acquiring => "acquiring",
+            Status::Master => "master",
+            Status::Releasing => "releasing",
+            Status::Backoff => "backoff",
+            Status::Stalled => "stalled",
+        }
+    }
+}
