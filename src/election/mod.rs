@@ -1,6 +1,7 @@
 //! Leader election for one resource: the pure state machine, the async
 //! runner that carries out its commands, and the status it publishes.
 
+mod attempt;
 pub mod check;
 pub mod deferral;
 pub mod health;

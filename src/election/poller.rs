@@ -23,7 +23,7 @@
 //! tries falling due close together share a wake-up. At the default 1 s
 //! poll a try is at most 50 ms later than its interval and jitter say.
 
-use super::wait::{Attempt, Call, Outcome};
+use super::attempt::{Attempt, Call, Outcome};
 use crate::lock::TryLock;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};

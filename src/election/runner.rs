@@ -7,11 +7,12 @@
 //! resource's name, so log lines from here and from its actions are tagged
 //! once, there.
 
+use super::attempt::{Attempt, Outcome};
 use super::deferral::{Before, Deferral, Won};
 use super::health::Health;
 use super::machine::{Command, Event, Machine};
 use super::status::{Board, ResourceStatus};
-use super::wait::{self, Attempt, NoWaiter, Waiter};
+use super::wait::{NoWaiter, Waiter};
 use crate::action::{self, Cancel, Ctx};
 use crate::clock::now_ms;
 use crate::config::{CheckSpec, ResourceSpec};
@@ -180,7 +181,7 @@ impl Op {
     }
 }
 
-fn waited(r: wait::Outcome) -> Done {
+fn waited(r: Outcome) -> Done {
     match r {
         Ok(Some(h)) => Done::Won(h),
         // Only after a cancel, which never lets the result through.

@@ -24,15 +24,14 @@
 //! ([`Call`]), and the runner looks at that on a coarse tick shared by all
 //! resources (one wake-up of the runtime per tick, not one per try).
 
+use super::attempt::{Attempt, Call, Outcome, next_look};
 use super::poller;
-use crate::lock::{HeldLock, LockBackend, LockError, TryLock, WaitStop};
+use crate::lock::{HeldLock, LockBackend, LockError, WaitStop};
 use std::os::unix::thread::JoinHandleExt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::oneshot;
-
-pub type Outcome = Result<Option<Box<dyn HeldLock>>, LockError>;
 
 pub struct Waiter {
     done: oneshot::Receiver<Outcome>,
@@ -53,60 +52,6 @@ enum How {
         call: Arc<Call>,
         op_timeout: Duration,
     },
-}
-
-/// One polling try's progress, shared by the thread and the runner.
-#[derive(Default)]
-pub(super) struct Call(AtomicU64);
-
-/// `Call` holds: no try running, or when the running one started
-/// (microseconds since `EPOCH`, plus one), or that the runner has judged it
-/// stalled, and then the thread reports whatever it returns.
-const IDLE: u64 = 0;
-const STALLED: u64 = u64::MAX;
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-fn micros_since_epoch() -> u64 {
-    EPOCH.elapsed().as_micros() as u64 + 1
-}
-
-impl Call {
-    pub(super) fn begin(&self) {
-        self.0.store(micros_since_epoch(), Ordering::SeqCst);
-    }
-
-    /// The try returned; true when the runner had judged it stalled.
-    pub(super) fn end(&self) -> bool {
-        self.0.swap(IDLE, Ordering::SeqCst) == STALLED
-    }
-
-    /// The runner's look: true when the try running now started more than
-    /// `after` ago; it is then marked stalled, once.
-    fn judge(&self, after: Duration) -> bool {
-        let started = self.0.load(Ordering::SeqCst);
-        if started == IDLE || started == STALLED {
-            return false;
-        }
-        let late = micros_since_epoch().saturating_sub(started) > after.as_micros() as u64;
-        late && self
-            .0
-            .compare_exchange(started, STALLED, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-    }
-}
-
-/// One non-blocking attempt, as the runner would make it (with the
-/// deferral to preferred nodes): called on the polling thread.
-pub type Attempt = Box<dyn FnMut() -> Result<TryLock, LockError> + Send>;
-
-/// The tick on which runners look for stalled tries: a twentieth of
-/// `op_timeout` (25 ms to 5 s; a stall shows at most 5 % late), on a grid
-/// common to the whole daemon so that all resources look at once.
-fn next_look(op_timeout: Duration) -> tokio::time::Instant {
-    let period = (op_timeout / 20).clamp(Duration::from_millis(25), Duration::from_secs(5));
-    let n = EPOCH.elapsed().as_nanos() / period.as_nanos() + 1;
-    let at = *EPOCH + Duration::from_nanos((n * period.as_nanos()) as u64);
-    tokio::time::Instant::from_std(at)
 }
 
 /// How often a cancel re-sends its interrupt: one that lands before the
@@ -293,7 +238,10 @@ mod tests {
     //! (the real lock calls are covered by tests/standby_wait.rs and the
     //! cluster tier's stalled-by-recovery scenario).
     use super::*;
+    use crate::lock::TryLock;
+    use std::sync::atomic::AtomicU64;
     use std::sync::mpsc;
+    use std::time::Instant;
 
     struct Held;
     impl HeldLock for Held {
