@@ -52,7 +52,7 @@ pub enum Event {
         msg: String,
         clean: bool,
     },
-    Unlocked(Result<(), String>),
+    Unlocked(Result<(), LockError>),
     /// While master: the lock no longer excludes other nodes (its file was
     /// deleted); why.
     LockLost(String),
@@ -68,6 +68,24 @@ pub enum Event {
     /// up at once and nobody competes; None again: compete as before.
     Membership(Option<String>),
     Shutdown,
+}
+
+/// Why an admin's request failed, or its release did: the text the client
+/// is shown (and, for a failed release or unlock, the status's last error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("not master (state {})", .0.as_str())]
+    NotMaster(Status),
+    #[error("not holding off (state {})", .0.as_str())]
+    NotHoldingOff(Status),
+    #[error("daemon is shutting down")]
+    ShuttingDown,
+    /// Release steps failed (why); the lock is kept and they are retried.
+    #[error("release failed, keeping the lock until it succeeds: {0}")]
+    ReleaseFailed(String),
+    /// The steps were undone but giving the lock up failed.
+    #[error("{0}")]
+    Unlock(LockError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +181,7 @@ pub struct Machine {
     /// An admin's release request waits for its outcome.
     release_waiting: bool,
     /// That outcome, once known, for the runner to take.
-    reply: Option<Result<(), String>>,
+    reply: Option<Result<(), RequestError>>,
     /// May this node be master? None: a health check is configured and has
     /// no result yet. Always `Some(true)` without a check.
     eligible: Option<bool>,
@@ -287,11 +305,11 @@ impl Machine {
     }
 
     /// The outcome of an admin's release request, once known.
-    pub fn take_reply(&mut self) -> Option<Result<(), String>> {
+    pub fn take_reply(&mut self) -> Option<Result<(), RequestError>> {
         self.reply.take()
     }
 
-    fn answer(&mut self, r: Result<(), String>) {
+    fn answer(&mut self, r: Result<(), RequestError>) {
         if std::mem::take(&mut self.release_waiting) {
             self.reply = Some(r);
         }
@@ -324,7 +342,7 @@ impl Machine {
 
     fn stop(&mut self, held: bool) -> Command {
         self.phase = Phase::Stopped { held };
-        self.answer(Err("daemon is shutting down".into()));
+        self.answer(Err(RequestError::ShuttingDown));
         Command::Exit
     }
 
@@ -350,24 +368,21 @@ impl Machine {
 
     /// An admin asks the master to step down and stay out for `hold_off`.
     /// The outcome follows through `take_reply`.
-    pub fn request_release(&mut self, hold_off: Duration) -> Result<Command, String> {
+    pub fn request_release(&mut self, hold_off: Duration) -> Result<Command, RequestError> {
         match self.phase {
             Phase::Master => {
                 self.release_waiting = true;
                 Ok(self.release(Then::HoldOff(hold_off)))
             }
-            _ => Err(format!("not master (state {})", self.status().as_str())),
+            _ => Err(RequestError::NotMaster(self.status())),
         }
     }
 
     /// An admin ends a hold-off early: compete at once.
-    pub fn resume(&mut self) -> Result<Command, String> {
+    pub fn resume(&mut self) -> Result<Command, RequestError> {
         match self.phase {
             Phase::Waiting(Idle::HoldOff) => Ok(self.handle(Event::Timer)),
-            _ => Err(format!(
-                "not holding off (state {})",
-                self.status().as_str()
-            )),
+            _ => Err(RequestError::NotHoldingOff(self.status())),
         }
     }
 
@@ -521,15 +536,15 @@ impl Machine {
                 Command::Unlock
             }
             (P::Releasing(then), Event::ActionsFailed { msg, .. }) => {
-                let msg = format!("release failed, keeping the lock until it succeeds: {msg}");
-                self.last_error = Some(msg.clone());
+                let err = RequestError::ReleaseFailed(msg);
+                self.last_error = Some(err.to_string());
                 self.dirty = true;
                 if then == Then::Exit {
                     // Exiting: the lock goes with us, the leftovers are for
                     // the lock keeper or `cleanup` (ExecStopPost) to retry.
                     return self.stop(true);
                 }
-                self.answer(Err(msg));
+                self.answer(Err(err));
                 self.phase = P::ReleaseRetry(then);
                 Command::Sleep {
                     wait: self.next_backoff(),
@@ -548,8 +563,8 @@ impl Machine {
                 match r {
                     Ok(()) => self.answer(Ok(())),
                     Err(e) => {
-                        self.answer(Err(e.clone()));
-                        self.last_error = Some(e);
+                        self.last_error = Some(e.to_string());
+                        self.answer(Err(RequestError::Unlock(e)));
                     }
                 }
                 self.after_unlock(then)
@@ -949,7 +964,7 @@ mod tests {
         assert_eq!(m.take_reply(), None);
         m.handle(failed(false));
         let r = m.take_reply().expect("answered at once");
-        assert!(r.unwrap_err().contains("boom"));
+        assert!(r.unwrap_err().to_string().contains("boom"));
         assert_eq!(m.status(), Status::Releasing);
         assert!(m.last_error().unwrap().contains("keeping the lock"));
         assert_eq!(m.handle(Event::Timer), Command::RunRelease);
@@ -1385,7 +1400,11 @@ mod properties {
                 (Op::Release, 0 | 1) => Event::ActionsOk,
                 (Op::Release, _) => failed(false),
                 (Op::Unlock, 3) => Event::Stalled,
-                (Op::Unlock, c) => Event::Unlocked(if c == 2 { Err("x".into()) } else { Ok(()) }),
+                (Op::Unlock, c) => Event::Unlocked(if c == 2 {
+                    Err(LockError::Failed("x".into()))
+                } else {
+                    Ok(())
+                }),
                 (Op::Sleep, _) => Event::Timer,
                 (Op::Hold, 0) => Event::LockLost("x".into()),
                 (Op::Hold, 1) => Event::Outranked("x".into()),

@@ -109,7 +109,7 @@ pub fn add(
     every: Duration,
     call: Arc<Call>,
     done: oneshot::Sender<Outcome>,
-) -> Result<Ticket, String> {
+) -> Result<Ticket, NoThread> {
     let mut st = lock();
     if !st.monitor_started {
         start_thread("lock-poll-watch", watch)?;
@@ -178,14 +178,19 @@ impl Drop for Ticket {
     }
 }
 
-fn start_thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+/// A schedule thread could not be started (out of pids or memory).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start a thread to poll the locks: {0}")]
+pub struct NoThread(#[source] std::io::Error);
+
+fn start_thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), NoThread> {
     std::thread::Builder::new()
         .name(name.into())
         // Lock calls and the keeper hand-over only.
         .stack_size(256 * 1024)
         .spawn(f)
         .map(drop)
-        .map_err(|e| format!("cannot start a thread to poll the locks: {e}"))
+        .map_err(NoThread)
 }
 
 /// A schedule thread: makes due tries; waits for the next slot if no other

@@ -10,7 +10,7 @@
 use super::attempt::{Attempt, Outcome};
 use super::deferral::{Before, Deferral, Won};
 use super::health::Health;
-use super::machine::{Command, Event, Machine};
+use super::machine::{Command, Event, Machine, RequestError};
 use super::status::{Board, ResourceStatus};
 use super::wait::{NoWaiter, Waiter};
 use crate::action::{self, Cancel, Ctx};
@@ -139,8 +139,8 @@ impl Op {
                 };
                 *self = Op::Idle;
                 Done::Event(Event::Unlocked(match r {
-                    Ok(r) => r.map_err(|e| e.to_string()),
-                    Err(e) => Err(format!("unlock call died: {e}")),
+                    Ok(r) => r,
+                    Err(e) => Err(LockError::Failed(format!("unlock call died: {e}"))),
                 }))
             }
             Op::Actions { run, .. } | Op::Master(run) => {
@@ -867,7 +867,9 @@ impl Runner {
                 }
             }
             if let Some(r) = m.take_reply() {
-                waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
+                waiters
+                    .drain(..)
+                    .for_each(|w| drop(w.send(r.clone().map_err(|e| e.to_string()))));
             }
             self.publish(
                 &m,
@@ -909,7 +911,7 @@ impl Runner {
                                     c
                                 }
                                 Err(e) => {
-                                    let _ = reply.send(Err(e));
+                                    let _ = reply.send(Err(e.to_string()));
                                     Command::Keep
                                 }
                             };
@@ -922,7 +924,7 @@ impl Runner {
                                     c
                                 }
                                 Err(e) => {
-                                    let _ = reply.send(Err(e));
+                                    let _ = reply.send(Err(e.to_string()));
                                     Command::Keep
                                 }
                             };
@@ -1037,7 +1039,9 @@ impl Runner {
         }
         retire(op, self.op_timeout).await;
         if let Some(r) = m.take_reply() {
-            waiters.drain(..).for_each(|w| drop(w.send(r.clone())));
+            waiters
+                .drain(..)
+                .for_each(|w| drop(w.send(r.clone().map_err(|e| e.to_string()))));
         }
         if let Some(c) = checker.take() {
             c.stop().await;
@@ -1050,7 +1054,7 @@ impl Runner {
         }
         self.publish(&m, &mut last, None, None);
         for w in waiters {
-            let _ = w.send(Err("daemon is shutting down".into()));
+            let _ = w.send(Err(RequestError::ShuttingDown.to_string()));
         }
         // A lock still held here (release actions failed on the way out)
         // is deliberately kept until the process exits: see Machine.

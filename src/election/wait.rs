@@ -121,7 +121,7 @@ impl Waiter {
         let call = Arc::new(Call::default());
         let (tx, done) = oneshot::channel();
         let ticket = poller::add(attempt, first, every, call.clone(), tx)
-            .map_err(|e| NoWaiter::Failed(LockError::Failed(e)))?;
+            .map_err(|e| NoWaiter::Failed(LockError::Failed(e.to_string())))?;
         Ok(Waiter {
             done,
             how: How::Poll {
