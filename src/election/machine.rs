@@ -299,6 +299,13 @@ impl Machine {
         self.phase == Phase::Stopped { held: true }
     }
 
+    /// The poll interval: the runner's one source for it (waits, the
+    /// master's checks, the candidacy task), kept here because a reload
+    /// changes it in place (`set_poll`).
+    pub fn poll(&self) -> Duration {
+        self.poll
+    }
+
     /// A reload changed the poll interval: the next wait uses it.
     pub fn set_poll(&mut self, poll: Duration) {
         self.poll = poll;

@@ -2,10 +2,15 @@
 //! runner that carries out its commands, and the status it publishes.
 
 mod attempt;
+mod candidacy;
 pub mod check;
+mod checker;
 pub mod deferral;
 pub mod health;
+mod hold;
+mod jobs;
 pub mod machine;
+mod op;
 mod poller;
 pub mod runner;
 pub mod status;
