@@ -407,15 +407,33 @@ impl Machine {
         if let Event::Membership(why) = ev {
             return self.membership(why);
         }
-        let eligible = self.competes();
-        match (self.phase, ev) {
+        // One handler per phase. Anything a handler does not match is an
+        // event that does not belong to the current operation (a late
+        // timer): ignore it, keep going.
+        match self.phase {
+            P::Waiting(from) => self.waiting(from, ev),
+            P::Locking { from, .. } => self.locking(from, ev),
+            P::Reconciling(idle) => self.reconciling(idle, ev),
+            P::Acquiring { .. } => self.acquiring(ev),
+            P::Master => self.mastering(ev),
+            P::Releasing(then) => self.releasing(then, ev),
+            P::ReleaseRetry(then) => match ev {
+                Event::Timer => self.release(then),
+                _ => Command::Keep,
+            },
+            P::Unlocking { then, .. } => self.unlocking(then, ev),
+            P::Stopped { .. } => Command::Exit,
+        }
+    }
+
+    /// Waiting for the next attempt.
+    fn waiting(&mut self, from: Idle, ev: Event) -> Command {
+        match ev {
             // The first attempt waits for the check's first result.
-            (P::Waiting(_), Event::Start) if self.eligible.is_none() => Command::Keep,
+            Event::Start if self.eligible.is_none() => Command::Keep,
             // Ineligible after the first attempt: stay out, keep waiting.
-            (P::Waiting(_), Event::Timer) if self.attempted && !eligible => {
-                self.wait(Idle::Standby)
-            }
-            (P::Waiting(from), Event::Start | Event::Timer) => {
+            Event::Timer if self.attempted && !self.competes() => self.wait(Idle::Standby),
+            Event::Start | Event::Timer => {
                 // A hold-off is over: compete like any standby.
                 let from = if from == Idle::HoldOff {
                     Idle::Standby
@@ -424,47 +442,29 @@ impl Machine {
                 };
                 self.attempt(from)
             }
+            _ => Command::Keep,
+        }
+    }
+
+    /// A lock call is out.
+    fn locking(&mut self, from: Idle, ev: Event) -> Command {
+        match ev {
             // Shutting down, a call that turns out stuck is not waited for
             // (as when the stall was known before the shutdown).
-            (P::Locking { .. }, Event::Stalled) if self.shutting_down => self.stop(false),
-            (P::Unlocking { .. }, Event::Stalled) if self.shutting_down => self.stop(true),
-            (P::Locking { from, .. }, Event::Stalled) => {
-                self.phase = P::Locking {
+            Event::Stalled if self.shutting_down => self.stop(false),
+            Event::Stalled => {
+                self.phase = Phase::Locking {
                     from,
                     stalled: true,
                 };
                 Command::Keep
             }
-            (P::Locking { .. }, Event::Locked) => {
-                let leftovers = std::mem::take(&mut self.reconcile) || self.dirty;
-                if self.shutting_down {
-                    // Run release actions even so: at startup a crashed
-                    // instance may have left ours in place.
-                    return self.release(Then::Exit);
-                }
-                if !eligible {
-                    // Won the first attempt (or lost eligibility during
-                    // the call): give the lock back without acquiring,
-                    // clearing what a crashed instance of ours may have
-                    // left first (we hold the lock, so nobody else is
-                    // master while that runs).
-                    if leftovers {
-                        return self.release(Then::Standby);
-                    }
-                    self.phase = P::Unlocking {
-                        then: Then::Standby,
-                        stalled: false,
-                    };
-                    return Command::Unlock;
-                }
-                self.phase = P::Acquiring { cancelled: false };
-                Command::RunAcquire
-            }
-            (P::Locking { .. }, Event::Busy) => {
+            Event::Locked => self.locked(),
+            Event::Busy => {
                 self.last_error = None;
                 self.lost(Idle::Standby)
             }
-            (P::Locking { .. }, Event::LockFailed(e)) => {
+            Event::LockFailed(e) => {
                 let idle = match e {
                     // Waiting for the cluster is normal life: stand by.
                     LockError::NotReady(_) => Idle::NotReady,
@@ -473,11 +473,45 @@ impl Machine {
                 self.last_error = Some(e.to_string());
                 self.lost(idle)
             }
-            (P::Reconciling(idle), Event::ActionsOk) => {
+            _ => Command::Keep,
+        }
+    }
+
+    /// The lock call won.
+    fn locked(&mut self) -> Command {
+        let leftovers = std::mem::take(&mut self.reconcile) || self.dirty;
+        if self.shutting_down {
+            // Run release actions even so: at startup a crashed
+            // instance may have left ours in place.
+            return self.release(Then::Exit);
+        }
+        if !self.competes() {
+            // Won the first attempt (or lost eligibility during
+            // the call): give the lock back without acquiring,
+            // clearing what a crashed instance of ours may have
+            // left first (we hold the lock, so nobody else is
+            // master while that runs).
+            if leftovers {
+                return self.release(Then::Standby);
+            }
+            self.phase = Phase::Unlocking {
+                then: Then::Standby,
+                stalled: false,
+            };
+            return Command::Unlock;
+        }
+        self.phase = Phase::Acquiring { cancelled: false };
+        Command::RunAcquire
+    }
+
+    /// Release steps without the lock (leftovers of a crashed instance).
+    fn reconciling(&mut self, idle: Idle, ev: Event) -> Command {
+        match ev {
+            Event::ActionsOk => {
                 self.dirty = false;
                 self.wait_or_exit(idle)
             }
-            (P::Reconciling(_), Event::ActionsFailed { msg, .. }) => {
+            Event::ActionsFailed { msg, .. } => {
                 // Retried before the next attempt that finds the lock busy,
                 // with growing waits: a hook that keeps failing must not be
                 // run at every poll.
@@ -486,23 +520,24 @@ impl Machine {
                 self.last_error = Some(format!("clearing leftovers failed: {msg}"));
                 self.wait_or_exit(Idle::Backoff)
             }
-            (P::Acquiring { .. }, Event::ActionsOk) if self.shutting_down => {
-                self.release(Then::Exit)
-            }
-            (P::Acquiring { .. }, Event::ActionsOk) if self.suspect.is_some() => {
-                self.release(Then::Standby)
-            }
-            (P::Acquiring { .. }, Event::ActionsOk) if self.eligible == Some(false) => {
-                self.give_up_for_health()
-            }
-            (P::Acquiring { .. }, Event::ActionsOk) => {
+            _ => Command::Keep,
+        }
+    }
+
+    /// Acquire steps run.
+    fn acquiring(&mut self, ev: Event) -> Command {
+        match ev {
+            Event::ActionsOk if self.shutting_down => self.release(Then::Exit),
+            Event::ActionsOk if self.suspect.is_some() => self.release(Then::Standby),
+            Event::ActionsOk if self.eligible == Some(false) => self.give_up_for_health(),
+            Event::ActionsOk => {
                 self.backoff = Duration::ZERO;
                 self.last_error = None;
                 self.settled = true;
-                self.phase = P::Master;
+                self.phase = Phase::Master;
                 Command::Hold
             }
-            (P::Acquiring { .. }, Event::ActionsFailed { msg, clean }) => {
+            Event::ActionsFailed { msg, clean } => {
                 let then = if self.shutting_down {
                     Then::Exit
                 } else if self.suspect.is_some() {
@@ -514,7 +549,7 @@ impl Machine {
                     Then::Backoff
                 };
                 if clean && !self.dirty {
-                    self.phase = P::Unlocking {
+                    self.phase = Phase::Unlocking {
                         then,
                         stalled: false,
                     };
@@ -523,12 +558,26 @@ impl Machine {
                     self.release(then)
                 }
             }
-            (P::Master, Event::Outranked(_)) => self.release(Then::Standby),
-            (P::Master, Event::LockLost(why)) => {
+            _ => Command::Keep,
+        }
+    }
+
+    /// Master, holding.
+    fn mastering(&mut self, ev: Event) -> Command {
+        match ev {
+            Event::Outranked(_) => self.release(Then::Standby),
+            Event::LockLost(why) => {
                 self.last_error = Some(format!("mastership lost: {why}"));
                 self.release(Then::Backoff)
             }
-            (P::Releasing(then), Event::ActionsOk) => {
+            _ => Command::Keep,
+        }
+    }
+
+    /// Release steps run, the lock still held.
+    fn releasing(&mut self, then: Then, ev: Event) -> Command {
+        match ev {
+            Event::ActionsOk => {
                 if self.dirty {
                     // A retry went through: the failure status showed is
                     // over (else a standby would still say "keeping the
@@ -536,13 +585,13 @@ impl Machine {
                     self.last_error = None;
                 }
                 self.dirty = false;
-                self.phase = P::Unlocking {
+                self.phase = Phase::Unlocking {
                     then,
                     stalled: false,
                 };
                 Command::Unlock
             }
-            (P::Releasing(then), Event::ActionsFailed { msg, .. }) => {
+            Event::ActionsFailed { msg, .. } => {
                 let err = RequestError::ReleaseFailed(msg);
                 self.last_error = Some(err.to_string());
                 self.dirty = true;
@@ -552,21 +601,28 @@ impl Machine {
                     return self.stop(true);
                 }
                 self.answer(Err(err));
-                self.phase = P::ReleaseRetry(then);
+                self.phase = Phase::ReleaseRetry(then);
                 Command::Sleep {
                     wait: self.next_backoff(),
                     jitter: false,
                 }
             }
-            (P::ReleaseRetry(then), Event::Timer) => self.release(then),
-            (P::Unlocking { then, .. }, Event::Stalled) => {
-                self.phase = P::Unlocking {
+            _ => Command::Keep,
+        }
+    }
+
+    /// The unlock call is out.
+    fn unlocking(&mut self, then: Then, ev: Event) -> Command {
+        match ev {
+            Event::Stalled if self.shutting_down => self.stop(true),
+            Event::Stalled => {
+                self.phase = Phase::Unlocking {
                     then,
                     stalled: true,
                 };
                 Command::Keep
             }
-            (P::Unlocking { then, .. }, Event::Unlocked(r)) => {
+            Event::Unlocked(r) => {
                 match r {
                     Ok(()) => self.answer(Ok(())),
                     Err(e) => {
@@ -576,8 +632,6 @@ impl Machine {
                 }
                 self.after_unlock(then)
             }
-            // Anything else is an event that does not belong to the current
-            // operation (a late timer): ignore it, keep going.
             _ => Command::Keep,
         }
     }
