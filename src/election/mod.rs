@@ -12,6 +12,7 @@ mod jobs;
 pub mod machine;
 mod op;
 mod poller;
+mod reload;
 pub mod runner;
 pub mod status;
 pub mod wait;

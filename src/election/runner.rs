@@ -8,9 +8,11 @@
 //! once, there.
 //!
 //! The parts: the one outstanding operation as a future (`op`), the
-//! master's watch (`hold`), the candidacy task and the probes of better
-//! candidates (`candidacy`), the health check's task (`checker`). Here: the
-//! loop, with one handler for each thing it waits for.
+//! master's watch (`hold`), the lock attempts and action steps handed off
+//! (`jobs`), the candidacy task and the probes of better candidates
+//! (`candidacy`), the health check's task (`checker`), a reload applied in
+//! place (`reload`). Here: the loop, with one handler for each thing it
+//! waits for.
 
 use super::candidacy::{better, candidacy};
 use super::checker::{CheckResult, Checker, next_result};
@@ -100,7 +102,10 @@ impl Runner {
     /// sender says so (we would take mastership), so that less preferred
     /// nodes defer to us; it retries every `poll`. Dropping the sender
     /// gives it up.
-    fn candidacy(&self, poll: Duration) -> (watch::Sender<bool>, Option<JoinHandle<()>>) {
+    pub(super) fn candidacy(
+        &self,
+        poll: Duration,
+    ) -> (watch::Sender<bool>, Option<JoinHandle<()>>) {
         let (want, want_rx) = watch::channel(false);
         let task = self.spec.rank(&self.node).map(|i| {
             tokio::spawn(
@@ -127,16 +132,16 @@ impl Runner {
 
 /// A runner at work: its settings, the machine, and what the loop keeps
 /// from one turn to the next.
-struct Task {
-    r: Runner,
-    m: Machine,
+pub(super) struct Task {
+    pub(super) r: Runner,
+    pub(super) m: Machine,
     /// The health check's task, with a check.
-    checker: Option<Checker>,
+    pub(super) checker: Option<Checker>,
     /// Tells the candidacy task whether to hold our candidate lock.
-    want: watch::Sender<bool>,
-    candidate: Option<JoinHandle<()>>,
+    pub(super) want: watch::Sender<bool>,
+    pub(super) candidate: Option<JoinHandle<()>>,
     held: Option<Box<dyn HeldLock>>,
-    op: Op,
+    pub(super) op: Op,
     last: Option<ResourceStatus>,
     /// Admin release requests waiting for their outcome.
     waiters: Vec<Reply>,
@@ -401,81 +406,6 @@ impl Task {
         }
     }
 
-    /// A reload with settings that apply in place: the poll interval (to
-    /// the machine, and a polling wait's next try), `op_timeout`, the
-    /// health check, preference.
-    async fn on_update(&mut self, spec: Arc<ResourceSpec>, op_timeout: Duration) -> Command {
-        if *spec != *self.r.spec || op_timeout != self.r.op_timeout {
-            tracing::info!("reload: new intervals and timeouts apply in place");
-        }
-        self.m.set_poll(spec.poll_interval);
-        let mut cmd = Command::Keep;
-        if spec.check != self.r.spec.check {
-            cmd = self.reload_check(&spec).await;
-        }
-        let new_prefer = spec.prefer != self.r.spec.prefer;
-        let new_preempt = new_prefer || spec.preempt != self.r.spec.preempt;
-        self.r.spec = spec;
-        if new_prefer {
-            // Our place (so our candidate lock) may have
-            // changed: give the old one up first.
-            tracing::info!("reload: preference changed");
-            drop(std::mem::replace(&mut self.want, watch::channel(false).0));
-            if let Some(t) = self.candidate.take() {
-                let _ = tokio::time::timeout(self.r.op_timeout, t).await;
-            }
-            (self.want, self.candidate) = self.r.candidacy(self.m.poll());
-        }
-        if let Op::Wait(w) = &self.op {
-            w.set_every(self.m.poll());
-        }
-        if (new_prefer || op_timeout != self.r.op_timeout) && matches!(self.op, Op::Wait(_)) {
-            // The waiting thread has the old preference
-            // and timeout: a fresh one takes over after
-            // the next try.
-            retire(std::mem::replace(&mut self.op, Op::Idle), self.r.op_timeout).await;
-            self.op = Op::Sleep(Box::pin(sleep(self.m.poll())));
-        }
-        self.r.op_timeout = op_timeout;
-        if new_preempt && self.m.is_master() && cmd == Command::Keep {
-            // Watch with the new preference from now on.
-            self.op = self.start(Command::Hold, true);
-        }
-        cmd
-    }
-
-    /// A reload changed the health check: restart it, or drop it.
-    async fn reload_check(&mut self, spec: &ResourceSpec) -> Command {
-        // Without a check so far the node was
-        // eligible: a check added by a reload keeps
-        // that verdict until fall failures.
-        let mut verdict = Some(true);
-        if let Some(old) = self.checker.take() {
-            verdict = old.health.eligible();
-            old.stop().await;
-        }
-        match &spec.check {
-            Some(c) => {
-                tracing::info!("reload: health check changed, restarting it");
-                self.m.set_health_hold_off(c.hold_off);
-                let mut new = Checker::start(
-                    c,
-                    Ctx {
-                        resource: spec.name.clone(),
-                        node: self.r.node.clone(),
-                    },
-                );
-                new.health = new.health.carried_over(verdict);
-                self.checker = Some(new);
-                Command::Keep
-            }
-            None => {
-                tracing::info!("reload: health check removed, eligible");
-                self.m.handle(Event::Eligible(true))
-            }
-        }
-    }
-
     /// After `Exit`: ends what still runs and returns the final status.
     async fn finish(mut self) -> ResourceStatus {
         retire(std::mem::replace(&mut self.op, Op::Idle), self.r.op_timeout).await;
@@ -557,7 +487,7 @@ impl Task {
     /// The operation for `cmd`. `defer`: a lock attempt first probes the
     /// more preferred nodes' candidate locks (not at the first attempt, see
     /// `attempted`).
-    fn start(&mut self, cmd: Command, defer: bool) -> Op {
+    pub(super) fn start(&mut self, cmd: Command, defer: bool) -> Op {
         let r = &self.r;
         let deadline = || Some(Box::pin(sleep(r.op_timeout)));
         match cmd {
