@@ -1,5 +1,21 @@
 //! Leader election for one resource: the pure state machine, the async
 //! runner that carries out its commands, and the status it publishes.
+//!
+//! - pure: `machine` (events in, one command out), `deferral` (preferred
+//!   nodes), `health` (check results to a verdict);
+//! - the runner: `runner` (the select loop, a handler per arm), `op` (the
+//!   one outstanding operation), `jobs` (lock attempts and action steps
+//!   handed off), `hold` (a master's watch), `candidacy` (the candidate
+//!   lock task and probes), `checker` (the health check's task), `reload`
+//!   (settings applied in place);
+//! - off the runtime, shared by all runners: `wait` and `poller` (a
+//!   standby's wait, in the kernel or on the polling schedule; `attempt`,
+//!   the try both use), `check` (the masters' lock checks);
+//! - `status`: what the runners publish.
+//!
+//! `Status` itself lives in `crate::state`, below both the election and
+//! its observers (metrics); it is re-exported here for the callers that
+//! name it `election::Status`.
 
 mod attempt;
 mod candidacy;
