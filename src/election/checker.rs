@@ -3,6 +3,7 @@
 //! verdict the runner feeds to the machine (`Event::Eligible`).
 
 use super::health::Health;
+use crate::action::exec::ExecError;
 use crate::action::{self, Cancel, Ctx};
 use crate::config::CheckSpec;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 /// One health-check run's outcome: Err says why it failed.
-pub(super) type CheckResult = Result<(), String>;
+pub(super) type CheckResult = Result<(), ExecError>;
 
 /// The running health check: a task of its own, so a slow check never
 /// holds up the runner (its answers to pings, its lock calls).
@@ -66,7 +67,7 @@ impl Checker {
             (Err(e), None) => tracing::debug!("health check failed: {e}"),
             (Ok(()), None) => tracing::debug!("health check passed"),
         }
-        self.error = r.err();
+        self.error = r.err().map(|e| e.to_string());
         changed
     }
 }
@@ -86,9 +87,8 @@ async fn check_loop(
             _ = tick.tick() => {}
             () = cancel.cancelled() => return,
         }
-        let r = action::exec::run_argv(&spec.exec, spec.timeout, "check", &ctx, cancel.clone())
-            .await
-            .map_err(|e| e.to_string());
+        let r =
+            action::exec::run_argv(&spec.exec, spec.timeout, "check", &ctx, cancel.clone()).await;
         if cancel.is_cancelled() || results.send(r).await.is_err() {
             return;
         }
