@@ -70,7 +70,7 @@ fn load_as(
     print_warnings: bool,
     uses: config::check::LockUse,
 ) -> Result<config::Config, i32> {
-    let loaded = config::load_checked_as(path, uses).map_err(|e| {
+    let loaded = crate::preflight::load_checked_as(path, uses).map_err(|e| {
         eprintln!("{e}");
         exit::CONFIG
     })?;

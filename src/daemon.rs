@@ -148,7 +148,7 @@ impl Supervisor {
     /// they hold or do, applies new intervals and timeouts in place, and
     /// starts new ones; a bad one changes nothing.
     async fn reload(&mut self) {
-        let new = match config::load_checked(&self.path) {
+        let new = match crate::preflight::load_checked(&self.path) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     tracing::warn!("reload: {w}");
@@ -389,7 +389,14 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
             file_backend = Some(fb.clone());
             fb
         }
-        None => lock::backend(&cfg.lock, &cfg.node),
+        None => lock::open::backend(
+            cfg.lock.backend,
+            &cfg.lock.dir,
+            cfg.lock.standby,
+            &cfg.lock.mount,
+            &cfg.lock.domain,
+            &cfg.node,
+        ),
     };
     // Kept open until exit: stored locks we could not let go (see below).
     let _still_held = adopt(stored, file_backend.as_deref(), &instance, &cfg, &backend).await;
@@ -712,7 +719,14 @@ pub async fn cleanup(cfg: Config) -> i32 {
     if n > 0 {
         tracing::warn!("killed {n} hook process group(s) a dead daemon left running");
     }
-    let backend = lock::backend(&cfg.lock, &cfg.node);
+    let backend = lock::open::backend(
+        cfg.lock.backend,
+        &cfg.lock.dir,
+        cfg.lock.standby,
+        &cfg.lock.mount,
+        &cfg.lock.domain,
+        &cfg.node,
+    );
     let mut rc = exit::OK;
     for spec in &cfg.resources {
         let span = tracing::info_span!("resource", resource = %spec.name);

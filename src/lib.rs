@@ -19,6 +19,7 @@ pub mod membership;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+pub mod preflight;
 pub mod state;
 pub mod systemd;
 pub mod workload;

@@ -591,7 +591,7 @@ fn reference_config_example_validates_when_uncommented() {
 #[test]
 fn runtime_dir_hint_reads_one_key_leniently() {
     let dir = tempfile::tempdir().unwrap();
-    let default = PathBuf::from(config::validate::DEFAULT_RUNTIME_DIR);
+    let default = PathBuf::from(config::defaults::DEFAULT_RUNTIME_DIR);
     let cfg = dir.path().join("c.toml");
     assert_eq!(config::runtime_dir_hint(&cfg), default, "missing file");
     write(

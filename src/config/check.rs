@@ -8,19 +8,17 @@
 //! runtime dir; with the `file` backend, a lock dir on a filesystem whose
 //! locks may not reach every node that sees it (`lock::filesystem`).
 //! Warnings: a vip interface missing on this host (it may
-//! appear later, e.g. a VLAN or bond created after boot); a VIP already on
-//! its interface without dlm-electd's mark (the node's own); a managed systemd
-//! unit that is enabled, masked or not installed (asked over D-Bus, skipped
-//! when no service manager answers).
+//! appear later, e.g. a VLAN or bond created after boot). The warnings that
+//! ask netlink or the service manager are `crate::preflight`'s.
 
+use super::error::ConfigError;
 use super::security::{dir_problem, path_problem};
-use super::{Backend, Config, ConfigError, Place, Places};
+use super::spec::{ActionSpec, Config, Places};
+use crate::lock::Backend;
 use nix::unistd::AccessFlags;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// As root: the config file and drop-ins must be safe (see `security`).
 /// Separate from `check` because it judges where the files were installed,
@@ -146,87 +144,9 @@ pub fn check_as(
         })
         .collect();
     warnings.extend(fs_warning);
-    warnings.extend(unit_warnings(&places.units));
-    warnings.extend(vip_warnings(&places.vips));
+    // The units' and VIPs' warnings need D-Bus and netlink: `preflight`
+    // adds them after these, above `config`.
     Ok(warnings)
-}
-
-/// How long check-config waits for netlink's answer about one VIP.
-const VIP_CHECK_LIMIT: Duration = Duration::from_secs(3);
-
-/// VIPs already on their interface without dlm-electd's mark: the node's
-/// own address, which every takeover here would refuse (see `action::vip`).
-/// Asked on a thread of its own, with its own runtime: this also runs from
-/// the daemon's reload, inside the async runtime.
-fn vip_warnings(vips: &[(IpAddr, String, Place)]) -> Vec<ConfigError> {
-    if vips.is_empty() {
-        return Vec::new();
-    }
-    let vips = vips.to_vec();
-    let asked = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        let mut found = Vec::new();
-        for (addr, iface, at) in vips {
-            match rt.block_on(crate::action::vip::foreign(addr, &iface, VIP_CHECK_LIMIT)) {
-                Ok(Some(prefix)) => found.push(at.error(format!(
-                    "key `address`: {addr}/{prefix} is already on {iface} and was not added by \
-                     dlm-electd: a VIP must be an address no node configures itself; a takeover \
-                     on this node will fail"
-                ))),
-                Ok(None) => {}
-                Err(e) => tracing::debug!("not checking whether {addr} is on {iface}: {e}"),
-            }
-        }
-        Some(found)
-    });
-    asked.join().ok().flatten().unwrap_or_default()
-}
-
-/// How long check-config and startup wait for systemd's answers.
-const UNIT_CHECK_LIMIT: Duration = Duration::from_secs(5);
-
-/// Units whose state defeats the election or dooms their start. Without a
-/// service manager to ask (no system bus, as in a container or a test),
-/// nothing is said but a debug line.
-fn unit_warnings(units: &[(String, Place)]) -> Vec<ConfigError> {
-    if units.is_empty() {
-        return Vec::new();
-    }
-    let names: Vec<String> = units.iter().map(|(u, _)| u.clone()).collect();
-    let states = match crate::systemd::unit_file_states(&names, UNIT_CHECK_LIMIT) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!("not checking the units' enablement: {e}");
-            return Vec::new();
-        }
-    };
-    units
-        .iter()
-        .zip(states)
-        .filter_map(|((u, at), state)| {
-            unit_state_warning(u, state.as_deref()).map(|w| at.error(format!("key `unit`: {w}")))
-        })
-        .collect()
-}
-
-/// What is worth a warning about a managed unit's file state (None: no
-/// unit file). Pure.
-pub fn unit_state_warning(unit: &str, state: Option<&str>) -> Option<String> {
-    match state {
-        Some("enabled" | "enabled-runtime") => Some(format!(
-            "unit {unit} is enabled: it starts at boot on every node, which defeats the election; run systemctl disable {unit}"
-        )),
-        Some("masked" | "masked-runtime") => Some(format!(
-            "unit {unit} is masked: it cannot be started on this node; run systemctl unmask {unit}"
-        )),
-        None => Some(format!(
-            "no unit {unit} on this host (yet): it cannot be started until it is installed"
-        )),
-        Some(_) => None,
-    }
 }
 
 /// Why this process could not exec `path`, or None: exec needs a regular
@@ -282,7 +202,7 @@ pub fn resolve_programs(cfg: &mut Config, places: &mut Places) {
     };
     for r in &mut cfg.resources {
         for a in &mut r.actions {
-            if let super::ActionSpec::Exec(e) = a {
+            if let ActionSpec::Exec(e) = a {
                 for argv in [&mut e.acquire, &mut e.release].into_iter().flatten() {
                     resolve(&mut argv[0]);
                 }
@@ -325,36 +245,4 @@ pub fn resolve_program(prog: &str) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|d| d.join(prog))
         .find(|c| run_problem(c).is_none())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unit_states_worth_a_warning() {
-        let w = unit_state_warning("web.service", Some("enabled")).unwrap();
-        assert_eq!(
-            w,
-            "unit web.service is enabled: it starts at boot on every node, which defeats the election; run systemctl disable web.service"
-        );
-        assert!(unit_state_warning("w.service", Some("enabled-runtime")).is_some());
-        assert!(
-            unit_state_warning("w.service", Some("masked"))
-                .unwrap()
-                .contains("systemctl unmask w.service")
-        );
-        assert!(
-            unit_state_warning("w.service", None)
-                .unwrap()
-                .starts_with("no unit w.service on this host")
-        );
-        for quiet in ["disabled", "static", "indirect", "generated", "linked"] {
-            assert_eq!(
-                unit_state_warning("w.service", Some(quiet)),
-                None,
-                "{quiet}"
-            );
-        }
-    }
 }

@@ -1,9 +1,12 @@
 //! Reading config files: the main file, then `conf.d/*.toml` beside it in
 //! name order, each parsed on its own so errors point into the right file.
 
+use super::check;
+use super::defaults::DEFAULT_RUNTIME_DIR;
+use super::error::{ConfigError, ConfigErrors};
 use super::model::{RawConfig, RawDropIn};
 use super::source::Source;
-use super::{Config, ConfigError, ConfigErrors, Places};
+use super::spec::{Config, Places};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -108,6 +111,78 @@ pub fn load_placed(main: &Path) -> Result<(Config, Places), ConfigErrors> {
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// A config that passed every check, with what is worth a warning.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Worth telling, not worth refusing (an interface missing on this
+    /// host may appear later). Displayed like errors: `file:line:col: msg`.
+    pub warnings: Vec<ConfigError>,
+    /// Where the values were written, for checks above `config`
+    /// (`crate::preflight`).
+    pub places: Places,
+}
+
+/// Loads the config and runs every check on it: programs must be
+/// executable; as root, the config files, programs, lock dir and runtime dir
+/// must be safe from anyone but root (see `security`); the `file` backend's
+/// lock dir must be on a filesystem whose locks reach every node that sees
+/// it (`lock::filesystem`). The errors stay typed so a caller can log them
+/// all and show the first.
+pub fn load_checked(path: &Path) -> Result<Loaded, ConfigErrors> {
+    load_checked_as(path, check::LockUse::Take)
+}
+
+/// `load_checked`, for a command that uses the locks as `uses` says
+/// (`cleanup` and `unlock` only give them up).
+pub fn load_checked_as(path: &Path, uses: check::LockUse) -> Result<Loaded, ConfigErrors> {
+    let (mut config, mut places) = load_placed(path)?;
+    // Before the checks, so they judge the files exec will run (see
+    // `check::resolve_programs`).
+    check::resolve_programs(&mut config, &mut places);
+    let as_root = nix::unistd::geteuid().is_root();
+    let mut errors = Vec::new();
+    if as_root {
+        errors.extend(check::config_files(&config));
+    }
+    let warnings = match check::check_as(&config, &places, as_root, uses) {
+        Ok(w) => {
+            errors.extend(check::unresolved(&places));
+            if !errors.is_empty() {
+                return Err(ConfigErrors(errors));
+            }
+            w
+        }
+        Err(more) => {
+            errors.extend(more);
+            return Err(ConfigErrors(errors));
+        }
+    };
+    Ok(Loaded {
+        config,
+        warnings,
+        places,
+    })
+}
+
+/// The runtime dir a client (`status`, `release`) should look in. The
+/// config may be mid-edit and invalid while the daemon runs on the old one,
+/// so only that one key is read, leniently; anything unusable (missing,
+/// not a string, relative) gives the default.
+pub fn runtime_dir_hint(path: &Path) -> PathBuf {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| {
+            t.get("daemon")?
+                .get("runtime_dir")?
+                .as_str()
+                .map(PathBuf::from)
+        })
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| DEFAULT_RUNTIME_DIR.into())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! back at are `Spanned` so an error can name file:line:column. Nothing here
 //! applies defaults or cross-checks: that is `validate`'s job.
 
+use crate::lock::{Backend, Standby};
 use serde::{Deserialize, Deserializer};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,24 +41,6 @@ pub struct RawNode {
     pub name: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    #[default]
-    File,
-    Dlmfs,
-}
-
-/// As written in the config, for users (never `File`/`Dlmfs`).
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Backend::File => "file",
-            Backend::Dlmfs => "dlmfs",
-        })
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLock {
@@ -67,15 +50,6 @@ pub struct RawLock {
     pub domain: Option<Spanned<String>>,
     pub standby: Option<Spanned<Standby>>,
     pub trust_filesystem: Option<Spanned<bool>>,
-}
-
-/// How a standby learns that the lock is free: `wait` in the kernel for
-/// the holder to let go (`file` only), or `poll` every `poll_interval`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Standby {
-    Wait,
-    Poll,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,7 +2,7 @@
 //! file:line:column an admin can jump to. Shared by `load` (parse errors)
 //! and `validate` (everything after), so neither needs the other's insides.
 
-use super::ConfigError;
+use super::error::ConfigError;
 use serde::de::DeserializeOwned;
 use std::ops::Range;
 use std::path::PathBuf;

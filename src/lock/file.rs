@@ -23,8 +23,7 @@
 //! lost once both are gone.
 
 use super::twin::{self, Names};
-use super::{HeldLock, LockBackend, LockError, StillHeld, TryLock, WaitStop};
-use crate::config::Standby;
+use super::{HeldLock, LockBackend, LockError, Standby, StillHeld, TryLock, WaitStop};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
 use std::collections::HashMap;
@@ -533,7 +532,7 @@ mod tests {
     #[test]
     fn an_adopted_fd_resumes_its_lock_and_the_others_are_unconfigured() {
         let dir = tempfile::tempdir().unwrap();
-        let backend = FileBackend::new(dir.path().to_path_buf(), crate::config::Standby::Poll);
+        let backend = FileBackend::new(dir.path().to_path_buf(), Standby::Poll);
         // What a previous run left in the store: locked fds.
         let stored = |lock: &str| {
             let path = backend.path(lock);
@@ -573,8 +572,7 @@ mod tests {
         let here = crate::lock::filesystem::probe(dir.path()).unwrap().f_type;
         let other = crate::lock::filesystem::magic::OCFS2;
         assert_ne!(here, other, "the test dir must not be on OCFS2");
-        let moved = FileBackend::new(dir.path().to_path_buf(), crate::config::Standby::Poll)
-            .judged_on(other);
+        let moved = FileBackend::new(dir.path().to_path_buf(), Standby::Poll).judged_on(other);
         for r in [
             moved.try_lock("web").map(|_| ()),
             moved.take_candidate("web.c0").map(|_| ()),
@@ -591,8 +589,7 @@ mod tests {
             }
         }
         assert!(!moved.path("web").exists(), "nothing created there");
-        let same = FileBackend::new(dir.path().to_path_buf(), crate::config::Standby::Poll)
-            .judged_on(here);
+        let same = FileBackend::new(dir.path().to_path_buf(), Standby::Poll).judged_on(here);
         let TryLock::Acquired(held) = same.try_lock("web").unwrap() else {
             panic!("free lock busy")
         };

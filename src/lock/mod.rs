@@ -8,9 +8,9 @@ pub mod dlmfs;
 pub mod file;
 pub mod filesystem;
 pub mod interrupt;
+pub mod open;
 pub mod twin;
 
-use crate::config::{Backend, LockConfig};
 pub use interrupt::WaitStop;
 
 /// Cluster lock names of workloads (`run-locked`, `lock`) start with this;
@@ -18,6 +18,36 @@ pub use interrupt::WaitStop;
 pub const WORKLOAD_PREFIX: char = '@';
 use std::fmt;
 use std::sync::Arc;
+
+/// Which lock manager the election runs on (`[lock] backend`). Defined
+/// here, not in `config`, because the lock layer picks its code by it and
+/// must not import the config (config imports lock's names and checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    File,
+    Dlmfs,
+}
+
+/// As written in the config, for users (never `File`/`Dlmfs`).
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::File => "file",
+            Backend::Dlmfs => "dlmfs",
+        })
+    }
+}
+
+/// How a standby learns that the lock is free: `wait` in the kernel for
+/// the holder to let go (`file` only), or `poll` every `poll_interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Standby {
+    Wait,
+    Poll,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockError {
@@ -99,17 +129,4 @@ pub trait HeldLock: Send {
     }
     /// Gives the lock up so another node can take it.
     fn release(self: Box<Self>) -> Result<(), LockError>;
-}
-
-/// The backend without a lock keeper (the daemon builds its `file` backend
-/// with one: see `daemon`).
-pub fn backend(cfg: &LockConfig, node: &str) -> Arc<dyn LockBackend> {
-    match cfg.backend {
-        Backend::File => Arc::new(file::FileBackend::new(cfg.dir.clone(), cfg.standby)),
-        Backend::Dlmfs => Arc::new(dlmfs::DlmfsBackend::new(
-            cfg.mount.clone(),
-            cfg.domain.clone(),
-            node,
-        )),
-    }
 }

@@ -1,0 +1,234 @@
+//! Name rules: predicates on the names, paths and addresses a config
+//! gives (units, locks, domains, resources, interfaces, programs, VIPs,
+//! the metrics address). Pure; each says why a value is refused, for
+//! `validate` to place at its key.
+
+use crate::lock::Backend;
+use std::net::IpAddr;
+
+/// The unit types a start job makes sense for (not `.device`, `.scope`).
+pub const UNIT_SUFFIXES: &[&str] = &[
+    "service",
+    "socket",
+    "target",
+    "mount",
+    "automount",
+    "swap",
+    "path",
+    "timer",
+    "slice",
+];
+
+/// Why `name` cannot be a unit action's unit, or None: a full unit name
+/// (systemd does not guess the type over D-Bus), not a path, at most 255
+/// bytes, and an instance rather than a template.
+pub fn unit_name_problem(name: &str) -> Option<String> {
+    if name.len() > 255 {
+        return Some(format!(
+            "unit names are at most 255 bytes, this one has {}",
+            name.len()
+        ));
+    }
+    if name.contains('/') {
+        return Some(format!(
+            "{name:?} is a path: write the unit's name, like \"nginx.service\""
+        ));
+    }
+    let Some((stem, _)) = name
+        .rsplit_once('.')
+        .filter(|(_, s)| UNIT_SUFFIXES.contains(s))
+    else {
+        return Some(format!(
+            "{name:?} does not end in the type of a unit that can be started: write the full name, like \"nginx.service\" (.{})",
+            UNIT_SUFFIXES.join(" .")
+        ));
+    };
+    if stem.is_empty()
+        || !stem
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.@\\".contains(c))
+    {
+        return Some(format!(
+            "{name:?}: unit names are made of A-Z a-z 0-9 and : - _ . @ \\"
+        ));
+    }
+    if let Some((prefix, instance)) = stem.split_once('@')
+        && (prefix.is_empty() || instance.is_empty())
+    {
+        return Some(format!(
+            "{name:?} is a template or has no name before '@': name an instance, like \"getty@tty1.service\""
+        ));
+    }
+    None
+}
+
+/// Why a lock name cannot be used with a backend, or None if it can.
+pub fn lock_name_problem(backend: Backend, name: &str) -> Option<String> {
+    if name.contains('/') || name.contains('\0') {
+        return Some("must not contain '/' or NUL".into());
+    }
+    if name.starts_with(crate::lock::WORKLOAD_PREFIX) {
+        return Some(format!(
+            "must not start with '{}' (reserved for workload locks, `dlm-electd run-locked`)",
+            crate::lock::WORKLOAD_PREFIX
+        ));
+    }
+    match backend {
+        Backend::Dlmfs if name.is_empty() || name.len() > 31 => Some(format!(
+            "dlmfs lock names are 1 to 31 bytes, {:?} has {}",
+            name,
+            name.len()
+        )),
+        Backend::Dlmfs if name.starts_with('$') => {
+            Some("dlmfs lock names must not start with '$' (reserved by the DLM)".into())
+        }
+        Backend::File if name.is_empty() || name.len() > 250 => Some(format!(
+            "lock names are 1 to 250 bytes, {:?} has {}",
+            name,
+            name.len()
+        )),
+        Backend::File if name.starts_with('.') => Some("must not start with '.'".into()),
+        _ => None,
+    }
+}
+
+/// Why a dlmfs domain name cannot be used, or None if it can.
+pub fn domain_problem(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 63 {
+        return Some(format!(
+            "dlmfs domain names are 1 to 63 bytes, {:?} has {}",
+            name,
+            name.len()
+        ));
+    }
+    if name.contains('/') || name.contains('\0') || name == "." || name == ".." {
+        return Some("must be a plain directory name".into());
+    }
+    // OCFS2 volumes use their 32-hex-digit UUID as DLM domain; sharing one
+    // would tie us to that volume's heartbeat region (docs/dlmfs.md §1.6).
+    if name.len() == 32 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Some(
+            "must not be a 32-hex-digit string (that is how OCFS2 volumes name their domains)"
+                .into(),
+        );
+    }
+    None
+}
+
+pub fn resource_name_problem(name: &str) -> Option<String> {
+    // The name also names the resource's applied record file in the
+    // runtime dir, so it must be a plain file name.
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:@".contains(c));
+    (!ok).then(|| {
+        "resource names are 1 to 64 characters from A-Z a-z 0-9 - _ . : @, and not . or ..".into()
+    })
+}
+
+pub fn interface_problem(name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
+    (!ok).then(|| "interface names are 1 to 15 bytes without '/', ':' or spaces".into())
+}
+
+/// Parses "ADDR/PREFIX" (or a bare address, meaning a host route).
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an IPv4 or IPv6 address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        None => max,
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => return Err(format!("prefix length {p:?} is not between 1 and {max}")),
+        },
+    };
+    if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+        return Err(format!(
+            "{addr} cannot be a virtual IP (unspecified, multicast or loopback)"
+        ));
+    }
+    Ok((addr, prefix))
+}
+
+/// `metrics.listen`: an IP address and a port, nothing looked up. A host
+/// name could resolve to more than one address, or to another one after a
+/// DNS change, and the endpoint must listen exactly where it is written.
+/// Port 0 would pick a random port no scraper could find.
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an IP address and port: write e.g. \"127.0.0.1:9477\" or \"[::1]:9477\""
+        )
+    })?;
+    if addr.port() == 0 {
+        return Err(format!(
+            "{s:?}: port 0 would pick a random port; give the one Prometheus scrapes, e.g. 9477"
+        ));
+    }
+    Ok(addr)
+}
+
+/// Why a program path cannot be used, or None. A relative path with a `/`
+/// would be looked up from the daemon's working directory, which differs
+/// between a unit and a shell; a bare name is looked up in PATH, like exec.
+pub fn program_problem(prog: &str) -> Option<String> {
+    (prog.contains('/') && !prog.starts_with('/')).then(|| {
+        format!(
+            "{prog:?} is a relative path: write an absolute path, or a bare name to look up in PATH"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names() {
+        for ok in [
+            "nginx.service",
+            "getty@tty1.service",
+            "a-b_c.d:e.timer",
+            "var-lib\\x2dx.mount",
+            "multi-user.target",
+        ] {
+            assert_eq!(unit_name_problem(ok), None, "{ok}");
+        }
+        let long = format!("{}.service", "a".repeat(248));
+        assert_eq!(long.len(), 256);
+        assert_eq!(unit_name_problem(&long[1..]), None, "255 bytes");
+        for (bad, why) in [
+            ("nginx", "does not end in the type"),
+            ("nginx.serv", "does not end in the type"),
+            ("sda.device", "does not end in the type"),
+            ("session-1.scope", "does not end in the type"),
+            ("/etc/systemd/system/nginx.service", "is a path"),
+            ("../nginx.service", "is a path"),
+            (".service", "made of"),
+            ("a b.service", "made of"),
+            ("a$b.service", "made of"),
+            ("getty@.service", "template"),
+            ("@tty1.service", "template"),
+            (long.as_str(), "at most 255 bytes"),
+        ] {
+            let p = unit_name_problem(bad).unwrap_or_else(|| panic!("accepted {bad:?}"));
+            assert!(p.contains(why), "{bad:?}: {p}");
+        }
+    }
+}
