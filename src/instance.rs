@@ -339,6 +339,7 @@ mod tests {
                 acquire: None,
                 release: Some(release),
                 timeout,
+                env: Default::default(),
             }))
         };
         let s3 = Duration::from_secs(3);
@@ -372,6 +373,7 @@ mod tests {
                 acquire: None,
                 release: Some(vec!["/bin/true".into()]),
                 timeout: Duration::from_secs(3),
+                env: Default::default(),
             })],
         };
         inst.record("web").mark(&applied).unwrap();

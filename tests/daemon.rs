@@ -592,6 +592,7 @@ fn a_record_with_an_empty_argv_is_refused_not_run() {
             acquire: None,
             release: Some(vec![]),
             timeout: Duration::from_secs(3),
+            env: Default::default(),
         })],
     };
     fs::write(records.join("web"), serde_json::to_vec(&bad).unwrap()).unwrap();

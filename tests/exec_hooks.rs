@@ -86,6 +86,7 @@ async fn a_grandchild_holding_both_pipes_costs_one_drain_not_two() {
         ]),
         release: None,
         timeout: Duration::from_secs(10),
+        env: Default::default(),
     };
     let ctx = Ctx {
         resource: "web".into(),

@@ -102,14 +102,16 @@ pub async fn run(spec: &ExecSpec, step: Step, ctx: &Ctx, cancel: Cancel) -> Resu
         Step::Release => &spec.release,
     };
     let Some(argv) = argv else { return Ok(()) };
-    run_argv(argv, spec.timeout, step.as_str(), ctx, cancel).await
+    run_argv(argv, &spec.env, spec.timeout, step.as_str(), ctx, cancel).await
 }
 
 /// Runs `argv` as `event` (`acquire`, `release`, `check`: the hook's
 /// `DLM_ELECTD_EVENT` and the log field) under `limit`. Health checks use
-/// this directly, so they run exactly like hooks.
+/// this directly, so they run exactly like hooks. `env`: the resource's
+/// own variables (`[[resource]] env`), on top of `base_env`.
 pub async fn run_argv(
     argv: &[String],
+    env: &std::collections::BTreeMap<String, String>,
     limit: Duration,
     event: &'static str,
     ctx: &Ctx,
@@ -128,6 +130,7 @@ pub async fn run_argv(
         .args(&argv[1..])
         .env_clear()
         .envs(base_env(std::env::vars_os()))
+        .envs(env)
         .env("DLM_ELECTD_RESOURCE", &ctx.resource)
         .env("DLM_ELECTD_EVENT", event)
         .env("DLM_ELECTD_NODE", &ctx.node)

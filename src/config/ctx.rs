@@ -5,7 +5,8 @@
 
 use super::defaults::MIN_POLL;
 use super::error::ConfigError;
-use super::model::{Duration0, Interval, MAX_INTERVAL};
+use super::model::{Argv, Duration0, Interval, MAX_INTERVAL};
+use super::names::program_problem;
 use super::source::{Place, Source};
 use super::spec::ProgramPlace;
 use std::net::IpAddr;
@@ -30,6 +31,53 @@ impl Ctx<'_> {
 
     pub fn place<T>(&self, at: &Spanned<T>) -> Place {
         self.src.place(Some(at.span()))
+    }
+
+    /// A key its table cannot do without: the value, or None after an
+    /// error at the table (`missing` says what to write).
+    pub fn required<'v, T, U>(
+        &mut self,
+        table: &Spanned<U>,
+        value: &'v Option<Spanned<T>>,
+        missing: &str,
+    ) -> Option<&'v Spanned<T>> {
+        if value.is_none() {
+            self.err(table, missing);
+        }
+        value.as_ref()
+    }
+
+    /// An error at `key`'s value when a name rule (`names`) refused it.
+    pub fn judge<T>(&mut self, at: &Spanned<T>, key: &str, problem: Option<String>) {
+        if let Some(p) = problem {
+            self.err(at, format!("key `{key}`: {p}"));
+        }
+    }
+
+    /// A program (argv[0]) written at `key`: refused if a relative path,
+    /// else its place kept for `check` (runnable, owned by root). One
+    /// refused here is not checked again: `check` would judge it against
+    /// the working directory.
+    pub fn program(
+        &mut self,
+        resource: &str,
+        key: &'static str,
+        shown: &str,
+        argv: &Spanned<Argv>,
+    ) {
+        let program = argv.get_ref().0[0].clone();
+        let problem = program_problem(&program);
+        if problem.is_some() {
+            self.judge(argv, shown, problem);
+            return;
+        }
+        let at = self.place(argv);
+        self.programs.push(ProgramPlace {
+            resource: resource.into(),
+            key,
+            program,
+            at,
+        });
     }
 
     /// The absolute path written for `key`, or `default`, with its place.
@@ -61,7 +109,6 @@ impl Ctx<'_> {
     }
 }
 
-/// `prefer` (node names, most preferred first) and `preempt`.
 /// An interval given at `at`, if any and not below `min` (an error at the
 /// key otherwise).
 pub fn at_least(

@@ -78,7 +78,11 @@ pub struct RawResource {
     pub check: Option<Spanned<RawCheck>>,
     pub prefer: Option<Spanned<Vec<Spanned<String>>>>,
     pub preempt: Option<Spanned<bool>>,
+    pub env: Option<Spanned<RawEnv>>,
 }
+
+/// `env = { NAME = "value" }`: every name and value placed, for errors.
+pub type RawEnv = std::collections::BTreeMap<Spanned<String>, Spanned<String>>;
 
 /// `[resource.check]`.
 #[derive(Debug, Deserialize)]

@@ -115,6 +115,25 @@ pub fn domain_problem(name: &str) -> Option<String> {
     None
 }
 
+/// Why `name` cannot name a variable of a resource's `env`, or None.
+pub fn env_name_problem(name: &str) -> Option<String> {
+    let mut chars = name.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Some(format!(
+            "{name:?} is not a variable name: letters A-Z a-z, digits and _, not starting with a digit"
+        ));
+    }
+    // The daemon sets DLM_ELECTD_RESOURCE, _EVENT and _NODE per run; a
+    // config must not be able to make a hook believe another resource or
+    // event, and the prefix stays free for more of ours.
+    name.starts_with("DLM_ELECTD_")
+        .then(|| format!("{name} is reserved: dlm-electd sets the DLM_ELECTD_* variables itself"))
+}
+
 pub fn resource_name_problem(name: &str) -> Option<String> {
     // The name also names the resource's applied record file in the
     // runtime dir, so it must be a plain file name.

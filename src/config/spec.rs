@@ -4,6 +4,7 @@
 
 use super::source::Place;
 use crate::lock::{Backend, Standby};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -91,6 +92,8 @@ pub struct CheckSpec {
     pub rise: u32,
     /// After a master gave up for health: stay out at least this long.
     pub hold_off: Duration,
+    /// The resource's `env`, on top of the hooks' minimal environment.
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -105,6 +108,12 @@ pub struct ExecSpec {
     pub acquire: Option<Vec<String>>,
     pub release: Option<Vec<String>>,
     pub timeout: Duration,
+    /// The resource's `env`, on top of the hooks' minimal environment.
+    /// Carried by each exec step rather than the resource so that applied
+    /// records and the keeper release with the variables they acquired
+    /// with; left out of records when empty (and absent in older ones).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

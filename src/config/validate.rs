@@ -8,24 +8,54 @@ use super::actions::action;
 use super::ctx::{Ctx, at_least, at_most_a_day, poll};
 use super::defaults::*;
 use super::error::ConfigError;
-use super::model::{RawCheck, RawConfig, RawDropIn, RawResource};
+use super::model::{RawCheck, RawConfig, RawDropIn, RawEnv, RawLock, RawResource};
 use super::names::{
-    domain_problem, lock_name_problem, parse_listen, program_problem, resource_name_problem,
+    domain_problem, env_name_problem, lock_name_problem, parse_listen, resource_name_problem,
 };
+use super::source::Place;
 use super::source::Source;
 use super::spec::{
-    ActionSpec, CheckSpec, Config, DaemonConfig, LockConfig, MetricsConfig, Places, ProgramPlace,
-    ResourceSpec,
+    ActionSpec, CheckSpec, Config, DaemonConfig, LockConfig, MetricsConfig, Places, ResourceSpec,
 };
 use crate::lock::{Backend, Standby};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use toml::Spanned;
 
+/// What validation made of a config: the `Config` (without the resources
+/// that had errors), the places of what `check` judges, and every error.
+/// Kept whole even with errors, so `load_checked` can still check the
+/// programs that were written well and report all problems in one run.
+pub struct Validated {
+    pub config: Config,
+    pub places: Places,
+    pub errors: Vec<ConfigError>,
+}
+
+impl Validated {
+    /// The config and its places, or every error.
+    pub fn into_result(self) -> Result<(Config, Places), Vec<ConfigError>> {
+        if self.errors.is_empty() {
+            Ok((self.config, self.places))
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
+/// `validate_all`, as a result.
 pub fn validate(
     main: &Source,
     raw: RawConfig,
     drop_ins: Vec<(Source, RawDropIn)>,
 ) -> Result<(Config, Places), Vec<ConfigError>> {
+    validate_all(main, raw, drop_ins).into_result()
+}
+
+pub fn validate_all(
+    main: &Source,
+    raw: RawConfig,
+    drop_ins: Vec<(Source, RawDropIn)>,
+) -> Validated {
     let mut cx = Ctx {
         errors: Vec::new(),
         src: main,
@@ -34,8 +64,67 @@ pub fn validate(
         units: Vec::new(),
         vips: Vec::new(),
     };
+    let node = node_name(&mut cx, raw.node.name);
+    let (mut lock, lock_dir_at) = lock_config(&mut cx, &raw.lock);
+    let (runtime_dir, runtime_dir_at) =
+        cx.abs_path("runtime_dir", raw.daemon.runtime_dir, DEFAULT_RUNTIME_DIR);
+    lock.standby = standby(&mut cx, raw.lock.standby.as_ref(), lock.backend);
+    let daemon = DaemonConfig {
+        runtime_dir,
+        poll_interval: poll(&mut cx, raw.daemon.poll_interval.as_ref()).unwrap_or(DEFAULT_POLL),
+        op_timeout: at_least(
+            &mut cx,
+            raw.daemon.op_timeout.as_ref(),
+            "op_timeout",
+            MIN_OP_TIMEOUT,
+        )
+        .unwrap_or(DEFAULT_OP_TIMEOUT),
+    };
+    let metrics = MetricsConfig {
+        listen: raw
+            .metrics
+            .listen
+            .and_then(|l| match parse_listen(l.get_ref()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    cx.err(&l, format!("key `metrics.listen`: {e}"));
+                    None
+                }
+            }),
+    };
+    let mut files = vec![main.path.clone()];
+    let mut all = vec![(main, &raw.resource)];
+    for (src, d) in &drop_ins {
+        files.push(src.path.clone());
+        all.push((src, &d.resource));
+    }
+    let resources = resources(&mut cx, all, &daemon, lock.backend);
+    let places = Places {
+        lock_dir: lock_dir_at,
+        runtime_dir: runtime_dir_at,
+        programs: cx.programs,
+        interfaces: cx.interfaces,
+        units: cx.units,
+        vips: cx.vips,
+    };
+    let config = Config {
+        node,
+        lock,
+        daemon,
+        metrics,
+        resources,
+        files,
+    };
+    Validated {
+        config,
+        places,
+        errors: cx.errors,
+    }
+}
 
-    let node = match raw.node.name {
+/// `[node] name`, or the hostname.
+fn node_name(cx: &mut Ctx, name: Option<Spanned<String>>) -> String {
+    match name {
         Some(n) => {
             let v = n.get_ref().clone();
             if v.is_empty()
@@ -53,28 +142,42 @@ pub fn validate(
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into()),
-    };
+    }
+}
 
+/// `[lock]`, with where its `dir` was written.
+fn lock_config(cx: &mut Ctx, raw: &RawLock) -> (LockConfig, Place) {
     let backend = raw
-        .lock
         .backend
         .as_ref()
         .map(|b| *b.get_ref())
         .unwrap_or_default();
-    let domain = match raw.lock.domain {
+    let domain = match &raw.domain {
         Some(d) => {
-            if let Some(p) = domain_problem(d.get_ref()) {
-                cx.err(&d, format!("key `domain`: {p}"));
-            }
-            d.into_inner()
+            cx.judge(d, "domain", domain_problem(d.get_ref()));
+            d.get_ref().clone()
         }
         None => DEFAULT_DOMAIN.into(),
     };
-    let (dir, lock_dir_at) = cx.abs_path("dir", raw.lock.dir, DEFAULT_LOCK_DIR);
-    let (mount, _) = cx.abs_path("mount", raw.lock.mount, DEFAULT_MOUNT);
-    let (runtime_dir, runtime_dir_at) =
-        cx.abs_path("runtime_dir", raw.daemon.runtime_dir, DEFAULT_RUNTIME_DIR);
-    let standby = match (&raw.lock.standby, backend) {
+    let (dir, lock_dir_at) = cx.abs_path("dir", raw.dir.clone(), DEFAULT_LOCK_DIR);
+    let (mount, _) = cx.abs_path("mount", raw.mount.clone(), DEFAULT_MOUNT);
+    let lock = LockConfig {
+        backend,
+        dir,
+        mount,
+        domain,
+        // `standby`, judged after `daemon.runtime_dir` (errors in the
+        // order they always came).
+        standby: Standby::Poll,
+        trust_filesystem: raw.trust_filesystem.as_ref().is_some_and(|t| *t.get_ref()),
+    };
+    (lock, lock_dir_at)
+}
+
+/// `[lock] standby`: `wait` by default on the `file` backend, `poll` (and
+/// only that) on dlmfs.
+fn standby(cx: &mut Ctx, raw: Option<&Spanned<Standby>>, backend: Backend) -> Standby {
+    match (raw, backend) {
         (None, Backend::File) => Standby::Wait,
         (None, Backend::Dlmfs) => Standby::Poll,
         (Some(s), Backend::Dlmfs) if *s.get_ref() == Standby::Wait => {
@@ -85,91 +188,65 @@ pub fn validate(
             Standby::Poll
         }
         (Some(s), _) => *s.get_ref(),
-    };
-    let lock = LockConfig {
-        backend,
-        dir,
-        mount,
-        domain,
-        standby,
-        trust_filesystem: raw
-            .lock
-            .trust_filesystem
-            .as_ref()
-            .is_some_and(|t| *t.get_ref()),
-    };
-    let daemon = DaemonConfig {
-        runtime_dir,
-        poll_interval: poll(&mut cx, raw.daemon.poll_interval.as_ref()).unwrap_or(DEFAULT_POLL),
-        op_timeout: at_least(
-            &mut cx,
-            raw.daemon.op_timeout.as_ref(),
-            "op_timeout",
-            MIN_OP_TIMEOUT,
-        )
-        .unwrap_or(DEFAULT_OP_TIMEOUT),
-    };
+    }
+}
 
-    let metrics = MetricsConfig {
-        listen: raw
-            .metrics
-            .listen
-            .and_then(|l| match parse_listen(l.get_ref()) {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    cx.err(&l, format!("key `metrics.listen`: {e}"));
-                    None
-                }
-            }),
-    };
-
-    let mut files = vec![main.path.clone()];
+/// Every resource of the main file and the drop-ins, in order; names and
+/// locks used twice, and candidate locks that are another's lock, are
+/// errors at the later place.
+fn resources<'a>(
+    cx: &mut Ctx<'a>,
+    all: Vec<(&'a Source, &Vec<Spanned<RawResource>>)>,
+    daemon: &DaemonConfig,
+    backend: Backend,
+) -> Vec<ResourceSpec> {
     let mut resources = Vec::new();
     // name/lock → where first seen, to point at both places of a duplicate.
     let mut names: HashMap<String, String> = HashMap::new();
     let mut locks: HashMap<String, String> = HashMap::new();
-    let mut all = vec![(main, &raw.resource)];
-    for (src, d) in &drop_ins {
-        files.push(src.path.clone());
-        all.push((src, &d.resource));
-    }
     for (src, list) in all {
         cx.src = src;
         for res in list {
-            if let Some(spec) = resource(&mut cx, res, &daemon, backend) {
-                let here = {
-                    let e = src.error(Some(res.span()), "");
-                    format!("{}:{}", e.path.display(), e.pos.map(|p| p.0).unwrap_or(0))
-                };
-                let name_at = res.get_ref().name.as_ref().unwrap();
-                if let Some(first) = names.insert(spec.name.clone(), here.clone()) {
-                    cx.err(
-                        name_at,
-                        format!(
-                            "duplicate resource name {:?} (first defined at {first})",
-                            spec.name
-                        ),
-                    );
-                } else if let Some(first) = locks.insert(spec.lock.clone(), here) {
-                    let at = res.get_ref().lock.as_ref().unwrap_or(name_at);
-                    cx.err(
-                        at,
-                        format!(
-                            "lock {:?} is already used by the resource at {first}",
-                            spec.lock
-                        ),
-                    );
-                }
-                resources.push(spec);
+            let Some(spec) = resource(cx, res, daemon, backend) else {
+                continue;
+            };
+            let here = {
+                let e = src.error(Some(res.span()), "");
+                format!("{}:{}", e.path.display(), e.pos.map(|p| p.0).unwrap_or(0))
+            };
+            let name_at = res.get_ref().name.as_ref().unwrap();
+            if let Some(first) = names.insert(spec.name.clone(), here.clone()) {
+                cx.err(
+                    name_at,
+                    format!(
+                        "duplicate resource name {:?} (first defined at {first})",
+                        spec.name
+                    ),
+                );
+            } else if let Some(first) = locks.insert(spec.lock.clone(), here) {
+                let at = res.get_ref().lock.as_ref().unwrap_or(name_at);
+                cx.err(
+                    at,
+                    format!(
+                        "lock {:?} is already used by the resource at {first}",
+                        spec.lock
+                    ),
+                );
             }
+            resources.push(spec);
         }
     }
-    // A candidate lock (preferred nodes) must not be another resource's lock.
-    for r in &resources {
+    candidate_clashes(cx, &resources, &locks);
+    resources
+}
+
+/// A candidate lock (preferred nodes) must not be another resource's lock.
+/// `locks`: each lock and the "FILE:LINE" of its resource's table.
+fn candidate_clashes(cx: &mut Ctx, resources: &[ResourceSpec], locks: &HashMap<String, String>) {
+    for r in resources {
         for i in 0..r.prefer.len() {
             let c = r.candidate_lock(i);
             if let Some(at) = locks.get(&c) {
-                // `at` is "FILE:LINE" of that resource's table.
                 let (path, line) = at.rsplit_once(':').unwrap_or((at.as_str(), ""));
                 cx.errors.push(ConfigError {
                     path: path.into(),
@@ -181,27 +258,6 @@ pub fn validate(
                 });
             }
         }
-    }
-    if cx.errors.is_empty() {
-        let places = Places {
-            lock_dir: lock_dir_at,
-            runtime_dir: runtime_dir_at,
-            programs: cx.programs,
-            interfaces: cx.interfaces,
-            units: cx.units,
-            vips: cx.vips,
-        };
-        let cfg = Config {
-            node,
-            lock,
-            daemon,
-            metrics,
-            resources,
-            files,
-        };
-        Ok((cfg, places))
-    } else {
-        Err(cx.errors)
     }
 }
 
@@ -229,12 +285,16 @@ fn resource(
         };
         cx.err(lock, format!("{key}: {p}"));
     }
+    let env = env(cx, r.env.as_ref());
     let actions: Vec<ActionSpec> = r
         .action
         .iter()
-        .filter_map(|a| action(cx, a, name.get_ref()))
+        .filter_map(|a| action(cx, a, name.get_ref(), &env))
         .collect();
-    let check = r.check.as_ref().and_then(|c| check(cx, c, name.get_ref()));
+    let check = r
+        .check
+        .as_ref()
+        .and_then(|c| check(cx, c, name.get_ref(), &env));
     let prefer = prefer(cx, r, backend, lock.get_ref());
     (cx.errors.len() == before).then(|| ResourceSpec {
         name: name.get_ref().clone(),
@@ -245,6 +305,34 @@ fn resource(
         prefer,
         preempt: r.preempt.as_ref().is_some_and(|p| *p.get_ref()),
     })
+}
+
+/// `env`: variables the resource's hooks and health check get on top of
+/// the minimal environment (`action::exec::base_env`), names and values
+/// checked here so a hook never fails to start over one.
+fn env(cx: &mut Ctx, raw: Option<&Spanned<RawEnv>>) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    // In the order written, for the errors (the map sorts by name).
+    let mut written: Vec<_> = raw
+        .map(|e| e.get_ref().iter())
+        .into_iter()
+        .flatten()
+        .collect();
+    written.sort_by_key(|(name, _)| name.span().start);
+    for (name, value) in written {
+        cx.judge(name, "env", env_name_problem(name.get_ref()));
+        if value.get_ref().contains('\0') {
+            cx.err(
+                value,
+                format!(
+                    "key `env`: the value of {} contains a NUL byte",
+                    name.get_ref()
+                ),
+            );
+        }
+        env.insert(name.get_ref().clone(), value.get_ref().clone());
+    }
+    env
 }
 
 fn prefer(cx: &mut Ctx, r: &RawResource, backend: Backend, lock: &str) -> Vec<String> {
@@ -290,7 +378,12 @@ fn prefer(cx: &mut Ctx, r: &RawResource, backend: Backend, lock: &str) -> Vec<St
 
 /// `[resource.check]`: defaults, bounds, and the program's place for
 /// `check` (runnable, and as root the ownership rule, as for hooks).
-fn check(cx: &mut Ctx, c: &Spanned<RawCheck>, resource: &str) -> Option<CheckSpec> {
+fn check(
+    cx: &mut Ctx,
+    c: &Spanned<RawCheck>,
+    resource: &str,
+    env: &BTreeMap<String, String>,
+) -> Option<CheckSpec> {
     let r = c.get_ref();
     let before = cx.errors.len();
     let exec = match &r.exec {
@@ -302,17 +395,7 @@ fn check(cx: &mut Ctx, c: &Spanned<RawCheck>, resource: &str) -> Option<CheckSpe
             Vec::new()
         }
         Some(argv) => {
-            let program = argv.get_ref().0[0].clone();
-            if let Some(p) = program_problem(&program) {
-                cx.err(argv, format!("key `exec`: {p}"));
-            }
-            let at = cx.place(argv);
-            cx.programs.push(ProgramPlace {
-                resource: resource.into(),
-                key: "check.exec",
-                program,
-                at,
-            });
+            cx.program(resource, "check.exec", "exec", argv);
             argv.get_ref().0.clone()
         }
     };
@@ -347,5 +430,6 @@ fn check(cx: &mut Ctx, c: &Spanned<RawCheck>, resource: &str) -> Option<CheckSpe
         fall,
         rise,
         hold_off,
+        env: env.clone(),
     })
 }

@@ -253,6 +253,7 @@ fn check_defaults_and_program_place() {
             fall: DEFAULT_CHECK_FALL,
             rise: DEFAULT_CHECK_RISE,
             hold_off: DEFAULT_CHECK_HOLD_OFF,
+            env: Default::default(),
         })
     );
     let p = places
@@ -443,5 +444,62 @@ fn one_unit_is_managed_once() {
             unit_res("b", "db.service")
         ))
         .is_ok()
+    );
+}
+
+/// `env` reaches every exec step and the health check of its resource,
+/// and only those (issue #19, item 18).
+#[test]
+fn resource_env_reaches_its_hooks_and_check() {
+    let text = "[[resource]]\nname = \"w\"\nenv = { HOME = \"/root\", proxy_1 = \"http://p:3128\" }\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/up\"]\n[resource.check]\nexec = [\"/bin/h\"]\n[[resource]]\nname = \"v\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"/bin/up\"]\n";
+    let (c, _) = validate_text(text).unwrap();
+    let want: std::collections::BTreeMap<String, String> = [
+        ("HOME".to_string(), "/root".to_string()),
+        ("proxy_1".to_string(), "http://p:3128".to_string()),
+    ]
+    .into();
+    let ActionSpec::Exec(e) = &c.resources[0].actions[0] else {
+        panic!()
+    };
+    assert_eq!(e.env, want);
+    assert_eq!(c.resources[0].check.as_ref().unwrap().env, want);
+    let ActionSpec::Exec(e) = &c.resources[1].actions[0] else {
+        panic!()
+    };
+    assert!(e.env.is_empty(), "another resource's env");
+    // A table of its own is the same.
+    let (c2, _) = validate_text(&text.replace(
+        "env = { HOME = \"/root\", proxy_1 = \"http://p:3128\" }\n",
+        "[resource.env]\nHOME = \"/root\"\nproxy_1 = \"http://p:3128\"\n",
+    ))
+    .unwrap();
+    assert_eq!(c2.resources[0].actions, c.resources[0].actions);
+}
+
+#[test]
+fn resource_env_names_are_checked_at_their_place() {
+    let e = errors(
+        "[[resource]]\nname = \"w\"\nenv = { \"1X\" = \"a\", DLM_ELECTD_NODE = \"b\", \"A-B\" = \"c\", OK = \"d\" }\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:3:9: key `env`: \"1X\" is not a variable name: letters A-Z a-z, digits and _, not starting with a digit",
+            "/etc/x.toml:3:21: key `env`: DLM_ELECTD_NODE is reserved: dlm-electd sets the DLM_ELECTD_* variables itself",
+            "/etc/x.toml:3:44: key `env`: \"A-B\" is not a variable name: letters A-Z a-z, digits and _, not starting with a digit",
+        ]
+    );
+    let e = errors("[[resource]]\nname = \"w\"\nenv = { A = 1 }\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "/etc/x.toml:3:13: key `env`: invalid type: integer `1`, expected a string"
+        ),
+        "{e:?}"
+    );
+    let e = errors("[[resource]]\nname = \"w\"\nenv = { A = \"x\\u0000y\" }\n");
+    assert_eq!(
+        e,
+        ["/etc/x.toml:3:13: key `env`: the value of A contains a NUL byte"]
     );
 }

@@ -88,7 +88,7 @@ async fn check_loop(
             () = cancel.cancelled() => return,
         }
         let r =
-            action::exec::run_argv(&spec.exec, spec.timeout, "check", &ctx, cancel.clone()).await;
+            action::exec::run_argv(&spec.exec, &spec.env, spec.timeout, "check", &ctx, cancel.clone()).await;
         if cancel.is_cancelled() || results.send(r).await.is_err() {
             return;
         }

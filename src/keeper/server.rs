@@ -276,6 +276,7 @@ mod tests {
                 acquire: None,
                 release: Some(release),
                 timeout: Duration::from_secs(10),
+                env: Default::default(),
             })],
             check: None,
             prefer: Vec::new(),
