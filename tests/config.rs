@@ -729,3 +729,90 @@ fn bare_program_names_are_resolved_to_the_checked_path_at_load() {
         "{e}"
     );
 }
+
+/// Every problem in one run (issue #19, item 9): check-config used to stop
+/// at the first of several in these combinations. Each is reported at its
+/// place, in one run, through the CLI an admin uses.
+#[test]
+fn check_config_reports_every_problem_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = dir.path().join("locks");
+    let stderr_lines = |cfg: &Path| {
+        let out = cli(cfg, &["check-config"]);
+        assert_eq!(out.status.code(), Some(78), "{}", stderr_of(&out));
+        stderr_of(&out)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // A program missing from PATH, behind a relative path in the same
+    // action.
+    let cfg = write_config(
+        dir.path(),
+        "a",
+        &locks,
+        "[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"bin/up\"]\nrelease = [\"no-such-program-dlm\"]\n",
+    );
+    let c = cfg.display();
+    assert_eq!(
+        stderr_lines(&cfg),
+        [
+            format!(
+                "{c}:13:11: key `acquire`: \"bin/up\" is a relative path: write an absolute path, or a bare name to look up in PATH"
+            ),
+            format!(
+                "{c}:14:11: key `release` of resource \"w\": \"no-such-program-dlm\" not found in PATH"
+            ),
+        ]
+    );
+    // An unknown key behind a type error (serde reads a table's keys
+    // before its values, so each hid the other), and more of both in
+    // other tables, in the order written.
+    let cfg = write(
+        &dir.path().join("types.toml"),
+        &format!(
+            "[node]\nname = \"a\"\n[lock]\ndir = \"{}\"\n[daemon]\npoll_interval = 5\nbogus = 1\n[[resource]]\nname = \"w\"\ncolour = \"red\"\n[[resource.action]]\ntype = \"exec\"\nacquire = 1\n[resource.check]\nexec = [\"/bin/true\"]\nfails = 2\n",
+            locks.display()
+        ),
+    );
+    let c = cfg.display();
+    assert_eq!(
+        stderr_lines(&cfg),
+        [
+            format!("{c}:6:17: key `poll_interval`: invalid type: integer `5`, expected a string"),
+            format!(
+                "{c}:7:1: unknown field `bogus`, expected one of `runtime_dir`, `poll_interval`, `op_timeout`"
+            ),
+            format!(
+                "{c}:10:1: unknown field `colour`, expected one of `name`, `lock`, `poll_interval`, `action`, `check`, `prefer`, `preempt`, `env`"
+            ),
+            format!("{c}:13:11: key `acquire`: invalid type: integer `1`, expected a sequence"),
+            format!(
+                "{c}:16:1: unknown field `fails`, expected one of `exec`, `interval`, `timeout`, `fall`, `rise`, `hold_off`"
+            ),
+        ]
+    );
+    if !is_root() {
+        return;
+    }
+    // As root: a drop-in root may not trust, behind a duplicate resource
+    // name in it.
+    let sub = mkdir(&dir.path().join("dup"), 0o755);
+    let cfg = write_config(&sub, "a", &locks, "[[resource]]\nname = \"w\"\n");
+    let drop_in = write(
+        &mkdir(&sub.join("conf.d"), 0o755).join("w.toml"),
+        "[[resource]]\nname = \"w\"\n",
+    );
+    chmod(&drop_in, 0o666);
+    let d = drop_in.display();
+    assert_eq!(
+        stderr_lines(&cfg),
+        [
+            format!("{d}: refusing config as root: {d} is writable by group or others (mode 666)"),
+            format!(
+                "{d}:2:8: duplicate resource name \"w\" (first defined at {}:9)",
+                cfg.display()
+            ),
+        ]
+    );
+}

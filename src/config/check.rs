@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 /// As root: the config file and drop-ins must be safe (see `security`).
 /// Separate from `check` because it judges where the files were installed,
 /// not what they say.
-pub fn config_files(cfg: &Config) -> Vec<ConfigError> {
-    cfg.files
+pub fn config_files(files: &[PathBuf]) -> Vec<ConfigError> {
+    files
         .iter()
         .filter_map(|f| {
             path_problem(f).map(|p| ConfigError {
@@ -64,7 +64,9 @@ pub fn lock_filesystem(
     cfg: &Config,
     places: &Places,
 ) -> Result<Option<crate::lock::filesystem::Accepted>, ConfigError> {
-    if cfg.lock.backend != Backend::File {
+    // A relative dir was refused by validation already (`load_checked`
+    // checks a config with errors as far as it goes).
+    if cfg.lock.backend != Backend::File || !cfg.lock.dir.is_absolute() {
         return Ok(None);
     }
     crate::lock::filesystem::check_dir(&cfg.lock.dir, cfg.lock.trust_filesystem)
@@ -104,7 +106,8 @@ pub fn check_as(
         if cfg.lock.backend == Backend::File {
             dirs.insert(0, ("lock.dir", &cfg.lock.dir, &places.lock_dir));
         }
-        for (key, dir, at) in dirs {
+        // A relative one was refused by validation already.
+        for (key, dir, at) in dirs.into_iter().filter(|(_, d, _)| d.is_absolute()) {
             if let Some(p) = dir_problem(dir) {
                 let key = match at.pos {
                     Some(_) => format!("key `{key}`"),

@@ -7,6 +7,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::model::{RawConfig, RawDropIn};
 use super::source::Source;
 use super::spec::{Config, Places};
+use super::validate::{Validated, validate_all};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -20,7 +21,7 @@ const SETTLED: Duration = Duration::from_millis(100);
 /// Reads of a file that keeps changing before we give up.
 const TRIES: usize = 5;
 
-fn read(path: &Path) -> Result<Source, ConfigError> {
+fn read_file(path: &Path) -> Result<Source, ConfigError> {
     let failed = |msg: String| ConfigError {
         path: path.to_path_buf(),
         pos: None,
@@ -70,47 +71,102 @@ pub fn load(main: &Path) -> Result<Config, ConfigErrors> {
 
 /// `load`, with where the values `check` judges were written.
 pub fn load_placed(main: &Path) -> Result<(Config, Places), ConfigErrors> {
-    let main_src = read(main).map_err(|e| ConfigErrors(vec![e]))?;
+    let mut read = read_all(main);
+    match read.validated {
+        Some(v) if read.errors.is_empty() && v.errors.is_empty() => Ok((v.config, v.places)),
+        Some(v) => {
+            read.errors.extend(v.errors);
+            Err(ConfigErrors(read.errors))
+        }
+        None => Err(ConfigErrors(read.errors)),
+    }
+}
+
+/// Everything one read of the config found, problems and all, so that
+/// `load_checked` can go on checking what was written well.
+struct Read {
+    /// Every file read (main first), whether it parsed or not.
+    files: Vec<PathBuf>,
+    /// None when the main file could not be read or parsed.
+    validated: Option<Validated>,
+    /// Read and parse errors, in file order (validation's are in
+    /// `validated`).
+    errors: Vec<ConfigError>,
+}
+
+fn read_all(main: &Path) -> Read {
+    let mut read = Read {
+        files: Vec::new(),
+        validated: None,
+        errors: Vec::new(),
+    };
+    let main_src = match read_main(main) {
+        Ok(src) => src,
+        Err(e) => {
+            read.errors.push(e);
+            return read;
+        }
+    };
+    read.files.push(main.to_path_buf());
+    let raw: Option<RawConfig> = parse_all(&main_src, false)
+        .map_err(|e| read.errors.extend(e))
+        .ok();
+    let mut drop_ins = Vec::new();
+    for path in drop_in_paths(main) {
+        match read_file(&path) {
+            Ok(src) => {
+                read.files.push(path);
+                match parse_all::<RawDropIn>(&src, true) {
+                    Ok(d) => drop_ins.push((src, d)),
+                    Err(e) => read.errors.extend(e),
+                }
+            }
+            Err(e) => read.errors.push(e),
+        }
+    }
+    read.validated = raw.map(|raw| validate_all(&main_src, raw, drop_ins));
+    read
+}
+
+/// The main file's text; an empty one is refused.
+fn read_main(main: &Path) -> Result<Source, ConfigError> {
+    let main_src = read_file(main)?;
     if main_src.text.trim().is_empty() {
         // A valid TOML document, but never what an admin means: a file
         // truncated by its writer, read mid-write. Applied by a reload it
         // would release every resource.
-        return Err(ConfigErrors(vec![ConfigError {
+        return Err(ConfigError {
             path: main.to_path_buf(),
             pos: None,
             msg: "the main config file is empty (being written?): refused; it needs at least one table, e.g. [node]".into(),
-        }]));
+        });
     }
-    let mut errors = Vec::new();
-    let raw: Option<RawConfig> = main_src.parse().map_err(|e| errors.push(e)).ok();
-    let mut drop_ins = Vec::new();
-    for path in drop_in_paths(main) {
-        match read(&path) {
-            Ok(src) => match src.parse::<RawDropIn>() {
-                Ok(d) => drop_ins.push((src, d)),
-                Err(mut e) => {
-                    if e.msg.contains("expected `resource`") {
-                        e.msg.push_str(
-                            " (a drop-in may only add [[resource]] tables; [node], [lock], [daemon] and [metrics] belong in the main file)",
-                        );
-                    }
-                    errors.push(e)
+    Ok(main_src)
+}
+
+/// One file parsed into its raw type, or every problem `recover` finds
+/// besides the first one serde stops at (`drop_in`: a drop-in's errors
+/// say what a drop-in may hold).
+fn parse_all<T: serde::de::DeserializeOwned>(
+    src: &Source,
+    drop_in: bool,
+) -> Result<T, Vec<ConfigError>> {
+    src.parse().map_err(|first| {
+        let mut errors = super::recover::more_errors(src, drop_in, &first);
+        errors.push(first);
+        // In the order written (a key without a place, first).
+        errors.sort_by_key(|e| e.pos);
+        if drop_in {
+            for e in &mut errors {
+                if e.msg.contains("expected `resource`") {
+                    e.msg.push_str(
+                        " (a drop-in may only add [[resource]] tables; [node], [lock], [daemon] and [metrics] belong in the main file)",
+                    );
                 }
-            },
-            Err(e) => errors.push(e),
+            }
         }
-    }
-    let Some(raw) = raw else {
-        return Err(ConfigErrors(errors));
-    };
-    match super::validate::validate(&main_src, raw, drop_ins) {
-        Ok(done) if errors.is_empty() => Ok(done),
-        Ok(_) => Err(ConfigErrors(errors)),
-        Err(more) => {
-            errors.extend(more);
-            Err(ConfigErrors(errors))
-        }
-    }
+        errors
+    })
 }
 
 /// A config that passed every check, with what is worth a warning.
@@ -137,29 +193,46 @@ pub fn load_checked(path: &Path) -> Result<Loaded, ConfigErrors> {
 
 /// `load_checked`, for a command that uses the locks as `uses` says
 /// (`cleanup` and `unlock` only give them up).
+///
+/// Every problem in one run (issue #19, item 9): a config that does not
+/// validate is still checked as far as it was written well, so a program
+/// missing from PATH is not hidden behind a relative path elsewhere, nor a
+/// drop-in root may not trust behind a duplicate name in it. Errors come
+/// in this order: the files as root, reading and parsing, validation,
+/// then the filesystem checks.
 pub fn load_checked_as(path: &Path, uses: check::LockUse) -> Result<Loaded, ConfigErrors> {
-    let (mut config, mut places) = load_placed(path)?;
-    // Before the checks, so they judge the files exec will run (see
-    // `check::resolve_programs`).
-    check::resolve_programs(&mut config, &mut places);
+    let read = read_all(path);
     let as_root = nix::unistd::geteuid().is_root();
     let mut errors = Vec::new();
     if as_root {
-        errors.extend(check::config_files(&config));
+        errors.extend(check::config_files(&read.files));
     }
+    errors.extend(read.errors);
+    let Some(Validated {
+        mut config,
+        mut places,
+        errors: invalid,
+    }) = read.validated
+    else {
+        return Err(ConfigErrors(errors));
+    };
+    errors.extend(invalid);
+    // Before the checks, so they judge the files exec will run (see
+    // `check::resolve_programs`).
+    check::resolve_programs(&mut config, &mut places);
     let warnings = match check::check_as(&config, &places, as_root, uses) {
         Ok(w) => {
             errors.extend(check::unresolved(&places));
-            if !errors.is_empty() {
-                return Err(ConfigErrors(errors));
-            }
             w
         }
         Err(more) => {
             errors.extend(more);
-            return Err(ConfigErrors(errors));
+            Vec::new()
         }
     };
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
     Ok(Loaded {
         config,
         warnings,
@@ -205,7 +278,7 @@ mod tests {
                 f.write_all(b"name = \"a\"\n").unwrap();
             })
         };
-        let src = read(&path).unwrap();
+        let src = read_file(&path).unwrap();
         writer.join().unwrap();
         assert_eq!(src.text, "[node]\nname = \"a\"\n");
     }

@@ -23,6 +23,7 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod names;
+mod recover;
 pub mod security;
 pub mod source;
 pub mod spec;

@@ -184,3 +184,111 @@ impl<'de> Deserialize<'de> for Duration0 {
         parse_duration(d).map(Duration0)
     }
 }
+
+/// The keys each table takes, in the order serde lists them (the fields
+/// above): `recover` looks for unknown keys with these once serde stopped
+/// at another error. A unit test holds them to the structs.
+pub const MAIN_KEYS: &[&str] = &["node", "lock", "daemon", "metrics", "resource"];
+pub const DROP_IN_KEYS: &[&str] = &["resource"];
+pub const NODE_KEYS: &[&str] = &["name"];
+pub const LOCK_KEYS: &[&str] = &[
+    "backend",
+    "dir",
+    "mount",
+    "domain",
+    "standby",
+    "trust_filesystem",
+];
+pub const DAEMON_KEYS: &[&str] = &["runtime_dir", "poll_interval", "op_timeout"];
+pub const METRICS_KEYS: &[&str] = &["listen"];
+pub const RESOURCE_KEYS: &[&str] = &[
+    "name",
+    "lock",
+    "poll_interval",
+    "action",
+    "check",
+    "prefer",
+    "preempt",
+    "env",
+];
+pub const CHECK_KEYS: &[&str] = &["exec", "interval", "timeout", "fall", "rise", "hold_off"];
+pub const ACTION_KEYS: &[&str] = &[
+    "type",
+    "acquire",
+    "release",
+    "timeout",
+    "address",
+    "interface",
+    "announce_count",
+    "announce_interval",
+    "refresh",
+    "unit",
+];
+
+/// serde's message for an unknown key, word for word (`recover` adds
+/// more of them than serde stops at).
+pub fn unknown_key(key: &str, expected: &[&str]) -> String {
+    let list = |keys: &[&str]| {
+        keys.iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match expected {
+        [] => format!("unknown field `{key}`, there are no fields"),
+        [one] => format!("unknown field `{key}`, expected `{one}`"),
+        [a, b] => format!("unknown field `{key}`, expected `{a}` or `{b}`"),
+        more => format!("unknown field `{key}`, expected one of {}", list(more)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key lists are the structs' fields, and `unknown_key` says what
+    /// serde says.
+    #[test]
+    fn key_lists_match_the_structs() {
+        fn serde_says<T: serde::de::DeserializeOwned + std::fmt::Debug>(text: &str) -> String {
+            toml::from_str::<T>(text).unwrap_err().message().to_string()
+        }
+        let bogus = "bogus = 1\n";
+        assert_eq!(
+            serde_says::<RawConfig>(bogus),
+            unknown_key("bogus", MAIN_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawDropIn>(bogus),
+            unknown_key("bogus", DROP_IN_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawNode>(bogus),
+            unknown_key("bogus", NODE_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawLock>(bogus),
+            unknown_key("bogus", LOCK_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawDaemon>(bogus),
+            unknown_key("bogus", DAEMON_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawMetrics>(bogus),
+            unknown_key("bogus", METRICS_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawResource>(bogus),
+            unknown_key("bogus", RESOURCE_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawCheck>(bogus),
+            unknown_key("bogus", CHECK_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawAction>("type = \"exec\"\nbogus = 1\n"),
+            unknown_key("bogus", ACTION_KEYS)
+        );
+    }
+}

@@ -67,19 +67,22 @@ impl Source {
     }
 
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        toml::from_str(&self.text).map_err(|e| {
-            let msg = e.message().trim_end().to_string();
-            // serde reports a bad value without its key; the key is what the
-            // admin searches for, so recover it from the line the value is on.
-            let key = e.span().and_then(|s| {
-                key_before(&self.text, s.start).or_else(|| key_at(&self.text, s.start))
-            });
-            let msg = match key {
-                Some(key) if !msg.contains(&format!("`{key}`")) => format!("key `{key}`: {msg}"),
-                _ => msg,
-            };
-            self.error(e.span(), msg)
-        })
+        toml::from_str(&self.text).map_err(|e| self.toml_error(&e))
+    }
+
+    /// A TOML or serde error in this file, at its place and key.
+    pub fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let msg = e.message().trim_end().to_string();
+        // serde reports a bad value without its key; the key is what the
+        // admin searches for, so recover it from the line the value is on.
+        let key = e
+            .span()
+            .and_then(|s| key_before(&self.text, s.start).or_else(|| key_at(&self.text, s.start)));
+        let msg = match key {
+            Some(key) if !msg.contains(&format!("`{key}`")) => format!("key `{key}`: {msg}"),
+            _ => msg,
+        };
+        self.error(e.span(), msg)
     }
 }
 
