@@ -161,26 +161,24 @@ pub fn interface_problem(name: &str) -> Option<String> {
 }
 
 /// Parses "ADDR/PREFIX" (or a bare address, meaning a host route).
-pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), AddressError> {
     let (addr, prefix) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
     };
     let addr: IpAddr = addr
         .parse()
-        .map_err(|_| format!("{addr:?} is not an IPv4 or IPv6 address"))?;
+        .map_err(|_| AddressError::NotAnAddress(addr.to_string()))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix {
         None => max,
         Some(p) => match p.parse::<u8>() {
             Ok(n) if (1..=max).contains(&n) => n,
-            _ => return Err(format!("prefix length {p:?} is not between 1 and {max}")),
+            _ => return Err(AddressError::Prefix(p.to_string(), max)),
         },
     };
     if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-        return Err(format!(
-            "{addr} cannot be a virtual IP (unspecified, multicast or loopback)"
-        ));
+        return Err(AddressError::NotVirtual(addr));
     }
     Ok((addr, prefix))
 }
@@ -189,18 +187,29 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
 /// name could resolve to more than one address, or to another one after a
 /// DNS change, and the endpoint must listen exactly where it is written.
 /// Port 0 would pick a random port no scraper could find.
-pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
-    let addr: std::net::SocketAddr = s.parse().map_err(|_| {
-        format!(
-            "{s:?} is not an IP address and port: write e.g. \"127.0.0.1:9477\" or \"[::1]:9477\""
-        )
-    })?;
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, AddressError> {
+    let addr: std::net::SocketAddr = s
+        .parse()
+        .map_err(|_| AddressError::NotListen(s.to_string()))?;
     if addr.port() == 0 {
-        return Err(format!(
-            "{s:?}: port 0 would pick a random port; give the one Prometheus scrapes, e.g. 9477"
-        ));
+        return Err(AddressError::PortZero(s.to_string()));
     }
     Ok(addr)
+}
+
+/// Why a VIP (`address`) or `metrics.listen` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("{0:?} is not an IPv4 or IPv6 address")]
+    NotAnAddress(String),
+    #[error("prefix length {0:?} is not between 1 and {1}")]
+    Prefix(String, u8),
+    #[error("{0} cannot be a virtual IP (unspecified, multicast or loopback)")]
+    NotVirtual(IpAddr),
+    #[error("{0:?} is not an IP address and port: write e.g. \"127.0.0.1:9477\" or \"[::1]:9477\"")]
+    NotListen(String),
+    #[error("{0:?}: port 0 would pick a random port; give the one Prometheus scrapes, e.g. 9477")]
+    PortZero(String),
 }
 
 /// Why a program path cannot be used, or None. A relative path with a `/`
@@ -249,5 +258,34 @@ mod tests {
             let p = unit_name_problem(bad).unwrap_or_else(|| panic!("accepted {bad:?}"));
             assert!(p.contains(why), "{bad:?}: {p}");
         }
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    /// The typed errors read as the strings they replaced.
+    #[test]
+    fn address_errors_read_as_before() {
+        let e = |s: &str| parse_cidr(s).unwrap_err().to_string();
+        assert_eq!(e("x/24"), "\"x\" is not an IPv4 or IPv6 address");
+        assert_eq!(
+            e("10.0.0.1/33"),
+            "prefix length \"33\" is not between 1 and 32"
+        );
+        assert_eq!(
+            e("127.0.0.1"),
+            "127.0.0.1 cannot be a virtual IP (unspecified, multicast or loopback)"
+        );
+        assert_eq!(parse_cidr("2001:db8::1").unwrap().1, 128);
+        assert_eq!(
+            parse_listen("h:1").unwrap_err().to_string(),
+            "\"h:1\" is not an IP address and port: write e.g. \"127.0.0.1:9477\" or \"[::1]:9477\""
+        );
+        assert_eq!(
+            parse_listen("127.0.0.1:0").unwrap_err().to_string(),
+            "\"127.0.0.1:0\": port 0 would pick a random port; give the one Prometheus scrapes, e.g. 9477"
+        );
     }
 }

@@ -146,11 +146,28 @@ fn opt<'a>(options: &'a [String], name: &str) -> Option<&'a str> {
 
 const USE_DLMFS: &str = "use the `dlmfs` backend on OCFS2 clusters (README, \"Lock backends\")";
 
+/// Why the `file` backend may not lock in a dir (the messages the
+/// config check places at `lock.dir`).
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// Its filesystem keeps locks on the node, or may.
+    #[error("the lock dir is on {what}: {why}")]
+    Refused { what: String, why: String },
+    /// Neither the dir nor any ancestor could be looked at.
+    #[error("{}: {source}", path.display())]
+    Unreachable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot statfs {}: {source}", path.display())]
+    Statfs { path: PathBuf, source: nix::Error },
+}
+
 /// The decision: Ok with how far the locks reach, or Err with why the
 /// `file` backend must not lock there. `trust` (`[lock] trust_filesystem`)
 /// admits a filesystem we do not know; it never overrides one known to
 /// keep locks on the node.
-pub fn judge(f: &Facts, trust: bool) -> Result<Accepted, String> {
+pub fn judge(f: &Facts, trust: bool) -> Result<Accepted, FsError> {
     let m = &f.mount;
     let fstype = if m.fstype.is_empty() {
         // No mountinfo line: name what statfs says.
@@ -181,7 +198,12 @@ pub fn judge(f: &Facts, trust: bool) -> Result<Accepted, String> {
             what: what.clone(),
         })
     };
-    let refuse = |why: String| Err(format!("the lock dir is on {what}: {why}"));
+    let refuse = |why: String| {
+        Err(FsError::Refused {
+            what: what.clone(),
+            why,
+        })
+    };
     let o = &m.options;
     let is = |name: &str, mag: u32| base == name || (m.fstype.is_empty() && f.f_type == mag);
 
@@ -329,16 +351,26 @@ pub fn mount_of(mountinfo: &str, path: &Path) -> Option<MountEntry> {
 /// The dir, or its nearest existing ancestor: the daemon creates a missing
 /// lock dir, which then lands on that ancestor's filesystem (unless a mount
 /// appears in between, which a later check sees).
-fn nearest_existing(dir: &Path) -> Result<PathBuf, String> {
+fn nearest_existing(dir: &Path) -> Result<PathBuf, FsError> {
     let mut here = dir;
     loop {
         match std::fs::canonicalize(here) {
             Ok(p) => return Ok(p),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match here.parent() {
                 Some(p) => here = p,
-                None => return Err(format!("{}: {e}", dir.display())),
+                None => {
+                    return Err(FsError::Unreachable {
+                        path: dir.to_path_buf(),
+                        source: e,
+                    });
+                }
             },
-            Err(e) => return Err(format!("{}: {e}", here.display())),
+            Err(e) => {
+                return Err(FsError::Unreachable {
+                    path: here.to_path_buf(),
+                    source: e,
+                });
+            }
         }
     }
 }
@@ -348,10 +380,12 @@ pub const OCFS2_CLUSTER_STACK: &str = "/sys/fs/ocfs2/cluster_stack";
 
 /// Gathers the [`Facts`] of the filesystem `dir` (or its nearest existing
 /// ancestor) is on.
-pub fn probe(dir: &Path) -> Result<Facts, String> {
+pub fn probe(dir: &Path) -> Result<Facts, FsError> {
     let at = nearest_existing(dir)?;
-    let st = nix::sys::statfs::statfs(&at)
-        .map_err(|e| format!("cannot statfs {}: {e}", at.display()))?;
+    let st = nix::sys::statfs::statfs(&at).map_err(|source| FsError::Statfs {
+        path: at.clone(),
+        source,
+    })?;
     // f_type is signed on some ABIs; the magic numbers are 32-bit.
     let f_type = st.filesystem_type().0 as u32;
     let mount = std::fs::read_to_string(MOUNTINFO)
@@ -371,7 +405,7 @@ pub fn probe(dir: &Path) -> Result<Facts, String> {
 
 /// [`probe`] then [`judge`]: the one call the config check, the daemon's
 /// start and the workload commands make.
-pub fn check_dir(dir: &Path, trust: bool) -> Result<Accepted, String> {
+pub fn check_dir(dir: &Path, trust: bool) -> Result<Accepted, FsError> {
     judge(&probe(dir)?, trust)
 }
 
@@ -409,7 +443,7 @@ mod tests {
 
     fn refused(f: &Facts, trust: bool) -> String {
         match judge(f, trust) {
-            Err(e) => e,
+            Err(e) => e.to_string(),
             Ok(a) => panic!("accepted: {a:?}"),
         }
     }
