@@ -354,7 +354,7 @@ impl LockBackend for FileBackend {
             return self.won(lock, names, file).map(TryLock::Acquired);
         }
         self.on_judged_filesystem()?;
-        match twin::acquire(&names, None).map_err(LockError::Failed)? {
+        match twin::acquire(&names, None)? {
             Some(file) => self.won(lock, names, file).map(TryLock::Acquired),
             None => Ok(TryLock::Busy),
         }
@@ -420,7 +420,7 @@ impl LockBackend for FileBackend {
             // closes: a dead master and keeper); a won lock whose names
             // moved meanwhile (the master saw its file deleted and let go)
             // is given up inside, and the wait goes on at the new inode.
-            match twin::acquire(&names, Some(&stopped)).map_err(LockError::Failed)? {
+            match twin::acquire(&names, Some(&stopped))? {
                 Some(file) if stop.is_stopped() => {
                     // Won after being told to stop: nobody wants it.
                     let _ = ofd_setlk(&file, false);
@@ -489,7 +489,7 @@ impl HeldLock for FileLock {
                 tracing::warn!("{fixed}");
                 Ok(())
             }
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         }))
     }
 

@@ -263,19 +263,16 @@ impl Names {
 
     /// A contender's inode to lock: the twin's, else the main name's, else
     /// a fresh one when both are gone and no holder of this lock is listed.
-    pub fn open(&self) -> Result<Opened, String> {
+    pub fn open(&self) -> Result<Opened, TwinError> {
         for path in [&self.twin, &self.main] {
             match open_existing(path) {
                 Ok(f) => return Ok(Opened::Existing(f)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                    return Err(format!(
-                        "cannot open lock file {}: it is a symbolic link",
-                        path.display()
-                    ));
+                    return Err(TwinError::Symlink(path.clone()));
                 }
                 Err(e) => {
-                    return Err(format!("cannot open lock file {}: {e}", path.display()));
+                    return Err(TwinError::io("open lock file", path, e));
                 }
             }
         }
@@ -284,13 +281,13 @@ impl Names {
 
     /// Both names gone: a fresh inode, locked under a temporary name, then
     /// linked as the twin (EEXIST: someone was quicker) and the main name.
-    fn create(&self) -> Result<Opened, String> {
+    fn create(&self) -> Result<Opened, TwinError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(|e| format!("cannot create lock directory {}: {e}", self.dir.display()))?;
+            .map_err(|e| TwinError::io("create lock directory", &self.dir, e))?;
         let tmp = self.dir.join(format!(
             "{}{}.{}",
             self.fresh,
@@ -304,7 +301,7 @@ impl Names {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
-            .map_err(|e| format!("cannot create lock file {}: {e}", tmp.display()))?;
+            .map_err(|e| TwinError::io("create lock file", &tmp, e))?;
         let r = self.place(&file, &tmp);
         let _ = std::fs::remove_file(&tmp);
         match r {
@@ -325,16 +322,19 @@ impl Names {
     }
 
     /// Locks the fresh inode at `tmp` and links it under both names.
-    fn place(&self, file: &File, tmp: &Path) -> Result<Settled, String> {
+    fn place(&self, file: &File, tmp: &Path) -> Result<Settled, TwinError> {
         if let Err(e) = lock_at(file, self.start) {
             // Nobody else knows this inode yet: not a holder, an odd
             // filesystem.
-            return Err(format!("cannot lock {}: {e}", tmp.display()));
+            return Err(TwinError::Lock {
+                path: tmp.to_path_buf(),
+                source: e,
+            });
         }
         match std::fs::hard_link(tmp, &self.twin) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(Settled::Retry),
-            Err(e) => return Err(format!("cannot link {}: {e}", self.twin.display())),
+            Err(e) => return Err(TwinError::io("link", &self.twin, e)),
         }
         // EEXIST: put right by `settle` (main is made to name the twin's).
         let _ = std::fs::hard_link(tmp, &self.main);
@@ -344,15 +344,13 @@ impl Names {
     /// After locking `file`: makes both names name its inode where that
     /// is safe, and says whether the lock is ours. Call only while holding
     /// the lock on `file`; on anything but Won the caller unlocks.
-    pub fn settle(&self, file: &File) -> Result<Settled, String> {
+    pub fn settle(&self, file: &File) -> Result<Settled, TwinError> {
         self.settle_after(file, false)
     }
 
     /// `settle`; `linked`: we linked the twin to this inode already.
-    fn settle_after(&self, file: &File, linked: bool) -> Result<Settled, String> {
-        let held = file
-            .metadata()
-            .map_err(|e| format!("cannot stat the lock fd: {e}"))?;
+    fn settle_after(&self, file: &File, linked: bool) -> Result<Settled, TwinError> {
+        let held = file.metadata().map_err(TwinError::Fd)?;
         let ours = id(&held);
         // Whether we made a name point at our inode in a way that needs
         // the /proc/locks scan (see the module comment, rule 2).
@@ -372,7 +370,7 @@ impl Names {
         file: &File,
         ours: (u64, u64),
         linked: &mut bool,
-    ) -> Result<Settled, String> {
+    ) -> Result<Settled, TwinError> {
         for _ in 0..ROUNDS {
             if file.metadata().map(|m| m.nlink()).unwrap_or(0) == 0 {
                 return Ok(Settled::Retry);
@@ -381,7 +379,7 @@ impl Names {
             let main = lstat_id(&self.main).map_err(|e| self.stat_failed(&self.main, e))?;
             match (twin, main) {
                 (Some(t), Some(m)) if t == ours && m == ours => {
-                    if *linked && other_holder(self.start, ours.1).map_err(|e| e.to_string())? {
+                    if *linked && other_holder(self.start, ours.1).map_err(TwinError::Scan)? {
                         return Ok(Settled::Busy);
                     }
                     return Ok(Settled::Won);
@@ -407,12 +405,12 @@ impl Names {
         Ok(Settled::Retry)
     }
 
-    fn stat_failed(&self, path: &Path, e: std::io::Error) -> String {
-        format!("cannot stat {}: {e}", path.display())
+    fn stat_failed(&self, path: &Path, e: std::io::Error) -> TwinError {
+        TwinError::io("stat", path, e)
     }
 
     /// `link(from, to)`; EEXIST and ENOENT are for the next look to judge.
-    fn link(&self, from: &Path, to: &Path) -> Result<(), String> {
+    fn link(&self, from: &Path, to: &Path) -> Result<(), TwinError> {
         match std::fs::hard_link(from, to) {
             Ok(()) => Ok(()),
             Err(e)
@@ -423,17 +421,17 @@ impl Names {
             {
                 Ok(())
             }
-            Err(e) => Err(format!(
-                "cannot link {} to {}: {e}",
-                to.display(),
-                from.display()
-            )),
+            Err(e) => Err(TwinError::Link {
+                to: to.to_path_buf(),
+                from: from.to_path_buf(),
+                source: e,
+            }),
         }
     }
 
     /// Makes the main name name the twin's inode in one step (rename over
     /// it), so no contender sees it missing meanwhile.
-    fn replace_main(&self) -> Result<(), String> {
+    fn replace_main(&self) -> Result<(), TwinError> {
         let tmp = self.dir.join(format!(
             "{}{}.{}",
             self.fresh,
@@ -443,7 +441,7 @@ impl Names {
         self.link(&self.twin, &tmp)?;
         let r = std::fs::rename(&tmp, &self.main);
         let _ = std::fs::remove_file(&tmp);
-        r.map_err(|e| format!("cannot put back {}: {e}", self.main.display()))
+        r.map_err(|e| TwinError::io("put back", &self.main, e))
     }
 
     /// Removes the names that name `ours` (we made them, then found another
@@ -460,10 +458,8 @@ impl Names {
     /// workload program's watcher): puts a deleted name back from the
     /// other one; Err when the inode has lost both names (or they name
     /// another inode), so the lock no longer excludes everyone.
-    pub fn keep(&self, file: &File) -> Result<Option<String>, String> {
-        let held = file
-            .metadata()
-            .map_err(|e| format!("cannot stat the lock fd: {e}"))?;
+    pub fn keep(&self, file: &File) -> Result<Option<String>, TwinError> {
+        let held = file.metadata().map_err(TwinError::Fd)?;
         let ours = id(&held);
         let twin = lstat_id(&self.twin).ok().flatten();
         let main = lstat_id(&self.main).ok().flatten();
@@ -493,25 +489,83 @@ impl Names {
                 )))
             }
             _ if held.nlink() == 0 || file.metadata().map(|m| m.nlink()).unwrap_or(0) == 0 => {
-                Err(format!(
-                    "lock files {} and {} are both gone, so our lock no longer excludes other hosts",
-                    named(&self.main),
-                    named(&self.twin)
-                ))
+                Err(TwinError::Gone {
+                    main: self.main.clone(),
+                    twin: self.twin.clone(),
+                })
             }
-            _ => Err(format!(
-                "lock files {} and {} no longer name the inode we hold, so our lock no longer excludes anyone",
-                named(&self.main),
-                named(&self.twin)
-            )),
+            _ => Err(TwinError::Moved {
+                main: self.main.clone(),
+                twin: self.twin.clone(),
+            }),
         }
+    }
+}
+
+/// Why a `file` lock could not be taken or kept, with the paths it is
+/// about (shown to admins as the messages before: `cannot … PATH: why`).
+#[derive(Debug, thiserror::Error)]
+pub enum TwinError {
+    #[error("cannot open lock file {}: it is a symbolic link", .0.display())]
+    Symlink(PathBuf),
+    /// A file system call on `path`: `what` says which ("open lock file",
+    /// "create lock directory", "link", "stat", "put back", ...).
+    #[error("cannot {what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot link {} to {}: {source}", to.display(), from.display())]
+    Link {
+        to: PathBuf,
+        from: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock { path: PathBuf, source: Errno },
+    #[error("cannot wait for {}: {source}", path.display())]
+    Wait { path: PathBuf, source: Errno },
+    #[error("cannot stat the lock fd: {0}")]
+    Fd(std::io::Error),
+    /// The /proc/locks scan.
+    #[error("{0}")]
+    Scan(std::io::Error),
+    #[error(
+        "lock files {} and {} are both gone, so our lock no longer excludes other hosts",
+        main.display(),
+        twin.display()
+    )]
+    Gone { main: PathBuf, twin: PathBuf },
+    #[error(
+        "lock files {} and {} no longer name the inode we hold, so our lock no longer excludes anyone",
+        main.display(),
+        twin.display()
+    )]
+    Moved { main: PathBuf, twin: PathBuf },
+}
+
+impl TwinError {
+    fn io(what: &'static str, path: &Path, source: std::io::Error) -> TwinError {
+        TwinError::Io {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A lock call's failure, for the election and the workload commands.
+impl From<TwinError> for super::LockError {
+    fn from(e: TwinError) -> Self {
+        super::LockError::Failed(e.to_string())
     }
 }
 
 /// One attempt (`wait`: sleeping in the kernel until the holder lets go)
 /// at the lock named by `names`: Some(file) won, with both names naming
 /// its inode; None busy (or, waiting, told to stop).
-pub fn acquire(names: &Names, wait: Option<&dyn Fn() -> bool>) -> Result<Option<File>, String> {
+pub fn acquire(names: &Names, wait: Option<&dyn Fn() -> bool>) -> Result<Option<File>, TwinError> {
     for _ in 0..ROUNDS {
         let file = match names.open()? {
             Opened::Existing(f) => f,
@@ -523,7 +577,12 @@ pub fn acquire(names: &Names, wait: Option<&dyn Fn() -> bool>) -> Result<Option<
             None => match lock_at(&file, names.start) {
                 Ok(()) => {}
                 Err(Errno::EAGAIN) | Err(Errno::EACCES) => return Ok(None),
-                Err(e) => return Err(format!("cannot lock {}: {e}", names.main.display())),
+                Err(e) => {
+                    return Err(TwinError::Lock {
+                        path: names.main.clone(),
+                        source: e,
+                    });
+                }
             },
             Some(stopped) => loop {
                 if stopped() {
@@ -534,7 +593,10 @@ pub fn acquire(names: &Names, wait: Option<&dyn Fn() -> bool>) -> Result<Option<
                     Ok(()) => break,
                     Err(Errno::EINTR) => continue,
                     Err(e) => {
-                        return Err(format!("cannot wait for {}: {e}", names.main.display()));
+                        return Err(TwinError::Wait {
+                            path: names.main.clone(),
+                            source: e,
+                        });
                     }
                 }
             },

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 /// a program started by one of those still excludes us during an upgrade.
 pub(super) fn try_local(runtime_dir: &Path, name: &str) -> Result<Option<File>, WorkloadError> {
     let names = twin::Names::new(&runtime_dir.join(LOCAL_DIR), name);
-    let Some(f) = twin::acquire(&names, None).map_err(WorkloadError::Local)? else {
+    let Some(f) = twin::acquire(&names, None).map_err(|e| WorkloadError::Local(e.to_string()))?
+    else {
         return Ok(None);
     };
     // Raw flock(2), not nix's Flock: that one unlocks explicitly on drop,
@@ -90,7 +91,7 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
             // gone) the holder is listed in /proc/locks.
             let names = FileBackend::new(lock.dir.clone(), lock.standby).names(&cname);
             Ok(twin::acquire(&names, None)
-                .map_err(LockError::Failed)?
+                .map_err(LockError::from)?
                 .map(|file| Cluster {
                     file,
                     dlmfs_path: None,
