@@ -389,14 +389,10 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
             file_backend = Some(fb.clone());
             fb
         }
-        None => lock::open::backend(
-            cfg.lock.backend,
-            &cfg.lock.dir,
-            cfg.lock.standby,
-            &cfg.lock.mount,
-            &cfg.lock.domain,
-            &cfg.node,
-        ),
+        None => {
+            let l = &cfg.lock;
+            lock::open::backend(l.backend, &l.dir, l.standby, &l.mount, &l.domain, &cfg.node)
+        }
     };
     // Kept open until exit: stored locks we could not let go (see below).
     let _still_held = adopt(stored, file_backend.as_deref(), &instance, &cfg, &backend).await;
@@ -719,14 +715,8 @@ pub async fn cleanup(cfg: Config) -> i32 {
     if n > 0 {
         tracing::warn!("killed {n} hook process group(s) a dead daemon left running");
     }
-    let backend = lock::open::backend(
-        cfg.lock.backend,
-        &cfg.lock.dir,
-        cfg.lock.standby,
-        &cfg.lock.mount,
-        &cfg.lock.domain,
-        &cfg.node,
-    );
+    let l = &cfg.lock;
+    let backend = lock::open::backend(l.backend, &l.dir, l.standby, &l.mount, &l.domain, &cfg.node);
     let mut rc = exit::OK;
     for spec in &cfg.resources {
         let span = tracing::info_span!("resource", resource = %spec.name);
