@@ -87,8 +87,15 @@ async fn check_loop(
             _ = tick.tick() => {}
             () = cancel.cancelled() => return,
         }
-        let r =
-            action::exec::run_argv(&spec.exec, &spec.env, spec.timeout, "check", &ctx, cancel.clone()).await;
+        let r = action::exec::run_argv(
+            &spec.exec,
+            &spec.env,
+            spec.timeout,
+            "check",
+            &ctx,
+            cancel.clone(),
+        )
+        .await;
         if cancel.is_cancelled() || results.send(r).await.is_err() {
             return;
         }
