@@ -114,8 +114,10 @@ fn a_failing_check_moves_mastership_and_the_hold_off_holds() {
 fn a_flapping_check_moves_mastership_at_most_once_per_hold_off() {
     let mut lab = Lab::new();
     // Fails every other run, on both nodes; fall = rise = 1, the harshest.
+    // The count is written to a temporary name and renamed: the test reads
+    // it while the daemons still run, and must never see it half written.
     let check = format!(
-        r#"["/bin/sh", "-c", "f={}/$DLM_ELECTD_NODE.runs; n=$(cat $f 2>/dev/null || echo 0); echo $((n + 1)) > $f; [ $((n % 2)) -eq 0 ]"]"#,
+        r#"["/bin/sh", "-c", "f={}/$DLM_ELECTD_NODE.runs; n=$(cat $f 2>/dev/null || echo 0); echo $((n + 1)) > $f.tmp; mv $f.tmp $f; [ $((n % 2)) -eq 0 ]"]"#,
         lab.dir.path().display()
     );
     let hold_off = Duration::from_secs(6);
