@@ -104,24 +104,26 @@ fn table_and_json_show_since_hold_off_and_transitions() {
     assert_eq!(&row[4..], ["-", "-", "-"], "{text}");
 }
 
-/// Every field `status --json` prints is in the README's field table, with
-/// its unit where it has one.
+/// Every field `status --json` prints is in the field table of
+/// docs/operating.md, with its unit where it has one.
 #[test]
 fn every_json_field_is_documented() {
     let lab = switched_over();
     let s = lab.daemons[0].status().unwrap();
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme
+    let page =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operating.md")).unwrap();
+    let section = page
         .split("\n### `status --json`")
         .nth(1)
-        .expect("a README section \"### `status --json`\"");
+        .expect("a docs/operating.md section \"### `status --json`\"");
     let section = section.split("\n#").next().unwrap();
     let documented = |key: &str| {
         section
             .lines()
             .find(|l| l.starts_with(&format!("| `{key}` |")))
-            .unwrap_or_else(|| panic!("field {key} is not in the README's table:\n{section}"))
+            .unwrap_or_else(|| {
+                panic!("field {key} is not in docs/operating.md's table:\n{section}")
+            })
     };
     let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
     keys.extend(web_of(&s).as_object().unwrap().keys().map(|k| k.as_str()));
@@ -310,7 +312,7 @@ fn a_config_path_that_cannot_be_read_is_an_error_not_not_running() {
     }
 }
 
-/// A daemon with no resources: `status` says so, as the README and the
+/// A daemon with no resources: `status` says so, as docs/operating.md and the
 /// STATUS= line do (issue #19, item 12), rather than print a bare header.
 #[test]
 fn status_without_resources_says_no_resources_configured() {
