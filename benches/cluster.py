@@ -36,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
 import harness  # noqa: E402
 
-# The static build the cluster tier runs (tests/cluster/electd.py, README).
+# The static build the cluster tier runs (tests/cluster/electd.py, docs/testing.md).
 BIN = os.environ.get("DLM_ELECTD_BIN") or os.path.join(
     ROOT, "target", "x86_64-unknown-linux-gnu", "release", "dlm-electd")
 HELPER = os.path.join(ROOT, "benches", "cluster", "vmbench.c")

@@ -351,8 +351,8 @@ def all_master(n):
     """A STATUS= saying that all n resources are master (the board fills as
     runners first publish, so an early "master: r0" alone is not it). Up to
     10 resources the line names them all ("master: r0, r1"), beyond it
-    counts them ("master: 10000 (r0, r1, r10, …)"; README, "systemctl
-    status")."""
+    counts them ("master: 10000 (r0, r1, r10, …)"; docs/operating.md,
+    "systemctl status")."""
     def check(msg):
         for line in msg.split("\n"):
             if line.startswith("STATUS="):

@@ -16,7 +16,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Sections clap cannot produce, appended to dlm-electd(8); kept true to
-/// the README (command line, exit codes, signals, files).
+/// docs/operating.md and docs/behaviour.md (command line, exit codes,
+/// signals, files).
 const TAIL: &str = r#".SH EXIT STATUS
 .TP
 .B 0
@@ -57,7 +58,7 @@ Lock dir of the \fBfile\fR backend.
 Mount point of ocfs2_dlmfs for the \fBdlmfs\fR backend.
 .SH SEE ALSO
 \fBdlm\-electd.toml\fR(5), \fBsystemctl\fR(1), \fBsystemd.service\fR(5);
-the README in /usr/share/doc/dlm\-electd.
+the README and the pages of docs/ in /usr/share/doc/dlm\-electd.
 "#;
 
 /// Writes every page and completion file under `out`; returns their paths.

@@ -263,7 +263,7 @@ fn ready_survives_a_burst_of_status_changes_read_late() {
 
 /// Past 10 resources STATUS= counts them per state, with a few example
 /// names, instead of naming every one: the line stays short enough to read
-/// in `systemctl status` at 10,000 resources (see README, STATUS=).
+/// in `systemctl status` at 10,000 resources (see docs/operating.md, STATUS=).
 #[test]
 fn many_resources_are_counted_in_status() {
     let mut lab = Lab::new();

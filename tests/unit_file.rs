@@ -229,7 +229,7 @@ fn get(key: &str) -> Vec<String> {
         .collect()
 }
 
-/// What the README promises about stop, crash and reload under systemd.
+/// What docs/systemd.md promises about stop, crash and reload under systemd.
 #[test]
 fn the_unit_keeps_the_stop_and_crash_design() {
     // SIGTERM to the daemon alone: its release hooks must not be killed.

@@ -159,7 +159,7 @@ static int cmd_take(const char *dir, const char *prefix, int n, long interval, c
 
 /* Masters and standbys in "master: a, b; standby: c; stalled: d", or,
  * past 10 resources, "master: 990 (r0, r1, r10, …); standby: 10 (…)"
- * (the daemon counts then; README, STATUS=). */
+ * (the daemon counts then; docs/operating.md, STATUS=). */
 static void count(const char *status, int n, int *master, int *standby)
 {
 	*master = *standby = 0;

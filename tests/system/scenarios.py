@@ -265,7 +265,7 @@ def active_and_journal_fields(c):
             raise Fail("node%d: dlm-electd is %s" % (n, state))
         entries = [json.loads(l) for l in c.check(
             n, "journalctl -q -b -u %s -o json" % UNIT).splitlines() if l.strip()]
-        # Unprefixed, as the README promises: RESOURCE=, STATE=, NODE= (not F_RESOURCE=).
+        # Unprefixed, as docs/behaviour.md ("Logs") promises: RESOURCE=, STATE=, NODE= (not F_RESOURCE=).
         states = [e for e in entries if e.get("RESOURCE") == "web" and e.get("STATE") in
                   ("standby", "acquiring", "master", "releasing", "backoff", "stalled")]
         nodes = [e for e in entries if e.get("NODE") == "node%d" % n]
