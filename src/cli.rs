@@ -48,7 +48,7 @@ pub enum Cmd {
     /// runs).
     Status {
         /// Print JSON for scripts instead of the table (every field is
-        /// described in the README, "Status"); with --watch, one line per
+        /// described in docs/operating.md, "Status"); with --watch, one line per
         /// refresh.
         #[arg(long)]
         json: bool,

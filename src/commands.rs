@@ -422,7 +422,7 @@ fn table(s: &StatusReport) -> String {
         .max(8);
     let mut t = format!("node: {}\n", s.node);
     // A header over no rows reads as a daemon that lost its resources; the
-    // README and STATUS= say it plainly.
+    // docs/operating.md and STATUS= say it plainly.
     if s.resources.is_empty() {
         t.push_str("no resources configured\n");
     } else {

@@ -17,7 +17,7 @@ pub fn init(verbose: u8) {
     {
         tracing_subscriber::registry()
             .with(filter)
-            // Fields as the README promises them (RESOURCE=, not the
+            // Fields as docs/behaviour.md promises them (RESOURCE=, not the
             // crate's default F_RESOURCE=); ours clash with no journal field.
             .with(
                 j.with_field_prefix(None)

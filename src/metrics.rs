@@ -6,7 +6,7 @@
 //! `prometheus-client` crate; the HTTP side is hyper's HTTP/1 server, one
 //! request per connection, each connection bounded in time and number, so a
 //! scraper (or anyone else who can reach the port) cannot hold the daemon's
-//! memory or tasks. Every name is documented in the README ("Metrics").
+//! memory or tasks. Every name is documented in docs/metrics.md.
 
 use crate::state::Status;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};

@@ -114,7 +114,7 @@ impl FileBackend {
         };
         if got != want {
             return Err(LockError::Failed(format!(
-                "{} is on another filesystem (statfs type {got:#x}) than the lock dir was judged on at start ({want:#x}): something was mounted over it; restart to have it judged (README, \"Lock backends\")",
+                "{} is on another filesystem (statfs type {got:#x}) than the lock dir was judged on at start ({want:#x}): something was mounted over it; restart to have it judged (docs/lock-backends.md)",
                 self.dir.display()
             )));
         }

@@ -144,7 +144,7 @@ fn opt<'a>(options: &'a [String], name: &str) -> Option<&'a str> {
     })
 }
 
-const USE_DLMFS: &str = "use the `dlmfs` backend on OCFS2 clusters (README, \"Lock backends\")";
+const USE_DLMFS: &str = "use the `dlmfs` backend on OCFS2 clusters (docs/lock-backends.md)";
 
 /// Why the `file` backend may not lock in a dir (the messages the
 /// config check places at `lock.dir`).
