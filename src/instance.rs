@@ -43,13 +43,88 @@ pub struct Instance {
     _socket: std::os::unix::net::UnixDatagram,
 }
 
+/// Why the runtime dir could not be taken. Apart from `NotPrivate` and the
+/// two "another instance" cases, each is a system call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("cannot create runtime dir {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot chmod runtime dir {}: {source}", dir.display())]
+    Chmod {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    /// An existing dir that others may enter or that is not ours: it may be
+    /// shared (`/run`, `/var/lib`), so it is not chmodded to 0700 for us.
+    #[error(
+        "runtime dir {} is not private to dlm-electd ({why}): refusing to use it, and not changing its mode, since it may be shared with other services; point `daemon.runtime_dir` at a directory of its own (a missing one is created with mode 0700), or `chmod 0700` this one if it is dlm-electd's alone",
+        dir.display()
+    )]
+    NotPrivate { dir: PathBuf, why: String },
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The instance lock is held: another daemon (or `cleanup`) runs.
+    #[error("another dlm-electd instance holds {} (pid {pid}); one daemon per runtime_dir", path.display())]
+    Held { path: PathBuf, pid: String },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: nix::errno::Errno,
+    },
+    #[error("cannot name the instance socket: {0}")]
+    SocketName(std::io::Error),
+    /// The abstract socket is bound: another daemon runs, its
+    /// `instance.lock` possibly deleted.
+    #[error("another dlm-electd instance runs with runtime dir {} (its instance.lock may have been deleted with the directory); one daemon per runtime_dir", dir.display())]
+    SocketHeld { dir: PathBuf },
+    #[error("cannot bind the instance socket: {0}")]
+    SocketBind(std::io::Error),
+}
+
+/// Why an applied record could not be written or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    #[error("cannot write the applied record {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Written by an older version, or damaged.
+    #[error("{} does not say what was applied ({source})", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// Readable, but what it says is not something this version would run.
+    #[error("{} is not a record this version would write ({problem}); left in place", path.display())]
+    Refused { path: PathBuf, problem: String },
+}
+
 /// Binds the abstract unix socket named after `runtime_dir` (canonical):
 /// one per runtime dir while its daemon lives. The flock on
 /// `instance.lock` alone is lost with the file: `rm -rf` of the runtime dir
 /// under a running daemon let a second one start beside it. An abstract
 /// socket name has no file and goes only with the process (per network
 /// namespace: daemons in different namespaces rely on the flock alone).
-fn instance_socket(runtime_dir: &Path) -> Result<std::os::unix::net::UnixDatagram, String> {
+fn instance_socket(runtime_dir: &Path) -> Result<std::os::unix::net::UnixDatagram, InstanceError> {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr, UnixDatagram};
     let dir = std::fs::canonicalize(runtime_dir).unwrap_or_else(|_| runtime_dir.to_path_buf());
@@ -65,33 +140,104 @@ fn instance_socket(runtime_dir: &Path) -> Result<std::os::unix::net::UnixDatagra
         name.extend_from_slice(format!("#{h:016x}").as_bytes());
     }
     let addr = SocketAddr::from_abstract_name(&name)
-        .map_err(|e| format!("cannot name the instance socket: {e}"))?;
+        .map_err(InstanceError::SocketName)?;
     UnixDatagram::bind_addr(&addr).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
-            format!(
-                "another dlm-electd instance runs with runtime dir {} (its instance.lock may have been deleted with the directory); one daemon per runtime_dir",
-                runtime_dir.display()
-            )
+            InstanceError::SocketHeld {
+                dir: runtime_dir.to_path_buf(),
+            }
         } else {
-            format!("cannot bind the instance socket: {e}")
+            InstanceError::SocketBind(e)
         }
     })
 }
 
+/// The runtime dir, private: the control socket, the applied records and
+/// the hook tracking live there, so nobody else may enter.
+///
+/// A missing dir is created (parents too) with mode 0700. An existing one
+/// must already be private, owned by our user with no access for group or
+/// others; it is never chmodded. Earlier versions forced any existing dir
+/// to 0700, which locked other services out of a shared one (`/run`,
+/// `/var/lib`) named by mistake, and nothing said so (issue #19, item 14).
+fn private_dir(dir: &Path) -> Result<(), InstanceError> {
+    use std::os::unix::fs::MetadataExt;
+    let created = match DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Parents first, 0700 like before; then the dir itself, unless
+            // someone was quicker.
+            if let Some(parent) = dir.parent() {
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(|source| InstanceError::CreateDir {
+                        dir: dir.to_path_buf(),
+                        source,
+                    })?;
+            }
+            match DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(source) => {
+                    return Err(InstanceError::CreateDir {
+                        dir: dir.to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
+        Err(source) => {
+            return Err(InstanceError::CreateDir {
+                dir: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    if created {
+        // Ours: 0700 whatever the umask took away.
+        return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| InstanceError::Chmod {
+                dir: dir.to_path_buf(),
+                source,
+            },
+        );
+    }
+    let md = std::fs::metadata(dir).map_err(|source| InstanceError::CreateDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let why = if !md.is_dir() {
+        Some("not a directory".to_string())
+    } else if md.uid() != euid {
+        Some(format!("owned by uid {}, we run as uid {euid}", md.uid()))
+    } else if md.mode() & 0o077 != 0 {
+        Some(format!(
+            "mode {:o}: group or others may enter",
+            md.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(InstanceError::NotPrivate {
+            dir: dir.to_path_buf(),
+            why,
+        }),
+    }
+}
+
 impl Instance {
-    /// Creates the runtime dir (0700) and takes the instance lock: one
-    /// daemon (or cleanup) per runtime dir. dlmfs locks are per node, so a
-    /// second daemon on the node would "win" the same locks; this flock
-    /// prevents it.
-    pub fn take(runtime_dir: &Path) -> Result<Instance, String> {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(runtime_dir)
-            .map_err(|e| format!("cannot create runtime dir {}: {e}", runtime_dir.display()))?;
-        // The control socket lives here: nobody else may enter.
-        std::fs::set_permissions(runtime_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot chmod runtime dir {}: {e}", runtime_dir.display()))?;
+    /// Makes sure of a private runtime dir (see [`private_dir`]) and takes
+    /// the instance lock: one daemon (or cleanup) per runtime dir. dlmfs
+    /// locks are per node, so a second daemon on the node would "win" the
+    /// same locks; this flock prevents it.
+    pub fn take(runtime_dir: &Path) -> Result<Instance, InstanceError> {
+        private_dir(runtime_dir)?;
         let path = runtime_dir.join(INSTANCE_LOCK);
         let file = OpenOptions::new()
             .read(true)
@@ -101,19 +247,21 @@ impl Instance {
             .custom_flags(libc::O_NOFOLLOW)
             .mode(0o600)
             .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            .map_err(|source| InstanceError::Open {
+                path: path.clone(),
+                source,
+            })?;
         let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => l,
             Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
                 let mut pid = String::new();
                 let _ = f.read_to_string(&mut pid);
-                return Err(format!(
-                    "another dlm-electd instance holds {} (pid {}); one daemon per runtime_dir",
-                    path.display(),
-                    pid.trim()
-                ));
+                return Err(InstanceError::Held {
+                    path,
+                    pid: pid.trim().to_string(),
+                });
             }
-            Err((_, e)) => return Err(format!("cannot lock {}: {e}", path.display())),
+            Err((_, source)) => return Err(InstanceError::Lock { path, source }),
         };
         let socket = instance_socket(runtime_dir)?;
         let _ = lock.set_len(0);
@@ -239,42 +387,44 @@ impl Record {
     }
 
     /// Written before the first acquire step runs, with what undoes it.
-    pub fn mark(&self, applied: &Applied) -> Result<(), String> {
+    pub fn mark(&self, applied: &Applied) -> Result<(), RecordError> {
         if let Some(dir) = self.path.parent() {
             DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                .map_err(|source| RecordError::CreateDir {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
         }
-        let body = serde_json::to_vec(applied).map_err(|e| e.to_string())?;
-        write_whole(&self.path, &body).map_err(|e| {
-            format!(
-                "cannot write the applied record {}: {e}",
-                self.path.display()
-            )
+        let body = serde_json::to_vec(applied).map_err(RecordError::Encode)?;
+        write_whole(&self.path, &body).map_err(|source| RecordError::Write {
+            path: self.path.clone(),
+            source,
         })
     }
 
     /// What the record says was applied; Err if it cannot tell (written by
     /// an older version, or damaged).
-    pub fn read(&self) -> Result<Applied, String> {
-        let body = std::fs::read(&self.path)
-            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-        let applied: Applied = serde_json::from_slice(&body).map_err(|e| {
-            format!(
-                "{} does not say what was applied ({e})",
-                self.path.display()
-            )
+    pub fn read(&self) -> Result<Applied, RecordError> {
+        let body = std::fs::read(&self.path).map_err(|source| RecordError::Read {
+            path: self.path.clone(),
+            source,
         })?;
+        let applied: Applied =
+            serde_json::from_slice(&body).map_err(|source| RecordError::Unreadable {
+                path: self.path.clone(),
+                source,
+            })?;
         // Run without the config's validators: judged as strictly here,
         // so a damaged or hand-edited record is refused, never run.
         match applied.problem() {
             None => Ok(applied),
-            Some(p) => Err(format!(
-                "{} is not a record this version would write ({p}); left in place",
-                self.path.display()
-            )),
+            Some(problem) => Err(RecordError::Refused {
+                path: self.path.clone(),
+                problem,
+            }),
         }
     }
 
@@ -365,8 +515,9 @@ mod tests {
 
     #[test]
     fn a_record_says_what_to_undo_and_orphans_are_the_unconfigured() {
-        let dir = tempfile::tempdir().unwrap();
-        let inst = Instance::take(dir.path()).unwrap();
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("run");
+        let inst = Instance::take(&dir).unwrap();
         let applied = Applied {
             lock: "web-lock".into(),
             actions: vec![ActionSpec::Exec(ExecSpec {
@@ -391,18 +542,63 @@ mod tests {
         assert!(failed.is_err());
         assert!(!inst.record("full").exists());
         assert_eq!(
-            std::fs::read_dir(dir.path().join(RECORDS)).unwrap().count(),
+            std::fs::read_dir(dir.join(RECORDS)).unwrap().count(),
             2,
             "no temporary file left"
         );
         // A second instance of the runtime dir is refused, even once the
         // dir (and the instance.lock in it) is gone.
-        std::fs::remove_dir_all(dir.path()).unwrap();
-        let e = Instance::take(dir.path()).err().expect("refused");
-        assert!(e.contains("another dlm-electd instance"), "{e}");
-        std::fs::create_dir_all(dir.path().join(RECORDS)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = Instance::take(&dir).err().expect("refused");
+        assert!(matches!(e, InstanceError::SocketHeld { .. }), "{e}");
+        assert!(e.to_string().contains("another dlm-electd instance"), "{e}");
+        std::fs::create_dir_all(dir.join(RECORDS)).unwrap();
         // An empty record (older versions) cannot be read back.
         std::fs::write(inst.record("old").path(), "").unwrap();
         assert!(inst.record("old").read().is_err());
+    }
+
+    /// Issue #19, item 14: an existing directory that others may enter
+    /// (`/run`, `/var/lib`) was forced to 0700. Now it is refused and left
+    /// as it is; a dir we create is 0700, an existing private one is used.
+    #[test]
+    fn a_shared_runtime_dir_is_refused_not_chmodded() {
+        use std::os::unix::fs::PermissionsExt;
+        let top = tempfile::tempdir().unwrap();
+        let shared = top.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = Instance::take(&shared).err().expect("refused");
+        assert!(matches!(e, InstanceError::NotPrivate { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("mode 755") && text.contains("`daemon.runtime_dir`"),
+            "{text}"
+        );
+        let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755, "left as it was");
+        assert!(!shared.join(INSTANCE_LOCK).exists(), "nothing written there");
+
+        // One we create, parents too: 0700 whatever the umask.
+        let fresh = shared.join("a/run");
+        drop(Instance::take(&fresh).unwrap());
+        for d in [&fresh, &shared.join("a")] {
+            let mode = std::fs::metadata(d).unwrap().permissions().mode() & 0o7777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+        }
+        // An existing private one, as systemd's RuntimeDirectoryMode=0700
+        // makes it, is used as it is.
+        drop(Instance::take(&fresh).unwrap());
+        // Group access alone is enough to refuse.
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o710)).unwrap();
+        assert!(matches!(
+            Instance::take(&fresh),
+            Err(InstanceError::NotPrivate { .. })
+        ));
+        // Not a directory at all.
+        let file = top.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let e = Instance::take(&file).err().expect("refused");
+        assert!(e.to_string().contains("not a directory"), "{e}");
     }
 }
