@@ -172,7 +172,11 @@ fn unreadable(config: &Path) -> Option<String> {
 /// Asks the daemon for its status.
 async fn fetch(config: &Path) -> Result<StatusReport, String> {
     let dir = config::runtime_dir_hint(config);
-    match control::call(&dir, &Request::Status, Duration::from_secs(10)).await? {
+    // The last mile: a client prints the error, whatever it was.
+    let reply = control::call(&dir, &Request::Status, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    match reply {
         control::Reply {
             status: Some(s), ..
         } => Ok(s),
@@ -344,7 +348,10 @@ async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
     // release attempt, and gives up itself after RELEASE_WAIT: this only
     // guards against a daemon that stopped answering at all.
     let wait = control::RELEASE_WAIT + Duration::from_secs(10);
-    match control::call(&dir, &req, wait).await {
+    match control::call(&dir, &req, wait)
+        .await
+        .map_err(|e| e.to_string())
+    {
         Ok(control::Reply { error: None, .. }) => {
             println!(
                 "{name}: released; not competing for {}",
@@ -364,7 +371,10 @@ async fn resume(config: &Path, name: String) -> i32 {
     let req = Request::Resume {
         resource: name.clone(),
     };
-    match control::call(&dir, &req, Duration::from_secs(10)).await {
+    match control::call(&dir, &req, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())
+    {
         Ok(control::Reply { error: None, .. }) => {
             // A failing health check still keeps it out: say so rather
             // than promise a competition that will not happen.

@@ -309,37 +309,66 @@ async fn admin(to: mpsc::Sender<AdminCall>, resource: String, what: Admin) -> Re
     }
 }
 
+/// Why a client's request got no answer. `Timeout` is the daemon taking
+/// too long; `NotRunning` is nobody listening.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("not running (no daemon answers on {})", path.display())]
+    NotRunning { path: PathBuf },
+    #[error("cannot connect to {}: {source}", path.display())]
+    Connect {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("no answer from the daemon within {0:?}")]
+    Timeout(Duration),
+    /// Not JSON trouble: the daemon went away (exited, or was killed)
+    /// while the request was open.
+    #[error(
+        "the daemon closed the connection without answering: it stopped or restarted meanwhile (see `dlm-electd status`)"
+    )]
+    Closed,
+    #[error("bad answer from the daemon: {0}")]
+    BadAnswer(serde_json::Error),
+}
+
 /// Client side: one request, one reply.
-pub async fn call(runtime_dir: &Path, req: &Request, wait: Duration) -> Result<Reply, String> {
+pub async fn call(
+    runtime_dir: &Path,
+    req: &Request,
+    wait: Duration,
+) -> Result<Reply, ControlError> {
     let path = socket_path(runtime_dir);
     let stream = UnixStream::connect(&path)
         .await
-        .map_err(|e| match e.kind() {
+        .map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
-                format!("not running (no daemon answers on {})", path.display())
+                ControlError::NotRunning { path: path.clone() }
             }
-            _ => format!("cannot connect to {}: {e}", path.display()),
+            _ => ControlError::Connect {
+                path: path.clone(),
+                source,
+            },
         })?;
     let (rd, mut wr) = stream.into_split();
-    let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_string(req).map_err(ControlError::Encode)?;
     line.push('\n');
     wr.write_all(line.as_bytes())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(ControlError::Io)?;
     let mut answer = String::new();
     let n = tokio::time::timeout(wait, BufReader::new(rd).read_line(&mut answer))
         .await
-        .map_err(|_| format!("no answer from the daemon within {wait:?}"))?
-        .map_err(|e| e.to_string())?;
-    // Not JSON trouble: the daemon went away (exited, or was killed)
-    // while the request was open.
+        .map_err(|_| ControlError::Timeout(wait))?
+        .map_err(ControlError::Io)?;
     if n == 0 {
-        return Err(
-            "the daemon closed the connection without answering: it stopped or restarted meanwhile (see `dlm-electd status`)"
-                .into(),
-        );
+        return Err(ControlError::Closed);
     }
-    serde_json::from_str(&answer).map_err(|e| format!("bad answer from the daemon: {e}"))
+    serde_json::from_str(&answer).map_err(ControlError::BadAnswer)
 }
 
 #[cfg(test)]

@@ -23,6 +23,18 @@ use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
+/// Why the fd store did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum FdStoreError {
+    #[error("cannot remove {name} from systemd's fd store: {source}")]
+    Remove {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("cannot stat the lock fd: {0}")]
+    Stat(nix::errno::Errno),
+}
+
 /// The service's fd store, as a guard of lock fds.
 #[derive(Default)]
 pub struct FdStore {
@@ -68,16 +80,21 @@ impl FdStore {
     }
 
     /// Drops `name`'s fd from the store (FDSTOREREMOVE=1).
-    pub fn remove(name: &str) -> Result<(), String> {
-        sd_notify::notify(&[NotifyState::FdStoreRemove, NotifyState::FdName(name)])
-            .map_err(|e| format!("cannot remove {name} from systemd's fd store: {e}"))
+    pub fn remove(name: &str) -> Result<(), FdStoreError> {
+        sd_notify::notify(&[NotifyState::FdStoreRemove, NotifyState::FdName(name)]).map_err(
+            |source| FdStoreError::Remove {
+                name: name.to_string(),
+                source,
+            },
+        )
     }
 }
 
+// The trait (lock::file's) speaks in strings.
 impl FdGuard for FdStore {
     fn hold(&self, lock: &str, fd: BorrowedFd<'_>, _start: i64) -> Result<(), String> {
         let ino = nix::sys::stat::fstat(fd)
-            .map_err(|e| format!("cannot stat the lock fd: {e}"))?
+            .map_err(|e| FdStoreError::Stat(e).to_string())?
             .st_ino;
         let name = store_name(lock, ino);
         // FDPOLL=0: a lock file has nothing to poll (systemd drops stored
@@ -107,7 +124,7 @@ impl FdGuard for FdStore {
 
     fn release(&self, lock: &str) -> Result<(), String> {
         match self.names.lock().unwrap().remove(lock) {
-            Some(name) => FdStore::remove(&name),
+            Some(name) => FdStore::remove(&name).map_err(|e| e.to_string()),
             None => Ok(()),
         }
     }

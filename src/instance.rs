@@ -139,8 +139,7 @@ fn instance_socket(runtime_dir: &Path) -> Result<std::os::unix::net::UnixDatagra
         });
         name.extend_from_slice(format!("#{h:016x}").as_bytes());
     }
-    let addr = SocketAddr::from_abstract_name(&name)
-        .map_err(InstanceError::SocketName)?;
+    let addr = SocketAddr::from_abstract_name(&name).map_err(InstanceError::SocketName)?;
     UnixDatagram::bind_addr(&addr).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             InstanceError::SocketHeld {
@@ -577,7 +576,10 @@ mod tests {
         );
         let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o755, "left as it was");
-        assert!(!shared.join(INSTANCE_LOCK).exists(), "nothing written there");
+        assert!(
+            !shared.join(INSTANCE_LOCK).exists(),
+            "nothing written there"
+        );
 
         // One we create, parents too: 0700 whatever the umask.
         let fresh = shared.join("a/run");

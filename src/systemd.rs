@@ -61,9 +61,47 @@ impl Job {
     }
 }
 
+/// Why the service manager did not do what was asked, or could not be
+/// asked. `Job` is systemd's own verdict on a job (its `result` says which:
+/// "failed", "timeout", ...); the others are trouble reaching it.
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    #[error("cannot connect to the system bus: {0}")]
+    Connect(zbus::Error),
+    #[error("systemd manager on the system bus: {0}")]
+    Manager(zbus::Error),
+    /// Queueing or watching a job failed on the bus.
+    #[error("{} {unit}: {source}", job.verb())]
+    Call {
+        job: Job,
+        unit: String,
+        source: zbus::Error,
+    },
+    /// The job ended with a result other than `done`.
+    #[error("{} {unit}: {why}", job.verb())]
+    Job {
+        job: Job,
+        unit: String,
+        result: String,
+        why: String,
+    },
+    #[error("{} {unit}: the system bus connection closed before the job finished", job.verb())]
+    Closed { job: Job, unit: String },
+    #[error("state of {unit}: {source}")]
+    State { unit: String, source: zbus::Error },
+    #[error("unit file state of {unit}: {source}")]
+    UnitFileState { unit: String, source: zbus::Error },
+    #[error("cannot start a runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("no answer from systemd within {0:?}")]
+    Timeout(Duration),
+    #[error("the query thread panicked")]
+    Panicked,
+}
+
 /// How a job's result (the `JobRemoved` signal's last argument) is judged:
 /// only `done` did what was asked. Pure, so the mapping is unit-tested.
-pub fn job_outcome(job: Job, unit: &str, result: &str) -> Result<(), String> {
+pub fn job_outcome(job: Job, unit: &str, result: &str) -> Result<(), SystemdError> {
     let why = match result {
         "done" => return Ok(()),
         "failed" => format!(
@@ -81,7 +119,12 @@ pub fn job_outcome(job: Job, unit: &str, result: &str) -> Result<(), String> {
         "skipped" => "the job was skipped: it did not apply to the unit's state".into(),
         other => format!("the job ended with result {other:?}"),
     };
-    Err(format!("{} {unit}: {why}", job.verb()))
+    Err(SystemdError::Job {
+        job,
+        unit: unit.to_string(),
+        result: result.to_string(),
+        why,
+    })
 }
 
 /// The error name of a D-Bus error reply, if `e` is one.
@@ -102,23 +145,27 @@ pub struct Manager {
 }
 
 impl Manager {
-    pub async fn connect() -> Result<Manager, String> {
+    pub async fn connect() -> Result<Manager, SystemdError> {
         let conn = zbus::Connection::system()
             .await
-            .map_err(|e| format!("cannot connect to the system bus: {e}"))?;
+            .map_err(SystemdError::Connect)?;
         let proxy = ManagerProxy::builder(&conn)
             .cache_properties(CacheProperties::No)
             .build()
             .await
-            .map_err(|e| format!("systemd manager on the system bus: {e}"))?;
+            .map_err(SystemdError::Manager)?;
         Ok(Manager { proxy })
     }
 
     /// Queues a start or stop job for `unit` in mode "replace" and waits for
     /// its result. Stopping a unit systemd does not know succeeds (nothing
     /// runs). The caller bounds the wait.
-    pub async fn run_job(&self, job: Job, unit: &str) -> Result<(), String> {
-        let fail = |e: zbus::Error| format!("{} {unit}: {e}", job.verb());
+    pub async fn run_job(&self, job: Job, unit: &str) -> Result<(), SystemdError> {
+        let fail = |source: zbus::Error| SystemdError::Call {
+            job,
+            unit: unit.to_string(),
+            source,
+        };
         // Subscribe before queueing: a quick job may be removed before its
         // reply reaches us, and a signal sent before the match exists is lost.
         let mut removed = self.proxy.receive_job_removed().await.map_err(fail)?;
@@ -145,38 +192,39 @@ impl Manager {
                 return job_outcome(job, unit, &args.result);
             }
         }
-        Err(format!(
-            "{} {unit}: the system bus connection closed before the job finished",
-            job.verb()
-        ))
+        Err(SystemdError::Closed {
+            job,
+            unit: unit.to_string(),
+        })
     }
 
     /// The unit's ActiveState ("active", "inactive", "failed", ...);
     /// "inactive" for a unit systemd has not loaded.
-    pub async fn active_state(&self, unit: &str) -> Result<String, String> {
+    pub async fn active_state(&self, unit: &str) -> Result<String, SystemdError> {
+        let fail = |source: zbus::Error| SystemdError::State {
+            unit: unit.to_string(),
+            source,
+        };
         let path = match self.proxy.get_unit(unit).await {
             Ok(p) => p,
             Err(e) if error_name(&e).as_deref() == Some(NO_SUCH_UNIT) => {
                 return Ok("inactive".into());
             }
-            Err(e) => return Err(format!("state of {unit}: {e}")),
+            Err(e) => return Err(fail(e)),
         };
         let proxy = UnitProxy::builder(self.proxy.inner().connection())
             .path(path)
             .map(|b| b.cache_properties(CacheProperties::No))
-            .map_err(|e| format!("state of {unit}: {e}"))?
+            .map_err(fail)?
             .build()
             .await
-            .map_err(|e| format!("state of {unit}: {e}"))?;
-        proxy
-            .active_state()
-            .await
-            .map_err(|e| format!("state of {unit}: {e}"))
+            .map_err(fail)?;
+        proxy.active_state().await.map_err(fail)
     }
 
     /// The unit file state ("enabled", "disabled", "static", "masked", ...),
     /// or None when there is no unit file of that name.
-    pub async fn unit_file_state(&self, unit: &str) -> Result<Option<String>, String> {
+    pub async fn unit_file_state(&self, unit: &str) -> Result<Option<String>, SystemdError> {
         match self.proxy.get_unit_file_state(unit).await {
             Ok(s) => Ok(Some(s)),
             Err(e)
@@ -187,7 +235,10 @@ impl Manager {
             {
                 Ok(None)
             }
-            Err(e) => Err(format!("unit file state of {unit}: {e}")),
+            Err(source) => Err(SystemdError::UnitFileState {
+                unit: unit.to_string(),
+                source,
+            }),
         }
     }
 }
@@ -195,7 +246,10 @@ impl Manager {
 /// The unit file state of each of `units` (see `Manager::unit_file_state`),
 /// from plain blocking code, within `limit`. Err when the service manager
 /// cannot be asked (no system bus, no systemd on it).
-pub fn unit_file_states(units: &[String], limit: Duration) -> Result<Vec<Option<String>>, String> {
+pub fn unit_file_states(
+    units: &[String],
+    limit: Duration,
+) -> Result<Vec<Option<String>>, SystemdError> {
     let units = units.to_vec();
     // Its own thread and runtime: the caller may run inside a runtime,
     // where starting another one panics.
@@ -203,7 +257,7 @@ pub fn unit_file_states(units: &[String], limit: Duration) -> Result<Vec<Option<
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start a runtime: {e}"))?;
+            .map_err(SystemdError::Runtime)?;
         rt.block_on(async {
             tokio::time::timeout(limit, async {
                 let m = Manager::connect().await?;
@@ -214,12 +268,10 @@ pub fn unit_file_states(units: &[String], limit: Duration) -> Result<Vec<Option<
                 Ok(states)
             })
             .await
-            .unwrap_or_else(|_| Err(format!("no answer from systemd within {limit:?}")))
+            .unwrap_or(Err(SystemdError::Timeout(limit)))
         })
     });
-    asked
-        .join()
-        .unwrap_or_else(|_| Err("the query thread panicked".into()))
+    asked.join().unwrap_or(Err(SystemdError::Panicked))
 }
 
 #[cfg(test)]
@@ -228,8 +280,8 @@ mod tests {
 
     #[test]
     fn only_done_is_success() {
-        assert_eq!(job_outcome(Job::Start, "a.service", "done"), Ok(()));
-        assert_eq!(job_outcome(Job::Stop, "a.service", "done"), Ok(()));
+        assert!(job_outcome(Job::Start, "a.service", "done").is_ok());
+        assert!(job_outcome(Job::Stop, "a.service", "done").is_ok());
         for r in [
             "failed",
             "dependency",
@@ -239,18 +291,27 @@ mod tests {
             "frozen",
         ] {
             let e = job_outcome(Job::Start, "a.service", r).unwrap_err();
+            assert!(matches!(&e, SystemdError::Job { result, .. } if result == r));
+            let e = e.to_string();
             assert!(e.starts_with("start a.service: "), "{r}: {e}");
         }
-        let e = job_outcome(Job::Start, "a.service", "failed").unwrap_err();
+        let text = |r| {
+            job_outcome(Job::Start, "a.service", r)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = text("failed");
         assert!(e.contains("failed to start"), "{e}");
-        let e = job_outcome(Job::Stop, "a.service", "timeout").unwrap_err();
+        let e = job_outcome(Job::Stop, "a.service", "timeout")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("stop a.service: ") && e.contains("TimeoutStopSec"),
             "{e}"
         );
-        let e = job_outcome(Job::Start, "a.service", "dependency").unwrap_err();
+        let e = text("dependency");
         assert!(e.contains("depends on failed"), "{e}");
-        let e = job_outcome(Job::Start, "a.service", "weird").unwrap_err();
+        let e = text("weird");
         assert!(e.contains("\"weird\""), "{e}");
     }
 }

@@ -43,13 +43,13 @@ pub async fn run(spec: &UnitSpec, step: Step) -> Result<(), UnitError> {
 }
 
 /// Runs `f` until `deadline`, the end of the action's timeout.
-async fn by<T>(
+async fn by<T, E: std::fmt::Display>(
     deadline: Instant,
     spec: &UnitSpec,
-    f: impl Future<Output = Result<T, String>>,
+    f: impl Future<Output = Result<T, E>>,
 ) -> Result<T, UnitError> {
     match timeout_at(deadline, f).await {
-        Ok(done) => done.map_err(UnitError::Systemd),
+        Ok(done) => done.map_err(|e| UnitError::Systemd(e.to_string())),
         Err(_) => Err(UnitError::Timeout {
             unit: spec.unit.clone(),
             limit: spec.timeout,

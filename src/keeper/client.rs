@@ -2,7 +2,7 @@
 //! won (as the `file` backend's [`FdGuard`]), watches it, and closes the
 //! conversation at shutdown.
 
-use super::protocol::{Ack, Msg, round_trip};
+use super::protocol::{Ack, Msg, WireError, round_trip};
 use crate::config::{ActionSpec, ResourceSpec};
 use crate::lock::file::FdGuard;
 use nix::sys::socket::{
@@ -23,6 +23,39 @@ use tokio::task::JoinHandle;
 pub const SUBCOMMAND: &str = "keep-locks";
 /// How long the daemon waits for one answer before it gives the keeper up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a call to the keeper, or its start, failed. `Refused` is the keeper's
+/// own answer; `Broken` and `Unusable` mean the conversation is over.
+#[derive(Debug, thiserror::Error)]
+pub enum KeeperError {
+    /// The keeper answered no (its words).
+    #[error("{0}")]
+    Refused(String),
+    /// A call failed on the wire: no later call is made (a late answer
+    /// would be taken for the next call's).
+    #[error("lock keeper (pid {pid}) is unusable: {why}")]
+    Unusable { pid: u32, why: WireError },
+    /// The conversation was over before this call: why it ended.
+    #[error("{0}")]
+    Broken(String),
+    #[error("no resource registered for lock {0:?}")]
+    Unregistered(String),
+    /// `hold`: the keeper has no copy of the fd.
+    #[error("the lock keeper did not take it: {0}")]
+    NotTaken(Box<KeeperError>),
+    #[error("cannot find our own executable: {0}")]
+    Exe(std::io::Error),
+    #[error("socketpair: {0}")]
+    Socketpair(nix::errno::Errno),
+    #[error("cannot start {exe} {SUBCOMMAND}: {why}")]
+    Spawn { exe: String, why: std::io::Error },
+    #[error("setsockopt: {0}")]
+    Setsockopt(nix::errno::Errno),
+    #[error("lock keeper handshake: {0}")]
+    Handshake(String),
+    #[error("lock keeper (pid {pid}) did not answer: {why}")]
+    NoAnswer { pid: u32, why: Box<KeeperError> },
+}
 
 /// What the keeper must know of the resource behind a lock.
 #[derive(Clone)]
@@ -95,37 +128,43 @@ impl Keeper {
             .get_or_insert_with(|| "the daemon is shutting down".into());
     }
 
-    pub(super) fn call(&self, msg: &Msg, fd: Option<RawFd>) -> Result<(), String> {
+    pub(super) fn call(&self, msg: &Msg, fd: Option<RawFd>) -> Result<(), KeeperError> {
         let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(b) = &c.broken {
-            return Err(b.clone());
+            return Err(KeeperError::Broken(b.clone()));
         }
         match round_trip(&c.sock, msg, fd) {
             Ok(Ack { ok: true, .. }) => Ok(()),
-            Ok(Ack { error, .. }) => Err(error.unwrap_or_else(|| "refused".into())),
+            Ok(Ack { error, .. }) => Err(KeeperError::Refused(
+                error.unwrap_or_else(|| "refused".into()),
+            )),
             Err(e) => {
                 // An answer may still come late and would be taken for the
                 // next call's: never talk to this keeper again.
-                let why = format!("lock keeper (pid {}) is unusable: {e}", self.pid);
-                c.broken = Some(why.clone());
-                Err(why)
+                let e = KeeperError::Unusable {
+                    pid: self.pid,
+                    why: e,
+                };
+                c.broken = Some(e.to_string());
+                Err(e)
             }
         }
     }
 
-    fn resource_of(&self, lock: &str) -> Result<Guarded, String> {
+    fn resource_of(&self, lock: &str) -> Result<Guarded, KeeperError> {
         self.resources
             .lock()
             .unwrap()
             .get(lock)
             .cloned()
-            .ok_or_else(|| format!("no resource registered for lock {lock:?}"))
+            .ok_or_else(|| KeeperError::Unregistered(lock.to_string()))
     }
 }
 
+// The trait (lock::file's) speaks in strings.
 impl FdGuard for Keeper {
     fn hold(&self, lock: &str, fd: BorrowedFd<'_>, start: i64) -> Result<(), String> {
-        let g = self.resource_of(lock)?;
+        let g = self.resource_of(lock).map_err(|e| e.to_string())?;
         self.call(
             &Msg::Hold {
                 resource: g.resource,
@@ -135,17 +174,18 @@ impl FdGuard for Keeper {
             },
             Some(fd.as_raw_fd()),
         )
-        .map_err(|e| format!("the lock keeper did not take it: {e}"))
+        .map_err(|e| KeeperError::NotTaken(Box::new(e)).to_string())
     }
 
     fn release(&self, lock: &str) -> Result<(), String> {
-        let g = self.resource_of(lock)?;
+        let g = self.resource_of(lock).map_err(|e| e.to_string())?;
         self.call(
             &Msg::Drop {
                 resource: g.resource,
             },
             None,
         )
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -173,9 +213,8 @@ impl KeeperHandle {
     /// checks that it answers, and watches it: if it exits while the daemon
     /// runs, no new lock is taken (it could not be protected) and that is
     /// logged.
-    pub async fn start(node: &str, hooks: PathBuf) -> Result<KeeperHandle, String> {
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot find our own executable: {e}"))?;
+    pub async fn start(node: &str, hooks: PathBuf) -> Result<KeeperHandle, KeeperError> {
+        let exe = std::env::current_exe().map_err(KeeperError::Exe)?;
         // CLOEXEC on both ends: only the keeper, by the pre_exec below, gets
         // its end; hooks never inherit either (a hook's leftover background
         // process would otherwise hide the daemon's death from the keeper).
@@ -185,7 +224,7 @@ impl KeeperHandle {
             None,
             SockFlag::SOCK_CLOEXEC,
         )
-        .map_err(|e| format!("socketpair: {e}"))?;
+        .map_err(KeeperError::Socketpair)?;
         let raw = theirs.as_raw_fd();
         let mut cmd = tokio::process::Command::new(&exe);
         cmd.arg(SUBCOMMAND)
@@ -211,25 +250,29 @@ impl KeeperHandle {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {} {SUBCOMMAND}: {e}", exe.display()))?;
+        let mut child = cmd.spawn().map_err(|e| KeeperError::Spawn {
+            exe: exe.display().to_string(),
+            why: e,
+        })?;
         drop(theirs);
         let pid = child.id().unwrap_or(0);
         let limit = TimeVal::from(timeval(CALL_TIMEOUT));
         setsockopt(&ours, sockopt::ReceiveTimeout, &limit)
             .and_then(|()| setsockopt(&ours, sockopt::SendTimeout, &limit))
-            .map_err(|e| format!("setsockopt: {e}"))?;
+            .map_err(KeeperError::Setsockopt)?;
         let keeper = Keeper::over(ours, pid);
         let (keeper, hello) = tokio::task::spawn_blocking(move || {
             let r = keeper.call(&Msg::Hello { hooks: Some(hooks) }, None);
             (keeper, r)
         })
         .await
-        .map_err(|e| format!("lock keeper handshake: {e}"))?;
+        .map_err(|e| KeeperError::Handshake(e.to_string()))?;
         if let Err(e) = hello {
             let _ = child.start_kill();
-            return Err(format!("lock keeper (pid {pid}) did not answer: {e}"));
+            return Err(KeeperError::NoAnswer {
+                pid,
+                why: Box::new(e),
+            });
         }
         let keeper = Arc::new(keeper);
         tracing::debug!("lock keeper running as pid {pid}");

@@ -28,5 +28,6 @@ mod client;
 mod protocol;
 mod server;
 
-pub use client::{Keeper, KeeperHandle, SUBCOMMAND};
+pub use client::{Keeper, KeeperError, KeeperHandle, SUBCOMMAND};
+pub use protocol::WireError;
 pub use server::main;

@@ -47,6 +47,29 @@ pub enum Msg {
     },
 }
 
+/// What went wrong on the wire. The timeouts are the socket's own
+/// (SO_SNDTIMEO / SO_RCVTIMEO, set by the client).
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("send timed out")]
+    SendTimeout,
+    #[error("send: {0}")]
+    Send(Errno),
+    #[error("no answer within the timeout")]
+    ReceiveTimeout,
+    #[error("receive: {0}")]
+    Receive(Errno),
+    #[error("message truncated")]
+    Truncated,
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    /// The other side closed the socket before answering.
+    #[error("it is gone (EOF)")]
+    Eof,
+    #[error("bad answer: {0}")]
+    BadAnswer(serde_json::Error),
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Ack {
     pub ok: bool,
@@ -69,7 +92,7 @@ impl Ack {
     }
 }
 
-pub fn send(sock: &OwnedFd, body: &[u8], fd: Option<RawFd>) -> Result<(), String> {
+pub fn send(sock: &OwnedFd, body: &[u8], fd: Option<RawFd>) -> Result<(), WireError> {
     let fds = fd.map(|f| [f]);
     let cmsgs: Vec<ControlMessage> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
     loop {
@@ -82,8 +105,8 @@ pub fn send(sock: &OwnedFd, body: &[u8], fd: Option<RawFd>) -> Result<(), String
         ) {
             Ok(_) => return Ok(()),
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => return Err("send timed out".into()),
-            Err(e) => return Err(format!("send: {e}")),
+            Err(Errno::EAGAIN) => return Err(WireError::SendTimeout),
+            Err(e) => return Err(WireError::Send(e)),
         }
     }
 }
@@ -92,7 +115,7 @@ pub fn send(sock: &OwnedFd, body: &[u8], fd: Option<RawFd>) -> Result<(), String
 pub type Packet = (Vec<u8>, Vec<OwnedFd>);
 
 /// The next packet; `None` at EOF.
-pub fn recv(sock: &OwnedFd) -> Result<Option<Packet>, String> {
+pub fn recv(sock: &OwnedFd) -> Result<Option<Packet>, WireError> {
     let mut buf = vec![0u8; MAX_MSG];
     let mut cmsg = nix::cmsg_space!([RawFd; 4]);
     loop {
@@ -106,9 +129,9 @@ pub fn recv(sock: &OwnedFd) -> Result<Option<Packet>, String> {
         let msg = match r {
             Ok(m) => m,
             Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => return Err("no answer within the timeout".into()),
+            Err(Errno::EAGAIN) => return Err(WireError::ReceiveTimeout),
             Err(Errno::ECONNRESET) => return Ok(None),
-            Err(e) => return Err(format!("receive: {e}")),
+            Err(e) => return Err(WireError::Receive(e)),
         };
         let mut fds = Vec::new();
         if let Ok(it) = msg.cmsgs() {
@@ -122,7 +145,7 @@ pub fn recv(sock: &OwnedFd) -> Result<Option<Packet>, String> {
         }
         let (n, flags) = (msg.bytes, msg.flags);
         if flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
-            return Err("message truncated".into());
+            return Err(WireError::Truncated);
         }
         if n == 0 && fds.is_empty() {
             return Ok(None);
@@ -132,11 +155,11 @@ pub fn recv(sock: &OwnedFd) -> Result<Option<Packet>, String> {
     }
 }
 
-pub fn round_trip(sock: &OwnedFd, msg: &Msg, fd: Option<RawFd>) -> Result<Ack, String> {
-    let body = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
+pub fn round_trip(sock: &OwnedFd, msg: &Msg, fd: Option<RawFd>) -> Result<Ack, WireError> {
+    let body = serde_json::to_vec(msg).map_err(WireError::Encode)?;
     send(sock, &body, fd)?;
     match recv(sock)? {
-        None => Err("it is gone (EOF)".into()),
-        Some((bytes, _)) => serde_json::from_slice(&bytes).map_err(|e| format!("bad answer: {e}")),
+        None => Err(WireError::Eof),
+        Some((bytes, _)) => serde_json::from_slice(&bytes).map_err(WireError::BadAnswer),
     }
 }
