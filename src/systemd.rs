@@ -67,15 +67,15 @@ impl Job {
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
     #[error("cannot connect to the system bus: {0}")]
-    Connect(zbus::Error),
+    Connect(Box<zbus::Error>),
     #[error("systemd manager on the system bus: {0}")]
-    Manager(zbus::Error),
+    Manager(Box<zbus::Error>),
     /// Queueing or watching a job failed on the bus.
     #[error("{} {unit}: {source}", job.verb())]
     Call {
         job: Job,
         unit: String,
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     /// The job ended with a result other than `done`.
     #[error("{} {unit}: {why}", job.verb())]
@@ -88,9 +88,15 @@ pub enum SystemdError {
     #[error("{} {unit}: the system bus connection closed before the job finished", job.verb())]
     Closed { job: Job, unit: String },
     #[error("state of {unit}: {source}")]
-    State { unit: String, source: zbus::Error },
+    State {
+        unit: String,
+        source: Box<zbus::Error>,
+    },
     #[error("unit file state of {unit}: {source}")]
-    UnitFileState { unit: String, source: zbus::Error },
+    UnitFileState {
+        unit: String,
+        source: Box<zbus::Error>,
+    },
     #[error("cannot start a runtime: {0}")]
     Runtime(std::io::Error),
     #[error("no answer from systemd within {0:?}")]
@@ -148,12 +154,12 @@ impl Manager {
     pub async fn connect() -> Result<Manager, SystemdError> {
         let conn = zbus::Connection::system()
             .await
-            .map_err(SystemdError::Connect)?;
+            .map_err(|e| SystemdError::Connect(e.into()))?;
         let proxy = ManagerProxy::builder(&conn)
             .cache_properties(CacheProperties::No)
             .build()
             .await
-            .map_err(SystemdError::Manager)?;
+            .map_err(|e| SystemdError::Manager(e.into()))?;
         Ok(Manager { proxy })
     }
 
@@ -164,7 +170,7 @@ impl Manager {
         let fail = |source: zbus::Error| SystemdError::Call {
             job,
             unit: unit.to_string(),
-            source,
+            source: source.into(),
         };
         // Subscribe before queueing: a quick job may be removed before its
         // reply reaches us, and a signal sent before the match exists is lost.
@@ -203,7 +209,7 @@ impl Manager {
     pub async fn active_state(&self, unit: &str) -> Result<String, SystemdError> {
         let fail = |source: zbus::Error| SystemdError::State {
             unit: unit.to_string(),
-            source,
+            source: source.into(),
         };
         let path = match self.proxy.get_unit(unit).await {
             Ok(p) => p,
@@ -237,7 +243,7 @@ impl Manager {
             }
             Err(source) => Err(SystemdError::UnitFileState {
                 unit: unit.to_string(),
-                source,
+                source: source.into(),
             }),
         }
     }
