@@ -1,0 +1,112 @@
+//! `dlm-electd cleanup`: what a killed daemon left, undone.
+
+use super::orphans::{drop_stale, undo_orphan};
+use super::startup::Runtime;
+use crate::action;
+use crate::config::{Config, ResourceSpec};
+use crate::control;
+use crate::exit;
+use crate::instance::Instance;
+use crate::lock::{self, LockBackend};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// `dlm-electd cleanup`: after a crash (ExecStopPost), run the release
+/// actions of every resource this instance's applied records name, and
+/// drop lock state this node still keeps. Refuses while a daemon holds the
+/// runtime dir.
+pub async fn cleanup(cfg: Config) -> i32 {
+    let Runtime { instance, hooks } = match Runtime::take(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("not cleaning up: {e}");
+            return e.exit_code();
+        }
+    };
+    // Hooks of a daemon (and keeper) killed together run on unwatched:
+    // kill them before any release step, or an acquire could land after.
+    let n = tokio::task::spawn_blocking(move || action::hooks::kill_all(&hooks))
+        .await
+        .unwrap_or(0);
+    if n > 0 {
+        tracing::warn!("killed {n} hook process group(s) a dead daemon left running");
+    }
+    let l = &cfg.lock;
+    let backend = lock::open::backend(l.backend, &l.dir, l.standby, &l.mount, &l.domain, &cfg.node);
+    let mut rc = exit::OK;
+    for spec in &cfg.resources {
+        let span = tracing::info_span!("resource", resource = %spec.name);
+        if !clean_one(&instance, &backend, spec, &cfg)
+            .instrument(span)
+            .await
+        {
+            rc = exit::FAILURE;
+        }
+    }
+    let configured: Vec<&str> = cfg.resources.iter().map(|r| r.name.as_str()).collect();
+    for (name, record) in instance.orphans(&configured) {
+        let span = tracing::info_span!("resource", resource = %name);
+        if !undo_orphan(&name, &record, &backend, &cfg)
+            .instrument(span)
+            .await
+        {
+            rc = exit::FAILURE;
+        }
+    }
+    // Workload locks a killed `run-locked` left cached on this node (dlmfs),
+    // once their programs ended; one a local program still holds is kept.
+    let c = cfg.clone();
+    match tokio::task::spawn_blocking(move || crate::workload::drop_stale(&c)).await {
+        Ok(Ok(names)) if names.is_empty() => {}
+        Ok(Ok(names)) => {
+            tracing::info!("workload locks whose holders are gone, dropped: {names:?}")
+        }
+        Ok(Err(e)) => {
+            tracing::error!("cannot drop stale workload locks: {e}");
+            rc = exit::FAILURE;
+        }
+        Err(e) => {
+            tracing::error!("dropping stale workload locks: {e}");
+            rc = exit::FAILURE;
+        }
+    }
+    let _ = std::fs::remove_file(control::socket_path(&cfg.daemon.runtime_dir));
+    rc
+}
+
+/// `cleanup` of one resource; false if something is left.
+async fn clean_one(
+    instance: &Instance,
+    backend: &Arc<dyn LockBackend>,
+    spec: &ResourceSpec,
+    cfg: &Config,
+) -> bool {
+    let record = instance.record(&spec.name);
+    let applied = record.exists();
+    if applied {
+        let ctx = crate::action::Ctx {
+            resource: spec.name.clone(),
+            node: cfg.node.clone(),
+        };
+        // Undo first: the lock is dropped only once our side effects are
+        // gone, so no other node takes over while they still stand.
+        if let Err(e) = crate::action::release_all(&spec.actions, &ctx).await {
+            tracing::error!("release actions failed, keeping the lock: {e}");
+            return false;
+        }
+        record.clear();
+    } else {
+        tracing::debug!("no applied record: nothing of ours to undo");
+    }
+    let mut ok = drop_stale(backend, &spec.lock, cfg.daemon.op_timeout).await;
+    // Our candidate lock too (preferred nodes): a dead daemon's stays cached
+    // on a dlmfs node and would make less preferred nodes defer to it.
+    if let Some(cand) = spec.rank(&cfg.node).map(|i| spec.candidate_lock(i)) {
+        ok &= drop_stale(backend, &cand, cfg.daemon.op_timeout).await;
+    }
+    // One line per resource, and only for what was done.
+    if ok && applied {
+        tracing::info!("cleaned up: release steps run, lock state dropped");
+    }
+    ok
+}

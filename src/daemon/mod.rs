@@ -1,0 +1,16 @@
+//! The daemon: one instance per runtime dir, one runner per resource
+//! (`supervisor`: signals, reload, sd_notify and the watchdog, the control
+//! socket's requests, the way out), what comes before it (`startup`, with
+//! its [`StartError`]), what a previous run left (`orphans`), and
+//! `cleanup`.
+//!
+//! This file is the folder's face only: the children import each other,
+//! never it.
+
+mod cleanup;
+mod orphans;
+mod startup;
+mod supervisor;
+
+pub use cleanup::cleanup;
+pub use startup::{StartError, run};
