@@ -195,6 +195,40 @@ fn second_instance_on_a_runtime_dir_is_refused() {
     assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
 }
 
+/// Issue #19, item 14: a runtime_dir naming an existing directory others
+/// may enter (`/run` by mistake) was chmodded to 0700, locking other
+/// services out. `run` and `cleanup` now refuse it (78, at the config key)
+/// and leave its mode alone.
+#[test]
+fn a_shared_runtime_dir_is_refused_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    fs::create_dir(&run).unwrap();
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
+    // write_config: `runtime_dir` (`<dir>/run`) on line 7.
+    let cfg = support::write_config(dir.path(), "a", &dir.path().join("locks"), "");
+    for cmd in ["run", "cleanup"] {
+        let out = cli(&cfg, &[cmd]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{cmd}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{}:7:15: key `daemon.runtime_dir`: runtime dir {} is not private",
+                cfg.display(),
+                run.display()
+            )) && err.contains("mode 755"),
+            "{cmd}: {err}"
+        );
+        let mode = fs::metadata(&run).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755, "{cmd}: left as it was");
+    }
+    assert!(!run.join("instance.lock").exists());
+    // Made private by its admin, it is used.
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+    cli_ok(&cfg, &["cleanup"]);
+}
+
 #[test]
 fn startup_leaves_another_instances_resources_alone() {
     // Two instances on one host sharing a lock dir (the demo): the second
@@ -585,7 +619,10 @@ fn a_record_with_an_empty_argv_is_refused_not_run() {
     let res = lab.logging("db");
     let cfg = lab.config("a", &res);
     let records = lab.path("a/run/applied");
-    fs::create_dir_all(&records).unwrap();
+    // Private, as a daemon makes its runtime dir (a shared one is refused).
+    std::os::unix::fs::DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&records)
+        .unwrap();
     let bad = Applied {
         lock: "web".into(),
         actions: vec![ActionSpec::Exec(ExecSpec {
