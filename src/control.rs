@@ -397,4 +397,26 @@ mod tests {
         assert!(!b.failed(at(19_999)).1);
         assert!(b.failed(at(20_000)).1);
     }
+
+    /// The client's errors say which trouble it was: nobody listening, or
+    /// a daemon that took too long.
+    #[tokio::test]
+    async fn a_client_tells_not_running_from_no_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = call(dir.path(), &Request::Status, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ControlError::NotRunning { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("not running (no daemon answers on ")
+        );
+        // Bound, but never answered.
+        let _listener = bind(dir.path()).unwrap();
+        let e = call(dir.path(), &Request::Status, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ControlError::Timeout(_)), "{e}");
+        assert_eq!(e.to_string(), "no answer from the daemon within 50ms");
+    }
 }

@@ -331,7 +331,11 @@ mod tests {
             record: None,
             start: None,
         };
-        assert!(keeper.call(&hold_without_fd, None).is_err());
+        // The keeper's own no (Refused), not a broken conversation.
+        assert!(matches!(
+            keeper.call(&hold_without_fd, None),
+            Err(super::super::client::KeeperError::Refused(_))
+        ));
         keeper.close();
         // Nothing held: it exits at once without running the failing hook.
         assert_eq!(t.join().unwrap(), 0);
