@@ -52,6 +52,11 @@ pub enum InstanceError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot stat runtime dir {}: {source}", dir.display())]
+    Stat {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot chmod runtime dir {}: {source}", dir.display())]
     Chmod {
         dir: PathBuf,
@@ -204,7 +209,7 @@ fn private_dir(dir: &Path) -> Result<(), InstanceError> {
             },
         );
     }
-    let md = std::fs::metadata(dir).map_err(|source| InstanceError::CreateDir {
+    let md = std::fs::metadata(dir).map_err(|source| InstanceError::Stat {
         dir: dir.to_path_buf(),
         source,
     })?;
