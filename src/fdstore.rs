@@ -17,6 +17,7 @@
 //! Outside systemd (no `NOTIFY_SOCKET`) there is no store and this guard is
 //! not used.
 
+use crate::lock::BoxError;
 use crate::lock::file::{FdGuard, store_name};
 use sd_notify::NotifyState;
 use std::collections::HashMap;
@@ -90,11 +91,10 @@ impl FdStore {
     }
 }
 
-// The trait (lock::file's) speaks in strings.
 impl FdGuard for FdStore {
-    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, _start: i64) -> Result<(), String> {
+    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, _start: i64) -> Result<(), BoxError> {
         let ino = nix::sys::stat::fstat(fd)
-            .map_err(|e| FdStoreError::Stat(e).to_string())?
+            .map_err(FdStoreError::Stat)?
             .st_ino;
         let name = store_name(lock, ino);
         // FDPOLL=0: a lock file has nothing to poll (systemd drops stored
@@ -122,9 +122,9 @@ impl FdGuard for FdStore {
         Ok(())
     }
 
-    fn release(&self, lock: &str) -> Result<(), String> {
+    fn release(&self, lock: &str) -> Result<(), BoxError> {
         match self.names.lock().unwrap().remove(lock) {
-            Some(name) => FdStore::remove(&name).map_err(|e| e.to_string()),
+            Some(name) => Ok(FdStore::remove(&name)?),
             None => Ok(()),
         }
     }

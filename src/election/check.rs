@@ -128,7 +128,7 @@ fn run(s: &Shared) {
         drop(entries);
         let failed: Vec<(u64, String)> = batch
             .into_iter()
-            .filter_map(|(id, check)| check().err().map(|why| (id, why)))
+            .filter_map(|(id, check)| check().err().map(|why| (id, why.to_string())))
             .collect();
         entries = s.entries.lock().unwrap();
         for (id, why) in failed {

@@ -4,6 +4,7 @@
 
 use super::protocol::{Ack, Msg, WireError, round_trip};
 use crate::config::{ActionSpec, ResourceSpec};
+use crate::lock::BoxError;
 use crate::lock::file::FdGuard;
 use nix::sys::socket::{
     AddressFamily, Shutdown, SockFlag, SockType, setsockopt, shutdown, socketpair, sockopt,
@@ -161,10 +162,9 @@ impl Keeper {
     }
 }
 
-// The trait (lock::file's) speaks in strings.
 impl FdGuard for Keeper {
-    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, start: i64) -> Result<(), String> {
-        let g = self.resource_of(lock).map_err(|e| e.to_string())?;
+    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, start: i64) -> Result<(), BoxError> {
+        let g = self.resource_of(lock)?;
         self.call(
             &Msg::Hold {
                 resource: g.resource,
@@ -174,18 +174,18 @@ impl FdGuard for Keeper {
             },
             Some(fd.as_raw_fd()),
         )
-        .map_err(|e| KeeperError::NotTaken(Box::new(e)).to_string())
+        .map_err(|e| KeeperError::NotTaken(Box::new(e)).into())
     }
 
-    fn release(&self, lock: &str) -> Result<(), String> {
-        let g = self.resource_of(lock).map_err(|e| e.to_string())?;
+    fn release(&self, lock: &str) -> Result<(), BoxError> {
+        let g = self.resource_of(lock)?;
         self.call(
             &Msg::Drop {
                 resource: g.resource,
             },
             None,
         )
-        .map_err(|e| e.to_string())
+        .map_err(Into::into)
     }
 }
 

@@ -23,7 +23,7 @@
 //! lost once both are gone.
 
 use super::twin::{self, Names};
-use super::{HeldLock, LockBackend, LockError, Standby, StillHeld, TryLock, WaitStop};
+use super::{BoxError, HeldLock, LockBackend, LockError, Standby, StillHeld, TryLock, WaitStop};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, fcntl};
 use std::collections::HashMap;
@@ -39,9 +39,9 @@ use std::sync::{Arc, Mutex};
 pub trait FdGuard: Send + Sync {
     /// Takes a copy of `fd`, the lock just won on `lock` (the range from
     /// `start` to EOF: see `twin::lock_at`); Ok once held.
-    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, start: i64) -> Result<(), String>;
+    fn hold(&self, lock: &str, fd: BorrowedFd<'_>, start: i64) -> Result<(), BoxError>;
     /// `lock` was given up (unlocked): close the copy.
-    fn release(&self, lock: &str) -> Result<(), String>;
+    fn release(&self, lock: &str) -> Result<(), BoxError>;
 }
 
 pub struct FileBackend {
@@ -489,7 +489,7 @@ impl HeldLock for FileLock {
                 tracing::warn!("{fixed}");
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }))
     }
 

@@ -49,25 +49,24 @@ pub enum Standby {
     Poll,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockError {
     /// The cluster (or lock directory) is not usable yet; retry later.
+    #[error("cluster not ready: {0}")]
     NotReady(String),
     /// Anything else: a bad name, permissions, an I/O error.
+    #[error("{0}")]
     Failed(String),
 }
 
-impl fmt::Display for LockError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LockError::NotReady(m) => write!(f, "cluster not ready: {m}"),
-            LockError::Failed(m) => f.write_str(m),
-        }
-    }
-}
+/// What a guard or a lock check reports: the implementer's own error type,
+/// boxed, since the lock layer only shows it (a keeper's `KeeperError`, the
+/// fd store's `FdStoreError`, `twin::TwinError`) and the layer below must
+/// not name the types of the layers above.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// See [`HeldLock::still_held`].
-pub type StillHeld = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub type StillHeld = Arc<dyn Fn() -> Result<(), BoxError> + Send + Sync>;
 
 /// The outcome of one non-blocking attempt.
 pub enum TryLock {

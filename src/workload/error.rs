@@ -23,8 +23,8 @@ pub enum WorkloadError {
     #[error("cannot flock {}: {errno}", path.display())]
     Flock { path: PathBuf, errno: Errno },
     /// The cluster lock: not ready (retried while a wait lasts), or failed.
-    #[error("{0}")]
-    Lock(LockError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// dlmfs: this node may have been declared dead while frozen.
     #[error("this node's cluster membership is in doubt ({0}): no lock is taken until it reboots")]
     InDoubt(String),
@@ -44,12 +44,4 @@ pub enum WorkloadError {
     },
     #[error("cannot unlink {}: {errno}", path.display())]
     Unlink { path: PathBuf, errno: Errno },
-}
-
-// By hand, not `#[from]`: that would make LockError this error's source,
-// which needs `std::error::Error`, and LockError (lock's) does not have it.
-impl From<LockError> for WorkloadError {
-    fn from(e: LockError) -> WorkloadError {
-        WorkloadError::Lock(e)
-    }
 }
