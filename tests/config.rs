@@ -765,6 +765,24 @@ fn check_config_reports_every_problem_in_one_run() {
             ),
         ]
     );
+    // A duplicate resource name behind a problem in the duplicate's own
+    // table (the name was counted only once its table validated).
+    let cfg = write_config(
+        dir.path(),
+        "b",
+        &locks,
+        "[[resource]]\nname = \"w\"\n[[resource]]\nname = \"w\"\n[[resource.action]]\ntype = \"exec\"\nacquire = [\"bin/up\"]\nrelease = [\"/bin/true\"]\n",
+    );
+    let c = cfg.display();
+    assert_eq!(
+        stderr_lines(&cfg),
+        [
+            format!("{c}:12:8: duplicate resource name \"w\" (first defined at {c}:9)"),
+            format!(
+                "{c}:15:11: key `acquire`: \"bin/up\" is a relative path: write an absolute path, or a bare name to look up in PATH"
+            ),
+        ]
+    );
     // An unknown key behind a type error (serde reads a table's keys
     // before its values, so each hid the other), and more of both in
     // other tables, in the order written.

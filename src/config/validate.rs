@@ -207,24 +207,32 @@ fn resources<'a>(
     for (src, list) in all {
         cx.src = src;
         for res in list {
-            let Some(spec) = resource(cx, res, daemon, backend) else {
-                continue;
-            };
             let here = {
                 let e = src.error(Some(res.span()), "");
                 format!("{}:{}", e.path.display(), e.pos.map(|p| p.0).unwrap_or(0))
             };
-            let name_at = res.get_ref().name.as_ref().unwrap();
-            if let Some(first) = names.insert(spec.name.clone(), here.clone()) {
+            // Names are counted before the resource is validated, so a
+            // duplicate is reported even when the table has problems of its
+            // own (check-config shows every problem in one run).
+            let name_at = res.get_ref().name.as_ref();
+            let duplicate = name_at.and_then(|n| {
+                let first = names.insert(n.get_ref().clone(), here.clone())?;
                 cx.err(
-                    name_at,
+                    n,
                     format!(
                         "duplicate resource name {:?} (first defined at {first})",
-                        spec.name
+                        n.get_ref()
                     ),
                 );
-            } else if let Some(first) = locks.insert(spec.lock.clone(), here) {
-                let at = res.get_ref().lock.as_ref().unwrap_or(name_at);
+                Some(())
+            });
+            let Some(spec) = resource(cx, res, daemon, backend) else {
+                continue;
+            };
+            if duplicate.is_none()
+                && let Some(first) = locks.insert(spec.lock.clone(), here)
+            {
+                let at = res.get_ref().lock.as_ref().or(name_at).unwrap();
                 cx.err(
                     at,
                     format!(
