@@ -165,7 +165,6 @@ fn instance_socket(runtime_dir: &Path) -> Result<std::os::unix::net::UnixDatagra
 /// to 0700, which locked other services out of a shared one (`/run`,
 /// `/var/lib`) named by mistake, and nothing said so (issue #19, item 14).
 fn private_dir(dir: &Path) -> Result<(), InstanceError> {
-    use std::os::unix::fs::MetadataExt;
     let created = match DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => true,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
@@ -213,20 +212,7 @@ fn private_dir(dir: &Path) -> Result<(), InstanceError> {
         dir: dir.to_path_buf(),
         source,
     })?;
-    let euid = nix::unistd::geteuid().as_raw();
-    let why = if !md.is_dir() {
-        Some("not a directory".to_string())
-    } else if md.uid() != euid {
-        Some(format!("owned by uid {}, we run as uid {euid}", md.uid()))
-    } else if md.mode() & 0o077 != 0 {
-        Some(format!(
-            "mode {:o}: group or others may enter",
-            md.mode() & 0o7777
-        ))
-    } else {
-        None
-    };
-    match why {
+    match crate::config::security::not_private(&md) {
         None => Ok(()),
         Some(why) => Err(InstanceError::NotPrivate {
             dir: dir.to_path_buf(),

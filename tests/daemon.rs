@@ -198,7 +198,7 @@ fn second_instance_on_a_runtime_dir_is_refused() {
 /// Issue #19, item 14: a runtime_dir naming an existing directory others
 /// may enter (`/run` by mistake) was chmodded to 0700, locking other
 /// services out. `run` and `cleanup` now refuse it (78, at the config key)
-/// and leave its mode alone.
+/// and leave its mode alone; `check-config` says so beforehand.
 #[test]
 fn a_shared_runtime_dir_is_refused_and_left_alone() {
     use std::os::unix::fs::PermissionsExt;
@@ -208,7 +208,7 @@ fn a_shared_runtime_dir_is_refused_and_left_alone() {
     fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
     // write_config: `runtime_dir` (`<dir>/run`) on line 7.
     let cfg = support::write_config(dir.path(), "a", &dir.path().join("locks"), "");
-    for cmd in ["run", "cleanup"] {
+    for cmd in ["check-config", "run", "cleanup"] {
         let out = cli(&cfg, &[cmd]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{cmd}: {err}");

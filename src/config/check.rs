@@ -117,6 +117,18 @@ pub fn check_as(
             }
         }
     }
+    // What `run` and `cleanup` would refuse at start (instance.rs); not
+    // for a user who is not the dir's owner and not root (`status` or
+    // `check-config` by hand as someone else than the daemon).
+    if let Ok(md) = std::fs::metadata(&cfg.daemon.runtime_dir)
+        && (as_root || md.uid() == nix::unistd::geteuid().as_raw())
+        && let Some(why) = super::security::not_private(&md)
+    {
+        errors.push(places.runtime_dir.error(format!(
+            "key `daemon.runtime_dir`: runtime dir {} is not private to dlm-electd ({why}): `run` and `cleanup` refuse it; point `daemon.runtime_dir` at a directory of its own (a missing one is created with mode 0700), or `chmod 0700` this one if it is dlm-electd's alone",
+            cfg.daemon.runtime_dir.display()
+        )));
+    }
     for p in &places.programs {
         let problem = match resolve_program(&p.program) {
             None => Some(format!("{:?} not found in PATH", p.program)),

@@ -12,6 +12,26 @@ use std::path::Path;
 
 const S_ISVTX: u32 = 0o1000;
 
+/// Why an existing runtime dir is not private to this user (not a
+/// directory, another owner, group or other access), or None: the daemon
+/// refuses such a dir rather than chmod one that may be shared (`/run`).
+/// `instance` applies it at start; `check` reports it beforehand.
+pub fn not_private(md: &std::fs::Metadata) -> Option<String> {
+    let euid = nix::unistd::geteuid().as_raw();
+    if !md.is_dir() {
+        Some("not a directory".to_string())
+    } else if md.uid() != euid {
+        Some(format!("owned by uid {}, we run as uid {euid}", md.uid()))
+    } else if md.mode() & 0o077 != 0 {
+        Some(format!(
+            "mode {:o}: group or others may enter",
+            md.mode() & 0o7777
+        ))
+    } else {
+        None
+    }
+}
+
 /// Why `path` is unsafe to trust as root, or None.
 pub fn path_problem(path: &Path) -> Option<String> {
     chain_problem(path, true)
