@@ -5,20 +5,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use support::env_dump;
 use support::lab::Lab;
-
-/// `NAME=value` lines of an `env` dump.
-fn env_dump(path: &Path) -> BTreeMap<String, String> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 /// An exec action dumping its environment to `DIR/NAME.EVENT.env`.
 fn dumping(name: &str, dir: &Path, env: &str) -> String {

@@ -12,6 +12,7 @@ use nix::unistd::Pid;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use support::env_dump;
 use support::lab::Lab;
 
 #[test]
@@ -189,16 +190,6 @@ fn a_program_named_without_a_path_runs_the_file_found_at_load() {
         ran.contains("late acquire\n") && ran.contains("late release\n"),
         "{ran}"
     );
-}
-
-/// `NAME=value` lines of an `env` dump.
-fn env_dump(path: &std::path::Path) -> std::collections::BTreeMap<String, String> {
-    fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 /// Hooks and health checks see a minimal environment, not the daemon's:

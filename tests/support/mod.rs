@@ -37,6 +37,16 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// `NAME=value` lines of an `env` dump (what a hook saw).
+pub fn env_dump(path: &Path) -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 pub fn cli(config: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
