@@ -23,13 +23,17 @@ two at once (on different nodes, at most one of them node-level):
   power      power pull of the VM, boot again, start the daemon and the loop
   partition  the node's tap down for 2..4 s or 20..40 s, up again; a node o2cb
              fenced meanwhile is booted again
+  netsplit   the node and one other cut off from each other only (each still
+             reaches the third; harness.netsplit, bridge port isolation) for
+             5..40 s, then joined; a node o2cb fenced is booted again
   release    `release R --hold-off 3..15s` on R's master (from the event log),
              sometimes `resume R` early
   reload     SIGHUP after rewriting the node's config: poll_interval 250ms or
              500ms, an extra resource `rx0` or not, one of r07.. removed or not
   health     /tmp/nem-unhealthy on r06's master for 3..10 s
 
-Not yet: netem (delay, loss), one-way or multi-node partitions, disk faults.
+Not yet: netem (delay, loss: the host kernel here has no sch_netem and no tc
+actions), one-way partitions, heartbeat-disk faults.
 
 The checker trusts nothing the daemon says about itself. It replays the event
 log (host clock, arrival order): hook events, workload program events, the
@@ -111,7 +115,8 @@ def liveness_s(dead_threshold, op_timeout_s=OP_TIMEOUT_S, poll_s=POLL_MAX_S):
 # type: (weight, node-level?)
 TYPES = collections.OrderedDict([
     ("sigkill", (3.0, False)), ("sigstop", (2.0, False)), ("freeze", (1.0, True)),
-    ("power", (1.0, True)), ("partition", (1.0, True)), ("release", (2.5, False)),
+    ("power", (1.0, True)), ("partition", (1.0, True)), ("netsplit", (1.0, True)),
+    ("release", (2.5, False)),
     ("reload", (2.0, False)), ("health", (1.5, False)),
 ])
 # These pick their node at run time (a master from the event log): never
@@ -139,7 +144,8 @@ def make_schedule(seed, count, nodes=3, k=K):
         if prev is not None:
             # Overlapping the previous step: another node, an explicit
             # target, and not two node-level faults at once.
-            if typ in RUNTIME_TARGET or (TYPES[typ][1] and TYPES[prev.typ][1]) or node == prev.node:
+            if typ in RUNTIME_TARGET or (TYPES[typ][1] and TYPES[prev.typ][1]) or node == prev.node \
+                    or node == prev.params.get("other"):
                 continue
         p = {}
         if typ == "sigkill":
@@ -152,6 +158,9 @@ def make_schedule(seed, count, nodes=3, k=K):
             p["off"] = round(rng.uniform(0, 5), 1)
         elif typ == "partition":
             p["dur"] = round(rng.uniform(2, 4) if rng.random() < 0.4 else rng.uniform(20, 40), 1)
+        elif typ == "netsplit":
+            p["other"] = (node + rng.randrange(1, nodes)) % nodes
+            p["dur"] = round(rng.uniform(5, 40), 1)
         elif typ == "release":
             p["res"] = rng.choice(resources(k))
             p["hold"] = round(rng.uniform(3, 15), 1)
@@ -469,6 +478,16 @@ class Nemesis:
         if self.node_up(node):
             return "fenced by o2cb, booted again"
         return "still up"
+
+    def f_netsplit(self, node, p):
+        self.c.netsplit(node, p["other"])
+        try:
+            time.sleep(p["dur"])
+        finally:
+            self.c.netjoin()
+        time.sleep(3)
+        up = [n for n in (node, p["other"]) if self.node_up(n)]
+        return "fenced by o2cb, booted again: %s" % up if up else "both still up"
 
     def f_release(self, node, p):
         ms = self.masters_now(p["res"])
