@@ -768,9 +768,39 @@ def test_nemesis(c):
         len(res["violations"]), res["seed"], res["violations"][:5])
 
 
+def selftest():
+    """The checker on made-up logs (no VM): `nemesis.py --selftest`."""
+    E = harness.Event
+    kinds = lambda evs: [v.kind for v in replay(evs)[2]]
+    # A plain handover, a takeover after @kill and after @exit: fine.
+    assert kinds([E(0, 0, "acquire a"), E(5, 0, "release a"), E(6, 1, "acquire a"),
+                  E(7, 1, "@kill"), E(9, 2, "acquire a"), E(10, 2, "@exit rc=0"),
+                  E(11, 0, "acquire a")]) == []
+    # Two masters, and two workload holders.
+    assert kinds([E(0, 0, "acquire a"), E(1, 1, "acquire a")]) == ["overlap"]
+    assert kinds([E(0, 0, "acquire @wl"), E(1, 2, "acquire @wl")]) == ["overlap"]
+    # A frozen master: allowed until 1 s after its thaw, not later.
+    ok = [E(0, 0, "acquire a"), E(1, 0, "@freeze"), E(20, 1, "acquire a"), E(30, 0, "@thaw"),
+          E(900, 0, "release a"), E(5000, 1, "release a")]
+    assert kinds(ok) == []
+    late = ok[:4] + [E(1100, 0, "release a")]
+    assert kinds(late) == ["late-release"]
+    # The thawed node acquiring again beside the new master is no allowance.
+    assert kinds(ok[:4] + [E(40, 0, "release a"), E(50, 0, "acquire a")]) == ["overlap"]
+    # A SIGSTOPped daemon (no @freeze) gets no allowance.
+    assert kinds([E(0, 0, "acquire a"), E(1, 1, "acquire a"), E(2, 0, "release a")]) == ["overlap"]
+    iv, op, _, _ = replay(ok)
+    assert outages(iv, op, "a", 6000) == [(5000, None)]
+    assert first_master_from(iv, op, "a", 10) == 10 and master_at(iv, op, "a", 25) == {0, 1}
+    assert [fmt_step(x) for x in make_schedule(7, 30)] == [fmt_step(x) for x in make_schedule(7, 30)]
+    print("nemesis selftest: ok")
+
+
 if __name__ == "__main__":
     # Not in run.py's MODULES yet: `tests/cluster/nemesis.py [--no-build]`
     # runs this scenario alone (through suite.main, like run.py).
     import sys
+    if sys.argv[1:] == ["--selftest"]:
+        sys.exit(selftest())
     import suite
     sys.exit(suite.main(["nemesis"] + sys.argv[1:]))
