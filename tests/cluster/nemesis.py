@@ -262,6 +262,7 @@ def replay(events, bound_ms=THAW_BOUND_MS):
     master = collections.defaultdict(dict)   # res -> {node: t0}
     intervals = collections.defaultdict(list)
     frozen = set()
+    spans = collections.defaultdict(list)     # node -> [[t_freeze, t_thaw]]: serving nothing
     pending = {}                              # (node, res) -> deadline once thawed
     viol, where = [], []
 
@@ -280,14 +281,19 @@ def replay(events, bound_ms=THAW_BOUND_MS):
                 pending[(n, r)] = float("inf")  # once
         if e.text == "@freeze":
             frozen.add(e.node)
+            spans[e.node].append([e.t_ms, float("inf")])
             continue
         if e.text == "@thaw":
             frozen.discard(e.node)
+            if spans[e.node]:
+                spans[e.node][-1][1] = e.t_ms
             for k in pending:
                 if k[0] == e.node:
                     pending[k] = e.t_ms + bound_ms
             continue
         if e.text == "@kill" or e.text.startswith("@exit"):
+            if e.node in frozen:
+                spans[e.node][-1][1] = e.t_ms
             frozen.discard(e.node)
             for r in list(master):
                 close(e.node, r, e.t_ms)
@@ -308,6 +314,7 @@ def replay(events, bound_ms=THAW_BOUND_MS):
             master[res].setdefault(e.node, e.t_ms)
         else:
             close(e.node, res, e.t_ms)
+    replay.frozen = {n: [tuple(x) for x in v] for n, v in spans.items()}
     return intervals, {r: dict(m) for r, m in master.items() if m}, viol, where
 
 
@@ -327,11 +334,23 @@ def first_master_from(intervals, open_, res, t):
     return min(starts) if starts else None
 
 
-def outages(intervals, open_, res, t_end):
+def _minus(a, b, cuts):
+    """[a, b) minus the spans in cuts, as a list of pieces."""
+    out = [(a, b)]
+    for x, y in cuts:
+        out = [p for s, e in out for p in ((s, min(e, x)), (max(s, y), e)) if p[0] < p[1]]
+    return out
+
+
+def outages(intervals, open_, res, t_end, frozen=None):
     """Gaps [a, b) without a master of res, after its first master; b is
-    None if still without one at t_end."""
-    iv = sorted([(a, b) for _, a, b in intervals.get(res, ())]
-                + [(a, float("inf")) for a in open_.get(res, {}).values()])
+    None if still without one at t_end. A master whose VM is frozen serves
+    nothing: its intervals are cut by its node's frozen spans (`frozen`:
+    node -> [(t_freeze, t_thaw)], replay.frozen)."""
+    frozen = frozen or {}
+    iv = sorted([p for n, a, b in intervals.get(res, ()) for p in _minus(a, b, frozen.get(n, ()))]
+                + [p for n, a in open_.get(res, {}).items()
+                   for p in _minus(a, float("inf"), frozen.get(n, ()))])
     gaps, cover = [], None
     for a, b in iv:
         if cover is None:
@@ -679,6 +698,7 @@ class Nemesis:
     def check(self):
         evs = self.c.events(since=self.m0)
         iv, op, viol, where = replay(evs)
+        frozen = replay.frozen
         excerpts = []
         for v, idx in zip(viol, where):
             lo, hi = max(0, idx - 12), min(len(evs), idx + 4)
@@ -710,7 +730,7 @@ class Nemesis:
         # Election resources only: the workload lock is free between two
         # programs by design (its safety is checked above, not its gaps).
         for r in sorted((set(iv) | set(op)) & set(resources(self.k))):
-            for a, b in outages(iv, op, r, t_end):
+            for a, b in outages(iv, op, r, t_end, frozen):
                 if a >= t_stop:
                     continue  # the final stop
                 active = [x for x in recs if x["t0"] <= a <= (x["t1"] or t_end)]
@@ -791,6 +811,7 @@ def selftest():
     assert kinds([E(0, 0, "acquire a"), E(1, 1, "acquire a"), E(2, 0, "release a")]) == ["overlap"]
     iv, op, _, _ = replay(ok)
     assert outages(iv, op, "a", 6000) == [(5000, None)]
+    assert outages(iv, op, "a", 6000, replay.frozen) == [(1, 20), (5000, None)]
     assert first_master_from(iv, op, "a", 10) == 10 and master_at(iv, op, "a", 25) == {0, 1}
     assert [fmt_step(x) for x in make_schedule(7, 30)] == [fmt_step(x) for x in make_schedule(7, 30)]
     print("nemesis selftest: ok")
