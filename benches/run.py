@@ -945,7 +945,8 @@ def chaos(args):
     cluster.check_bin()
     c = harness.up(3, run=harness.RUN, **nemesis.FAST)
     with c:
-        print(f"chaos: 3 nodes up, boot {c.boot_times()} s, accel {c.accel}, run dir {c.run}", flush=True)
+        boot = ", ".join(f"{b:.1f}" for b in c.boot_times())
+        print(f"chaos: 3 nodes up, boot {boot} s, accel {c.accel}, run dir {c.run}", flush=True)
         r = nemesis.run(c, count=args.faults, seed=args.seed, k=args.chaos_resources,
                         log=lambda s: print(s, flush=True))
     r["events_log"] = c.events_path
