@@ -721,6 +721,9 @@ class Nemesis:
                     viol.append(Violation("liveness", t_heal, "%s: no master within %.0f s of the "
                                           "heal at %.0f ms (first master at %s)" % (
                                               r, self.bound_s, t_heal, "%.0f ms" % t if t else "never")))
+                    near = [e for e in evs if t_heal - 20000 <= e.t_ms <= t_heal + self.bound_s * 1000
+                            and (e.text.startswith("@") or e.text.endswith(" " + r))]
+                    excerpts.append("\n".join("%.3f node%d %s" % e for e in near[:40]))
                 else:
                     live["inconclusive"] += 1
         # Time without a master, charged to a fault type.
