@@ -343,25 +343,26 @@ def _minus(a, b, cuts):
 
 
 def outages(intervals, open_, res, t_end, frozen=None):
-    """Gaps [a, b) without a master of res, after its first master; b is
-    None if still without one at t_end. A master whose VM is frozen serves
-    nothing: its intervals are cut by its node's frozen spans (`frozen`:
-    node -> [(t_freeze, t_thaw)], replay.frozen)."""
+    """Gaps (a, b, node) without a master of res, after its first master:
+    from a to b (None if still without one at t_end), node the master whose
+    interval ended at a. A master whose VM is frozen serves nothing: its
+    intervals are cut by its node's frozen spans (`frozen`: node ->
+    [(t_freeze, t_thaw)], replay.frozen)."""
     frozen = frozen or {}
-    iv = sorted([p for n, a, b in intervals.get(res, ()) for p in _minus(a, b, frozen.get(n, ()))]
-                + [p for n, a in open_.get(res, {}).items()
+    iv = sorted([(p, n) for n, a, b in intervals.get(res, ()) for p in _minus(a, b, frozen.get(n, ()))]
+                + [(p, n) for n, a in open_.get(res, {}).items()
                    for p in _minus(a, float("inf"), frozen.get(n, ()))])
-    gaps, cover = [], None
-    for a, b in iv:
+    gaps, cover, last = [], None, None
+    for (a, b), n in iv:
         if cover is None:
-            cover = b
+            cover, last = b, n
         elif a > cover:
-            gaps.append((cover, a))
-            cover = b
-        else:
-            cover = max(cover, b)
+            gaps.append((cover, a, last))
+            cover, last = b, n
+        elif b >= cover:
+            cover, last = b, n
     if cover is not None and cover < t_end:
-        gaps.append((cover, None))
+        gaps.append((cover, None, last))
     return gaps
 
 
@@ -513,6 +514,7 @@ class Nemesis:
         if len(ms) != 1:
             return "skipped: masters of %s per the log: %s" % (p["res"], ms)
         node = ms[0]
+        self._target(node)
         rc, out, err = self.c.exec(node, "%s release %s --hold-off %ds --config %s"
                                    % (GUEST_BIN, p["res"], max(1, round(p["hold"])), self.cfg(node)),
                                    timeout=120)
@@ -535,6 +537,7 @@ class Nemesis:
     def f_health(self, node, p):
         ms = self.masters_now(CHECKED)
         node = ms[0] if len(ms) == 1 else 0
+        self._target(node)
         self.c.check(node, "touch /tmp/nem-unhealthy")
         try:
             time.sleep(p["dur"])
@@ -542,9 +545,17 @@ class Nemesis:
             self.c.exec(node, "rm -f /tmp/nem-unhealthy")
         return "on node%d (master per the log: %s)" % (node, ms)
 
+    def _target(self, node):
+        """A runtime-picked node, for charging gaps to this fault."""
+        with self.mu:
+            for r in self.records:
+                if r["thread"] == threading.current_thread().name:
+                    r["node"] = node
+
     def run_step(self, st):
-        rec = {"step": st.i, "typ": st.typ, "node": st.node, "t0": harness.now_ms(),
-               "t1": None, "note": "", "error": None}
+        rec = {"step": st.i, "typ": st.typ, "node": st.node, "other": st.params.get("other"),
+               "t0": harness.now_ms(),
+               "t1": None, "note": "", "error": None, "thread": threading.current_thread().name}
         with self.mu:
             self.records.append(rec)
         try:
@@ -728,17 +739,33 @@ class Nemesis:
                     live["inconclusive"] += 1
         # Time without a master, charged to a fault type.
         t_end = evs[-1].t_ms if evs else harness.now_ms()
+        exits = collections.defaultdict(set)
+        for e in evs:
+            if e.text.startswith("@exit"):
+                exits[e.t_ms].add(e.node)
         t_stop = self.quiet_end
         without = collections.defaultdict(list)
         # Election resources only: the workload lock is free between two
         # programs by design (its safety is checked above, not its gaps).
         for r in sorted((set(iv) | set(op)) & set(resources(self.k))):
-            for a, b in outages(iv, op, r, t_end, frozen):
+            for a, b, lost in outages(iv, op, r, t_end, frozen):
                 if a >= t_stop:
                     continue  # the final stop
+                # Charged to the fault active then on the node that lost
+                # mastership; an o2cb fence (@exit) of a node no fault
+                # targeted is "fence"; else the first active fault, else the
+                # last one before ("(after)": a preempt handover, a rise).
                 active = [x for x in recs if x["t0"] <= a <= (x["t1"] or t_end)]
+                mine = [x for x in active if lost in (x["node"], x["other"])]
                 before = [x for x in recs if x["t0"] <= a]
-                f = active[0]["typ"] if active else (before[-1]["typ"] + "(after)" if before else "none")
+                if mine:
+                    f = mine[0]["typ"]
+                elif lost in exits.get(a, ()):
+                    f = "fence"
+                elif active:
+                    f = active[0]["typ"]
+                else:
+                    f = before[-1]["typ"] + "(after)" if before else "none"
                 without[f].append(((b if b is not None else t_end) - a) / 1000)
         by_type = collections.Counter(r["typ"] for r in self.records)
         res = {
@@ -813,10 +840,32 @@ def selftest():
     # A SIGSTOPped daemon (no @freeze) gets no allowance.
     assert kinds([E(0, 0, "acquire a"), E(1, 1, "acquire a"), E(2, 0, "release a")]) == ["overlap"]
     iv, op, _, _ = replay(ok)
-    assert outages(iv, op, "a", 6000) == [(5000, None)]
-    assert outages(iv, op, "a", 6000, replay.frozen) == [(1, 20), (5000, None)]
+    assert outages(iv, op, "a", 6000) == [(5000, None, 1)]
+    assert outages(iv, op, "a", 6000, replay.frozen) == [(1, 20, 0), (5000, None, 1)]
     assert first_master_from(iv, op, "a", 10) == 10 and master_at(iv, op, "a", 25) == {0, 1}
     assert [fmt_step(x) for x in make_schedule(7, 30)] == [fmt_step(x) for x in make_schedule(7, 30)]
+    # The verdict on a made-up run: node1 frozen (its r00 gap, 12 s, is
+    # "freeze"), node2 fenced by o2cb meanwhile (its r01 gap is "fence"),
+    # r02 released and never mastered again after the heal (liveness).
+    class FakeCluster:
+        n, knobs, share = 3, {"dead": 5}, "/nonexistent"
+
+        def events(self, since=0):
+            return evs
+    evs = [E(0, 1, "acquire r00"), E(0, 2, "acquire r01"), E(0, 0, "acquire r02"),
+           E(1000, 1, "@freeze"), E(2000, 2, "@exit rc=0"), E(3000, 0, "release r02"),
+           E(13000, 0, "acquire r00"), E(14000, 0, "acquire r01"), E(15000, 1, "@thaw"),
+           E(15200, 1, "release r00"), E(200000, 0, "release r00")]
+    nm = Nemesis(FakeCluster(), 1, 1, k=3, log=lambda s: None)
+    nm.records = [{"step": 0, "typ": "freeze", "node": 1, "other": None, "t0": 900, "t1": 20000,
+                   "note": "", "error": None, "thread": "x"}]
+    nm.quiet, nm.quiet_end, nm.m0 = [[20000, None, ["r00", "r01", "r02"]]], 190000, 0
+    res = nm.check()
+    assert [v["kind"] for v in res["violations"]] == ["liveness"], res["violations"]
+    assert "r02" in res["violations"][0]["text"], res["violations"]
+    w = res["without_master_s"]
+    assert sorted(w) == ["fence", "freeze"] and w["fence"]["max"] == 12.0, w
+    assert w["freeze"]["n"] == 2 and min(w["freeze"]["median"], 12.0) == 12.0, w
     print("nemesis selftest: ok")
 
 
