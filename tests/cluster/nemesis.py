@@ -12,7 +12,10 @@ node; its program reports `acquire @wl` / `release @wl`.
 
 A seeded random schedule (the seed is printed first; the same seed gives the
 same schedule) injects faults one after another with random gaps, sometimes
-two at once (on different nodes, at most one of them node-level):
+two at once (on different nodes, at most one of them node-level). A fault's
+node is drawn from the seed, or for half of the daemon- and node-level
+faults that overlap nothing, it is "busiest": the node mastering the most
+resources per the event log when the fault starts.
 
   sigkill    SIGKILL of the daemon, then `cleanup` and `run` (what the unit
              does: ExecStopPost, Restart=)
@@ -123,6 +126,12 @@ TYPES = collections.OrderedDict([
 # overlapped with another fault, whose node they might hit.
 RUNTIME_TARGET = ("release", "health")
 
+# Faults that may hit "the busiest node" (the one mastering the most
+# resources per the event log, picked at run time) instead of a node drawn
+# from the seed: masters pile up on the survivors of earlier faults, and a
+# fault on a node that masters nothing tests little.
+BUSIEST_OK = ("sigkill", "sigstop", "freeze", "power", "partition")
+
 Step = collections.namedtuple("Step", "i gap typ node params overlap settle")
 
 
@@ -177,14 +186,19 @@ def make_schedule(seed, count, nodes=3, k=K):
         gap = 0.0 if prev is not None else round(rng.uniform(0.5, 5), 1)
         if prev is not None:
             gap = round(rng.uniform(0, 3), 1)  # the second starts this long after the first
-        st = Step(len(steps), gap, typ, None if typ in RUNTIME_TARGET else node, p, overlap, settle)
+        if typ in RUNTIME_TARGET:
+            node = None
+        elif typ in BUSIEST_OK and prev is None and not overlap and rng.random() < 0.5:
+            node = None  # the node mastering the most resources, at run time
+        st = Step(len(steps), gap, typ, node, p, overlap, settle)
         steps.append(st)
         prev = st if overlap else None
     return steps
 
 
 def fmt_step(s):
-    tgt = "master" if s.node is None else "node%d" % s.node
+    tgt = ("node%d" % s.node if s.node is not None
+           else "master" if s.typ in RUNTIME_TARGET else "busiest")
     ps = " ".join("%s=%s" % kv for kv in sorted(s.params.items()))
     return "#%02d +%.1fs %-9s %-6s %s%s%s" % (s.i, s.gap, s.typ, tgt, ps,
                                              " [overlaps next]" if s.overlap else "",
@@ -451,7 +465,7 @@ class Nemesis:
         return sorted(op.get(res, {}))
 
     # -- faults: each returns a note; the heal time is when it returns --
-    def f_sigkill(self, node, p):
+    def f_sigkill(self, node, p):  # node: the target (the busiest one if the step says so)
         self.c.check(node, "kill -9 $(cat /tmp/nem.pid)")
         until(30, "daemon on node%d gone" % node, lambda: not self.daemon_alive(node))
         time.sleep(p["pause"])
@@ -559,13 +573,20 @@ class Nemesis:
         with self.mu:
             self.records.append(rec)
         try:
-            rec["note"] = getattr(self, "f_" + st.typ)(st.node, st.params)
+            node = st.node
+            if node is None and st.typ not in RUNTIME_TARGET:
+                _, op, _, _ = replay(self.c.events(since=self.m0))
+                count = collections.Counter(n for ms in op.values() for n in ms)
+                node = max(range(self.n), key=lambda i: (count[i], -i))
+                self._target(node)
+            rec["note"] = getattr(self, "f_" + st.typ)(node, st.params)
         except Exception as e:  # a harness error is no violation: recorded, the run goes on
             rec["error"] = "%s: %s" % (type(e).__name__, e)
             self.errors.append("step %d %s: %s" % (st.i, st.typ, rec["error"]))
             traceback.print_exc()
         rec["t1"] = harness.now_ms()
-        self.say("%s -> %s%s (%.1f s)" % (fmt_step(st), rec["note"],
+        self.say("%s -> %s%s%s (%.1f s)" % (fmt_step(st), "" if st.node is not None or rec["node"] is None
+                                            else "[node%d] " % rec["node"], rec["note"],
                                           " ERROR " + rec["error"] if rec["error"] else "",
                                           (rec["t1"] - rec["t0"]) / 1000))
 
