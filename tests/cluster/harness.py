@@ -22,13 +22,14 @@ Debian 6.1 kernel from an initramfs (guest/init).  Per node:
     writes is stamped with the HOST CLOCK_MONOTONIC in ms on arrival and
     appended to <run>/events.log as "<ms> node<N> <line>", in arrival order.
     Lines starting with "@" are control lines (@ready from the guest;
-    @kill/@start/@netcut/@netrestore/@exit written by the harness itself).
+    @kill/@start/@netcut/@netrestore/@netsplit/@netjoin/@freeze/@thaw/@exit
+    written by the harness itself).
 
 CLI: harness.py up N [opts] | exec NODE [--timeout S] -- CMD | kill|start|
 netcut|netrestore|o2cb-start NODE | netsplit NODE... | netjoin | events |
-status | down.  `up` stays in the
-foreground owning the cluster (Ctrl-C tears down); the other subcommands talk
-to it over <run>/rpc.sock.  Environment knobs are listed in README.md.
+status | down.  `up` stays in the foreground owning the cluster (Ctrl-C tears
+down); the other subcommands talk to it over <run>/rpc.sock.  Environment
+knobs are listed in README.md.
 """
 import argparse
 import atexit
