@@ -21,8 +21,10 @@ resources per the event log when the fault starts.
              does: ExecStopPost, Restart=)
   sigstop    SIGSTOP of the daemon for op_timeout + 1..6 s, then SIGCONT
   freeze     the node's VM SIGSTOPped 14..20 s (past o2cb's dead threshold),
-             thawed; if o2cb did not fence it and the daemon is in doubt,
-             the node is rebooted (the operator's step, docs/dlmfs.md §2.7)
+             thawed; if o2cb did not fence it and the daemon is in doubt
+             (its membership-in-doubt file: what an operator would read, not
+             a verdict), the node is rebooted (the operator's step,
+             docs/dlmfs.md §2.7)
   power      power pull of the VM, boot again, start the daemon and the loop
   partition  the node's tap down for 2..4 s or 20..40 s, up again; a node o2cb
              fenced meanwhile is booted again
@@ -54,15 +56,21 @@ node. It reports:
                of that resource came in while `ip addr` was read)
   liveness     after the cluster is healed (no fault active: each fault's heal
                is when the nemesis has restored what it broke), every resource
-               in some node's config must have a master within LIVENESS_S
+               in some node's config must have a master within liveness_s()
                (below); judged when nothing else happened for that long
                (else counted as inconclusive)
   left-behind  after the final SIGTERM of every daemon: an open master
                interval, or a VIP still on a node
 
 and the time without a master per fault type: each gap between one master
-interval of R and the next is charged to the fault active (or last started)
-when it opened.
+interval of R and the next (a frozen master's frozen span counts as a gap)
+is charged to the fault active on the node that lost mastership when it
+opened, else to "fence" (an o2cb fence nobody injected), else to the first
+active fault, else to the last one before it ("TYPE(after)").
+
+Run alone: `tests/cluster/nemesis.py [--no-build]` (suite.main), or
+`--selftest` for the checker on made-up logs; long runs: `benches/run.py
+chaos --faults N --seed S`. See tests/cluster/README.md, "Nemesis".
 """
 import collections
 import os
@@ -76,6 +84,7 @@ import traceback
 import electd
 import harness
 from electd import FAST, GUEST_BIN, HOOK, until
+from freeze import BOUND_MS as THAW_BOUND_MS  # a resumed master releases within 1 s
 from suite import scenario
 
 K = int(os.environ.get("DLM_ELECTD_NEMESIS_RESOURCES", "20"))
@@ -88,7 +97,6 @@ POLL_MAX_S = 0.5
 OP_TIMEOUT_S = 5
 VIPS = ["198.18.77.%d" % (120 + i) for i in range(3)]
 CHECKED = "r06"
-THAW_BOUND_MS = 1000          # freeze.py's bound: release within 1 s of the thaw
 DEFER_WINDOW_S = 10           # bounded deferral: a window is 3 polls, at least 10 s
 RECOVERY_WAKE_S = 5           # o2dlm's recovery thread period (tests/cluster/README.md)
 SLACK_S = float(os.environ.get("DLM_ELECTD_NEMESIS_SLACK", "10"))
