@@ -407,10 +407,11 @@ class Nemesis:
         self.steps = make_schedule(seed, count, self.n, k)
         self.variant = {i: BASE for i in range(self.n)}
         self.records = []       # one per fault: dict(step, typ, node, t0, t1, note, error)
-        self.quiet = []         # (t_ms heal of a group, t_ms next fault or end, expected resources)
+        self.quiet = []         # (t_ms of a heal, the resources expected to have a master)
         self.vip_checks = []
         self.violations = []    # Violations found live (vip, left-behind)
         self.errors = []
+        self.unexpected = []    # daemons that exited on their own
         self.mu = threading.Lock()
         self.m0 = None
         self.t_start = None
@@ -608,6 +609,11 @@ class Nemesis:
                 if self.node_up(i):
                     self.say("node%d was down (fenced?): booted again" % i)
                 elif not self.daemon_alive(i):
+                    # Nothing here stops a daemon for good: it exited on its
+                    # own. Not a violation of the promise, but a finding.
+                    tail = self.c.exec(i, "tail -n 20 /tmp/nem.log")[1]
+                    self.unexpected.append("node%d's daemon exited on its own at %.0f ms; log tail:\n%s"
+                                           % (i, harness.now_ms(), tail))
                     self.c.exec(i, "%s cleanup --config %s" % (GUEST_BIN, self.cfg(i)), timeout=120)
                     self.start_daemon(i)
                     self.say("node%d's daemon was gone: cleanup + run" % i)
@@ -679,7 +685,7 @@ class Nemesis:
         self.settle()
         for i in range(self.n):
             self.start_loop(i)
-        group, threads = [], []
+        threads = []
         for st in self.steps:
             time.sleep(st.gap)
             th = threading.Thread(target=self.run_step, args=(st,), name="nemesis-%d" % st.i)
@@ -691,11 +697,10 @@ class Nemesis:
                 th.join()
             threads = []
             self.heal_all()
-            with self.mu:
-                self.quiet.append([harness.now_ms(), None, self.expected()])
+            with self.mu:  # a heal: liveness is judged from here (check())
+                self.quiet.append((harness.now_ms(), self.expected()))
             if st.settle:
                 self.settle()
-            # the window ends where the next fault begins (filled in below)
         self.settle()
         self.quiet_end = harness.now_ms()
         self.stop_all()
@@ -751,8 +756,7 @@ class Nemesis:
         starts = sorted([r["t0"] for r in recs] +
                         [e.t_ms for e in evs if e.text.startswith("@exit")])
         live = {"ok": 0, "inconclusive": 0}
-        for q in self.quiet:
-            t_heal, _, exp = q
+        for t_heal, exp in self.quiet:
             nxt = [s for s in starts if s > t_heal]
             w_end = min(nxt) if nxt else self.quiet_end
             for r in exp:
@@ -815,6 +819,7 @@ class Nemesis:
             "without_master_s": {k: pstats(v) for k, v in sorted(without.items())},
             "vip_checks": len(self.vip_checks),
             "errors": self.errors,
+            "unexpected_exits": self.unexpected,
             "events": len(evs),
         }
         return res
@@ -830,6 +835,8 @@ def report(res, log=print):
             log("    %-18s %3d  %6.2f  %6.2f  %6.2f" % (k, s["n"], s["median"], s["p99"], s["max"]))
     for e in res["errors"]:
         log("  harness error: %s" % e)
+    for e in res.get("unexpected_exits", ()):
+        log("  FINDING: %s" % e)
     log("  violations: %d" % len(res["violations"]))
     for v in res["violations"]:
         log("    %s at %.0f ms: %s" % (v["kind"], v["t_ms"], v["text"]))
@@ -859,6 +866,7 @@ def test_nemesis(c):
     res = run(c)
     assert not res["violations"], "%d violation(s), seed %s: %s" % (
         len(res["violations"]), res["seed"], res["violations"][:5])
+    assert not res["unexpected_exits"], "seed %s: %s" % (res["seed"], res["unexpected_exits"])
 
 
 def selftest():
@@ -902,7 +910,7 @@ def selftest():
     nm = Nemesis(FakeCluster(), 1, 1, k=3, log=lambda s: None)
     nm.records = [{"step": 0, "typ": "freeze", "node": 1, "other": None, "t0": 900, "t1": 20000,
                    "note": "", "error": None, "thread": "x"}]
-    nm.quiet, nm.quiet_end, nm.m0 = [[20000, None, ["r00", "r01", "r02"]]], 190000, 0
+    nm.quiet, nm.quiet_end, nm.m0 = [(20000, ["r00", "r01", "r02"])], 190000, 0
     res = nm.check()
     assert [v["kind"] for v in res["violations"]] == ["liveness"], res["violations"]
     assert "r02" in res["violations"][0]["text"], res["violations"]
