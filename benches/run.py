@@ -16,7 +16,10 @@ beside it), `scale` (1000/10000 resources: start -> READY, takeover),
 ARP prober every 10 ms; exits 1 on two MACs for the VIP or a VIP left on a
 node that is not master), `cluster` (not in the default run: dlmfs on two
 o2cb VMs of tests/cluster, release and node kill beside a raw try-lock loop;
-benches/cluster.py, which also tears its VMs down on any exit).
+benches/cluster.py, which also tears its VMs down on any exit), `chaos` (not
+in the default run either: tests/cluster/nemesis.py's random fault schedule on
+three o2cb VMs, `--faults N --seed S`, in the run dir $DLM_ELECTD_CLUSTER_RUN;
+writes benches/results/chaos.json and exits 1 on any violation).
 
 Everything runs in network namespaces this script creates (names start with
 `dlmb<pid>`) and a work dir in /tmp (or $BENCH_TMP); both go away on exit,
@@ -934,6 +937,22 @@ def cleanup():
     shutil.rmtree(WORK, ignore_errors=True)
 
 
+def chaos(args):
+    """tests/cluster/nemesis.py's schedule, args.faults long, on a 3-node
+    o2cb cluster of its own (run dir: $DLM_ELECTD_CLUSTER_RUN)."""
+    import harness  # tests/cluster, on sys.path through benches/cluster.py
+    import nemesis
+    cluster.check_bin()
+    c = harness.up(3, run=harness.RUN, **nemesis.FAST)
+    with c:
+        boot = ", ".join(f"{b:.1f}" for b in c.boot_times())
+        print(f"chaos: 3 nodes up, boot {boot} s, accel {c.accel}, run dir {c.run}", flush=True)
+        r = nemesis.run(c, count=args.faults, seed=args.seed, k=args.chaos_resources,
+                        log=lambda s: print(s, flush=True))
+    r["events_log"] = c.events_path
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("parts", nargs="*", default=["handover", "footprint", "scale"],
@@ -959,11 +978,15 @@ def main():
     ap.add_argument("--soak-kinds", nargs="+", default=["release", "sigterm", "kill"],
                     help="killall (daemon and keeper SIGKILLed together) leaves the VIP up "
                     "until the restart's reconcile: the check must catch it")
+    ap.add_argument("--faults", type=int, default=200, help="chaos: faults to inject")
+    ap.add_argument("--seed", type=int, default=None, help="chaos: the schedule's seed (default: random, "
+                    "printed first)")
+    ap.add_argument("--chaos-resources", type=int, default=20, help="chaos: resources per daemon")
     args = ap.parse_args()
     if args.parts != ["report"]:
         if os.geteuid() != 0:
             sys.exit("benches/run.py needs root (network namespaces, VIPs)")
-        if set(args.parts) - {"cluster", "report"} and not os.access(bin_path(), os.X_OK):
+        if set(args.parts) - {"cluster", "chaos", "report"} and not os.access(bin_path(), os.X_OK):
             sys.exit(f"{bin_path()} missing: run `{STATIC_BUILD}` first")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
         os.makedirs(WORK, mode=0o700)
@@ -975,18 +998,19 @@ def main():
                 continue
             fn = {"handover": bench_handover, "footprint": bench_footprint,
                   "scale": bench_scale, "soak": soak,
-                  "cluster": lambda a: cluster.bench(a, stats)}[part]
+                  "cluster": lambda a: cluster.bench(a, stats), "chaos": chaos}[part]
             start = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             r = fn(args)
-            if part == "soak":
-                rc = 0 if r["violations"] == [] else 1
+            if part in ("soak", "chaos"):
+                rc = rc or (0 if r["violations"] == [] else 1)
             with open("/proc/loadavg") as fh:
                 r.update(start, load_end=" ".join(fh.read().split()[:3]))
             with open(os.path.join(RESULTS, f"{part}.json"), "w") as fh:
                 json.dump(r, fh, indent=1)
     finally:
         cleanup()
-    write_report()
+    if set(args.parts) - {"chaos"}:  # chaos.json is not in BENCHMARKS.md (yet)
+        write_report()
     return rc
 
 

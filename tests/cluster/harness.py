@@ -22,12 +22,14 @@ Debian 6.1 kernel from an initramfs (guest/init).  Per node:
     writes is stamped with the HOST CLOCK_MONOTONIC in ms on arrival and
     appended to <run>/events.log as "<ms> node<N> <line>", in arrival order.
     Lines starting with "@" are control lines (@ready from the guest;
-    @kill/@start/@netcut/@netrestore/@exit written by the harness itself).
+    @kill/@start/@netcut/@netrestore/@netsplit/@netjoin/@freeze/@thaw/@exit
+    written by the harness itself).
 
 CLI: harness.py up N [opts] | exec NODE [--timeout S] -- CMD | kill|start|
-netcut|netrestore|o2cb-start NODE | events | status | down.  `up` stays in the
-foreground owning the cluster (Ctrl-C tears down); the other subcommands talk
-to it over <run>/rpc.sock.  Environment knobs are listed in README.md.
+netcut|netrestore|o2cb-start NODE | netsplit NODE... | netjoin | events |
+status | down.  `up` stays in the foreground owning the cluster (Ctrl-C tears
+down); the other subcommands talk to it over <run>/rpc.sock.  Environment
+knobs are listed in README.md.
 """
 import argparse
 import atexit
@@ -578,6 +580,29 @@ class Cluster:
         _sh("ip", "-n", self.netns, "link", "set", "tap%d" % node, "up")
         self._add_event(node, "@netrestore")
 
+    def netsplit(self, *nodes):
+        """Cut the given nodes off from each other, both directions, while
+        each still reaches every node not given (bridge port isolation: the
+        isolated ports form one group, so one split at a time). Logs
+        "@netsplit A,B" on each of them."""
+        tag = ",".join(str(n) for n in nodes)
+        for n in nodes:
+            _sh("ip", "netns", "exec", self.netns, "bridge", "link", "set", "dev", "tap%d" % n,
+                "isolated", "on")
+        for n in nodes:
+            self._add_event(n, "@netsplit %s" % tag)
+
+    def netjoin(self):
+        """Undo netsplit(): every port talks to every port again. Logs
+        "@netjoin" on the nodes that were split."""
+        for i in range(self.n):
+            out = _sh("ip", "netns", "exec", self.netns, "bridge", "-d", "link", "show", "dev",
+                      "tap%d" % i, check=False).stdout
+            if "isolated on" in out:
+                _sh("ip", "netns", "exec", self.netns, "bridge", "link", "set", "dev", "tap%d" % i,
+                    "isolated", "off")
+                self._add_event(i, "@netjoin")
+
     def o2cb_start(self, node, timeout=120):
         """Configure o2cb + heartbeat and mount /dlm on a node booted with
         autostart=False (blocks ~10-20 s for the heartbeat region)."""
@@ -639,7 +664,8 @@ class Cluster:
         srv.listen(8)
         self._rpc = srv
         ops = {"exec": self.exec, "kill": self.kill, "start": self.start, "netcut": self.netcut,
-               "netrestore": self.netrestore, "o2cb_start": self.o2cb_start,
+               "netrestore": self.netrestore, "netsplit": self.netsplit, "netjoin": self.netjoin,
+               "o2cb_start": self.o2cb_start,
                "status": self.status}
 
         def handle(conn):
@@ -730,6 +756,9 @@ def main(argv=None):
     e.add_argument("command", nargs=argparse.REMAINDER)
     for c in ("kill", "start", "netcut", "netrestore", "o2cb-start"):
         sub.add_parser(c).add_argument("node", type=int)
+    sub.add_parser("netsplit", help="cut these nodes off from each other only").add_argument(
+        "nodes", type=int, nargs="+")
+    sub.add_parser("netjoin", help="undo netsplit")
     sub.add_parser("events")
     sub.add_parser("status")
     sub.add_parser("down", help="tear down the cluster (also a stale one)")
@@ -753,6 +782,10 @@ def main(argv=None):
         r = _rpc(a.cmd.replace("-", "_"), a.node)
         if r is not None:
             print(r)
+    elif a.cmd == "netsplit":
+        _rpc("netsplit", *a.nodes)
+    elif a.cmd == "netjoin":
+        _rpc("netjoin")
     elif a.cmd == "events":
         with open(os.path.join(RUN, "events.log")) as f:
             sys.stdout.write(f.read())
