@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Randomized fault injection on a 3-node o2cb cluster, with an independent
-checker (issue #21, first cut).
+checker (issue #21). The cluster tier (run.py) runs a short round: 40 faults
+planned, none started after DLM_ELECTD_NEMESIS_BUDGET seconds (450).
 
 dlm-electd runs on every node with K resources (DLM_ELECTD_NEMESIS_RESOURCES,
 default 20) in dlmfs domain `nemesis`: r00..r02 carry a VIP on the bridge,
@@ -91,6 +92,11 @@ from suite import scenario
 
 K = int(os.environ.get("DLM_ELECTD_NEMESIS_RESOURCES", "20"))
 FAULTS = int(os.environ.get("DLM_ELECTD_NEMESIS_FAULTS", "40"))
+# The tier's round must stay within 10 minutes: no fault starts after this
+# many seconds of faults (0: none, the long runs of benches/run.py chaos).
+# A fault can take 65 s (a 40 s partition, o2cb's fence, a boot), boot and
+# final checks about 80 s: 450 s keeps the round near 10 minutes.
+BUDGET_S = float(os.environ.get("DLM_ELECTD_NEMESIS_BUDGET", "450"))
 SEED = os.environ.get("DLM_ELECTD_NEMESIS_SEED")
 DOMAIN = "nemesis"
 RUNTIME = "/run/dlm-electd-nem"
@@ -400,8 +406,9 @@ def pstats(xs):
 
 # ---- the nemesis -----------------------------------------------------------
 class Nemesis:
-    def __init__(self, c, seed, count, k=K, log=print):
+    def __init__(self, c, seed, count, k=K, log=print, budget_s=0):
         self.c, self.seed, self.count, self.k, self.log = c, seed, count, k, log
+        self.budget_s = budget_s
         self.n = c.n
         self.bound_s = liveness_s(c.knobs["dead"])
         self.steps = make_schedule(seed, count, self.n, k)
@@ -686,7 +693,12 @@ class Nemesis:
         for i in range(self.n):
             self.start_loop(i)
         threads = []
+        t_faults = time.monotonic()
         for st in self.steps:
+            if not threads and self.budget_s and time.monotonic() - t_faults > self.budget_s:
+                self.say("time budget of %.0f s spent: %d of %d faults injected"
+                         % (self.budget_s, st.i, self.count))
+                break
             time.sleep(st.gap)
             th = threading.Thread(target=self.run_step, args=(st,), name="nemesis-%d" % st.i)
             th.start()
@@ -809,7 +821,7 @@ class Nemesis:
                 without[f].append(((b if b is not None else t_end) - a) / 1000)
         by_type = collections.Counter(r["typ"] for r in self.records)
         res = {
-            "seed": self.seed, "faults": self.count, "resources": self.k,
+            "seed": self.seed, "faults": len(self.records), "planned": self.count, "resources": self.k,
             "liveness_bound_s": self.bound_s,
             "faults_by_type": dict(by_type),
             "fault_notes": [(r["step"], r["typ"], r["node"], r["note"], r["error"]) for r in recs],
@@ -826,7 +838,8 @@ class Nemesis:
 
 
 def report(res, log=print):
-    log("NEMESIS seed=%s: %d faults %s" % (res["seed"], res["faults"], res["faults_by_type"]))
+    log("NEMESIS seed=%s: %d faults (of %d planned) %s"
+        % (res["seed"], res["faults"], res["planned"], res["faults_by_type"]))
     log("  liveness (bound %.1f s): %d ok, %d inconclusive; VIP checks: %d"
         % (res["liveness_bound_s"], res["liveness"]["ok"], res["liveness"]["inconclusive"], res["vip_checks"]))
     log("  time without a master (s), per fault type: n, median, p99, max")
@@ -844,11 +857,11 @@ def report(res, log=print):
         log("    --- event log excerpt ---\n" + "\n".join("    " + l for l in x.splitlines()))
 
 
-def run(c, count=FAULTS, seed=None, k=K, log=print):
+def run(c, count=FAULTS, seed=None, k=K, log=print, budget_s=0):
     if seed is None:
         seed = int(SEED) if SEED else random.SystemRandom().randrange(1 << 32)
     log("NEMESIS SEED %s" % seed)
-    nm = Nemesis(c, seed, count, k, log)
+    nm = Nemesis(c, seed, count, k, log, budget_s)
     res = nm.run()
     report(res, log)
     # For a post-mortem beside events.log (which stays until the next boot
@@ -863,7 +876,7 @@ def run(c, count=FAULTS, seed=None, k=K, log=print):
 
 @scenario(nodes=3, fresh=True, timeout=120 + 45 * FAULTS, **FAST)
 def test_nemesis(c):
-    res = run(c)
+    res = run(c, budget_s=BUDGET_S)
     assert not res["violations"], "%d violation(s), seed %s: %s" % (
         len(res["violations"]), res["seed"], res["violations"][:5])
     assert not res["unexpected_exits"], "seed %s: %s" % (res["seed"], res["unexpected_exits"])
@@ -922,8 +935,8 @@ def selftest():
 
 
 if __name__ == "__main__":
-    # Not in run.py's MODULES yet: `tests/cluster/nemesis.py [--no-build]`
-    # runs this scenario alone (through suite.main, like run.py).
+    # `tests/cluster/nemesis.py [--no-build]` runs this scenario alone
+    # (through suite.main, like run.py, whose MODULES also hold it).
     import sys
     if sys.argv[1:] == ["--selftest"]:
         sys.exit(selftest())

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import suite  # noqa: E402
 
-MODULES = ["smoke", "electd", "dlmfs_safety", "prefer", "workload", "freeze"]
+MODULES = ["smoke", "electd", "dlmfs_safety", "prefer", "workload", "freeze", "nemesis"]
 
 if __name__ == "__main__":
     for m in MODULES:
