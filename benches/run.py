@@ -19,7 +19,8 @@ o2cb VMs of tests/cluster, release and node kill beside a raw try-lock loop;
 benches/cluster.py, which also tears its VMs down on any exit), `chaos` (not
 in the default run either: tests/cluster/nemesis.py's random fault schedule on
 three o2cb VMs, `--faults N --seed S`, in the run dir $DLM_ELECTD_CLUSTER_RUN;
-writes benches/results/chaos.json and exits 1 on any violation).
+writes benches/results/chaos.json, a section of BENCHMARKS.md, and exits 1 on
+any violation).
 
 Everything runs in network namespaces this script creates (names start with
 `dlmb<pid>`) and a work dir in /tmp (or $BENCH_TMP); both go away on exit,
@@ -769,6 +770,8 @@ def write_report():
          "benches/run.py report      # only rewrite BENCHMARKS.md from benches/results/",
          "# the VM cluster part (dlmfs; boots two o2cb VMs, about 17 min):",
          "benches/run.py cluster     # --cluster-kills 6 --cluster-handovers 20 8 --cluster-poll 1s",
+         "# random faults on three o2cb VMs with an independent checker (about 15 s a fault):",
+         "benches/run.py chaos --faults 500 [--seed S]   # exit 1 on any violation",
          "```", "",
          "Measured here: handover 14 min (3 modes x 240 rounds, keepalived 100), footprint",
          "5 min (three 60 s windows), scale 1.5 min, soak 2.5 min, cluster 17 min by default (20",
@@ -902,12 +905,55 @@ def write_report():
                          f"median {q[1]:.2f}, p99 {q[2]:.2f} (n {q[3]}); median over median {mm:.2f}")
         L.append("")
 
+    x = load("chaos")
+    if x:
+        L += chaos_report(x, mach)
     notes = os.path.join(ROOT, "benches", "NOTES.md")
     if os.path.exists(notes):
         with open(notes) as fh:
             L += [fh.read()]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as fh:
         fh.write("\n".join(L).rstrip() + "\n")
+
+
+def chaos_report(x, mach):
+    """BENCHMARKS.md's section on a `chaos` run (benches/results/chaos.json)."""
+    dead = x.get("knobs", {}).get("dead", 5)
+    by = x["faults_by_type"]
+    dur = f", in {x['seconds'] / 3600:.1f} h" if x.get("seconds") else ""
+    over = (f", {x['overlapping']} times two at once" if x.get("overlapping") else "")
+    L = ["## Randomized faults on the VM cluster (tests/cluster/nemesis.py)", "", mach(x), "",
+         f"`benches/run.py chaos --faults {x.get('planned', x['faults'])} --seed {x['seed']}`:",
+         f"three QEMU VMs (TCG) of tests/cluster/ on o2cb (dead_threshold {dead}), the static",
+         f"release daemon on each with {x['resources']} resources",
+         "(three with a VIP on the bridge, three `prefer`red in rotated orders, one of them",
+         "`preempt`, one with a health check, the rest plain; poll_interval 250 or 500 ms,",
+         "op_timeout 5 s) and a `run-locked` loop on each node on one workload lock.",
+         f"{x['faults']} faults from the seeded schedule{dur}{over}. The checker",
+         "runs on the host and trusts nothing the daemons say: it replays the hooks'",
+         "acquire/release lines, the workload program's, and the harness's own",
+         "(@kill, @exit, @freeze, @thaw), stamped with the host clock on arrival, and reads",
+         "`ip addr` on every node at settle points. What each fault is, how the checker",
+         "judges, and the liveness bound: tests/cluster/README.md, \"Nemesis\".", "",
+         "| fault | count |", "|---|---|"]
+    L += [f"| {t} | {n} |" for t, n in sorted(by.items(), key=lambda kv: -kv[1])]
+    v = x["violations"]
+    lv = x["liveness"]
+    L += ["", "Violations (two masters of one resource outside a frozen master's documented",
+          "window, two workload holders, a VIP off its master at a settle point, no master",
+          f"within {x['liveness_bound_s']:.0f} s of a heal, anything left after the final SIGTERM): "
+          + (f"**{len(v)}**: " + "; ".join(f"{e['kind']}: {e['text']}" for e in v[:10]) if v else "**none**."),
+          f"Liveness judged {lv['ok']} times ({lv['inconclusive']} inconclusive: another fault began",
+          f"within the bound); {x['vip_checks']} VIP checks; {x['events']} events.",
+          "", "Time without a master, per fault type (s; every gap between one master interval",
+          "of a resource and the next, charged to the fault on the node that lost it, else",
+          "`fence` (o2cb fenced a node nobody had faulted), else `TYPE(after)` (a `preempt`",
+          "handover back to a node healed from TYPE), else `TYPE(other node)`, else `none`):", "",
+          "| charged to | gaps | median | p99 | max |", "|---|---|---|---|---|"]
+    for k, st in x["without_master_s"].items():
+        if st:
+            L.append(f"| {k} | {st['n']} | {st['median']:.2f} | {st['p99']:.2f} | {st['max']:.2f} |")
+    return L + [""]
 
 
 # ---------------------------------------------------------------- main
@@ -947,9 +993,12 @@ def chaos(args):
     with c:
         boot = ", ".join(f"{b:.1f}" for b in c.boot_times())
         print(f"chaos: 3 nodes up, boot {boot} s, accel {c.accel}, run dir {c.run}", flush=True)
+        t0 = time.monotonic()
         r = nemesis.run(c, count=args.faults, seed=args.seed, k=args.chaos_resources,
                         log=lambda s: print(s, flush=True))
+        r["seconds"] = time.monotonic() - t0
     r["events_log"] = c.events_path
+    r["knobs"] = dict(c.knobs)
     return r
 
 
@@ -1009,8 +1058,7 @@ def main():
                 json.dump(r, fh, indent=1)
     finally:
         cleanup()
-    if set(args.parts) - {"chaos"}:  # chaos.json is not in BENCHMARKS.md (yet)
-        write_report()
+    write_report()
     return rc
 
 

@@ -822,6 +822,8 @@ class Nemesis:
         by_type = collections.Counter(r["typ"] for r in self.records)
         res = {
             "seed": self.seed, "faults": len(self.records), "planned": self.count, "resources": self.k,
+            # Pairs of faults run at once (the first of each pair is marked).
+            "overlapping": sum(1 for st in self.steps[:len(self.records)] if st.overlap),
             "liveness_bound_s": self.bound_s,
             "faults_by_type": dict(by_type),
             "fault_notes": [(r["step"], r["typ"], r["node"], r["note"], r["error"]) for r in recs],
