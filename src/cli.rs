@@ -78,6 +78,12 @@ pub enum Cmd {
         /// The resource (its `name` in the config).
         name: String,
     },
+    /// Clear NAME's fail count (`max_failures`): a node out of the
+    /// competition for it (state `failed`) competes again now.
+    Reset {
+        /// The resource (its `name` in the config).
+        name: String,
+    },
     /// After a crash: undo what this instance applied, and drop lock state.
     ///
     /// Runs the release steps of every resource this instance's applied

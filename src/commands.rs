@@ -120,7 +120,7 @@ async fn run(cli: Cli) -> i32 {
             Ok(c) => crate::daemon::cleanup(c).await,
             Err(code) => code,
         },
-        Cmd::Status { .. } | Cmd::Release { .. } | Cmd::Resume { .. }
+        Cmd::Status { .. } | Cmd::Release { .. } | Cmd::Resume { .. } | Cmd::Reset { .. }
             if let Some(e) = unreadable(&cli.config) =>
         {
             eprintln!("dlm-electd: {e}");
@@ -136,6 +136,7 @@ async fn run(cli: Cli) -> i32 {
         } => watch(&cli.config, json, interval).await,
         Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
         Cmd::Resume { name } => resume(&cli.config, name).await,
+        Cmd::Reset { name } => reset(&cli.config, name).await,
         Cmd::KeepLocks { .. }
         | Cmd::RunLocked { .. }
         | Cmd::Lock { .. }
@@ -366,6 +367,26 @@ async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
     }
 }
 
+async fn reset(config: &Path, name: String) -> i32 {
+    let dir = config::runtime_dir_hint(config);
+    let req = Request::Reset {
+        resource: name.clone(),
+    };
+    match control::call(&dir, &req, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())
+    {
+        Ok(control::Reply { error: None, .. }) => {
+            println!("{name}: fail count cleared; competing unless something else keeps it out");
+            exit::OK
+        }
+        Ok(control::Reply { error: Some(e), .. }) | Err(e) => {
+            eprintln!("dlm-electd: reset {name}: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
 async fn resume(config: &Path, name: String) -> i32 {
     let dir = config::runtime_dir_hint(config);
     let req = Request::Resume {
@@ -444,7 +465,9 @@ fn table(s: &StatusReport) -> String {
     }
     for r in &s.resources {
         let since = format!("{} ago", compact(now.saturating_sub(r.since_ms) / 1000));
-        let hold_off = match r.hold_off_until_ms {
+        // An admin's hold-off, or the fail count's timeout (state
+        // `failed`): how long this node stays out either way.
+        let hold_off = match r.hold_off_until_ms.or(r.failed_until_ms) {
             // Rounded up: 0.4 s left is not "0s left".
             Some(until) => format!("{} left", compact(until.saturating_sub(now).div_ceil(1000))),
             None => "-".into(),
@@ -517,6 +540,8 @@ mod tests {
             hold_off_until_ms: until,
             health: None,
             health_error: None,
+            failures: 0,
+            failed_until_ms: None,
             transitions: 0,
             settled: true,
         };
@@ -549,6 +574,15 @@ mod tests {
         api.health = Some("failing".into());
         api.health_error = Some("exit status 1".into());
         s.resources.push(api);
+        let mut vip = r(
+            "vip",
+            Status::Failed,
+            now - 2_000,
+            Some("acquire step 1 failed"),
+            None,
+        );
+        vip.failed_until_ms = Some(now + 1_798_000);
+        s.resources.push(vip);
         let t = table(&s);
         let lines: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
         assert_eq!(lines[0], ["node:", "a"]);
@@ -575,12 +609,19 @@ mod tests {
                 "api", "standby", "1m1s", "ago", "-", "failing", "check:", "exit", "status", "1"
             ]
         );
+        assert_eq!(
+            lines[6],
+            [
+                "vip", "failed", "2s", "ago", "29m58s", "left", "-", "acquire", "step", "1",
+                "failed"
+            ]
+        );
         // After the rows, so scripts reading rows by position are unaffected.
         assert_eq!(
-            t.lines().nth(6),
+            t.lines().nth(7),
             Some("locks: host-local (ext4 at /): locks exclude processes of this host only")
         );
-        assert_eq!(t.lines().count(), 7);
+        assert_eq!(t.lines().count(), 8);
     }
 
     /// Issue #19, item 12: the header alone said nothing.

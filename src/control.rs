@@ -38,6 +38,10 @@ pub enum Request {
     Resume {
         resource: String,
     },
+    /// Clear the fail count: compete again now if it kept this node out.
+    Reset {
+        resource: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +80,7 @@ pub struct Reply {
 pub enum Admin {
     Release { hold_off: Duration },
     Resume,
+    Reset,
 }
 
 /// An admin request handed to the supervisor, which owns the runners.
@@ -247,7 +252,7 @@ async fn answer(
             }),
             error: None,
         },
-        Ok(Request::Release { .. } | Request::Resume { .. })
+        Ok(Request::Release { .. } | Request::Resume { .. } | Request::Reset { .. })
             if peer_uid != nix::unistd::geteuid().as_raw() =>
         {
             error_reply(format!("refused: uid {peer_uid} is not the daemon's user"))
@@ -268,6 +273,7 @@ async fn answer(
             admin(release, resource, Admin::Release { hold_off }).await
         }
         Ok(Request::Resume { resource }) => admin(release, resource, Admin::Resume).await,
+        Ok(Request::Reset { resource }) => admin(release, resource, Admin::Reset).await,
     }
 }
 

@@ -17,6 +17,9 @@ pub enum Status {
     Releasing,
     Backoff,
     Stalled,
+    /// Out of the competition after too many failed acquires (fail
+    /// counts), until its `failure_timeout` ends or an admin's `reset`.
+    Failed,
 }
 
 impl Status {
@@ -28,6 +31,7 @@ impl Status {
             Status::Releasing => "releasing",
             Status::Backoff => "backoff",
             Status::Stalled => "stalled",
+            Status::Failed => "failed",
         }
     }
 }

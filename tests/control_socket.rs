@@ -129,6 +129,8 @@ fn a_client_that_never_reads_its_reply_is_dropped_at_the_deadline() {
         hold_off_until_ms: None,
         health: None,
         health_error: None,
+        failures: 0,
+        failed_until_ms: None,
         transitions: 0,
         settled: true,
     });

@@ -47,3 +47,15 @@ pub const DEFAULT_VIP_REFRESH: Duration = Duration::ZERO;
 /// Above systemd's default start and stop timeouts (90 s), so that systemd
 /// normally judges a slow unit first and says why (result `timeout`).
 pub const DEFAULT_UNIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Fail counts, once `max_failures` is set: failures older than this do
+/// not count, and a node out stays out this long (Pacemaker has no window
+/// and never expires by default; an hour-long outage of a dependency
+/// should not keep every node out for good).
+pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(600);
+pub const DEFAULT_FAILURE_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Beyond this many failures the count stops meaning anything: leave it
+/// off instead.
+pub const MAX_FAILURES: i64 = 100;
+/// Below this a failure window counts nothing useful, and a timeout would
+/// end before the node's next poll anyway.
+pub const MIN_FAILURE_WINDOW: Duration = Duration::from_secs(1);

@@ -36,8 +36,8 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::{Loaded, load, load_checked, load_checked_as, load_placed, runtime_dir_hint};
 pub use source::Place;
 pub use spec::{
-    ActionSpec, CheckSpec, Config, DaemonConfig, ExecSpec, LockConfig, MetricsConfig, Places,
-    ProgramPlace, ResourceSpec, UnitSpec, VipSpec,
+    ActionSpec, CheckSpec, Config, DaemonConfig, ExecSpec, FailureLimit, LockConfig, MetricsConfig,
+    Places, ProgramPlace, ResourceSpec, UnitSpec, VipSpec,
 };
 
 pub const DEFAULT_PATH: &str = "/etc/dlm-electd/dlm-electd.toml";

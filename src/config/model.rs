@@ -79,6 +79,9 @@ pub struct RawResource {
     pub prefer: Option<Spanned<Vec<Spanned<String>>>>,
     pub preempt: Option<Spanned<bool>>,
     pub env: Option<Spanned<RawEnv>>,
+    pub max_failures: Option<Spanned<i64>>,
+    pub failure_window: Option<Spanned<Interval>>,
+    pub failure_timeout: Option<Spanned<Interval>>,
 }
 
 /// `env = { NAME = "value" }`: every name and value placed, for errors.
@@ -210,6 +213,9 @@ pub const RESOURCE_KEYS: &[&str] = &[
     "prefer",
     "preempt",
     "env",
+    "max_failures",
+    "failure_window",
+    "failure_timeout",
 ];
 pub const CHECK_KEYS: &[&str] = &["exec", "interval", "timeout", "fall", "rise", "hold_off"];
 pub const ACTION_KEYS: &[&str] = &[

@@ -62,6 +62,17 @@ pub struct ResourceSpec {
     pub prefer: Vec<String>,
     /// A less preferred master hands over to a more preferred candidate.
     pub preempt: bool,
+    /// Fail counts (`max_failures`): None, the default, is off.
+    pub failures: Option<FailureLimit>,
+}
+
+/// `max_failures` failed acquires within `window` keep this node out of
+/// the competition for `timeout` (see `election::failures`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimit {
+    pub max: u32,
+    pub window: Duration,
+    pub timeout: Duration,
 }
 
 impl ResourceSpec {

@@ -15,7 +15,8 @@ use super::names::{
 use super::source::Place;
 use super::source::Source;
 use super::spec::{
-    ActionSpec, CheckSpec, Config, DaemonConfig, LockConfig, MetricsConfig, Places, ResourceSpec,
+    ActionSpec, CheckSpec, Config, DaemonConfig, FailureLimit, LockConfig, MetricsConfig, Places,
+    ResourceSpec,
 };
 use crate::lock::{Backend, Standby};
 use std::collections::{BTreeMap, HashMap};
@@ -304,6 +305,7 @@ fn resource(
         .as_ref()
         .and_then(|c| check(cx, c, name.get_ref(), &env));
     let prefer = prefer(cx, r, backend, lock.get_ref());
+    let failures = failures(cx, r);
     (cx.errors.len() == before).then(|| ResourceSpec {
         name: name.get_ref().clone(),
         lock: lock.get_ref().clone(),
@@ -312,6 +314,52 @@ fn resource(
         check,
         prefer,
         preempt: r.preempt.as_ref().is_some_and(|p| *p.get_ref()),
+        failures,
+    })
+}
+
+/// Fail counts: `max_failures`, with `failure_window` and
+/// `failure_timeout` (which mean nothing without it: an error, not a
+/// silently ignored key).
+fn failures(cx: &mut Ctx, r: &RawResource) -> Option<FailureLimit> {
+    let window = at_least(
+        cx,
+        r.failure_window.as_ref(),
+        "failure_window",
+        MIN_FAILURE_WINDOW,
+    );
+    let timeout = at_least(
+        cx,
+        r.failure_timeout.as_ref(),
+        "failure_timeout",
+        MIN_FAILURE_WINDOW,
+    );
+    let Some(max) = &r.max_failures else {
+        for (key, at) in [
+            ("failure_window", &r.failure_window),
+            ("failure_timeout", &r.failure_timeout),
+        ] {
+            if let Some(at) = at {
+                cx.err(
+                    at,
+                    format!("key `{key}`: has no effect without `max_failures` (failed acquires that keep this node out)"),
+                );
+            }
+        }
+        return None;
+    };
+    let n = *max.get_ref();
+    if !(1..=MAX_FAILURES).contains(&n) {
+        cx.err(
+            max,
+            format!("key `max_failures`: must be between 1 and {MAX_FAILURES} (failed acquires within failure_window), not {n}; leave it out for no limit"),
+        );
+        return None;
+    }
+    Some(FailureLimit {
+        max: n as u32,
+        window: window.unwrap_or(DEFAULT_FAILURE_WINDOW),
+        timeout: timeout.unwrap_or(DEFAULT_FAILURE_TIMEOUT),
     })
 }
 

@@ -138,6 +138,8 @@ impl Supervisor {
                 hold_off_until_ms: None,
                 health: None,
                 health_error: None,
+                failures: 0,
+                failed_until_ms: None,
                 transitions: 0,
                 settled: true,
             }));
@@ -370,6 +372,7 @@ async fn event_loop(sup: &mut Supervisor, io: &mut Io) -> bool {
                     let req = match call.what {
                         Admin::Release { hold_off } => Request::Release { hold_off, reply: call.reply },
                         Admin::Resume => Request::Resume(call.reply),
+                        Admin::Reset => Request::Reset(call.reply),
                     };
                     let _ = r.tx.send(req).await;
                 }

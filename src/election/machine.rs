@@ -67,6 +67,10 @@ pub enum Event {
     /// to others while it did not run. In doubt, a master gives mastership
     /// up at once and nobody competes; None again: compete as before.
     Membership(Option<String>),
+    /// Fail counts (`election::failures`): this node failed the acquire
+    /// steps too often and stays out (true), or may compete again (false:
+    /// the timeout is over, or an admin's `reset`, which competes at once).
+    FailedOut(bool),
     Shutdown,
 }
 
@@ -193,6 +197,9 @@ pub struct Machine {
     suspect: Option<String>,
     /// The first lock attempt (which decides crash recovery) was made.
     attempted: bool,
+    /// Out of the competition after too many failed acquires (see
+    /// `Event::FailedOut`).
+    failed_out: bool,
 }
 
 impl Machine {
@@ -214,6 +221,7 @@ impl Machine {
             health_hold_off: Duration::ZERO,
             suspect: None,
             attempted: false,
+            failed_out: false,
         }
     }
 
@@ -232,6 +240,8 @@ impl Machine {
 
     pub fn status(&self) -> Status {
         match self.phase {
+            // Out for its fail count: what an admin must look at.
+            Phase::Waiting(_) if self.failed_out => Status::Failed,
             Phase::Waiting(Idle::Backoff) | Phase::Reconciling(Idle::Backoff) => Status::Backoff,
             Phase::Stopped { held: true } => Status::Releasing,
             Phase::Waiting(_) | Phase::Reconciling(_) | Phase::Stopped { .. } => Status::Standby,
@@ -289,9 +299,16 @@ impl Machine {
         self.phase == Phase::Waiting(Idle::Standby) && self.competes()
     }
 
-    /// Eligible (health) and not in doubt about its membership.
+    /// Eligible (health), not in doubt about its membership, not out for
+    /// its fail count.
     fn competes(&self) -> bool {
-        self.eligible == Some(true) && self.suspect.is_none()
+        self.eligible == Some(true) && self.suspect.is_none() && !self.failed_out
+    }
+
+    /// In the acquire steps, not cancelled by a shutdown: a failure now is
+    /// one for the fail count.
+    pub fn in_acquire_steps(&self) -> bool {
+        self.phase == Phase::Acquiring { cancelled: false } && !self.shutting_down
     }
 
     /// Exited still holding the lock (release failed or a call was stuck).
@@ -406,6 +423,9 @@ impl Machine {
         }
         if let Event::Membership(why) = ev {
             return self.membership(why);
+        }
+        if let Event::FailedOut(out) = ev {
+            return self.failed_out(out);
         }
         // One handler per phase. Anything a handler does not match is an
         // event that does not belong to the current operation (a late
@@ -701,6 +721,19 @@ impl Machine {
         }
     }
 
+    /// Fail counts: out (the failed acquire that tripped it has rolled
+    /// back, or is rolling back: nothing to stop), or back in, at once
+    /// when waiting.
+    fn failed_out(&mut self, out: bool) -> Command {
+        let was = std::mem::replace(&mut self.failed_out, out);
+        match self.phase {
+            Phase::Waiting(from) if was && !out && !self.shutting_down => {
+                self.waiting(from, Event::Timer)
+            }
+            _ => Command::Keep,
+        }
+    }
+
     fn wait_or_exit(&mut self, idle: Idle) -> Command {
         if self.shutting_down {
             return self.stop(false);
@@ -830,6 +863,39 @@ mod tests {
         assert_eq!(m.handle(Event::ActionsOk), Command::Hold);
         assert_eq!(m.last_error(), None);
         assert_eq!(m.handle(Event::Shutdown), Command::RunRelease);
+    }
+
+    #[test]
+    fn out_for_the_fail_count_it_does_not_compete_until_back_in() {
+        let mut m = standby();
+        m.handle(Event::Timer);
+        m.handle(Event::Locked);
+        assert!(m.in_acquire_steps());
+        assert_eq!(m.handle(failed(true)), Command::Unlock);
+        // The runner counts the failure: one too many.
+        assert_eq!(m.handle(Event::FailedOut(true)), Command::Keep);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL * 2));
+        assert_eq!(m.status(), Status::Failed);
+        assert!(!m.wants_candidacy(), "no candidate lock while out");
+        for _ in 0..3 {
+            assert_eq!(m.handle(Event::Timer), sleep(POLL), "no lock attempt");
+            assert_eq!(m.status(), Status::Failed);
+        }
+        // The timeout over, or an admin's reset: at once.
+        assert_eq!(m.handle(Event::FailedOut(false)), Command::TryLock);
+        assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+        assert_eq!(m.handle(Event::ActionsOk), Command::Hold);
+        // Back in while not waiting: nothing to start.
+        assert_eq!(m.handle(Event::FailedOut(false)), Command::Keep);
+    }
+
+    #[test]
+    fn a_failure_while_stopping_is_not_counted() {
+        let mut m = standby();
+        m.handle(Event::Timer);
+        m.handle(Event::Locked);
+        assert_eq!(m.handle(Event::Shutdown), Command::Cancel);
+        assert!(!m.in_acquire_steps(), "cancelled steps fail by design");
     }
 
     #[test]
@@ -1330,6 +1396,8 @@ mod properties {
         log: Vec<String>,
         /// The machine has a health check (Eligible events are sent).
         checked: bool,
+        /// Out for its fail count (the last FailedOut sent).
+        failed_out: bool,
     }
 
     impl Run {
@@ -1363,6 +1431,11 @@ mod properties {
                         self.eligible,
                         Some(true),
                         "acquire while not eligible\n{}",
+                        self.log.join("\n")
+                    );
+                    assert!(
+                        !self.failed_out,
+                        "acquire while out for the fail count\n{}",
                         self.log.join("\n")
                     );
                     Op::Acquire
@@ -1405,6 +1478,9 @@ mod properties {
             if ev == Event::Shutdown {
                 self.shutdown_sent = true;
             }
+            if let Event::FailedOut(out) = ev {
+                self.failed_out = out;
+            }
             if let Event::Eligible(e) = ev {
                 self.eligible = Some(e);
                 if !e && self.op == Op::Hold {
@@ -1424,6 +1500,7 @@ mod properties {
                     | Event::LockLost(_)
                     | Event::Eligible(_)
                     | Event::Outranked(_)
+                    | Event::FailedOut(_)
             );
             let before = self.op;
             if completes && before != Op::Hold {
@@ -1497,11 +1574,13 @@ mod properties {
                         self.apply(cmd);
                     }
                 }
-                _ => self.event(match c % 4 {
+                _ => self.event(match c % 6 {
                     0 => Event::Timer,
                     1 => Event::Busy,
                     2 if self.checked => Event::Eligible(true),
                     3 if self.checked => Event::Eligible(false),
+                    4 => Event::FailedOut(true),
+                    5 => Event::FailedOut(false),
                     _ => Event::Timer,
                 }),
             }
@@ -1524,6 +1603,7 @@ mod properties {
             shutdown_sent: false,
             exited: false,
             log: Vec::new(),
+            failed_out: false,
         };
         r.event(Event::Start);
         r

@@ -2,12 +2,14 @@
 //! runner that carries out its commands, and the status it publishes.
 //!
 //! - pure: `machine` (events in, one command out), `deferral` (preferred
-//!   nodes), `health` (check results to a verdict);
+//!   nodes), `health` (check results to a verdict), `failures` (fail
+//!   counts: when repeated acquire failures keep a node out);
 //! - the runner: `runner` (the select loop, a handler per arm), `op` (the
 //!   one outstanding operation), `jobs` (lock attempts and action steps
 //!   handed off), `hold` (a master's watch), `candidacy` (the candidate
 //!   lock task and probes), `checker` (the health check's task), `reload`
-//!   (settings applied in place);
+//!   (settings applied in place), `fail_counts` (failed acquires counted,
+//!   the node taken out and back in);
 //! - off the runtime, shared by all runners: `wait` and `poller` (a
 //!   standby's wait, in the kernel or on the polling schedule; `attempt`,
 //!   the try both use), `check` (the masters' lock checks);
@@ -22,6 +24,8 @@ mod candidacy;
 pub mod check;
 mod checker;
 pub mod deferral;
+mod fail_counts;
+pub mod failures;
 pub mod health;
 mod hold;
 mod jobs;

@@ -30,6 +30,7 @@ impl Task {
         if spec.check != self.r.spec.check {
             cmd = self.reload_check(&spec).await;
         }
+        let failures_off = spec.failures.is_none() && self.r.spec.failures.is_some();
         let new_prefer = spec.prefer != self.r.spec.prefer;
         let new_preempt = new_prefer || spec.preempt != self.r.spec.preempt;
         self.r.spec = spec;
@@ -54,6 +55,9 @@ impl Task {
             self.op = Op::Sleep(Box::pin(sleep(self.m.poll())));
         }
         self.r.op_timeout = op_timeout;
+        if failures_off && cmd == Command::Keep {
+            cmd = self.failures_off();
+        }
         if new_preempt && self.m.is_master() && cmd == Command::Keep {
             // Watch with the new preference from now on.
             self.op = self.start(Command::Hold, true);

@@ -17,6 +17,7 @@
 use super::candidacy::{better, candidacy};
 use super::checker::{CheckResult, Checker, next_result};
 use super::deferral::Deferral;
+use super::failures::Failures;
 use super::hold::hold;
 use super::machine::{Command, Event, Machine, RequestError};
 use super::op::{Done, Op, retire};
@@ -48,6 +49,8 @@ pub enum Request {
     },
     /// End a hold-off early.
     Resume(Reply),
+    /// Clear the fail count; out for it, compete again now.
+    Reset(Reply),
     /// A reload changed only settings that apply in place (intervals,
     /// timeouts): no release, no new lock.
     Update {
@@ -155,6 +158,8 @@ pub(super) struct Task {
     attempted: bool,
     /// A lock call ran past op_timeout and has not returned yet.
     stalled: bool,
+    /// Recent failed acquires (fail counts, with `max_failures`).
+    pub(super) failures: Failures,
 }
 
 impl Task {
@@ -189,6 +194,7 @@ impl Task {
             hold_off_until: None,
             attempted: false,
             stalled: false,
+            failures: Failures::default(),
         };
         (task, cmd)
     }
@@ -353,9 +359,18 @@ impl Task {
                 tracing::debug!("lock {} is busy", self.r.spec.lock);
                 Event::Busy
             }
+            Done::Event(Event::Timer) => match self.failure_timeout_over() {
+                Some(cmd) => return cmd,
+                None => Event::Timer,
+            },
             Done::Event(ev) => ev,
         };
-        self.m.handle(ev)
+        let counted = matches!(ev, Event::ActionsFailed { .. }) && self.m.in_acquire_steps();
+        let cmd = self.m.handle(ev);
+        if counted {
+            self.count_failure();
+        }
+        cmd
     }
 
     /// A request from the supervisor; the channel closed is a shutdown.
@@ -367,6 +382,7 @@ impl Task {
             }
             Some(Request::Release { hold_off, reply }) => self.on_release(hold_off, reply),
             Some(Request::Resume(reply)) => self.on_resume(reply),
+            Some(Request::Reset(reply)) => self.on_reset(reply),
             Some(Request::Update { spec, op_timeout }) => self.on_update(spec, op_timeout).await,
             Some(Request::Shutdown) | None => self.m.handle(Event::Shutdown),
         }
@@ -435,6 +451,7 @@ impl Task {
     /// Shows the machine's state on the board (and in the log and the
     /// metrics when it changed).
     fn publish(&mut self) {
+        let (failures, failed_until) = self.failure_status();
         let (m, last) = (&self.m, &mut self.last);
         let hold_off_until = self.hold_off_until.filter(|_| m.holding_off());
         let checker = self.checker.as_ref();
@@ -448,7 +465,9 @@ impl Task {
                     && l.settled == m.settled()
                     && l.hold_off_until_ms == hold_off_until
                     && l.health == health
-                    && l.health_error == health_error =>
+                    && l.health_error == health_error
+                    && l.failures == failures
+                    && l.failed_until_ms == failed_until =>
             {
                 return;
             }
@@ -461,6 +480,8 @@ impl Task {
                 hold_off_until_ms: None,
                 health: None,
                 health_error: None,
+                failures: 0,
+                failed_until_ms: None,
                 transitions: last.as_ref().map_or(0, |l| l.transitions + 1),
                 settled: false,
             },
@@ -479,6 +500,8 @@ impl Task {
         st.hold_off_until_ms = hold_off_until;
         st.health = health;
         st.health_error = health_error;
+        st.failures = failures;
+        st.failed_until_ms = failed_until;
         self.r.board.publish(st.clone());
         *last = Some(st);
         self.r.changed.send_replace(());
@@ -568,6 +591,7 @@ mod tests {
             check: None,
             prefer: Vec::new(),
             preempt: false,
+            failures: None,
         }
     }
 

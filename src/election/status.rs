@@ -26,6 +26,14 @@ pub struct ResourceStatus {
     /// Why the last check run failed; absent once a run succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_error: Option<String>,
+    /// Fail counts: this node's failed acquires within `failure_window`
+    /// (0, not shown, without `max_failures` or none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures: u32,
+    /// While out for its fail count (state `failed`): when it competes
+    /// again (Unix time in ms), unless an admin's `reset` comes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_until_ms: Option<u64>,
     /// State changes since the daemon started this resource (its first
     /// state is none).
     #[serde(default)]
@@ -33,6 +41,10 @@ pub struct ResourceStatus {
     /// Reached a defined state since start (for READY=1); not shown.
     #[serde(skip)]
     pub settled: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Every runner's status, read by the control socket and sd_notify; a
@@ -60,13 +72,14 @@ struct Table {
 
 /// The order of states in the counted STATUS= line: what holds first, what
 /// needs an admin last.
-const STATES: [Status; 6] = [
+const STATES: [Status; 7] = [
     Status::Master,
     Status::Acquiring,
     Status::Releasing,
     Status::Standby,
     Status::Backoff,
     Status::Stalled,
+    Status::Failed,
 ];
 
 fn slot(s: Status) -> usize {
@@ -188,6 +201,8 @@ mod tests {
             hold_off_until_ms: None,
             health: None,
             health_error: None,
+            failures: 0,
+            failed_until_ms: None,
             transitions: 0,
             settled,
         }
