@@ -503,3 +503,55 @@ fn resource_env_names_are_checked_at_their_place() {
         ["/etc/x.toml:3:13: key `env`: the value of A contains a NUL byte"]
     );
 }
+
+#[test]
+fn fail_counts_are_off_by_default_and_their_keys_checked() {
+    use super::spec::FailureLimit;
+    let res = "[[resource]]\nname = \"w\"\n";
+    let (c, _) = validate_text(res).unwrap();
+    assert_eq!(c.resources[0].failures, None);
+    let (c, _) = validate_text(&format!("{res}max_failures = 3\n")).unwrap();
+    assert_eq!(
+        c.resources[0].failures,
+        Some(FailureLimit {
+            max: 3,
+            window: DEFAULT_FAILURE_WINDOW,
+            timeout: DEFAULT_FAILURE_TIMEOUT
+        })
+    );
+    let (c, _) = validate_text(&format!(
+        "{res}max_failures = 1\nfailure_window = \"1m\"\nfailure_timeout = \"2h\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.resources[0].failures,
+        Some(FailureLimit {
+            max: 1,
+            window: Duration::from_secs(60),
+            timeout: Duration::from_secs(7200)
+        })
+    );
+    let e = errors(&format!("{res}failure_timeout = \"5m\"\n"));
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:3:19: key `failure_timeout`: has no effect without `max_failures` (failed acquires that keep this node out)"
+        ]
+    );
+    let e = errors(&format!("{res}max_failures = 0\n"));
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:3:16: key `max_failures`: must be between 1 and 100 (failed acquires within failure_window), not 0; leave it out for no limit"
+        ]
+    );
+    let e = errors(&format!(
+        "{res}max_failures = 2\nfailure_window = \"10ms\"\n"
+    ));
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:4:18: key `failure_window`: 10ms is below the 1s minimum (a typo for seconds?)"
+        ]
+    );
+}
