@@ -139,10 +139,7 @@ pub fn check_as(
             }),
         };
         if let Some(problem) = problem {
-            errors.push(p.at.error(format!(
-                "key `{}` of resource {:?}: {problem}",
-                p.key, p.resource
-            )));
+            errors.push(p.at.error(format!("{}: {problem}", p.named())));
         }
     }
     if !errors.is_empty() {
@@ -226,6 +223,9 @@ pub fn resolve_programs(cfg: &mut Config, places: &mut Places) {
         if let Some(c) = &mut r.check {
             resolve(&mut c.exec[0]);
         }
+        for n in &mut r.notify {
+            resolve(&mut n.exec[0]);
+        }
     }
     for p in &mut places.programs {
         resolve(&mut p.program);
@@ -242,10 +242,7 @@ pub fn unresolved(places: &Places) -> Vec<ConfigError> {
         .iter()
         .filter(|p| !p.program.contains('/'))
         .map(|p| {
-            p.at.error(format!(
-                "key `{}` of resource {:?}: {:?} not found in PATH",
-                p.key, p.resource, p.program
-            ))
+            p.at.error(format!("{}: {:?} not found in PATH", p.named(), p.program))
         })
         .collect()
 }

@@ -59,3 +59,6 @@ pub const MAX_FAILURES: i64 = 100;
 /// Below this a failure window counts nothing useful, and a timeout would
 /// end before the node's next poll anyway.
 pub const MIN_FAILURE_WINDOW: Duration = Duration::from_secs(1);
+/// A transition alert's program: a webhook or a mail is done in seconds; a
+/// hung one is killed here, and the next alert of that resource waits.
+pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);

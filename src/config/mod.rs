@@ -16,6 +16,7 @@
 //! above `action` and `systemd`.
 
 mod actions;
+mod alerts;
 pub mod check;
 mod ctx;
 pub mod defaults;
@@ -37,7 +38,7 @@ pub use load::{Loaded, load, load_checked, load_checked_as, load_placed, runtime
 pub use source::Place;
 pub use spec::{
     ActionSpec, CheckSpec, Config, DaemonConfig, ExecSpec, FailureLimit, LockConfig, MetricsConfig,
-    Places, ProgramPlace, ResourceSpec, UnitSpec, VipSpec,
+    NotifySpec, Places, ProgramPlace, ResourceSpec, UnitSpec, VipSpec,
 };
 
 pub const DEFAULT_PATH: &str = "/etc/dlm-electd/dlm-electd.toml";

@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub notify: Vec<Spanned<RawNotify>>,
+    #[serde(default)]
     pub resource: Vec<Spanned<RawResource>>,
 }
 
@@ -82,6 +84,18 @@ pub struct RawResource {
     pub max_failures: Option<Spanned<i64>>,
     pub failure_window: Option<Spanned<Interval>>,
     pub failure_timeout: Option<Spanned<Interval>>,
+    #[serde(default)]
+    pub notify: Vec<Spanned<RawNotify>>,
+}
+
+/// `[[notify]]` (every resource) and `[[resource.notify]]` (one more for
+/// that resource): a program run at each state change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub exec: Option<Spanned<Argv>>,
+    pub timeout: Option<Spanned<Interval>>,
+    pub states: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `env = { NAME = "value" }`: every name and value placed, for errors.
@@ -191,7 +205,7 @@ impl<'de> Deserialize<'de> for Duration0 {
 /// The keys each table takes, in the order serde lists them (the fields
 /// above): `recover` looks for unknown keys with these once serde stopped
 /// at another error. A unit test holds them to the structs.
-pub const MAIN_KEYS: &[&str] = &["node", "lock", "daemon", "metrics", "resource"];
+pub const MAIN_KEYS: &[&str] = &["node", "lock", "daemon", "metrics", "notify", "resource"];
 pub const DROP_IN_KEYS: &[&str] = &["resource"];
 pub const NODE_KEYS: &[&str] = &["name"];
 pub const LOCK_KEYS: &[&str] = &[
@@ -216,7 +230,9 @@ pub const RESOURCE_KEYS: &[&str] = &[
     "max_failures",
     "failure_window",
     "failure_timeout",
+    "notify",
 ];
+pub const NOTIFY_KEYS: &[&str] = &["exec", "timeout", "states"];
 pub const CHECK_KEYS: &[&str] = &["exec", "interval", "timeout", "fall", "rise", "hold_off"];
 pub const ACTION_KEYS: &[&str] = &[
     "type",

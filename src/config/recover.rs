@@ -28,6 +28,11 @@ pub fn more_errors(src: &Source, drop_in: bool, first: &ConfigError) -> Vec<Conf
             "lock" => table::<RawLock>(src, value, LOCK_KEYS, &mut found),
             "daemon" => table::<RawDaemon>(src, value, DAEMON_KEYS, &mut found),
             "metrics" => table::<RawMetrics>(src, value, METRICS_KEYS, &mut found),
+            "notify" => {
+                for n in array(value) {
+                    table::<RawNotify>(src, n, NOTIFY_KEYS, &mut found);
+                }
+            }
             _ => {
                 for res in array(value) {
                     resource(src, res, &mut found);
@@ -56,13 +61,18 @@ fn resource(src: &Source, res: &Spanned<DeValue>, found: &mut Vec<ConfigError>) 
                 }
             }
             "check" => table::<RawCheck>(src, value, CHECK_KEYS, found),
+            "notify" => {
+                for n in array(value) {
+                    table::<RawNotify>(src, n, NOTIFY_KEYS, found);
+                }
+            }
             _ => {}
         }
     }
     let own: Vec<&str> = RESOURCE_KEYS
         .iter()
         .copied()
-        .filter(|k| !["action", "check"].contains(k))
+        .filter(|k| !["action", "check", "notify"].contains(k))
         .collect();
     keys(src, res, RESOURCE_KEYS, found);
     let mut res = res.clone();

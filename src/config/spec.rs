@@ -64,6 +64,21 @@ pub struct ResourceSpec {
     pub preempt: bool,
     /// Fail counts (`max_failures`): None, the default, is off.
     pub failures: Option<FailureLimit>,
+    /// Programs run at each state change: the daemon-wide `[[notify]]`
+    /// first, then the resource's own `[[resource.notify]]`.
+    pub notify: Vec<NotifySpec>,
+}
+
+/// A transition alert (`[[notify]]`): run for every state change of a
+/// resource, or only for changes into `states`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifySpec {
+    pub exec: Vec<String>,
+    pub timeout: Duration,
+    /// None: every state.
+    pub states: Option<Vec<crate::state::Status>>,
+    /// The resource's `env`, as its hooks get it.
+    pub env: BTreeMap<String, String>,
 }
 
 /// `max_failures` failed acquires within `window` keep this node out of
@@ -202,6 +217,18 @@ pub struct ProgramPlace {
     /// gave it once `check::resolve_programs` ran.
     pub program: String,
     pub at: Place,
+}
+
+impl ProgramPlace {
+    /// How an error names it: "key `K` of resource \"R\"", or "key `K`"
+    /// for a daemon-wide one (`[[notify]]`).
+    pub fn named(&self) -> String {
+        if self.resource.is_empty() {
+            format!("key `{}`", self.key)
+        } else {
+            format!("key `{}` of resource {:?}", self.key, self.resource)
+        }
+    }
 }
 
 #[cfg(test)]

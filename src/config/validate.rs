@@ -5,6 +5,7 @@
 //! action tables `actions`.
 
 use super::actions::action;
+use super::alerts::notify;
 use super::ctx::{Ctx, at_least, at_most_a_day, poll};
 use super::defaults::*;
 use super::error::ConfigError;
@@ -15,8 +16,8 @@ use super::names::{
 use super::source::Place;
 use super::source::Source;
 use super::spec::{
-    ActionSpec, CheckSpec, Config, DaemonConfig, FailureLimit, LockConfig, MetricsConfig, Places,
-    ResourceSpec,
+    ActionSpec, CheckSpec, Config, DaemonConfig, FailureLimit, LockConfig, MetricsConfig,
+    NotifySpec, Places, ResourceSpec,
 };
 use crate::lock::{Backend, Standby};
 use std::collections::{BTreeMap, HashMap};
@@ -99,7 +100,12 @@ pub fn validate_all(
         files.push(src.path.clone());
         all.push((src, &d.resource));
     }
-    let resources = resources(&mut cx, all, &daemon, lock.backend);
+    let alerts: Vec<NotifySpec> = raw
+        .notify
+        .iter()
+        .filter_map(|n| notify(&mut cx, n, ""))
+        .collect();
+    let resources = resources(&mut cx, all, &daemon, &alerts, lock.backend);
     let places = Places {
         lock_dir: lock_dir_at,
         runtime_dir: runtime_dir_at,
@@ -199,6 +205,7 @@ fn resources<'a>(
     cx: &mut Ctx<'a>,
     all: Vec<(&'a Source, &Vec<Spanned<RawResource>>)>,
     daemon: &DaemonConfig,
+    alerts: &[NotifySpec],
     backend: Backend,
 ) -> Vec<ResourceSpec> {
     let mut resources = Vec::new();
@@ -227,7 +234,7 @@ fn resources<'a>(
                 );
                 Some(())
             });
-            let Some(spec) = resource(cx, res, daemon, backend) else {
+            let Some(spec) = resource(cx, res, daemon, alerts, backend) else {
                 continue;
             };
             if duplicate.is_none()
@@ -274,6 +281,7 @@ fn resource(
     cx: &mut Ctx,
     res: &Spanned<RawResource>,
     daemon: &DaemonConfig,
+    alerts: &[NotifySpec],
     backend: Backend,
 ) -> Option<ResourceSpec> {
     let r = res.get_ref();
@@ -306,6 +314,22 @@ fn resource(
         .and_then(|c| check(cx, c, name.get_ref(), &env));
     let prefer = prefer(cx, r, backend, lock.get_ref());
     let failures = failures(cx, r);
+    let own: Vec<NotifySpec> = r
+        .notify
+        .iter()
+        .filter_map(|n| notify(cx, n, name.get_ref()))
+        .collect();
+    // The daemon-wide alerts, then the resource's own; each with the
+    // resource's env, as its hooks get it.
+    let notify = alerts
+        .iter()
+        .chain(&own)
+        .cloned()
+        .map(|mut n| {
+            n.env = env.clone();
+            n
+        })
+        .collect();
     (cx.errors.len() == before).then(|| ResourceSpec {
         name: name.get_ref().clone(),
         lock: lock.get_ref().clone(),
@@ -315,6 +339,7 @@ fn resource(
         prefer,
         preempt: r.preempt.as_ref().is_some_and(|p| *p.get_ref()),
         failures,
+        notify,
     })
 }
 

@@ -555,3 +555,55 @@ fn fail_counts_are_off_by_default_and_their_keys_checked() {
         ]
     );
 }
+
+#[test]
+fn notify_tables_merge_daemon_wide_first_and_check_their_keys() {
+    use crate::state::Status;
+    let text = "[[notify]]\nexec = [\"/bin/all\"]\n[[resource]]\nname = \"w\"\nenv = { A = \"1\" }\n[[resource.notify]]\nexec = [\"/bin/mine\"]\ntimeout = \"2s\"\nstates = [\"master\", \"failed\"]\n[[resource]]\nname = \"v\"\n";
+    let (c, places) = validate_text(text).unwrap();
+    let w = &c.resources[0].notify;
+    assert_eq!(w.len(), 2);
+    assert_eq!(
+        (w[0].exec[0].as_str(), w[0].timeout, w[0].states.clone()),
+        ("/bin/all", DEFAULT_NOTIFY_TIMEOUT, None)
+    );
+    assert_eq!(
+        (w[1].exec[0].as_str(), w[1].timeout, w[1].states.clone()),
+        (
+            "/bin/mine",
+            Duration::from_secs(2),
+            Some(vec![Status::Master, Status::Failed])
+        )
+    );
+    assert_eq!(
+        w[0].env.get("A").map(String::as_str),
+        Some("1"),
+        "the resource's env"
+    );
+    assert_eq!(
+        c.resources[1].notify.len(),
+        1,
+        "daemon-wide: every resource"
+    );
+    let named: Vec<String> = places.programs.iter().map(|p| p.named()).collect();
+    assert_eq!(
+        named,
+        ["key `notify.exec`", "key `notify.exec` of resource \"w\""]
+    );
+    let e = errors("[[notify]]\ntimeout = \"1s\"\nstates = [\"master\", \"up\", \"master\"]\n");
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:1:1: [[notify]] needs `exec`, the program to run at each state change, like [\"/usr/local/bin/alert\"]",
+            "/etc/x.toml:3:21: key `states`: \"up\" is no state; states are standby, acquiring, master, releasing, backoff, stalled, failed",
+            "/etc/x.toml:3:27: key `states`: \"master\" is listed twice",
+        ]
+    );
+    let e = errors("[[notify]]\nexec = [\"/bin/x\"]\nstates = []\n");
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:3:10: key `states`: list at least one state, or leave the key out for every state"
+        ]
+    );
+}

@@ -9,7 +9,8 @@
 //!   handed off), `hold` (a master's watch), `candidacy` (the candidate
 //!   lock task and probes), `checker` (the health check's task), `reload`
 //!   (settings applied in place), `fail_counts` (failed acquires counted,
-//!   the node taken out and back in);
+//!   the node taken out and back in), `alerts` (the `[[notify]]` programs,
+//!   run for each state change on a task of their own);
 //! - off the runtime, shared by all runners: `wait` and `poller` (a
 //!   standby's wait, in the kernel or on the polling schedule; `attempt`,
 //!   the try both use), `check` (the masters' lock checks);
@@ -19,6 +20,7 @@
 //! its observers (metrics); it is re-exported here for the callers that
 //! name it `election::Status`.
 
+mod alerts;
 mod attempt;
 mod candidacy;
 pub mod check;

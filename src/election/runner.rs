@@ -14,6 +14,7 @@
 //! place (`reload`). Here: the loop, with one handler for each thing it
 //! waits for.
 
+use super::alerts::Alerts;
 use super::candidacy::{better, candidacy};
 use super::checker::{CheckResult, Checker, next_result};
 use super::deferral::Deferral;
@@ -160,6 +161,8 @@ pub(super) struct Task {
     stalled: bool,
     /// Recent failed acquires (fail counts, with `max_failures`).
     pub(super) failures: Failures,
+    /// The `[[notify]]` programs' queue.
+    alerts: Alerts,
 }
 
 impl Task {
@@ -175,6 +178,7 @@ impl Task {
             m = m.with_check(c.hold_off);
         }
         let (want, candidate) = r.candidacy(m.poll());
+        let ctx = r.ctx();
         // In doubt already (an earlier run recorded it): never master.
         let doubt = r.membership.borrow_and_update().clone();
         if doubt.is_some() {
@@ -195,6 +199,7 @@ impl Task {
             attempted: false,
             stalled: false,
             failures: Failures::default(),
+            alerts: Alerts::new(ctx),
         };
         (task, cmd)
     }
@@ -440,6 +445,8 @@ impl Task {
         for w in self.waiters.drain(..) {
             let _ = w.send(Err(RequestError::ShuttingDown.to_string()));
         }
+        // The last change's alert runs too (bounded: see alerts).
+        self.alerts.finish().await;
         // A lock still held here (release actions failed on the way out)
         // is deliberately kept until the process exits: see Machine.
         if let Some(h) = self.held.take() {
@@ -486,7 +493,9 @@ impl Task {
                 settled: false,
             },
         };
-        if last.as_ref().is_none_or(|l| l.state != state) {
+        let previous = last.as_ref().map(|l| l.state);
+        let changed = previous != Some(state);
+        if changed {
             tracing::info!(state = state.as_str(), "state {}", state.as_str());
             self.r
                 .metrics
@@ -503,7 +512,21 @@ impl Task {
         st.failures = failures;
         st.failed_until_ms = failed_until;
         self.r.board.publish(st.clone());
-        *last = Some(st);
+        if changed {
+            // Why: the last failure, else why the health check fails.
+            let reason = st.last_error.clone().or_else(|| {
+                (st.health.as_deref() == Some("failing")).then(|| {
+                    format!(
+                        "health check failing: {}",
+                        st.health_error.as_deref().unwrap_or("?")
+                    )
+                })
+            });
+            let seq = st.transitions;
+            self.alerts
+                .changed(&self.r.spec.notify, previous, state, reason.as_deref(), seq);
+        }
+        self.last = Some(st);
         self.r.changed.send_replace(());
     }
 
@@ -592,6 +615,7 @@ mod tests {
             prefer: Vec::new(),
             preempt: false,
             failures: None,
+            notify: Vec::new(),
         }
     }
 

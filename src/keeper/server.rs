@@ -282,6 +282,7 @@ mod tests {
             prefer: Vec::new(),
             preempt: false,
             failures: None,
+            notify: Vec::new(),
         };
         keeper.register(&spec, record);
         (keeper, std::thread::spawn(move || serve(b, "n1")))
