@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
     pub resource: Vec<Spanned<RawResource>>,
 }
 
@@ -67,6 +69,15 @@ pub struct RawMetrics {
     pub listen: Option<Spanned<String>>,
 }
 
+/// `[cluster]`: what every node must agree on about the others.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// Every node's name (`[node] name`): what `prefer = "spread"` spreads
+    /// resources over.
+    pub nodes: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawResource {
@@ -76,9 +87,45 @@ pub struct RawResource {
     #[serde(default)]
     pub action: Vec<Spanned<RawAction>>,
     pub check: Option<Spanned<RawCheck>>,
-    pub prefer: Option<Spanned<Vec<Spanned<String>>>>,
+    pub prefer: Option<Spanned<RawPrefer>>,
     pub preempt: Option<Spanned<bool>>,
+    pub preempt_delay: Option<Spanned<Duration0>>,
     pub env: Option<Spanned<RawEnv>>,
+}
+
+/// `prefer`: node names in order, or a word (`"spread"`) that `validate`
+/// judges. A hand-written visitor rather than an untagged enum: untagged
+/// enums buffer their input and lose the spans of the names.
+#[derive(Debug)]
+pub enum RawPrefer {
+    List(Vec<Spanned<String>>),
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for RawPrefer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawPrefer;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of node names, most preferred first, or \"spread\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPrefer, E> {
+                Ok(RawPrefer::Word(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawPrefer, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element()? {
+                    names.push(n);
+                }
+                Ok(RawPrefer::List(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `env = { NAME = "value" }`: every name and value placed, for errors.
@@ -188,7 +235,7 @@ impl<'de> Deserialize<'de> for Duration0 {
 /// The keys each table takes, in the order serde lists them (the fields
 /// above): `recover` looks for unknown keys with these once serde stopped
 /// at another error. A unit test holds them to the structs.
-pub const MAIN_KEYS: &[&str] = &["node", "lock", "daemon", "metrics", "resource"];
+pub const MAIN_KEYS: &[&str] = &["node", "lock", "daemon", "metrics", "cluster", "resource"];
 pub const DROP_IN_KEYS: &[&str] = &["resource"];
 pub const NODE_KEYS: &[&str] = &["name"];
 pub const LOCK_KEYS: &[&str] = &[
@@ -201,6 +248,7 @@ pub const LOCK_KEYS: &[&str] = &[
 ];
 pub const DAEMON_KEYS: &[&str] = &["runtime_dir", "poll_interval", "op_timeout"];
 pub const METRICS_KEYS: &[&str] = &["listen"];
+pub const CLUSTER_KEYS: &[&str] = &["nodes"];
 pub const RESOURCE_KEYS: &[&str] = &[
     "name",
     "lock",
@@ -209,6 +257,7 @@ pub const RESOURCE_KEYS: &[&str] = &[
     "check",
     "prefer",
     "preempt",
+    "preempt_delay",
     "env",
 ];
 pub const CHECK_KEYS: &[&str] = &["exec", "interval", "timeout", "fall", "rise", "hold_off"];
@@ -277,6 +326,10 @@ mod tests {
         assert_eq!(
             serde_says::<RawMetrics>(bogus),
             unknown_key("bogus", METRICS_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawCluster>(bogus),
+            unknown_key("bogus", CLUSTER_KEYS)
         );
         assert_eq!(
             serde_says::<RawResource>(bogus),

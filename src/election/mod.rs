@@ -2,7 +2,8 @@
 //! runner that carries out its commands, and the status it publishes.
 //!
 //! - pure: `machine` (events in, one command out), `deferral` (preferred
-//!   nodes), `health` (check results to a verdict);
+//!   nodes), `failback` (when a master hands over to a returning preferred
+//!   node, `preempt_delay`), `health` (check results to a verdict);
 //! - the runner: `runner` (the select loop, a handler per arm), `op` (the
 //!   one outstanding operation), `jobs` (lock attempts and action steps
 //!   handed off), `hold` (a master's watch), `candidacy` (the candidate
@@ -22,6 +23,7 @@ mod candidacy;
 pub mod check;
 mod checker;
 pub mod deferral;
+pub mod failback;
 pub mod health;
 mod hold;
 mod jobs;

@@ -17,7 +17,7 @@
 use super::candidacy::{better, candidacy};
 use super::checker::{CheckResult, Checker, next_result};
 use super::deferral::Deferral;
-use super::hold::hold;
+use super::hold::{Preempt, hold};
 use super::machine::{Command, Event, Machine, RequestError};
 use super::op::{Done, Op, retire};
 use super::status::{Board, ResourceStatus};
@@ -523,14 +523,13 @@ impl Task {
                 self.held.as_ref().and_then(|h| h.still_held()),
                 r.spec
                     .preempt
-                    .then(|| {
-                        (
-                            r.backend.clone(),
-                            better(&r.spec, &r.node),
-                            r.deferral.clone(),
-                        )
+                    .then(|| Preempt {
+                        backend: r.backend.clone(),
+                        better: better(&r.spec, &r.node),
+                        deferral: r.deferral.clone(),
+                        delay: r.spec.preempt_delay,
                     })
-                    .filter(|(_, b, _)| !b.is_empty()),
+                    .filter(|p| !p.better.is_empty()),
                 self.m.poll(),
                 r.op_timeout,
             ))),
@@ -568,6 +567,7 @@ mod tests {
             check: None,
             prefer: Vec::new(),
             preempt: false,
+            preempt_delay: Duration::ZERO,
         }
     }
 

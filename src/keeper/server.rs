@@ -281,6 +281,7 @@ mod tests {
             check: None,
             prefer: Vec::new(),
             preempt: false,
+            preempt_delay: Duration::ZERO,
         };
         keeper.register(&spec, record);
         (keeper, std::thread::spawn(move || serve(b, "n1")))
