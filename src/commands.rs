@@ -108,6 +108,7 @@ async fn run(cli: Cli) -> i32 {
                 if let Some(reach) = lock_reach(&c) {
                     println!("locks: {reach}");
                 }
+                print!("{}", preferences(&c));
                 exit::OK
             }
             Err(code) => code,
@@ -142,6 +143,25 @@ async fn run(cli: Cli) -> i32 {
         | Cmd::Unlock { .. }
         | Cmd::HoldWorkloadLock { .. } => unreachable!("handled in dispatch"),
     }
+}
+
+/// Each preferred resource's order as the election uses it (for
+/// `prefer = "spread"`, the order computed from `[cluster] nodes`, which
+/// every node must compute alike), one line each.
+fn preferences(c: &config::Config) -> String {
+    let mut t = String::new();
+    for r in c.resources.iter().filter(|r| !r.prefer.is_empty()) {
+        let preempt = match (r.preempt, r.preempt_delay.is_zero()) {
+            (false, _) => String::new(),
+            (true, true) => ", preempt".into(),
+            (true, false) => format!(
+                ", preempt after {}",
+                humantime::format_duration(r.preempt_delay)
+            ),
+        };
+        let _ = writeln!(t, "prefer {}: {}{preempt}", r.name, r.prefer.join(", "));
+    }
+    t
 }
 
 /// How far the `file` backend's locks reach, for `check-config` and the

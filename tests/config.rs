@@ -802,7 +802,7 @@ fn check_config_reports_every_problem_in_one_run() {
                 "{c}:7:1: unknown field `bogus`, expected one of `runtime_dir`, `poll_interval`, `op_timeout`"
             ),
             format!(
-                "{c}:10:1: unknown field `colour`, expected one of `name`, `lock`, `poll_interval`, `action`, `check`, `prefer`, `preempt`, `env`"
+                "{c}:10:1: unknown field `colour`, expected one of `name`, `lock`, `poll_interval`, `action`, `check`, `prefer`, `preempt`, `preempt_delay`, `env`"
             ),
             format!("{c}:13:11: key `acquire`: invalid type: integer `1`, expected a sequence"),
             format!(

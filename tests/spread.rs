@@ -1,0 +1,265 @@
+//! `prefer = "spread"` and `preempt_delay` with real daemons on the `file`
+//! backend: three nodes a, b, c share a dozen resources, each ends master
+//! of exactly the resources whose rendezvous order puts it first; stopping
+//! c moves only c's resources (the others see no release or acquire, by the
+//! hooks' event log), and c restarted gets them back. A returning preferred
+//! node gets a resource with `preempt_delay` no sooner than the delay after
+//! it became a candidate.
+
+mod support;
+
+use dlm_electd::config::spread;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::lab::Lab;
+use support::{WAIT, assert_never_two_masters, cli_ok, held, wait_for};
+
+const NODES: [&str; 3] = ["a", "b", "c"];
+
+fn nodes() -> Vec<String> {
+    NODES.map(String::from).to_vec()
+}
+
+/// `[cluster] nodes = a, b, c` and resources `names`, each spread over
+/// them with `preempt` and `extra` keys, with one exec action whose hooks
+/// log to the event log (and `times.log`).
+fn spread_config(lab: &Lab, names: &[String], extra: &str) -> String {
+    let hook = lab.timed_hook();
+    let mut t = "[cluster]\nnodes = [\"a\", \"b\", \"c\"]\n".to_string();
+    for n in names {
+        t.push_str(&format!(
+            "[[resource]]\nname = \"{n}\"\nprefer = \"spread\"\npreempt = true\n{extra}[[resource.action]]\ntype = \"exec\"\nacquire = {hook}\nrelease = {hook}\n"
+        ));
+    }
+    t
+}
+
+/// Each resource's most preferred node among `up`, by the crate's own
+/// order (what every daemon computes).
+fn expected(names: &[String], up: &[&str]) -> BTreeMap<String, String> {
+    names
+        .iter()
+        .map(|r| {
+            let first = spread::order(r, &nodes())
+                .into_iter()
+                .find(|n| up.contains(&n.as_str()))
+                .unwrap();
+            (r.clone(), first)
+        })
+        .collect()
+}
+
+/// Waits until the running daemons agree on `expect`: each resource has
+/// exactly its expected node as master and every other running daemon
+/// standby. On a timeout, says what it saw last.
+fn wait_masters(lab: &Lab, expect: &BTreeMap<String, String>) {
+    let t0 = Instant::now();
+    loop {
+        let mut wrong = Vec::new();
+        for d in lab.daemons.iter().filter(|d| d.child.is_some()) {
+            let Some(s) = d.status() else {
+                wrong.push(format!("{}: no status", d.node));
+                continue;
+            };
+            for r in s["resources"].as_array().unwrap() {
+                let (name, state) = (r["name"].as_str().unwrap(), r["state"].as_str().unwrap());
+                let want = match expect.get(name) {
+                    Some(n) if *n == d.node => "master",
+                    _ => "standby",
+                };
+                if state != want {
+                    wrong.push(format!("{} {name} {state}, not {want}", d.node));
+                }
+            }
+        }
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            t0.elapsed() < WAIT,
+            "timed out after {WAIT:?} waiting for {expect:?}: {wrong:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn each_node_masters_its_share_and_only_a_stopped_nodes_share_moves() {
+    let mut lab = Lab::new();
+    let names: Vec<String> = (0..12).map(|i| format!("r{i:02}")).collect();
+    let res = spread_config(&lab, &names, "");
+    let all = expected(&names, &NODES);
+    let of_c: Vec<&String> = all
+        .iter()
+        .filter(|(_, n)| *n == "c")
+        .map(|(r, _)| r)
+        .collect();
+    for n in NODES {
+        let share = all.values().filter(|m| *m == n).count();
+        assert!(
+            share > 0,
+            "{n} is first for none of {all:?}: pick other names"
+        );
+    }
+
+    let a = lab.start("a", &res);
+    lab.start("b", &res);
+    let c = lab.start("c", &res);
+    wait_masters(&lab, &all);
+    // check-config shows the order the election uses.
+    let out = cli_ok(&lab.daemons[a].config, &["check-config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for r in &names {
+        let line = format!(
+            "prefer {r}: {}, preempt",
+            spread::order(r, &nodes()).join(", ")
+        );
+        assert!(text.contains(&line), "{line:?} in\n{text}");
+    }
+
+    // c stops: its resources go to their next choice, nothing else moves.
+    let before = lab.events().len();
+    lab.daemons[c].stop();
+    let without_c = expected(&names, &["a", "b"]);
+    wait_masters(&lab, &without_c);
+    let mut moved = lab.events()[before..].to_vec();
+    moved.sort();
+    let mut want: Vec<String> = of_c
+        .iter()
+        .flat_map(|r| {
+            [
+                format!("c release {r}"),
+                format!("{} acquire {r}", without_c[*r]),
+            ]
+        })
+        .collect();
+    want.sort();
+    assert_eq!(moved, want, "only c's resources move");
+
+    // c comes back: they return to it, and again nothing else moves.
+    let before = lab.events().len();
+    lab.start("c", &res);
+    wait_masters(&lab, &all);
+    let mut back = lab.events()[before..].to_vec();
+    back.sort();
+    let mut want: Vec<String> = of_c
+        .iter()
+        .flat_map(|r| {
+            [
+                format!("{} release {r}", without_c[*r]),
+                format!("c acquire {r}"),
+            ]
+        })
+        .collect();
+    want.sort();
+    assert_eq!(back, want, "only c's resources come back");
+    assert_never_two_masters(&lab.events());
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn a_returning_preferred_node_waits_out_preempt_delay() {
+    let mut lab = Lab::new();
+    let name = "web".to_string();
+    let order = spread::order(&name, &nodes());
+    // The most preferred node comes back to the second, which is master;
+    // the third is not running.
+    let (first, second) = (order[0].as_str(), order[1].as_str());
+    let res = spread_config(
+        &lab,
+        std::slice::from_ref(&name),
+        "preempt_delay = \"2s\"\n",
+    );
+    let q = lab.start(second, &res);
+    lab.daemons[q].wait_state("web", "master");
+    let p = lab.start(first, &res);
+    // Its candidate lock (it is first: web.c0), seen from here at most a
+    // few ms after it took it.
+    let cand = lab.path("locks").join("web.c0.lock");
+    wait_for(WAIT, "the preferred node's candidate lock", || {
+        held(&cand).then_some(())
+    });
+    let candidate_at = now_ms();
+    lab.daemons[p].wait_state("web", "master");
+    lab.daemons[q].wait_state("web", "standby");
+    let released = lab
+        .times()
+        .iter()
+        .find(|(_, n, e)| n == second && e == "release")
+        .expect("the old master's release hook ran")
+        .0;
+    let after = released as i64 - candidate_at as i64;
+    eprintln!("handed over {after} ms after the preferred node became a candidate");
+    // 50 ms for seeing the candidate lock later than it was taken.
+    assert!(
+        after >= 2000 - 50,
+        "handed over after {after} ms, before preempt_delay"
+    );
+    assert!(
+        lab.daemons[q]
+            .log()
+            .contains("handing over after preempt_delay 2s if it stays one"),
+        "{}",
+        lab.daemons[q].log()
+    );
+    lab.assert_order(
+        &format!("{second} release web"),
+        &format!("{first} acquire web"),
+    );
+}
+
+/// "Eligible that long" means without a gap: a preferred node that stops
+/// being a candidate (here its health check fails) for a moment starts its
+/// delay over when it is one again.
+#[test]
+fn a_gap_in_candidacy_starts_preempt_delay_over() {
+    let mut lab = Lab::new();
+    let name = "web".to_string();
+    let order = spread::order(&name, &nodes());
+    let (first, second) = (order[0].as_str(), order[1].as_str());
+    let check = format!(
+        "preempt_delay = \"2s\"\n[resource.check]\nexec = [\"/bin/sh\", \"-c\", \"test ! -e {}/$DLM_ELECTD_NODE.sick\"]\ninterval = \"100ms\"\nfall = 1\nrise = 1\n",
+        lab.dir.path().display()
+    );
+    let res = spread_config(&lab, std::slice::from_ref(&name), &check);
+    let q = lab.start(second, &res);
+    lab.daemons[q].wait_state("web", "master");
+    let p = lab.start(first, &res);
+    let cand = lab.path("locks").join("web.c0.lock");
+    wait_for(WAIT, "the candidate lock", || held(&cand).then_some(()));
+    let t1 = Instant::now();
+    lab.daemons[q].wait_log("handing over after preempt_delay 2s");
+    // A gap: the preferred node's check fails, so it is no candidate.
+    let sick = lab.path(&format!("{first}.sick"));
+    std::fs::write(&sick, "").unwrap();
+    lab.daemons[q].wait_log("its preempt_delay starts over");
+    // Let most of the first delay pass: had the gap not reset the clock,
+    // the handover would come right at the next candidacy.
+    std::thread::sleep(Duration::from_millis(1200).saturating_sub(t1.elapsed()));
+    std::fs::remove_file(&sick).unwrap();
+    wait_for(WAIT, "the candidate lock again", || {
+        held(&cand).then_some(())
+    });
+    let t2 = now_ms();
+    lab.daemons[p].wait_state("web", "master");
+    let releases: Vec<u64> = lab
+        .times()
+        .iter()
+        .filter(|(_, n, e)| n == second && e == "release")
+        .map(|(t, _, _)| *t)
+        .collect();
+    assert_eq!(releases.len(), 1, "one handover: {:?}", lab.times());
+    let after = releases[0] as i64 - t2 as i64;
+    eprintln!("handed over {after} ms after the preferred node was a candidate again");
+    assert!(
+        after >= 2000 - 50,
+        "handed over after {after} ms, clock not reset"
+    );
+    assert_never_two_masters(&lab.events());
+}
