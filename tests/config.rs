@@ -585,6 +585,18 @@ fn reference_config_example_validates_when_uncommented() {
     assert_eq!(c.resources[0].actions.len(), 3);
     assert!(c.resources[0].check.is_some(), "[resource.check] too");
     assert_eq!(c.resources[0].prefer, ["node-a", "node-b"]);
+    // Every key, its default written out: preempt_delay too.
+    assert!(c.resources[0].preempt_delay.is_zero());
+    // [cluster] nodes lists this node (node-a); prefer = "spread" over it
+    // validates too.
+    let spread = uncommented
+        .join("\n")
+        .replace("prefer = [\"node-a\", \"node-b\"]", "prefer = \"spread\"");
+    let cfg = write(&dir.path().join("spread.toml"), &spread);
+    let c = config::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let mut order = c.resources[0].prefer.clone();
+    order.sort();
+    assert_eq!(order, ["node-a", "node-b"]);
     assert_eq!(c.metrics.listen, Some("127.0.0.1:9477".parse().unwrap()));
 }
 

@@ -123,12 +123,14 @@ pub fn prefer(
 }
 
 /// `preempt_delay`: zero unless given, and only with `preempt = true` (a
-/// master without it never hands over, so a delay would mean nothing).
+/// master without it never hands over, so a delay would mean nothing). The
+/// default written out ("0s") passes without it: a config that spells out
+/// every default, as `config/dlm-electd.toml` does, must stay valid.
 pub fn preempt_delay(cx: &mut Ctx, r: &RawResource) -> Duration {
     let Some(d) = &r.preempt_delay else {
         return Duration::ZERO;
     };
-    if !r.preempt.as_ref().is_some_and(|p| *p.get_ref()) {
+    if !d.get_ref().0.is_zero() && !r.preempt.as_ref().is_some_and(|p| *p.get_ref()) {
         cx.err(
             d,
             "key `preempt_delay`: needs `preempt = true` (without it a master never hands over to a preferred node)",

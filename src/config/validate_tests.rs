@@ -408,6 +408,9 @@ fn preempt_delay_needs_preempt_and_is_at_most_a_day() {
             )]
         );
     }
+    // The default written out is no mistake.
+    let (c, _) = validate_text(&format!("{res}preempt_delay = \"0s\"\n")).unwrap();
+    assert_eq!(c.resources[0].preempt_delay, Duration::ZERO);
     let e = errors(&format!("{res}preempt = true\npreempt_delay = \"2days\"\n"));
     assert!(
         e[0].starts_with("/etc/x.toml:5:17: key `preempt_delay`: at most 24h"),
