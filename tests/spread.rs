@@ -12,7 +12,7 @@ use dlm_electd::config::spread;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::lab::Lab;
-use support::{WAIT, assert_never_two_masters, cli_ok, held, wait_for};
+use support::{WAIT, assert_never_two_masters, cli_ok};
 
 const NODES: [&str; 3] = ["a", "b", "c"];
 
@@ -163,6 +163,50 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// The Unix times in ms of the lines of `log` that contain `text`, from
+/// their timestamps (tracing's `2026-12-06T20:24:30.123456Z`, UTC): when
+/// the daemon did it, on the clock the hooks' `date` reads too.
+fn logged_at(log: &str, text: &str) -> Vec<u64> {
+    let at = |line: &str| -> Option<u64> {
+        let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
+        let (date, time) = stamp.split_once('T')?;
+        let num = |s: &str| s.parse::<i64>().ok();
+        let d: Vec<i64> = date.split('-').map(num).collect::<Option<_>>()?;
+        let (hms, frac) = time.split_once('.')?;
+        let t: Vec<i64> = hms.split(':').map(num).collect::<Option<_>>()?;
+        // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
+        let (y, m) = if d[1] <= 2 {
+            (d[0] - 1, d[1] + 9)
+        } else {
+            (d[0], d[1] - 3)
+        };
+        let (era, yoe) = (y.div_euclid(400), y.rem_euclid(400));
+        let doy = (153 * m + 2) / 5 + d[2] - 1;
+        let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+        let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
+        Some((secs * 1000 + num(frac.get(..3)?)?) as u64)
+    };
+    log.lines()
+        .filter(|l| l.contains(text))
+        .map(|l| at(l).unwrap_or_else(|| panic!("no timestamp in {l:?}")))
+        .collect()
+}
+
+/// When the preferred node took its candidate lock (it is first:
+/// `web.c0`), each time, by its log.
+fn candidate_times(lab: &Lab, i: usize) -> Vec<u64> {
+    logged_at(&lab.daemons[i].log(), "candidate lock web.c0 taken")
+}
+
+/// The times of `node`'s release hooks.
+fn releases(lab: &Lab, node: &str) -> Vec<u64> {
+    lab.times()
+        .iter()
+        .filter(|(_, n, e)| n == node && e == "release")
+        .map(|(t, _, _)| *t)
+        .collect()
+}
+
 #[test]
 fn a_returning_preferred_node_waits_out_preempt_delay() {
     let mut lab = Lab::new();
@@ -178,27 +222,20 @@ fn a_returning_preferred_node_waits_out_preempt_delay() {
     );
     let q = lab.start(second, &res);
     lab.daemons[q].wait_state("web", "master");
+    let started = now_ms();
     let p = lab.start(first, &res);
-    // Its candidate lock (it is first: web.c0), seen from here at most a
-    // few ms after it took it.
-    let cand = lab.path("locks").join("web.c0.lock");
-    wait_for(WAIT, "the preferred node's candidate lock", || {
-        held(&cand).then_some(())
-    });
-    let candidate_at = now_ms();
     lab.daemons[p].wait_state("web", "master");
     lab.daemons[q].wait_state("web", "standby");
-    let released = lab
-        .times()
-        .iter()
-        .find(|(_, n, e)| n == second && e == "release")
-        .expect("the old master's release hook ran")
-        .0;
-    let after = released as i64 - candidate_at as i64;
+    let candidate = candidate_times(&lab, p);
+    assert_eq!(candidate.len(), 1, "a candidate once");
+    assert!(candidate[0] + 1 >= started, "the log is on our clock");
+    let released = releases(&lab, second);
+    assert_eq!(released.len(), 1, "one handover");
+    let after = released[0] as i64 - candidate[0] as i64;
     eprintln!("handed over {after} ms after the preferred node became a candidate");
-    // 50 ms for seeing the candidate lock later than it was taken.
+    // Both ms, truncated.
     assert!(
-        after >= 2000 - 50,
+        after + 1 >= 2000,
         "handed over after {after} ms, before preempt_delay"
     );
     assert!(
@@ -231,34 +268,27 @@ fn a_gap_in_candidacy_starts_preempt_delay_over() {
     let q = lab.start(second, &res);
     lab.daemons[q].wait_state("web", "master");
     let p = lab.start(first, &res);
-    let cand = lab.path("locks").join("web.c0.lock");
-    wait_for(WAIT, "the candidate lock", || held(&cand).then_some(()));
-    let t1 = Instant::now();
     lab.daemons[q].wait_log("handing over after preempt_delay 2s");
+    let t1 = candidate_times(&lab, p)[0];
     // A gap: the preferred node's check fails, so it is no candidate.
     let sick = lab.path(&format!("{first}.sick"));
     std::fs::write(&sick, "").unwrap();
     lab.daemons[q].wait_log("its preempt_delay starts over");
     // Let most of the first delay pass: had the gap not reset the clock,
     // the handover would come right at the next candidacy.
-    std::thread::sleep(Duration::from_millis(1200).saturating_sub(t1.elapsed()));
+    std::thread::sleep(Duration::from_millis((t1 + 1200).saturating_sub(now_ms())));
     std::fs::remove_file(&sick).unwrap();
-    wait_for(WAIT, "the candidate lock again", || {
-        held(&cand).then_some(())
-    });
-    let t2 = now_ms();
     lab.daemons[p].wait_state("web", "master");
-    let releases: Vec<u64> = lab
-        .times()
-        .iter()
-        .filter(|(_, n, e)| n == second && e == "release")
-        .map(|(t, _, _)| *t)
-        .collect();
-    assert_eq!(releases.len(), 1, "one handover: {:?}", lab.times());
-    let after = releases[0] as i64 - t2 as i64;
+    let candidate = candidate_times(&lab, p);
+    assert!(candidate.len() >= 2, "a candidate again: {candidate:?}");
+    let t2 = *candidate.last().unwrap();
+    assert!(t2 >= t1 + 1200, "the gap lasted");
+    let released = releases(&lab, second);
+    assert_eq!(released.len(), 1, "one handover: {:?}", lab.times());
+    let after = released[0] as i64 - t2 as i64;
     eprintln!("handed over {after} ms after the preferred node was a candidate again");
     assert!(
-        after >= 2000 - 50,
+        after + 1 >= 2000,
         "handed over after {after} ms, clock not reset"
     );
     assert_never_two_masters(&lab.events());
