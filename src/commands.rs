@@ -487,6 +487,18 @@ fn table(s: &StatusReport) -> String {
             error
         );
     }
+    // Handovers a master delays (`preempt_delay`): after the rows, as
+    // notes, so the columns stay as they are.
+    for r in &s.resources {
+        if let (Some(to), Some(at)) = (&r.handover_to, r.handover_at_ms) {
+            let left = compact(at.saturating_sub(now).div_ceil(1000));
+            let _ = writeln!(
+                t,
+                "{}: handing over to {to} in {left} (preempt_delay) if it stays a candidate",
+                r.name
+            );
+        }
+    }
     if let Some(l) = &s.locks {
         let _ = writeln!(t, "locks: {l}");
     }
@@ -535,6 +547,8 @@ mod tests {
             since_ms,
             last_error: err.map(str::to_string),
             hold_off_until_ms: until,
+            handover_to: None,
+            handover_at_ms: None,
             health: None,
             health_error: None,
             transitions: 0,
@@ -569,6 +583,8 @@ mod tests {
         api.health = Some("failing".into());
         api.health_error = Some("exit status 1".into());
         s.resources.push(api);
+        s.resources[0].handover_to = Some("b".into());
+        s.resources[0].handover_at_ms = Some(now + 252_000);
         let t = table(&s);
         let lines: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
         assert_eq!(lines[0], ["node:", "a"]);
@@ -598,9 +614,13 @@ mod tests {
         // After the rows, so scripts reading rows by position are unaffected.
         assert_eq!(
             t.lines().nth(6),
+            Some("web: handing over to b in 4m12s (preempt_delay) if it stays a candidate")
+        );
+        assert_eq!(
+            t.lines().nth(7),
             Some("locks: host-local (ext4 at /): locks exclude processes of this host only")
         );
-        assert_eq!(t.lines().count(), 7);
+        assert_eq!(t.lines().count(), 8);
     }
 
     /// Issue #19, item 12: the header alone said nothing.

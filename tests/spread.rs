@@ -12,7 +12,7 @@ use dlm_electd::config::spread;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::lab::Lab;
-use support::{WAIT, assert_never_two_masters, cli_ok};
+use support::{WAIT, assert_never_two_masters, cli_ok, wait_for};
 
 const NODES: [&str; 3] = ["a", "b", "c"];
 
@@ -224,6 +224,24 @@ fn a_returning_preferred_node_waits_out_preempt_delay() {
     lab.daemons[q].wait_state("web", "master");
     let started = now_ms();
     let p = lab.start(first, &res);
+    // While the delay runs, the master's status says so.
+    let (to, at) = wait_for(WAIT, "the handover in the master's status", || {
+        let s = lab.daemons[q].status()?;
+        let web = &s["resources"][0];
+        assert_eq!(
+            web["state"], "master",
+            "handed over before status showed it"
+        );
+        Some((
+            web["handover_to"].as_str()?.to_string(),
+            web["handover_at_ms"].as_u64()?,
+        ))
+    });
+    let text = String::from_utf8(cli_ok(&lab.daemons[q].config, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains(&format!("web: handing over to {first} in ")),
+        "{text}"
+    );
     lab.daemons[p].wait_state("web", "master");
     lab.daemons[q].wait_state("web", "standby");
     let candidate = candidate_times(&lab, p);
@@ -231,6 +249,15 @@ fn a_returning_preferred_node_waits_out_preempt_delay() {
     assert!(candidate[0] + 1 >= started, "the log is on our clock");
     let released = releases(&lab, second);
     assert_eq!(released.len(), 1, "one handover");
+    assert_eq!(to, first);
+    // Due 2 s after the master saw the candidate (within a poll of it
+    // becoming one).
+    let due = at as i64 - candidate[0] as i64;
+    assert!((2000..3000).contains(&(due + 1)), "due {due} ms after");
+    for i in [p, q] {
+        let s = lab.daemons[i].status().unwrap();
+        assert!(s["resources"][0].get("handover_to").is_none(), "{s}");
+    }
     let after = released[0] as i64 - candidate[0] as i64;
     eprintln!("handed over {after} ms after the preferred node became a candidate");
     // Both ms, truncated.

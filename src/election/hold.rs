@@ -6,10 +6,16 @@ use super::deferral::Deferral;
 use super::failback::{Failback, Verdict};
 use super::machine::Event;
 use crate::action;
+use crate::clock::{after_ms, now_ms};
 use crate::config::ActionSpec;
 use crate::lock::{LockBackend, StillHeld};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// A handover waiting for `preempt_delay`, for status: to whom, and when
+/// (Unix ms) if the node stays a candidate.
+pub(super) type Pending = Option<(String, u64)>;
 
 /// With `preempt`: the backend and the candidate locks of the nodes more
 /// preferred than this one, probed at every poll while master, the
@@ -19,6 +25,8 @@ pub(super) struct Preempt {
     pub better: Vec<(String, String)>,
     pub deferral: Arc<Mutex<Deferral>>,
     pub delay: Duration,
+    /// Where a running delay is shown (status).
+    pub pending: watch::Sender<Pending>,
 }
 
 /// While master: re-announce VIPs that ask for it, check at every poll
@@ -72,7 +80,19 @@ async fn outranked(p: Preempt, every: Duration, op_timeout: Duration) -> String 
             _ => None,
         };
         let was = failback.pending().map(|(n, _)| n.to_string());
-        match failback.probed(std::time::Instant::now(), found.as_deref()) {
+        let verdict = failback.probed(std::time::Instant::now(), found.as_deref());
+        let due = failback
+            .pending()
+            .map(|(n, _)| (n.to_string(), after_ms(now_ms(), p.delay)));
+        // The due time is set when a delay starts and kept while it runs.
+        p.pending.send_if_modified(|shown| match (&due, &*shown) {
+            (Some((n, _)), Some((m, _))) if n == m => false,
+            _ => {
+                *shown = due.clone();
+                true
+            }
+        });
+        match verdict {
             Verdict::HandOver(n) => return n,
             Verdict::Started(n) => {
                 if let Some(w) = was {

@@ -17,7 +17,7 @@
 use super::candidacy::{better, candidacy};
 use super::checker::{CheckResult, Checker, next_result};
 use super::deferral::Deferral;
-use super::hold::{Preempt, hold};
+use super::hold::{Pending, Preempt, hold};
 use super::machine::{Command, Event, Machine, RequestError};
 use super::op::{Done, Op, retire};
 use super::status::{Board, ResourceStatus};
@@ -155,6 +155,8 @@ pub(super) struct Task {
     attempted: bool,
     /// A lock call ran past op_timeout and has not returned yet.
     stalled: bool,
+    /// A handover the master's watch delays (`preempt_delay`), for status.
+    handover: watch::Receiver<Pending>,
 }
 
 impl Task {
@@ -189,6 +191,7 @@ impl Task {
             hold_off_until: None,
             attempted: false,
             stalled: false,
+            handover: watch::channel(None).1,
         };
         (task, cmd)
     }
@@ -215,6 +218,8 @@ impl Task {
                 d = self.op.next() => self.on_done(d),
                 Some(r) = next_result(&mut self.checker) => self.on_check(r),
                 req = requests.recv() => self.on_request(req).await,
+                // Only to show it.
+                Ok(()) = self.handover.changed() => Command::Keep,
             };
         }
         self.finish().await
@@ -437,6 +442,7 @@ impl Task {
     fn publish(&mut self) {
         let (m, last) = (&self.m, &mut self.last);
         let hold_off_until = self.hold_off_until.filter(|_| m.holding_off());
+        let handover = self.handover.borrow().clone().filter(|_| m.is_master());
         let checker = self.checker.as_ref();
         let (state, err) = (m.status(), m.last_error().map(str::to_string));
         let health = checker.map(|c| c.health.as_str().to_string());
@@ -448,7 +454,9 @@ impl Task {
                     && l.settled == m.settled()
                     && l.hold_off_until_ms == hold_off_until
                     && l.health == health
-                    && l.health_error == health_error =>
+                    && l.health_error == health_error
+                    && l.handover_to.as_ref() == handover.as_ref().map(|h| &h.0)
+                    && l.handover_at_ms == handover.as_ref().map(|h| h.1) =>
             {
                 return;
             }
@@ -459,6 +467,8 @@ impl Task {
                 since_ms: now_ms(),
                 last_error: None,
                 hold_off_until_ms: None,
+                handover_to: None,
+                handover_at_ms: None,
                 health: None,
                 health_error: None,
                 transitions: last.as_ref().map_or(0, |l| l.transitions + 1),
@@ -479,9 +489,29 @@ impl Task {
         st.hold_off_until_ms = hold_off_until;
         st.health = health;
         st.health_error = health_error;
+        (st.handover_to, st.handover_at_ms) = handover.unzip();
         self.r.board.publish(st.clone());
         *last = Some(st);
         self.r.changed.send_replace(());
+    }
+
+    /// The master's watch; `pending` shows a handover it delays.
+    fn hold(&self, pending: watch::Sender<Pending>) -> Op {
+        let r = &self.r;
+        let preempt = r.spec.preempt.then(|| Preempt {
+            backend: r.backend.clone(),
+            better: better(&r.spec, &r.node),
+            deferral: r.deferral.clone(),
+            delay: r.spec.preempt_delay,
+            pending,
+        });
+        Op::Master(Box::pin(hold(
+            r.spec.actions.clone(),
+            self.held.as_ref().and_then(|h| h.still_held()),
+            preempt.filter(|p| !p.better.is_empty()),
+            self.m.poll(),
+            r.op_timeout,
+        )))
     }
 
     /// The operation for `cmd`. `defer`: a lock attempt first probes the
@@ -518,21 +548,12 @@ impl Task {
                 tracing::debug!("next attempt in {wait:?}");
                 Op::Sleep(Box::pin(sleep_until(crate::clock::from_now(wait))))
             }
-            Command::Hold => Op::Master(Box::pin(hold(
-                r.spec.actions.clone(),
-                self.held.as_ref().and_then(|h| h.still_held()),
-                r.spec
-                    .preempt
-                    .then(|| Preempt {
-                        backend: r.backend.clone(),
-                        better: better(&r.spec, &r.node),
-                        deferral: r.deferral.clone(),
-                        delay: r.spec.preempt_delay,
-                    })
-                    .filter(|p| !p.better.is_empty()),
-                self.m.poll(),
-                r.op_timeout,
-            ))),
+            Command::Hold => {
+                // A fresh channel per watch: nothing stale is shown.
+                let (pending, shown) = watch::channel(None);
+                self.handover = shown;
+                self.hold(pending)
+            }
             Command::Keep | Command::Cancel | Command::Exit => {
                 unreachable!("not an operation")
             }
