@@ -822,6 +822,22 @@ fn check_config_reports_every_problem_in_one_run() {
             ),
         ]
     );
+    // The same in [cluster], and a prefer of the wrong type beside it.
+    let cfg = write(
+        &dir.path().join("cluster.toml"),
+        "[cluster]\nnodes = \"a\"\nnode = [\"a\"]\n[[resource]]\nname = \"w\"\nprefer = 1\n",
+    );
+    let c = cfg.display();
+    assert_eq!(
+        stderr_lines(&cfg),
+        [
+            format!("{c}:2:9: key `nodes`: invalid type: string \"a\", expected a sequence"),
+            format!("{c}:3:1: unknown field `node`, expected `nodes`"),
+            format!(
+                "{c}:6:10: key `prefer`: invalid type: integer `1`, expected a list of node names, most preferred first, or \"spread\""
+            ),
+        ]
+    );
     if !is_root() {
         return;
     }
