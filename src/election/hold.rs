@@ -84,13 +84,14 @@ async fn outranked(p: Preempt, every: Duration, op_timeout: Duration) -> String 
         let due = failback
             .pending()
             .map(|(n, _)| (n.to_string(), after_ms(now_ms(), p.delay)));
-        // The due time is set when a delay starts and kept while it runs.
-        p.pending.send_if_modified(|shown| match (&due, &*shown) {
-            (Some((n, _)), Some((m, _))) if n == m => false,
-            _ => {
-                *shown = due.clone();
-                true
+        // The due time is set when a delay starts and kept while it runs;
+        // the runner hears only of a change (not at every poll).
+        p.pending.send_if_modified(|shown| {
+            let same = shown.as_ref().map(|s| &s.0) == due.as_ref().map(|d| &d.0);
+            if !same {
+                *shown = due;
             }
+            !same
         });
         match verdict {
             Verdict::HandOver(n) => return n,
