@@ -38,14 +38,17 @@ pub enum Cmd {
     /// kept); SIGUSR1 logs the status table. Exit 78: invalid configuration.
     Run,
     /// Validate the configuration (exit 78 if invalid).
+    ///
+    /// When valid, it also prints each preferred resource's order of nodes
+    /// as the election uses it (`prefer = "spread"` resolved).
     CheckConfig,
     /// Show the running daemon's resources (exit 1 if no daemon answers).
     ///
     /// The table has, per resource: its state, since when (relative), the
     /// time left of a hold-off (from `release` or a health give-up), its
-    /// health (with a `[resource.check]`) and the last error; below it, the
-    /// workload locks `lock` holds on this node (shown even when no daemon
-    /// runs).
+    /// health (with a `[resource.check]`) and the last error; below it, a
+    /// handover a master holds back for `preempt_delay`, and the workload
+    /// locks `lock` holds on this node (shown even when no daemon runs).
     Status {
         /// Print JSON for scripts instead of the table (every field is
         /// described in docs/operating.md, "Status"); with --watch, one line per

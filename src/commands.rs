@@ -108,6 +108,7 @@ async fn run(cli: Cli) -> i32 {
                 if let Some(reach) = lock_reach(&c) {
                     println!("locks: {reach}");
                 }
+                print!("{}", preferences(&c));
                 exit::OK
             }
             Err(code) => code,
@@ -143,6 +144,25 @@ async fn run(cli: Cli) -> i32 {
         | Cmd::Unlock { .. }
         | Cmd::HoldWorkloadLock { .. } => unreachable!("handled in dispatch"),
     }
+}
+
+/// Each preferred resource's order as the election uses it (for
+/// `prefer = "spread"`, the order computed from `[cluster] nodes`, which
+/// every node must compute alike), one line each.
+fn preferences(c: &config::Config) -> String {
+    let mut t = String::new();
+    for r in c.resources.iter().filter(|r| !r.prefer.is_empty()) {
+        let preempt = match (r.preempt, r.preempt_delay.is_zero()) {
+            (false, _) => String::new(),
+            (true, true) => ", preempt".into(),
+            (true, false) => format!(
+                ", preempt after {}",
+                humantime::format_duration(r.preempt_delay)
+            ),
+        };
+        let _ = writeln!(t, "prefer {}: {}{preempt}", r.name, r.prefer.join(", "));
+    }
+    t
 }
 
 /// How far the `file` backend's locks reach, for `check-config` and the
@@ -490,6 +510,18 @@ fn table(s: &StatusReport) -> String {
             error
         );
     }
+    // Handovers a master delays (`preempt_delay`): after the rows, as
+    // notes, so the columns stay as they are.
+    for r in &s.resources {
+        if let (Some(to), Some(at)) = (&r.handover_to, r.handover_at_ms) {
+            let left = compact(at.saturating_sub(now).div_ceil(1000));
+            let _ = writeln!(
+                t,
+                "{}: handing over to {to} in {left} (preempt_delay) if it stays a candidate",
+                r.name
+            );
+        }
+    }
     if let Some(l) = &s.locks {
         let _ = writeln!(t, "locks: {l}");
     }
@@ -538,6 +570,8 @@ mod tests {
             since_ms,
             last_error: err.map(str::to_string),
             hold_off_until_ms: until,
+            handover_to: None,
+            handover_at_ms: None,
             health: None,
             health_error: None,
             failures: 0,
@@ -583,6 +617,8 @@ mod tests {
         );
         vip.failed_until_ms = Some(now + 1_798_000);
         s.resources.push(vip);
+        s.resources[0].handover_to = Some("b".into());
+        s.resources[0].handover_at_ms = Some(now + 252_000);
         let t = table(&s);
         let lines: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
         assert_eq!(lines[0], ["node:", "a"]);
@@ -619,9 +655,13 @@ mod tests {
         // After the rows, so scripts reading rows by position are unaffected.
         assert_eq!(
             t.lines().nth(7),
+            Some("web: handing over to b in 4m12s (preempt_delay) if it stays a candidate")
+        );
+        assert_eq!(
+            t.lines().nth(8),
             Some("locks: host-local (ext4 at /): locks exclude processes of this host only")
         );
-        assert_eq!(t.lines().count(), 8);
+        assert_eq!(t.lines().count(), 9);
     }
 
     /// Issue #19, item 12: the header alone said nothing.

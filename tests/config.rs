@@ -585,6 +585,18 @@ fn reference_config_example_validates_when_uncommented() {
     assert_eq!(c.resources[0].actions.len(), 3);
     assert!(c.resources[0].check.is_some(), "[resource.check] too");
     assert_eq!(c.resources[0].prefer, ["node-a", "node-b"]);
+    // Every key, its default written out: preempt_delay too.
+    assert!(c.resources[0].preempt_delay.is_zero());
+    // [cluster] nodes lists this node (node-a); prefer = "spread" over it
+    // validates too.
+    let spread = uncommented
+        .join("\n")
+        .replace("prefer = [\"node-a\", \"node-b\"]", "prefer = \"spread\"");
+    let cfg = write(&dir.path().join("spread.toml"), &spread);
+    let c = config::load(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    let mut order = c.resources[0].prefer.clone();
+    order.sort();
+    assert_eq!(order, ["node-a", "node-b"]);
     assert_eq!(c.metrics.listen, Some("127.0.0.1:9477".parse().unwrap()));
 }
 
@@ -802,11 +814,27 @@ fn check_config_reports_every_problem_in_one_run() {
                 "{c}:7:1: unknown field `bogus`, expected one of `runtime_dir`, `poll_interval`, `op_timeout`"
             ),
             format!(
-                "{c}:10:1: unknown field `colour`, expected one of `name`, `lock`, `poll_interval`, `action`, `check`, `prefer`, `preempt`, `env`, `max_failures`, `failure_window`, `failure_timeout`, `notify`"
+                "{c}:10:1: unknown field `colour`, expected one of `name`, `lock`, `poll_interval`, `action`, `check`, `prefer`, `preempt`, `preempt_delay`, `env`, `max_failures`, `failure_window`, `failure_timeout`, `notify`"
             ),
             format!("{c}:13:11: key `acquire`: invalid type: integer `1`, expected a sequence"),
             format!(
                 "{c}:16:1: unknown field `fails`, expected one of `exec`, `interval`, `timeout`, `fall`, `rise`, `hold_off`"
+            ),
+        ]
+    );
+    // The same in [cluster], and a prefer of the wrong type beside it.
+    let cfg = write(
+        &dir.path().join("cluster.toml"),
+        "[cluster]\nnodes = \"a\"\nnode = [\"a\"]\n[[resource]]\nname = \"w\"\nprefer = 1\n",
+    );
+    let c = cfg.display();
+    assert_eq!(
+        stderr_lines(&cfg),
+        [
+            format!("{c}:2:9: key `nodes`: invalid type: string \"a\", expected a sequence"),
+            format!("{c}:3:1: unknown field `node`, expected `nodes`"),
+            format!(
+                "{c}:6:10: key `prefer`: invalid type: integer `1`, expected a list of node names, most preferred first, or \"spread\""
             ),
         ]
     );

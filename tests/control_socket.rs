@@ -127,6 +127,8 @@ fn a_client_that_never_reads_its_reply_is_dropped_at_the_deadline() {
         since_ms: 0,
         last_error: Some("e".repeat(4 << 20)),
         hold_off_until_ms: None,
+        handover_to: None,
+        handover_at_ms: None,
         health: None,
         health_error: None,
         failures: 0,

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use std::fs;
 use std::time::{Duration, Instant};
 use support::lab::Lab;
-use support::{WAIT, assert_never_two_masters, wait_for};
+use support::{WAIT, assert_never_two_masters, held, wait_for};
 
 /// Resource `web` preferring a, then b; `extra` is more of its keys.
 fn web(lab: &Lab, preempt: bool, extra: &str) -> String {
@@ -187,20 +187,6 @@ fn hold_lock(path: &std::path::Path) -> fs::File {
     let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
     assert_eq!(rc, 0, "lock {}", path.display());
     f
-}
-
-/// Whether someone holds a write lock on `path` (a read-lock probe).
-fn held(path: &std::path::Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let Ok(f) = fs::File::open(path) else {
-        return false;
-    };
-    // SAFETY: a zeroed flock is a valid whole-file lock request.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_RDLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    // SAFETY: a plain fcntl on our fd with a valid flock.
-    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) != 0 }
 }
 
 #[test]

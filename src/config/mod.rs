@@ -9,7 +9,9 @@
 //! file:line:column for all of them, as an `error::ConfigError`.
 //!
 //! Dependencies go one way, and this file only names what the others
-//! define: load → validate → actions → ctx → source → error, check →
+//! define: load → validate → actions → ctx → source → error, validate →
+//! prefer (`prefer`, `[cluster] nodes`, `preempt_delay`) → spread (the
+//! rendezvous order of `prefer = "spread"`), check →
 //! security; config imports from `lock` only leaf values (the backend kind,
 //! the standby mode, `WORKLOAD_PREFIX`, `lock::filesystem`). What needs a
 //! service manager or netlink (unit and VIP warnings) is `preflight`'s,
@@ -24,10 +26,12 @@ pub mod error;
 pub mod load;
 pub mod model;
 pub mod names;
+mod prefer;
 mod recover;
 pub mod security;
 pub mod source;
 pub mod spec;
+pub mod spread;
 pub mod validate;
 #[cfg(test)]
 mod validate_tests;

@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub cluster: RawCluster,
+    #[serde(default)]
     pub notify: Vec<Spanned<RawNotify>>,
     #[serde(default)]
     pub resource: Vec<Spanned<RawResource>>,
@@ -69,6 +71,15 @@ pub struct RawMetrics {
     pub listen: Option<Spanned<String>>,
 }
 
+/// `[cluster]`: what every node must agree on about the others.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// Every node's name (`[node] name`): what `prefer = "spread"` spreads
+    /// resources over.
+    pub nodes: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawResource {
@@ -78,8 +89,9 @@ pub struct RawResource {
     #[serde(default)]
     pub action: Vec<Spanned<RawAction>>,
     pub check: Option<Spanned<RawCheck>>,
-    pub prefer: Option<Spanned<Vec<Spanned<String>>>>,
+    pub prefer: Option<Spanned<RawPrefer>>,
     pub preempt: Option<Spanned<bool>>,
+    pub preempt_delay: Option<Spanned<Duration0>>,
     pub env: Option<Spanned<RawEnv>>,
     pub max_failures: Option<Spanned<i64>>,
     pub failure_window: Option<Spanned<Interval>>,
@@ -96,6 +108,41 @@ pub struct RawNotify {
     pub exec: Option<Spanned<Argv>>,
     pub timeout: Option<Spanned<Interval>>,
     pub states: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `prefer`: node names in order, or a word (`"spread"`) that `validate`
+/// judges. A hand-written visitor rather than an untagged enum: untagged
+/// enums buffer their input and lose the spans of the names.
+#[derive(Debug)]
+pub enum RawPrefer {
+    List(Vec<Spanned<String>>),
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for RawPrefer {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawPrefer;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of node names, most preferred first, or \"spread\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPrefer, E> {
+                Ok(RawPrefer::Word(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawPrefer, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element()? {
+                    names.push(n);
+                }
+                Ok(RawPrefer::List(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `env = { NAME = "value" }`: every name and value placed, for errors.
@@ -205,7 +252,9 @@ impl<'de> Deserialize<'de> for Duration0 {
 /// The keys each table takes, in the order serde lists them (the fields
 /// above): `recover` looks for unknown keys with these once serde stopped
 /// at another error. A unit test holds them to the structs.
-pub const MAIN_KEYS: &[&str] = &["node", "lock", "daemon", "metrics", "notify", "resource"];
+pub const MAIN_KEYS: &[&str] = &[
+    "node", "lock", "daemon", "metrics", "cluster", "notify", "resource",
+];
 pub const DROP_IN_KEYS: &[&str] = &["resource"];
 pub const NODE_KEYS: &[&str] = &["name"];
 pub const LOCK_KEYS: &[&str] = &[
@@ -218,6 +267,7 @@ pub const LOCK_KEYS: &[&str] = &[
 ];
 pub const DAEMON_KEYS: &[&str] = &["runtime_dir", "poll_interval", "op_timeout"];
 pub const METRICS_KEYS: &[&str] = &["listen"];
+pub const CLUSTER_KEYS: &[&str] = &["nodes"];
 pub const RESOURCE_KEYS: &[&str] = &[
     "name",
     "lock",
@@ -226,6 +276,7 @@ pub const RESOURCE_KEYS: &[&str] = &[
     "check",
     "prefer",
     "preempt",
+    "preempt_delay",
     "env",
     "max_failures",
     "failure_window",
@@ -299,6 +350,10 @@ mod tests {
         assert_eq!(
             serde_says::<RawMetrics>(bogus),
             unknown_key("bogus", METRICS_KEYS)
+        );
+        assert_eq!(
+            serde_says::<RawCluster>(bogus),
+            unknown_key("bogus", CLUSTER_KEYS)
         );
         assert_eq!(
             serde_says::<RawResource>(bogus),

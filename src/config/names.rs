@@ -149,6 +149,15 @@ pub fn resource_name_problem(name: &str) -> Option<String> {
     })
 }
 
+/// A node's name (`[node] name`, `prefer`, `[cluster] nodes`): it is
+/// only compared, so anything printable fits.
+pub fn node_name_problem(name: &str) -> Option<String> {
+    let bad = name.is_empty()
+        || name.len() > 64
+        || name.chars().any(|c| c.is_whitespace() || c.is_control());
+    bad.then(|| "node names are 1 to 64 characters without spaces".into())
+}
+
 pub fn interface_problem(name: &str) -> Option<String> {
     let ok = !name.is_empty()
         && name.len() <= 15

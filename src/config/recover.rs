@@ -28,6 +28,7 @@ pub fn more_errors(src: &Source, drop_in: bool, first: &ConfigError) -> Vec<Conf
             "lock" => table::<RawLock>(src, value, LOCK_KEYS, &mut found),
             "daemon" => table::<RawDaemon>(src, value, DAEMON_KEYS, &mut found),
             "metrics" => table::<RawMetrics>(src, value, METRICS_KEYS, &mut found),
+            "cluster" => table::<RawCluster>(src, value, CLUSTER_KEYS, &mut found),
             "notify" => {
                 for n in array(value) {
                     table::<RawNotify>(src, n, NOTIFY_KEYS, &mut found);

@@ -62,6 +62,9 @@ pub struct ResourceSpec {
     pub prefer: Vec<String>,
     /// A less preferred master hands over to a more preferred candidate.
     pub preempt: bool,
+    /// With `preempt`: hand over only once the same more preferred node
+    /// has been a candidate at every probe this long (zero: at once).
+    pub preempt_delay: Duration,
     /// Fail counts (`max_failures`): None, the default, is off.
     pub failures: Option<FailureLimit>,
     /// Programs run at each state change: the daemon-wide `[[notify]]`

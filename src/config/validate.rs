@@ -11,8 +11,10 @@ use super::defaults::*;
 use super::error::ConfigError;
 use super::model::{RawCheck, RawConfig, RawDropIn, RawEnv, RawLock, RawResource};
 use super::names::{
-    domain_problem, env_name_problem, lock_name_problem, parse_listen, resource_name_problem,
+    domain_problem, env_name_problem, lock_name_problem, node_name_problem, parse_listen,
+    resource_name_problem,
 };
+use super::prefer::{cluster_nodes, preempt_delay, prefer};
 use super::source::Place;
 use super::source::Source;
 use super::spec::{
@@ -66,6 +68,7 @@ pub fn validate_all(
         units: Vec::new(),
         vips: Vec::new(),
     };
+    let named = raw.node.name.is_some();
     let node = node_name(&mut cx, raw.node.name);
     let (mut lock, lock_dir_at) = lock_config(&mut cx, &raw.lock);
     let (runtime_dir, runtime_dir_at) =
@@ -105,7 +108,14 @@ pub fn validate_all(
         .iter()
         .filter_map(|n| notify(&mut cx, n, ""))
         .collect();
-    let resources = resources(&mut cx, all, &daemon, &alerts, lock.backend);
+    let cluster = cluster_nodes(&mut cx, &raw.cluster, &node, named);
+    let shared = Shared {
+        daemon: &daemon,
+        backend: lock.backend,
+        cluster: cluster.as_deref(),
+        alerts: &alerts,
+    };
+    let resources = resources(&mut cx, all, &shared);
     let places = Places {
         lock_dir: lock_dir_at,
         runtime_dir: runtime_dir_at,
@@ -133,17 +143,8 @@ pub fn validate_all(
 fn node_name(cx: &mut Ctx, name: Option<Spanned<String>>) -> String {
     match name {
         Some(n) => {
-            let v = n.get_ref().clone();
-            if v.is_empty()
-                || v.len() > 64
-                || v.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                cx.err(
-                    &n,
-                    "key `name`: node names are 1 to 64 characters without spaces",
-                );
-            }
-            v
+            cx.judge(&n, "name", node_name_problem(n.get_ref()));
+            n.into_inner()
         }
         None => nix::unistd::gethostname()
             .ok()
@@ -204,9 +205,7 @@ fn standby(cx: &mut Ctx, raw: Option<&Spanned<Standby>>, backend: Backend) -> St
 fn resources<'a>(
     cx: &mut Ctx<'a>,
     all: Vec<(&'a Source, &Vec<Spanned<RawResource>>)>,
-    daemon: &DaemonConfig,
-    alerts: &[NotifySpec],
-    backend: Backend,
+    shared: &Shared,
 ) -> Vec<ResourceSpec> {
     let mut resources = Vec::new();
     // name/lock → where first seen, to point at both places of a duplicate.
@@ -234,7 +233,7 @@ fn resources<'a>(
                 );
                 Some(())
             });
-            let Some(spec) = resource(cx, res, daemon, alerts, backend) else {
+            let Some(spec) = resource(cx, res, shared) else {
                 continue;
             };
             if duplicate.is_none()
@@ -277,13 +276,18 @@ fn candidate_clashes(cx: &mut Ctx, resources: &[ResourceSpec], locks: &HashMap<S
     }
 }
 
-fn resource(
-    cx: &mut Ctx,
-    res: &Spanned<RawResource>,
-    daemon: &DaemonConfig,
-    alerts: &[NotifySpec],
+/// What every resource's validation reads from the daemon-wide tables.
+struct Shared<'a> {
+    daemon: &'a DaemonConfig,
+    /// The daemon-wide `[[notify]]` tables.
+    alerts: &'a [NotifySpec],
     backend: Backend,
-) -> Option<ResourceSpec> {
+    /// `[cluster] nodes`, if given.
+    cluster: Option<&'a [String]>,
+}
+
+fn resource(cx: &mut Ctx, res: &Spanned<RawResource>, shared: &Shared) -> Option<ResourceSpec> {
+    let (daemon, backend) = (shared.daemon, shared.backend);
     let r = res.get_ref();
     let Some(name) = &r.name else {
         cx.err(res, "[[resource]] has no `name`");
@@ -312,7 +316,15 @@ fn resource(
         .check
         .as_ref()
         .and_then(|c| check(cx, c, name.get_ref(), &env));
-    let prefer = prefer(cx, r, backend, lock.get_ref());
+    let prefer = prefer(
+        cx,
+        r,
+        name.get_ref(),
+        lock.get_ref(),
+        backend,
+        shared.cluster,
+    );
+    let preempt_delay = preempt_delay(cx, r);
     let failures = failures(cx, r);
     let own: Vec<NotifySpec> = r
         .notify
@@ -321,7 +333,8 @@ fn resource(
         .collect();
     // The daemon-wide alerts, then the resource's own; each with the
     // resource's env, as its hooks get it.
-    let notify = alerts
+    let notify = shared
+        .alerts
         .iter()
         .chain(&own)
         .cloned()
@@ -338,6 +351,7 @@ fn resource(
         check,
         prefer,
         preempt: r.preempt.as_ref().is_some_and(|p| *p.get_ref()),
+        preempt_delay,
         failures,
         notify,
     })
@@ -414,47 +428,6 @@ fn env(cx: &mut Ctx, raw: Option<&Spanned<RawEnv>>) -> BTreeMap<String, String> 
         env.insert(name.get_ref().clone(), value.get_ref().clone());
     }
     env
-}
-
-fn prefer(cx: &mut Ctx, r: &RawResource, backend: Backend, lock: &str) -> Vec<String> {
-    let Some(list) = &r.prefer else {
-        if let Some(p) = r.preempt.as_ref().filter(|p| *p.get_ref()) {
-            cx.err(
-                p,
-                "key `preempt`: needs `prefer`, the nodes in order of preference",
-            );
-        }
-        return Vec::new();
-    };
-    let mut names: Vec<String> = Vec::new();
-    for n in list.get_ref() {
-        let v = n.get_ref();
-        if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            cx.err(
-                n,
-                "key `prefer`: node names are 1 to 64 characters without spaces",
-            );
-        } else if names.contains(v) {
-            cx.err(n, format!("key `prefer`: {v:?} is listed twice"));
-        }
-        names.push(v.clone());
-    }
-    if names.is_empty() {
-        cx.err(
-            list,
-            "key `prefer`: list at least one node name, most preferred first",
-        );
-    }
-    // Each listed node has a candidate lock named after the lock and its
-    // place: the longest must be a valid lock name too.
-    let longest = format!("{lock}.c{}", names.len().saturating_sub(1));
-    if let Some(p) = lock_name_problem(backend, &longest) {
-        cx.err(
-            list,
-            format!("key `prefer`: the candidate lock {longest:?} cannot be used ({p}): shorten the lock name"),
-        );
-    }
-    names
 }
 
 /// `[resource.check]`: defaults, bounds, and the program's place for

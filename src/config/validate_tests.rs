@@ -391,6 +391,152 @@ fn prefer_and_preempt() {
     );
 }
 
+#[test]
+fn preempt_delay_needs_preempt_and_is_at_most_a_day() {
+    let res = "[[resource]]\nname = \"w\"\nprefer = [\"a\"]\n";
+    let (c, _) = validate_text(&format!("{res}preempt = true\n")).unwrap();
+    assert_eq!(c.resources[0].preempt_delay, Duration::ZERO, "the default");
+    let (c, _) = validate_text(&format!("{res}preempt = true\npreempt_delay = \"5m\"\n")).unwrap();
+    assert_eq!(c.resources[0].preempt_delay, Duration::from_secs(300));
+    for without in ["", "preempt = false\n"] {
+        let e = errors(&format!("{res}{without}preempt_delay = \"5m\"\n"));
+        let line = 4 + without.lines().count();
+        assert_eq!(
+            e,
+            [format!(
+                "/etc/x.toml:{line}:17: key `preempt_delay`: needs `preempt = true` (without it a master never hands over to a preferred node)"
+            )]
+        );
+    }
+    // The default written out is no mistake.
+    let (c, _) = validate_text(&format!("{res}preempt_delay = \"0s\"\n")).unwrap();
+    assert_eq!(c.resources[0].preempt_delay, Duration::ZERO);
+    let e = errors(&format!("{res}preempt = true\npreempt_delay = \"2days\"\n"));
+    assert!(
+        e[0].starts_with("/etc/x.toml:5:17: key `preempt_delay`: at most 24h"),
+        "{e:?}"
+    );
+    let e = errors(&format!("{res}preempt = true\npreempt_delay = \"soon\"\n"));
+    assert!(
+        e[0].starts_with("/etc/x.toml:5:17: key `preempt_delay`: invalid duration \"soon\""),
+        "{e:?}"
+    );
+}
+
+/// `[node] name` a, the cluster a b c, and `extra`.
+fn cluster(extra: &str) -> String {
+    format!("[node]\nname = \"a\"\n[cluster]\nnodes = [\"a\", \"b\", \"c\"]\n{extra}")
+}
+
+#[test]
+fn prefer_spread_is_the_rendezvous_order_over_cluster_nodes() {
+    let res = |name: &str| {
+        format!("[[resource]]\nname = \"{name}\"\nprefer = \"spread\"\npreempt = true\n")
+    };
+    let (c, _) = validate_text(&cluster(&format!("{}{}", res("vip000"), res("vip001")))).unwrap();
+    let nodes: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    for r in &c.resources {
+        assert_eq!(
+            r.prefer,
+            super::spread::order(&r.name, &nodes),
+            "{}",
+            r.name
+        );
+        assert!(r.preempt);
+    }
+    // As in spread's fixed expectations: the list the election sees.
+    assert_eq!(c.resources[0].prefer, ["b", "a", "c"]);
+    assert_eq!(c.resources[1].prefer, ["c", "b", "a"]);
+    // Plain lists go on working beside it, and [cluster] alone is fine.
+    let (c, _) = validate_text(&cluster("[[resource]]\nname = \"w\"\nprefer = [\"c\"]\n")).unwrap();
+    assert_eq!(c.resources[0].prefer, ["c"]);
+    // The candidate locks of the computed list must fit the backend too.
+    let long = cluster(
+        "[lock]\nbackend = \"dlmfs\"\n[[resource]]\nname = \"w\"\nlock = \"abcdefghijabcdefghijabcdefghi\"\nprefer = \"spread\"\n",
+    );
+    let e = errors(&long);
+    assert!(
+        e[0].starts_with("/etc/x.toml:10:10: key `prefer`: the candidate lock \"abcdefghijabcdefghijabcdefghi.c2\" cannot be used"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn prefer_spread_and_cluster_nodes_errors_name_their_place_and_key() {
+    let spread = "[[resource]]\nname = \"w\"\nprefer = \"spread\"\n";
+    let e = errors(&format!("[node]\nname = \"a\"\n{spread}"));
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:5:10: key `prefer`: \"spread\" needs `[cluster] nodes` in the main file, every node's name, the same on every node"
+        ]
+    );
+    let e = errors(&cluster(
+        "[[resource]]\nname = \"w\"\nprefer = \"spreads\"\n",
+    ));
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:7:10: key `prefer`: \"spreads\" is neither a list of node names (most preferred first) nor \"spread\""
+        ]
+    );
+    let e = errors("[[resource]]\nname = \"w\"\nprefer = 3\n");
+    assert!(
+        e[0].starts_with("/etc/x.toml:3:10: ")
+            && e[0].contains("a list of node names, most preferred first, or \"spread\""),
+        "{e:?}"
+    );
+    // This node must be listed; named or from the hostname.
+    let e = errors(&format!(
+        "[node]\nname = \"d\"\n[cluster]\nnodes = [\"a\", \"b\"]\n{spread}"
+    ));
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:4:9: key `cluster.nodes`: this node, \"d\" ([node] name), is not listed: add it to `[cluster] nodes` on every node, or set `[node] name` to its name in the list"
+        ]
+    );
+    let e = errors("[cluster]\nnodes = [\"no-such-host.invalid\"]\n");
+    assert!(
+        e[0].starts_with("/etc/x.toml:2:9: key `cluster.nodes`: this node, ")
+            && e[0].contains("(the hostname, as [node] name is not set)"),
+        "{e:?}"
+    );
+    let e = errors("[node]\nname = \"a\"\n[cluster]\nnodes = [\"a\", \"b c\", \"a\"]\n");
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:4:15: key `cluster.nodes`: node names are 1 to 64 characters without spaces",
+            "/etc/x.toml:4:22: key `cluster.nodes`: \"a\" is listed twice",
+        ]
+    );
+    let e = errors("[node]\nname = \"a\"\n[cluster]\nnodes = []\n");
+    assert_eq!(
+        e,
+        [
+            "/etc/x.toml:4:9: key `cluster.nodes`: list every node's name ([node] name), at least this one"
+        ]
+    );
+    let e = errors("[cluster]\nnode = [\"a\"]\n");
+    assert!(
+        e[0].contains("unknown field `node`, expected `nodes`"),
+        "{e:?}"
+    );
+    // Daemon-wide: a drop-in may not set it.
+    let drop_in = Source::new(
+        "/etc/conf.d/y.toml".into(),
+        "[cluster]\nnodes = [\"a\"]\n".into(),
+    );
+    let e = drop_in
+        .parse::<super::model::RawDropIn>()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/etc/conf.d/y.toml:1:2: unknown field `cluster`"),
+        "{e}"
+    );
+}
+
 fn vip_res(name: &str, address: &str, interface: &str) -> String {
     format!(
         "[[resource]]\nname = \"{name}\"\n[[resource.action]]\ntype = \"vip\"\naddress = \"{address}\"\ninterface = \"{interface}\"\n"

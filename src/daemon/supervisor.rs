@@ -136,6 +136,8 @@ impl Supervisor {
                 since_ms: crate::clock::now_ms(),
                 last_error: Some(format!("its runner died: {e}")),
                 hold_off_until_ms: None,
+                handover_to: None,
+                handover_at_ms: None,
                 health: None,
                 health_error: None,
                 failures: 0,

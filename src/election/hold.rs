@@ -3,21 +3,31 @@
 
 use super::candidacy::outranked_by;
 use super::deferral::Deferral;
+use super::failback::{Failback, Verdict};
 use super::machine::Event;
 use crate::action;
+use crate::clock::{after_ms, now_ms};
 use crate::config::ActionSpec;
 use crate::lock::{LockBackend, StillHeld};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// A handover waiting for `preempt_delay`, for status: to whom, and when
+/// (Unix ms) if the node stays a candidate.
+pub(super) type Pending = Option<(String, u64)>;
 
 /// With `preempt`: the backend and the candidate locks of the nodes more
-/// preferred than this one, probed at every poll while master, and the
-/// deferral state that says which of them are stuck.
-pub(super) type Preempt = (
-    Arc<dyn LockBackend>,
-    Vec<(String, String)>,
-    Arc<Mutex<Deferral>>,
-);
+/// preferred than this one, probed at every poll while master, the
+/// deferral state that says which of them are stuck, and `preempt_delay`.
+pub(super) struct Preempt {
+    pub backend: Arc<dyn LockBackend>,
+    pub better: Vec<(String, String)>,
+    pub deferral: Arc<Mutex<Deferral>>,
+    pub delay: Duration,
+    /// Where a running delay is shown (status).
+    pub pending: watch::Sender<Pending>,
+}
 
 /// While master: re-announce VIPs that ask for it, check at every poll
 /// that the lock still excludes others (on the daemon's one lock-check
@@ -39,25 +49,69 @@ pub(super) async fn hold(
         }
     };
     let outranked = async move {
-        let Some((backend, better, deferral)) = preempt else {
+        let Some(p) = preempt else {
             return std::future::pending().await;
         };
-        let mut tick = tokio::time::interval_at(crate::clock::from_now(every), every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let (b, better, d) = (backend.clone(), better.clone(), deferral.clone());
-            let probe = tokio::task::spawn_blocking(move || outranked_by(&*b, &better, &d));
-            // A probe stuck in the kernel is retried next time; it never
-            // decides on its own.
-            if let Ok(Ok(Some(n))) = tokio::time::timeout(op_timeout, probe).await {
-                return n;
-            }
-        }
+        outranked(p, every, op_timeout).await
     };
     tokio::select! {
         () = &mut refresh => unreachable!("while_master never returns"),
         why = lost => Event::LockLost(why),
         n = outranked => Event::Outranked(n),
+    }
+}
+
+/// Probes the better nodes' candidate locks at every poll; returns the node
+/// to hand over to once one has been a candidate at every probe for
+/// `preempt_delay` (`failback`; at once without a delay).
+async fn outranked(p: Preempt, every: Duration, op_timeout: Duration) -> String {
+    let mut failback = Failback::new(p.delay);
+    let mut tick = tokio::time::interval_at(crate::clock::from_now(every), every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (b, better, d) = (p.backend.clone(), p.better.clone(), p.deferral.clone());
+        let probe = tokio::task::spawn_blocking(move || outranked_by(&*b, &better, &d));
+        // A probe stuck in the kernel is retried next time; it never
+        // decides on its own, and it is no sighting: with a delay, the
+        // candidate was not seen at every probe.
+        let found = match tokio::time::timeout(op_timeout, probe).await {
+            Ok(Ok(n)) => n,
+            _ => None,
+        };
+        let was = failback.pending().map(|(n, _)| n.to_string());
+        let verdict = failback.probed(std::time::Instant::now(), found.as_deref());
+        let due = failback
+            .pending()
+            .map(|(n, _)| (n.to_string(), after_ms(now_ms(), p.delay)));
+        // The due time is set when a delay starts and kept while it runs;
+        // the runner hears only of a change (not at every poll).
+        p.pending.send_if_modified(|shown| {
+            let same = shown.as_ref().map(|s| &s.0) == due.as_ref().map(|d| &d.0);
+            if !same {
+                *shown = due;
+            }
+            !same
+        });
+        match verdict {
+            Verdict::HandOver(n) => return n,
+            Verdict::Started(n) => {
+                if let Some(w) = was {
+                    tracing::info!("more preferred node {w} is no longer a candidate");
+                }
+                tracing::info!(
+                    "more preferred node {n} is a candidate: handing over after preempt_delay {} if it stays one",
+                    humantime::format_duration(p.delay)
+                );
+            }
+            Verdict::Stay => {
+                if let Some(w) = was {
+                    tracing::info!(
+                        "more preferred node {w} is no longer a candidate: staying master (its preempt_delay starts over)"
+                    );
+                }
+            }
+            Verdict::Waiting => {}
+        }
     }
 }

@@ -2,8 +2,10 @@
 //! runner that carries out its commands, and the status it publishes.
 //!
 //! - pure: `machine` (events in, one command out), `deferral` (preferred
-//!   nodes), `health` (check results to a verdict), `failures` (fail
-//!   counts: when repeated acquire failures keep a node out);
+//!   nodes), `failback` (when a master hands over to a returning preferred
+//!   node, `preempt_delay`), `health` (check results to a verdict),
+//!   `failures` (fail counts: when repeated acquire failures keep a node
+//!   out);
 //! - the runner: `runner` (the select loop, a handler per arm), `op` (the
 //!   one outstanding operation), `jobs` (lock attempts and action steps
 //!   handed off), `hold` (a master's watch), `candidacy` (the candidate
@@ -27,6 +29,7 @@ pub mod check;
 mod checker;
 pub mod deferral;
 mod fail_counts;
+pub mod failback;
 pub mod failures;
 pub mod health;
 mod hold;

@@ -32,7 +32,9 @@ impl Task {
         }
         let failures_off = spec.failures.is_none() && self.r.spec.failures.is_some();
         let new_prefer = spec.prefer != self.r.spec.prefer;
-        let new_preempt = new_prefer || spec.preempt != self.r.spec.preempt;
+        let new_preempt = new_prefer
+            || spec.preempt != self.r.spec.preempt
+            || spec.preempt_delay != self.r.spec.preempt_delay;
         self.r.spec = spec;
         if new_prefer {
             // Our place (so our candidate lock) may have

@@ -19,7 +19,7 @@ use super::candidacy::{better, candidacy};
 use super::checker::{CheckResult, Checker, next_result};
 use super::deferral::Deferral;
 use super::failures::Failures;
-use super::hold::hold;
+use super::hold::{Pending, Preempt, hold};
 use super::machine::{Command, Event, Machine, RequestError};
 use super::op::{Done, Op, retire};
 use super::status::{Board, ResourceStatus};
@@ -163,6 +163,8 @@ pub(super) struct Task {
     pub(super) failures: Failures,
     /// The `[[notify]]` programs' queue.
     alerts: Alerts,
+    /// A handover the master's watch delays (`preempt_delay`), for status.
+    handover: watch::Receiver<Pending>,
 }
 
 impl Task {
@@ -200,6 +202,7 @@ impl Task {
             stalled: false,
             failures: Failures::default(),
             alerts: Alerts::new(ctx),
+            handover: watch::channel(None).1,
         };
         (task, cmd)
     }
@@ -226,6 +229,8 @@ impl Task {
                 d = self.op.next() => self.on_done(d),
                 Some(r) = next_result(&mut self.checker) => self.on_check(r),
                 req = requests.recv() => self.on_request(req).await,
+                // Only to show it.
+                Ok(()) = self.handover.changed() => Command::Keep,
             };
         }
         self.finish().await
@@ -461,6 +466,7 @@ impl Task {
         let (failures, failed_until) = self.failure_status();
         let (m, last) = (&self.m, &mut self.last);
         let hold_off_until = self.hold_off_until.filter(|_| m.holding_off());
+        let handover = self.handover.borrow().clone().filter(|_| m.is_master());
         let checker = self.checker.as_ref();
         let (state, err) = (m.status(), m.last_error().map(str::to_string));
         let health = checker.map(|c| c.health.as_str().to_string());
@@ -474,7 +480,9 @@ impl Task {
                     && l.health == health
                     && l.health_error == health_error
                     && l.failures == failures
-                    && l.failed_until_ms == failed_until =>
+                    && l.failed_until_ms == failed_until
+                    && l.handover_to.as_ref() == handover.as_ref().map(|h| &h.0)
+                    && l.handover_at_ms == handover.as_ref().map(|h| h.1) =>
             {
                 return;
             }
@@ -485,6 +493,8 @@ impl Task {
                 since_ms: now_ms(),
                 last_error: None,
                 hold_off_until_ms: None,
+                handover_to: None,
+                handover_at_ms: None,
                 health: None,
                 health_error: None,
                 failures: 0,
@@ -511,6 +521,7 @@ impl Task {
         st.health_error = health_error;
         st.failures = failures;
         st.failed_until_ms = failed_until;
+        (st.handover_to, st.handover_at_ms) = handover.unzip();
         self.r.board.publish(st.clone());
         if changed {
             // Why: the last failure, else why the health check fails.
@@ -528,6 +539,25 @@ impl Task {
         }
         self.last = Some(st);
         self.r.changed.send_replace(());
+    }
+
+    /// The master's watch; `pending` shows a handover it delays.
+    fn hold(&self, pending: watch::Sender<Pending>) -> Op {
+        let r = &self.r;
+        let preempt = r.spec.preempt.then(|| Preempt {
+            backend: r.backend.clone(),
+            better: better(&r.spec, &r.node),
+            deferral: r.deferral.clone(),
+            delay: r.spec.preempt_delay,
+            pending,
+        });
+        Op::Master(Box::pin(hold(
+            r.spec.actions.clone(),
+            self.held.as_ref().and_then(|h| h.still_held()),
+            preempt.filter(|p| !p.better.is_empty()),
+            self.m.poll(),
+            r.op_timeout,
+        )))
     }
 
     /// The operation for `cmd`. `defer`: a lock attempt first probes the
@@ -564,22 +594,12 @@ impl Task {
                 tracing::debug!("next attempt in {wait:?}");
                 Op::Sleep(Box::pin(sleep_until(crate::clock::from_now(wait))))
             }
-            Command::Hold => Op::Master(Box::pin(hold(
-                r.spec.actions.clone(),
-                self.held.as_ref().and_then(|h| h.still_held()),
-                r.spec
-                    .preempt
-                    .then(|| {
-                        (
-                            r.backend.clone(),
-                            better(&r.spec, &r.node),
-                            r.deferral.clone(),
-                        )
-                    })
-                    .filter(|(_, b, _)| !b.is_empty()),
-                self.m.poll(),
-                r.op_timeout,
-            ))),
+            Command::Hold => {
+                // A fresh channel per watch: nothing stale is shown.
+                let (pending, shown) = watch::channel(None);
+                self.handover = shown;
+                self.hold(pending)
+            }
             Command::Keep | Command::Cancel | Command::Exit => {
                 unreachable!("not an operation")
             }
@@ -588,212 +608,5 @@ impl Task {
 }
 
 #[cfg(test)]
-mod tests {
-    //! A runner on the `file` backend in a temporary dir, beside a rival
-    //! holder of the same lock (another open file description: OFD locks
-    //! conflict within one process too). The real daemon around it is
-    //! covered by tests/*.rs.
-    use super::*;
-    use crate::config::Standby;
-    use crate::lock::TryLock;
-    use crate::lock::file::FileBackend;
-    use crate::state::Status;
-    use std::path::Path;
-    use std::time::Instant;
-
-    const POLL: Duration = Duration::from_millis(20);
-    const OP_TIMEOUT: Duration = Duration::from_secs(10);
-    const HOUR: Duration = Duration::from_secs(3600);
-
-    fn spec(poll: Duration) -> ResourceSpec {
-        ResourceSpec {
-            name: "web".into(),
-            lock: "web".into(),
-            poll_interval: poll,
-            actions: Vec::new(),
-            check: None,
-            prefer: Vec::new(),
-            preempt: false,
-            failures: None,
-            notify: Vec::new(),
-        }
-    }
-
-    /// A runner, the board it publishes on, and its membership watch.
-    fn runner(
-        dir: &Path,
-        standby: Standby,
-        poll: Duration,
-    ) -> (Runner, Board, watch::Sender<Option<String>>) {
-        let board = Board::default();
-        let (doubt, membership) = watch::channel(None);
-        let r = Runner {
-            spec: Arc::new(spec(poll)),
-            node: "n1".into(),
-            backend: Arc::new(FileBackend::new(dir.to_path_buf(), standby)),
-            op_timeout: OP_TIMEOUT,
-            board: board.clone(),
-            changed: watch::channel(()).0,
-            record: Record::at(dir.join("applied/web")),
-            metrics: Arc::new(Metrics::new(false)),
-            deferral: Default::default(),
-            membership,
-        };
-        (r, board, doubt)
-    }
-
-    /// Another holder's try at the lock: Some while it holds it.
-    fn rival(dir: &Path) -> Option<Box<dyn HeldLock>> {
-        match FileBackend::new(dir.to_path_buf(), Standby::Poll).try_lock("web") {
-            Ok(TryLock::Acquired(h)) => Some(h),
-            Ok(TryLock::Busy) => None,
-            Err(e) => panic!("rival: {e}"),
-        }
-    }
-
-    /// Waits (10 s at most) until the runner's row satisfies `f`.
-    async fn until(
-        board: &Board,
-        what: &str,
-        f: impl Fn(&ResourceStatus) -> bool,
-    ) -> ResourceStatus {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = board.snapshot().into_iter().find(|s| s.name == "web")
-                && f(&s)
-            {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never {what}: {:?}",
-                board.snapshot()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn ask(
-        tx: &mpsc::Sender<Request>,
-        req: impl FnOnce(Reply) -> Request,
-    ) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        tx.send(req(reply)).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(10), answer)
-            .await
-            .expect("answered")
-            .expect("reply sent")
-    }
-
-    #[tokio::test]
-    async fn wins_a_free_lock_and_gives_it_back_at_shutdown() {
-        let dir = tempfile::tempdir().unwrap();
-        let (r, board, _doubt) = runner(dir.path(), Standby::Wait, POLL);
-        let (tx, rx) = mpsc::channel(4);
-        let run = tokio::spawn(r.run(rx));
-        until(&board, "master", |s| s.state == Status::Master).await;
-        assert!(rival(dir.path()).is_none(), "the master holds the lock");
-        let (ping, pong) = oneshot::channel();
-        tx.send(Request::Ping(ping)).await.unwrap();
-        pong.await.expect("a master answers pings");
-        tx.send(Request::Shutdown).await.unwrap();
-        let last = run.await.unwrap();
-        assert_eq!(last.state, Status::Standby, "exited without the lock");
-        assert!(rival(dir.path()).is_some(), "the lock was given up");
-    }
-
-    #[tokio::test]
-    async fn release_holds_off_and_resume_competes_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (r, board, _doubt) = runner(dir.path(), Standby::Wait, POLL);
-        let (tx, rx) = mpsc::channel(4);
-        let run = tokio::spawn(r.run(rx));
-        until(&board, "master", |s| s.state == Status::Master).await;
-        let hold_off = |reply| Request::Release {
-            hold_off: HOUR,
-            reply,
-        };
-        assert_eq!(ask(&tx, hold_off).await, Ok(()), "answered once unlocked");
-        let st = until(&board, "holding off", |s| s.hold_off_until_ms.is_some()).await;
-        assert_eq!(st.state, Status::Standby);
-        let theirs = rival(dir.path()).expect("the lock was given up");
-        // Past the hold-off's first polls: the runner stays out.
-        tokio::time::sleep(POLL * 5).await;
-        assert_eq!(
-            ask(&tx, hold_off).await,
-            Err("not master (state standby)".into())
-        );
-        assert_eq!(ask(&tx, Request::Resume).await, Ok(()));
-        until(&board, "competing", |s| s.hold_off_until_ms.is_none()).await;
-        assert_eq!(
-            ask(&tx, Request::Resume).await,
-            Err("not holding off (state standby)".into())
-        );
-        theirs.release().unwrap();
-        until(&board, "master again", |s| s.state == Status::Master).await;
-        tx.send(Request::Shutdown).await.unwrap();
-        assert_eq!(run.await.unwrap().state, Status::Standby);
-    }
-
-    #[tokio::test]
-    async fn membership_in_doubt_gives_mastership_up_until_sound_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (r, board, doubt) = runner(dir.path(), Standby::Wait, POLL);
-        let (tx, rx) = mpsc::channel(4);
-        let run = tokio::spawn(r.run(rx));
-        until(&board, "master", |s| s.state == Status::Master).await;
-        doubt.send_replace(Some("not running for 18s".into()));
-        let st = until(&board, "out", |s| s.state == Status::Standby).await;
-        let err = st.last_error.expect("says why");
-        assert!(err.starts_with("not running for 18s: not master"), "{err}");
-        // The lock was given up, and no poll takes it again while in doubt.
-        drop(rival(dir.path()).expect("the lock was given up"));
-        tokio::time::sleep(POLL * 10).await;
-        assert!(rival(dir.path()).is_some(), "not competing in doubt");
-        doubt.send_replace(None);
-        until(&board, "master again", |s| s.state == Status::Master).await;
-        tx.send(Request::Shutdown).await.unwrap();
-        assert_eq!(run.await.unwrap().state, Status::Standby);
-    }
-
-    /// Drives a task by hand until `done` says so (10 s at most).
-    async fn turn_until(t: &mut Task, mut cmd: Command, done: impl Fn(&Task) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            t.carry_out(cmd).await;
-            if done(t) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "never got there");
-            let d = t.op.next().await;
-            cmd = t.on_done(d);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_reload_gives_the_machine_the_new_interval_and_a_new_timeout_a_fresh_wait() {
-        let dir = tempfile::tempdir().unwrap();
-        let theirs = rival(dir.path()).unwrap();
-        // Polling (the schedule's thread), an hour apart.
-        let (r, _board, _doubt) = runner(dir.path(), Standby::Poll, HOUR);
-        let (mut t, cmd) = Task::new(r);
-        turn_until(&mut t, cmd, |t| matches!(t.op, Op::Wait(_))).await;
-        assert_eq!(t.m.poll(), HOUR);
-
-        // The interval alone: the machine's, and the waiting thread's from
-        // its next try on; the wait goes on.
-        let cmd = t.on_update(Arc::new(spec(POLL)), OP_TIMEOUT).await;
-        assert_eq!(cmd, Command::Keep);
-        assert_eq!(t.m.poll(), POLL);
-        assert!(matches!(t.op, Op::Wait(_)), "the same wait");
-
-        // A new op_timeout: the waiting thread has the old one, so the
-        // wait gives way to a sleep of the new interval (not the hour the
-        // thread's next try is due in), then a fresh attempt.
-        let cmd = t.on_update(Arc::new(spec(POLL)), OP_TIMEOUT * 2).await;
-        assert_eq!(t.r.op_timeout, OP_TIMEOUT * 2);
-        assert!(matches!(t.op, Op::Sleep(_)), "the wait was retired");
-        theirs.release().unwrap();
-        turn_until(&mut t, cmd, |t| t.m.is_master()).await;
-    }
-}
+#[path = "runner_tests.rs"]
+mod tests;

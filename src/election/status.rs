@@ -34,6 +34,13 @@ pub struct ResourceStatus {
     /// again (Unix time in ms), unless an admin's `reset` comes first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_until_ms: Option<u64>,
+    /// While master with `preempt_delay` and a more preferred node is a
+    /// candidate: that node, and when the master hands over to it if it
+    /// stays one (Unix time in ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_at_ms: Option<u64>,
     /// State changes since the daemon started this resource (its first
     /// state is none).
     #[serde(default)]
@@ -199,6 +206,8 @@ mod tests {
             since_ms: 0,
             last_error: None,
             hold_off_until_ms: None,
+            handover_to: None,
+            handover_at_ms: None,
             health: None,
             health_error: None,
             failures: 0,

@@ -281,6 +281,7 @@ mod tests {
             check: None,
             prefer: Vec::new(),
             preempt: false,
+            preempt_delay: Duration::ZERO,
             failures: None,
             notify: Vec::new(),
         };

@@ -381,3 +381,18 @@ impl Daemon {
         r["last_error"].as_str().map(str::to_string)
     }
 }
+
+/// Whether someone holds a write lock on `path` (a read-lock probe, as
+/// the daemon probes candidate locks; it leaves nothing behind).
+pub fn held(path: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: a zeroed flock is a valid whole-file lock request.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_RDLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: a plain fcntl on our fd with a valid flock.
+    unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) != 0 }
+}
