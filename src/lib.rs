@@ -13,6 +13,7 @@ pub mod exit;
 pub mod fdstore;
 pub mod instance;
 pub mod keeper;
+pub mod links;
 pub mod lock;
 pub mod logging;
 pub mod membership;

@@ -23,6 +23,7 @@ fn spec(address: &str, prefix_len: u8, interface: &str) -> VipSpec {
         announce_interval: Duration::from_millis(20),
         refresh: Duration::ZERO,
         timeout: Duration::from_secs(5),
+        track_link: true,
     }
 }
 

@@ -199,6 +199,7 @@ mod refresh_tests {
             announce_interval: Duration::from_millis(200),
             refresh: humantime::parse_duration("300000000000years").unwrap(),
             timeout: Duration::from_secs(10),
+            track_link: true,
         };
         // It computed its first deadline (and panicked) at its first poll.
         let r = tokio::time::timeout(

@@ -48,6 +48,7 @@ fn foreign_keys(cx: &mut Ctx, r: &RawAction, kind: ActionType) {
         ("announce_count", Vip, span(&r.announce_count)),
         ("announce_interval", Vip, span(&r.announce_interval)),
         ("refresh", Vip, span(&r.refresh)),
+        ("track_link", Vip, span(&r.track_link)),
         ("unit", Unit, span(&r.unit)),
     ];
     let type_name = match kind {
@@ -139,6 +140,7 @@ fn vip(cx: &mut Ctx, a: &Spanned<RawAction>, timeout: Option<Duration>) -> VipSp
             .map(|d| d.get_ref().0)
             .unwrap_or(DEFAULT_VIP_REFRESH),
         timeout: timeout.unwrap_or(DEFAULT_VIP_TIMEOUT),
+        track_link: r.track_link.as_ref().is_none_or(|t| *t.get_ref()),
     };
     vip_bounds(cx, r);
     vip_once(cx, r, &spec);

@@ -186,6 +186,7 @@ pub struct RawAction {
     pub announce_count: Option<Spanned<u32>>,
     pub announce_interval: Option<Spanned<Interval>>,
     pub refresh: Option<Spanned<Duration0>>,
+    pub track_link: Option<Spanned<bool>>,
     // unit
     pub unit: Option<Spanned<String>>,
 }
@@ -295,6 +296,7 @@ pub const ACTION_KEYS: &[&str] = &[
     "announce_count",
     "announce_interval",
     "refresh",
+    "track_link",
     "unit",
 ];
 

@@ -155,6 +155,15 @@ pub struct VipSpec {
     /// Periodic re-announce while master; zero is off.
     pub refresh: Duration,
     pub timeout: Duration,
+    /// Link tracking: while `interface` has no carrier this node does not
+    /// compete for the resource, and a master gives it up (`links`).
+    /// Records written before it existed read as on, the default.
+    #[serde(default = "on")]
+    pub track_link: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 /// A systemd unit, started while master.
@@ -246,6 +255,7 @@ impl VipSpec {
             announce_interval: Duration::from_millis(interval_ms),
             refresh: Duration::ZERO,
             timeout: Duration::from_millis(timeout_ms),
+            track_link: true,
         }
     }
 }

@@ -67,6 +67,10 @@ pub enum Event {
     /// to others while it did not run. In doubt, a master gives mastership
     /// up at once and nobody competes; None again: compete as before.
     Membership(Option<String>),
+    /// Link tracking (`links`): an interface of the resource's VIPs has
+    /// no carrier (Some: why), or all have again (None). Like a membership
+    /// in doubt: a master gives mastership up at once, nobody competes.
+    LinkDown(Option<String>),
     /// Fail counts (`election::failures`): this node failed the acquire
     /// steps too often and stays out (true), or may compete again (false:
     /// the timeout is over, or an admin's `reset`, which competes at once).
@@ -200,6 +204,8 @@ pub struct Machine {
     /// Out of the competition after too many failed acquires (see
     /// `Event::FailedOut`).
     failed_out: bool,
+    /// Why a tracked link is down (see `Event::LinkDown`).
+    link_down: Option<String>,
 }
 
 impl Machine {
@@ -222,6 +228,7 @@ impl Machine {
             suspect: None,
             attempted: false,
             failed_out: false,
+            link_down: None,
         }
     }
 
@@ -302,7 +309,10 @@ impl Machine {
     /// Eligible (health), not in doubt about its membership, not out for
     /// its fail count.
     fn competes(&self) -> bool {
-        self.eligible == Some(true) && self.suspect.is_none() && !self.failed_out
+        self.eligible == Some(true)
+            && self.suspect.is_none()
+            && !self.failed_out
+            && self.link_down.is_none()
     }
 
     /// In the acquire steps, not cancelled by a shutdown: a failure now is
@@ -426,6 +436,9 @@ impl Machine {
         }
         if let Event::FailedOut(out) = ev {
             return self.failed_out(out);
+        }
+        if let Event::LinkDown(why) = ev {
+            return self.link(why);
         }
         // One handler per phase. Anything a handler does not match is an
         // event that does not belong to the current operation (a late
@@ -693,7 +706,6 @@ impl Machine {
 
     /// Membership in doubt (Some) or sound again (None).
     fn membership(&mut self, why: Option<String>) -> Command {
-        use Phase as P;
         let Some(why) = why else {
             if self.suspect.take().is_some() {
                 self.last_error = None;
@@ -707,6 +719,13 @@ impl Machine {
         if !first || self.shutting_down {
             return Command::Keep;
         }
+        self.step_aside()
+    }
+
+    /// Something now keeps this node from being master (membership in
+    /// doubt, a tracked link down).
+    fn step_aside(&mut self) -> Command {
+        use Phase as P;
         match self.phase {
             // Before any other action of ours: no VIP refresh, no
             // announcement, no further acquire step.
@@ -719,6 +738,25 @@ impl Machine {
             // not try the lock; a running release or unlock goes on.
             _ => Command::Keep,
         }
+    }
+
+    /// A tracked link went down (Some: why) or all are up again (None:
+    /// compete at the next timer, as after a membership doubt).
+    fn link(&mut self, why: Option<String>) -> Command {
+        let Some(why) = why else {
+            if self.link_down.take().is_some() {
+                self.last_error = None;
+            }
+            return Command::Keep;
+        };
+        self.last_error = Some(format!(
+            "{why}: not master and not competing until the link is back"
+        ));
+        let first = self.link_down.replace(why).is_none();
+        if !first || self.shutting_down {
+            return Command::Keep;
+        }
+        self.step_aside()
     }
 
     /// Fail counts: out (the failed acquire that tripped it has rolled
@@ -887,6 +925,22 @@ mod tests {
         assert_eq!(m.handle(Event::ActionsOk), Command::Hold);
         // Back in while not waiting: nothing to start.
         assert_eq!(m.handle(Event::FailedOut(false)), Command::Keep);
+    }
+
+    #[test]
+    fn a_master_whose_link_goes_down_releases_and_competes_once_it_is_back() {
+        let mut m = master();
+        let down = || Event::LinkDown(Some("eth0 has no carrier".into()));
+        assert_eq!(m.handle(down()), Command::RunRelease);
+        assert_eq!(m.handle(down()), Command::Keep, "once");
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        assert!(!m.wants_candidacy());
+        assert_eq!(m.handle(Event::Timer), sleep(POLL), "no attempt");
+        assert!(m.last_error().unwrap().contains("until the link is back"));
+        assert_eq!(m.handle(Event::LinkDown(None)), Command::Keep);
+        assert_eq!(m.last_error(), None);
+        assert_eq!(m.handle(Event::Timer), Command::TryLock);
     }
 
     #[test]
@@ -1398,6 +1452,8 @@ mod properties {
         checked: bool,
         /// Out for its fail count (the last FailedOut sent).
         failed_out: bool,
+        /// A tracked link is down (the last LinkDown sent).
+        link_down: bool,
     }
 
     impl Run {
@@ -1436,6 +1492,11 @@ mod properties {
                     assert!(
                         !self.failed_out,
                         "acquire while out for the fail count\n{}",
+                        self.log.join("\n")
+                    );
+                    assert!(
+                        !self.link_down,
+                        "acquire while a tracked link is down\n{}",
                         self.log.join("\n")
                     );
                     Op::Acquire
@@ -1481,6 +1542,9 @@ mod properties {
             if let Event::FailedOut(out) = ev {
                 self.failed_out = out;
             }
+            if let Event::LinkDown(why) = &ev {
+                self.link_down = why.is_some();
+            }
             if let Event::Eligible(e) = ev {
                 self.eligible = Some(e);
                 if !e && self.op == Op::Hold {
@@ -1501,12 +1565,14 @@ mod properties {
                     | Event::Eligible(_)
                     | Event::Outranked(_)
                     | Event::FailedOut(_)
+                    | Event::LinkDown(_)
             );
             let before = self.op;
             if completes && before != Op::Hold {
                 self.op = Op::None;
             }
             let unhealthy = matches!(ev, Event::Eligible(false));
+            let link_lost = matches!(ev, Event::LinkDown(Some(_)));
             let cmd = self.m.handle(ev);
             if cmd == Command::Keep && completes && before != Op::Hold {
                 // Ignored (a stray event): the operation is still running.
@@ -1515,6 +1581,9 @@ mod properties {
             if was_master && unhealthy && !self.exited {
                 assert_eq!(cmd, Command::RunRelease, "an unhealthy master releases");
                 self.op = Op::None; // the runner drops the Hold future
+            }
+            if was_master && link_lost && cmd == Command::RunRelease {
+                self.op = Op::None; // as for health
             }
             if (before == Op::Sleep || before == Op::None) && cmd == Command::TryLock {
                 self.op = Op::None; // a first attempt replaces nothing running
@@ -1579,8 +1648,10 @@ mod properties {
                     1 => Event::Busy,
                     2 if self.checked => Event::Eligible(true),
                     3 if self.checked => Event::Eligible(false),
-                    4 => Event::FailedOut(true),
-                    5 => Event::FailedOut(false),
+                    4 if c % 12 < 6 => Event::FailedOut(true),
+                    5 if c % 12 < 6 => Event::FailedOut(false),
+                    4 => Event::LinkDown(Some("eth9 has no carrier".into())),
+                    5 => Event::LinkDown(None),
                     _ => Event::Timer,
                 }),
             }
@@ -1604,6 +1675,7 @@ mod properties {
             exited: false,
             log: Vec::new(),
             failed_out: false,
+            link_down: false,
         };
         r.event(Event::Start);
         r
