@@ -11,10 +11,10 @@
 //! administratively up and its lower layer (cable, peer) is there.
 
 use futures::StreamExt;
-use rtnetlink::packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::constants::RTMGRP_LINK;
+use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::sys::{AsyncSocket, SocketAddr};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -270,7 +270,7 @@ struct VipLab {
     prober: Option<Prober>,
     /// a, b, observer.
     nodes: Vec<Netns>,
-    _switch: Netns,
+    switch: Netns,
     t0: Instant,
 }
 
@@ -323,7 +323,7 @@ impl VipLab {
             lab,
             prober: None,
             nodes,
-            _switch: switch,
+            switch,
             t0: Instant::now(),
         };
         lab.prober = Some(Prober::start(&lab.nodes[OBS], IF));
@@ -364,6 +364,11 @@ impl VipLab {
     /// Starts the daemon of node `node` (a or b) in its namespace and
     /// returns its index in `daemons` once its keeper runs.
     fn start(&mut self, node: usize) -> usize {
+        self.start_with(node, "")
+    }
+
+    /// `start`, with `vip_keys` added to the vip action.
+    fn start_with(&mut self, node: usize, vip_keys: &str) -> usize {
         let name = ["a", "b"][node];
         // The hook first and the VIP second: acquiring logs before the VIP
         // goes up, releasing logs after it came down.
@@ -375,6 +380,7 @@ address = "{VIP_TEXT}/24"
 interface = "{IF}"
 announce_count = 3
 announce_interval = "50ms"
+{vip_keys}
 "#,
             self.logging("web")
         );
@@ -433,6 +439,52 @@ announce_interval = "50ms"
 }
 
 // ---- the tests ----
+
+/// Link tracking (on by default): the master's link loses carrier (its
+/// switch port goes down), so it gives the VIP up and b takes over; with
+/// the carrier back a competes again (and gets it once b releases).
+#[test]
+fn a_master_whose_link_loses_carrier_hands_the_vip_over_and_competes_again() {
+    let Some((lab, a, b)) = VipLab::master_and_standby("link tracking") else {
+        return;
+    };
+    lab.switch.ip(&["link", "set", "p-a", "down"]);
+    lab.daemons[b].wait_state("web", "master");
+    lab.daemons[a].wait_state("web", "standby");
+    lab.assert_sole_holder(B);
+    lab.assert_order("a release web", "b acquire web");
+    let err = lab.daemons[a].last_error("web").unwrap_or_default();
+    assert!(err.contains("interface eth0 has no carrier"), "{err}");
+    lab.switch.ip(&["link", "set", "p-a", "up"]);
+    lab.daemons[a].wait_log("tracked links have carrier again: competing");
+    cli_ok(
+        &lab.daemons[b].config,
+        &["release", "web", "--hold-off", "1m"],
+    );
+    lab.daemons[a].wait_state("web", "master");
+    lab.assert_moved(B, A);
+    lab.assert_never_two();
+}
+
+/// `track_link = false`: the master keeps the VIP through a carrier loss.
+#[test]
+fn without_link_tracking_a_master_keeps_the_vip_through_a_carrier_loss() {
+    if !can_run("track_link = false") {
+        return;
+    }
+    let mut lab = VipLab::new();
+    let a = lab.start_with(A, "track_link = false");
+    lab.daemons[a].wait_state("web", "master");
+    let b = lab.start_with(B, "track_link = false");
+    lab.daemons[b].wait_state("web", "standby");
+    lab.switch.ip(&["link", "set", "p-a", "down"]);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(2) {
+        assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(lab.vip_holders(), vec![A]);
+}
 
 /// Planned switchover both ways: `release web --hold-off 2s` on a moves
 /// the VIP to b, then the same on b moves it back once a's hold-off is

@@ -48,6 +48,8 @@ pub(super) struct Supervisor {
     /// Whether this node's cluster membership is in doubt (dlmfs: it may
     /// have been declared dead while frozen; see `membership`).
     pub(super) membership: crate::membership::Doubt,
+    /// The link watch, once a resource tracks a VIP's link (`links`).
+    pub(super) links: Option<crate::links::Links>,
 }
 
 /// Whether two versions of a resource hold and do the same: same lock, same
@@ -61,7 +63,11 @@ fn same_holdings(a: &ResourceSpec, b: &ResourceSpec) -> bool {
             .map(|mut a| {
                 match &mut a {
                     ActionSpec::Exec(e) => e.timeout = Duration::ZERO,
-                    ActionSpec::Vip(v) => v.timeout = Duration::ZERO,
+                    // track_link changes only eligibility: in place.
+                    ActionSpec::Vip(v) => {
+                        v.timeout = Duration::ZERO;
+                        v.track_link = true;
+                    }
                     ActionSpec::Unit(u) => u.timeout = Duration::ZERO,
                 }
                 a
@@ -69,6 +75,28 @@ fn same_holdings(a: &ResourceSpec, b: &ResourceSpec) -> bool {
             .collect()
     }
     a.lock == b.lock && untimed(&a.actions) == untimed(&b.actions)
+}
+
+/// The link watch, started the first time a resource of `cfg` tracks a
+/// VIP's link (`have`: the one running). A watch that cannot start leaves
+/// tracking off, said once: the VIPs still work, only a dead link does not
+/// move them.
+pub(super) async fn link_watch(
+    cfg: &Config,
+    have: Option<crate::links::Links>,
+) -> Option<crate::links::Links> {
+    let tracks = cfg
+        .resources
+        .iter()
+        .flat_map(|r| &r.actions)
+        .any(|a| matches!(a, ActionSpec::Vip(v) if v.track_link));
+    if !tracks || have.is_some() {
+        return have;
+    }
+    crate::links::watch()
+        .await
+        .inspect_err(|e| tracing::warn!("{e}: link tracking (track_link) is off"))
+        .ok()
 }
 
 impl Supervisor {
@@ -90,6 +118,7 @@ impl Supervisor {
             metrics: self.metrics.clone(),
             deferral: Default::default(),
             membership: self.membership.clone(),
+            links: self.links.clone(),
         };
         let span = tracing::info_span!("resource", resource = %spec.name);
         let join = tokio::spawn(runner.run(rx).instrument(span));
@@ -176,6 +205,7 @@ impl Supervisor {
                 "reload: changes to [node], [lock], [metrics] or daemon.runtime_dir need a restart; applying resource changes only"
             );
         }
+        self.links = link_watch(&new, self.links.take()).await;
         let wanted: HashMap<&str, &ResourceSpec> =
             new.resources.iter().map(|r| (r.name.as_str(), r)).collect();
         let stale: Vec<String> = self

@@ -60,6 +60,10 @@ impl Task {
         if failures_off && cmd == Command::Keep {
             cmd = self.failures_off();
         }
+        if cmd == Command::Keep {
+            // A VIP's track_link or interface may have changed.
+            cmd = self.on_links();
+        }
         if new_preempt && self.m.is_master() && cmd == Command::Keep {
             // Watch with the new preference from now on.
             self.op = self.start(Command::Hold, true);

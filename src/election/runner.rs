@@ -83,6 +83,30 @@ pub struct Runner {
     /// Whether this node's cluster membership is in doubt (see
     /// `membership`): followed for the machine.
     pub membership: crate::membership::Doubt,
+    /// The carrier of the network links (`links`), for VIPs that track
+    /// their interface; None: no tracking (none configured, or the watch
+    /// could not start).
+    pub links: Option<crate::links::Links>,
+}
+
+/// The interfaces whose carrier `spec` follows: its VIPs' with
+/// `track_link` (the default).
+fn tracked(spec: &ResourceSpec) -> Vec<String> {
+    spec.actions
+        .iter()
+        .filter_map(|a| match a {
+            crate::config::ActionSpec::Vip(v) if v.track_link => Some(v.interface.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The next carrier change, never without a link watch.
+async fn link_change(links: &mut Option<crate::links::Links>) {
+    match links {
+        Some(l) => l.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn jittered(wait: Duration, jitter: bool) -> Duration {
@@ -163,6 +187,8 @@ pub(super) struct Task {
     pub(super) failures: Failures,
     /// The `[[notify]]` programs' queue.
     alerts: Alerts,
+    /// Why a tracked link is down, as last told to the machine.
+    link_down: Option<String>,
     /// A handover the master's watch delays (`preempt_delay`), for status.
     handover: watch::Receiver<Pending>,
 }
@@ -186,8 +212,17 @@ impl Task {
         if doubt.is_some() {
             m.handle(Event::Membership(doubt));
         }
+        // A tracked link down already: not competing from the start.
+        let link_down = r.links.as_ref().and_then(|l| l.down(&tracked(&r.spec)));
+        if link_down.is_some() {
+            tracing::warn!(
+                "{}: not competing until the link is back",
+                link_down.as_deref().unwrap_or("")
+            );
+            m.handle(Event::LinkDown(link_down.clone()));
+        }
         let cmd = m.handle(Event::Start);
-        let task = Task {
+        let mut task = Task {
             r,
             m,
             checker,
@@ -202,8 +237,10 @@ impl Task {
             stalled: false,
             failures: Failures::default(),
             alerts: Alerts::new(ctx),
+            link_down: None,
             handover: watch::channel(None).1,
         };
+        task.link_down = link_down;
         (task, cmd)
     }
 
@@ -226,6 +263,7 @@ impl Task {
                 // it would do (a VIP refresh, an announcement).
                 biased;
                 Ok(()) = self.r.membership.changed() => self.on_membership(),
+                () = link_change(&mut self.r.links) => self.on_links(),
                 d = self.op.next() => self.on_done(d),
                 Some(r) = next_result(&mut self.checker) => self.on_check(r),
                 req = requests.recv() => self.on_request(req).await,
@@ -320,6 +358,25 @@ impl Task {
     fn on_membership(&mut self) -> Command {
         let doubt = self.r.membership.borrow_and_update().clone();
         self.m.handle(Event::Membership(doubt))
+    }
+
+    /// A link's carrier changed: the machine hears of it when that
+    /// changes whether one of this resource's tracked links is down.
+    pub(super) fn on_links(&mut self) -> Command {
+        let why = self
+            .r
+            .links
+            .as_ref()
+            .and_then(|l| l.down(&tracked(&self.r.spec)));
+        if why == self.link_down {
+            return Command::Keep;
+        }
+        match &why {
+            Some(w) => tracing::warn!("{w}: not master and not competing until the link is back"),
+            None => tracing::info!("tracked links have carrier again: competing"),
+        }
+        self.link_down = why.clone();
+        self.m.handle(Event::LinkDown(why))
     }
 
     /// A health check ran: the machine hears of it when the verdict

@@ -48,6 +48,7 @@ fn runner(
         metrics: Arc::new(Metrics::new(false)),
         deferral: Default::default(),
         membership,
+        links: None,
     };
     (r, board, doubt)
 }
