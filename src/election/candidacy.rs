@@ -34,6 +34,19 @@ pub(super) fn outranked_by(
     better: &[(String, String)],
     deferral: &Mutex<Deferral>,
 ) -> Option<String> {
+    candidates(backend, better, deferral, true).pop()
+}
+
+/// Every one of `better` whose node is a candidate now, in preference
+/// order, stuck ones skipped (`first`: stop at the first). As
+/// `outranked_by`.
+pub(super) fn candidates(
+    backend: &dyn LockBackend,
+    better: &[(String, String)],
+    deferral: &Mutex<Deferral>,
+    first: bool,
+) -> Vec<String> {
+    let mut found = Vec::new();
     for (node, lock) in better {
         let held = backend.candidate_held(lock).unwrap_or(false);
         let mut d = deferral.lock().unwrap_or_else(|e| e.into_inner());
@@ -44,10 +57,13 @@ pub(super) fn outranked_by(
                 );
             }
         } else if !d.is_stuck(node) {
-            return Some(node.clone());
+            found.push(node.clone());
+            if first {
+                break;
+            }
         }
     }
-    None
+    found
 }
 
 /// Awaits a candidate-lock call on the blocking pool, warning once if it

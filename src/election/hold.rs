@@ -1,7 +1,7 @@
 //! A master's one operation: it holds the lock (no lock call needed) and
 //! watches, until something says it must give mastership up.
 
-use super::candidacy::outranked_by;
+use super::candidacy::candidates;
 use super::deferral::Deferral;
 use super::failback::{Failback, Verdict};
 use super::machine::Event;
@@ -71,16 +71,16 @@ async fn outranked(p: Preempt, every: Duration, op_timeout: Duration) -> String 
     loop {
         tick.tick().await;
         let (b, better, d) = (p.backend.clone(), p.better.clone(), p.deferral.clone());
-        let probe = tokio::task::spawn_blocking(move || outranked_by(&*b, &better, &d));
+        let probe = tokio::task::spawn_blocking(move || candidates(&*b, &better, &d, false));
         // A probe stuck in the kernel is retried next time; it never
         // decides on its own, and it is no sighting: with a delay, the
         // candidate was not seen at every probe.
         let found = match tokio::time::timeout(op_timeout, probe).await {
             Ok(Ok(n)) => n,
-            _ => None,
+            _ => Vec::new(),
         };
         let was = failback.pending().map(|(n, _)| n.to_string());
-        let verdict = failback.probed(std::time::Instant::now(), found.as_deref());
+        let verdict = failback.probed(std::time::Instant::now(), &found);
         let due = failback
             .pending()
             .map(|(n, _)| (n.to_string(), after_ms(now_ms(), p.delay)));
@@ -95,14 +95,13 @@ async fn outranked(p: Preempt, every: Duration, op_timeout: Duration) -> String 
         });
         match verdict {
             Verdict::HandOver(n) => return n,
-            Verdict::Started(n) => {
-                if let Some(w) = was {
-                    tracing::info!("more preferred node {w} is no longer a candidate");
+            Verdict::Started(nodes) => {
+                for n in nodes {
+                    tracing::info!(
+                        "more preferred node {n} is a candidate: handing over after preempt_delay {} if it stays one",
+                        humantime::format_duration(p.delay)
+                    );
                 }
-                tracing::info!(
-                    "more preferred node {n} is a candidate: handing over after preempt_delay {} if it stays one",
-                    humantime::format_duration(p.delay)
-                );
             }
             Verdict::Stay => {
                 if let Some(w) = was {
