@@ -206,3 +206,61 @@ fn the_shipped_example_posts_each_change_to_a_webhook() {
     lab.daemons[a].stop();
     assert!(rx.try_recv().is_err(), "only master is alerted");
 }
+
+/// A backlog past 64 drops the oldest waiting alerts, never the newest:
+/// the resource's current state is always told, with the drops counted
+/// and the time of each change.
+#[test]
+fn a_full_backlog_drops_the_oldest_and_the_current_state_is_told() {
+    let mut lab = Lab::new();
+    let (go, log) = (lab.path("go"), lab.path("alerts.log"));
+    let res = format!(
+        "{}[[notify]]\nexec = [\"/bin/sh\", \"-c\", \"while [ ! -e {} ]; do sleep 0.05; done; echo \\\"$DLM_ELECTD_SEQ $DLM_ELECTD_STATE $DLM_ELECTD_DROPPED $DLM_ELECTD_SINCE_MS\\\" >> {}\"]\ntimeout = \"5m\"\n",
+        lab.logging("web"),
+        go.display(),
+        log.display()
+    );
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    let cfg = lab.daemons[a].config.clone();
+    // 18 rounds of 4 changes while the first alert's program waits.
+    for _ in 0..18 {
+        cli_ok(&cfg, &["release", "web", "--hold-off", "1h"]);
+        cli_ok(&cfg, &["resume", "web"]);
+        lab.daemons[a].wait_state("web", "master");
+    }
+    let last_seq = lab.daemons[a].status().unwrap()["resources"][0]["transitions"]
+        .as_u64()
+        .unwrap();
+    assert!(last_seq >= 2 + 18 * 4, "{last_seq}");
+    fs::write(&go, "").unwrap();
+    wait_for(WAIT, "the current state's alert", || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("{last_seq} master ")))
+            .then_some(())
+    });
+    let lines: Vec<Vec<u64>> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            vec![
+                f[0].parse().unwrap(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            ]
+        })
+        .collect();
+    let delivered = lines.len() as u64;
+    let dropped: u64 = lines.iter().map(|l| l[1]).sum();
+    // Every change was delivered or counted as dropped.
+    assert_eq!(delivered + dropped, last_seq + 1, "{lines:?}");
+    assert!(dropped > 0, "the backlog overflowed: {lines:?}");
+    assert!(lines.windows(2).all(|w| w[0][0] < w[1][0]), "in order");
+    assert!(
+        lines.windows(2).all(|w| w[0][2] <= w[1][2]),
+        "times of change"
+    );
+}

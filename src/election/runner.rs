@@ -590,9 +590,15 @@ impl Task {
                     )
                 })
             });
-            let seq = st.transitions;
-            self.alerts
-                .changed(&self.r.spec.notify, previous, state, reason.as_deref(), seq);
+            let (seq, since) = (st.transitions, st.since_ms);
+            self.alerts.changed(
+                &self.r.spec.notify,
+                previous,
+                state,
+                reason.as_deref(),
+                seq,
+                since,
+            );
         }
         self.last = Some(st);
         self.r.changed.send_replace(());
