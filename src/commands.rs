@@ -389,6 +389,17 @@ async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
 
 async fn reset(config: &Path, name: String) -> i32 {
     let dir = config::runtime_dir_hint(config);
+    // What it clears: said after, as the state was before.
+    let before = match control::call(&dir, &Request::Status, Duration::from_secs(10)).await {
+        Ok(control::Reply {
+            status: Some(st), ..
+        }) => st
+            .resources
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.state),
+        _ => None,
+    };
     let req = Request::Reset {
         resource: name.clone(),
     };
@@ -397,7 +408,16 @@ async fn reset(config: &Path, name: String) -> i32 {
         .map_err(|e| e.to_string())
     {
         Ok(control::Reply { error: None, .. }) => {
-            println!("{name}: fail count cleared; competing unless something else keeps it out");
+            match before {
+                Some(crate::state::Status::Failed) => {
+                    println!("{name}: fail count cleared; competing again")
+                }
+                Some(s) => println!(
+                    "{name}: was not out for a fail count (state {}); its count is cleared",
+                    s.as_str()
+                ),
+                None => println!("{name}: fail count cleared"),
+            }
             exit::OK
         }
         Ok(control::Reply { error: Some(e), .. }) | Err(e) => {

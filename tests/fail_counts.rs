@@ -55,6 +55,13 @@ fn a_node_that_keeps_failing_its_acquire_steps_stops_competing_until_reset() {
         "out for about the hour of failure_timeout: {r}"
     );
     assert!(lab.daemons[a].log().contains("not competing for 1h"));
+    assert_eq!(r["failures"], 2, "what took it out: {r}");
+    // `resume` is for hold-offs, and says what to use.
+    let out = support::cli(&lab.daemons[a].config, &["resume", "web"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`dlm-electd reset` lets it compete again"),
+        "{out:?}"
+    );
     // Out: no more attempts (at a 100 ms poll there would be several
     // within this second), and no candidate lock held.
     let t0 = Instant::now();
@@ -71,7 +78,10 @@ fn a_node_that_keeps_failing_its_acquire_steps_stops_competing_until_reset() {
     // Reset: a competes again (standby while b holds), and takes over
     // once b stops, its acquire step fixed meanwhile.
     let out = cli_ok(&lab.daemons[a].config, &["reset", "web"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("fail count cleared"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "web: fail count cleared; competing again\n"
+    );
     lab.daemons[a].wait_state("web", "standby");
     assert_eq!(row(&lab, a)["failed_until_ms"], serde_json::Value::Null);
     fs::remove_file(lab.path("broken")).unwrap();

@@ -30,6 +30,8 @@ pub struct Failures {
     times: VecDeque<Instant>,
     /// Out of the competition until then.
     out_until: Option<Instant>,
+    /// The failures that took it out, shown while it is out.
+    tripped: usize,
 }
 
 impl Failures {
@@ -42,6 +44,7 @@ impl Failures {
             return None;
         }
         // Counted from here again once the node is back.
+        self.tripped = self.times.len();
         self.times.clear();
         let until = now + limit.timeout;
         self.out_until = Some(until);
@@ -66,8 +69,12 @@ impl Failures {
         self.out_until
     }
 
-    /// Failures within the window at `now` (for status).
+    /// Failures within the window at `now` (for status); while out, the
+    /// ones that took it out.
     pub fn recent(&mut self, limit: Limit, now: Instant) -> usize {
+        if self.out_until.is_some() {
+            return self.tripped;
+        }
         self.forget_old(limit, now);
         self.times.len()
     }
@@ -113,6 +120,7 @@ mod tests {
         let until = f.failed(limit(), t0 + 20 * S);
         assert_eq!(until, Some(t0 + 620 * S));
         assert!(f.out(t0 + 619 * S));
+        assert_eq!(f.recent(limit(), t0 + 619 * S), 3, "what took it out");
         assert!(!f.out(t0 + 620 * S), "back once the timeout is over");
         assert_eq!(f.out_until(), None);
         assert_eq!(f.recent(limit(), t0 + 620 * S), 0, "counted afresh");

@@ -86,6 +86,10 @@ pub enum RequestError {
     NotMaster(Status),
     #[error("not holding off (state {})", .0.as_str())]
     NotHoldingOff(Status),
+    #[error(
+        "not holding off but out for its fail count (state failed): `dlm-electd reset` lets it compete again"
+    )]
+    FailedOut,
     #[error("daemon is shutting down")]
     ShuttingDown,
     /// Release steps failed (why); the lock is kept and they are retried.
@@ -416,6 +420,7 @@ impl Machine {
     pub fn resume(&mut self) -> Result<Command, RequestError> {
         match self.phase {
             Phase::Waiting(Idle::HoldOff) => Ok(self.handle(Event::Timer)),
+            _ if self.status() == Status::Failed => Err(RequestError::FailedOut),
             _ => Err(RequestError::NotHoldingOff(self.status())),
         }
     }
@@ -764,6 +769,10 @@ impl Machine {
     /// when waiting.
     fn failed_out(&mut self, out: bool) -> Command {
         let was = std::mem::replace(&mut self.failed_out, out);
+        if !out {
+            // Back in: the next failure backs off from the start again.
+            self.backoff = Duration::ZERO;
+        }
         match self.phase {
             Phase::Waiting(from) if was && !out && !self.shutting_down => {
                 self.waiting(from, Event::Timer)
