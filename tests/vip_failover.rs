@@ -456,7 +456,7 @@ fn a_master_whose_link_loses_carrier_hands_the_vip_over_and_competes_again() {
     let err = lab.daemons[a].last_error("web").unwrap_or_default();
     assert!(err.contains("interface eth0 has no carrier"), "{err}");
     lab.switch.ip(&["link", "set", "p-a", "up"]);
-    lab.daemons[a].wait_log("tracked links have carrier again: competing");
+    lab.daemons[a].wait_log("no tracked link is down any more");
     cli_ok(
         &lab.daemons[b].config,
         &["release", "web", "--hold-off", "1m"],

@@ -160,7 +160,7 @@ fn parse_all<T: serde::de::DeserializeOwned>(
             for e in &mut errors {
                 if e.msg.contains("expected `resource`") {
                     e.msg.push_str(
-                        " (a drop-in may only add [[resource]] tables; [node], [lock], [daemon] and [metrics] belong in the main file)",
+                        " (a drop-in may only add [[resource]] tables; [node], [lock], [daemon], [metrics], [cluster] and [[notify]] belong in the main file)",
                     );
                 }
             }

@@ -215,10 +215,6 @@ impl Task {
         // A tracked link down already: not competing from the start.
         let link_down = r.links.as_ref().and_then(|l| l.down(&tracked(&r.spec)));
         if link_down.is_some() {
-            tracing::warn!(
-                "{}: not competing until the link is back",
-                link_down.as_deref().unwrap_or("")
-            );
             m.handle(Event::LinkDown(link_down.clone()));
         }
         let cmd = m.handle(Event::Start);
@@ -371,9 +367,11 @@ impl Task {
         if why == self.link_down {
             return Command::Keep;
         }
-        match &why {
-            Some(w) => tracing::warn!("{w}: not master and not competing until the link is back"),
-            None => tracing::info!("tracked links have carrier again: competing"),
+        // Down is logged once, with the status's last error (publish).
+        if why.is_none() {
+            tracing::info!(
+                "no tracked link is down any more (carrier back, or not tracked): competing"
+            );
         }
         self.link_down = why.clone();
         self.m.handle(Event::LinkDown(why))
