@@ -476,7 +476,16 @@ fn daemon_never_removes_the_nodes_own_address() {
     // `ip netns exec` execs the command itself: the child is the daemon.
     let wrapper = ["ip", "netns", "exec", net.host.name.as_str()];
     let i = lab.start_under("a", &wrapper, &resources);
-    lab.daemons[i].wait_log("198.18.0.1/24 is already on vip0 and was not added by dlm-electd");
+    // The takeover refused (check-config's warning at load has the same
+    // words, before the daemon even handles signals: wait for the state).
+    lab.daemons[i].wait_state("web", "backoff");
+    assert!(
+        lab.daemons[i].last_error("web").is_some_and(
+            |e| e.contains("198.18.0.1/24 is already on vip0 and was not added by dlm-electd")
+        ),
+        "{}",
+        lab.daemons[i].log()
+    );
     assert!(
         ip_sees(&net.host, HOST_IF, "198.18.0.1").is_some(),
         "the failed acquire kept it"
