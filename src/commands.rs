@@ -387,19 +387,20 @@ async fn release(config: &Path, name: String, hold_off: Duration) -> i32 {
     }
 }
 
+/// `name`'s row in the daemon's status, if it answers.
+async fn resource_status(dir: &Path, name: &str) -> Option<crate::election::ResourceStatus> {
+    match control::call(dir, &Request::Status, Duration::from_secs(10)).await {
+        Ok(control::Reply {
+            status: Some(st), ..
+        }) => st.resources.into_iter().find(|r| r.name == name),
+        _ => None,
+    }
+}
+
 async fn reset(config: &Path, name: String) -> i32 {
     let dir = config::runtime_dir_hint(config);
     // What it clears: said after, as the state was before.
-    let before = match control::call(&dir, &Request::Status, Duration::from_secs(10)).await {
-        Ok(control::Reply {
-            status: Some(st), ..
-        }) => st
-            .resources
-            .iter()
-            .find(|r| r.name == name)
-            .map(|r| r.state),
-        _ => None,
-    };
+    let before = resource_status(&dir, &name).await.map(|r| r.state);
     let req = Request::Reset {
         resource: name.clone(),
     };
@@ -439,16 +440,9 @@ async fn resume(config: &Path, name: String) -> i32 {
         Ok(control::Reply { error: None, .. }) => {
             // A failing health check still keeps it out: say so rather
             // than promise a competition that will not happen.
-            let failing = match control::call(&dir, &Request::Status, Duration::from_secs(10)).await
-            {
-                Ok(control::Reply {
-                    status: Some(st), ..
-                }) => st
-                    .resources
-                    .iter()
-                    .any(|r| r.name == name && r.health.as_deref() == Some("failing")),
-                _ => false,
-            };
+            let failing = resource_status(&dir, &name)
+                .await
+                .is_some_and(|r| r.health.as_deref() == Some("failing"));
             if failing {
                 println!("{name}: hold-off ended; not competing while its health check fails");
             } else {

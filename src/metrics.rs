@@ -38,15 +38,7 @@ const ACTION_BUCKETS: [f64; 12] = [
 /// Every state, in a fixed order, for the state gauge: each resource has
 /// one series per state, 1 for the current one and 0 for the others, so an
 /// alert can test a state that is not current (`== 0`) as well.
-const STATES: [Status; 7] = [
-    Status::Standby,
-    Status::Acquiring,
-    Status::Master,
-    Status::Releasing,
-    Status::Backoff,
-    Status::Stalled,
-    Status::Failed,
-];
+const STATES: [Status; 7] = Status::ALL;
 
 /// Position in `STATES`. No wildcard arm: a new state does not compile
 /// until it has its series.

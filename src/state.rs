@@ -23,6 +23,18 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every state, in a fixed order (the metrics' series, the names a
+    /// `[[notify]]` `states` list takes).
+    pub const ALL: [Status; 7] = [
+        Status::Standby,
+        Status::Acquiring,
+        Status::Master,
+        Status::Releasing,
+        Status::Backoff,
+        Status::Stalled,
+        Status::Failed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Standby => "standby",

@@ -10,15 +10,7 @@ use std::collections::BTreeMap;
 use toml::Spanned;
 
 /// Every state a resource can enter, by the name `status` shows.
-const STATES: [Status; 7] = [
-    Status::Standby,
-    Status::Acquiring,
-    Status::Master,
-    Status::Releasing,
-    Status::Backoff,
-    Status::Stalled,
-    Status::Failed,
-];
+const STATES: [Status; 7] = Status::ALL;
 
 /// One notify table; `resource`: whose (empty for the daemon-wide ones),
 /// for the program's place. None after errors, each at its key.

@@ -123,6 +123,13 @@ pub enum Command {
     Exit,
 }
 
+/// What keeps a node out besides its health (see `kept_out`).
+#[derive(Debug, Clone, Copy)]
+enum Out {
+    Membership,
+    Link,
+}
+
 /// Where to go once the lock is given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Then {
@@ -437,13 +444,13 @@ impl Machine {
             return self.eligibility(e);
         }
         if let Event::Membership(why) = ev {
-            return self.membership(why);
+            return self.kept_out(Out::Membership, why);
         }
         if let Event::FailedOut(out) = ev {
             return self.failed_out(out);
         }
         if let Event::LinkDown(why) = ev {
-            return self.link(why);
+            return self.kept_out(Out::Link, why);
         }
         // One handler per phase. Anything a handler does not match is an
         // event that does not belong to the current operation (a late
@@ -709,18 +716,22 @@ impl Machine {
         }
     }
 
-    /// Membership in doubt (Some) or sound again (None).
-    fn membership(&mut self, why: Option<String>) -> Command {
+    /// Membership in doubt or a tracked link down (Some: why): not master
+    /// and not competing until it is over (None: compete at the next
+    /// timer).
+    fn kept_out(&mut self, what: Out, why: Option<String>) -> Command {
+        let (slot, until) = match what {
+            Out::Membership => (&mut self.suspect, "until the node's membership is sound"),
+            Out::Link => (&mut self.link_down, "until the link is back"),
+        };
         let Some(why) = why else {
-            if self.suspect.take().is_some() {
+            if slot.take().is_some() {
                 self.last_error = None;
             }
             return Command::Keep;
         };
-        self.last_error = Some(format!(
-            "{why}: not master and not competing until the node's membership is sound"
-        ));
-        let first = self.suspect.replace(why).is_none();
+        let first = slot.replace(why.clone()).is_none();
+        self.last_error = Some(format!("{why}: not master and not competing {until}"));
         if !first || self.shutting_down {
             return Command::Keep;
         }
@@ -743,25 +754,6 @@ impl Machine {
             // not try the lock; a running release or unlock goes on.
             _ => Command::Keep,
         }
-    }
-
-    /// A tracked link went down (Some: why) or all are up again (None:
-    /// compete at the next timer, as after a membership doubt).
-    fn link(&mut self, why: Option<String>) -> Command {
-        let Some(why) = why else {
-            if self.link_down.take().is_some() {
-                self.last_error = None;
-            }
-            return Command::Keep;
-        };
-        self.last_error = Some(format!(
-            "{why}: not master and not competing until the link is back"
-        ));
-        let first = self.link_down.replace(why).is_none();
-        if !first || self.shutting_down {
-            return Command::Keep;
-        }
-        self.step_aside()
     }
 
     /// Fail counts: out (the failed acquire that tripped it has rolled

@@ -300,7 +300,11 @@ class Cluster:
             if os.path.exists(p):
                 os.unlink(p)
         k = self.knobs
-        append = ("console=ttyS0 panic=-1 dc.node=%d dc.nnodes=%d dc.net=%s dc.autostart=%d "
+        # oops=panic: an oops leaves a node neither working nor fenced
+        # (o2cb fences only by the node's own hand); panicking makes it a
+        # dead node, as docs/dlmfs.md asks of production nodes
+        # (kernel.panic_on_oops). Seen: o2quo_conn_up's BUG after a thaw.
+        append = ("console=ttyS0 panic=-1 oops=panic dc.node=%d dc.nnodes=%d dc.net=%s dc.autostart=%d "
                   "dc.dead=%d dc.idle=%d dc.keepalive=%d dc.reconnect=%d %s" % (
                       i, self.n, NET, int(autostart), k["dead"], k["idle"], k["keepalive"],
                       k["reconnect"], os.environ.get("DLM_ELECTD_CLUSTER_APPEND", "")))
