@@ -1,0 +1,300 @@
+//! dlmprobe: one lock through the kernel's DLM device, with the daemon's
+//! own binding (src/lock/dlm), for tests/corosync/probe.sh on real nodes.
+//!
+//!   dlmprobe [OPTIONS] LOCKSPACE RESOURCE
+//!     --mode ex|pr|nl      the mode asked (default ex)
+//!     --wait               queue for the lock (default: a NOQUEUE trylock)
+//!     --cancel-after SECS  with --wait: cancel the request if not granted
+//!     --hold SECS|stdin|forever
+//!                          once granted, hold SECS (default 0), until
+//!                          stdin reaches EOF, or until killed; then unlock
+//!     --noqueuebast        a trylock that sends the holders a BAST
+//!     --no-bast            ask for no blocking ASTs
+//!     --persistent         a PERSISTENT lock (an orphan if we die holding)
+//!     --stay               keep our create of the lockspace at exit
+//!
+//! One line per event on stdout, `HH:MM:SS.mmm EVENT key=value...` (UTC):
+//! JOINED, REQUESTED, GRANTED, BUSY, WAITING, BAST, CANCEL, CANCELLED,
+//! UNLOCKED, LEFT, ERROR. Exit: 0 granted (and unlocked), 1 busy (trylock),
+//! 3 cancelled, 2 any error.
+
+#[path = "../../../../src/lock/dlm/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod dlm;
+
+use dlm::{Ask, Event, Flags, Lockspace, Mode, Paths, Status};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::os::fd::AsFd;
+use std::process::exit;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Hold {
+    For(Duration),
+    Stdin,
+    Forever,
+}
+
+struct Opts {
+    lockspace: String,
+    resource: String,
+    mode: Mode,
+    wait: bool,
+    cancel_after: Option<Duration>,
+    hold: Hold,
+    noqueuebast: bool,
+    bast: bool,
+    persistent: bool,
+    stay: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: dlmprobe [--mode ex|pr|nl] [--wait [--cancel-after SECS]] [--hold SECS|stdin|forever] [--noqueuebast] [--no-bast] [--persistent] [--stay] LOCKSPACE RESOURCE"
+    );
+    exit(2)
+}
+
+fn secs(v: Option<String>) -> Duration {
+    match v.and_then(|s| s.parse::<f64>().ok()) {
+        Some(s) if s >= 0.0 => Duration::from_secs_f64(s),
+        _ => usage(),
+    }
+}
+
+fn parse() -> Opts {
+    let mut o = Opts {
+        lockspace: String::new(),
+        resource: String::new(),
+        mode: Mode::Ex,
+        wait: false,
+        cancel_after: None,
+        hold: Hold::For(Duration::ZERO),
+        noqueuebast: false,
+        bast: true,
+        persistent: false,
+        stay: false,
+    };
+    let mut rest = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--mode" => {
+                o.mode = match args.next().as_deref() {
+                    Some("ex") => Mode::Ex,
+                    Some("pr") => Mode::Pr,
+                    Some("nl") => Mode::Nl,
+                    _ => usage(),
+                }
+            }
+            "--wait" => o.wait = true,
+            "--cancel-after" => o.cancel_after = Some(secs(args.next())),
+            "--hold" => {
+                o.hold = match args.next().as_deref() {
+                    Some("stdin") => Hold::Stdin,
+                    Some("forever") => Hold::Forever,
+                    v => Hold::For(secs(v.map(str::to_string))),
+                }
+            }
+            "--noqueuebast" => o.noqueuebast = true,
+            "--no-bast" => o.bast = false,
+            "--persistent" => o.persistent = true,
+            "--stay" => o.stay = true,
+            s if s.starts_with("--") => usage(),
+            _ => rest.push(a),
+        }
+    }
+    if rest.len() != 2 || (o.cancel_after.is_some() && !o.wait) {
+        usage();
+    }
+    o.resource = rest.pop().unwrap();
+    o.lockspace = rest.pop().unwrap();
+    o
+}
+
+fn stamp() -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let s = now.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        now.subsec_millis()
+    )
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        println!("{} {}", stamp(), format!($($arg)*));
+    }};
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    say!("ERROR {what}: {e}");
+    exit(2)
+}
+
+fn mode_name(raw: u8) -> String {
+    Mode::from_raw(raw).map_or_else(|| raw.to_string(), |m| m.to_string())
+}
+
+/// Prints an event that is not the one awaited (a BAST while waiting).
+fn note(ev: &Event) {
+    match ev {
+        Event::Blocking { lkid, mode, .. } => say!("BAST lkid={lkid:#x} mode={}", mode_name(*mode)),
+        Event::Completion { lkid, status, .. } => say!("COMPLETION lkid={lkid:#x} status={status:?}"),
+    }
+}
+
+/// Waits for the completion of `lkid`, printing whatever else comes, up to
+/// `timeout` (None: forever). None when the time ran out.
+fn completion(ls: &Lockspace, lkid: u32, timeout: Option<Duration>) -> Option<Status> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return None;
+        }
+        match ls.next_event(left) {
+            Ok(Some(Event::Completion { lkid: l, status, .. })) if l == lkid => return Some(status),
+            Ok(Some(ev)) => note(&ev),
+            // The time ran out, or a signal: the loop looks again.
+            Ok(None) => {}
+            Err(e) => fail("read", e),
+        }
+    }
+}
+
+/// Holds the granted lock as `hold` says, printing BASTs as they come.
+fn hold(ls: &Lockspace, hold: Hold) {
+    let deadline = match hold {
+        Hold::For(d) => Some(Instant::now() + d),
+        _ => None,
+    };
+    let stdin = std::io::stdin();
+    loop {
+        while let Some(ev) = ls.read_event().unwrap_or_else(|e| fail("read", e)) {
+            note(&ev);
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return;
+        }
+        let timeout = left.map_or(PollTimeout::NONE, |l| {
+            PollTimeout::try_from(l).unwrap_or(PollTimeout::MAX)
+        });
+        let mut fds = vec![PollFd::new(ls.as_fd(), PollFlags::POLLIN)];
+        if hold == Hold::Stdin {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => fail("poll", e),
+        }
+        let stdin_ready = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty());
+        if stdin_ready {
+            let mut buf = [0u8; 512];
+            match nix::unistd::read(&stdin, &mut buf) {
+                Ok(0) | Err(_) => {
+                    say!("STDIN-EOF");
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+fn main() {
+    let o = parse();
+    let paths = Paths::default();
+    let t0 = Instant::now();
+    let ls = Lockspace::join(&o.lockspace, &paths).unwrap_or_else(|e| fail("join", e));
+    say!(
+        "JOINED ls={} minor={} ms={}",
+        o.lockspace,
+        ls.minor(),
+        t0.elapsed().as_millis()
+    );
+    let mut flags = Flags::NONE;
+    if !o.wait {
+        flags = flags | Flags::NOQUEUE;
+    }
+    if o.noqueuebast {
+        flags = flags | Flags::NOQUEUE | Flags::NOQUEUEBAST;
+    }
+    if o.persistent {
+        flags = flags | Flags::PERSISTENT;
+    }
+    let ask = Ask {
+        mode: o.mode,
+        flags,
+        tag: std::process::id() as u64,
+        bast: o.bast,
+    };
+    let t1 = Instant::now();
+    let lkid = ls
+        .request(&ask, o.resource.as_bytes())
+        .unwrap_or_else(|e| fail("request", e));
+    say!(
+        "REQUESTED lkid={lkid:#x} mode={} flags={:#x} resource={}",
+        o.mode,
+        flags.0,
+        o.resource
+    );
+    let mut code = 0;
+    let status = if o.wait {
+        // A queued request: the first completion may take long; say so.
+        match completion(&ls, lkid, Some(Duration::from_millis(500))) {
+            Some(s) => s,
+            None => {
+                say!("WAITING lkid={lkid:#x}");
+                let left = o
+                    .cancel_after
+                    .map(|c| c.saturating_sub(t1.elapsed()));
+                match completion(&ls, lkid, left) {
+                    Some(s) => s,
+                    None => {
+                        say!("CANCEL lkid={lkid:#x}");
+                        ls.cancel(lkid).unwrap_or_else(|e| fail("cancel", e));
+                        completion(&ls, lkid, None).unwrap()
+                    }
+                }
+            }
+        }
+    } else {
+        completion(&ls, lkid, None).unwrap()
+    };
+    match status {
+        Status::Granted => {
+            say!("GRANTED lkid={lkid:#x} ms={}", t1.elapsed().as_millis());
+            hold(&ls, o.hold);
+            ls.unlock(lkid, Flags::NONE, None)
+                .unwrap_or_else(|e| fail("unlock", e));
+            match completion(&ls, lkid, None).unwrap() {
+                Status::Unlocked => say!("UNLOCKED lkid={lkid:#x}"),
+                s => fail("unlock", format!("status {s:?}")),
+            }
+        }
+        Status::Busy => {
+            say!("BUSY lkid={lkid:#x} ms={}", t1.elapsed().as_millis());
+            code = 1;
+        }
+        Status::Cancelled => {
+            say!("CANCELLED lkid={lkid:#x} ms={}", t1.elapsed().as_millis());
+            code = 3;
+        }
+        s => fail("request", format!("status {s:?}")),
+    }
+    if !o.stay {
+        match ls.leave(&paths, false) {
+            Ok(()) => say!("LEFT ls={}", o.lockspace),
+            Err(e) => say!("ERROR leave: {e}"),
+        }
+    }
+    exit(code)
+}
