@@ -12,11 +12,22 @@
 //!     --no-bast            ask for no blocking ASTs
 //!     --persistent         a PERSISTENT lock (an orphan if we die holding)
 //!     --stay               keep our create of the lockspace at exit
+//!     --keeper             once granted, fork a child that keeps the
+//!                          lockspace fd (and so the lock) and sleeps
+//!                          until killed; the parent exits at once,
+//!                          without unlocking (a daemon dying, its keeper
+//!                          alive)
+//!     --adopt              instead of a request, adopt this node's orphan
+//!                          (a PERSISTENT lock whose holder died) in the
+//!                          mode asked, then hold and unlock it
+//!     --purge              unlock every orphan of this node in the
+//!                          lockspace, and exit
 //!
 //! One line per event on stdout, `HH:MM:SS.mmm EVENT key=value...` (UTC):
 //! JOINED, REQUESTED, GRANTED, BUSY, WAITING, BAST, CANCEL, CANCELLED,
-//! UNLOCKED, LEFT, ERROR. Exit: 0 granted (and unlocked), 1 busy (trylock),
-//! 3 cancelled, 2 any error.
+//! UNLOCKED, KEEPER, ADOPTED, NO-ORPHAN, PURGED, LEFT, ERROR. Exit: 0
+//! granted (and unlocked), 1 busy (trylock), 3 cancelled, 4 no orphan to
+//! adopt, 2 any error.
 
 #[path = "../../../../src/lock/dlm/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -46,11 +57,14 @@ struct Opts {
     bast: bool,
     persistent: bool,
     stay: bool,
+    keeper: bool,
+    adopt: bool,
+    purge: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: dlmprobe [--mode ex|pr|nl] [--wait [--cancel-after SECS]] [--hold SECS|stdin|forever] [--noqueuebast] [--no-bast] [--persistent] [--stay] LOCKSPACE RESOURCE"
+        "usage: dlmprobe [--mode ex|pr|nl] [--wait [--cancel-after SECS]] [--hold SECS|stdin|forever] [--noqueuebast] [--no-bast] [--persistent] [--stay] [--keeper] [--adopt | --purge] LOCKSPACE RESOURCE"
     );
     exit(2)
 }
@@ -74,6 +88,9 @@ fn parse() -> Opts {
         bast: true,
         persistent: false,
         stay: false,
+        keeper: false,
+        adopt: false,
+        purge: false,
     };
     let mut rest = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -100,6 +117,9 @@ fn parse() -> Opts {
             "--no-bast" => o.bast = false,
             "--persistent" => o.persistent = true,
             "--stay" => o.stay = true,
+            "--keeper" => o.keeper = true,
+            "--adopt" => o.adopt = true,
+            "--purge" => o.purge = true,
             s if s.starts_with("--") => usage(),
             _ => rest.push(a),
         }
@@ -113,7 +133,9 @@ fn parse() -> Opts {
 }
 
 fn stamp() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let s = now.as_secs() % 86_400;
     format!(
         "{:02}:{:02}:{:02}.{:03}",
@@ -143,7 +165,9 @@ fn mode_name(raw: u8) -> String {
 fn note(ev: &Event) {
     match ev {
         Event::Blocking { lkid, mode, .. } => say!("BAST lkid={lkid:#x} mode={}", mode_name(*mode)),
-        Event::Completion { lkid, status, .. } => say!("COMPLETION lkid={lkid:#x} status={status:?}"),
+        Event::Completion { lkid, status, .. } => {
+            say!("COMPLETION lkid={lkid:#x} status={status:?}")
+        }
     }
 }
 
@@ -157,7 +181,9 @@ fn completion(ls: &Lockspace, lkid: u32, timeout: Option<Duration>) -> Option<St
             return None;
         }
         match ls.next_event(left) {
-            Ok(Some(Event::Completion { lkid: l, status, .. })) if l == lkid => return Some(status),
+            Ok(Some(Event::Completion {
+                lkid: l, status, ..
+            })) if l == lkid => return Some(status),
             Ok(Some(ev)) => note(&ev),
             // The time ran out, or a signal: the loop looks again.
             Ok(None) => {}
@@ -220,6 +246,12 @@ fn main() {
         ls.minor(),
         t0.elapsed().as_millis()
     );
+    if o.purge {
+        ls.purge_orphans(0).unwrap_or_else(|e| fail("purge", e));
+        say!("PURGED ls={}", o.lockspace);
+        leave(ls, &paths, &o);
+        exit(0)
+    }
     let mut flags = Flags::NONE;
     if !o.wait {
         flags = flags | Flags::NOQUEUE;
@@ -237,6 +269,26 @@ fn main() {
         bast: o.bast,
     };
     let t1 = Instant::now();
+    if o.adopt {
+        match ls.adopt(&ask, o.resource.as_bytes()) {
+            Ok(Some(lkid)) => {
+                say!(
+                    "ADOPTED lkid={lkid:#x} mode={} resource={}",
+                    o.mode,
+                    o.resource
+                );
+                hold_and_unlock(&ls, lkid, &o);
+                leave(ls, &paths, &o);
+                exit(0)
+            }
+            Ok(None) => {
+                say!("NO-ORPHAN resource={}", o.resource);
+                leave(ls, &paths, &o);
+                exit(4)
+            }
+            Err(e) => fail("adopt", e),
+        }
+    }
     let lkid = ls
         .request(&ask, o.resource.as_bytes())
         .unwrap_or_else(|e| fail("request", e));
@@ -253,9 +305,7 @@ fn main() {
             Some(s) => s,
             None => {
                 say!("WAITING lkid={lkid:#x}");
-                let left = o
-                    .cancel_after
-                    .map(|c| c.saturating_sub(t1.elapsed()));
+                let left = o.cancel_after.map(|c| c.saturating_sub(t1.elapsed()));
                 match completion(&ls, lkid, left) {
                     Some(s) => s,
                     None => {
@@ -272,13 +322,10 @@ fn main() {
     match status {
         Status::Granted => {
             say!("GRANTED lkid={lkid:#x} ms={}", t1.elapsed().as_millis());
-            hold(&ls, o.hold);
-            ls.unlock(lkid, Flags::NONE, None)
-                .unwrap_or_else(|e| fail("unlock", e));
-            match completion(&ls, lkid, None).unwrap() {
-                Status::Unlocked => say!("UNLOCKED lkid={lkid:#x}"),
-                s => fail("unlock", format!("status {s:?}")),
+            if o.keeper {
+                keep(ls);
             }
+            hold_and_unlock(&ls, lkid, &o);
         }
         Status::Busy => {
             say!("BUSY lkid={lkid:#x} ms={}", t1.elapsed().as_millis());
@@ -290,11 +337,49 @@ fn main() {
         }
         s => fail("request", format!("status {s:?}")),
     }
-    if !o.stay {
-        match ls.leave(&paths, false) {
-            Ok(()) => say!("LEFT ls={}", o.lockspace),
-            Err(e) => say!("ERROR leave: {e}"),
-        }
-    }
+    leave(ls, &paths, &o);
     exit(code)
+}
+
+fn hold_and_unlock(ls: &Lockspace, lkid: u32, o: &Opts) {
+    hold(ls, o.hold);
+    ls.unlock(lkid, Flags::NONE, None)
+        .unwrap_or_else(|e| fail("unlock", e));
+    match completion(ls, lkid, None).unwrap() {
+        Status::Unlocked => say!("UNLOCKED lkid={lkid:#x}"),
+        s => fail("unlock", format!("status {s:?}")),
+    }
+}
+
+fn leave(ls: Lockspace, paths: &Paths, o: &Opts) {
+    if o.stay {
+        return;
+    }
+    match ls.leave(paths, false) {
+        Ok(()) => say!("LEFT ls={}", o.lockspace),
+        Err(e) => say!("ERROR leave: {e}"),
+    }
+}
+
+/// Forks a child that keeps the lockspace fd open until it is killed: the
+/// open file, and so the lock, outlives the parent, which exits at once
+/// without unlocking or leaving (as a daemon killed beside its keeper).
+fn keep(ls: Lockspace) -> ! {
+    // SAFETY: single-threaded here; the child only prints, sleeps and
+    // exits by a signal.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            say!("KEEPER pid={} keeps the lockspace fd", std::process::id());
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            say!("EXIT without unlock; keeper pid={child}");
+            // Our fd closes with us; the keeper's copy keeps the file.
+            drop(ls);
+            exit(0)
+        }
+        Err(e) => fail("fork", e),
+    }
 }
