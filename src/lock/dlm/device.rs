@@ -221,9 +221,17 @@ impl Control {
         }
     }
 
-    /// Takes back one create of the lockspace whose device has `minor`;
-    /// the last one frees it, and without `force` only when no locks are
-    /// left in it (EBUSY otherwise).
+    /// Takes back one create of the lockspace whose device has `minor`
+    /// (`release_lockspace` in fs/dlm/lockspace.c). While others hold
+    /// creates it only counts down. The last one frees the lockspace on
+    /// this node (it leaves the cluster's lockspace); without `force` only
+    /// if this node has no lock structures in it at all, its own or other
+    /// nodes' locks it masters (EBUSY otherwise), so a plain leave from a
+    /// lockspace others use mostly fails; with `force` (FORCEFREE) it goes
+    /// anyway. Either way the final release first waits for every open fd
+    /// of the lockspace device to be closed (the comment in
+    /// `device_remove_lockspace`): a keeper that holds a copy of the fd
+    /// must hold a create of its own, or our leave waits for it.
     pub fn remove_lockspace(&self, minor: u32, force: bool) -> Result<(), DlmError> {
         nix::unistd::write(&self.fd, &wire::remove_lockspace(minor, force))
             .map(drop)
@@ -421,7 +429,8 @@ impl Lockspace {
 
     /// Closes the device (the kernel unlocks what is still held through
     /// it, unless PERSISTENT, which stays as orphans) and gives back our
-    /// create of the lockspace.
+    /// create of the lockspace; see [`Control::remove_lockspace`] for
+    /// `force`, which a last user leaving a shared lockspace needs.
     pub fn leave(self, paths: &Paths, force: bool) -> Result<(), DlmError> {
         let Lockspace { fd, minor, .. } = self;
         drop(fd);

@@ -355,7 +355,9 @@ fn leave(ls: Lockspace, paths: &Paths, o: &Opts) {
     if o.stay {
         return;
     }
-    match ls.leave(paths, false) {
+    // Forced: our locks are gone, and a plain last leave fails EBUSY while
+    // this node masters other nodes' locks (release_lockspace).
+    match ls.leave(paths, true) {
         Ok(()) => say!("LEFT ls={}", o.lockspace),
         Err(e) => say!("ERROR leave: {e}"),
     }
