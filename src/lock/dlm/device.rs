@@ -17,7 +17,8 @@
 //!   (`ls_create_count`); each create wants its remove, or the lockspace
 //!   stays after we are gone (and `dlm.service` will not stop).
 
-use super::wire::{self, Ask, Event, Flags, LVB_LEN};
+use super::layout::{self, Flags, LVB_LEN};
+use super::wire::{self, Ask, Event};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -187,7 +188,7 @@ impl Control {
         let fd = open_misc(paths, CONTROL_NAME, minor, OFlag::O_RDWR)?;
         // A read of exactly sizeof(struct dlm_device_version) answers the
         // kernel's protocol version (device_read), as libdlm asks it.
-        let mut buf = [0u8; wire::DEVICE_VERSION_SIZE];
+        let mut buf = [0u8; layout::DEVICE_VERSION_SIZE];
         let n =
             nix::unistd::read(&fd, &mut buf).map_err(sys("cannot read the DLM device version"))?;
         if n != buf.len() {
@@ -196,7 +197,7 @@ impl Control {
             )));
         }
         let version = wire::decode_version(&buf);
-        if version[0] != wire::VERSION[0] {
+        if version[0] != layout::VERSION[0] {
             return Err(DlmError::Version(version[0], version[1], version[2]));
         }
         Ok(Control { fd, version })
@@ -389,7 +390,7 @@ impl Lockspace {
     /// The next result if one is waiting; never blocks (the fd is
     /// O_NONBLOCK).
     pub fn read_event(&self) -> Result<Option<Event>, DlmError> {
-        let mut buf = [0u8; wire::READ_SIZE];
+        let mut buf = [0u8; layout::READ_SIZE];
         match nix::unistd::read(&self.fd, &mut buf) {
             Ok(n) => Ok(Some(wire::decode(&buf[..n])?)),
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => Ok(None),
