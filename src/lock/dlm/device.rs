@@ -401,10 +401,7 @@ impl Lockspace {
     /// Whether a result is waiting, after up to `timeout` (None: forever).
     /// A signal ends the wait early (false).
     pub fn wait_readable(&self, timeout: Option<Duration>) -> Result<bool, DlmError> {
-        let timeout = match timeout {
-            None => PollTimeout::NONE,
-            Some(t) => PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX),
-        };
+        let timeout = timeout.map_or(PollTimeout::NONE, poll_timeout);
         let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, timeout) {
             Ok(n) => Ok(n > 0),
@@ -437,6 +434,13 @@ impl Lockspace {
         drop(fd);
         Control::open(paths)?.remove_lockspace(minor, force)
     }
+}
+
+/// `t` in whole milliseconds, rounded up (a wait of 0.4 ms must not turn
+/// into a busy loop of zero-timeout polls), capped at poll's maximum.
+fn poll_timeout(t: Duration) -> PollTimeout {
+    let ms = t.as_nanos().div_ceil(1_000_000);
+    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
 }
 
 impl AsFd for Lockspace {
@@ -517,6 +521,17 @@ mod tests {
         assert!(node_is(Path::new("/dev/null"), makedev(1, 3)));
         assert!(!node_is(Path::new("/dev/null"), makedev(MISC_MAJOR, 3)));
         assert!(!node_is(Path::new("/nonexistent"), makedev(1, 3)));
+    }
+
+    #[test]
+    fn poll_timeouts_round_up() {
+        assert_eq!(poll_timeout(Duration::ZERO), PollTimeout::ZERO);
+        assert_eq!(i32::from(poll_timeout(Duration::from_micros(400))), 1);
+        assert_eq!(i32::from(poll_timeout(Duration::from_millis(1500))), 1500);
+        assert_eq!(
+            poll_timeout(Duration::from_secs(u64::MAX)),
+            PollTimeout::MAX
+        );
     }
 
     #[test]

@@ -46,7 +46,9 @@ const UNLOCK_FLAGS: u32 = Flags::VALBLK.0 | Flags::IVVALBLK.0 | Flags::FORCEUNLO
 pub enum WireError {
     #[error("lock name must be 1 to {RESNAME_MAXLEN} bytes, got {0}")]
     ResourceName(usize),
-    #[error("lockspace name must be 1 to {LOCKSPACE_LEN} bytes without NUL or '/', got {0:?}")]
+    #[error(
+        "lockspace name must be 1 to {LOCKSPACE_LEN} bytes without NUL or '/', and not plock, got {0:?}"
+    )]
     LockspaceName(String),
     #[error("flags {0:#x} are not allowed here")]
     Flags(u32),
@@ -63,10 +65,12 @@ pub enum WireError {
 }
 
 /// Checks a lockspace name: it becomes the misc device `dlm_NAME`, a sysfs
-/// name, so no '/' (and no NUL: the kernel reads it as a C string).
+/// name, so no '/' (and no NUL: the kernel reads it as a C string), and
+/// not `plock`, whose `dlm_plock` is the DLM's own POSIX-lock device.
 pub fn check_lockspace_name(name: &str) -> Result<(), WireError> {
     let ok = !name.is_empty()
         && name.len() <= LOCKSPACE_LEN
+        && name != "plock"
         && !name.bytes().any(|b| b == 0 || b == b'/');
     if ok {
         Ok(())
@@ -403,7 +407,7 @@ mod tests {
         let b = create_lockspace(&long, 0).unwrap();
         assert_eq!(b.len(), 184);
         assert_eq!(b[24 + 64], 0);
-        for bad in ["", "a/b", "a\0b", &"l".repeat(65)] {
+        for bad in ["", "a/b", "a\0b", "plock", &"l".repeat(65)] {
             assert!(create_lockspace(bad, 0).is_err(), "{bad:?}");
         }
     }
