@@ -286,6 +286,17 @@ impl Lockspace {
         })
     }
 
+    /// Any fd as a lockspace, for tests of the read side (a seqpacket
+    /// socket keeps the kernel's one-result-per-read boundaries).
+    #[cfg(test)]
+    fn on_fd(fd: OwnedFd) -> Lockspace {
+        Lockspace {
+            fd,
+            name: "test".into(),
+            minor: 0,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -521,6 +532,100 @@ mod tests {
         assert!(node_is(Path::new("/dev/null"), makedev(1, 3)));
         assert!(!node_is(Path::new("/dev/null"), makedev(MISC_MAJOR, 3)));
         assert!(!node_is(Path::new("/nonexistent"), makedev(1, 3)));
+    }
+
+    /// A lockspace whose "kernel" is the other end of a seqpacket pair.
+    fn fake() -> (Lockspace, OwnedFd) {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        (Lockspace::on_fd(a), b)
+    }
+
+    /// A result as `copy_result_to_user` writes it (72 bytes, no LVB).
+    fn result(astaddr: u64, status: i32, lkid: u32, bast_mode: u8) -> Vec<u8> {
+        let mut b = vec![0u8; layout::res::SIZE];
+        b[0..4].copy_from_slice(&6u32.to_ne_bytes());
+        b[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        b[12..16].copy_from_slice(&72u32.to_ne_bytes());
+        b[16..24].copy_from_slice(&astaddr.to_ne_bytes());
+        b[24..32].copy_from_slice(&5u64.to_ne_bytes());
+        b[40..44].copy_from_slice(&status.to_ne_bytes());
+        b[44..48].copy_from_slice(&lkid.to_ne_bytes());
+        b[64] = bast_mode;
+        b
+    }
+
+    #[test]
+    fn reads_one_result_at_a_time_and_never_blocks() {
+        let (ls, kernel) = fake();
+        assert!(
+            ls.read_event().unwrap().is_none(),
+            "nothing queued: no block"
+        );
+        assert!(!ls.wait_readable(Some(Duration::from_millis(10))).unwrap());
+        nix::unistd::write(&kernel, &result(layout::BAST_ADDR, 0, 7, 5)).unwrap();
+        nix::unistd::write(&kernel, &result(layout::CAST_ADDR, -libc::EAGAIN, 8, 0)).unwrap();
+        assert!(ls.wait_readable(Some(Duration::ZERO)).unwrap());
+        assert_eq!(
+            ls.read_event().unwrap(),
+            Some(Event::Blocking {
+                lkid: 7,
+                mode: 5,
+                tag: 5
+            })
+        );
+        match ls.next_event(Some(Duration::from_secs(5))).unwrap() {
+            Some(Event::Completion {
+                lkid: 8, status, ..
+            }) => {
+                assert_eq!(status, wire::Status::Busy)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(ls.read_event().unwrap().is_none());
+    }
+
+    #[test]
+    fn next_event_waits_for_a_late_result_and_times_out_without_one() {
+        let (ls, kernel) = fake();
+        let t0 = Instant::now();
+        assert!(
+            ls.next_event(Some(Duration::from_millis(50)))
+                .unwrap()
+                .is_none()
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            nix::unistd::write(&kernel, &result(layout::CAST_ADDR, 0, 9, 0)).unwrap();
+            kernel
+        });
+        let ev = ls.next_event(None).unwrap();
+        assert!(
+            matches!(
+                ev,
+                Some(Event::Completion {
+                    lkid: 9,
+                    status: wire::Status::Granted,
+                    ..
+                })
+            ),
+            "{ev:?}"
+        );
+        drop(writer.join());
+    }
+
+    #[test]
+    fn a_result_that_is_not_ours_is_an_error() {
+        let (ls, kernel) = fake();
+        nix::unistd::write(&kernel, &result(0x401000, 0, 1, 0)).unwrap();
+        assert!(matches!(ls.read_event(), Err(DlmError::Wire(_))));
     }
 
     #[test]
