@@ -36,6 +36,10 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ME/dlmprobe/target}
 BIN=$TARGET_DIR/x86_64-unknown-linux-gnu/release/dlmprobe
 
 [ -f "$CACHE/base.raw" ] || { echo "no lab image in $CACHE (run $LAB/build-image.sh)" >&2; exit 2; }
+# Everything also goes to a log beside the lab's cache (never into the repo).
+LOGF=${LOGF:-$CACHE/probe-$(date -u +%Y%m%dT%H%M%SZ).log}
+exec > >(tee -a "$LOGF") 2>&1
+echo "probe.sh $(date -u +%FT%TZ), log $LOGF"
 
 log "build dlmprobe (static)"
 (cd "$ME/dlmprobe" && CARGO_TARGET_DIR=$TARGET_DIR RUSTFLAGS="-C target-feature=+crt-static" \
@@ -70,6 +74,8 @@ try() {
     g "$n" "$P $* $LS $RES"
 }
 
+# A TERM (say from timeout(1)) still stops the VMs: exit runs the EXIT trap.
+trap 'exit 130' TERM INT
 [ -n "${KEEP:-}" ] || trap 'stop_vms node1 node2' EXIT
 stop_vms node1 node2 >/dev/null
 
@@ -156,6 +162,6 @@ try node1 --purge >/dev/null || true
 log "lockspaces left (each probe gives its create back; the killed ones did not)"
 for n in node1 node2; do g $n "dlm_tool ls | head -20; dlm_tool leave $LS 2>&1 | tail -2" 60 || true; done
 
-log "summary"
+log "summary ($(date -u +%FT%TZ))"
 printf '%s\n' "${RESULTS[@]}"
 ! printf '%s\n' "${RESULTS[@]}" | grep -q '^FAIL'
