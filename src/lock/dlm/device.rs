@@ -336,7 +336,10 @@ impl Lockspace {
     }
 
     /// Starts converting lock `lkid` to `ask.mode`; the outcome comes as a
-    /// completion.
+    /// completion. For a lock with an LVB (taken with VALBLK) pass the LVB
+    /// it should carry: the kernel copies the request's lvb field into it
+    /// on every conversion and unlock (`dlm_user_convert`,
+    /// `dlm_user_unlock`), so None means 32 zero bytes.
     pub fn convert(
         &self,
         ask: &Ask,
@@ -350,7 +353,8 @@ impl Lockspace {
         .map(drop)
     }
 
-    /// Starts unlocking lock `lkid`; completes with status Unlocked.
+    /// Starts unlocking lock `lkid`; completes with status Unlocked. For an
+    /// LVB, see [`Lockspace::convert`].
     pub fn unlock(
         &self,
         lkid: u32,
