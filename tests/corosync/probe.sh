@@ -18,6 +18,8 @@
 #     still busy; the keeper is killed: node2 granted
 #   8 node1 holds PERSISTENT and is killed (SIGKILL): node2 still busy (an
 #     orphan); node1 adopts the orphan and unlocks it: node2 granted
+#   9 node1 holds RES on one fd and RES2 on a second open of the device,
+#     then closes the first: node2 gets RES, RES2 stays busy
 #
 # Environment: LAB (the lab's dir), CACHE (its cache), CARGO_TARGET_DIR
 # (where dlmprobe is built), KEEP=1. Needs root, qemu; no network but the
@@ -158,6 +160,17 @@ if [ $rc = 1 ]; then
     else failc "8 adopt rc=$arc, node2 after it rc=$rc2"; fi
 else failc "8 node2 rc=$rc after the persistent holder died (expected busy: orphan)"; fi
 try node1 --purge >/dev/null || true
+
+log "9 one lockspace fd per lock: closing the first fd frees only its lock"
+gq node1 "systemd-run -q --unit=h9 $P --hold forever --second-fd ${RES}2 $LS $RES" 60
+if wait_for node1 h9 CLOSED-FIRST 30; then
+    jr node1 h9
+    out=$(try node2); rc=$?; echo "$out"
+    out2=$(g node2 "$P $LS ${RES}2"); rc2=$?; echo "$out2"
+    if [ $rc = 0 ] && [ $rc2 = 1 ]; then pass "9 $RES free after its fd closed, ${RES}2 still held through the second fd"
+    else failc "9 $RES rc=$rc (want 0), ${RES}2 rc=$rc2 (want 1)"; fi
+else failc "9 no second fd: $(jr node1 h9)"; fi
+g node1 'systemctl stop h9'
 
 log "lockspaces left (each probe gives its create back; the killed ones did not)"
 for n in node1 node2; do g $n "dlm_tool ls | head -20; dlm_tool leave $LS 2>&1 | tail -2" 60 || true; done

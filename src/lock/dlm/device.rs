@@ -270,6 +270,25 @@ impl Lockspace {
         }
     }
 
+    /// Opens the same lockspace's device once more: a separate open file,
+    /// so a separate set of locks and results (see the module doc), without
+    /// another create. One open per resource lets a lock be handed to a
+    /// keeper, or dropped by a close, alone.
+    pub fn open_again(&self, paths: &Paths) -> Result<Lockspace, DlmError> {
+        let device = format!("{DEVICE_PREFIX}{}", self.name);
+        let fd = open_misc(
+            paths,
+            &device,
+            self.minor,
+            OFlag::O_RDWR | OFlag::O_NONBLOCK,
+        )?;
+        Ok(Lockspace {
+            fd,
+            name: self.name.clone(),
+            minor: self.minor,
+        })
+    }
+
     /// A lockspace device fd received from elsewhere (a keeper's copy, the
     /// fd store), for lockspace `name`. Shares its locks and its results.
     pub fn from_fd(fd: OwnedFd, name: &str) -> Result<Lockspace, DlmError> {

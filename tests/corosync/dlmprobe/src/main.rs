@@ -22,6 +22,9 @@
 //!                          mode asked, then hold and unlock it
 //!     --purge              unlock every orphan of this node in the
 //!                          lockspace, and exit
+//!     --second-fd RES2     once granted, open the lockspace device again,
+//!                          trylock RES2 through that second fd, then close
+//!                          the first fd without unlocking and hold RES2
 //!
 //! One line per event on stdout, `HH:MM:SS.mmm EVENT key=value...` (UTC):
 //! JOINED, REQUESTED, GRANTED, BUSY, WAITING, BAST, CANCEL, CANCELLED,
@@ -60,11 +63,12 @@ struct Opts {
     keeper: bool,
     adopt: bool,
     purge: bool,
+    second_fd: Option<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: dlmprobe [--mode ex|pr|nl] [--wait [--cancel-after SECS]] [--hold SECS|stdin|forever] [--noqueuebast] [--no-bast] [--persistent] [--stay] [--keeper] [--adopt | --purge] LOCKSPACE RESOURCE"
+        "usage: dlmprobe [--mode ex|pr|nl] [--wait [--cancel-after SECS]] [--hold SECS|stdin|forever] [--noqueuebast] [--no-bast] [--persistent] [--stay] [--keeper] [--adopt | --purge] [--second-fd RES2] LOCKSPACE RESOURCE"
     );
     exit(2)
 }
@@ -91,6 +95,7 @@ fn parse() -> Opts {
         keeper: false,
         adopt: false,
         purge: false,
+        second_fd: None,
     };
     let mut rest = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -120,6 +125,7 @@ fn parse() -> Opts {
             "--keeper" => o.keeper = true,
             "--adopt" => o.adopt = true,
             "--purge" => o.purge = true,
+            "--second-fd" => o.second_fd = Some(args.next().unwrap_or_else(|| usage())),
             s if s.starts_with("--") => usage(),
             _ => rest.push(a),
         }
@@ -325,6 +331,9 @@ fn main() {
             if o.keeper {
                 keep(ls);
             }
+            if let Some(res2) = &o.second_fd {
+                second_fd(ls, &paths, &ask, res2, &o);
+            }
             hold_and_unlock(&ls, lkid, &o);
         }
         Status::Busy => {
@@ -339,6 +348,31 @@ fn main() {
     }
     leave(ls, &paths, &o);
     exit(code)
+}
+
+/// Takes `res2` through a second open of the lockspace device, closes the
+/// first (its lock goes with it: nothing else holds that file), holds
+/// `res2` and unlocks it; exits.
+fn second_fd(ls: Lockspace, paths: &Paths, ask: &Ask, res2: &str, o: &Opts) -> ! {
+    let ls2 = ls
+        .open_again(paths)
+        .unwrap_or_else(|e| fail("open again", e));
+    let ask2 = Ask {
+        flags: Flags::NOQUEUE,
+        ..*ask
+    };
+    let lkid2 = ls2
+        .request(&ask2, res2.as_bytes())
+        .unwrap_or_else(|e| fail("request", e));
+    match completion(&ls2, lkid2, None).unwrap() {
+        Status::Granted => say!("GRANTED2 lkid={lkid2:#x} resource={res2}"),
+        s => fail("second request", format!("status {s:?}")),
+    }
+    drop(ls);
+    say!("CLOSED-FIRST fd without unlocking {}", o.resource);
+    hold_and_unlock(&ls2, lkid2, o);
+    leave(ls2, paths, o);
+    exit(0)
 }
 
 fn hold_and_unlock(ls: &Lockspace, lkid: u32, o: &Opts) {
