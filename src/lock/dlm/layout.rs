@@ -8,7 +8,7 @@ use std::fmt;
 
 /// `DLM_DEVICE_VERSION_{MAJOR,MINOR,PATCH}`. `check_version` (user.c)
 /// accepts a request whose major equals the kernel's and whose minor is not
-/// above it; every kernel since 2.6.2x says 6.0.1.
+/// above it. The current header says 6.0.1.
 pub const VERSION: [u32; 3] = [6, 0, 1];
 /// `DLM_USER_LVB_LEN`: user lockspaces have 32-byte lock value blocks.
 pub const LVB_LEN: usize = 32;
