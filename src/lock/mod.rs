@@ -4,6 +4,7 @@
 //! DLM recovers a dead node), so callers run them on the blocking pool under
 //! a deadline, never on the async runtime.
 
+pub mod dlm;
 pub mod dlmfs;
 pub mod file;
 pub mod filesystem;
