@@ -285,3 +285,19 @@ fn a_program_found_through_a_relative_path_entry_is_made_absolute() {
     );
     lab.daemons[a].stop();
 }
+
+/// The runtime dir deleted under a running master (an admin's `rm -rf
+/// /run/dlm-electd`): its hooks still run, so SIGTERM releases (the
+/// release step runs) and the daemon exits cleanly. Before, every hook
+/// failed to register in the gone hooks dir ("cannot run ...: No such
+/// file or directory") and the master kept its lock for good.
+#[test]
+fn a_deleted_runtime_dir_does_not_stop_hooks_from_running() {
+    let mut lab = support::lab::Lab::new();
+    let res = lab.logging("web");
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    std::fs::remove_dir_all(lab.path("a/run")).unwrap();
+    lab.daemons[a].stop();
+    assert_eq!(lab.count("a release web"), 1, "{}", lab.daemons[a].log());
+}

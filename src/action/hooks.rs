@@ -64,6 +64,15 @@ impl Tracker {
     /// `None` when this process tracks nothing.
     pub fn new() -> Option<Tracker> {
         let dir = DIR.get()?;
+        // Made again if it is gone (an admin's rm -rf of the runtime dir
+        // under a running daemon): a hook registers itself in it before
+        // exec, so without it every step failed with ENOENT ("cannot run
+        // /bin/true") and a master could never release its lock.
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
         let mut prefix = dir.as_os_str().as_bytes().to_vec();
         prefix.push(b'/');
         Some(Tracker {
