@@ -9,9 +9,6 @@ use crate::state::Status;
 use std::collections::BTreeMap;
 use toml::Spanned;
 
-/// Every state a resource can enter, by the name `status` shows.
-const STATES: [Status; 7] = Status::ALL;
-
 /// One notify table; `resource`: whose (empty for the daemon-wide ones),
 /// for the program's place. None after errors, each at its key.
 pub fn notify(cx: &mut Ctx, n: &Spanned<RawNotify>, resource: &str) -> Option<NotifySpec> {
@@ -35,13 +32,13 @@ pub fn notify(cx: &mut Ctx, n: &Spanned<RawNotify>, resource: &str) -> Option<No
     let states = r.states.as_ref().map(|list| {
         let mut states = Vec::new();
         for s in list.get_ref() {
-            match STATES.iter().find(|st| st.as_str() == s.get_ref()) {
+            match Status::ALL.iter().find(|st| st.as_str() == s.get_ref()) {
                 None => cx.err(
                     s,
                     format!(
                         "key `states`: {:?} is no state; states are {}",
                         s.get_ref(),
-                        STATES.map(Status::as_str).join(", ")
+                        Status::ALL.map(Status::as_str).join(", ")
                     ),
                 ),
                 Some(st) if states.contains(st) => cx.err(

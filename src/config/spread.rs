@@ -9,9 +9,10 @@
 //!   unchanged), and adding one moves only resources to the new node.
 //!
 //! Every node must compute the same order, from the same names, whatever
-//! its build: so the hash is written out here and not std's `DefaultHasher`
-//! (whose algorithm may change between Rust releases) nor a crate's
-//! (ten lines; no crate would give more than a promise of the same).
+//! its build: so the hash is FNV-1a (the `file` backend's, `lock::twin`)
+//! and a fixed finalizer, not std's `DefaultHasher` (whose algorithm may
+//! change between Rust releases) nor a crate's (a few lines; no crate
+//! would give more than a promise of the same).
 
 /// The nodes in `resource`'s order of preference: by score, highest first
 /// (by name between equal scores, which 64 bits make a formality).
@@ -26,11 +27,11 @@ pub fn order(resource: &str, nodes: &[String]) -> Vec<String> {
 /// splitmix64's finalizer, since FNV-1a alone mixes the last bytes poorly
 /// and node names often differ only there ("node-1", "node-2").
 pub fn score(resource: &str, node: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in resource.bytes().chain([0]).chain(node.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut key = Vec::with_capacity(resource.len() + 1 + node.len());
+    key.extend_from_slice(resource.as_bytes());
+    key.push(0);
+    key.extend_from_slice(node.as_bytes());
+    let mut h = crate::lock::twin::fnv1a(&key);
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)

@@ -174,10 +174,9 @@ async fn start(path: PathBuf, cfg: Config) -> Result<(Supervisor, Io), StartErro
         board: Board::default(),
         changed,
         runners: HashMap::new(),
-        links: None,
+        links: supervisor::link_watch(&cfg, None).await,
         cfg,
     };
-    sup.links = supervisor::link_watch(&sup.cfg, None).await;
     tracing::info!(node = %sup.cfg.node, "starting: {} resource(s), {} backend", sup.cfg.resources.len(), sup.cfg.lock.backend);
     for spec in sup.cfg.resources.clone() {
         sup.spawn(spec);

@@ -218,7 +218,7 @@ impl Task {
             m.handle(Event::LinkDown(link_down.clone()));
         }
         let cmd = m.handle(Event::Start);
-        let mut task = Task {
+        let task = Task {
             r,
             m,
             checker,
@@ -233,10 +233,9 @@ impl Task {
             stalled: false,
             failures: Failures::default(),
             alerts: Alerts::new(ctx),
-            link_down: None,
+            link_down,
             handover: watch::channel(None).1,
         };
-        task.link_down = link_down;
         (task, cmd)
     }
 

@@ -120,8 +120,9 @@ pub fn canonical(dir: &Path) -> PathBuf {
 }
 
 /// FNV-1a, 64 bits: stable across builds and versions (the range start is
-/// shared by every process that locks the file).
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// shared by every process that locks the file; `config::spread` ranks
+/// nodes by it, which every node must compute alike).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
