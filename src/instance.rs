@@ -291,23 +291,31 @@ impl Instance {
     /// Records of resources not in `configured`: what a previous run
     /// applied for a resource since removed from the config.
     pub fn orphans(&self, configured: &[&str]) -> Vec<(String, Record)> {
-        let Ok(dir) = std::fs::read_dir(self.dir.join(RECORDS)) else {
-            return Vec::new();
-        };
-        let mut found: Vec<(String, Record)> = dir
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            // `.NAME.tmpPID`: a write that a crash cut short (`write_whole`).
-            .filter(|name| !name.starts_with('.'))
-            .filter(|name| !configured.contains(&name.as_str()))
-            .map(|name| {
-                let r = self.record(&name);
-                (name, r)
-            })
-            .collect();
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        found
+        records_in(&self.dir)
+            .into_iter()
+            .filter(|(name, _)| !configured.contains(&name.as_str()))
+            .collect()
     }
+}
+
+/// Every applied record in `runtime_dir`, by resource name in order.
+pub fn records_in(runtime_dir: &Path) -> Vec<(String, Record)> {
+    let records = runtime_dir.join(RECORDS);
+    let Ok(dir) = std::fs::read_dir(&records) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, Record)> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        // `.NAME.tmpPID`: a write that a crash cut short (`write_whole`).
+        .filter(|name| !name.starts_with('.'))
+        .map(|name| {
+            let r = Record::at(records.join(&name));
+            (name, r)
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
 }
 
 /// What a record says: enough to undo a resource without its config.

@@ -151,8 +151,15 @@ pub fn recorded(runtime_dir: &Path) -> Option<String> {
 
 /// For the dlmfs backend: the doubt recorded by an earlier run (the
 /// marker in `runtime_dir`), then a watcher thread that reports a new one.
-/// `sys`: sysfs root (configfs is under it); `proc`: procfs root.
-pub fn watch(runtime_dir: &Path, sys: &Path, proc_root: &Path) -> Doubt {
+/// `sys`: sysfs root (configfs is under it); `proc`: procfs root. `first`
+/// runs on the watcher thread the moment it is in doubt, before anyone is
+/// told: what must not wait for the runners (the daemon drops its VIPs).
+pub fn watch(
+    runtime_dir: &Path,
+    sys: &Path,
+    proc_root: &Path,
+    first: impl FnOnce() + Send + 'static,
+) -> Doubt {
     let marker = runtime_dir.join(MARKER);
     let earlier = recorded(runtime_dir);
     let (tx, rx) = watch::channel(earlier.clone());
@@ -171,7 +178,7 @@ pub fn watch(runtime_dir: &Path, sys: &Path, proc_root: &Path) -> Doubt {
     let (sys, proc_root) = (sys.to_path_buf(), proc_root.to_path_buf());
     let spawned = std::thread::Builder::new()
         .name("membership".into())
-        .spawn(move || watcher(judge, start, sys, proc_root, marker, tx));
+        .spawn(move || watcher(judge, start, sys, proc_root, marker, tx, first));
     if let Err(e) = spawned {
         tracing::error!("cannot start the membership watcher thread: {e}");
     }
@@ -192,6 +199,7 @@ fn watcher(
     proc_root: PathBuf,
     marker: PathBuf,
     tx: watch::Sender<Option<String>>,
+    first: impl FnOnce(),
 ) {
     let Watch { mut hb, mut last } = start;
     let mut ticks = 0u64;
@@ -225,6 +233,7 @@ fn watcher(
                 if let Err(e) = write_marker(&marker, &text) {
                     tracing::error!("cannot record the doubt in {}: {e}", marker.display());
                 }
+                first();
                 let _ = tx.send(Some(why));
                 return;
             }

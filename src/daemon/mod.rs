@@ -8,6 +8,7 @@
 //! never it.
 
 mod cleanup;
+mod doubt;
 mod orphans;
 mod startup;
 mod supervisor;

@@ -260,11 +260,15 @@ fn backend(
 /// it was frozen; the file backend's cannot (see `membership`).
 fn membership(cfg: &Config) -> crate::membership::Doubt {
     match cfg.lock.backend {
-        config::Backend::Dlmfs => crate::membership::watch(
-            &cfg.daemon.runtime_dir,
-            Path::new(crate::lock::dlmfs::SYSFS_ROOT),
-            Path::new("/proc"),
-        ),
+        config::Backend::Dlmfs => {
+            let dir = cfg.daemon.runtime_dir.clone();
+            crate::membership::watch(
+                &cfg.daemon.runtime_dir,
+                Path::new(crate::lock::dlmfs::SYSFS_ROOT),
+                Path::new("/proc"),
+                move || super::doubt::drop_vips(&dir),
+            )
+        }
         config::Backend::File => crate::membership::never(),
     }
 }

@@ -157,6 +157,8 @@ fn run_program(
             &cfg.daemon.runtime_dir,
             Path::new(crate::lock::dlmfs::SYSFS_ROOT),
             Path::new("/proc"),
+            // Nothing to drop first: the program is told on the doubt.
+            || {},
         )
     });
     let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
