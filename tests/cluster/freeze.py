@@ -23,8 +23,19 @@ from electd import (FAST, GUEST_BIN, HOOK, POLL, install, last_event, sole_maste
                     status, stop_all, until)
 
 VIP = "198.18.77.110"
+# A resumed master's VIPs stop answering within BOUND_MS of the resume (the
+# daemon drops them first, src/daemon/doubt.rs); its release hooks all
+# start then, and each reports within thaw_bound_ms(resources it held).
 BOUND_MS = 1000
-RUNS = int(os.environ.get("DLM_ELECTD_FREEZE_RUNS", "10"))
+# Forking one more release hook on a 1-vCPU TCG guest: 46 ms measured
+# (17 resources: the hooks reported 269..1015 ms after the thaw), with
+# room for a loaded host.
+HOOK_MS = 75
+
+
+def thaw_bound_ms(held):
+    return BOUND_MS + HOOK_MS * max(0, held - 1)
+RUNS = int(os.environ.get("DLM_ELECTD_FREEZE_RUNS", "4"))
 
 
 def freeze_config(c, name):
@@ -55,50 +66,16 @@ def masters_of(c, cfgs, res):
     return [n for n, s in states(c, [0, 1], cfgs.get, res).items() if s == "master"]
 
 
-def assert_one_master_frozen(c, since=0, bound_ms=BOUND_MS):
+def assert_one_master_frozen(c, since=0, bound_ms=None):
     """Replays the event log like electd.assert_one_master, with one
     allowance: another node may acquire a resource whose master is frozen
     (@freeze .. @thaw), and the frozen node must then give it up (its
-    release, @kill or @exit) within bound_ms of its @thaw."""
-    master = {}      # resource -> set of nodes master of it
-    frozen = set()
-    pending = {}     # (node, resource) -> deadline (ms) once thawed, else None
-    last_t = 0
-    for e in c.events(since=since):
-        last_t = e.t_ms
-        for (n, r), d in pending.items():
-            assert d is None or e.t_ms <= d, \
-                "node%d still master of %s %d ms after its thaw" % (n, r, e.t_ms - d + bound_ms)
-        if e.text == "@freeze":
-            frozen.add(e.node)
-            continue
-        if e.text == "@thaw":
-            frozen.discard(e.node)
-            for k in pending:
-                if k[0] == e.node:
-                    pending[k] = e.t_ms + bound_ms
-            continue
-        if e.text == "@kill" or e.text.startswith("@exit"):
-            for nodes in master.values():
-                nodes.discard(e.node)
-            pending = {k: d for k, d in pending.items() if k[0] != e.node}
-            continue
-        m = re.match(r"^(acquire|release) (\S+)$", e.text)
-        if not m:
-            continue
-        ev, res = m.groups()
-        nodes = master.setdefault(res, set())
-        if ev == "acquire":
-            for o in nodes - {e.node}:
-                assert o in frozen, "node%d acquired %s at %d ms while node%d was master" % (
-                    e.node, res, e.t_ms, o)
-                pending[(o, res)] = None
-            nodes.add(e.node)
-        else:
-            nodes.discard(e.node)
-            pending.pop((e.node, res), None)
-    late = [(n, r) for (n, r), d in pending.items() if d is not None and last_t > d]
-    assert not late, "still master after the thaw bound: %s" % late
+    release, @kill or @exit) within bound_ms of its @thaw (by default
+    thaw_bound_ms of what it held then). The nemesis' checker does it."""
+    from nemesis import replay
+    bound = thaw_bound_ms if bound_ms is None else (lambda held: bound_ms)
+    _, _, viol, _ = replay(c.events(since=since), bound)
+    assert not viol, viol
 
 
 def reboot(c, node, cfg):
@@ -240,5 +217,107 @@ def test_frozen_daemon_or_standby_or_short_freeze_changes_nothing(c):
         reboot(c, sb, cfgs[sb])
         sole_master(c, [0, 1], cfgs.get, "web")
     finally:
+        stop_all(c, 2)
+    assert_one_master_frozen(c, m0)
+
+
+MANY = 17
+MANY_VIPS = ["198.18.77.%d" % (120 + i) for i in range(3)]
+MANY_RUNS = int(os.environ.get("DLM_ELECTD_FREEZE_MANY_RUNS", "2"))
+
+
+def many_config(c, name):
+    """MANY resources m00.., each with the event hook; m00..m02 then a VIP
+    (so on an ordinary release the VIP goes before the hook reports)."""
+    os.makedirs(os.path.join(c.share, "cfg"), mode=0o755, exist_ok=True)
+    path = os.path.join(c.share, "cfg", name + ".toml")
+    t = ['[lock]\nbackend = "dlmfs"\ndomain = "many"\n[daemon]\npoll_interval = "%s"\n' % POLL]
+    for i in range(MANY):
+        t.append('[[resource]]\nname = "m%02d"\n[[resource.action]]\ntype = "exec"\n'
+                 'acquire = %s\nrelease = %s\n' % (i, HOOK, HOOK))
+        if i < len(MANY_VIPS):
+            t.append('[[resource.action]]\ntype = "vip"\naddress = "%s/24"\ninterface = "eth0"\n'
+                     'announce_count = 1\nannounce_interval = "100ms"\n' % MANY_VIPS[i])
+    with open(path, "w") as f:
+        f.write("".join(t))
+    os.chmod(path, 0o644)
+    return "/host/cfg/%s.toml" % name
+
+
+def all_standby(c, node, cfg):
+    st = status(c, node, cfg)
+    return bool(st and st["resources"]) and all(r["state"] == "standby" for r in st["resources"])
+
+
+@scenario(nodes=2, fresh=True, timeout=300 + 150 * MANY_RUNS, **FAST)
+def test_thawed_master_of_many_resources_drops_its_vips_first(c):
+    """The schedule the nemesis' long run failed on (issue #21): a master
+    of 17 resources, three with a VIP, frozen past the dead threshold
+    until the other node took every one over, then thawed. Its VIPs must
+    stop answering ARP within 1 s of the thaw (an observer on the bridge
+    probes every 10 ms: what a client would see), before its hooks for 17
+    resources are done; every resource is released or the node fenced."""
+    import arpwatch
+    from nemesis import arp_verdict
+    names = ["m%02d" % i for i in range(MANY)]
+    m0 = c.mark()
+    install(c)
+    cfgs = {i: many_config(c, "many%d" % i) for i in range(2)}
+    start(c, 0, cfgs[0])
+    for r in names:
+        c.wait_event("^acquire %s$" % r, node=0, since=m0, timeout=60)
+    start(c, 1, cfgs[1])
+    until(60, "node1 to stand by", lambda: all_standby(c, 1, cfgs[1]))
+    arp = arpwatch.Observer(c, MANY_VIPS)
+    results = []
+    try:
+        frozen = 0
+        for run in range(MANY_RUNS):
+            other = 1 - frozen
+            mk = c.mark()
+            c.freeze(frozen)
+            try:
+                for r in names:
+                    c.wait_event("^acquire %s$" % r, node=other, since=mk, timeout=120)
+            finally:
+                t = c.thaw(frozen)
+
+            def settled():
+                if not c.alive(frozen):
+                    return "fenced"
+                rel = [last_event(c, frozen, "release %s" % r, since=mk) for r in names]
+                return "released" if all(rel) else None
+            how = until(30, "node%d fenced or every resource released" % frozen, settled, every=0.05)
+            time.sleep(0.2)  # the observer judges a round 50 ms after it
+            answers = [a for a in arp.answers() if a.t_ms >= t - 60000]
+            mine = [a for a in answers if a.t_ms >= t and any(
+                arpwatch.node_of_mac(m) == frozen for m in a.macs)]
+            vip_ms = (mine[-1].t_ms - t) if mine else 0.0
+            viol, _ = arp_verdict(answers, [(frozen, t)], BOUND_MS)
+            line = "run %d: froze node%d, master of %d: %s; its VIPs answered ARP until %.0f ms " \
+                   "after the thaw" % (run, frozen, MANY, how, vip_ms)
+            if how == "released":
+                rel = [last_event(c, frozen, "release %s" % r, since=mk).t_ms - t for r in names]
+                line += "; hooks reported releases %.0f..%.0f ms after it" % (min(rel), max(rel))
+            print("  " + line, flush=True)
+            results.append(line)
+            assert not viol, viol
+            assert vip_ms <= BOUND_MS, line
+            if c.alive(frozen):
+                for v in MANY_VIPS:
+                    assert (" %s/" % v) not in c.check(frozen, "ip -4 -o addr show dev eth0"), v
+                st = status(c, frozen, cfgs[frozen])
+                assert all(r["state"] != "master" for r in st["resources"]), st
+            # The survivor answers for every VIP.
+            last = {}
+            for a in arp.answers():
+                last[a.vip] = a.macs
+            for v in MANY_VIPS:
+                assert [arpwatch.node_of_mac(m) for m in last.get(v, ())] == [other], (v, last.get(v))
+            reboot(c, frozen, cfgs[frozen])
+            until(90, "node%d to stand by" % frozen, lambda: all_standby(c, frozen, cfgs[frozen]))
+            frozen = other
+    finally:
+        arp.stop()
         stop_all(c, 2)
     assert_one_master_frozen(c, m0)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Randomized fault injection on a 3-node o2cb cluster, with an independent
-checker (issue #21). Run as a scenario it is a short round: 40 faults
-planned, none started after DLM_ELECTD_NEMESIS_BUDGET seconds (450). Not in
-run.py's tier until the thaw bound it found exceeded is fixed (run.py).
+checker (issue #21). Run as a scenario (the last of run.py's tier) it is a
+short round: 40 faults planned, none started after DLM_ELECTD_NEMESIS_BUDGET
+seconds (450).
 
 dlm-electd runs on every node with K resources (DLM_ELECTD_NEMESIS_RESOURCES,
 default 20) in dlmfs domain `nemesis`: r00..r02 carry a VIP on the bridge,
@@ -85,10 +85,12 @@ import threading
 import time
 import traceback
 
+import arpwatch
 import electd
 import harness
 from electd import FAST, GUEST_BIN, HOOK, until
-from freeze import BOUND_MS as THAW_BOUND_MS  # a resumed master releases within 1 s
+from freeze import BOUND_MS as THAW_BOUND_MS  # a resumed master's VIPs gone within 1 s
+from freeze import thaw_bound_ms                # and its hooks (1 s + per resource held)
 from suite import scenario
 
 K = int(os.environ.get("DLM_ELECTD_NEMESIS_RESOURCES", "20"))
@@ -105,6 +107,7 @@ POLLS = ("250ms", "500ms")
 POLL_MAX_S = 0.5
 OP_TIMEOUT_S = 5
 VIPS = ["198.18.77.%d" % (120 + i) for i in range(3)]
+ARP_PERIOD_MS = 10
 CHECKED = "r06"
 DEFER_WINDOW_S = 10           # bounded deferral: a window is 3 polls, at least 10 s
 RECOVERY_WAKE_S = 5           # o2dlm's recovery thread period (tests/cluster/README.md)
@@ -285,9 +288,10 @@ Violation = collections.namedtuple("Violation", "kind t_ms text")
 ACQ = re.compile(r"^(acquire|release) (\S+)$")
 
 
-def replay(events, bound_ms=THAW_BOUND_MS):
+def replay(events, bound=thaw_bound_ms):
     """Master intervals per resource from the event log, and the safety
-    violations in it (overlap, late-release). Returns (intervals, open,
+    violations in it (overlap, late-release: a thawed node's release hook
+    later than bound(resources it held) ms after its thaw). Returns (intervals, open,
     violations, index) where intervals[res] = [(node, t0, t1)], open[res] =
     {node: t0} at the end, and index maps each violation to its event index."""
     master = collections.defaultdict(dict)   # res -> {node: t0}
@@ -295,6 +299,7 @@ def replay(events, bound_ms=THAW_BOUND_MS):
     frozen = set()
     spans = collections.defaultdict(list)     # node -> [[t_freeze, t_thaw]]: serving nothing
     pending = {}                              # (node, res) -> deadline once thawed
+    window = {}                               # node -> ms its last thaw allows
     viol, where = [], []
 
     def close(node, res, t):
@@ -307,7 +312,7 @@ def replay(events, bound_ms=THAW_BOUND_MS):
         for (n, r), d in list(pending.items()):
             if d is not None and e.t_ms > d:
                 viol.append(Violation("late-release", d, "node%d still master of %s %d ms after "
-                                      "its thaw" % (n, r, bound_ms)))
+                                      "its thaw" % (n, r, window[n])))
                 where.append(idx)
                 pending[(n, r)] = float("inf")  # once
         if e.text == "@freeze":
@@ -318,9 +323,10 @@ def replay(events, bound_ms=THAW_BOUND_MS):
             frozen.discard(e.node)
             if spans[e.node]:
                 spans[e.node][-1][1] = e.t_ms
+            window[e.node] = bound(sum(1 for m in master.values() if e.node in m))
             for k in pending:
                 if k[0] == e.node:
-                    pending[k] = e.t_ms + bound_ms
+                    pending[k] = e.t_ms + window[e.node]
             continue
         if e.text == "@kill" or e.text.startswith("@exit"):
             if e.node in frozen:
@@ -338,12 +344,11 @@ def replay(events, bound_ms=THAW_BOUND_MS):
                 thawed = spans[o][-1][1] if spans[o] else float("-inf")
                 if o in frozen:
                     pending.setdefault((o, res), None)
-                elif e.t_ms - thawed <= bound_ms:
+                elif e.t_ms - thawed <= window.get(o, 0):
                     # Granted right after the old master's thaw (its
                     # eviction and the DLM's recovery ran while it was
-                    # frozen): the same window, ending bound_ms after
-                    # the thaw.
-                    pending.setdefault((o, res), thawed + bound_ms)
+                    # frozen): the same window, from the thaw.
+                    pending.setdefault((o, res), thawed + window[o])
                 else:
                     viol.append(Violation("overlap", e.t_ms, "node%d acquired %s at %.0f ms while "
                                           "node%d was master (since %.0f ms)"
@@ -354,6 +359,31 @@ def replay(events, bound_ms=THAW_BOUND_MS):
             close(e.node, res, e.t_ms)
     replay.frozen = {n: [tuple(x) for x in v] for n, v in spans.items()}
     return intervals, {r: dict(m) for r, m in master.items() if m}, viol, where
+
+
+def arp_verdict(answers, thaws, bound_ms=THAW_BOUND_MS):
+    """The ARP observer's lines judged: `arp-overlap` for a probe round in
+    which two nodes answered for one VIP, unless one of them was thawed at
+    most bound_ms before (the documented window: it gives the VIP up
+    first, src/daemon/doubt.rs). Also, per such thaw, the ms from it to
+    the last round in which the thawed node answered beside another."""
+    viol, gone = [], {}
+    for a in answers:
+        if len(a.macs) < 2:
+            continue
+        nodes = {arpwatch.node_of_mac(m) for m in a.macs}
+        near = [(n, t) for n, t in thaws if n in nodes and t <= a.t_ms <= t + bound_ms]
+        if near:
+            n, t = max(near, key=lambda x: x[1])
+            gone[(n, t)] = a.t_ms - t
+        else:
+            viol.append(Violation("arp-overlap", a.t_ms, "%s answered ARP from %s in probe round %d"
+                                  % (a.vip, " and ".join(a.macs), a.round)))
+    return viol, sorted(gone.values())
+
+
+def arp_rounds(answers):
+    return answers[-1].round - answers[0].round + 1 if answers else 0
 
 
 def master_at(intervals, open_, res, t):
@@ -432,6 +462,8 @@ class Nemesis:
         self.m0 = None
         self.t_start = None
         self.quiet_end = None
+        self.arp = None         # the ARP observer (arpwatch.Observer) while it runs
+        self.answers = []       # its lines, once stopped
 
     # -- helpers --
     def say(self, s):
@@ -726,6 +758,18 @@ class Nemesis:
             self.log("  " + fmt_step(st))
         self.m0 = c.mark()
         self.t_start = harness.now_ms()
+        self.arp = arpwatch.Observer(c, VIPS, ARP_PERIOD_MS)
+        try:
+            return self._run()
+        finally:
+            err = self.arp.stop()
+            if not self.answers:
+                self.answers = self.arp.answers()
+            if err.strip():
+                self.log("  arpwatch: " + err.strip()[-2000:])
+
+    def _run(self):
+        c = self.c
         self.install()
         for i in range(self.n):
             self.start_daemon(i)
@@ -788,6 +832,15 @@ class Nemesis:
                 if (" %s/" % v) in out:
                     self.violations.append(Violation("left-behind", harness.now_ms(),
                                                      "%s still on node%d after every daemon stopped" % (v, i)))
+        # The observer's view up to here: every VIP must have gone quiet.
+        if not self.arp.alive():
+            self.errors.append("the ARP observer died: %s" % self.arp.stop().strip()[-500:])
+        self.answers = self.arp.answers()
+        for v in VIPS:
+            mine = [a for a in self.answers if a.vip == v]
+            if mine and mine[-1].macs:
+                self.violations.append(Violation("left-behind", mine[-1].t_ms, "%s still answered ARP "
+                                                 "(%s) after every daemon stopped" % (v, ",".join(mine[-1].macs))))
         _, op, _, _ = replay(c.events(since=self.m0))
         for r, ms in sorted(op.items()):
             self.violations.append(Violation("left-behind", harness.now_ms(), "%s: no release on node(s) %s "
@@ -803,6 +856,9 @@ class Nemesis:
             lo, hi = max(0, idx - 12), min(len(evs), idx + 4)
             excerpts.append("\n".join("%.3f node%d %s" % e for e in evs[lo:hi]))
         viol = list(viol) + self.violations
+        thaws = [(e.node, e.t_ms) for e in evs if e.text == "@thaw"]
+        arp_viol, vip_gone = arp_verdict(self.answers, thaws)
+        viol += arp_viol
         # Fault windows, in time order, for liveness and for charging gaps.
         recs = sorted(self.records, key=lambda r: r["t0"])
         starts = sorted([r["t0"] for r in recs] +
@@ -872,6 +928,10 @@ class Nemesis:
             "liveness": live,
             "without_master_s": {k: pstats(v) for k, v in sorted(without.items())},
             "vip_checks": len(self.vip_checks),
+            "arp_rounds": arp_rounds(self.answers),
+            # Per thaw of a node that kept a VIP another node took over: ms
+            # from the thaw to its last ARP answer beside the new master.
+            "vip_gone_after_thaw_ms": pstats(vip_gone),
             "errors": self.errors,
             "unexpected_exits": self.unexpected,
             "wedged": self.wedged,
@@ -883,8 +943,13 @@ class Nemesis:
 def report(res, log=print):
     log("NEMESIS seed=%s: %d faults (of %d planned) %s"
         % (res["seed"], res["faults"], res["planned"], res["faults_by_type"]))
-    log("  liveness (bound %.1f s): %d ok, %d inconclusive; VIP checks: %d"
-        % (res["liveness_bound_s"], res["liveness"]["ok"], res["liveness"]["inconclusive"], res["vip_checks"]))
+    log("  liveness (bound %.1f s): %d ok, %d inconclusive; VIP checks: %d; ARP probe rounds: %d"
+        % (res["liveness_bound_s"], res["liveness"]["ok"], res["liveness"]["inconclusive"], res["vip_checks"],
+           res.get("arp_rounds", 0)))
+    g = res.get("vip_gone_after_thaw_ms")
+    if g:
+        log("  a thawed node's VIP answered beside the new master's for (ms): n %d, median %.0f, max %.0f"
+            % (g["n"], g["median"], g["max"]))
     log("  time without a master (s), per fault type: n, median, p99, max")
     for k, s in res["without_master_s"].items():
         if s:
@@ -944,6 +1009,11 @@ def selftest():
     assert kinds(ok) == []
     late = ok[:4] + [E(1100, 0, "release a")]
     assert kinds(late) == ["late-release"]
+    # A node that held three: 75 ms more for each release hook after the first.
+    three = [E(0, 0, "acquire a"), E(0, 0, "acquire b"), E(0, 0, "acquire c"), E(1, 0, "@freeze"),
+             E(20, 1, "acquire a"), E(30, 0, "@thaw"), E(1170, 0, "release b")]
+    assert kinds(three + [E(1175, 0, "release a")]) == []
+    assert kinds(three + [E(1190, 0, "release a")]) == ["late-release"]
     # Granted just after the thaw (recovery ended then): the same window.
     just = [E(0, 0, "acquire a"), E(1, 0, "@freeze"), E(30, 0, "@thaw"), E(500, 1, "acquire a"),
             E(900, 0, "release a")]
@@ -983,6 +1053,15 @@ def selftest():
     w = res["without_master_s"]
     assert sorted(w) == ["fence", "freeze", "freeze(other node)"] and w["fence"]["max"] == 12.0, w
     assert w["freeze"]["n"] == 1 and w["freeze"]["max"] == 12.0, w
+    # The ARP observer: two MACs in a round only just after one's thaw.
+    A, m0, m1 = arpwatch.Answer, "52:54:00:dc:00:10", "52:54:00:dc:00:11"
+    answers = [A(100, 10, "v", (m0,)), A(20000, 2000, "v", (m1,)), A(30100, 3001, "v", (m0, m1)),
+               A(30400, 3031, "v", (m0, m1)), A(30410, 3032, "v", (m1,))]
+    assert arp_verdict(answers, [(0, 30000)]) == ([], [400.0])
+    v, _ = arp_verdict(answers, [(0, 29300)])
+    assert [x.kind for x in v] == ["arp-overlap"] and "round 3031" in v[0].text, v
+    assert [x.kind for x in arp_verdict(answers, [(2, 30000)])[0]] == ["arp-overlap"] * 2
+    assert arpwatch.parse_reply(arpwatch.probe(5, "198.18.77.120")) is None  # a request, not a reply
     print("nemesis selftest: ok")
 
 
