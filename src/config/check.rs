@@ -82,6 +82,30 @@ pub fn lock_filesystem(
         })
 }
 
+const PANIC_ON_OOPS: &str = "/proc/sys/kernel/panic_on_oops";
+
+/// dlmfs on a node whose kernel does not panic on an oops. o2cb fences a
+/// node only by the node's own hand (a panic); a kernel stuck after an
+/// oops cannot, so the cluster evicts it and takes its locks over while
+/// its network stack may still hold the VIPs. Seen in the random-fault
+/// run: `o2quo_conn_up`'s BUG after a resumed freeze, then a soft lockup.
+/// `panic_on_oops`: the sysctl's text, None when unreadable (not said).
+pub fn oops_warning(
+    cfg: &Config,
+    places: &Places,
+    panic_on_oops: Option<&str>,
+) -> Option<ConfigError> {
+    (cfg.lock.backend == Backend::Dlmfs && panic_on_oops.map(str::trim) == Some("0")).then(|| {
+        places.backend.error(
+            "key `lock.backend`: kernel.panic_on_oops is 0 on this node: after a kernel oops \
+             (an o2cb BUG, say) the node can stay up but stuck, still answering for its VIPs, \
+             while the cluster evicts it and another node takes over; o2cb fences only by \
+             panicking: set kernel.panic_on_oops = 1 and kernel.panic = 10 in /etc/sysctl.d \
+             (docs/dlmfs.md §1.8)",
+        )
+    })
+}
+
 /// `check`, for a command that `uses` the locks so.
 pub fn check_as(
     cfg: &Config,
@@ -156,6 +180,8 @@ pub fn check_as(
         })
         .collect();
     warnings.extend(fs_warning);
+    let panic_on_oops = std::fs::read_to_string(PANIC_ON_OOPS).ok();
+    warnings.extend(oops_warning(cfg, places, panic_on_oops.as_deref()));
     // The units' and VIPs' warnings need D-Bus and netlink: `preflight`
     // adds them after these, above `config`.
     Ok(warnings)

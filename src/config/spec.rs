@@ -208,6 +208,8 @@ impl fmt::Display for ActionSpec {
 pub struct Places {
     /// `lock.dir` (no position when defaulted).
     pub lock_dir: Place,
+    /// `lock.backend` (no position when defaulted).
+    pub backend: Place,
     /// `daemon.runtime_dir` (no position when defaulted).
     pub runtime_dir: Place,
     /// Every exec program, in the file that defines it.

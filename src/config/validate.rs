@@ -70,7 +70,7 @@ pub fn validate_all(
     };
     let named = raw.node.name.is_some();
     let node = node_name(&mut cx, raw.node.name);
-    let (mut lock, lock_dir_at) = lock_config(&mut cx, &raw.lock);
+    let (mut lock, lock_dir_at, backend_at) = lock_config(&mut cx, &raw.lock);
     let (runtime_dir, runtime_dir_at) =
         cx.abs_path("runtime_dir", raw.daemon.runtime_dir, DEFAULT_RUNTIME_DIR);
     lock.standby = standby(&mut cx, raw.lock.standby.as_ref(), lock.backend);
@@ -118,6 +118,7 @@ pub fn validate_all(
     let resources = resources(&mut cx, all, &shared);
     let places = Places {
         lock_dir: lock_dir_at,
+        backend: backend_at,
         runtime_dir: runtime_dir_at,
         programs: cx.programs,
         interfaces: cx.interfaces,
@@ -153,13 +154,17 @@ fn node_name(cx: &mut Ctx, name: Option<Spanned<String>>) -> String {
     }
 }
 
-/// `[lock]`, with where its `dir` was written.
-fn lock_config(cx: &mut Ctx, raw: &RawLock) -> (LockConfig, Place) {
+/// `[lock]`, with where its `dir` and `backend` were written.
+fn lock_config(cx: &mut Ctx, raw: &RawLock) -> (LockConfig, Place, Place) {
     let backend = raw
         .backend
         .as_ref()
         .map(|b| *b.get_ref())
         .unwrap_or_default();
+    let backend_at = match &raw.backend {
+        Some(b) => cx.place(b),
+        None => cx.src.place(None),
+    };
     let domain = match &raw.domain {
         Some(d) => {
             cx.judge(d, "domain", domain_problem(d.get_ref()));
@@ -179,7 +184,7 @@ fn lock_config(cx: &mut Ctx, raw: &RawLock) -> (LockConfig, Place) {
         standby: Standby::Poll,
         trust_filesystem: raw.trust_filesystem.as_ref().is_some_and(|t| *t.get_ref()),
     };
-    (lock, lock_dir_at)
+    (lock, lock_dir_at, backend_at)
 }
 
 /// `[lock] standby`: `wait` by default on the `file` backend, `poll` (and

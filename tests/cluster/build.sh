@@ -2,7 +2,7 @@
 # build.sh - build the boot artefacts of the dlm-electd VM test cluster:
 #   $CACHE/vmlinuz        stock Debian 6.1 kernel (downloaded, NOT installed)
 #   $CACHE/initramfs.gz   busybox + ocfs2/dlmfs/virtio/9p modules + guest/*
-#                         + dlmtry (static trylock tool)
+#                         + dlmtry (static trylock tool), netem (delay/loss)
 # CACHE = ${DLM_ELECTD_CLUSTER_CACHE:-/var/tmp/dlm-electd-cluster} (never the repo).
 # Idempotent: does nothing when the inputs (debs, guest files, this script,
 # EXTRA_BINS) are unchanged.  Env:
@@ -84,7 +84,7 @@ depmod -b "$X/kernel" "$KVER"
 
 # 6. Module closure in load order (dependencies first, each module once).
 MODS="configfs ocfs2_nodemanager ocfs2_stackglue ocfs2_dlm ocfs2_stack_o2cb ocfs2_dlmfs
-      virtio_pci virtio_blk virtio_net virtio_console 9pnet_virtio 9p"
+      virtio_pci virtio_blk virtio_net virtio_console 9pnet_virtio 9p sch_netem"
 ORDER=$(for m in $MODS; do modprobe -d "$X/kernel" -S "$KVER" --show-depends "$m"; done |
 	awk '$1=="insmod"{print $2}' | awk '!seen[$0]++')
 
@@ -102,6 +102,7 @@ done
 install -m 755 "$HERE/guest/init" "$R/init"
 install -m 755 "$HERE/guest/o2cb-up" "$HERE/guest/agent" "$R/bin/"
 gcc -static -O2 -Wall -o "$R/bin/dlmtry" "$HERE/guest/dlmtry.c"
+gcc -static -O2 -Wall -o "$R/bin/netem" "$HERE/guest/netem.c"
 for b in ${EXTRA_BINS:-}; do install -m 755 "$b" "$R/bin/"; done
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -1) >"$CACHE/initramfs.gz.tmp"
 cp "$X/kernel/boot/vmlinuz-$KVER" "$CACHE/vmlinuz.tmp"

@@ -5,8 +5,9 @@ The QEMU of a node is SIGSTOPped (what a hypervisor pause or a stalled host
 does to the guest) until the survivor has taken over, then SIGCONTed. o2cb
 may fence the resumed node by itself (its heartbeat write timeout fires
 first: QEMU exits, -no-reboot) or not (a race, ../../docs/dlmfs.md §1.9);
-when it does not, the daemon must have run its release steps within 1 s of
-the resume. Every run says which of the two happened. A resumed node's DLM
+when it does not, the daemon must have dropped its VIPs within 1 s of the
+resume and run its release steps within thaw_bound_ms (1 s plus 75 ms per
+further resource held: the hooks' forks on a TCG guest). Every run says which of the two happened. A resumed node's DLM
 is split from the cluster's, so it is rebooted after each run.
 
 A `run-locked` program on the frozen node gets SIGTERM within the same

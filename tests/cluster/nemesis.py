@@ -33,14 +33,17 @@ resources per the event log when the fault starts.
   netsplit   the node and one other cut off from each other only (each still
              reaches the third; harness.netsplit, bridge port isolation) for
              5..40 s, then joined; a node o2cb fenced is booted again
+  netem      delay 20..400 ms (jitter up to half of it) and loss 0..25 % on
+             everything the node sends (a netem qdisc on its eth0, set in the
+             guest by guest/netem.c) for 5..30 s, then removed; a node o2cb
+             fenced is booted again
   release    `release R --hold-off 3..15s` on R's master (from the event log),
              sometimes `resume R` early
   reload     SIGHUP after rewriting the node's config: poll_interval 250ms or
              500ms, an extra resource `rx0` or not, one of r07.. removed or not
   health     /tmp/nem-unhealthy on r06's master for 3..10 s
 
-Not yet: netem (delay, loss: the host kernel here has no sch_netem and no tc
-actions), one-way partitions, heartbeat-disk faults.
+Not yet: one-way partitions, heartbeat-disk faults.
 
 The checker trusts nothing the daemon says about itself. It replays the event
 log (host clock, arrival order): hook events, workload program events, the
@@ -139,6 +142,7 @@ def liveness_s(dead_threshold, op_timeout_s=OP_TIMEOUT_S, poll_s=POLL_MAX_S):
 TYPES = collections.OrderedDict([
     ("sigkill", (3.0, False)), ("sigstop", (2.0, False)), ("freeze", (1.0, True)),
     ("power", (1.0, True)), ("partition", (1.0, True)), ("netsplit", (1.0, True)),
+    ("netem", (1.0, True)),
     ("release", (2.5, False)),
     ("reload", (2.0, False)), ("health", (1.5, False)),
 ])
@@ -150,7 +154,7 @@ RUNTIME_TARGET = ("release", "health")
 # resources per the event log, picked at run time) instead of a node drawn
 # from the seed: masters pile up on the survivors of earlier faults, and a
 # fault on a node that masters nothing tests little.
-BUSIEST_OK = ("sigkill", "sigstop", "freeze", "power", "partition")
+BUSIEST_OK = ("sigkill", "sigstop", "freeze", "power", "partition", "netem")
 
 Step = collections.namedtuple("Step", "i gap typ node params overlap settle")
 
@@ -190,6 +194,11 @@ def make_schedule(seed, count, nodes=3, k=K):
         elif typ == "netsplit":
             p["other"] = (node + rng.randrange(1, nodes)) % nodes
             p["dur"] = round(rng.uniform(5, 40), 1)
+        elif typ == "netem":
+            p["delay"] = rng.choice((20, 50, 100, 200, 400))
+            p["jitter"] = round(p["delay"] * rng.uniform(0, 0.5))
+            p["loss"] = rng.choice((0, 0, 1, 5, 10, 25))
+            p["dur"] = round(rng.uniform(5, 30), 1)
         elif typ == "release":
             p["res"] = rng.choice(resources(k))
             p["hold"] = round(rng.uniform(3, 15), 1)
@@ -581,6 +590,20 @@ class Nemesis:
         time.sleep(3)
         up = [n for n in (node, p["other"]) if self.node_up(n)]
         return "fenced by o2cb, booted again: %s" % up if up else "both still up"
+
+    def f_netem(self, node, p):
+        # On the guest's own egress (guest/netem.c: the host has no
+        # sch_netem): what it sends to the others, o2net included.
+        self.c.check(node, "netem eth0 %d %d %s" % (p["delay"], p["jitter"], p["loss"]))
+        try:
+            time.sleep(p["dur"])
+        finally:
+            if self.c.alive(node):
+                self.c.exec(node, "netem eth0 off")
+        time.sleep(3)
+        if self.node_up(node):
+            return "fenced by o2cb, booted again"
+        return "still up"
 
     def f_release(self, node, p):
         ms = self.masters_now(p["res"])
