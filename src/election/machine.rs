@@ -766,7 +766,12 @@ impl Machine {
             self.backoff = Duration::ZERO;
         }
         match self.phase {
-            Phase::Waiting(from) if was && !out && !self.shutting_down => {
+            // Back in: compete now, unless a hold-off (an admin's, or a
+            // health give-up's) is running: its own timer ends it. Ending
+            // it here lost a health hold-off (found by `invariants_hold`).
+            Phase::Waiting(from)
+                if was && !out && !self.shutting_down && from != Idle::HoldOff =>
+            {
                 self.waiting(from, Event::Timer)
             }
             _ => Command::Keep,
@@ -1234,6 +1239,18 @@ mod tests {
         assert!(!m.holding_off());
         assert!(m.resume().is_err(), "only while holding off");
         assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+    }
+
+    #[test]
+    fn a_fail_count_ending_during_a_hold_off_does_not_end_it() {
+        let mut m = master();
+        m.request_release(Duration::from_secs(3600)).unwrap();
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Unlocked(Ok(())));
+        assert!(m.holding_off());
+        assert_eq!(m.handle(Event::FailedOut(true)), Command::Keep);
+        assert_eq!(m.handle(Event::FailedOut(false)), Command::Keep);
+        assert!(m.holding_off(), "the hold-off's own timer ends it");
     }
 
     #[test]
