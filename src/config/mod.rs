@@ -19,6 +19,8 @@
 
 mod actions;
 mod alerts;
+#[cfg(test)]
+mod backend_tests;
 pub mod check;
 mod ctx;
 pub mod defaults;

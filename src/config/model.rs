@@ -54,6 +54,8 @@ pub struct RawLock {
     pub domain: Option<Spanned<String>>,
     pub standby: Option<Spanned<Standby>>,
     pub trust_filesystem: Option<Spanned<bool>>,
+    pub lockspace: Option<Spanned<String>>,
+    pub allow_unfenced: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +267,8 @@ pub const LOCK_KEYS: &[&str] = &[
     "domain",
     "standby",
     "trust_filesystem",
+    "lockspace",
+    "allow_unfenced",
 ];
 pub const DAEMON_KEYS: &[&str] = &["runtime_dir", "poll_interval", "op_timeout"];
 pub const METRICS_KEYS: &[&str] = &["listen"];

@@ -88,6 +88,11 @@ pub fn lock_name_problem(backend: Backend, name: &str) -> Option<String> {
             name.len()
         )),
         Backend::File if name.starts_with('.') => Some("must not start with '.'".into()),
+        Backend::Dlm if name.is_empty() || name.len() > 64 => Some(format!(
+            "dlm resource names are 1 to 64 bytes, {:?} has {}",
+            name,
+            name.len()
+        )),
         _ => None,
     }
 }

@@ -33,6 +33,11 @@ pub struct LockConfig {
     /// not know, on the admin's word that its locks are cluster-wide
     /// (`lock::filesystem`). Never overrides one known to keep locks local.
     pub trust_filesystem: bool,
+    /// `dlm` backend: the fs/dlm lockspace (`lock.lockspace`).
+    pub lockspace: String,
+    /// `dlm` backend: run although dlm_controld does not fence (two
+    /// masters on a partition: docs/dlm.md).
+    pub allow_unfenced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

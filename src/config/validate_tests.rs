@@ -753,16 +753,3 @@ fn notify_tables_merge_daemon_wide_first_and_check_their_keys() {
         ]
     );
 }
-
-#[test]
-fn dlmfs_without_panic_on_oops_is_a_warning_at_the_backend_key() {
-    use super::check::oops_warning;
-    let text = "[lock]\nbackend = \"dlmfs\"\n[[resource]]\nname = \"a\"\n";
-    let (cfg, places) = validate_text(text).unwrap();
-    let w = oops_warning(&cfg, &places, Some("0\n")).unwrap().to_string();
-    assert!(w.starts_with("/etc/x.toml:2:11: key `lock.backend`: kernel.panic_on_oops is 0"), "{w}");
-    assert!(oops_warning(&cfg, &places, Some("1\n")).is_none());
-    assert!(oops_warning(&cfg, &places, None).is_none(), "unreadable: nothing said");
-    let (cfg, places) = validate_text("[[resource]]\nname = \"a\"\n").unwrap();
-    assert!(oops_warning(&cfg, &places, Some("0\n")).is_none(), "the file backend");
-}

@@ -32,7 +32,15 @@ pub async fn cleanup(cfg: Config) -> i32 {
         tracing::warn!("killed {n} hook process group(s) a dead daemon left running");
     }
     let l = &cfg.lock;
-    let backend = lock::open::backend(l.backend, &l.dir, l.standby, &l.mount, &l.domain, &cfg.node);
+    let backend = lock::open::backend(
+        l.backend,
+        &l.dir,
+        l.standby,
+        &l.mount,
+        &l.domain,
+        &l.lockspace,
+        &cfg.node,
+    );
     let mut rc = exit::OK;
     for spec in &cfg.resources {
         let span = tracing::info_span!("resource", resource = %spec.name);
@@ -71,6 +79,7 @@ pub async fn cleanup(cfg: Config) -> i32 {
         }
     }
     let _ = std::fs::remove_file(control::socket_path(&cfg.daemon.runtime_dir));
+    let _ = tokio::task::spawn_blocking(move || backend.leave()).await;
     rc
 }
 

@@ -58,6 +58,16 @@ pub enum StartError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// Exit 78: the config must change (or the cluster's fencing).
+    #[error(
+        "key `lock.backend`: refusing the dlm backend: {0}; without fencing a network partition gives two masters (docs/dlm.md). Configure a fence method and enable_fencing=1 in /etc/dlm/dlm.conf, or set `lock.allow_unfenced = true` to accept that"
+    )]
+    Unfenced(String),
+    /// A plain failure, so that `Restart=` tries again once dlm_controld runs.
+    #[error(
+        "key `lock.backend`: the dlm backend needs to know that dlm_controld fences, and cannot tell: {0}"
+    )]
+    FencingUnknown(String),
 }
 
 impl StartError {
@@ -66,7 +76,9 @@ impl StartError {
     /// the rest.
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::RuntimeDirShared { .. } | StartError::LockDir { .. } => exit::CONFIG,
+            StartError::RuntimeDirShared { .. }
+            | StartError::LockDir { .. }
+            | StartError::Unfenced(_) => exit::CONFIG,
             _ => exit::FAILURE,
         }
     }
@@ -142,8 +154,13 @@ async fn start(path: PathBuf, cfg: Config) -> Result<(Supervisor, Io), StartErro
                 .await
                 .map_err(StartError::Keeper)?,
         ),
-        // The node itself keeps a dead holder's dlmfs lock until `cleanup`.
+        // The node itself keeps a dead holder's dlmfs lock until `cleanup`;
+        // a dead holder's dlm lock stays as an orphan (lock::fsdlm).
         config::Backend::Dlmfs => None,
+        config::Backend::Dlm => {
+            judge_fencing(&cfg)?;
+            None
+        }
     };
     let listener =
         control::bind(&cfg.daemon.runtime_dir).map_err(|source| StartError::ControlSocket {
@@ -225,7 +242,34 @@ fn judge_lock_dir(cfg: &Config) -> Result<Option<Accepted>, StartError> {
                 }),
             }
         }
-        config::Backend::Dlmfs => Ok(None),
+        config::Backend::Dlmfs | config::Backend::Dlm => Ok(None),
+    }
+}
+
+/// The dlm backend only where dlm_controld fences, or on the admin's word
+/// (`lock.allow_unfenced`): without fencing a partition gives two masters.
+fn judge_fencing(cfg: &Config) -> Result<(), StartError> {
+    match (lock::fsdlm::fencing(), cfg.lock.allow_unfenced) {
+        (Ok(true), _) => {
+            tracing::info!("dlm backend: dlm_controld fences failed nodes");
+            Ok(())
+        }
+        (Ok(false), true) => {
+            tracing::warn!(
+                "dlm backend: dlm_controld does NOT fence (enable_fencing=0) and lock.allow_unfenced is set: a network partition can give two masters"
+            );
+            Ok(())
+        }
+        (Err(why), true) => {
+            tracing::warn!(
+                "dlm backend: cannot tell whether dlm_controld fences ({why}); lock.allow_unfenced is set, running anyway"
+            );
+            Ok(())
+        }
+        (Ok(false), false) => Err(StartError::Unfenced(
+            "dlm_controld runs with enable_fencing=0".into(),
+        )),
+        (Err(why), false) => Err(StartError::FencingUnknown(why)),
     }
 }
 
@@ -239,8 +283,15 @@ fn backend(
 ) -> (Arc<dyn LockBackend>, Option<Arc<FileBackend>>) {
     let Some(k) = keeper else {
         let l = &cfg.lock;
-        let plain =
-            lock::open::backend(l.backend, &l.dir, l.standby, &l.mount, &l.domain, &cfg.node);
+        let plain = lock::open::backend(
+            l.backend,
+            &l.dir,
+            l.standby,
+            &l.mount,
+            &l.domain,
+            &l.lockspace,
+            &cfg.node,
+        );
         return (plain, None);
     };
     let mut guards: Vec<Arc<dyn FdGuard>> = vec![k.keeper.clone()];
@@ -269,6 +320,9 @@ fn membership(cfg: &Config) -> crate::membership::Doubt {
                 move || super::doubt::drop_vips(&dir),
             )
         }
-        config::Backend::File => crate::membership::never(),
+        // fs/dlm recovers a node's locks only after dlm_controld fenced it
+        // (startup refuses a cluster that does not fence): a frozen node
+        // is powered off, never resumed beside the new master.
+        config::Backend::File | config::Backend::Dlm => crate::membership::never(),
     }
 }

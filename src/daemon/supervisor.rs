@@ -489,6 +489,8 @@ async fn shutdown(mut sup: Supervisor, io: Io, keeper_lost: bool) -> i32 {
     if let Some(k) = keeper {
         k.stop(!left.is_empty()).await;
     }
+    let backend = sup.backend.clone();
+    let _ = tokio::task::spawn_blocking(move || backend.leave()).await;
     notify::flush(Duration::from_secs(1));
     if keeper_lost {
         tracing::error!("stopped because the lock keeper died; start dlm-electd again");

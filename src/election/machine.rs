@@ -769,9 +769,7 @@ impl Machine {
             // Back in: compete now, unless a hold-off (an admin's, or a
             // health give-up's) is running: its own timer ends it. Ending
             // it here lost a health hold-off (found by `invariants_hold`).
-            Phase::Waiting(from)
-                if was && !out && !self.shutting_down && from != Idle::HoldOff =>
-            {
+            Phase::Waiting(from) if was && !out && !self.shutting_down && from != Idle::HoldOff => {
                 self.waiting(from, Event::Timer)
             }
             _ => Command::Keep,

@@ -8,6 +8,7 @@ pub mod dlm;
 pub mod dlmfs;
 pub mod file;
 pub mod filesystem;
+pub mod fsdlm;
 pub mod interrupt;
 pub mod open;
 pub mod twin;
@@ -29,14 +30,17 @@ pub enum Backend {
     #[default]
     File,
     Dlmfs,
+    /// The kernel's fs/dlm (corosync, dlm_controld): `fsdlm`.
+    Dlm,
 }
 
-/// As written in the config, for users (never `File`/`Dlmfs`).
+/// As written in the config, for users (never `File`/`Dlmfs`/`Dlm`).
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Backend::File => "file",
             Backend::Dlmfs => "dlmfs",
+            Backend::Dlm => "dlm",
         })
     }
 }
@@ -92,6 +96,12 @@ pub trait LockBackend: Send + Sync {
     /// Whether some node holds candidate lock `lock` now. Leaves nothing
     /// behind that could keep its owner from taking it later.
     fn candidate_held(&self, lock: &str) -> Result<bool, LockError>;
+
+    /// Lets go of what the backend joined for its locks, once every lock
+    /// it gave out is released (the daemon's way out, the end of
+    /// `cleanup`): the dlm backend's lockspace, which would otherwise stay
+    /// (and keep dlm.service from stopping). Nothing for the others.
+    fn leave(&self) {}
 
     /// Whether [`LockBackend::wait_lock`] can wait for the holder to let go.
     fn can_wait(&self) -> bool {

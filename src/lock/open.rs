@@ -4,20 +4,22 @@
 
 use super::dlmfs::DlmfsBackend;
 use super::file::FileBackend;
+use super::fsdlm::FsDlmBackend;
 use super::{Backend, LockBackend, Standby};
 use std::path::Path;
 use std::sync::Arc;
 
 /// The backend without a lock keeper (the daemon builds its `file` backend
 /// with one: see `daemon`). `dir` and `standby` are the `file` backend's,
-/// `mount` and `domain` dlmfs's; plain values, so the lock layer needs
-/// nothing of `config`.
+/// `mount` and `domain` dlmfs's, `lockspace` dlm's; plain values, so the
+/// lock layer needs nothing of `config`.
 pub fn backend(
     kind: Backend,
     dir: &Path,
     standby: Standby,
     mount: &Path,
     domain: &str,
+    lockspace: &str,
     node: &str,
 ) -> Arc<dyn LockBackend> {
     match kind {
@@ -27,5 +29,6 @@ pub fn backend(
             domain.to_string(),
             node,
         )),
+        Backend::Dlm => Arc::new(FsDlmBackend::new(lockspace)),
     }
 }

@@ -99,6 +99,12 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
                     names: Some(names),
                 }))
         }
+        // Its lock is no file: the holder, epoch and watch below need
+        // their own dlm code first.
+        Backend::Dlm => Err(LockError::Failed(
+            "workload locks (run-locked, lock) are not built for the dlm backend yet (issue #22)"
+                .into(),
+        )),
         Backend::Dlmfs => {
             let be = DlmfsBackend::new(lock.mount.clone(), lock.domain.clone(), node);
             let path = be.join_unclaimed()?.join(&cname);

@@ -1,0 +1,164 @@
+#!/bin/bash
+# electd.sh — dlm-electd's `dlm` backend (issue #22) on two Debian 12 VMs
+# running corosync + dlm_controld: the fsdlm-lab of /work/shared/fsdlm-lab
+# (its image must be built first: CACHE=/var/tmp/fsdlm-lab/cache
+# build-image.sh). The lab's dlm.conf has enable_fencing=0, so this also
+# proves the refusal. Boots two fresh VMs, runs the checks, prints
+# PASS/FAIL per check, stops the VMs (KEEP=1 leaves them running).
+#
+#   1 without lock.allow_unfenced the daemon refuses to start (exit 78,
+#     naming the key), changing nothing
+#   2 with it: node1 started first is master, node2 standby (one master)
+#   3 SIGTERM of node1's daemon: it releases (exit 0); node2 master
+#   4 SIGKILL of node2's daemon: its lock stays (a PERSISTENT orphan), so
+#     node1 stays standby; `cleanup` on node2 runs the release step and
+#     lets go: node1 master
+#   5 SIGKILL of node1's daemon, then `run` again without cleanup: it
+#     adopts its orphan and is master again; node2 stayed standby
+#   6 both stopped: no lockspace left on either node (the daemon leaves)
+#
+# The master's acquire/release hooks append to /tmp/events.log on its
+# node; every check asserts on `status --json` and those logs, never on
+# the daemon's own messages. Environment: LAB, CACHE, KEEP=1, BIN (the
+# static dlm-electd; default the repo's static release build).
+set -uo pipefail
+ME=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$ME/../.." && pwd)
+LAB=${LAB:-/work/shared/fsdlm-lab}
+export CACHE=${CACHE:-/var/tmp/fsdlm-lab/cache}
+HERE=$LAB
+# shellcheck source=/dev/null
+source "$LAB/lib.sh"
+BIN=${BIN:-$REPO/target/x86_64-unknown-linux-gnu/release/dlm-electd}
+E=/mnt/host/dlm-electd
+
+[ -f "$CACHE/base.raw" ] || { echo "no lab image in $CACHE (run $LAB/build-image.sh)" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "no static dlm-electd at $BIN (see README: static build)" >&2; exit 2; }
+LOGF=${LOGF:-$CACHE/electd-$(date -u +%Y%m%dT%H%M%SZ).log}
+exec > >(tee -a "$LOGF") 2>&1
+echo "electd.sh $(date -u +%FT%TZ), log $LOGF"
+mkdir -p "$CACHE/share"
+install -m 0755 "$BIN" "$CACHE/share/dlm-electd"
+
+conf() { # conf NAME ALLOW: a config in the share
+    cat >"$CACHE/share/$1.toml" <<EOF
+[lock]
+backend = "dlm"
+lockspace = "electd"
+allow_unfenced = $2
+[daemon]
+poll_interval = "250ms"
+runtime_dir = "/run/dlm-electd"
+[[resource]]
+name = "web"
+[[resource.action]]
+type = "exec"
+acquire = ["/bin/sh", "-c", "echo acquire >> /tmp/events.log"]
+release = ["/bin/sh", "-c", "echo release >> /tmp/events.log"]
+EOF
+    chmod 0644 "$CACHE/share/$1.toml"
+}
+conf strict false
+conf unfenced true
+C=/mnt/host/unfenced.toml
+
+RESULTS=()
+pass() { RESULTS+=("PASS $*"); echo "PASS $*"; }
+failc() { RESULTS+=("FAIL $*"); echo "FAIL $*"; }
+# state NODE: web's state per `status --json` (or "down")
+state() {
+    gq "$1" "$E status --json --config $C 2>/dev/null | python3 -c 'import json,sys; print([r[\"state\"] for r in json.load(sys.stdin)[\"resources\"] if r[\"name\"]==\"web\"][0])' 2>/dev/null || echo down" 30
+}
+# until_state NODE STATE SECS
+until_state() {
+    local i
+    for i in $(seq $(( $3 * 4 ))); do
+        [ "$(state "$1")" = "$2" ] && return 0
+        sleep 0.25
+    done
+    return 1
+}
+start() { gq "$1" "systemd-run -q --unit=electd -p KillMode=process $E run --config $C" 60; }
+pidof_d() { gq "$1" "systemctl show -p MainPID --value electd" 30; }
+last_event() { gq "$1" "tail -n 1 /tmp/events.log 2>/dev/null" 30; }
+
+trap 'exit 130' TERM INT
+[ -n "${KEEP:-}" ] || trap 'stop_vms node1 node2' EXIT
+stop_vms node1 node2 >/dev/null
+
+log "boot two fresh VMs (corosync + dlm_controld at boot)"
+"$LAB/boot2.sh" || exit 2
+for n in node1 node2; do
+    for _ in $(seq 120); do
+        gq $n 'dlm_tool status 2>/dev/null | grep -q "quorate 1" && [ $(dlm_tool status | grep -c "^node .* M ") = 2 ]' 30 && break
+        sleep 1
+    done
+done
+g node1 'dlm_tool dump_config | grep -E "enable_fencing|enable_quorum"'
+
+log "1 without lock.allow_unfenced: refused"
+out=$(gq node1 "timeout 30 $E run --config /mnt/host/strict.toml 2>&1; echo rc=\$?" 60); echo "$out"
+if grep -q 'rc=78' <<<"$out" && grep -q 'allow_unfenced' <<<"$out" && grep -q 'enable_fencing=0' <<<"$out" \
+    && [ -z "$(gq node1 'dlm_tool ls 2>/dev/null | grep electd')" ]; then
+    pass "1 refused with exit 78, naming lock.allow_unfenced; no lockspace joined"
+else failc "1 not refused as expected"; fi
+
+log "2 node1 then node2: one master"
+start node1
+if until_state node1 master 30; then
+    start node2
+    if until_state node2 standby 30 && [ "$(state node1)" = master ] && [ "$(last_event node1)" = acquire ]; then
+        pass "2 node1 master (its acquire hook ran), node2 standby"
+    else failc "2 node1 $(state node1), node2 $(state node2)"; fi
+else failc "2 node1 never master: $(gq node1 'journalctl -q -u electd -o cat | tail -20')"; fi
+
+log "3 SIGTERM of node1's daemon: node2 takes over"
+t0=$(date +%s.%N)
+gq node1 "systemctl kill -s TERM electd" 30
+if until_state node2 master 20; then
+    t1=$(date +%s.%N)
+    rc=$(gq node1 "systemctl show -p ExecMainStatus --value electd" 30)
+    if [ "$(last_event node1)" = release ] && [ "$(last_event node2)" = acquire ]; then
+        pass "3 node2 master $(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.2f", b-a}') s after the SIGTERM (node1 released, exit status $rc)"
+    else failc "3 events node1=$(last_event node1) node2=$(last_event node2)"; fi
+else failc "3 node2 $(state node2)"; fi
+gq node1 "systemctl reset-failed electd 2>/dev/null; true" 30
+start node1
+until_state node1 standby 30 || failc "3b node1 back as $(state node1)"
+
+log "4 SIGKILL of node2's daemon: its lock stays until cleanup"
+gq node2 "systemctl kill -s KILL electd; sleep 0.5; systemctl reset-failed electd 2>/dev/null; true" 30
+sleep 3  # twelve of node1's polls: it must stay standby all along
+s1=$(state node1)
+g node2 'dlm_tool lockdebug electd | head -20' 30
+if [ "$s1" = standby ]; then
+    out=$(gq node2 "$E cleanup --config $C 2>&1; echo rc=\$?" 120); echo "$out"
+    if grep -q 'rc=0' <<<"$out" && [ "$(last_event node2)" = release ] && until_state node1 master 20; then
+        pass "4 node1 stayed standby for 3 s after the kill; after node2's cleanup (release hook ran) node1 master"
+    else failc "4 cleanup: node2 $(last_event node2), node1 $(state node1)"; fi
+else failc "4 node1 was $s1 3 s after node2's daemon was killed (the orphan should hold)"; fi
+
+log "5 SIGKILL of node1's daemon and a restart without cleanup: it resumes"
+start node2
+until_state node2 standby 30 || failc "5 node2 not standby: $(state node2)"
+gq node1 "systemctl kill -s KILL electd; sleep 0.5; systemctl reset-failed electd 2>/dev/null; true" 30
+sleep 1
+start node1
+if until_state node1 master 30 && [ "$(state node2)" = standby ]; then
+    pass "5 node1 adopted its orphan and is master again; node2 stayed standby"
+else failc "5 node1 $(state node1), node2 $(state node2)"; fi
+
+log "6 both stopped: nothing left"
+for n in node1 node2; do gq $n "systemctl stop electd" 60; done
+sleep 1
+left=""
+for n in node1 node2; do
+    ls_=$(gq $n 'dlm_tool ls 2>/dev/null | grep -c "^name *electd" || true' 30)
+    [ "${ls_:-0}" = 0 ] || left="$left $n"
+done
+if [ -z "$left" ] && [ "$(last_event node1)" = release ]; then pass "6 lockspace left on both nodes; node1's release hook ran"
+else failc "6 lockspace still joined on:$left; node1 last event $(last_event node1)"; fi
+
+log "summary ($(date -u +%FT%TZ))"
+printf '%s\n' "${RESULTS[@]}"
+! printf '%s\n' "${RESULTS[@]}" | grep -q '^FAIL'
