@@ -98,6 +98,27 @@ async fn run(cli: Cli) -> i32 {
                     eprintln!("{}: key `lock.backend`: {m}", cli.config.display());
                     return exit::CONFIG;
                 }
+                // What the dlm backend's start would judge of the cluster.
+                let fencing = match c.lock.backend {
+                    config::Backend::Dlm => {
+                        match (crate::lock::fsdlm::fencing(), c.lock.allow_unfenced) {
+                            (Ok(true), _) => Some("dlm_controld fences failed nodes".to_string()),
+                            (Ok(false), true) => Some(
+                                "OFF (enable_fencing=0), allowed by lock.allow_unfenced: a partition can give two masters"
+                                    .into(),
+                            ),
+                            (Ok(false), false) => {
+                                eprintln!(
+                                    "{}: key `lock.backend`: dlm_controld runs with enable_fencing=0: `run` refuses the dlm backend without fencing (or `lock.allow_unfenced = true`)",
+                                    cli.config.display()
+                                );
+                                return exit::CONFIG;
+                            }
+                            (Err(why), _) => Some(format!("cannot tell ({why})")),
+                        }
+                    }
+                    _ => None,
+                };
                 println!(
                     "{}: ok, {} resource(s), {} backend",
                     cli.config.display(),
@@ -107,6 +128,9 @@ async fn run(cli: Cli) -> i32 {
                 // Where the `file` backend's locks reach (judged in `load`).
                 if let Some(reach) = lock_reach(&c) {
                     println!("locks: {reach}");
+                }
+                if let Some(f) = fencing {
+                    println!("fencing: {f}");
                 }
                 print!("{}", preferences(&c));
                 exit::OK

@@ -60,14 +60,14 @@ pub enum StartError {
     Signals(std::io::Error),
     /// Exit 78: the config must change (or the cluster's fencing).
     #[error(
-        "key `lock.backend`: refusing the dlm backend: {0}; without fencing a network partition gives two masters (docs/dlm.md). Configure a fence method and enable_fencing=1 in /etc/dlm/dlm.conf, or set `lock.allow_unfenced = true` to accept that"
+        "{at}: key `lock.backend`: refusing the dlm backend: {why}; without fencing a network partition gives two masters (docs/dlm.md). Configure a fence method and enable_fencing=1 in /etc/dlm/dlm.conf, or set `lock.allow_unfenced = true` to accept that"
     )]
-    Unfenced(String),
+    Unfenced { at: String, why: String },
     /// A plain failure, so that `Restart=` tries again once dlm_controld runs.
     #[error(
-        "key `lock.backend`: the dlm backend needs to know that dlm_controld fences, and cannot tell: {0}"
+        "{at}: key `lock.backend`: the dlm backend needs to know that dlm_controld fences, and cannot tell: {why}"
     )]
-    FencingUnknown(String),
+    FencingUnknown { at: String, why: String },
 }
 
 impl StartError {
@@ -78,7 +78,7 @@ impl StartError {
         match self {
             StartError::RuntimeDirShared { .. }
             | StartError::LockDir { .. }
-            | StartError::Unfenced(_) => exit::CONFIG,
+            | StartError::Unfenced { .. } => exit::CONFIG,
             _ => exit::FAILURE,
         }
     }
@@ -96,7 +96,7 @@ impl Runtime {
         let dir = &cfg.daemon.runtime_dir;
         let instance = Instance::take(dir).map_err(|e| match e {
             InstanceError::NotPrivate { .. } => StartError::RuntimeDirShared {
-                at: runtime_dir_place(cfg),
+                at: place(cfg, |p| &p.runtime_dir),
                 error: e,
             },
             e => StartError::Instance(e),
@@ -108,18 +108,21 @@ impl Runtime {
     }
 }
 
-/// Where `daemon.runtime_dir` was written, as `FILE:LINE:COL` (the main
-/// file when defaulted). Only for the message: the file is read again,
-/// and if that fails now the main file is named alone.
-fn runtime_dir_place(cfg: &Config) -> String {
+/// Where a key was written, as `FILE:LINE:COL` (the main file when
+/// defaulted). Only for the message: the file is read again, and if that
+/// fails now the main file is named alone.
+fn place(cfg: &Config, key: impl Fn(&config::Places) -> &config::Place) -> String {
     let Some(main) = cfg.files.first() else {
         return "the config".into();
     };
     match config::load_placed(main) {
-        Ok((_, places)) => match places.runtime_dir.pos {
-            Some((line, col)) => format!("{}:{line}:{col}", places.runtime_dir.path.display()),
-            None => places.runtime_dir.path.display().to_string(),
-        },
+        Ok((_, places)) => {
+            let at = key(&places);
+            match at.pos {
+                Some((line, col)) => format!("{}:{line}:{col}", at.path.display()),
+                None => at.path.display().to_string(),
+            }
+        }
         Err(_) => main.display().to_string(),
     }
 }
@@ -266,10 +269,14 @@ fn judge_fencing(cfg: &Config) -> Result<(), StartError> {
             );
             Ok(())
         }
-        (Ok(false), false) => Err(StartError::Unfenced(
-            "dlm_controld runs with enable_fencing=0".into(),
-        )),
-        (Err(why), false) => Err(StartError::FencingUnknown(why)),
+        (Ok(false), false) => Err(StartError::Unfenced {
+            at: place(cfg, |p| &p.backend),
+            why: "dlm_controld runs with enable_fencing=0".into(),
+        }),
+        (Err(why), false) => Err(StartError::FencingUnknown {
+            at: place(cfg, |p| &p.backend),
+            why,
+        }),
     }
 }
 

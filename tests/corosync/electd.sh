@@ -19,7 +19,8 @@
 #
 # The master's acquire/release hooks append to /tmp/events.log on its
 # node; every check asserts on `status --json` and those logs, never on
-# the daemon's own messages. Environment: LAB, CACHE, KEEP=1, BIN (the
+# the daemon's own messages (`status` is its view, asked like an admin).
+# Environment: LAB, CACHE, KEEP=1, BIN (the
 # static dlm-electd; default the repo's static release build).
 set -uo pipefail
 ME=$(cd "$(dirname "$0")" && pwd)
@@ -65,9 +66,12 @@ C=/mnt/host/unfenced.toml
 RESULTS=()
 pass() { RESULTS+=("PASS $*"); echo "PASS $*"; }
 failc() { RESULTS+=("FAIL $*"); echo "FAIL $*"; }
-# state NODE: web's state per `status --json` (or "down")
+# state NODE: web's state per `status` (or "down"); the lab's python3 has
+# no json module, so the table's STATE column
 state() {
-    gq "$1" "$E status --json --config $C 2>/dev/null | python3 -c 'import json,sys; print([r[\"state\"] for r in json.load(sys.stdin)[\"resources\"] if r[\"name\"]==\"web\"][0])' 2>/dev/null || echo down" 30
+    local s
+    s=$(gq "$1" "$E status --config $C 2>/dev/null | awk '\$1==\"web\" {print \$2}'" 30)
+    echo "${s:-down}"
 }
 # until_state NODE STATE SECS
 until_state() {
