@@ -31,16 +31,7 @@ pub async fn cleanup(cfg: Config) -> i32 {
     if n > 0 {
         tracing::warn!("killed {n} hook process group(s) a dead daemon left running");
     }
-    let l = &cfg.lock;
-    let backend = lock::open::backend(
-        l.backend,
-        &l.dir,
-        l.standby,
-        &l.mount,
-        &l.domain,
-        &l.lockspace,
-        &cfg.node,
-    );
+    let backend = lock::open::backend(&super::startup::lock_settings(&cfg));
     let mut rc = exit::OK;
     for spec in &cfg.resources {
         let span = tracing::info_span!("resource", resource = %spec.name);

@@ -249,6 +249,21 @@ fn judge_lock_dir(cfg: &Config) -> Result<Option<Accepted>, StartError> {
     }
 }
 
+/// The lock backend's settings, for `lock::open::backend`.
+pub(super) fn lock_settings(cfg: &Config) -> lock::open::Settings<'_> {
+    let l = &cfg.lock;
+    lock::open::Settings {
+        kind: l.backend,
+        dir: &l.dir,
+        standby: l.standby,
+        mount: &l.mount,
+        domain: &l.domain,
+        lockspace: &l.lockspace,
+        node: &cfg.node,
+        runtime_dir: &cfg.daemon.runtime_dir,
+    }
+}
+
 /// The dlm backend only where dlm_controld fences, or on the admin's word
 /// (`lock.allow_unfenced`): without fencing a partition gives two masters.
 fn judge_fencing(cfg: &Config) -> Result<(), StartError> {
@@ -289,16 +304,7 @@ fn backend(
     locks: Option<&Accepted>,
 ) -> (Arc<dyn LockBackend>, Option<Arc<FileBackend>>) {
     let Some(k) = keeper else {
-        let l = &cfg.lock;
-        let plain = lock::open::backend(
-            l.backend,
-            &l.dir,
-            l.standby,
-            &l.mount,
-            &l.domain,
-            &l.lockspace,
-            &cfg.node,
-        );
+        let plain = lock::open::backend(&lock_settings(cfg));
         return (plain, None);
     };
     let mut guards: Vec<Arc<dyn FdGuard>> = vec![k.keeper.clone()];

@@ -18,10 +18,16 @@
 //!   (until that node is fenced): callers run these on the blocking pool
 //!   under a deadline, and results are awaited under one too.
 
-use super::dlm::{Ask, DlmError, Event, Flags, Lockspace, Mode, Paths, Status};
+use super::dlm::{Ask, Control, DlmError, Event, Flags, Lockspace, Mode, Paths, Status};
 use super::{HeldLock, LockBackend, LockError, TryLock};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// In the runtime dir while a daemon (or `cleanup`) has joined its
+/// lockspace: found by the next one, it says that a create was left by a
+/// process that died joined, which only a remove gives back.
+pub const MARKER: &str = "dlm-lockspace-joined";
 
 /// How long a result is awaited after its write returned. The write
 /// itself is where recovery makes a call sleep; a result comes at once
@@ -35,6 +41,8 @@ pub struct FsDlmBackend {
     /// per-lock opens need no create of their own). Joined at the first
     /// lock call: the cluster may come up after the daemon.
     joined: Mutex<Option<Lockspace>>,
+    /// See [`MARKER`]; None: not kept (tests, tools).
+    marker: Option<PathBuf>,
 }
 
 impl FsDlmBackend {
@@ -43,6 +51,38 @@ impl FsDlmBackend {
             lockspace: lockspace.to_string(),
             paths: Paths::default(),
             joined: Mutex::new(None),
+            marker: None,
+        }
+    }
+
+    /// Keeps [`MARKER`] at `path` while joined, and gives back the create
+    /// a killed predecessor left (the kernel counts creates, not
+    /// processes: each one not removed keeps the lockspace, and
+    /// dlm.service from stopping, until reboot).
+    pub fn with_marker(mut self, path: PathBuf) -> FsDlmBackend {
+        self.marker = Some(path);
+        self
+    }
+
+    /// Just joined: the marker's bookkeeping (see [`Self::with_marker`]).
+    /// The marker is removed before a create is given back, never after,
+    /// so a crash between leaks a create rather than takes another's.
+    fn joined_now(&self, ls: &Lockspace) {
+        let Some(marker) = &self.marker else { return };
+        if marker.exists() {
+            match Control::open(&self.paths).and_then(|c| c.remove_lockspace(ls.minor(), false)) {
+                Ok(()) => tracing::info!(
+                    "gave back the create of lockspace {} that a killed dlm-electd left",
+                    self.lockspace
+                ),
+                Err(e) => tracing::warn!(
+                    "cannot give back the create of lockspace {} a killed dlm-electd left: {e}",
+                    self.lockspace
+                ),
+            }
+        }
+        if let Err(e) = std::fs::write(marker, format!("{}\n", self.lockspace)) {
+            tracing::warn!("cannot write {}: {e}", marker.display());
         }
     }
 
@@ -50,7 +90,9 @@ impl FsDlmBackend {
     fn open(&self) -> Result<Lockspace, LockError> {
         let mut joined = self.joined.lock().unwrap_or_else(|p| p.into_inner());
         if joined.is_none() {
-            *joined = Some(Lockspace::join(&self.lockspace, &self.paths).map_err(not_ready)?);
+            let ls = Lockspace::join(&self.lockspace, &self.paths).map_err(not_ready)?;
+            self.joined_now(&ls);
+            *joined = Some(ls);
         }
         let ls = joined.as_ref().expect("joined above");
         ls.open_again(&self.paths).map_err(failed)
@@ -133,12 +175,18 @@ impl LockBackend for FsDlmBackend {
 
     fn leave(&self) {
         let joined = self.joined.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(ls) = joined
-            && let Err(e) = ls.leave(&self.paths, false)
-        {
+        let Some(ls) = joined else { return };
+        if let Some(marker) = &self.marker {
+            let _ = std::fs::remove_file(marker);
+        }
+        if let Err(e) = ls.leave(&self.paths, false) {
             // EBUSY: we were its last user and a lock is still held here
-            // (an orphan for `cleanup`); the lockspace stays for it.
+            // (an orphan for `cleanup`); the lockspace and our create stay,
+            // so the marker does too.
             tracing::warn!("cannot leave lockspace {}: {e}", self.lockspace);
+            if let Some(marker) = &self.marker {
+                let _ = std::fs::write(marker, format!("{}\n", self.lockspace));
+            }
         }
     }
 

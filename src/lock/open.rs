@@ -9,26 +9,33 @@ use super::{Backend, LockBackend, Standby};
 use std::path::Path;
 use std::sync::Arc;
 
+/// A backend's settings as plain values, so the lock layer needs nothing
+/// of `config`: `dir` and `standby` are the `file` backend's, `mount` and
+/// `domain` dlmfs's, `lockspace` dlm's; `runtime_dir` the instance's (the
+/// dlm backend keeps a marker there while it has joined its lockspace).
+pub struct Settings<'a> {
+    pub kind: Backend,
+    pub dir: &'a Path,
+    pub standby: Standby,
+    pub mount: &'a Path,
+    pub domain: &'a str,
+    pub lockspace: &'a str,
+    pub node: &'a str,
+    pub runtime_dir: &'a Path,
+}
+
 /// The backend without a lock keeper (the daemon builds its `file` backend
-/// with one: see `daemon`). `dir` and `standby` are the `file` backend's,
-/// `mount` and `domain` dlmfs's, `lockspace` dlm's; plain values, so the
-/// lock layer needs nothing of `config`.
-pub fn backend(
-    kind: Backend,
-    dir: &Path,
-    standby: Standby,
-    mount: &Path,
-    domain: &str,
-    lockspace: &str,
-    node: &str,
-) -> Arc<dyn LockBackend> {
-    match kind {
-        Backend::File => Arc::new(FileBackend::new(dir.to_path_buf(), standby)),
+/// with one: see `daemon`).
+pub fn backend(s: &Settings) -> Arc<dyn LockBackend> {
+    match s.kind {
+        Backend::File => Arc::new(FileBackend::new(s.dir.to_path_buf(), s.standby)),
         Backend::Dlmfs => Arc::new(DlmfsBackend::new(
-            mount.to_path_buf(),
-            domain.to_string(),
-            node,
+            s.mount.to_path_buf(),
+            s.domain.to_string(),
+            s.node,
         )),
-        Backend::Dlm => Arc::new(FsDlmBackend::new(lockspace)),
+        Backend::Dlm => Arc::new(
+            FsDlmBackend::new(s.lockspace).with_marker(s.runtime_dir.join(super::fsdlm::MARKER)),
+        ),
     }
 }
