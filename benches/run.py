@@ -932,8 +932,9 @@ def chaos_report(x, mach):
          f"{x['faults']} faults from the seeded schedule{dur}{over}. The checker",
          "runs on the host and trusts nothing the daemons say: it replays the hooks'",
          "acquire/release lines, the workload program's, and the harness's own",
-         "(@kill, @exit, @freeze, @thaw), stamped with the host clock on arrival, and reads",
-         "`ip addr` on every node at settle points. What each fault is, how the checker",
+         "(@kill, @exit, @freeze, @thaw), stamped with the host clock on arrival, reads",
+         "`ip addr` on every node at settle points, and probes every VIP with ARP from the",
+         "bridge every 10 ms (two MACs answering in one round is two masters). What each fault is, how the checker",
          "judges, and the liveness bound: tests/cluster/README.md, \"Nemesis\".", "",
          "| fault | count |", "|---|---|"]
     L += [f"| {t} | {n} |" for t, n in sorted(by.items(), key=lambda kv: -kv[1])]
@@ -944,7 +945,11 @@ def chaos_report(x, mach):
           f"within {x['liveness_bound_s']:.0f} s of a heal, anything left after the final SIGTERM): "
           + (f"**{len(v)}**: " + "; ".join(f"{e['kind']}: {e['text']}" for e in v[:10]) if v else "**none**."),
           f"Liveness judged {lv['ok']} times ({lv['inconclusive']} inconclusive: another fault began",
-          f"within the bound); {x['vip_checks']} VIP checks; {x['events']} events.",
+          f"within the bound); {x['vip_checks']} VIP checks; {x.get('arp_rounds', 0)} ARP probe rounds;",
+          f"{x['events']} events." + (
+              f" A thawed master's VIP answered beside the new master's in {g['n']} thaws, for at most"
+              f" {g['max']:.0f} ms (median {g['median']:.0f} ms; the bound is 1 s)."
+              if (g := x.get("vip_gone_after_thaw_ms")) else ""),
           "", "Time without a master, per fault type (s; every gap between one master interval",
           "of a resource and the next, charged to the fault on the node that lost it, else",
           "`fence` (o2cb fenced a node nobody had faulted), else `TYPE(after)` (a `preempt`",

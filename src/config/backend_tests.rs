@@ -2,23 +2,7 @@
 //! dlm backend's, dlmfs's panic_on_oops warning); beside validate_tests.rs,
 //! which would grow past the size bound.
 
-use super::error::ConfigError;
-use super::source::Source;
-use super::spec::{Config, Places};
-use super::validate::validate;
-
-fn validate_text(text: &str) -> Result<(Config, Places), Vec<ConfigError>> {
-    let src = Source::new("/etc/x.toml".into(), text.into());
-    let raw = src.parse().map_err(|e| vec![e])?;
-    validate(&src, raw, Vec::new())
-}
-
-fn errors(text: &str) -> Vec<String> {
-    match validate_text(text) {
-        Ok(_) => panic!("accepted:\n{text}"),
-        Err(e) => e.iter().map(|e| e.to_string()).collect(),
-    }
-}
+use super::validate_tests::{errors, validate_text};
 
 #[test]
 fn dlmfs_without_panic_on_oops_is_a_warning_at_the_backend_key() {

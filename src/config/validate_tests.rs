@@ -10,13 +10,13 @@ use super::validate::validate;
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn validate_text(text: &str) -> Result<(Config, Places), Vec<ConfigError>> {
+pub(super) fn validate_text(text: &str) -> Result<(Config, Places), Vec<ConfigError>> {
     let src = Source::new("/etc/x.toml".into(), text.into());
     let raw = src.parse().map_err(|e| vec![e])?;
     validate(&src, raw, Vec::new())
 }
 
-fn errors(text: &str) -> Vec<String> {
+pub(super) fn errors(text: &str) -> Vec<String> {
     match validate_text(text) {
         Ok(_) => panic!("accepted:\n{text}"),
         Err(e) => e.iter().map(|e| e.to_string()).collect(),

@@ -30,6 +30,8 @@ export CACHE=${CACHE:-/var/tmp/fsdlm-lab/cache}
 HERE=$LAB
 # shellcheck source=/dev/null
 source "$LAB/lib.sh"
+# shellcheck source=lab.sh
+source "$ME/lab.sh"
 BIN=${BIN:-$REPO/target/x86_64-unknown-linux-gnu/release/dlm-electd}
 E=/mnt/host/dlm-electd
 
@@ -83,21 +85,9 @@ until_state() {
     return 1
 }
 start() { gq "$1" "systemd-run -q --unit=electd -p KillMode=process $E run --config $C" 60; }
-pidof_d() { gq "$1" "systemctl show -p MainPID --value electd" 30; }
 last_event() { gq "$1" "tail -n 1 /tmp/events.log 2>/dev/null" 30; }
 
-trap 'exit 130' TERM INT
-[ -n "${KEEP:-}" ] || trap 'stop_vms node1 node2' EXIT
-stop_vms node1 node2 >/dev/null
-
-log "boot two fresh VMs (corosync + dlm_controld at boot)"
-"$LAB/boot2.sh" || exit 2
-for n in node1 node2; do
-    for _ in $(seq 120); do
-        gq $n 'dlm_tool status 2>/dev/null | grep -q "quorate 1" && [ $(dlm_tool status | grep -c "^node .* M ") = 2 ]' 30 && break
-        sleep 1
-    done
-done
+boot_lab
 g node1 'dlm_tool dump_config | grep -E "enable_fencing|enable_quorum"'
 
 log "1 without lock.allow_unfenced: refused"

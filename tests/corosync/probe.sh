@@ -31,6 +31,8 @@ export CACHE=${CACHE:-/var/tmp/fsdlm-lab/cache}
 HERE=$LAB
 # shellcheck source=/dev/null
 source "$LAB/lib.sh"
+# shellcheck source=lab.sh
+source "$ME/lab.sh"
 LS=${LS:-electd}
 RES=${RES:-master}
 P=/mnt/host/dlmprobe
@@ -76,19 +78,7 @@ try() {
     g "$n" "$P $* $LS $RES"
 }
 
-# A TERM (say from timeout(1)) still stops the VMs: exit runs the EXIT trap.
-trap 'exit 130' TERM INT
-[ -n "${KEEP:-}" ] || trap 'stop_vms node1 node2' EXIT
-stop_vms node1 node2 >/dev/null
-
-log "boot two fresh VMs (corosync + dlm_controld at boot)"
-"$LAB/boot2.sh" || exit 2
-for n in node1 node2; do
-    for _ in $(seq 120); do
-        gq $n 'dlm_tool status 2>/dev/null | grep -q "quorate 1" && [ $(dlm_tool status | grep -c "^node .* M ") = 2 ]' 30 && break
-        sleep 1
-    done
-done
+boot_lab
 g node1 'uname -r; dlm_tool status | head -3; cat /etc/dlm/dlm.conf; ls -l /dev/misc/ /dev/dlm* 2>&1 | head'
 
 log "1 node1 trylock EX (joins the lockspace), held until stopped"
