@@ -29,12 +29,12 @@ fn dlmfs_without_panic_on_oops_is_a_warning_at_the_backend_key() {
 }
 
 #[test]
-fn the_dlm_backend_has_a_lockspace_polls_and_refuses_long_names() {
+fn the_dlm_backend_has_a_lockspace_waits_and_refuses_long_names() {
     let (cfg, _) =
         validate_text("[lock]\nbackend = \"dlm\"\n[[resource]]\nname = \"a\"\n").unwrap();
     assert_eq!(cfg.lock.lockspace, "dlm-electd");
     assert!(!cfg.lock.allow_unfenced);
-    assert_eq!(cfg.lock.standby, crate::lock::Standby::Poll);
+    assert_eq!(cfg.lock.standby, crate::lock::Standby::Wait);
     let (cfg, _) = validate_text(
         "[lock]\nbackend = \"dlm\"\nlockspace = \"web\"\nallow_unfenced = true\n[[resource]]\nname = \"a\"\n",
     )
@@ -48,8 +48,8 @@ fn the_dlm_backend_has_a_lockspace_polls_and_refuses_long_names() {
         e[0].starts_with("/etc/x.toml:3:13: key `lockspace`"),
         "{e:?}"
     );
-    let e = errors("[lock]\nbackend = \"dlm\"\nstandby = \"wait\"\n");
-    assert!(e[0].contains("not built for the dlm backend yet"), "{e:?}");
+    let (cfg, _) = validate_text("[lock]\nbackend = \"dlm\"\nstandby = \"poll\"\n").unwrap();
+    assert_eq!(cfg.lock.standby, crate::lock::Standby::Poll);
     let long = "x".repeat(65);
     let e = errors(&format!(
         "[lock]\nbackend = \"dlm\"\n[[resource]]\nname = \"{long}\"\n"

@@ -204,19 +204,12 @@ fn lock_config(cx: &mut Ctx, raw: &RawLock) -> (LockConfig, Place, Place) {
     (lock, lock_dir_at, backend_at)
 }
 
-/// `[lock] standby`: `wait` by default on the `file` backend, `poll` (and
-/// only that) on dlmfs and, for now, on dlm.
+/// `[lock] standby`: `wait` by default on the `file` and `dlm` backends,
+/// `poll` (and only that) on dlmfs.
 fn standby(cx: &mut Ctx, raw: Option<&Spanned<Standby>>, backend: Backend) -> Standby {
     match (raw, backend) {
-        (None, Backend::File) => Standby::Wait,
-        (None, Backend::Dlmfs | Backend::Dlm) => Standby::Poll,
-        (Some(s), Backend::Dlm) if *s.get_ref() == Standby::Wait => {
-            cx.err(
-                s,
-                "key `standby`: \"wait\" is not built for the dlm backend yet (a queued request, cancelled on stop: issue #22); its standbys poll",
-            );
-            Standby::Poll
-        }
+        (None, Backend::File | Backend::Dlm) => Standby::Wait,
+        (None, Backend::Dlmfs) => Standby::Poll,
         (Some(s), Backend::Dlmfs) if *s.get_ref() == Standby::Wait => {
             cx.err(
                 s,

@@ -19,7 +19,7 @@
 //!   under a deadline, and results are awaited under one too.
 
 use super::dlm::{Ask, Control, DlmError, Event, Flags, Lockspace, Mode, Paths, Status};
-use super::{HeldLock, LockBackend, LockError, TryLock};
+use super::{HeldLock, LockBackend, LockError, Standby, TryLock, WaitStop};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -43,15 +43,19 @@ pub struct FsDlmBackend {
     joined: Mutex<Option<Lockspace>>,
     /// See [`MARKER`]; None: not kept (tests, tools).
     marker: Option<PathBuf>,
+    /// `Wait`: a standby queues its request in the DLM and is granted the
+    /// lock the instant the master unlocks (`wait_lock`).
+    standby: Standby,
 }
 
 impl FsDlmBackend {
-    pub fn new(lockspace: &str) -> FsDlmBackend {
+    pub fn new(lockspace: &str, standby: Standby) -> FsDlmBackend {
         FsDlmBackend {
             lockspace: lockspace.to_string(),
             paths: Paths::default(),
             joined: Mutex::new(None),
             marker: None,
+            standby,
         }
     }
 
@@ -186,6 +190,67 @@ impl LockBackend for FsDlmBackend {
             tracing::warn!("cannot leave lockspace {}: {e}", self.lockspace);
             if let Some(marker) = &self.marker {
                 let _ = std::fs::write(marker, format!("{}\n", self.lockspace));
+            }
+        }
+    }
+
+    fn can_wait(&self) -> bool {
+        self.standby == Standby::Wait
+    }
+
+    /// A queued EX request (PERSISTENT, like `try_lock`'s), granted when
+    /// the holder unlocks, or when its node has died and been fenced.
+    /// `stop` interrupts the poll (its signal: EINTR); the request is then
+    /// cancelled, and a grant that beat the cancel is unlocked unused. A
+    /// waiter killed meanwhile leaves nothing: the kernel cancels a queued
+    /// request of a closed file (`orphan_proc_lock`).
+    fn wait_lock(
+        &self,
+        lock: &str,
+        stop: &WaitStop,
+    ) -> Result<Option<Box<dyn HeldLock>>, LockError> {
+        if let Some(held) = self.adopt(lock)? {
+            return Ok(Some(Box::new(held)));
+        }
+        let ls = self.open()?;
+        let ask = Ask {
+            mode: Mode::Ex,
+            flags: Flags::PERSISTENT,
+            tag: 0,
+            bast: false,
+        };
+        let lkid = ls.request(&ask, lock.as_bytes()).map_err(failed)?;
+        let held = |ls| DlmLock {
+            ls: Some(ls),
+            lkid,
+            lock: lock.to_string(),
+        };
+        loop {
+            if stop.is_stopped() {
+                ls.cancel(lkid).map_err(failed)?;
+                return match answer(&ls, lkid, lock)? {
+                    // Granted before the cancel: nobody wants it now.
+                    Status::Granted => Box::new(held(ls)).release().map(|()| None),
+                    _ => Ok(None),
+                };
+            }
+            match ls.read_event().map_err(failed)? {
+                Some(Event::Completion {
+                    lkid: l, status, ..
+                }) if l == lkid => {
+                    return match status {
+                        Status::Granted => Ok(Some(Box::new(held(ls)))),
+                        other => Err(LockError::Failed(format!(
+                            "queued lock request on {}/{lock} ended {other:?}",
+                            self.lockspace
+                        ))),
+                    };
+                }
+                Some(_) => continue,
+                // Until a result, or `stop`'s signal (EINTR: false).
+                None => {
+                    ls.wait_readable(None).map_err(failed)?;
+                }
             }
         }
     }

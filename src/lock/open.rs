@@ -35,7 +35,8 @@ pub fn backend(s: &Settings) -> Arc<dyn LockBackend> {
             s.node,
         )),
         Backend::Dlm => Arc::new(
-            FsDlmBackend::new(s.lockspace).with_marker(s.runtime_dir.join(super::fsdlm::MARKER)),
+            FsDlmBackend::new(s.lockspace, s.standby)
+                .with_marker(s.runtime_dir.join(super::fsdlm::MARKER)),
         ),
     }
 }

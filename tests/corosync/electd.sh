@@ -15,6 +15,9 @@
 #     lets go: node1 master
 #   5 SIGKILL of node1's daemon, then `run` again without cleanup: it
 #     adopts its orphan and is master again; node2 stayed standby
+#   7 SIGTERM of a standby waiting in the DLM queue (standby = "wait",
+#     the default here): it cancels the request and exits; the master
+#     stays master and nothing is left queued
 #   6 both stopped: no lockspace left on either node (the daemon leaves)
 #
 # The master's acquire/release hooks append to /tmp/events.log on its
@@ -141,6 +144,21 @@ start node1
 if until_state node1 master 30 && [ "$(state node2)" = standby ]; then
     pass "5 node1 adopted its orphan and is master again; node2 stayed standby"
 else failc "5 node1 $(state node1), node2 $(state node2)"; fi
+
+log "7 SIGTERM of node2's waiting standby: it cancels its queued request and exits"
+t0=$(date +%s.%N)
+gq node2 "systemctl kill -s TERM electd" 30
+gone=""
+for _ in $(seq 40); do
+    if [ "$(gq node2 'systemctl is-active electd' 30)" != active ]; then gone=yes; break; fi
+    sleep 0.25
+done
+t1=$(date +%s.%N)
+waiting=$(gq node1 'dlm_tool lockdebug electd | grep -c "^Waiting" || true' 30)
+if [ -n "$gone" ] && [ "${waiting:-1}" = 0 ] && [ "$(state node1)" = master ]; then
+    pass "7 node2 gone $(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.1f", b-a}') s after the SIGTERM, no request left queued, node1 still master"
+else failc "7 node2 gone=${gone:-no}, queued requests on node1's view: $waiting, node1 $(state node1)"; fi
+g node1 'dlm_tool lockdebug electd' 30
 
 log "6 both stopped: nothing left"
 for n in node1 node2; do gq $n "systemctl stop electd" 60; done
