@@ -15,10 +15,10 @@
 #     lets go: node1 master
 #   5 SIGKILL of node1's daemon, then `run` again without cleanup: it
 #     adopts its orphan and is master again; node2 stayed standby
-#   7 SIGTERM of a standby waiting in the DLM queue (standby = "wait",
+#   6 SIGTERM of a standby waiting in the DLM queue (standby = "wait",
 #     the default here): it cancels the request and exits; the master
 #     stays master and nothing is left queued
-#   6 both stopped: no lockspace left on either node (the daemon leaves)
+#   7 both stopped: no lockspace left on either node (the daemon leaves)
 #
 # The master's acquire/release hooks append to /tmp/events.log on its
 # node; every check asserts on `status --json` and those logs, never on
@@ -145,7 +145,7 @@ if until_state node1 master 30 && [ "$(state node2)" = standby ]; then
     pass "5 node1 adopted its orphan and is master again; node2 stayed standby"
 else failc "5 node1 $(state node1), node2 $(state node2)"; fi
 
-log "7 SIGTERM of node2's waiting standby: it cancels its queued request and exits"
+log "6 SIGTERM of node2's waiting standby: it cancels its queued request and exits"
 t0=$(date +%s.%N)
 gq node2 "systemctl kill -s TERM electd" 30
 gone=""
@@ -156,11 +156,11 @@ done
 t1=$(date +%s.%N)
 waiting=$(gq node1 'dlm_tool lockdebug electd | grep -c "^Waiting" || true' 30)
 if [ -n "$gone" ] && [ "${waiting:-1}" = 0 ] && [ "$(state node1)" = master ]; then
-    pass "7 node2 gone $(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.1f", b-a}') s after the SIGTERM, no request left queued, node1 still master"
-else failc "7 node2 gone=${gone:-no}, queued requests on node1's view: $waiting, node1 $(state node1)"; fi
+    pass "6 node2 gone $(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.1f", b-a}') s after the SIGTERM, no request left queued, node1 still master"
+else failc "6 node2 gone=${gone:-no}, queued requests on node1's view: $waiting, node1 $(state node1)"; fi
 g node1 'dlm_tool lockdebug electd' 30
 
-log "6 both stopped: nothing left"
+log "7 both stopped: nothing left"
 for n in node1 node2; do gq $n "systemctl stop electd" 60; done
 sleep 1
 left=""
@@ -168,8 +168,8 @@ for n in node1 node2; do
     ls_=$(gq $n 'dlm_tool ls 2>/dev/null | grep -c "^name *electd" || true' 30)
     [ "${ls_:-0}" = 0 ] || left="$left $n"
 done
-if [ -z "$left" ] && [ "$(last_event node1)" = release ]; then pass "6 lockspace left on both nodes; node1's release hook ran"
-else failc "6 lockspace still joined on:$left; node1 last event $(last_event node1)"; fi
+if [ -z "$left" ] && [ "$(last_event node1)" = release ]; then pass "7 both daemons left the lockspace: gone on both nodes; node1's release hook ran"
+else failc "7 lockspace still joined on:$left; node1 last event $(last_event node1)"; fi
 
 log "summary ($(date -u +%FT%TZ))"
 printf '%s\n' "${RESULTS[@]}"
