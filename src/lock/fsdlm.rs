@@ -106,12 +106,7 @@ impl FsDlmBackend {
     /// Some(held) if granted, None if busy.
     fn request(&self, lock: &str, mode: Mode, flags: Flags) -> Result<Option<DlmLock>, LockError> {
         let ls = self.open()?;
-        let ask = Ask {
-            mode,
-            flags: Flags::NOQUEUE | flags,
-            tag: 0,
-            bast: false,
-        };
+        let ask = ask(mode, Flags::NOQUEUE | flags);
         let lkid = ls.request(&ask, lock.as_bytes()).map_err(failed)?;
         match answer(&ls, lkid, lock)? {
             Status::Granted => Ok(Some(DlmLock {
@@ -131,12 +126,7 @@ impl FsDlmBackend {
     /// a holder that died: Some(held) if there was one.
     fn adopt(&self, lock: &str) -> Result<Option<DlmLock>, LockError> {
         let ls = self.open()?;
-        let ask = Ask {
-            mode: Mode::Ex,
-            flags: Flags::PERSISTENT,
-            tag: 0,
-            bast: false,
-        };
+        let ask = ask(Mode::Ex, Flags::PERSISTENT);
         match ls.adopt(&ask, lock.as_bytes()).map_err(failed)? {
             Some(lkid) => Ok(Some(DlmLock {
                 ls: Some(ls),
@@ -213,12 +203,7 @@ impl LockBackend for FsDlmBackend {
             return Ok(Some(Box::new(held)));
         }
         let ls = self.open()?;
-        let ask = Ask {
-            mode: Mode::Ex,
-            flags: Flags::PERSISTENT,
-            tag: 0,
-            bast: false,
-        };
+        let ask = ask(Mode::Ex, Flags::PERSISTENT);
         let lkid = ls.request(&ask, lock.as_bytes()).map_err(failed)?;
         let held = |ls| DlmLock {
             ls: Some(ls),
@@ -297,6 +282,17 @@ impl Drop for DlmLock {
         {
             tracing::warn!("cannot unlock {} on drop: {e}", self.lock);
         }
+    }
+}
+
+/// A request of ours: no tag (one lock per open, so results need none),
+/// no blocking ASTs.
+fn ask(mode: Mode, flags: Flags) -> Ask {
+    Ask {
+        mode,
+        flags,
+        tag: 0,
+        bast: false,
     }
 }
 
