@@ -114,7 +114,10 @@ async fn run(cli: Cli) -> i32 {
                                 );
                                 return exit::CONFIG;
                             }
-                            (Err(why), _) => Some(format!("cannot tell ({why})")),
+                            (Err(why), true) => Some(format!("cannot tell ({why})")),
+                            (Err(why), false) => Some(format!(
+                                "cannot tell ({why}): `run` fails until dlm_controld answers, or with lock.allow_unfenced = true"
+                            )),
                         }
                     }
                     _ => None,
