@@ -1032,11 +1032,11 @@ def selftest():
     assert kinds(ok) == []
     late = ok[:4] + [E(1100, 0, "release a")]
     assert kinds(late) == ["late-release"]
-    # A node that held three: 75 ms more for each release hook after the first.
+    # A node that held three: 150 ms more for each release hook after the first.
     three = [E(0, 0, "acquire a"), E(0, 0, "acquire b"), E(0, 0, "acquire c"), E(1, 0, "@freeze"),
              E(20, 1, "acquire a"), E(30, 0, "@thaw"), E(1170, 0, "release b")]
-    assert kinds(three + [E(1175, 0, "release a")]) == []
-    assert kinds(three + [E(1190, 0, "release a")]) == ["late-release"]
+    assert kinds(three + [E(1325, 0, "release a")]) == []
+    assert kinds(three + [E(1340, 0, "release a")]) == ["late-release"]
     # Granted just after the thaw (recovery ended then): the same window.
     just = [E(0, 0, "acquire a"), E(1, 0, "@freeze"), E(30, 0, "@thaw"), E(500, 1, "acquire a"),
             E(900, 0, "release a")]
