@@ -23,4 +23,6 @@ pub mod notify;
 pub mod preflight;
 pub mod state;
 pub mod systemd;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod workload;

@@ -675,9 +675,9 @@ mod tests {
         // No name left behind by the refused creation.
         assert!(!n.twin().exists() && !n.main().exists());
         drop(f);
-        let g = acquire(&n, None)
-            .unwrap()
-            .expect("free once the holder let go");
+        let g = crate::testing::eventually("free once the holder let go", || {
+            acquire(&n, None).unwrap()
+        });
         assert_eq!(n.keep(&g).unwrap(), None);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
         assert_eq!(leftovers.len(), 2, "only the two names: {leftovers:?}");

@@ -260,7 +260,9 @@ mod tests {
         assert!(try_local(dir.path(), "vm1").unwrap().is_none());
         assert!(try_local(dir.path(), "vm2").unwrap().is_some());
         drop(first);
-        assert!(try_local(dir.path(), "vm1").unwrap().is_some());
+        crate::testing::eventually("vm1 free once closed", || {
+            try_local(dir.path(), "vm1").unwrap()
+        });
     }
 
     #[test]
