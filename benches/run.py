@@ -27,6 +27,7 @@ Everything runs in network namespaces this script creates (names start with
 even on failure or Ctrl-C, and every process started is killed.
 """
 import argparse
+import collections
 import json
 import math
 import os
@@ -922,6 +923,13 @@ def chaos_report(x, mach):
     by = x["faults_by_type"]
     dur = f", in {x['seconds'] / 3600:.1f} h" if x.get("seconds") else ""
     over = (f", {x['overlapping']} times two at once" if x.get("overlapping") else "")
+    segs = x.get("segments") or []
+    if len(segs) > 1:
+        dur += (f" in {len(segs)} segments, each on a freshly booted cluster with a verdict of its own "
+                "(`--budget-min`, then `--from`): steps "
+                + ", ".join(f"{s['from']}–{s['to'] - 1} ({s['seconds'] / 3600:.1f} h, {s['date']})" for s in segs))
+    if x.get("to") is not None and x["to"] < x.get("planned", x["faults"]):
+        dur += f"; steps {x['to']} to {x['planned'] - 1} of the schedule not run yet"
     L = ["## Randomized faults on the VM cluster (tests/cluster/nemesis.py)", "", mach(x), "",
          f"`benches/run.py chaos --faults {x.get('planned', x['faults'])} --seed {x['seed']}`:",
          f"three QEMU VMs (TCG) of tests/cluster/ on o2cb (dead_threshold {dead}), the static",
@@ -990,9 +998,25 @@ def cleanup():
 
 def chaos(args):
     """tests/cluster/nemesis.py's schedule, args.faults long, on a 3-node
-    o2cb cluster of its own (run dir: $DLM_ELECTD_CLUSTER_RUN)."""
+    o2cb cluster of its own (run dir: $DLM_ELECTD_CLUSTER_RUN).
+
+    A long schedule may be run in segments, each on a freshly booted
+    cluster with its own complete verdict: `--budget-min M` stops injecting
+    after M minutes (then settles, stops every daemon and judges as at the
+    end of a whole run); `--from N --seed S` goes on at step N of the same
+    schedule and merges its verdict into benches/results/chaos.json (which
+    must hold the segments before it). So a 500-fault run fits sessions of
+    a few hours without losing what a cut-off run saw."""
     import harness  # tests/cluster, on sys.path through benches/cluster.py
     import nemesis
+    before = None
+    if args.chaos_from:
+        before = load("chaos")
+        if args.seed is None or not before or before.get("seed") != args.seed \
+                or before.get("planned") != args.faults or before.get("to") != args.chaos_from:
+            sys.exit(f"chaos --from {args.chaos_from}: benches/results/chaos.json must hold the segments "
+                     f"before it, of the same --seed and --faults (it has seed {before and before.get('seed')}, "
+                     f"faults {before and before.get('planned')}, up to step {before and before.get('to')})")
     cluster.check_bin()
     c = harness.up(3, run=harness.RUN, **nemesis.FAST)
     with c:
@@ -1000,11 +1024,38 @@ def chaos(args):
         print(f"chaos: 3 nodes up, boot {boot} s, accel {c.accel}, run dir {c.run}", flush=True)
         t0 = time.monotonic()
         r = nemesis.run(c, count=args.faults, seed=args.seed, k=args.chaos_resources,
-                        log=lambda s: print(s, flush=True))
+                        log=lambda s: print(s, flush=True), budget_s=args.budget_min * 60,
+                        start=args.chaos_from)
         r["seconds"] = time.monotonic() - t0
     r["events_log"] = c.events_path
     r["knobs"] = dict(c.knobs)
-    return r
+    r["segments"] = [{k: r.get(k) for k in ("from", "to", "faults", "seconds")}
+                     | {"violations": len(r["violations"]),
+                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]
+    return merge_chaos(before, r) if before else r
+
+
+def merge_chaos(a, b):
+    """Segment b of a chaos run appended to the segments before it (a):
+    counts added, samples pooled, statistics computed again."""
+    import nemesis
+    m = dict(b)
+    for k in ("faults", "overlapping", "vip_checks", "arp_rounds", "events", "seconds"):
+        m[k] = a.get(k, 0) + b.get(k, 0)
+    m["from"] = a.get("from", 0)
+    m["faults_by_type"] = dict(collections.Counter(a["faults_by_type"]) + collections.Counter(b["faults_by_type"]))
+    for k in ("violations", "excerpts", "fault_notes", "errors", "unexpected_exits", "wedged",
+              "vip_gone_raw", "segments"):
+        m[k] = list(a.get(k, [])) + list(b.get(k, []))
+    m["liveness"] = {k: a["liveness"].get(k, 0) + b["liveness"].get(k, 0) for k in b["liveness"]}
+    raw = collections.defaultdict(list)
+    for x in (a, b):
+        for k, v in x.get("without_master_raw", {}).items():
+            raw[k] += v
+    m["without_master_raw"] = dict(sorted(raw.items()))
+    m["without_master_s"] = {k: nemesis.pstats(v) for k, v in sorted(raw.items())}
+    m["vip_gone_after_thaw_ms"] = nemesis.pstats(m["vip_gone_raw"])
+    return m
 
 
 def main():
@@ -1036,6 +1087,12 @@ def main():
     ap.add_argument("--seed", type=int, default=None, help="chaos: the schedule's seed (default: random, "
                     "printed first)")
     ap.add_argument("--chaos-resources", type=int, default=20, help="chaos: resources per daemon")
+    ap.add_argument("--budget-min", type=float, default=0,
+                    help="chaos: stop injecting after this many minutes (0: no limit); the verdict covers "
+                         "what was injected, and `--from` goes on from there")
+    ap.add_argument("--from", dest="chaos_from", type=int, default=0,
+                    help="chaos: start at this step of the --seed's schedule, on a fresh cluster, and merge "
+                         "the verdict into benches/results/chaos.json's segments before it")
     args = ap.parse_args()
     if args.parts != ["report"]:
         if os.geteuid() != 0:

@@ -453,12 +453,20 @@ def pstats(xs):
 
 # ---- the nemesis -----------------------------------------------------------
 class Nemesis:
-    def __init__(self, c, seed, count, k=K, log=print, budget_s=0):
+    def __init__(self, c, seed, count, k=K, log=print, budget_s=0, start=0):
         self.c, self.seed, self.count, self.k, self.log = c, seed, count, k, log
         self.budget_s = budget_s
         self.n = c.n
         self.bound_s = liveness_s(c.knobs["dead"])
-        self.steps = make_schedule(seed, count, self.n, k)
+        # A long run may be made in segments (benches/run.py chaos --from):
+        # this one starts at step `start` of the same seeded schedule, on
+        # a freshly booted cluster; never inside an overlapping pair.
+        steps = make_schedule(seed, count, self.n, k)
+        while 0 < start < len(steps) and steps[start - 1].overlap:
+            start += 1
+        self.start = start
+        self.next = start       # the first step not injected (set by _run)
+        self.steps = steps[start:]
         self.variant = {i: BASE for i in range(self.n)}
         self.records = []       # one per fault: dict(step, typ, node, t0, t1, note, error)
         self.quiet = []         # (t_ms of a heal, the resources expected to have a master)
@@ -803,9 +811,10 @@ class Nemesis:
         t_faults = time.monotonic()
         for st in self.steps:
             if not threads and self.budget_s and time.monotonic() - t_faults > self.budget_s:
-                self.say("time budget of %.0f s spent: %d of %d faults injected"
-                         % (self.budget_s, st.i, self.count))
+                self.say("time budget of %.0f s spent: faults %d to %d of %d injected"
+                         % (self.budget_s, self.start, st.i - 1, self.count))
                 break
+            self.next = st.i + 1
             time.sleep(st.gap)
             th = threading.Thread(target=self.run_step, args=(st,), name="nemesis-%d" % st.i)
             th.start()
@@ -941,6 +950,8 @@ class Nemesis:
         by_type = collections.Counter(r["typ"] for r in self.records)
         res = {
             "seed": self.seed, "faults": len(self.records), "planned": self.count, "resources": self.k,
+            # The schedule's steps this run injected: [from, to).
+            "from": self.start, "to": self.next,
             # Pairs of faults run at once (the first of each pair is marked).
             "overlapping": sum(1 for st in self.steps[:len(self.records)] if st.overlap),
             "liveness_bound_s": self.bound_s,
@@ -950,6 +961,9 @@ class Nemesis:
             "excerpts": excerpts,
             "liveness": live,
             "without_master_s": {k: pstats(v) for k, v in sorted(without.items())},
+            # The samples behind those, for merging segments of a long run.
+            "without_master_raw": {k: v for k, v in sorted(without.items())},
+            "vip_gone_raw": vip_gone,
             "vip_checks": len(self.vip_checks),
             "arp_rounds": arp_rounds(self.answers),
             # Per thaw of a node that kept a VIP another node took over: ms
@@ -990,11 +1004,11 @@ def report(res, log=print):
         log("    --- event log excerpt ---\n" + "\n".join("    " + l for l in x.splitlines()))
 
 
-def run(c, count=FAULTS, seed=None, k=K, log=print, budget_s=0):
+def run(c, count=FAULTS, seed=None, k=K, log=print, budget_s=0, start=0):
     if seed is None:
         seed = int(SEED) if SEED else random.SystemRandom().randrange(1 << 32)
     log("NEMESIS SEED %s" % seed)
-    nm = Nemesis(c, seed, count, k, log, budget_s)
+    nm = Nemesis(c, seed, count, k, log, budget_s, start)
     res = nm.run()
     report(res, log)
     # For a post-mortem beside events.log (which stays until the next boot
