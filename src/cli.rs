@@ -87,6 +87,29 @@ pub enum Cmd {
         /// The resource (its `name` in the config).
         name: String,
     },
+    /// Take this node out for maintenance: master of nothing, competing
+    /// for nothing, until `undrain`.
+    ///
+    /// Records the drain in the state dir (`daemon.state_dir`), so it
+    /// survives a daemon restart, an upgrade and a reboot, then tells the
+    /// daemon, which releases every resource it is master of (release
+    /// steps, then the lock). With no daemon running the record alone is
+    /// written: it starts drained. `status` shows the drain and its reason.
+    Drain {
+        /// Why, for `status`, the journal and the metrics' readers: one
+        /// line of at most 200 bytes.
+        #[arg(long, value_parser = parse_reason)]
+        reason: Option<String>,
+        /// Return only when every resource is held by another node (exit
+        /// 0), or say which is not after --timeout (exit 1).
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits: a DURATION, at most 24h.
+        #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_hold_off, requires = "wait")]
+        timeout: Duration,
+    },
+    /// End a drain: this node competes for every resource again now.
+    Undrain,
     /// After a crash: undo what this instance applied, and drop lock state.
     ///
     /// Runs the release steps of every resource this instance's applied
@@ -215,6 +238,14 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+fn parse_reason(s: &str) -> Result<String, String> {
+    let max = crate::drain::MAX_REASON;
+    if s.len() > max || s.contains(['\n', '\r']) {
+        return Err(format!("one line of at most {max} bytes"));
+    }
+    Ok(s.to_string())
 }
 
 fn parse_workload_name(s: &str) -> Result<String, String> {

@@ -11,6 +11,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+mod drain;
+
 /// Runs the command; returns the exit code.
 pub fn dispatch(cli: Cli) -> i32 {
     if let Cmd::KeepLocks { fd, node } = cli.command {
@@ -148,7 +150,12 @@ async fn run(cli: Cli) -> i32 {
             Ok(c) => crate::daemon::cleanup(c).await,
             Err(code) => code,
         },
-        Cmd::Status { .. } | Cmd::Release { .. } | Cmd::Resume { .. } | Cmd::Reset { .. }
+        Cmd::Status { .. }
+        | Cmd::Release { .. }
+        | Cmd::Resume { .. }
+        | Cmd::Reset { .. }
+        | Cmd::Drain { .. }
+        | Cmd::Undrain
             if let Some(e) = unreadable(&cli.config) =>
         {
             eprintln!("dlm-electd: {e}");
@@ -165,6 +172,12 @@ async fn run(cli: Cli) -> i32 {
         Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
         Cmd::Resume { name } => resume(&cli.config, name).await,
         Cmd::Reset { name } => reset(&cli.config, name).await,
+        Cmd::Drain {
+            reason,
+            wait,
+            timeout,
+        } => drain::drain(&cli.config, reason, wait.then_some(timeout)).await,
+        Cmd::Undrain => drain::undrain(&cli.config).await,
         Cmd::KeepLocks { .. }
         | Cmd::RunLocked { .. }
         | Cmd::Lock { .. }
@@ -566,6 +579,22 @@ fn table(s: &StatusReport) -> String {
     if let Some(l) = &s.locks {
         let _ = writeln!(t, "locks: {l}");
     }
+    // Also after the rows: the node's drain.
+    if let Some(d) = &s.drain {
+        let since = match d.since_ms {
+            0 => String::new(),
+            ms => format!(" {} ago", compact(now.saturating_sub(ms) / 1000)),
+        };
+        let by = match d.by.as_str() {
+            "" => String::new(),
+            by => format!(" by {by}"),
+        };
+        let _ = writeln!(
+            t,
+            "{}{since}{by}; `dlm-electd undrain` ends it",
+            d.describe()
+        );
+    }
     t
 }
 
@@ -607,6 +636,7 @@ mod tests {
     fn table_shows_since_hold_off_and_error_per_resource() {
         let r = |name: &str, state, since_ms, err: Option<&str>, until| ResourceStatus {
             name: name.into(),
+            lock: name.into(),
             state,
             since_ms,
             last_error: err.map(str::to_string),
@@ -642,6 +672,11 @@ mod tests {
                 ),
             ],
             locks: Some("host-local (ext4 at /): locks exclude processes of this host only".into()),
+            drain: Some(crate::drain::Drain {
+                reason: Some("kernel update".into()),
+                since_ms: now - 90_000,
+                by: "pid 7 (bash), uid 0".into(),
+            }),
         };
         let mut s = s;
         s.resources[1].health = Some("ok".into());
@@ -702,7 +737,13 @@ mod tests {
             t.lines().nth(8),
             Some("locks: host-local (ext4 at /): locks exclude processes of this host only")
         );
-        assert_eq!(t.lines().count(), 9);
+        assert_eq!(
+            t.lines().nth(9),
+            Some(
+                "drained: kernel update 1m30s ago by pid 7 (bash), uid 0; `dlm-electd undrain` ends it"
+            )
+        );
+        assert_eq!(t.lines().count(), 10);
     }
 
     /// Issue #19, item 12: the header alone said nothing.
@@ -713,6 +754,7 @@ mod tests {
             now_ms: 1,
             resources: Vec::new(),
             locks: Some("host-local (ext4 at /): x".into()),
+            drain: None,
         };
         assert_eq!(
             table(&s),

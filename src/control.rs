@@ -6,13 +6,16 @@
 //! request and take the reply (the daemon's own work on a release does not
 //! count against it). A failing accept (out of fds) is retried with a pause.
 
+use crate::drain::Drain;
 use crate::election::{Board, ResourceStatus};
+use crate::lock::LockBackend;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 
 pub const SOCKET_NAME: &str = "control.sock";
@@ -42,6 +45,14 @@ pub enum Request {
     Reset {
         resource: String,
     },
+    /// Read the drain record again and follow it (`drain` and `undrain`
+    /// wrote or removed it).
+    Drain,
+    /// Whether some node holds the resource's lock now (`drain --wait`
+    /// asks it of each resource this node gave up).
+    Held {
+        resource: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,22 +68,71 @@ pub struct StatusReport {
     /// cluster-wide with what a dead holder costs. Absent on dlmfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locks: Option<String>,
+    /// The node's drain (`dlm-electd drain`), while it is drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
 }
 
-/// What the status answer says about the daemon itself.
-#[derive(Debug, Clone)]
+/// What the status answer says about the daemon itself, and what it needs
+/// for the requests about the node as a whole.
+#[derive(Clone)]
 pub struct Who {
     pub node: String,
     /// See [`StatusReport::locks`].
     pub locks: Option<String>,
+    /// Where a `drain` request reads the record, and the watch it sets
+    /// for the runners. None: the node cannot be drained (tests).
+    pub drain: Option<Arc<Drainer>>,
+    /// What a `held` request asks. None: it cannot be asked (tests).
+    pub probe: Option<Arc<Probe>>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The drain record's place and the runners' watch of it.
+pub struct Drainer {
+    pub state_dir: PathBuf,
+    pub watch: watch::Sender<Option<Drain>>,
+}
+
+impl Drainer {
+    /// Reads the record again and tells the runners if it changed; the
+    /// drain now in force.
+    pub fn reread(&self) -> Option<Drain> {
+        let now = crate::drain::read(&self.state_dir);
+        let changed = self.watch.send_if_modified(|d| {
+            let changed = *d != now;
+            *d = now.clone();
+            changed
+        });
+        if changed {
+            match &now {
+                Some(d) => tracing::warn!(
+                    reason = d.reason.as_deref().unwrap_or(""),
+                    by = %d.by,
+                    "node {}: releasing every resource and competing for none until `dlm-electd undrain`",
+                    d.describe()
+                ),
+                None => tracing::info!("node undrained: competing for every resource again"),
+            }
+        }
+        now
+    }
+}
+
+/// The lock backend, to ask whether a lock is held, each call bounded.
+pub struct Probe {
+    pub backend: Arc<dyn LockBackend>,
+    pub op_timeout: Duration,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Reply {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The answer to `held`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<bool>,
 }
 
 /// What an admin asks of one resource.
@@ -111,7 +171,13 @@ pub async fn serve(
     board: Board,
     release: mpsc::Sender<AdminCall>,
 ) {
-    serve_as(listener, Who { node, locks: None }, board, release).await
+    let who = Who {
+        node,
+        locks: None,
+        drain: None,
+        probe: None,
+    };
+    serve_as(listener, who, board, release).await
 }
 
 /// `serve`, answering status with all of `who`.
@@ -229,8 +295,8 @@ async fn handle(
 
 fn error_reply(e: String) -> Reply {
     Reply {
-        status: None,
         error: Some(e),
+        ..Reply::default()
     }
 }
 
@@ -249,14 +315,27 @@ async fn answer(
                 now_ms: crate::clock::now_ms(),
                 resources: board.snapshot(),
                 locks: node.locks,
+                drain: node.drain.and_then(|d| d.watch.borrow().clone()),
             }),
-            error: None,
+            ..Reply::default()
         },
-        Ok(Request::Release { .. } | Request::Resume { .. } | Request::Reset { .. })
-            if peer_uid != nix::unistd::geteuid().as_raw() =>
-        {
+        Ok(
+            Request::Release { .. }
+            | Request::Resume { .. }
+            | Request::Reset { .. }
+            | Request::Drain
+            | Request::Held { .. },
+        ) if peer_uid != nix::unistd::geteuid().as_raw() => {
             error_reply(format!("refused: uid {peer_uid} is not the daemon's user"))
         }
+        Ok(Request::Drain) => match node.drain {
+            Some(d) => {
+                tokio::task::spawn_blocking(move || d.reread()).await.ok();
+                Reply::default()
+            }
+            None => error_reply("this daemon cannot be drained".into()),
+        },
+        Ok(Request::Held { resource }) => held(node.probe, &board, &resource).await,
         Ok(Request::Release {
             resource,
             hold_off_ms,
@@ -310,8 +389,34 @@ async fn admin(to: mpsc::Sender<AdminCall>, resource: String, what: Admin) -> Re
         ))
     });
     Reply {
-        status: None,
         error: r.err(),
+        ..Reply::default()
+    }
+}
+
+/// Whether some node holds `resource`'s lock: one backend call on the
+/// blocking pool, bounded by `op_timeout` (a dlmfs call may sleep while
+/// the DLM recovers a node).
+async fn held(probe: Option<Arc<Probe>>, board: &Board, resource: &str) -> Reply {
+    let Some(p) = probe else {
+        return error_reply("this daemon cannot probe locks".into());
+    };
+    let Some(lock) = board.get(resource).map(|r| r.lock) else {
+        return error_reply(format!("no resource named {resource:?}"));
+    };
+    let backend = p.backend.clone();
+    let call = tokio::task::spawn_blocking(move || backend.held(&lock));
+    match tokio::time::timeout(p.op_timeout, call).await {
+        Ok(Ok(Ok(h))) => Reply {
+            held: Some(h),
+            ..Reply::default()
+        },
+        Ok(Ok(Err(e))) => error_reply(e.to_string()),
+        Ok(Err(e)) => error_reply(format!("the probe failed: {e}")),
+        Err(_) => error_reply(format!(
+            "the probe did not return within op_timeout ({:?})",
+            p.op_timeout
+        )),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod drain;
 pub mod election;
 pub mod exit;
 pub mod fdstore;

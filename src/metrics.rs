@@ -38,7 +38,7 @@ const ACTION_BUCKETS: [f64; 12] = [
 /// Every state, in a fixed order, for the state gauge: each resource has
 /// one series per state, 1 for the current one and 0 for the others, so an
 /// alert can test a state that is not current (`== 0`) as well.
-const STATES: [Status; 7] = Status::ALL;
+const STATES: [Status; 8] = Status::ALL;
 
 /// Position in `STATES`. No wildcard arm: a new state does not compile
 /// until it has its series.
@@ -51,6 +51,7 @@ fn state_index(s: Status) -> usize {
         Status::Backoff => 4,
         Status::Stalled => 5,
         Status::Failed => 6,
+        Status::Drained => 7,
     }
 }
 

@@ -20,12 +20,15 @@ pub enum Status {
     /// Out of the competition after too many failed acquires (fail
     /// counts), until its `failure_timeout` ends or an admin's `reset`.
     Failed,
+    /// The node is drained (`dlm-electd drain`): not master and not
+    /// competing for any resource until `undrain`.
+    Drained,
 }
 
 impl Status {
     /// Every state, in a fixed order (the metrics' series, the names a
     /// `[[notify]]` `states` list takes).
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Standby,
         Status::Acquiring,
         Status::Master,
@@ -33,6 +36,7 @@ impl Status {
         Status::Backoff,
         Status::Stalled,
         Status::Failed,
+        Status::Drained,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Status {
             Status::Backoff => "backoff",
             Status::Stalled => "stalled",
             Status::Failed => "failed",
+            Status::Drained => "drained",
         }
     }
 }

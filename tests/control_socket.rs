@@ -123,6 +123,7 @@ fn a_client_that_never_reads_its_reply_is_dropped_at_the_deadline() {
     let board = Board::default();
     board.publish(ResourceStatus {
         name: "web".into(),
+        lock: "web".into(),
         state: Status::Backoff,
         since_ms: 0,
         last_error: Some("e".repeat(4 << 20)),

@@ -8,6 +8,9 @@ pub const DEFAULT_LOCK_DIR: &str = "/var/lib/dlm-electd/locks";
 pub const DEFAULT_MOUNT: &str = "/dlm";
 pub const DEFAULT_DOMAIN: &str = "dlm-electd";
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/dlm-electd";
+/// On disk, kept across reboots (systemd's `StateDirectory=dlm-electd`):
+/// the node's drain record.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dlm-electd";
 pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// Above o2cb's default recovery window (~60 s dead time plus recovery), so a
 /// trylock that waits out a node death is "slow", not "stalled".

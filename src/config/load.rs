@@ -2,7 +2,7 @@
 //! name order, each parsed on its own so errors point into the right file.
 
 use super::check;
-use super::defaults::DEFAULT_RUNTIME_DIR;
+use super::defaults::{DEFAULT_RUNTIME_DIR, DEFAULT_STATE_DIR};
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{RawConfig, RawDropIn};
 use super::source::Source;
@@ -245,17 +245,22 @@ pub fn load_checked_as(path: &Path, uses: check::LockUse) -> Result<Loaded, Conf
 /// so only that one key is read, leniently; anything unusable (missing,
 /// not a string, relative) gives the default.
 pub fn runtime_dir_hint(path: &Path) -> PathBuf {
+    daemon_dir_hint(path, "runtime_dir", DEFAULT_RUNTIME_DIR)
+}
+
+/// The state dir `drain` and `undrain` write to, read as leniently as
+/// [`runtime_dir_hint`] and for the same reason.
+pub fn state_dir_hint(path: &Path) -> PathBuf {
+    daemon_dir_hint(path, "state_dir", DEFAULT_STATE_DIR)
+}
+
+fn daemon_dir_hint(path: &Path, key: &str, default: &str) -> PathBuf {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|t| t.parse::<toml::Table>().ok())
-        .and_then(|t| {
-            t.get("daemon")?
-                .get("runtime_dir")?
-                .as_str()
-                .map(PathBuf::from)
-        })
+        .and_then(|t| t.get("daemon")?.get(key)?.as_str().map(PathBuf::from))
         .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| DEFAULT_RUNTIME_DIR.into())
+        .unwrap_or_else(|| default.into())
 }
 
 #[cfg(test)]

@@ -40,7 +40,9 @@ mod validate_tests;
 
 pub use crate::lock::{Backend, Standby};
 pub use error::{ConfigError, ConfigErrors};
-pub use load::{Loaded, load, load_checked, load_checked_as, load_placed, runtime_dir_hint};
+pub use load::{
+    Loaded, load, load_checked, load_checked_as, load_placed, runtime_dir_hint, state_dir_hint,
+};
 pub use source::Place;
 pub use spec::{
     ActionSpec, CheckSpec, Config, DaemonConfig, ExecSpec, FailureLimit, LockConfig, MetricsConfig,

@@ -62,6 +62,7 @@ pub struct RawLock {
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
     pub runtime_dir: Option<Spanned<PathBuf>>,
+    pub state_dir: Option<Spanned<PathBuf>>,
     pub poll_interval: Option<Spanned<Interval>>,
     pub op_timeout: Option<Spanned<Interval>>,
 }
@@ -270,7 +271,7 @@ pub const LOCK_KEYS: &[&str] = &[
     "lockspace",
     "allow_unfenced",
 ];
-pub const DAEMON_KEYS: &[&str] = &["runtime_dir", "poll_interval", "op_timeout"];
+pub const DAEMON_KEYS: &[&str] = &["runtime_dir", "state_dir", "poll_interval", "op_timeout"];
 pub const METRICS_KEYS: &[&str] = &["listen"];
 pub const CLUSTER_KEYS: &[&str] = &["nodes"];
 pub const RESOURCE_KEYS: &[&str] = &[

@@ -43,6 +43,8 @@ pub struct LockConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
     pub runtime_dir: PathBuf,
+    /// What must outlive a reboot: the drain record (`drain`).
+    pub state_dir: PathBuf,
     pub poll_interval: Duration,
     pub op_timeout: Duration,
 }

@@ -73,9 +73,11 @@ pub fn validate_all(
     let (mut lock, lock_dir_at, backend_at) = lock_config(&mut cx, &raw.lock);
     let (runtime_dir, runtime_dir_at) =
         cx.abs_path("runtime_dir", raw.daemon.runtime_dir, DEFAULT_RUNTIME_DIR);
+    let (state_dir, _) = cx.abs_path("state_dir", raw.daemon.state_dir, DEFAULT_STATE_DIR);
     lock.standby = standby(&mut cx, raw.lock.standby.as_ref(), lock.backend);
     let daemon = DaemonConfig {
         runtime_dir,
+        state_dir,
         poll_interval: poll(&mut cx, raw.daemon.poll_interval.as_ref()).unwrap_or(DEFAULT_POLL),
         op_timeout: at_least(
             &mut cx,

@@ -741,7 +741,7 @@ fn notify_tables_merge_daemon_wide_first_and_check_their_keys() {
         e,
         [
             "/etc/x.toml:1:1: [[notify]] needs `exec`, the program to run at each state change, like [\"/usr/local/bin/alert\"]",
-            "/etc/x.toml:3:21: key `states`: \"up\" is no state; states are standby, acquiring, master, releasing, backoff, stalled, failed",
+            "/etc/x.toml:3:21: key `states`: \"up\" is no state; states are standby, acquiring, master, releasing, backoff, stalled, failed, drained",
             "/etc/x.toml:3:27: key `states`: \"master\" is listed twice",
         ]
     );

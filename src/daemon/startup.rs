@@ -184,7 +184,26 @@ async fn start(path: PathBuf, cfg: Config) -> Result<(Supervisor, Io), StartErro
         .listen
         .map(|addr| tokio::spawn(crate::metrics::serve(addr, metrics.clone())));
     let membership = membership(&cfg);
+    let drained = crate::drain::read(&cfg.daemon.state_dir);
+    if let Some(d) = &drained {
+        tracing::warn!(
+            reason = d.reason.as_deref().unwrap_or(""),
+            by = %d.by,
+            "node {} (recorded in {}): competing for no resource until `dlm-electd undrain`",
+            d.describe(),
+            crate::drain::path(&cfg.daemon.state_dir).display()
+        );
+    }
+    let drain = Arc::new(control::Drainer {
+        state_dir: cfg.daemon.state_dir.clone(),
+        watch: watch::channel(drained).0,
+    });
+    let probe = Arc::new(control::Probe {
+        backend: backend.clone(),
+        op_timeout: cfg.daemon.op_timeout,
+    });
     let mut sup = Supervisor {
+        drain: drain.clone(),
         membership,
         metrics,
         backend,
@@ -207,6 +226,8 @@ async fn start(path: PathBuf, cfg: Config) -> Result<(Supervisor, Io), StartErro
         control::Who {
             node: sup.cfg.node.clone(),
             locks: locks.map(|a| a.describe()),
+            drain: Some(drain),
+            probe: Some(probe),
         },
         sup.board.clone(),
         release_tx,

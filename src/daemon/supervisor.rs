@@ -50,6 +50,8 @@ pub(super) struct Supervisor {
     pub(super) membership: crate::membership::Doubt,
     /// The link watch, once a resource tracks a VIP's link (`links`).
     pub(super) links: Option<crate::links::Links>,
+    /// The node's drain: the record's place and the runners' watch of it.
+    pub(super) drain: Arc<control::Drainer>,
 }
 
 /// Whether two versions of a resource hold and do the same: same lock, same
@@ -119,6 +121,7 @@ impl Supervisor {
             deferral: Default::default(),
             membership: self.membership.clone(),
             links: self.links.clone(),
+            drain: self.drain.watch.subscribe(),
         };
         let span = tracing::info_span!("resource", resource = %spec.name);
         let join = tokio::spawn(runner.run(rx).instrument(span));
@@ -161,6 +164,7 @@ impl Supervisor {
             }
             finals.push(result.unwrap_or_else(|e| ResourceStatus {
                 name: spec.name.clone(),
+                lock: spec.lock.clone(),
                 state: Status::Releasing,
                 since_ms: crate::clock::now_ms(),
                 last_error: Some(format!("its runner died: {e}")),
@@ -199,12 +203,16 @@ impl Supervisor {
         if new.node != self.cfg.node
             || new.lock != self.cfg.lock
             || new.daemon.runtime_dir != self.cfg.daemon.runtime_dir
+            || new.daemon.state_dir != self.cfg.daemon.state_dir
             || new.metrics != self.cfg.metrics
         {
             tracing::warn!(
-                "reload: changes to [node], [lock], [metrics] or daemon.runtime_dir need a restart; applying resource changes only"
+                "reload: changes to [node], [lock], [metrics], daemon.runtime_dir or daemon.state_dir need a restart; applying resource changes only"
             );
         }
+        // A drain written while no request reached us is followed now.
+        let drain = self.drain.clone();
+        let _ = tokio::task::spawn_blocking(move || drain.reread()).await;
         self.links = link_watch(&new, self.links.take()).await;
         let wanted: HashMap<&str, &ResourceSpec> =
             new.resources.iter().map(|r| (r.name.as_str(), r)).collect();

@@ -75,6 +75,10 @@ pub enum Event {
     /// steps too often and stays out (true), or may compete again (false:
     /// the timeout is over, or an admin's `reset`, which competes at once).
     FailedOut(bool),
+    /// The node is drained (true: `dlm-electd drain`) or not any more
+    /// (false: `undrain`). Drained, a master releases like for a link
+    /// down and nobody competes; undrained, a standby competes at once.
+    Drained(bool),
     Shutdown,
 }
 
@@ -217,6 +221,8 @@ pub struct Machine {
     failed_out: bool,
     /// Why a tracked link is down (see `Event::LinkDown`).
     link_down: Option<String>,
+    /// The node is drained (see `Event::Drained`).
+    drained: bool,
 }
 
 impl Machine {
@@ -240,6 +246,7 @@ impl Machine {
             attempted: false,
             failed_out: false,
             link_down: None,
+            drained: false,
         }
     }
 
@@ -258,6 +265,8 @@ impl Machine {
 
     pub fn status(&self) -> Status {
         match self.phase {
+            // The admin's own word first: it outlasts the other reasons.
+            Phase::Waiting(_) if self.drained => Status::Drained,
             // Out for its fail count: what an admin must look at.
             Phase::Waiting(_) if self.failed_out => Status::Failed,
             Phase::Waiting(Idle::Backoff) | Phase::Reconciling(Idle::Backoff) => Status::Backoff,
@@ -318,12 +327,16 @@ impl Machine {
     }
 
     /// Eligible (health), not in doubt about its membership, not out for
-    /// its fail count.
+    /// its fail count, not drained.
     fn competes(&self) -> bool {
-        self.eligible == Some(true)
-            && self.suspect.is_none()
-            && !self.failed_out
-            && self.link_down.is_none()
+        self.eligible == Some(true) && !self.failed_out && !self.kept_aside()
+    }
+
+    /// Something besides health and fail counts keeps this node from being
+    /// master: membership in doubt, a tracked link down, a drain. A master
+    /// gives up at once for these, without a hold-off.
+    fn kept_aside(&self) -> bool {
+        self.suspect.is_some() || self.link_down.is_some() || self.drained
     }
 
     /// In the acquire steps, not cancelled by a shutdown: a failure now is
@@ -452,6 +465,9 @@ impl Machine {
         if let Event::LinkDown(why) = ev {
             return self.kept_out(Out::Link, why);
         }
+        if let Event::Drained(on) = ev {
+            return self.drain(on);
+        }
         // One handler per phase. Anything a handler does not match is an
         // event that does not belong to the current operation (a late
         // timer): ignore it, keep going.
@@ -573,7 +589,7 @@ impl Machine {
     fn acquiring(&mut self, ev: Event) -> Command {
         match ev {
             Event::ActionsOk if self.shutting_down => self.release(Then::Exit),
-            Event::ActionsOk if self.suspect.is_some() => self.release(Then::Standby),
+            Event::ActionsOk if self.kept_aside() => self.release(Then::Standby),
             Event::ActionsOk if self.eligible == Some(false) => self.give_up_for_health(),
             Event::ActionsOk => {
                 self.backoff = Duration::ZERO;
@@ -585,9 +601,10 @@ impl Machine {
             Event::ActionsFailed { msg, clean } => {
                 let then = if self.shutting_down {
                     Then::Exit
-                } else if self.suspect.is_some() {
-                    // Cancelled because membership is in doubt: the
-                    // reason is already the last error.
+                } else if self.kept_aside() {
+                    // Cancelled because membership is in doubt, a link
+                    // went down or the node was drained: the reason is
+                    // already shown (last error, state).
                     Then::Standby
                 } else {
                     self.last_error = Some(msg);
@@ -738,11 +755,36 @@ impl Machine {
         self.step_aside()
     }
 
+    /// Drained (an admin's `drain`), or not any more. Unlike the other
+    /// reasons to stand aside it is no error: the state (`drained`) says
+    /// it, the last error is left alone.
+    fn drain(&mut self, on: bool) -> Command {
+        let was = std::mem::replace(&mut self.drained, on);
+        if was == on || self.shutting_down {
+            return Command::Keep;
+        }
+        if on {
+            return self.step_aside();
+        }
+        match self.phase {
+            // Undrained: compete now, unless a hold-off runs (its own
+            // timer ends it, as for a fail count's end).
+            Phase::Waiting(from) if from != Idle::HoldOff => self.waiting(from, Event::Timer),
+            _ => Command::Keep,
+        }
+    }
+
     /// Something now keeps this node from being master (membership in
-    /// doubt, a tracked link down).
+    /// doubt, a tracked link down, a drain).
     fn step_aside(&mut self) -> Command {
         use Phase as P;
         match self.phase {
+            // A standby that may be waiting in the kernel for the lock
+            // stops: a new plain wait replaces that one, so the node does
+            // not win a lock it must give straight back (which would hold
+            // up the node that should take it). Not before the first
+            // attempt, which the runner's start makes.
+            P::Waiting(Idle::Standby) if self.attempted => self.wait(Idle::Standby),
             // Before any other action of ours: no VIP refresh, no
             // announcement, no further acquire step.
             P::Master => self.release(Then::Standby),
@@ -944,6 +986,58 @@ mod tests {
         assert!(m.last_error().unwrap().contains("until the link is back"));
         assert_eq!(m.handle(Event::LinkDown(None)), Command::Keep);
         assert_eq!(m.last_error(), None);
+        assert_eq!(m.handle(Event::Timer), Command::TryLock);
+    }
+
+    #[test]
+    fn a_drained_master_releases_and_competes_again_only_when_undrained() {
+        let mut m = master();
+        assert_eq!(m.handle(Event::Drained(true)), Command::RunRelease);
+        assert_eq!(m.handle(Event::Drained(true)), Command::Keep, "once");
+        assert_eq!(m.handle(Event::ActionsOk), Command::Unlock);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        assert_eq!(m.status(), Status::Drained);
+        assert_eq!(m.last_error(), None, "a drain is no error");
+        assert!(!m.wants_candidacy() && !m.may_wait_for_lock());
+        assert_eq!(m.handle(Event::Timer), sleep(POLL), "no attempt");
+        assert!(m.request_release(HOLD).is_err());
+        assert_eq!(m.handle(Event::Drained(false)), Command::TryLock, "at once");
+        assert_eq!(m.handle(Event::Locked), Command::RunAcquire);
+    }
+
+    #[test]
+    fn a_drained_standby_stops_waiting_and_gives_a_won_lock_back() {
+        let mut m = standby();
+        assert!(m.may_wait_for_lock());
+        // The runner replaces its wait in the kernel with a plain one.
+        assert_eq!(m.handle(Event::Drained(true)), sleep(POLL));
+        assert_eq!(m.status(), Status::Drained);
+        // Drained during a lock call that then wins: given straight back.
+        let mut m = standby();
+        assert_eq!(m.handle(Event::Timer), Command::TryLock);
+        assert_eq!(m.handle(Event::Drained(true)), Command::Keep);
+        assert_eq!(m.handle(Event::Locked), Command::Unlock);
+        // During acquire steps: cancelled, then standing by, drained.
+        let mut m = standby();
+        m.handle(Event::Timer);
+        m.handle(Event::Locked);
+        assert_eq!(m.handle(Event::Drained(true)), Command::Cancel);
+        assert_eq!(m.handle(failed(true)), Command::Unlock);
+        assert_eq!(m.last_error(), None);
+        assert_eq!(m.handle(Event::Unlocked(Ok(()))), sleep(POLL));
+        assert_eq!(m.status(), Status::Drained);
+    }
+
+    #[test]
+    fn undraining_during_a_hold_off_leaves_the_hold_off_running() {
+        let mut m = master();
+        m.request_release(HOLD).unwrap();
+        m.handle(Event::ActionsOk);
+        m.handle(Event::Unlocked(Ok(())));
+        assert_eq!(m.handle(Event::Drained(true)), Command::Keep);
+        assert_eq!(m.status(), Status::Drained);
+        assert_eq!(m.handle(Event::Drained(false)), Command::Keep);
+        assert!(m.holding_off());
         assert_eq!(m.handle(Event::Timer), Command::TryLock);
     }
 
@@ -1470,6 +1564,8 @@ mod properties {
         failed_out: bool,
         /// A tracked link is down (the last LinkDown sent).
         link_down: bool,
+        /// Drained (the last Drained sent).
+        drained: bool,
     }
 
     impl Run {
@@ -1513,6 +1609,11 @@ mod properties {
                     assert!(
                         !self.link_down,
                         "acquire while a tracked link is down\n{}",
+                        self.log.join("\n")
+                    );
+                    assert!(
+                        !self.drained,
+                        "acquire while drained\n{}",
                         self.log.join("\n")
                     );
                     Op::Acquire
@@ -1561,6 +1662,9 @@ mod properties {
             if let Event::LinkDown(why) = &ev {
                 self.link_down = why.is_some();
             }
+            if let Event::Drained(on) = ev {
+                self.drained = on;
+            }
             if let Event::Eligible(e) = ev {
                 self.eligible = Some(e);
                 if !e && self.op == Op::Hold {
@@ -1582,13 +1686,14 @@ mod properties {
                     | Event::Outranked(_)
                     | Event::FailedOut(_)
                     | Event::LinkDown(_)
+                    | Event::Drained(_)
             );
             let before = self.op;
             if completes && before != Op::Hold {
                 self.op = Op::None;
             }
             let unhealthy = matches!(ev, Event::Eligible(false));
-            let link_lost = matches!(ev, Event::LinkDown(Some(_)));
+            let link_lost = matches!(ev, Event::LinkDown(Some(_)) | Event::Drained(true));
             let cmd = self.m.handle(ev);
             if cmd == Command::Keep && completes && before != Op::Hold {
                 // Ignored (a stray event): the operation is still running.
@@ -1666,8 +1771,10 @@ mod properties {
                     3 if self.checked => Event::Eligible(false),
                     4 if c % 12 < 6 => Event::FailedOut(true),
                     5 if c % 12 < 6 => Event::FailedOut(false),
-                    4 => Event::LinkDown(Some("eth9 has no carrier".into())),
-                    5 => Event::LinkDown(None),
+                    4 if c % 24 < 12 => Event::LinkDown(Some("eth9 has no carrier".into())),
+                    5 if c % 24 < 12 => Event::LinkDown(None),
+                    4 => Event::Drained(true),
+                    5 => Event::Drained(false),
                     _ => Event::Timer,
                 }),
             }
@@ -1692,6 +1799,7 @@ mod properties {
             log: Vec::new(),
             failed_out: false,
             link_down: false,
+            drained: false,
         };
         r.event(Event::Start);
         r

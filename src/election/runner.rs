@@ -87,6 +87,8 @@ pub struct Runner {
     /// their interface; None: no tracking (none configured, or the watch
     /// could not start).
     pub links: Option<crate::links::Links>,
+    /// The node's drain (`drain`): followed for the machine.
+    pub drain: watch::Receiver<Option<crate::drain::Drain>>,
 }
 
 /// The interfaces whose carrier `spec` follows: its VIPs' with
@@ -217,6 +219,10 @@ impl Task {
         if link_down.is_some() {
             m.handle(Event::LinkDown(link_down.clone()));
         }
+        // Drained already (a drain outlives restarts): not competing.
+        if r.drain.borrow_and_update().is_some() {
+            m.handle(Event::Drained(true));
+        }
         let cmd = m.handle(Event::Start);
         let task = Task {
             r,
@@ -259,6 +265,10 @@ impl Task {
                 biased;
                 Ok(()) = self.r.membership.changed() => self.on_membership(),
                 () = link_change(&mut self.r.links) => self.on_links(),
+                Ok(()) = self.r.drain.changed() => {
+                    let on = self.r.drain.borrow_and_update().is_some();
+                    self.m.handle(Event::Drained(on))
+                }
                 d = self.op.next() => self.on_done(d),
                 Some(r) = next_result(&mut self.checker) => self.on_check(r),
                 req = requests.recv() => self.on_request(req).await,
@@ -543,6 +553,7 @@ impl Task {
             Some(l) if l.state == state => l.clone(),
             _ => ResourceStatus {
                 name: self.r.spec.name.clone(),
+                lock: self.r.spec.lock.clone(),
                 state,
                 since_ms: now_ms(),
                 last_error: None,

@@ -49,6 +49,7 @@ fn runner(
         deferral: Default::default(),
         membership,
         links: None,
+        drain: watch::channel(None).1,
     };
     (r, board, doubt)
 }

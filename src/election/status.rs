@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ResourceStatus {
     pub name: String,
+    /// Its lock's name in the backend (`lock`, or the resource's name).
+    #[serde(default)]
+    pub lock: String,
     pub state: Status,
     /// When it entered `state`: Unix time in milliseconds.
     pub since_ms: u64,
@@ -79,11 +82,12 @@ struct Table {
 
 /// The order of states in the counted STATUS= line: what holds first, what
 /// needs an admin last.
-const STATES: [Status; 7] = [
+const STATES: [Status; 8] = [
     Status::Master,
     Status::Acquiring,
     Status::Releasing,
     Status::Standby,
+    Status::Drained,
     Status::Backoff,
     Status::Stalled,
     Status::Failed,
@@ -146,6 +150,11 @@ impl Board {
         self.0.lock().unwrap().rows.values().cloned().collect()
     }
 
+    /// One resource's row.
+    pub fn get(&self, name: &str) -> Option<ResourceStatus> {
+        self.0.lock().unwrap().rows.get(name).cloned()
+    }
+
     /// The STATUS= line, and whether `expected` resources are on the board
     /// and all have settled (READY=1). Bounded work whatever the number of
     /// resources.
@@ -202,6 +211,7 @@ mod tests {
     fn row(name: &str, state: Status, settled: bool) -> ResourceStatus {
         ResourceStatus {
             name: name.into(),
+            lock: name.into(),
             state,
             since_ms: 0,
             last_error: None,

@@ -403,6 +403,30 @@ impl LockBackend for FileBackend {
         }
     }
 
+    /// F_OFD_GETLK on the lock's inode, found by either name and never
+    /// created (a name made here would be a fresh inode: `twin`, rule 3):
+    /// it asks without locking anything.
+    fn held(&self, lock: &str) -> Result<bool, LockError> {
+        self.on_judged_filesystem()?;
+        let names = self.names(lock);
+        for p in [names.twin(), names.main()] {
+            let f = match OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(p)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(open_failed(p, e)),
+            };
+            let mut probe = whole_file(libc::F_WRLCK as libc::c_short);
+            fcntl(f.as_fd(), FcntlArg::F_OFD_GETLK(&mut probe))
+                .map_err(|e| LockError::Failed(format!("cannot test {}: {e}", p.display())))?;
+            return Ok(probe.l_type != libc::F_UNLCK as libc::c_short);
+        }
+        Ok(false)
+    }
+
     fn can_wait(&self) -> bool {
         self.standby == Standby::Wait
     }
@@ -565,6 +589,28 @@ mod tests {
         crate::testing::eventually("unconfigured lock let go", || {
             (!busy(&old_path)).then_some(())
         });
+    }
+
+    #[test]
+    fn held_asks_without_creating_or_locking() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FileBackend::new(dir.path().to_path_buf(), Standby::Poll);
+        assert!(!b.held("web").unwrap(), "no file: nobody holds it");
+        assert!(!b.path("web").exists(), "and none was made");
+        let TryLock::Acquired(h) = b.try_lock("web").unwrap() else {
+            panic!("free lock busy")
+        };
+        assert!(b.held("web").unwrap());
+        std::fs::remove_file(b.path("web")).unwrap();
+        assert!(b.held("web").unwrap(), "found by its twin name");
+        h.release().unwrap();
+        crate::testing::eventually("not held once released", || {
+            (!b.held("web").unwrap()).then_some(())
+        });
+        let TryLock::Acquired(again) = b.try_lock("web").unwrap() else {
+            panic!("a probe kept the lock")
+        };
+        again.release().unwrap();
     }
 
     /// A lock file on another filesystem than the one judged at start (a

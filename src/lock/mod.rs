@@ -97,6 +97,16 @@ pub trait LockBackend: Send + Sync {
     /// behind that could keep its owner from taking it later.
     fn candidate_held(&self, lock: &str) -> Result<bool, LockError>;
 
+    /// Whether some process, on this node or another, holds election lock
+    /// `lock` now: a drained node's `drain --wait` asks it to see a master
+    /// elsewhere. Leaves nothing behind that could keep a contender out
+    /// for longer than a moment (by default the candidate probe, which on
+    /// dlmfs holds the lock at PR for the probe's call: a contender's
+    /// try at that instant finds it busy and wins at its next poll).
+    fn held(&self, lock: &str) -> Result<bool, LockError> {
+        self.candidate_held(lock)
+    }
+
     /// Lets go of what the backend joined for its locks, once every lock
     /// it gave out is released (the daemon's way out, the end of
     /// `cleanup`): the dlm backend's lockspace, which would otherwise stay

@@ -95,7 +95,7 @@ fn is_holder(pid: i32, name: &str) -> bool {
     alive && args.iter().any(|a| a == HOLDER_CMD) && args.last().is_some_and(|a| a == name)
 }
 
-fn caller() -> String {
+pub(crate) fn caller() -> String {
     let ppid = nix::unistd::getppid();
     let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap_or_default();
     format!(

@@ -1,0 +1,119 @@
+//! `drain` and `undrain` with real daemons on the `file` backend: a
+//! drained node releases what it is master of (release steps, then the
+//! lock), competes for nothing, stays drained across a restart and while
+//! no other node is left, and competes again once undrained. Never two
+//! masters.
+
+mod support;
+
+use std::fs;
+use support::lab::Lab;
+use support::{assert_never_two_masters, cli, cli_ok};
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_drained_node_hands_over_stays_out_across_a_restart_and_comes_back_on_undrain() {
+    let mut lab = Lab::new();
+    let res = format!("{}{}", lab.logging("web"), lab.logging("db"));
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    lab.daemons[a].wait_state("db", "master");
+    let b = lab.start("b", &res);
+    lab.daemons[b].wait_state("web", "standby");
+    let cfg_a = lab.daemons[a].config.clone();
+
+    let o = cli_ok(&cfg_a, &["drain", "--reason", "kernel update", "--wait"]);
+    let text = out(&o);
+    assert!(text.contains("node drained: kernel update"), "{text}");
+    assert!(
+        text.contains("every resource (2) has a master on another node"),
+        "{text}"
+    );
+    for r in ["web", "db"] {
+        assert_eq!(lab.daemons[b].state(r).as_deref(), Some("master"));
+        assert_eq!(lab.daemons[a].state(r).as_deref(), Some("drained"));
+    }
+    assert!(lab.count("a release web") == 1 && lab.count("a release db") == 1);
+    let s = lab.daemons[a].status().unwrap();
+    assert_eq!(s["drain"]["reason"], "kernel update", "{s}");
+    let table = out(&cli_ok(&cfg_a, &["status"]));
+    assert!(
+        table.contains("drained: kernel update") && table.contains("`dlm-electd undrain` ends it"),
+        "{table}"
+    );
+    lab.daemons[a].wait_log("node drained: kernel update");
+
+    // A restart finds the record: drained from the start.
+    lab.daemons[a].stop();
+    let a2 = lab.start("a", &res);
+    lab.daemons[a2].wait_state("web", "drained");
+    lab.daemons[a2].wait_state("db", "drained");
+
+    // The last other node stops: a drained node still takes nothing.
+    lab.daemons[b].stop();
+    let lock = lab.path("locks").join("web.lock");
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(lab.daemons[a2].state("web").as_deref(), Some("drained"));
+        assert!(!support::held(&lock), "nobody holds web");
+    }
+    assert_eq!(lab.count("a acquire web"), 1, "no acquire while drained");
+
+    // --wait with nobody to take over says which and why, and fails.
+    let o = cli(&cfg_a, &["drain", "--wait", "--timeout", "1s"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("2 of 2 resource(s) have no master elsewhere")
+            && text.contains("web: released here, but no node holds its lock"),
+        "{text}"
+    );
+
+    // Undrained: competes at once.
+    let text = out(&cli_ok(&cfg_a, &["undrain"]));
+    assert!(text.contains("node undrained: competing"), "{text}");
+    lab.daemons[a2].wait_state("web", "master");
+    lab.daemons[a2].wait_state("db", "master");
+    let s = lab.daemons[a2].status().unwrap();
+    assert!(s.get("drain").is_none(), "{s}");
+    let text = out(&cli_ok(&cfg_a, &["undrain"]));
+    assert!(text.contains("node was not drained"), "{text}");
+    assert_never_two_masters(&lab.events());
+}
+
+#[test]
+fn a_node_drained_while_its_daemon_is_stopped_starts_drained() {
+    let mut lab = Lab::new();
+    let res = lab.logging("web");
+    let cfg = lab.config("a", &res);
+    let o = cli_ok(&cfg, &["drain", "--reason", "disk swap"]);
+    let text = out(&o);
+    assert!(
+        text.contains("no daemon runs here: it starts drained"),
+        "{text}"
+    );
+    let record = lab.path("a").join("state/drain.json");
+    let d: serde_json::Value = serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
+    assert_eq!(d["reason"], "disk swap");
+    assert!(d["by"].as_str().unwrap().contains("uid"), "{d}");
+
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "drained");
+    lab.daemons[a].wait_log("competing for no resource until `dlm-electd undrain`");
+    assert_eq!(lab.count("a acquire web"), 0);
+    // A reason of more than one line is refused before anything changes.
+    let o = cli(&cfg, &["drain", "--reason", "a\nb"]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    // SIGHUP reads the record again too: removed by hand, then a reload.
+    fs::remove_file(&record).unwrap();
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    lab.daemons[a].wait_state("web", "master");
+    assert_eq!(lab.count("a acquire web"), 1);
+}
