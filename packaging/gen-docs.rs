@@ -51,6 +51,9 @@ Drop-ins, read in name order; they may only add resources.
 .I /run/dlm-electd
 Runtime dir: instance lock, control socket, applied records.
 .TP
+.I /var/lib/dlm-electd/drain.json
+The node's drain (\fBdlm\-electd drain\fR), kept across reboots.
+.TP
 .I /var/lib/dlm-electd/locks
 Lock dir of the \fBfile\fR backend.
 .TP

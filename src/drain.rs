@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The record's name in the state dir.
@@ -79,10 +79,13 @@ pub fn read(state_dir: &Path) -> Option<Drain> {
 
 /// Records `d`, durably: written under a temporary name, synced, renamed
 /// over the record, and the directory synced, so a power cut right after
-/// `drain` returned finds the node drained. Creates the state dir (0755,
-/// as systemd's `StateDirectory=` does) if needed.
+/// `drain` returned finds the node drained. Creates the state dir (0700,
+/// as the unit's `StateDirectoryMode=` makes it) if needed.
 pub fn write(state_dir: &Path, d: &Drain) -> std::io::Result<()> {
-    std::fs::create_dir_all(state_dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)?;
     let body = serde_json::to_vec_pretty(d).map_err(std::io::Error::other)?;
     let tmp = state_dir.join(format!(".{FILE}.tmp{}", std::process::id()));
     let r = OpenOptions::new()

@@ -91,7 +91,12 @@ fn a_drained_node_hands_over_stays_out_across_a_restart_and_comes_back_on_undrai
 #[test]
 fn a_node_drained_while_its_daemon_is_stopped_starts_drained() {
     let mut lab = Lab::new();
-    let res = lab.logging("web");
+    let alerts = lab.path("alerts.log");
+    let res = format!(
+        "[[notify]]\nexec = [\"/bin/sh\", \"-c\", \"echo \\\"$DLM_ELECTD_RESOURCE $DLM_ELECTD_STATE $DLM_ELECTD_REASON\\\" >> {}\"]\n{}",
+        alerts.display(),
+        lab.logging("web")
+    );
     let cfg = lab.config("a", &res);
     let o = cli_ok(&cfg, &["drain", "--reason", "disk swap"]);
     let text = out(&o);
@@ -108,6 +113,10 @@ fn a_node_drained_while_its_daemon_is_stopped_starts_drained() {
     lab.daemons[a].wait_state("web", "drained");
     lab.daemons[a].wait_log("competing for no resource until `dlm-electd undrain`");
     assert_eq!(lab.count("a acquire web"), 0);
+    support::wait_for(support::WAIT, "the drained alert", || {
+        let log = fs::read_to_string(&alerts).unwrap_or_default();
+        log.contains("web drained drained: disk swap").then_some(())
+    });
     // A reason of more than one line is refused before anything changes.
     let o = cli(&cfg, &["drain", "--reason", "a\nb"]);
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));

@@ -589,15 +589,22 @@ impl Task {
         (st.handover_to, st.handover_at_ms) = handover.unzip();
         self.r.board.publish(st.clone());
         if changed {
-            // Why: the last failure, else why the health check fails.
-            let reason = st.last_error.clone().or_else(|| {
-                (st.health.as_deref() == Some("failing")).then(|| {
-                    format!(
-                        "health check failing: {}",
-                        st.health_error.as_deref().unwrap_or("?")
-                    )
+            // Why: the last failure, else why the health check fails;
+            // drained: the drain's reason. A drain while master shows as
+            // `releasing`, so that one says it too.
+            let drain = self.r.drain.borrow().as_ref().map(|d| d.describe());
+            let reason = st
+                .last_error
+                .clone()
+                .or_else(|| {
+                    (st.health.as_deref() == Some("failing")).then(|| {
+                        format!(
+                            "health check failing: {}",
+                            st.health_error.as_deref().unwrap_or("?")
+                        )
+                    })
                 })
-            });
+                .or(drain);
             let (seq, since) = (st.transitions, st.since_ms);
             self.alerts.changed(
                 &self.r.spec.notify,
