@@ -103,24 +103,17 @@ async fn run(cli: Cli) -> i32 {
                 // What the dlm backend's start would judge of the cluster.
                 let fencing = match c.lock.backend {
                     config::Backend::Dlm => {
-                        match (crate::lock::fsdlm::fencing(), c.lock.allow_unfenced) {
-                            (Ok(true), _) => Some("dlm_controld fences failed nodes".to_string()),
-                            (Ok(false), true) => Some(
-                                "OFF (enable_fencing=0), allowed by lock.allow_unfenced: a partition can give two masters"
-                                    .into(),
-                            ),
-                            (Ok(false), false) => {
-                                eprintln!(
-                                    "{}: key `lock.backend`: dlm_controld runs with enable_fencing=0: `run` refuses the dlm backend without fencing (or `lock.allow_unfenced = true`)",
-                                    cli.config.display()
-                                );
-                                return exit::CONFIG;
-                            }
-                            (Err(why), true) => Some(format!("cannot tell ({why})")),
-                            (Err(why), false) => Some(format!(
-                                "cannot tell ({why}): `run` fails until dlm_controld answers, or with lock.allow_unfenced = true"
-                            )),
+                        use crate::lock::fsdlm::{Fencing, fencing};
+                        let f = Fencing::judge(fencing(), c.lock.allow_unfenced);
+                        if f == Fencing::Off {
+                            eprintln!(
+                                "{}: key `lock.backend`: {}",
+                                cli.config.display(),
+                                f.describe()
+                            );
+                            return exit::CONFIG;
                         }
+                        Some(f.describe())
                     }
                     _ => None,
                 };

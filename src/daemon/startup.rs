@@ -288,32 +288,27 @@ pub(super) fn lock_settings(cfg: &Config) -> lock::open::Settings<'_> {
 /// The dlm backend only where dlm_controld fences, or on the admin's word
 /// (`lock.allow_unfenced`): without fencing a partition gives two masters.
 fn judge_fencing(cfg: &Config) -> Result<(), StartError> {
-    match (lock::fsdlm::fencing(), cfg.lock.allow_unfenced) {
-        (Ok(true), _) => {
-            tracing::info!("dlm backend: dlm_controld fences failed nodes");
-            Ok(())
+    use lock::fsdlm::Fencing;
+    let f = Fencing::judge(lock::fsdlm::fencing(), cfg.lock.allow_unfenced);
+    match f {
+        Fencing::On => tracing::info!("dlm backend: fencing: {}", f.describe()),
+        Fencing::OffAllowed | Fencing::UnknownAllowed(_) => {
+            tracing::warn!("dlm backend: fencing: {}", f.describe())
         }
-        (Ok(false), true) => {
-            tracing::warn!(
-                "dlm backend: dlm_controld does NOT fence (enable_fencing=0) and lock.allow_unfenced is set: a network partition can give two masters"
-            );
-            Ok(())
+        Fencing::Off => {
+            return Err(StartError::Unfenced {
+                at: place(cfg, |p| &p.backend),
+                why: "dlm_controld runs with enable_fencing=0".into(),
+            });
         }
-        (Err(why), true) => {
-            tracing::warn!(
-                "dlm backend: cannot tell whether dlm_controld fences ({why}); lock.allow_unfenced is set, running anyway"
-            );
-            Ok(())
+        Fencing::Unknown(why) => {
+            return Err(StartError::FencingUnknown {
+                at: place(cfg, |p| &p.backend),
+                why,
+            });
         }
-        (Ok(false), false) => Err(StartError::Unfenced {
-            at: place(cfg, |p| &p.backend),
-            why: "dlm_controld runs with enable_fencing=0".into(),
-        }),
-        (Err(why), false) => Err(StartError::FencingUnknown {
-            at: place(cfg, |p| &p.backend),
-            why,
-        }),
     }
+    Ok(())
 }
 
 /// The lock backend: with a keeper (the `file` backend), one whose won

@@ -337,6 +337,59 @@ pub fn fencing() -> Result<bool, String> {
     })
 }
 
+/// What the dlm backend makes of dlm_controld's fencing and
+/// `lock.allow_unfenced`: one verdict for the daemon's start (which runs or
+/// refuses by it) and `check-config` (which says what `run` would do).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fencing {
+    /// dlm_controld fences failed nodes.
+    On,
+    /// It does not, and `allow_unfenced` lets the daemon run anyway.
+    OffAllowed,
+    /// It cannot be told (why), and `allow_unfenced` lets the daemon run.
+    UnknownAllowed(String),
+    /// It does not: the daemon refuses to start (exit 78).
+    Off,
+    /// It cannot be told (why): the daemon fails to start.
+    Unknown(String),
+}
+
+impl Fencing {
+    /// `seen`: what [`fencing`] read.
+    pub fn judge(seen: Result<bool, String>, allow_unfenced: bool) -> Fencing {
+        match (seen, allow_unfenced) {
+            (Ok(true), _) => Fencing::On,
+            (Ok(false), true) => Fencing::OffAllowed,
+            (Ok(false), false) => Fencing::Off,
+            (Err(why), true) => Fencing::UnknownAllowed(why),
+            (Err(why), false) => Fencing::Unknown(why),
+        }
+    }
+
+    /// Whether the daemon runs.
+    pub fn runs(&self) -> bool {
+        matches!(
+            self,
+            Fencing::On | Fencing::OffAllowed | Fencing::UnknownAllowed(_)
+        )
+    }
+
+    /// One line for the journal and `check-config`.
+    pub fn describe(&self) -> String {
+        match self {
+            Fencing::On => "dlm_controld fences failed nodes".into(),
+            Fencing::OffAllowed => "OFF (enable_fencing=0), allowed by lock.allow_unfenced: a network partition can give two masters".into(),
+            Fencing::UnknownAllowed(why) => {
+                format!("cannot tell ({why}); lock.allow_unfenced is set, so it runs anyway")
+            }
+            Fencing::Off => "dlm_controld runs with enable_fencing=0: `run` refuses the dlm backend without fencing (or `lock.allow_unfenced = true`)".into(),
+            Fencing::Unknown(why) => format!(
+                "cannot tell ({why}): `run` fails until dlm_controld answers, or with lock.allow_unfenced = true"
+            ),
+        }
+    }
+}
+
 /// `enable_fencing=N` of a dump_config listing; dlm 4.2 adds where the
 /// value came from: `enable_fencing=0 (dlm.conf)`.
 fn fencing_in(dump: &str) -> Option<bool> {
@@ -395,6 +448,22 @@ fn bounded_output(prog: &str, args: &[&str], limit: Duration) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fencing_verdict_runs_only_with_fencing_or_the_admins_word() {
+        let no = || Err::<bool, String>("no dlm_controld".into());
+        assert!(Fencing::judge(Ok(true), false).runs());
+        assert!(Fencing::judge(Ok(false), true).runs());
+        assert!(Fencing::judge(no(), true).runs());
+        assert_eq!(Fencing::judge(Ok(false), false), Fencing::Off);
+        assert!(!Fencing::judge(no(), false).runs());
+        assert!(Fencing::Off.describe().contains("allow_unfenced"));
+        assert!(
+            Fencing::judge(no(), false)
+                .describe()
+                .contains("no dlm_controld")
+        );
+    }
 
     #[test]
     fn fencing_is_read_from_dump_config() {
