@@ -129,6 +129,16 @@ async fn run(cli: Cli) -> i32 {
                 }
                 if let Some(f) = fencing {
                     println!("fencing: {f}");
+                    // What the daemon's quorum watch would see now.
+                    match crate::lock::fsdlm::quorate() {
+                        Ok(true) => println!("quorum: this node is quorate"),
+                        Ok(false) => println!(
+                            "quorum: this node is NOT quorate: `run` starts but competes for nothing until it is"
+                        ),
+                        Err(why) => println!(
+                            "quorum: cannot tell ({why}): `run` competes for nothing until it can"
+                        ),
+                    }
                 }
                 print!("{}", preferences(&c));
                 exit::OK

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod preflight;
+pub mod quorum;
 pub mod state;
 pub mod systemd;
 #[cfg(test)]

@@ -351,7 +351,10 @@ fn membership(cfg: &Config) -> crate::membership::Doubt {
         }
         // fs/dlm recovers a node's locks only after dlm_controld fenced it
         // (startup refuses a cluster that does not fence): a frozen node
-        // is powered off, never resumed beside the new master.
-        config::Backend::File | config::Backend::Dlm => crate::membership::never(),
+        // is powered off, never resumed beside the new master. What is
+        // watched instead is quorum: a master cut off from it gives up
+        // before the fence lands (see quorum).
+        config::Backend::Dlm => crate::quorum::watch(lock::fsdlm::quorate, crate::quorum::EVERY),
+        config::Backend::File => crate::membership::never(),
     }
 }

@@ -400,8 +400,41 @@ fn fencing_in(dump: &str) -> Option<bool> {
         .next()
 }
 
-/// A command's stdout, killed if it runs past `limit`.
+/// Whether this node's corosync partition is quorate, from
+/// `corosync-quorumtool -s` (exit 0: quorate, 2: not quorate, anything
+/// else: it cannot tell). Bounded: a corosync that does not answer is an
+/// error, not a wait.
+pub fn quorate() -> Result<bool, String> {
+    let prog = "corosync-quorumtool";
+    let (status, _, err) = bounded_run(prog, &["-s"], Duration::from_secs(5))?;
+    match status.code() {
+        Some(0) => Ok(true),
+        Some(2) => Ok(false),
+        _ => Err(format!("{prog} -s failed ({status}): {}", err.trim())),
+    }
+}
+
+/// A command's stdout, killed if it runs past `limit`; an error unless it
+/// exits 0.
 fn bounded_output(prog: &str, args: &[&str], limit: Duration) -> Result<String, String> {
+    let (status, out, err) = bounded_run(prog, args, limit)?;
+    if !status.success() {
+        return Err(format!(
+            "{prog} {} failed ({status}): {}",
+            args.join(" "),
+            err.trim()
+        ));
+    }
+    Ok(out)
+}
+
+/// A command's exit status, stdout and stderr, killed if it runs past
+/// `limit`. For commands that print little (a pipe's worth).
+fn bounded_run(
+    prog: &str,
+    args: &[&str],
+    limit: Duration,
+) -> Result<(std::process::ExitStatus, String, String), String> {
     use std::io::Read;
     let mut child = std::process::Command::new(prog)
         .args(args)
@@ -435,14 +468,7 @@ fn bounded_output(prog: &str, args: &[&str], limit: Duration) -> Result<String, 
     if let Some(mut e) = child.stderr.take() {
         let _ = e.read_to_string(&mut err);
     }
-    if !status.success() {
-        return Err(format!(
-            "{prog} {} failed ({status}): {}",
-            args.join(" "),
-            err.trim()
-        ));
-    }
-    Ok(out)
+    Ok((status, out, err))
 }
 
 #[cfg(test)]
