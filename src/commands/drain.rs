@@ -177,6 +177,20 @@ async fn wait_elsewhere(runtime_dir: &Path, limit: Duration) -> i32 {
             );
             return exit::OK;
         }
+        // Released here, and the backend cannot be asked about the rest
+        // (dlmfs): as far as this node can tell, done.
+        if left.iter().all(|(_, w)| matches!(w, Where::Unknown(_))) {
+            let known = seen.len() - left.len();
+            println!(
+                "every resource ({}) is released here; {known} have a master on another node, {} cannot be asked:",
+                seen.len(),
+                left.len()
+            );
+            for (name, w) in left {
+                println!("  {name}: {}", explain(w));
+            }
+            return exit::OK;
+        }
         if Instant::now() >= deadline {
             eprintln!(
                 "dlm-electd: drain --wait: after {}, {} of {} resource(s) have no master elsewhere (the node stays drained):",

@@ -294,6 +294,19 @@ impl LockBackend for DlmfsBackend {
         }
     }
 
+    /// Not asked: the only question dlmfs answers is a trylock, and a PR
+    /// trylock that is granted (the lock was free) stays cached on this
+    /// node with no holder, where every other node's trylock (NOQUEUE,
+    /// which sends no BAST) then fails until this node drops it
+    /// (docs/dlmfs.md §1.2): the probe would keep out the very takeover it
+    /// asks about. Unlinking after it could hang against a local open
+    /// (§1.4). So `drain --wait` says it cannot tell on dlmfs.
+    fn held(&self, _lock: &str) -> Result<bool, LockError> {
+        Err(LockError::Failed(
+            "dlmfs cannot be asked without a lock probe that would keep other nodes out (a granted probe stays cached on this node)".into(),
+        ))
+    }
+
     /// A PR trylock, closed at once and never unlinked (an unlink racing
     /// a local open can hang, docs/dlmfs.md §1.4): busy iff another node
     /// holds EX, i.e. its owner is a candidate. A PR left cached here

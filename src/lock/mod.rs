@@ -99,10 +99,11 @@ pub trait LockBackend: Send + Sync {
 
     /// Whether some process, on this node or another, holds election lock
     /// `lock` now: a drained node's `drain --wait` asks it to see a master
-    /// elsewhere. Leaves nothing behind that could keep a contender out
-    /// for longer than a moment (by default the candidate probe, which on
-    /// dlmfs holds the lock at PR for the probe's call: a contender's
-    /// try at that instant finds it busy and wins at its next poll).
+    /// elsewhere. Must leave nothing behind that could keep a contender
+    /// out for longer than a moment. By default the candidate probe (the
+    /// dlm backend's NOQUEUE PR request, unlocked at once: a contender's
+    /// try at that instant finds it busy and wins at its next poll); dlmfs
+    /// refuses (its probe would stay cached), `file` asks F_OFD_GETLK.
     fn held(&self, lock: &str) -> Result<bool, LockError> {
         self.candidate_held(lock)
     }
