@@ -114,6 +114,11 @@ struct ResResult {
     result: Outcome,
 }
 
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DrainReason {
+    reason: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The daemon's metrics. Always kept (a few hundred bytes per resource);
@@ -130,6 +135,7 @@ pub struct Metrics {
     checks: Family<ResResult, Counter>,
     check_ok: Family<Res, Gauge>,
     keeper_up: Gauge,
+    drained: Family<DrainReason, Gauge>,
     /// Each resource's current state, to clear its old series.
     current: Mutex<HashMap<String, Status>>,
 }
@@ -150,6 +156,7 @@ impl Metrics {
             checks: Family::default(),
             check_ok: Family::default(),
             keeper_up: Gauge::default(),
+            drained: Family::default(),
             current: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -205,6 +212,12 @@ impl Metrics {
             "health_check_ok",
             "1 if the resource's last health check passed, 0 if it failed",
             m.check_ok.clone(),
+        );
+        m.drained.get_or_create(&DrainReason::default()).set(0);
+        r.register(
+            "node_drained",
+            "1 while the node is drained (`dlm-electd drain`), with its reason; 0 (reason \"\") when not",
+            m.drained.clone(),
         );
         if keeper {
             m.keeper_up.set(1);
@@ -328,6 +341,17 @@ impl Metrics {
         self.check_ok
             .get_or_create(&res(resource))
             .set(i64::from(ok));
+    }
+
+    /// The node's drain: `Some(reason)` while drained ("" without one).
+    pub fn drained(&self, reason: Option<&str>) {
+        self.drained.clear();
+        let label = DrainReason {
+            reason: reason.unwrap_or_default().to_string(),
+        };
+        self.drained
+            .get_or_create(&label)
+            .set(i64::from(reason.is_some()));
     }
 
     /// The lock keeper died.
@@ -690,5 +714,23 @@ mod tests {
                 .any(|l| l == "dlm_electd_lock_call_stalled{resource=\"db\"} 0")
         );
         assert!(t.lines().any(|l| l == "dlm_electd_keeper_up 0"));
+    }
+
+    #[test]
+    fn the_drain_shows_with_its_reason_and_goes() {
+        let m = Metrics::new(false);
+        let has = |t: &str, l: &str| t.lines().any(|x| x == l);
+        assert!(has(&m.encode(), "dlm_electd_node_drained{reason=\"\"} 0"));
+        m.drained(Some("kernel update"));
+        let t = m.encode();
+        assert!(
+            has(&t, "dlm_electd_node_drained{reason=\"kernel update\"} 1"),
+            "{t}"
+        );
+        assert!(!t.contains("reason=\"\""), "one series: {t}");
+        m.drained(None);
+        let t = m.encode();
+        assert!(has(&t, "dlm_electd_node_drained{reason=\"\"} 0"), "{t}");
+        assert!(!t.contains("kernel update"), "{t}");
     }
 }

@@ -185,6 +185,15 @@ impl Supervisor {
     /// SIGHUP: a valid new config replaces the resources that changed what
     /// they hold or do, applies new intervals and timeouts in place, and
     /// starts new ones; a bad one changes nothing.
+    /// The drain's metric, from the watch's current value.
+    fn drain_metric(&self, drain: &mut watch::Receiver<Option<crate::drain::Drain>>) {
+        let reason = drain
+            .borrow_and_update()
+            .as_ref()
+            .map(|d| d.reason.clone().unwrap_or_default());
+        self.metrics.drained(reason.as_deref());
+    }
+
     async fn reload(&mut self) {
         let new = match crate::preflight::load_checked(&self.path) {
             Ok(loaded) => {
@@ -372,6 +381,9 @@ async fn event_loop(sup: &mut Supervisor, io: &mut Io) -> bool {
     sup.notify(&mut ready);
     let wd_period = notify::watchdog_period();
     let mut wd = watchdog_timer(wd_period);
+    // The drain, for its metric (the runners follow it themselves).
+    let mut drain = sup.drain.watch.subscribe();
+    sup.drain_metric(&mut drain);
     // A look at the runtime dir every poll: deleted under us, it is said
     // loudly (once, until it is back).
     let mut runtime_look = tokio::time::interval(sup.cfg.daemon.poll_interval);
@@ -403,6 +415,7 @@ async fn event_loop(sup: &mut Supervisor, io: &mut Io) -> bool {
                 None => return false,
             },
             Ok(()) = io.changed.changed() => sup.notify(&mut ready),
+            Ok(()) = drain.changed() => sup.drain_metric(&mut drain),
             () = async { match io.keeper.as_mut() { Some(k) => k.died().await, None => std::future::pending().await } } => {
                 sup.metrics.keeper_died();
                 return true;
