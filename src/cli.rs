@@ -60,6 +60,12 @@ pub enum Cmd {
         /// otherwise each refresh is appended.
         #[arg(long)]
         watch: bool,
+        /// The whole cluster instead of this node: per resource its master
+        /// (named only when one running node says so and its lock is held),
+        /// and every node's state for it, read from the node records the
+        /// daemons keep beside the locks (`file` backend for now).
+        #[arg(long)]
+        cluster: bool,
         /// How often --watch refreshes: a DURATION from 200ms to 1h.
         #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval, requires = "watch")]
         interval: Duration,

@@ -11,6 +11,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+mod cluster;
 mod drain;
 
 /// Runs the command; returns the exit code.
@@ -165,13 +166,30 @@ async fn run(cli: Cli) -> i32 {
             exit::CONFIG
         }
         Cmd::Status {
+            json,
+            watch,
+            interval,
+            cluster: true,
+        } => match load_as(&cli.config, false, config::check::LockUse::Release) {
+            Ok(c) if watch => watch_with(&cli.config, json, interval, Some(&c)).await,
+            Ok(c) => match cluster::text(&c, json, true) {
+                Ok(t) => out(&t),
+                Err(e) => {
+                    eprintln!("dlm-electd: {e}");
+                    exit::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
+        Cmd::Status {
             json, watch: false, ..
         } => status(&cli.config, json).await,
         Cmd::Status {
             json,
             watch: true,
             interval,
-        } => watch(&cli.config, json, interval).await,
+            ..
+        } => watch_with(&cli.config, json, interval, None).await,
         Cmd::Release { name, hold_off } => release(&cli.config, name, hold_off).await,
         Cmd::Resume { name } => resume(&cli.config, name).await,
         Cmd::Reset { name } => reset(&cli.config, name).await,
@@ -347,7 +365,13 @@ fn held_table(held: &[crate::workload::held::HeldRecord]) -> String {
 /// each refresh redraws the screen; into a pipe or file, the tables follow
 /// each other separated by a blank line, or with --json one JSON document
 /// per line.
-async fn watch(config: &Path, json: bool, every: Duration) -> i32 {
+/// `cluster`: the cluster view of that config instead of this node's status.
+async fn watch_with(
+    config: &Path,
+    json: bool,
+    every: Duration,
+    cluster: Option<&config::Config>,
+) -> i32 {
     use std::io::IsTerminal;
     use tokio::signal::unix::{SignalKind, signal};
     // Streams made once, before the first refresh: a signal that comes
@@ -369,21 +393,25 @@ async fn watch(config: &Path, json: bool, every: Duration) -> i32 {
     loop {
         let frame = async {
             tick.tick().await;
-            fetch(config).await
+            match cluster {
+                Some(c) => cluster::text(c, json, false),
+                None => fetch(config)
+                    .await
+                    .map(|s| render(Some(&s), &held(config), json, false)),
+            }
         };
-        let report = tokio::select! {
+        let now = tokio::select! {
             _ = int.recv() => return exit::OK,
             _ = term.recv() => return exit::OK,
             r = frame => r,
         };
-        let s = match report {
+        let now = match now {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("dlm-electd: {e}; stopped watching");
                 return exit::FAILURE;
             }
         };
-        let now = render(Some(&s), &held(config), json, false);
         let text = if json {
             now
         } else if redraw {

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod control;

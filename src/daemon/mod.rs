@@ -10,6 +10,7 @@
 mod cleanup;
 mod doubt;
 mod orphans;
+mod publish;
 mod startup;
 mod supervisor;
 

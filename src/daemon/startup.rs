@@ -217,6 +217,7 @@ async fn start(path: PathBuf, cfg: Config) -> Result<(Supervisor, Io), StartErro
         cfg,
     };
     tracing::info!(node = %sup.cfg.node, "starting: {} resource(s), {} backend", sup.cfg.resources.len(), sup.cfg.lock.backend);
+    super::publish::start(&sup, locks.as_ref().map(|a| a.describe()));
     for spec in sup.cfg.resources.clone() {
         sup.spawn(spec);
     }

@@ -250,6 +250,24 @@ pub fn ofd_setlk(fd: impl AsFd, lock: bool) -> nix::Result<()> {
     .map(|_| ())
 }
 
+/// Whether some open file description holds a lock on the file at
+/// `path` (F_OFD_GETLK, which takes nothing); None if there is no file.
+/// Never creates, never follows a symlink.
+pub fn ofd_held(path: &Path) -> std::io::Result<Option<bool>> {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut probe = whole_file(libc::F_WRLCK as libc::c_short);
+    fcntl(f.as_fd(), FcntlArg::F_OFD_GETLK(&mut probe))?;
+    Ok(Some(probe.l_type != libc::F_UNLCK as libc::c_short))
+}
+
 fn whole_file(kind: libc::c_short) -> libc::flock {
     // SAFETY: a plain C struct for which all-zero is valid; zero means
     // "from offset 0 to EOF and beyond", and l_pid must be 0 for OFD locks.
@@ -410,19 +428,11 @@ impl LockBackend for FileBackend {
         self.on_judged_filesystem()?;
         let names = self.names(lock);
         for p in [names.twin(), names.main()] {
-            let f = match OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(p)
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            match ofd_held(p) {
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => continue,
                 Err(e) => return Err(open_failed(p, e)),
-            };
-            let mut probe = whole_file(libc::F_WRLCK as libc::c_short);
-            fcntl(f.as_fd(), FcntlArg::F_OFD_GETLK(&mut probe))
-                .map_err(|e| LockError::Failed(format!("cannot test {}: {e}", p.display())))?;
-            return Ok(probe.l_type != libc::F_UNLCK as libc::c_short);
+            }
         }
         Ok(false)
     }

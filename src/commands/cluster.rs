@@ -1,0 +1,163 @@
+//! `status --cluster`: every node's record and every resource's lock,
+//! judged by `cluster::view`, as a table or JSON.
+
+use crate::cluster::view::{self, ClusterView, Master, Wanted};
+use crate::config::{self, Config};
+use crate::lock::LockBackend;
+use crate::lock::file::FileBackend;
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// The cluster view of `cfg`'s resources, rendered: a table, or JSON
+/// (`pretty`, else on one line, as `--watch` gives one document a line).
+pub(super) fn text(cfg: &Config, json: bool, pretty: bool) -> Result<String, String> {
+    if cfg.lock.backend != config::Backend::File {
+        return Err(format!(
+            "status --cluster reads node records, which only the file backend publishes so far (the {} backend's are next); `status` shows this node",
+            cfg.lock.backend
+        ));
+    }
+    let seen = crate::cluster::file::read(&cfg.lock.dir).map_err(|e| {
+        format!(
+            "cannot read {}: {e}",
+            cfg.lock.dir.join(crate::cluster::file::DIR).display()
+        )
+    })?;
+    let backend = FileBackend::new(cfg.lock.dir.clone(), cfg.lock.standby);
+    let wanted: Vec<Wanted> = cfg
+        .resources
+        .iter()
+        .map(|r| Wanted {
+            name: &r.name,
+            lock: &r.lock,
+            prefer: &r.prefer,
+            held: backend.held(&r.lock).map_err(|e| e.to_string()),
+        })
+        .collect();
+    let v = view::judge(&wanted, seen);
+    if json {
+        let t = if pretty {
+            serde_json::to_string_pretty(&v)
+        } else {
+            serde_json::to_string(&v)
+        };
+        return Ok(format!("{}\n", t.map_err(|e| e.to_string())?));
+    }
+    Ok(table(&v))
+}
+
+/// Unix time in ms as UTC to the second ("-" for none).
+fn utc(ms: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn table(v: &ClusterView) -> String {
+    let running = v.nodes.iter().filter(|n| n.running).count();
+    let mut t = format!(
+        "cluster: {} node(s) with a record, {running} running\n",
+        v.nodes.len()
+    );
+    if v.resources.is_empty() {
+        t.push_str("no resources configured\n");
+        return t;
+    }
+    let wn = v
+        .resources
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let master = |m: &Master| match m {
+        Master::Node { node, .. } => node.clone(),
+        Master::Nobody => "none".into(),
+        Master::Unknown { .. } => "?".into(),
+    };
+    let wm = v
+        .resources
+        .iter()
+        .map(|r| master(&r.master).len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    // One column per node, as wide as its name or its widest state.
+    let widths: Vec<usize> = v
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            v.resources
+                .iter()
+                .map(|r| r.nodes[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(n.name.len())
+        })
+        .collect();
+    let _ = write!(
+        t,
+        "{:<wn$}  {:<wm$}  {:<20}",
+        "RESOURCE", "MASTER", "SINCE (ITS CLOCK)"
+    );
+    for (n, w) in v.nodes.iter().zip(&widths) {
+        let _ = write!(t, "  {:<w$}", n.name);
+    }
+    let end = t.trim_end_matches(' ').len();
+    t.truncate(end);
+    t.push('\n');
+    for r in &v.resources {
+        let since = match &r.master {
+            Master::Node { since_ms, .. } => utc(*since_ms),
+            _ => "-".into(),
+        };
+        let _ = write!(
+            t,
+            "{:<wn$}  {:<wm$}  {since:<20}",
+            r.name,
+            master(&r.master)
+        );
+        for (s, w) in r.nodes.iter().zip(&widths) {
+            let _ = write!(t, "  {s:<w$}");
+        }
+        // No trailing spaces.
+        let end = t.trim_end_matches(' ').len();
+        t.truncate(end);
+        t.push('\n');
+    }
+    for r in &v.resources {
+        if let Master::Unknown { why } = &r.master {
+            let _ = writeln!(t, "{}: master unknown: {why}", r.name);
+        }
+    }
+    t.push('\n');
+    let wn = v
+        .nodes
+        .iter()
+        .map(|n| n.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let _ = writeln!(
+        t,
+        "{:<wn$}  {:<7}  {:<20}  DRAIN",
+        "NODE", "DAEMON", "RECORD (ITS CLOCK)"
+    );
+    for n in &v.nodes {
+        let daemon = if n.running { "running" } else { "down" };
+        let drain = match (&n.drain, &n.error) {
+            (_, Some(e)) => format!("? ({e})"),
+            (Some(d), None) => d.describe(),
+            (None, None) => "-".into(),
+        };
+        let _ = writeln!(
+            t,
+            "{:<wn$}  {daemon:<7}  {:<20}  {drain}",
+            n.name,
+            utc(n.written_ms.unwrap_or(0))
+        );
+    }
+    t
+}
