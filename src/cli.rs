@@ -110,8 +110,8 @@ pub enum Cmd {
         /// 0), or say which is not after --timeout (exit 1).
         #[arg(long)]
         wait: bool,
-        /// How long --wait waits: a DURATION, at most 24h.
-        #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_hold_off, requires = "wait")]
+        /// How long --wait waits: a DURATION from 1s to 24h.
+        #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_wait_limit, requires = "wait")]
         timeout: Duration,
     },
     /// End a drain: this node competes for every resource again now.
@@ -246,12 +246,25 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--reason`: shown in `status`, the journal, an alert's environment and
+/// a metric's label, so one line of printable text.
 fn parse_reason(s: &str) -> Result<String, String> {
     let max = crate::drain::MAX_REASON;
-    if s.len() > max || s.contains(['\n', '\r']) {
-        return Err(format!("one line of at most {max} bytes"));
+    if s.trim().is_empty() || s.len() > max || s.chars().any(char::is_control) {
+        return Err(format!(
+            "one line of 1 to {max} bytes of printable text (leave --reason out for none)"
+        ));
     }
     Ok(s.to_string())
+}
+
+/// `drain --timeout`.
+fn parse_wait_limit(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 30s, 5m)"))?;
+    if !(Duration::from_secs(1)..=MAX_HOLD_OFF).contains(&d) {
+        return Err("between 1s and 24h".into());
+    }
+    Ok(d)
 }
 
 fn parse_workload_name(s: &str) -> Result<String, String> {

@@ -11,6 +11,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+mod check;
 mod cluster;
 mod drain;
 
@@ -89,63 +90,7 @@ fn load_as(
 
 async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Cmd::CheckConfig => match load(&cli.config, true) {
-            Ok(c) => {
-                // On a node of a cluster whose stack is not o2cb, the dlmfs
-                // backend would hang (docs/dlmfs.md): say so now.
-                if c.lock.backend == config::Backend::Dlmfs
-                    && let Some(m) = crate::lock::dlmfs::cluster_stack_problem(Path::new(
-                        crate::lock::dlmfs::SYSFS_ROOT,
-                    ))
-                {
-                    eprintln!("{}: key `lock.backend`: {m}", cli.config.display());
-                    return exit::CONFIG;
-                }
-                // What the dlm backend's start would judge of the cluster.
-                let fencing = match c.lock.backend {
-                    config::Backend::Dlm => {
-                        use crate::lock::fsdlm::{Fencing, fencing};
-                        let f = Fencing::judge(fencing(), c.lock.allow_unfenced);
-                        if f == Fencing::Off {
-                            eprintln!(
-                                "{}: key `lock.backend`: {}",
-                                cli.config.display(),
-                                f.describe()
-                            );
-                            return exit::CONFIG;
-                        }
-                        Some(f.describe())
-                    }
-                    _ => None,
-                };
-                println!(
-                    "{}: ok, {} resource(s), {} backend",
-                    cli.config.display(),
-                    c.resources.len(),
-                    c.lock.backend
-                );
-                // Where the `file` backend's locks reach (judged in `load`).
-                if let Some(reach) = lock_reach(&c) {
-                    println!("locks: {reach}");
-                }
-                if let Some(f) = fencing {
-                    println!("fencing: {f}");
-                    // What the daemon's quorum watch would see now.
-                    match crate::lock::fsdlm::quorate() {
-                        Ok(true) => println!("quorum: this node is quorate"),
-                        Ok(false) => println!(
-                            "quorum: this node is NOT quorate: `run` starts but competes for nothing until it is"
-                        ),
-                        Err(why) => println!(
-                            "quorum: cannot tell ({why}): `run` competes for nothing until it can"
-                        ),
-                    }
-                }
-                print!("{}", preferences(&c));
-                exit::OK
-            }
-            Err(code) => code,
-        },
+        Cmd::CheckConfig => check::check_config(&cli.config),
         Cmd::Run => match load(&cli.config, false) {
             Ok(c) => crate::daemon::run(cli.config.clone(), c).await,
             Err(code) => code,
@@ -511,10 +456,15 @@ async fn resume(config: &Path, name: String) -> i32 {
         Ok(control::Reply { error: None, .. }) => {
             // A failing health check still keeps it out: say so rather
             // than promise a competition that will not happen.
-            let failing = resource_status(&dir, &name)
-                .await
+            let now = resource_status(&dir, &name).await;
+            let failing = now
+                .as_ref()
                 .is_some_and(|r| r.health.as_deref() == Some("failing"));
-            if failing {
+            if now.is_some_and(|r| r.state == crate::state::Status::Drained) {
+                println!(
+                    "{name}: hold-off ended; the node is drained: it competes once `dlm-electd undrain` runs"
+                );
+            } else if failing {
                 println!("{name}: hold-off ended; not competing while its health check fails");
             } else {
                 println!("{name}: hold-off ended; competing again");

@@ -91,12 +91,24 @@ pub struct Who {
 pub struct Drainer {
     pub state_dir: PathBuf,
     pub watch: watch::Sender<Option<Drain>>,
+    /// Held from the read to the send: two rereads at once (a reload and
+    /// a `drain` request) must not end on the older read.
+    pub reading: std::sync::Mutex<()>,
 }
 
 impl Drainer {
+    pub fn new(state_dir: PathBuf, now: Option<Drain>) -> Drainer {
+        Drainer {
+            state_dir,
+            watch: watch::channel(now).0,
+            reading: std::sync::Mutex::new(()),
+        }
+    }
+
     /// Reads the record again and tells the runners if it changed; the
     /// drain now in force.
     pub fn reread(&self) -> Option<Drain> {
+        let _one = self.reading.lock().unwrap_or_else(|e| e.into_inner());
         let now = crate::drain::read(&self.state_dir);
         let changed = self.watch.send_if_modified(|d| {
             let changed = *d != now;
@@ -133,6 +145,21 @@ pub struct Reply {
     /// The answer to `held`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<bool>,
+    /// The answer to `held` when the backend cannot be asked: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unaskable: Option<String>,
+    /// The answer to `drain`: what the daemon follows now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<DrainAnswer>,
+}
+
+/// What a daemon follows after a `drain` request: the record it read, and
+/// where (its config's state dir at start), for the client to compare with
+/// what it wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrainAnswer {
+    pub state_dir: PathBuf,
+    pub drained: bool,
 }
 
 /// What an admin asks of one resource.
@@ -330,8 +357,17 @@ async fn answer(
         }
         Ok(Request::Drain) => match node.drain {
             Some(d) => {
-                tokio::task::spawn_blocking(move || d.reread()).await.ok();
-                Reply::default()
+                let state_dir = d.state_dir.clone();
+                match tokio::task::spawn_blocking(move || d.reread()).await {
+                    Ok(now) => Reply {
+                        drain: Some(DrainAnswer {
+                            state_dir,
+                            drained: now.is_some(),
+                        }),
+                        ..Reply::default()
+                    },
+                    Err(e) => error_reply(format!("reading the drain record failed: {e}")),
+                }
             }
             None => error_reply("this daemon cannot be drained".into()),
         },
@@ -407,8 +443,14 @@ async fn held(probe: Option<Arc<Probe>>, board: &Board, resource: &str) -> Reply
     let backend = p.backend.clone();
     let call = tokio::task::spawn_blocking(move || backend.held(&lock));
     match tokio::time::timeout(p.op_timeout, call).await {
-        Ok(Ok(Ok(h))) => Reply {
+        Ok(Ok(Ok(Some(h)))) => Reply {
             held: Some(h),
+            ..Reply::default()
+        },
+        Ok(Ok(Ok(None))) => Reply {
+            unaskable: Some(
+                "this lock backend cannot be asked without a probe that would keep other nodes out (dlmfs: a granted probe stays cached on the asking node)".into(),
+            ),
             ..Reply::default()
         },
         Ok(Ok(Err(e))) => error_reply(e.to_string()),

@@ -61,10 +61,7 @@ pub fn read(state_dir: &Path) -> Option<Drain> {
     let p = path(state_dir);
     match std::fs::read(&p) {
         Ok(body) => Some(serde_json::from_slice(&body).unwrap_or_else(|e| Drain {
-            reason: Some(format!(
-                "{} cannot be parsed ({e}); `dlm-electd undrain` removes it",
-                p.display()
-            )),
+            reason: Some(format!("{} cannot be parsed ({e})", p.display())),
             since_ms: 0,
             by: String::new(),
         })),
@@ -80,8 +77,10 @@ pub fn read(state_dir: &Path) -> Option<Drain> {
 /// Records `d`, durably: written under a temporary name, synced, renamed
 /// over the record, and the directory synced, so a power cut right after
 /// `drain` returned finds the node drained. Creates the state dir (0700,
-/// as the unit's `StateDirectoryMode=` makes it) if needed.
-pub fn write(state_dir: &Path, d: &Drain) -> std::io::Result<()> {
+/// as the unit's `StateDirectoryMode=` makes it) if needed. Ok(Some(why)):
+/// the record is in place but the directory could not be synced (a power
+/// cut now could lose it).
+pub fn write(state_dir: &Path, d: &Drain) -> std::io::Result<Option<String>> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -105,17 +104,23 @@ pub fn write(state_dir: &Path, d: &Drain) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     r?;
-    File::open(state_dir)?.sync_all()
+    Ok(sync_dir(state_dir))
 }
 
-/// Removes the record; false if there was none.
-pub fn remove(state_dir: &Path) -> std::io::Result<bool> {
+/// Syncs the directory after a rename or unlink in it; why not, if not.
+fn sync_dir(dir: &Path) -> Option<String> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .err()
+        .map(|e| format!("{} could not be synced ({e})", dir.display()))
+}
+
+/// Removes the record: Ok(None) if there was none, Ok(Some(warning)) if it
+/// was removed (the warning: the directory could not be synced).
+pub fn remove(state_dir: &Path) -> std::io::Result<Option<Option<String>>> {
     match std::fs::remove_file(path(state_dir)) {
-        Ok(()) => {
-            File::open(state_dir)?.sync_all()?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Ok(()) => Ok(Some(sync_dir(state_dir))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -134,10 +139,10 @@ mod tests {
             since_ms: 7,
             by: "uid 0".into(),
         };
-        write(&state, &d).unwrap();
+        assert_eq!(write(&state, &d).unwrap(), None);
         assert_eq!(read(&state), Some(d));
-        assert!(remove(&state).unwrap());
-        assert!(!remove(&state).unwrap());
+        assert_eq!(remove(&state).unwrap(), Some(None));
+        assert_eq!(remove(&state).unwrap(), None);
         assert_eq!(read(&state), None);
         let left: Vec<_> = std::fs::read_dir(&state).unwrap().collect();
         assert!(left.is_empty(), "no temporary file left: {left:?}");
@@ -149,6 +154,5 @@ mod tests {
         std::fs::write(path(dir.path()), "{not json").unwrap();
         let d = read(dir.path()).expect("drained");
         assert!(d.describe().contains("cannot be parsed"), "{d:?}");
-        assert!(d.describe().contains("undrain"), "{d:?}");
     }
 }

@@ -120,9 +120,78 @@ fn a_node_drained_while_its_daemon_is_stopped_starts_drained() {
     // A reason of more than one line is refused before anything changes.
     let o = cli(&cfg, &["drain", "--reason", "a\nb"]);
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    let d: serde_json::Value = serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
+    assert_eq!(d["reason"], "disk swap", "unchanged");
     // SIGHUP reads the record again too: removed by hand, then a reload.
     fs::remove_file(&record).unwrap();
     lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
     lab.daemons[a].wait_state("web", "master");
     assert_eq!(lab.count("a acquire web"), 1);
+}
+
+#[test]
+fn a_drained_waiting_standby_never_takes_the_lock() {
+    let mut lab = Lab::new();
+    let res = lab.logging("web");
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    let b = lab.start("b", &res);
+    lab.daemons[b].wait_state("web", "standby");
+    // b waits in the kernel for the lock (the file backend's default).
+    lab.daemons[b].wait_log("waiting for lock web");
+    cli_ok(&lab.daemons[b].config.clone(), &["drain"]);
+    lab.daemons[b].wait_state("web", "drained");
+    lab.daemons[a].stop();
+    let lock = lab.path("locks").join("web.lock");
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!support::held(&lock), "the drained standby took the lock");
+    }
+    assert_eq!(lab.count("b acquire web"), 0);
+    assert_eq!(lab.daemons[b].state("web").as_deref(), Some("drained"));
+}
+
+#[test]
+fn a_drain_the_daemon_does_not_follow_or_cannot_place_fails_and_says_why() {
+    let mut lab = Lab::new();
+    let res = lab.logging("web");
+    let a = lab.start("a", &res);
+    lab.daemons[a].wait_state("web", "master");
+    let cfg = lab.daemons[a].config.clone();
+    // The config's state_dir edited since the daemon started: the daemon
+    // reads the old one, so it is not drained, and drain says so.
+    let text = fs::read_to_string(&cfg).unwrap();
+    let moved = lab.path("moved.toml");
+    fs::write(&moved, text.replace("/state\"", "/state2\"")).unwrap();
+    let o = cli(&moved, &["drain", "--wait"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("it is NOT drained"), "{}", out(&o));
+    assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));
+    // Recorded where that config says: a restart on it starts drained.
+    assert!(lab.path("a/state2/drain.json").exists());
+    fs::remove_dir_all(lab.path("a/state2")).unwrap();
+    // A main file that is not TOML: refused before anything is written.
+    fs::write(&moved, format!("{text}\n[daemon\n")).unwrap();
+    let o = cli(&moved, &["drain"]);
+    assert_eq!(o.status.code(), Some(78), "{}", out(&o));
+    assert!(
+        out(&o).contains("moved.toml:"),
+        "file and line: {}",
+        out(&o)
+    );
+    assert!(!lab.path("a/state2").exists() && !lab.path("a/state/drain.json").exists());
+    // A bad --reason changes nothing either.
+    let o = cli(&cfg, &["drain", "--reason", ""]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(!lab.path("a/state/drain.json").exists());
+    // A damaged record drains, says why, and undrain removes it.
+    fs::create_dir_all(lab.path("a/state")).unwrap();
+    fs::write(lab.path("a/state/drain.json"), "{oops").unwrap();
+    lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
+    lab.daemons[a].wait_state("web", "drained");
+    let table = out(&cli_ok(&cfg, &["status"]));
+    assert!(table.contains("cannot be parsed"), "{table}");
+    cli_ok(&cfg, &["undrain"]);
+    lab.daemons[a].wait_state("web", "master");
+    assert_never_two_masters(&lab.events());
 }

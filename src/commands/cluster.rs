@@ -31,7 +31,11 @@ pub(super) fn text(cfg: &Config, json: bool, pretty: bool) -> Result<String, Str
             name: &r.name,
             lock: &r.lock,
             prefer: &r.prefer,
-            held: backend.held(&r.lock).map_err(|e| e.to_string()),
+            held: match backend.held(&r.lock) {
+                Ok(Some(h)) => Ok(h),
+                Ok(None) => Err("the backend cannot be asked".into()),
+                Err(e) => Err(e.to_string()),
+            },
         })
         .collect();
     let v = view::judge(&wanted, seen);

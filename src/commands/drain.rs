@@ -1,9 +1,9 @@
 //! `drain` and `undrain`: the record in the state dir is the drain (see
-//! `crate::drain`); the daemon is told to read it again, and `--wait`
-//! watches the resources go to other nodes.
+//! `crate::drain`); the daemon is told to read it again and says what it
+//! follows now, and `--wait` watches the resources go to other nodes.
 
 use crate::config;
-use crate::control::{self, ControlError, Request};
+use crate::control::{self, ControlError, DrainAnswer, Request};
 use crate::drain::{self, Drain};
 use crate::exit;
 use crate::state::Status;
@@ -11,48 +11,107 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// How long the daemon may take to read the record again.
+/// How long the daemon may take to read the record again, or to answer
+/// `status`.
 const ASK: Duration = Duration::from_secs(10);
+/// How long one `held` question may take: above the default `op_timeout`
+/// (2 min), by which the daemon bounds its lock probe (a dlm call waits
+/// out DLM recovery).
+const ASK_HELD: Duration = Duration::from_secs(130);
 /// How often `--wait` looks again.
 const EVERY: Duration = Duration::from_millis(500);
 
 /// `dlm-electd drain`: the exit code.
 pub(super) async fn drain(config: &Path, reason: Option<String>, wait: Option<Duration>) -> i32 {
-    let state_dir = config::state_dir_hint(config);
-    let runtime_dir = config::runtime_dir_hint(config);
+    let (runtime_dir, state_dir) = match config::daemon_dirs(config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("dlm-electd: drain: {e}; nothing changed");
+            return exit::CONFIG;
+        }
+    };
     let d = Drain {
         reason,
         since_ms: crate::clock::now_ms(),
         by: crate::workload::held::caller(),
     };
-    if let Err(e) = drain::write(&state_dir, &d) {
-        eprintln!(
-            "dlm-electd: drain: cannot record it in {}: {e}; nothing changed",
-            drain::path(&state_dir).display()
-        );
-        return exit::FAILURE;
+    match drain::write(&state_dir, &d) {
+        Ok(None) => {}
+        Ok(Some(w)) => eprintln!("dlm-electd: drain: recorded, but {w}"),
+        Err(e) => {
+            eprintln!(
+                "dlm-electd: drain: cannot record it in {}: {e}; nothing changed",
+                drain::path(&state_dir).display()
+            );
+            return exit::FAILURE;
+        }
     }
     match control::call(&runtime_dir, &Request::Drain, ASK).await {
-        Ok(control::Reply { error: None, .. }) => println!(
-            "node {}: releasing every resource it is master of; competing for none until `dlm-electd undrain`",
-            d.describe()
-        ),
+        Ok(control::Reply {
+            error: None,
+            drain: Some(a),
+            ..
+        }) => {
+            if let Some(e) = not_followed(&a, &state_dir, true) {
+                eprintln!("dlm-electd: drain: recorded, but {e}");
+                return exit::FAILURE;
+            }
+            println!(
+                "node {}: releasing every resource it is master of; competing for none until `dlm-electd undrain`",
+                d.describe()
+            );
+        }
         Err(ControlError::NotRunning { .. }) => {
             println!(
                 "node {} (recorded in {}); no daemon runs here: it starts drained",
                 d.describe(),
                 drain::path(&state_dir).display()
             );
-            // Without a daemon this node is master of nothing.
+            if wait.is_some() {
+                // A killed daemon's lock keeper (file) or cached locks
+                // (dlmfs) may still hold what it was master of.
+                eprintln!(
+                    "dlm-electd: drain --wait: no daemon runs here to ask whether its resources went elsewhere"
+                );
+                return exit::FAILURE;
+            }
             return exit::OK;
         }
-        Ok(control::Reply { error: Some(e), .. }) => return not_told(&e.to_string()),
+        Ok(r) => return not_told(&r.error.unwrap_or_else(|| "no answer".into())),
         Err(e) => return not_told(&e.to_string()),
     }
     match wait {
         Some(limit) => wait_elsewhere(&runtime_dir, limit).await,
         None => exit::OK,
     }
+}
+
+/// Why the daemon's answer `a` does not follow what the client wrote in
+/// `state_dir` (`drained`: what it wrote), if it does not.
+fn not_followed(a: &DrainAnswer, state_dir: &Path, drained: bool) -> Option<String> {
+    let same = |x: &Path, y: &Path| match (x.canonicalize(), y.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => x == y,
+    };
+    if !same(&a.state_dir, state_dir) {
+        return Some(format!(
+            "the running daemon reads its drain record in {} (its config's state_dir when it started), not in {}: it is {}; restart it to use the new state_dir, or run this with a config that names the old one",
+            a.state_dir.display(),
+            state_dir.display(),
+            if a.drained {
+                "still drained"
+            } else {
+                "NOT drained"
+            }
+        ));
+    }
+    (a.drained != drained).then(|| {
+        format!(
+            "the running daemon read {} and is {} (did another drain or undrain just run?)",
+            drain::path(state_dir).display(),
+            if a.drained { "drained" } else { "NOT drained" }
+        )
+    })
 }
 
 /// The record is written but the daemon did not confirm it follows it.
@@ -65,10 +124,21 @@ fn not_told(why: &str) -> i32 {
 
 /// `dlm-electd undrain`: the exit code.
 pub(super) async fn undrain(config: &Path) -> i32 {
-    let state_dir = config::state_dir_hint(config);
-    let runtime_dir = config::runtime_dir_hint(config);
-    let was = match drain::remove(&state_dir) {
-        Ok(was) => was,
+    let (runtime_dir, state_dir) = match config::daemon_dirs(config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("dlm-electd: undrain: {e}; nothing changed");
+            return exit::CONFIG;
+        }
+    };
+    let what = match drain::remove(&state_dir) {
+        Ok(Some(warning)) => {
+            if let Some(w) = warning {
+                eprintln!("dlm-electd: undrain: removed, but {w}");
+            }
+            "node undrained"
+        }
+        Ok(None) => "node was not drained",
         Err(e) => {
             eprintln!(
                 "dlm-electd: undrain: cannot remove {}: {e}; still drained",
@@ -77,21 +147,26 @@ pub(super) async fn undrain(config: &Path) -> i32 {
             return exit::FAILURE;
         }
     };
-    let what = if was {
-        "node undrained"
-    } else {
-        "node was not drained"
-    };
     match control::call(&runtime_dir, &Request::Drain, ASK).await {
-        Ok(control::Reply { error: None, .. }) => {
-            println!("{what}: competing for every resource again");
+        Ok(control::Reply {
+            error: None,
+            drain: Some(a),
+            ..
+        }) => {
+            if let Some(e) = not_followed(&a, &state_dir, false) {
+                eprintln!("dlm-electd: undrain: removed, but {e}");
+                return exit::FAILURE;
+            }
+            // A hold-off, a fail count or a health check may still keep
+            // it out of some: `status` says which.
+            println!("{what}: competing again (`dlm-electd status` shows what still keeps it out)");
             exit::OK
         }
         Err(ControlError::NotRunning { .. }) => {
             println!("{what}; no daemon runs here: it competes once started");
             exit::OK
         }
-        Ok(control::Reply { error: Some(e), .. }) => undrain_not_told(&e),
+        Ok(r) => undrain_not_told(&r.error.unwrap_or_else(|| "no answer".into())),
         Err(e) => undrain_not_told(&e.to_string()),
     }
 }
@@ -106,18 +181,20 @@ fn undrain_not_told(why: &str) -> i32 {
 /// Where one resource stands for `--wait`.
 #[derive(Debug, Clone, PartialEq)]
 enum Where {
-    /// This node still has it (master, acquiring, releasing): the state,
-    /// and the last error.
+    /// Not drained here yet (master, acquiring, releasing, or a state the
+    /// drain has not reached): the state, and the last error.
     Here(Status, Option<String>),
-    /// Released here, and no node holds its lock (yet).
+    /// Drained here, and no node holds its lock (yet).
     Nobody,
-    /// The probe failed: why.
+    /// Drained here; the probe failed (why): asked again until the end.
     Unknown(String),
-    /// Some other node holds its lock.
+    /// Drained here; the backend cannot be asked (why).
+    Unaskable(String),
+    /// Drained here, and some other node holds its lock.
     Elsewhere,
 }
 
-/// `drain --wait`: every resource released here and held by some other
+/// `drain --wait`: every resource drained here and held by some other
 /// node, looked at every `EVERY` until `limit`.
 async fn wait_elsewhere(runtime_dir: &Path, limit: Duration) -> i32 {
     let deadline = Instant::now() + limit;
@@ -137,27 +214,34 @@ async fn wait_elsewhere(runtime_dir: &Path, limit: Duration) -> i32 {
                 return exit::FAILURE;
             }
         };
+        if report.drain.is_none() {
+            eprintln!("dlm-electd: drain --wait: the node is not drained any more (undrained?)");
+            return exit::FAILURE;
+        }
         for r in &report.resources {
-            if seen.get(&r.name) == Some(&Where::Elsewhere) {
-                continue;
-            }
-            let here = matches!(
-                r.state,
-                Status::Master | Status::Acquiring | Status::Releasing | Status::Stalled
-            );
-            let now = if here {
+            let now = if r.state != Status::Drained {
                 Where::Here(r.state, r.last_error.clone())
+            } else if matches!(
+                seen.get(&r.name),
+                Some(Where::Elsewhere | Where::Unaskable(_))
+            ) {
+                continue;
             } else {
                 let req = Request::Held {
                     resource: r.name.clone(),
                 };
-                match control::call(runtime_dir, &req, ASK).await {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match control::call(runtime_dir, &req, ASK_HELD.min(left.max(ASK))).await {
                     Ok(control::Reply {
                         held: Some(true), ..
                     }) => Where::Elsewhere,
                     Ok(control::Reply {
                         held: Some(false), ..
                     }) => Where::Nobody,
+                    Ok(control::Reply {
+                        unaskable: Some(why),
+                        ..
+                    }) => Where::Unaskable(why),
                     Ok(r) => Where::Unknown(r.error.unwrap_or_else(|| "no answer".into())),
                     Err(e) => Where::Unknown(e.to_string()),
                 }
@@ -177,9 +261,9 @@ async fn wait_elsewhere(runtime_dir: &Path, limit: Duration) -> i32 {
             );
             return exit::OK;
         }
-        // Released here, and the backend cannot be asked about the rest
+        // Drained here, and the backend cannot be asked about the rest
         // (dlmfs): as far as this node can tell, done.
-        if left.iter().all(|(_, w)| matches!(w, Where::Unknown(_))) {
+        if left.iter().all(|(_, w)| matches!(w, Where::Unaskable(_))) {
             let known = seen.len() - left.len();
             println!(
                 "every resource ({}) is released here; {known} have a master on another node, {} cannot be asked:",
@@ -193,7 +277,7 @@ async fn wait_elsewhere(runtime_dir: &Path, limit: Duration) -> i32 {
         }
         if Instant::now() >= deadline {
             eprintln!(
-                "dlm-electd: drain --wait: after {}, {} of {} resource(s) have no master elsewhere (the node stays drained):",
+                "dlm-electd: drain --wait: after {}, {} of {} resource(s) have no master elsewhere that this node can see (the node stays drained):",
                 humantime::format_duration(limit),
                 left.len(),
                 seen.len()
@@ -215,6 +299,7 @@ fn explain(w: &Where) -> String {
             "released here, but no node holds its lock: no other node runs dlm-electd, or none may be master (health, fail count, link, drained)".into()
         }
         Where::Unknown(e) => format!("cannot tell: {e}"),
+        Where::Unaskable(e) => format!("released here; {e}"),
         Where::Elsewhere => "master elsewhere".into(),
     }
 }

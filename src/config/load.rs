@@ -248,10 +248,46 @@ pub fn runtime_dir_hint(path: &Path) -> PathBuf {
     daemon_dir_hint(path, "runtime_dir", DEFAULT_RUNTIME_DIR)
 }
 
-/// The state dir `drain` and `undrain` write to, read as leniently as
-/// [`runtime_dir_hint`] and for the same reason.
-pub fn state_dir_hint(path: &Path) -> PathBuf {
-    daemon_dir_hint(path, "state_dir", DEFAULT_STATE_DIR)
+/// The runtime and state dirs `drain` and `undrain` use. Stricter than
+/// [`runtime_dir_hint`]: they write, so a main file that is not TOML (an
+/// edit half done) or names a relative dir is an error, never the default
+/// dirs (which may belong to another instance, or to none). A missing file
+/// at the default path gives the defaults, as for the daemon.
+pub fn daemon_dirs(path: &Path) -> Result<(PathBuf, PathBuf), String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && path == Path::new(super::DEFAULT_PATH) =>
+        {
+            return Ok((DEFAULT_RUNTIME_DIR.into(), DEFAULT_STATE_DIR.into()));
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let src = super::source::Source::new(path.to_path_buf(), text);
+    let t: toml::Table = src.text.parse().map_err(|e: toml::de::Error| {
+        src.error(e.span(), e.message().trim().to_string())
+            .to_string()
+    })?;
+    let dir = |key: &str, default: &str| -> Result<PathBuf, String> {
+        match t.get("daemon").and_then(|d| d.get(key)) {
+            None => Ok(default.into()),
+            Some(v) => v
+                .as_str()
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .ok_or_else(|| {
+                    format!(
+                        "{}: key `daemon.{key}`: an absolute path is needed",
+                        path.display()
+                    )
+                }),
+        }
+    };
+    Ok((
+        dir("runtime_dir", DEFAULT_RUNTIME_DIR)?,
+        dir("state_dir", DEFAULT_STATE_DIR)?,
+    ))
 }
 
 fn daemon_dir_hint(path: &Path, key: &str, default: &str) -> PathBuf {

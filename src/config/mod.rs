@@ -41,7 +41,7 @@ mod validate_tests;
 pub use crate::lock::{Backend, Standby};
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{
-    Loaded, load, load_checked, load_checked_as, load_placed, runtime_dir_hint, state_dir_hint,
+    Loaded, daemon_dirs, load, load_checked, load_checked_as, load_placed, runtime_dir_hint,
 };
 pub use source::Place;
 pub use spec::{

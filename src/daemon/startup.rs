@@ -194,10 +194,7 @@ async fn start(path: PathBuf, cfg: Config) -> Result<(Supervisor, Io), StartErro
             crate::drain::path(&cfg.daemon.state_dir).display()
         );
     }
-    let drain = Arc::new(control::Drainer {
-        state_dir: cfg.daemon.state_dir.clone(),
-        watch: watch::channel(drained).0,
-    });
+    let drain = Arc::new(control::Drainer::new(cfg.daemon.state_dir.clone(), drained));
     let probe = Arc::new(control::Probe {
         backend: backend.clone(),
         op_timeout: cfg.daemon.op_timeout,

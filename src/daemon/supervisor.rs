@@ -182,9 +182,6 @@ impl Supervisor {
         finals
     }
 
-    /// SIGHUP: a valid new config replaces the resources that changed what
-    /// they hold or do, applies new intervals and timeouts in place, and
-    /// starts new ones; a bad one changes nothing.
     /// The drain's metric, from the watch's current value.
     fn drain_metric(&self, drain: &mut watch::Receiver<Option<crate::drain::Drain>>) {
         let reason = drain
@@ -194,7 +191,14 @@ impl Supervisor {
         self.metrics.drained(reason.as_deref());
     }
 
+    /// SIGHUP: the drain record is read again (whatever the config); a
+    /// valid new config replaces the resources that changed what they hold
+    /// or do, applies new intervals and timeouts in place, and starts new
+    /// ones; a bad one changes nothing else.
     async fn reload(&mut self) {
+        // A drain written while no request reached us is followed now.
+        let drain = self.drain.clone();
+        let _ = tokio::task::spawn_blocking(move || drain.reread()).await;
         let new = match crate::preflight::load_checked(&self.path) {
             Ok(loaded) => {
                 for w in &loaded.warnings {
@@ -219,9 +223,6 @@ impl Supervisor {
                 "reload: changes to [node], [lock], [metrics], daemon.runtime_dir or daemon.state_dir need a restart; applying resource changes only"
             );
         }
-        // A drain written while no request reached us is followed now.
-        let drain = self.drain.clone();
-        let _ = tokio::task::spawn_blocking(move || drain.reread()).await;
         self.links = link_watch(&new, self.links.take()).await;
         let wanted: HashMap<&str, &ResourceSpec> =
             new.resources.iter().map(|r| (r.name.as_str(), r)).collect();

@@ -1566,9 +1566,19 @@ mod properties {
         link_down: bool,
         /// Drained (the last Drained sent).
         drained: bool,
+        /// Membership in doubt (the last Membership sent).
+        suspect: bool,
+        /// A TryLock was asked for (the first attempt may be made kept
+        /// aside: it decides crash recovery).
+        attempted: bool,
     }
 
     impl Run {
+        /// Drained, a tracked link down or membership in doubt.
+        fn aside(&self) -> bool {
+            self.drained || self.link_down || self.suspect
+        }
+
         fn apply(&mut self, cmd: Command) {
             self.log.push(format!("  -> {cmd:?}"));
             if self.exited {
@@ -1592,6 +1602,12 @@ mod properties {
                         "TryLock within the hold-off of a health give-up\n{}",
                         self.log.join("\n")
                     );
+                    assert!(
+                        !(self.attempted && self.aside()),
+                        "TryLock while drained, link down or in doubt\n{}",
+                        self.log.join("\n")
+                    );
+                    self.attempted = true;
                     Op::Lock
                 }
                 Command::RunAcquire => {
@@ -1612,8 +1628,8 @@ mod properties {
                         self.log.join("\n")
                     );
                     assert!(
-                        !self.drained,
-                        "acquire while drained\n{}",
+                        !self.aside(),
+                        "acquire while drained, link down or in doubt\n{}",
                         self.log.join("\n")
                     );
                     Op::Acquire
@@ -1631,7 +1647,14 @@ mod properties {
                     self.hold_sleep = self.health_out && wait == HEALTH_HOLD;
                     Op::Sleep
                 }
-                Command::Hold => Op::Hold,
+                Command::Hold => {
+                    assert!(
+                        !self.aside(),
+                        "master while drained, link down or in doubt\n{}",
+                        self.log.join("\n")
+                    );
+                    Op::Hold
+                }
             };
             // A new operation while a blocking one is outstanding would mean
             // two at once; Exit may abandon a stalled call (documented).
@@ -1662,9 +1685,14 @@ mod properties {
             if let Event::LinkDown(why) = &ev {
                 self.link_down = why.is_some();
             }
+            let was_aside = self.aside();
             if let Event::Drained(on) = ev {
                 self.drained = on;
             }
+            if let Event::Membership(why) = &ev {
+                self.suspect = why.is_some();
+            }
+            let set_aside = !was_aside && self.aside();
             if let Event::Eligible(e) = ev {
                 self.eligible = Some(e);
                 if !e && self.op == Op::Hold {
@@ -1687,13 +1715,13 @@ mod properties {
                     | Event::FailedOut(_)
                     | Event::LinkDown(_)
                     | Event::Drained(_)
+                    | Event::Membership(_)
             );
             let before = self.op;
             if completes && before != Op::Hold {
                 self.op = Op::None;
             }
             let unhealthy = matches!(ev, Event::Eligible(false));
-            let link_lost = matches!(ev, Event::LinkDown(Some(_)) | Event::Drained(true));
             let cmd = self.m.handle(ev);
             if cmd == Command::Keep && completes && before != Op::Hold {
                 // Ignored (a stray event): the operation is still running.
@@ -1703,7 +1731,13 @@ mod properties {
                 assert_eq!(cmd, Command::RunRelease, "an unhealthy master releases");
                 self.op = Op::None; // the runner drops the Hold future
             }
-            if was_master && link_lost && cmd == Command::RunRelease {
+            if was_master && set_aside && !self.exited {
+                assert_eq!(
+                    cmd,
+                    Command::RunRelease,
+                    "a master drained, link down or in doubt releases at once\n{}",
+                    self.log.join("\n")
+                );
                 self.op = Op::None; // as for health
             }
             if (before == Op::Sleep || before == Op::None) && cmd == Command::TryLock {
@@ -1764,17 +1798,22 @@ mod properties {
                         self.apply(cmd);
                     }
                 }
-                _ => self.event(match c % 6 {
+                // The 32 bytes that come here spread over the 12 kinds
+                // (c / 32 and c % 4 vary among them; c % 6 alone left
+                // some kinds never drawn).
+                _ => self.event(match (c / 32 + c % 4 * 8) % 12 {
                     0 => Event::Timer,
                     1 => Event::Busy,
                     2 if self.checked => Event::Eligible(true),
                     3 if self.checked => Event::Eligible(false),
-                    4 if c % 12 < 6 => Event::FailedOut(true),
-                    5 if c % 12 < 6 => Event::FailedOut(false),
-                    4 if c % 24 < 12 => Event::LinkDown(Some("eth9 has no carrier".into())),
-                    5 if c % 24 < 12 => Event::LinkDown(None),
-                    4 => Event::Drained(true),
-                    5 => Event::Drained(false),
+                    4 => Event::FailedOut(true),
+                    5 => Event::FailedOut(false),
+                    6 => Event::LinkDown(Some("eth9 has no carrier".into())),
+                    7 => Event::LinkDown(None),
+                    8 => Event::Drained(true),
+                    9 => Event::Drained(false),
+                    10 => Event::Membership(Some("frozen".into())),
+                    11 => Event::Membership(None),
                     _ => Event::Timer,
                 }),
             }
@@ -1800,6 +1839,8 @@ mod properties {
             failed_out: false,
             link_down: false,
             drained: false,
+            suspect: false,
+            attempted: false,
         };
         r.event(Event::Start);
         r

@@ -593,9 +593,12 @@ impl Task {
             // drained: the drain's reason. A drain while master shows as
             // `releasing`, so that one says it too.
             let drain = self.r.drain.borrow().as_ref().map(|d| d.describe());
-            let reason = st
-                .last_error
+            // Drained: the drain is the reason (a last error may be older).
+            let first = drain
                 .clone()
+                .filter(|_| state == crate::state::Status::Drained);
+            let reason = first
+                .or_else(|| st.last_error.clone())
                 .or_else(|| {
                     (st.health.as_deref() == Some("failing")).then(|| {
                         format!(

@@ -400,18 +400,29 @@ fn fencing_in(dump: &str) -> Option<bool> {
         .next()
 }
 
-/// Whether this node's corosync partition is quorate, from
-/// `corosync-quorumtool -s` (exit 0: quorate, 2: not quorate, anything
-/// else: it cannot tell). Bounded: a corosync that does not answer is an
+/// Whether this node's corosync partition is quorate, from the
+/// `Quorate: Yes|No` line of `corosync-quorumtool -s` (every version
+/// prints it; its exit code meant the opposite before corosync 3.0.2, so
+/// it is not used). `-i`: node addresses, not names, so no name lookup
+/// runs inside the bound. Bounded: a corosync that does not answer is an
 /// error, not a wait.
 pub fn quorate() -> Result<bool, String> {
     let prog = "corosync-quorumtool";
-    let (status, _, err) = bounded_run(prog, &["-s"], Duration::from_secs(5))?;
-    match status.code() {
-        Some(0) => Ok(true),
-        Some(2) => Ok(false),
-        _ => Err(format!("{prog} -s failed ({status}): {}", err.trim())),
-    }
+    let (status, out, err) = bounded_run(prog, &["-s", "-i"], Duration::from_secs(5))?;
+    quorate_in(&out).ok_or_else(|| {
+        format!(
+            "{prog} -s printed no Quorate: line ({status}): {}",
+            err.trim()
+        )
+    })
+}
+
+/// The `Quorate:` line of `corosync-quorumtool -s`.
+fn quorate_in(out: &str) -> Option<bool> {
+    out.lines()
+        .filter_map(|l| l.trim().strip_prefix("Quorate:"))
+        .map(|v| v.trim() == "Yes")
+        .next()
 }
 
 /// A command's stdout, killed if it runs past `limit`; an error unless it
@@ -474,6 +485,14 @@ fn bounded_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quorum_is_read_from_the_quorate_line() {
+        let out = "Quorum information\n------------------\nDate:             Mon Dec  7 03:00:00 2026\nQuorum provider:  corosync_votequorum\nNodes:            2\nNode ID:          1\nRing ID:          1.13\nQuorate:          Yes\n\nVotequorum information\n";
+        assert_eq!(quorate_in(out), Some(true));
+        assert_eq!(quorate_in(&out.replace("Yes", "No")), Some(false));
+        assert_eq!(quorate_in("Cannot initialize QUORUM service\n"), None);
+    }
 
     #[test]
     fn the_fencing_verdict_runs_only_with_fencing_or_the_admins_word() {

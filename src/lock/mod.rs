@@ -102,10 +102,11 @@ pub trait LockBackend: Send + Sync {
     /// elsewhere. Must leave nothing behind that could keep a contender
     /// out for longer than a moment. By default the candidate probe (the
     /// dlm backend's NOQUEUE PR request, unlocked at once: a contender's
-    /// try at that instant finds it busy and wins at its next poll); dlmfs
-    /// refuses (its probe would stay cached), `file` asks F_OFD_GETLK.
-    fn held(&self, lock: &str) -> Result<bool, LockError> {
-        self.candidate_held(lock)
+    /// try at that instant finds it busy and wins at its next poll); `file`
+    /// asks F_OFD_GETLK. None: the backend cannot be asked (dlmfs: its
+    /// probe would stay cached and keep the others out).
+    fn held(&self, lock: &str) -> Result<Option<bool>, LockError> {
+        self.candidate_held(lock).map(Some)
     }
 
     /// Lets go of what the backend joined for its locks, once every lock
