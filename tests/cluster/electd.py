@@ -33,13 +33,15 @@ def install(c):
 
 
 def config(c, name, resources, mount="/dlm", runtime="/run/dlm-electd", domain="electd", op_timeout="2m",
-           metrics=None, node=None):
+           metrics=None, node=None, state="/var/lib/dlm-electd"):
     """Write a config into the share; returns its guest path. `metrics`:
-    the `[metrics] listen` address, if any; `node`: a `[node] name`."""
+    the `[metrics] listen` address, if any; `node`: a `[node] name`;
+    `state`: the state dir (the guest's / is a tmpfs: a drain meant to
+    outlive a reboot goes on the share, the disk it would be on)."""
     os.makedirs(os.path.join(c.share, "cfg"), mode=0o755, exist_ok=True)
     text = ['[lock]\nbackend = "dlmfs"\nmount = "%s"\ndomain = "%s"\n' % (mount, domain),
-            '[daemon]\nruntime_dir = "%s"\npoll_interval = "%s"\nop_timeout = "%s"\n'
-            % (runtime, POLL, op_timeout)]
+            '[daemon]\nruntime_dir = "%s"\nstate_dir = "%s"\npoll_interval = "%s"\nop_timeout = "%s"\n'
+            % (runtime, state, POLL, op_timeout)]
     if node:
         text.insert(0, '[node]\nname = "%s"\n' % node)
     if metrics:
@@ -512,4 +514,47 @@ def test_vip_moves_with_mastership(c):
     vip_only_on(c, old, [0, 1])
     stop_all(c, 2)
     assert not has_vip(c, old) and not has_vip(c, new)
+    assert_one_master(c, m0)
+
+
+@scenario(nodes=2, timeout=400, **FAST)
+def test_drain_hands_over_and_outlives_a_power_pull(c):
+    """`drain --wait` on the master: the other node takes every resource,
+    the drained one competes for nothing (dlmfs cannot be asked whether
+    another node holds a lock, so --wait waits for the release here and
+    says so). Its record, on disk, outlives a power pull: booted again, its
+    daemon starts drained; `undrain` makes it compete again."""
+    m0 = c.mark()
+    install(c)
+    shutil.rmtree(os.path.join(c.share, "drainstate"), ignore_errors=True)
+    cfgs = {i: config(c, "drain%d" % i, ["web", "db"], state="/host/drainstate/node%d" % i)
+            for i in range(2)}
+    for i in range(2):
+        start(c, i, cfgs[i])
+    try:
+        old = sole_master(c, [0, 1], cfgs.get, "web")
+        other = 1 - old
+        sole_master(c, [0, 1], cfgs.get, "db")
+        out = c.check(old, "%s drain --reason 'kernel update' --wait --config %s"
+                      % (GUEST_BIN, cfgs[old]), timeout=120)
+        assert "node drained: kernel update" in out and "cannot be asked" in out, out
+        for r in ("web", "db"):
+            sole_master(c, [other], cfgs.get, r)
+            assert states(c, [old], cfgs.get, r)[old] == "drained"
+        assert last_event(c, other, "acquire web", m0), "the other node took over"
+        # Power pull and boot: the record is on disk, the daemon starts drained.
+        c.kill(old)
+        c.start(old)
+        mk = c.mark()
+        start(c, old, cfgs[old])
+        until(120, "node%d drained after its reboot" % old,
+              lambda: states(c, [old], cfgs.get, "web")[old] == "drained")
+        assert states(c, [old], cfgs.get, "db")[old] == "drained"
+        assert last_event(c, old, "acquire web", mk) is None
+        c.check(old, "%s undrain --config %s" % (GUEST_BIN, cfgs[old]), timeout=60)
+        until(60, "node%d competing again" % old,
+              lambda: states(c, [old], cfgs.get, "web")[old] == "standby")
+        sole_master(c, [0, 1], cfgs.get, "web")
+    finally:
+        stop_all(c, 2)
     assert_one_master(c, m0)
