@@ -31,7 +31,7 @@ fn node<'a>(v: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn every_node_sees_the_same_master_and_a_killed_one_goes_down() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::with_state_dirs();
     let res = format!("{}{}", lab.logging("web"), lab.logging("db"));
     let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "master");

@@ -811,7 +811,7 @@ fn check_config_reports_every_problem_in_one_run() {
         [
             format!("{c}:6:17: key `poll_interval`: invalid type: integer `5`, expected a string"),
             format!(
-                "{c}:7:1: unknown field `bogus`, expected one of `runtime_dir`, `poll_interval`, `op_timeout`"
+                "{c}:7:1: unknown field `bogus`, expected one of `runtime_dir`, `state_dir`, `poll_interval`, `op_timeout`"
             ),
             format!(
                 "{c}:10:1: unknown field `colour`, expected one of `name`, `lock`, `poll_interval`, `action`, `check`, `prefer`, `preempt`, `preempt_delay`, `env`, `max_failures`, `failure_window`, `failure_timeout`, `notify`"

@@ -20,7 +20,7 @@ fn out(o: &std::process::Output) -> String {
 
 #[test]
 fn a_drained_node_hands_over_stays_out_across_a_restart_and_comes_back_on_undrain() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::with_state_dirs();
     let res = format!("{}{}", lab.logging("web"), lab.logging("db"));
     let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "master");
@@ -90,7 +90,7 @@ fn a_drained_node_hands_over_stays_out_across_a_restart_and_comes_back_on_undrai
 
 #[test]
 fn a_node_drained_while_its_daemon_is_stopped_starts_drained() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::with_state_dirs();
     let alerts = lab.path("alerts.log");
     let res = format!(
         "[[notify]]\nexec = [\"/bin/sh\", \"-c\", \"echo \\\"$DLM_ELECTD_RESOURCE $DLM_ELECTD_STATE $DLM_ELECTD_REASON\\\" >> {}\"]\n{}",
@@ -131,7 +131,7 @@ fn a_node_drained_while_its_daemon_is_stopped_starts_drained() {
 
 #[test]
 fn a_drained_waiting_standby_never_takes_the_lock() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::with_state_dirs();
     let res = lab.logging("web");
     let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "master");
@@ -153,7 +153,7 @@ fn a_drained_waiting_standby_never_takes_the_lock() {
 
 #[test]
 fn a_drain_the_daemon_does_not_follow_or_cannot_place_fails_and_says_why() {
-    let mut lab = Lab::new();
+    let mut lab = Lab::with_state_dirs();
     let res = lab.logging("web");
     let a = lab.start("a", &res);
     lab.daemons[a].wait_state("web", "master");

@@ -10,7 +10,7 @@
 
 use super::{
     Daemon, WAIT, assert_never_two_masters, cmdline, keeper_of, log_hook, pids, position,
-    read_events, reap_with_keepers, wait_for, write_config,
+    read_events, reap_with_keepers, wait_for, write_config_with,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 pub struct Lab {
     pub daemons: Vec<Daemon>,
     pub dir: tempfile::TempDir,
+    /// Each node's config names a state dir of its own (`NODE/state`),
+    /// for tests that drain: else the default one, shared with the host.
+    pub state_dirs: bool,
 }
 
 impl Lab {
@@ -29,7 +32,16 @@ impl Lab {
         Lab {
             daemons: Vec::new(),
             dir: tempfile::tempdir().unwrap(),
+            state_dirs: false,
         }
+    }
+
+    /// An empty lab whose nodes have state dirs of their own.
+    #[allow(dead_code)]
+    pub fn with_state_dirs() -> Lab {
+        let mut lab = Lab::new();
+        lab.state_dirs = true;
+        lab
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -85,7 +97,13 @@ impl Lab {
     /// Writes node `node`'s config (in dir `node`, runtime dir `node/run`)
     /// with `resources`; returns its path.
     pub fn config(&self, node: &str, resources: &str) -> PathBuf {
-        write_config(&self.path(node), node, &self.path("locks"), resources)
+        let dir = self.path(node);
+        let daemon = if self.state_dirs {
+            format!("state_dir = \"{}\"\n", dir.join("state").display())
+        } else {
+            String::new()
+        };
+        write_config_with(&dir, node, &self.path("locks"), &daemon, resources)
     }
 
     /// A stderr file for the next daemon of `node`: one of its own per

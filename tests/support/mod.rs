@@ -116,17 +116,28 @@ pub fn wait_exit_of(pid: i32, what: &str) -> Option<i32> {
 // ---- daemons ----
 
 /// Writes `<dir>/dlm-electd.toml` for node `node` on the `file` backend
-/// with lock directory `locks`, runtime directory `<dir>/run`, state
-/// directory `<dir>/state` (so no drain record of the host's own applies),
-/// then `resources`; returns its path.
+/// with lock directory `locks`, runtime directory `<dir>/run`, then
+/// `resources`; returns its path. (Tests assert positions in it: the
+/// resources start on line 9.)
 pub fn write_config(dir: &Path, node: &str, locks: &Path, resources: &str) -> PathBuf {
+    write_config_with(dir, node, locks, "", resources)
+}
+
+/// `write_config` with more `[daemon]` keys (`daemon`: whole lines), after
+/// `runtime_dir`.
+pub fn write_config_with(
+    dir: &Path,
+    node: &str,
+    locks: &Path,
+    daemon: &str,
+    resources: &str,
+) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     let cfg = dir.join("dlm-electd.toml");
     let text = format!(
-        "[node]\nname = \"{node}\"\n[lock]\nbackend = \"file\"\ndir = \"{}\"\n[daemon]\nruntime_dir = \"{}\"\nstate_dir = \"{}\"\npoll_interval = \"100ms\"\n{resources}",
+        "[node]\nname = \"{node}\"\n[lock]\nbackend = \"file\"\ndir = \"{}\"\n[daemon]\nruntime_dir = \"{}\"\n{daemon}poll_interval = \"100ms\"\n{resources}",
         locks.display(),
         dir.join("run").display(),
-        dir.join("state").display(),
     );
     fs::write(&cfg, text).unwrap();
     cfg
