@@ -380,7 +380,7 @@ fn bad_listen_is_refused_and_changes_nothing_running() {
         .to_string();
     std::fs::write(&cfg, moved).unwrap();
     lab.daemons[a].signal(nix::sys::signal::Signal::SIGHUP);
-    lab.daemons[a].wait_log("[metrics] or daemon.runtime_dir need a restart");
+    lab.daemons[a].wait_log("[metrics], daemon.runtime_dir or daemon.state_dir need a restart");
     wait_for(WAIT, "db gone", || {
         lab.daemons[a].state("db").is_none().then_some(())
     });
