@@ -110,6 +110,11 @@ pub enum Cmd {
         /// 0), or say which is not after --timeout (exit 1).
         #[arg(long)]
         wait: bool,
+        /// Drain even when no other running node could take over some
+        /// resource (checked on the `file` backend, from the node records
+        /// `status --cluster` reads; the other backends cannot tell yet).
+        #[arg(long)]
+        force: bool,
         /// How long --wait waits: a DURATION from 1s to 24h.
         #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_wait_limit, requires = "wait")]
         timeout: Duration,

@@ -142,7 +142,8 @@ async fn run(cli: Cli) -> i32 {
             reason,
             wait,
             timeout,
-        } => drain::drain(&cli.config, reason, wait.then_some(timeout)).await,
+            force,
+        } => drain::drain(&cli.config, reason, wait.then_some(timeout), force).await,
         Cmd::Undrain => drain::undrain(&cli.config).await,
         Cmd::KeepLocks { .. }
         | Cmd::RunLocked { .. }

@@ -10,6 +10,20 @@ use std::fs;
 use support::lab::Lab;
 use support::{assert_never_two_masters, cli, cli_ok};
 
+/// Waits until `status --cluster` shows node `i` (in name order) in
+/// `states`, one per resource: `drain` judges from those records.
+fn seen_as(config: &std::path::Path, i: usize, states: &[&str]) {
+    support::wait_for(support::WAIT, "the node records", || {
+        let o = cli_ok(config, &["status", "--cluster", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        states
+            .iter()
+            .enumerate()
+            .all(|(r, s)| v["resources"][r]["nodes"][i] == *s)
+            .then_some(())
+    });
+}
+
 fn out(o: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -28,6 +42,9 @@ fn a_drained_node_hands_over_stays_out_across_a_restart_and_comes_back_on_undrai
     let b = lab.start("b", &res);
     lab.daemons[b].wait_state("web", "standby");
     let cfg_a = lab.daemons[a].config.clone();
+    // drain checks b could take over from b's node record, written within
+    // a moment of b's state.
+    seen_as(&cfg_a, 1, &["standby", "standby"]);
 
     let o = cli_ok(&cfg_a, &["drain", "--reason", "kernel update", "--wait"]);
     let text = out(&o);
@@ -66,8 +83,21 @@ fn a_drained_node_hands_over_stays_out_across_a_restart_and_comes_back_on_undrai
     }
     assert_eq!(lab.count("a acquire web"), 1, "no acquire while drained");
 
+    // Without --force, draining the last node that could take over is
+    // refused, saying which resources and what the others are.
+    let o = cli(&cfg_a, &["drain", "--reason", "again"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let text = out(&o);
+    assert!(
+        text.contains("no other running node could be master of 2 resource(s)")
+            && text.contains("web: b down")
+            && text.contains("--force drains anyway"),
+        "{text}"
+    );
+    let s = lab.daemons[a2].status().unwrap();
+    assert_eq!(s["drain"]["reason"], "kernel update", "unchanged: {s}");
     // --wait with nobody to take over says which and why, and fails.
-    let o = cli(&cfg_a, &["drain", "--wait", "--timeout", "1s"]);
+    let o = cli(&cfg_a, &["drain", "--force", "--wait", "--timeout", "1s"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     let text = out(&o);
     assert!(
@@ -98,7 +128,13 @@ fn a_node_drained_while_its_daemon_is_stopped_starts_drained() {
         lab.logging("web")
     );
     let cfg = lab.config("a", &res);
-    let o = cli_ok(&cfg, &["drain", "--reason", "disk swap"]);
+    let o = cli(&cfg, &["drain", "--reason", "disk swap"]);
+    assert!(
+        out(&o).contains("web: no other node has a record"),
+        "the only node: {}",
+        out(&o)
+    );
+    let o = cli_ok(&cfg, &["drain", "--force", "--reason", "disk swap"]);
     let text = out(&o);
     assert!(
         text.contains("no daemon runs here: it starts drained"),
@@ -139,6 +175,7 @@ fn a_drained_waiting_standby_never_takes_the_lock() {
     lab.daemons[b].wait_state("web", "standby");
     // b waits in the kernel for the lock (the file backend's default).
     lab.daemons[b].wait_log("waiting for lock web");
+    seen_as(&lab.daemons[b].config.clone(), 0, &["master"]);
     cli_ok(&lab.daemons[b].config.clone(), &["drain"]);
     lab.daemons[b].wait_state("web", "drained");
     lab.daemons[a].stop();
@@ -163,7 +200,7 @@ fn a_drain_the_daemon_does_not_follow_or_cannot_place_fails_and_says_why() {
     let text = fs::read_to_string(&cfg).unwrap();
     let moved = lab.path("moved.toml");
     fs::write(&moved, text.replace("/state\"", "/state2\"")).unwrap();
-    let o = cli(&moved, &["drain", "--wait"]);
+    let o = cli(&moved, &["drain", "--force", "--wait"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("it is NOT drained"), "{}", out(&o));
     assert_eq!(lab.daemons[a].state("web").as_deref(), Some("master"));

@@ -11,6 +11,21 @@ use std::time::{Duration, UNIX_EPOCH};
 /// The cluster view of `cfg`'s resources, rendered: a table, or JSON
 /// (`pretty`, else on one line, as `--watch` gives one document a line).
 pub(super) fn text(cfg: &Config, json: bool, pretty: bool) -> Result<String, String> {
+    let v = view_of(cfg)?;
+    if json {
+        let t = if pretty {
+            serde_json::to_string_pretty(&v)
+        } else {
+            serde_json::to_string(&v)
+        };
+        return Ok(format!("{}\n", t.map_err(|e| e.to_string())?));
+    }
+    Ok(table(&v))
+}
+
+/// The cluster view of `cfg`'s resources; Err on a backend without node
+/// records yet.
+pub(super) fn view_of(cfg: &Config) -> Result<ClusterView, String> {
     if cfg.lock.backend != config::Backend::File {
         return Err(format!(
             "status --cluster reads node records, which only the file backend publishes so far (the {} backend's are next); `status` shows this node",
@@ -38,16 +53,43 @@ pub(super) fn text(cfg: &Config, json: bool, pretty: bool) -> Result<String, Str
             },
         })
         .collect();
-    let v = view::judge(&wanted, seen);
-    if json {
-        let t = if pretty {
-            serde_json::to_string_pretty(&v)
-        } else {
-            serde_json::to_string(&v)
-        };
-        return Ok(format!("{}\n", t.map_err(|e| e.to_string())?));
-    }
-    Ok(table(&v))
+    Ok(view::judge(&wanted, seen))
+}
+
+/// The resources of `v` that no running node but `me` could be master of
+/// now, each with what the others are (for `drain` without `--force`).
+pub(super) fn only_me(v: &ClusterView, me: &str) -> Vec<(String, String)> {
+    v.resources
+        .iter()
+        .filter_map(|r| {
+            let others: Vec<(&str, &str)> = v
+                .nodes
+                .iter()
+                .zip(&r.nodes)
+                .filter(|(n, _)| n.name != me)
+                .map(|(n, s)| (n.name.as_str(), s.as_str()))
+                .collect();
+            let could = |s: &str| {
+                let state = s.split(' ').next().unwrap_or("");
+                matches!(state, "master" | "standby" | "acquiring" | "backoff")
+                    && !s.contains("holding off")
+                    && !s.contains("ineligible")
+            };
+            if others.iter().any(|(_, s)| could(s)) {
+                return None;
+            }
+            let what = if others.is_empty() {
+                "no other node has a record".to_string()
+            } else {
+                others
+                    .iter()
+                    .map(|(n, s)| format!("{n} {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Some((r.name.clone(), what))
+        })
+        .collect()
 }
 
 /// Unix time in ms as UTC to the second ("-" for none).

@@ -22,7 +22,12 @@ const ASK_HELD: Duration = Duration::from_secs(130);
 const EVERY: Duration = Duration::from_millis(500);
 
 /// `dlm-electd drain`: the exit code.
-pub(super) async fn drain(config: &Path, reason: Option<String>, wait: Option<Duration>) -> i32 {
+pub(super) async fn drain(
+    config: &Path,
+    reason: Option<String>,
+    wait: Option<Duration>,
+    force: bool,
+) -> i32 {
     let (runtime_dir, state_dir) = match config::daemon_dirs(config) {
         Ok(d) => d,
         Err(e) => {
@@ -30,6 +35,9 @@ pub(super) async fn drain(config: &Path, reason: Option<String>, wait: Option<Du
             return exit::CONFIG;
         }
     };
+    if !force && let Some(code) = last_one(config) {
+        return code;
+    }
     let d = Drain {
         reason,
         since_ms: crate::clock::now_ms(),
@@ -84,6 +92,46 @@ pub(super) async fn drain(config: &Path, reason: Option<String>, wait: Option<Du
         Some(limit) => wait_elsewhere(&runtime_dir, limit).await,
         None => exit::OK,
     }
+}
+
+/// Without `--force`: refuses (Some(exit code)) when some resource has no
+/// other running node that could be master of it, as far as the node
+/// records tell (`file`); elsewhere nothing to check yet.
+fn last_one(config: &Path) -> Option<i32> {
+    let cfg = match crate::preflight::load_checked_as(config, config::check::LockUse::Release) {
+        Ok(l) => l.config,
+        Err(e) => {
+            eprintln!(
+                "dlm-electd: drain: cannot check that other nodes could take over:\n{e}\nnothing changed; --force drains anyway"
+            );
+            return Some(exit::CONFIG);
+        }
+    };
+    if cfg.lock.backend != config::Backend::File {
+        return None;
+    }
+    let v = match super::cluster::view_of(&cfg) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!(
+                "dlm-electd: drain: cannot check that other nodes could take over ({e}); nothing changed; --force drains anyway"
+            );
+            return Some(exit::FAILURE);
+        }
+    };
+    let alone = super::cluster::only_me(&v, &cfg.node);
+    if alone.is_empty() {
+        return None;
+    }
+    eprintln!(
+        "dlm-electd: drain: no other running node could be master of {} resource(s) (status --cluster):",
+        alone.len()
+    );
+    for (r, others) in &alone {
+        eprintln!("  {r}: {others}");
+    }
+    eprintln!("nothing changed; --force drains anyway (those resources then have no master)");
+    Some(exit::FAILURE)
 }
 
 /// Why the daemon's answer `a` does not follow what the client wrote in
