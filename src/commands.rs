@@ -617,20 +617,10 @@ mod tests {
     #[test]
     fn table_shows_since_hold_off_and_error_per_resource() {
         let r = |name: &str, state, since_ms, err: Option<&str>, until| ResourceStatus {
-            name: name.into(),
-            lock: name.into(),
-            state,
-            since_ms,
             last_error: err.map(str::to_string),
             hold_off_until_ms: until,
-            handover_to: None,
-            handover_at_ms: None,
-            health: None,
-            health_error: None,
-            failures: 0,
-            failed_until_ms: None,
-            transitions: 0,
             settled: true,
+            ..ResourceStatus::new(name, name, state, since_ms)
         };
         let now = 1_000_000_000;
         let s = StatusReport {

@@ -122,20 +122,9 @@ fn a_client_that_never_reads_its_reply_is_dropped_at_the_deadline() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let board = Board::default();
     board.publish(ResourceStatus {
-        name: "web".into(),
-        lock: "web".into(),
-        state: Status::Backoff,
-        since_ms: 0,
         last_error: Some("e".repeat(4 << 20)),
-        hold_off_until_ms: None,
-        handover_to: None,
-        handover_at_ms: None,
-        health: None,
-        health_error: None,
-        failures: 0,
-        failed_until_ms: None,
-        transitions: 0,
         settled: true,
+        ..ResourceStatus::new("web", "web", Status::Backoff, 0)
     });
     let (release, _rx) = tokio::sync::mpsc::channel(1);
     let listener = rt.block_on(async { control::bind(dir.path()) }).unwrap();

@@ -172,22 +172,7 @@ mod tests {
     use crate::election::ResourceStatus;
 
     fn res(name: &str, state: Status, since_ms: u64) -> ResourceStatus {
-        ResourceStatus {
-            name: name.into(),
-            lock: name.into(),
-            state,
-            since_ms,
-            last_error: None,
-            hold_off_until_ms: None,
-            handover_to: None,
-            handover_at_ms: None,
-            health: None,
-            health_error: None,
-            failures: 0,
-            failed_until_ms: None,
-            transitions: 0,
-            settled: true,
-        }
+        ResourceStatus::new(name, name, state, since_ms)
     }
 
     fn node(name: &str, running: bool, rows: Vec<ResourceStatus>) -> NodeSeen {

@@ -54,22 +54,16 @@ pub(super) async fn drain(
             return exit::FAILURE;
         }
     }
-    match control::call(&runtime_dir, &Request::Drain, ASK).await {
-        Ok(control::Reply {
-            error: None,
-            drain: Some(a),
-            ..
-        }) => {
-            if let Some(e) = not_followed(&a, &state_dir, true) {
-                eprintln!("dlm-electd: drain: recorded, but {e}");
-                return exit::FAILURE;
-            }
-            println!(
-                "node {}: releasing every resource it is master of; competing for none until `dlm-electd undrain`",
-                d.describe()
-            );
+    match tell(&runtime_dir, &state_dir, true).await {
+        Told::Followed => println!(
+            "node {}: releasing every resource it is master of; competing for none until `dlm-electd undrain`",
+            d.describe()
+        ),
+        Told::NotFollowed(e) => {
+            eprintln!("dlm-electd: drain: recorded, but {e}");
+            return exit::FAILURE;
         }
-        Err(ControlError::NotRunning { .. }) => {
+        Told::NotRunning => {
             println!(
                 "node {} (recorded in {}); no daemon runs here: it starts drained",
                 d.describe(),
@@ -85,8 +79,12 @@ pub(super) async fn drain(
             }
             return exit::OK;
         }
-        Ok(r) => return not_told(&r.error.unwrap_or_else(|| "no answer".into())),
-        Err(e) => return not_told(&e.to_string()),
+        Told::NoAnswer(why) => {
+            eprintln!(
+                "dlm-electd: drain: recorded, but the daemon did not confirm it ({why}); it follows the record at its next reload (SIGHUP) or start"
+            );
+            return exit::FAILURE;
+        }
     }
     match wait {
         Some(limit) => wait_elsewhere(&runtime_dir, limit).await,
@@ -162,12 +160,33 @@ fn not_followed(a: &DrainAnswer, state_dir: &Path, drained: bool) -> Option<Stri
     })
 }
 
-/// The record is written but the daemon did not confirm it follows it.
-fn not_told(why: &str) -> i32 {
-    eprintln!(
-        "dlm-electd: drain: recorded, but the daemon did not confirm it ({why}); it follows the record at its next reload (SIGHUP) or start"
-    );
-    exit::FAILURE
+/// What came of telling the daemon to read the record again.
+enum Told {
+    /// It follows what was written.
+    Followed,
+    /// It answered, following something else: why.
+    NotFollowed(String),
+    NotRunning,
+    /// No answer: why.
+    NoAnswer(String),
+}
+
+/// Tells the daemon at `runtime_dir` to read the record again; `drained`:
+/// what was just written in `state_dir`.
+async fn tell(runtime_dir: &Path, state_dir: &Path, drained: bool) -> Told {
+    match control::call(runtime_dir, &Request::Drain, ASK).await {
+        Ok(control::Reply {
+            error: None,
+            drain: Some(a),
+            ..
+        }) => match not_followed(&a, state_dir, drained) {
+            Some(e) => Told::NotFollowed(e),
+            None => Told::Followed,
+        },
+        Err(ControlError::NotRunning { .. }) => Told::NotRunning,
+        Ok(r) => Told::NoAnswer(r.error.unwrap_or_else(|| "no answer".into())),
+        Err(e) => Told::NoAnswer(e.to_string()),
+    }
 }
 
 /// `dlm-electd undrain`: the exit code.
@@ -195,35 +214,28 @@ pub(super) async fn undrain(config: &Path) -> i32 {
             return exit::FAILURE;
         }
     };
-    match control::call(&runtime_dir, &Request::Drain, ASK).await {
-        Ok(control::Reply {
-            error: None,
-            drain: Some(a),
-            ..
-        }) => {
-            if let Some(e) = not_followed(&a, &state_dir, false) {
-                eprintln!("dlm-electd: undrain: removed, but {e}");
-                return exit::FAILURE;
-            }
-            // A hold-off, a fail count or a health check may still keep
-            // it out of some: `status` says which.
+    match tell(&runtime_dir, &state_dir, false).await {
+        // A hold-off, a fail count or a health check may still keep it
+        // out of some: `status` says which.
+        Told::Followed => {
             println!("{what}: competing again (`dlm-electd status` shows what still keeps it out)");
             exit::OK
         }
-        Err(ControlError::NotRunning { .. }) => {
+        Told::NotFollowed(e) => {
+            eprintln!("dlm-electd: undrain: removed, but {e}");
+            exit::FAILURE
+        }
+        Told::NotRunning => {
             println!("{what}; no daemon runs here: it competes once started");
             exit::OK
         }
-        Ok(r) => undrain_not_told(&r.error.unwrap_or_else(|| "no answer".into())),
-        Err(e) => undrain_not_told(&e.to_string()),
+        Told::NoAnswer(why) => {
+            eprintln!(
+                "dlm-electd: undrain: the record is removed, but the daemon did not confirm it ({why}); it competes again at its next reload (SIGHUP) or start"
+            );
+            exit::FAILURE
+        }
     }
-}
-
-fn undrain_not_told(why: &str) -> i32 {
-    eprintln!(
-        "dlm-electd: undrain: the record is removed, but the daemon did not confirm it ({why}); it competes again at its next reload (SIGHUP) or start"
-    );
-    exit::FAILURE
 }
 
 /// Where one resource stands for `--wait`.

@@ -163,20 +163,14 @@ impl Supervisor {
                 k.unregister(&spec.lock);
             }
             finals.push(result.unwrap_or_else(|e| ResourceStatus {
-                name: spec.name.clone(),
-                lock: spec.lock.clone(),
-                state: Status::Releasing,
-                since_ms: crate::clock::now_ms(),
                 last_error: Some(format!("its runner died: {e}")),
-                hold_off_until_ms: None,
-                handover_to: None,
-                handover_at_ms: None,
-                health: None,
-                health_error: None,
-                failures: 0,
-                failed_until_ms: None,
-                transitions: 0,
                 settled: true,
+                ..ResourceStatus::new(
+                    &spec.name,
+                    &spec.lock,
+                    Status::Releasing,
+                    crate::clock::now_ms(),
+                )
             }));
         }
         finals

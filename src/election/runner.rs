@@ -552,20 +552,8 @@ impl Task {
             }
             Some(l) if l.state == state => l.clone(),
             _ => ResourceStatus {
-                name: self.r.spec.name.clone(),
-                lock: self.r.spec.lock.clone(),
-                state,
-                since_ms: now_ms(),
-                last_error: None,
-                hold_off_until_ms: None,
-                handover_to: None,
-                handover_at_ms: None,
-                health: None,
-                health_error: None,
-                failures: 0,
-                failed_until_ms: None,
                 transitions: last.as_ref().map_or(0, |l| l.transitions + 1),
-                settled: false,
+                ..ResourceStatus::new(&self.r.spec.name, &self.r.spec.lock, state, now_ms())
             },
         };
         let previous = last.as_ref().map(|l| l.state);

@@ -53,6 +53,28 @@ pub struct ResourceStatus {
     pub settled: bool,
 }
 
+impl ResourceStatus {
+    /// A row that entered `state` at `since_ms`, with nothing else to show.
+    pub fn new(name: &str, lock: &str, state: Status, since_ms: u64) -> ResourceStatus {
+        ResourceStatus {
+            name: name.into(),
+            lock: lock.into(),
+            state,
+            since_ms,
+            last_error: None,
+            hold_off_until_ms: None,
+            health: None,
+            health_error: None,
+            failures: 0,
+            failed_until_ms: None,
+            handover_to: None,
+            handover_at_ms: None,
+            transitions: 0,
+            settled: false,
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -210,20 +232,8 @@ mod tests {
 
     fn row(name: &str, state: Status, settled: bool) -> ResourceStatus {
         ResourceStatus {
-            name: name.into(),
-            lock: name.into(),
-            state,
-            since_ms: 0,
-            last_error: None,
-            hold_off_until_ms: None,
-            handover_to: None,
-            handover_at_ms: None,
-            health: None,
-            health_error: None,
-            failures: 0,
-            failed_until_ms: None,
-            transitions: 0,
             settled,
+            ..ResourceStatus::new(name, name, state, 0)
         }
     }
 
