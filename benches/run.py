@@ -1023,9 +1023,12 @@ def chaos(args):
         boot = ", ".join(f"{b:.1f}" for b in c.boot_times())
         print(f"chaos: 3 nodes up, boot {boot} s, accel {c.accel}, run dir {c.run}", flush=True)
         t0 = time.monotonic()
+        # A later segment replays the first one's schedule: with drains
+        # only if it had them (runs before drains existed had none).
+        drain = before.get("drain", False) if before else True
         r = nemesis.run(c, count=args.faults, seed=args.seed, k=args.chaos_resources,
                         log=lambda s: print(s, flush=True), budget_s=args.budget_min * 60,
-                        start=args.chaos_from)
+                        start=args.chaos_from, drain=drain)
         r["seconds"] = time.monotonic() - t0
     r["events_log"] = c.events_path
     r["knobs"] = dict(c.knobs)

@@ -148,7 +148,12 @@ TYPES = collections.OrderedDict([
 ])
 # These pick their node at run time (a master from the event log): never
 # overlapped with another fault, whose node they might hit.
-RUNTIME_TARGET = ("release", "health")
+RUNTIME_TARGET = ("release", "health", "drain")
+# `drain`: a release step turned into `dlm-electd drain` of the master's
+# node for the step's hold, then `undrain` (a share of the release steps,
+# drawn from a stream of their own: a schedule without drains is the same
+# as before drains existed, so a long run's later segments replay it).
+DRAIN_SHARE = 0.4
 
 # Faults that may hit "the busiest node" (the one mastering the most
 # resources per the event log, picked at run time) instead of a node drawn
@@ -163,9 +168,12 @@ def resources(k=K):
     return ["r%02d" % i for i in range(k)]
 
 
-def make_schedule(seed, count, nodes=3, k=K):
-    """The same (seed, count, nodes, k) always gives the same steps."""
+def make_schedule(seed, count, nodes=3, k=K, drain=False):
+    """The same (seed, count, nodes, k, drain) always gives the same steps;
+    with drain, the same as without but for some release steps, which
+    become drains."""
     rng = random.Random(seed)
+    conv = random.Random(seed ^ 0xD8A1)  # the drains' own stream
     names = list(TYPES)
     weights = [TYPES[t][0] for t in names]
     plain = resources(k)[7:] or resources(k)
@@ -219,6 +227,8 @@ def make_schedule(seed, count, nodes=3, k=K):
             node = None
         elif typ in BUSIEST_OK and prev is None and not overlap and rng.random() < 0.5:
             node = None  # the node mastering the most resources, at run time
+        if typ == "release" and conv.random() < DRAIN_SHARE and drain:
+            typ = "drain"
         st = Step(len(steps), gap, typ, node, p, overlap, settle)
         steps.append(st)
         prev = st if overlap else None
@@ -453,7 +463,7 @@ def pstats(xs):
 
 # ---- the nemesis -----------------------------------------------------------
 class Nemesis:
-    def __init__(self, c, seed, count, k=K, log=print, budget_s=0, start=0):
+    def __init__(self, c, seed, count, k=K, log=print, budget_s=0, start=0, drain=True):
         self.c, self.seed, self.count, self.k, self.log = c, seed, count, k, log
         self.budget_s = budget_s
         self.n = c.n
@@ -461,7 +471,8 @@ class Nemesis:
         # A long run may be made in segments (benches/run.py chaos --from):
         # this one starts at step `start` of the same seeded schedule, on
         # a freshly booted cluster; never inside an overlapping pair.
-        steps = make_schedule(seed, count, self.n, k)
+        self.drain = drain
+        steps = make_schedule(seed, count, self.n, k, drain)
         while 0 < start < len(steps) and steps[start - 1].overlap:
             start += 1
         self.start = start
@@ -630,6 +641,24 @@ class Nemesis:
             return "node%d release rc=%d, resumed after %.1f s" % (node, rc, p["resume"])
         time.sleep(max(0, p["hold"] - (time.monotonic() - t)))
         return "node%d release rc=%d%s" % (node, rc, "" if rc == 0 else " " + err.strip()[-200:])
+
+    def f_drain(self, node, p):
+        """`drain` the node mastering p["res"] (its release steps, then its
+        locks), keep it out for p["hold"] s, then `undrain`."""
+        ms = self.masters_now(p["res"])
+        if len(ms) != 1:
+            return "skipped: masters of %s per the log: %s" % (p["res"], ms)
+        node = ms[0]
+        self._target(node)
+        cfg = self.cfg(node)
+        t = time.monotonic()
+        rc, out, err = self.c.exec(node, "%s drain --reason nemesis --config %s" % (GUEST_BIN, cfg),
+                                   timeout=120)
+        time.sleep(max(0, p["hold"] - (time.monotonic() - t)))
+        urc, _, uerr = self.c.exec(node, "%s undrain --config %s" % (GUEST_BIN, cfg), timeout=60)
+        return "node%d drain rc=%d, undrain rc=%d after %.1f s%s" % (
+            node, rc, urc, time.monotonic() - t,
+            "" if rc == 0 and urc == 0 else " " + (err + uerr).strip()[-200:])
 
     def f_reload(self, node, p):
         v = Variant(p["poll"], p["extra"], p["remove"])
@@ -950,6 +979,7 @@ class Nemesis:
         by_type = collections.Counter(r["typ"] for r in self.records)
         res = {
             "seed": self.seed, "faults": len(self.records), "planned": self.count, "resources": self.k,
+            "drain": self.drain,
             # The schedule's steps this run injected: [from, to).
             "from": self.start, "to": self.next,
             # Pairs of faults run at once (the first of each pair is marked).
@@ -1004,11 +1034,11 @@ def report(res, log=print):
         log("    --- event log excerpt ---\n" + "\n".join("    " + l for l in x.splitlines()))
 
 
-def run(c, count=FAULTS, seed=None, k=K, log=print, budget_s=0, start=0):
+def run(c, count=FAULTS, seed=None, k=K, log=print, budget_s=0, start=0, drain=True):
     if seed is None:
         seed = int(SEED) if SEED else random.SystemRandom().randrange(1 << 32)
     log("NEMESIS SEED %s" % seed)
-    nm = Nemesis(c, seed, count, k, log, budget_s, start)
+    nm = Nemesis(c, seed, count, k, log, budget_s, start, drain)
     res = nm.run()
     report(res, log)
     # For a post-mortem beside events.log (which stays until the next boot
@@ -1031,6 +1061,10 @@ def test_nemesis(c):
 
 def selftest():
     """The checker on made-up logs (no VM): `nemesis.py --selftest`."""
+    # Drains replace some release steps and change nothing else.
+    plain, drained = make_schedule(7, 300), make_schedule(7, 300, drain=True)
+    assert [s._replace(typ="release") if s.typ == "drain" else s for s in drained] == plain
+    assert 0 < sum(s.typ == "drain" for s in drained) < sum(s.typ == "release" for s in plain)
     E = harness.Event
     kinds = lambda evs: [v.kind for v in replay(evs)[2]]
     # A plain handover, a takeover after @kill and after @exit: fine.
