@@ -927,9 +927,13 @@ def chaos_report(x, mach):
     if len(segs) > 1:
         dur += (f" in {len(segs)} segments, each on a freshly booted cluster with a verdict of its own "
                 "(`--budget-min`, then `--from`): steps "
-                + ", ".join(f"{s['from']}–{s['to'] - 1} ({s['seconds'] / 3600:.1f} h, {s['date']})" for s in segs))
+                + ", ".join(f"{s['from']}–{s['to'] - 1} ({s['seconds'] / 3600:.1f} h, ended {s.get('ended', s.get('date'))}, "
+                            f"at {s.get('commit', '?')})" for s in segs))
+    if len(segs) == 1 and segs[0].get("commit"):
+        dur += f" (at {segs[0]['commit']})"
     if x.get("to") is not None and x["to"] < x.get("planned", x["faults"]):
-        dur += f"; steps {x['to']} to {x['planned'] - 1} of the schedule not run yet"
+        dur += (f"; steps {x['to']} to {x['planned'] - 1} of the schedule not run yet "
+                f"(`--from {x['to']} --seed {x['seed']} --faults {x['planned']}` goes on)")
     L = ["## Randomized faults on the VM cluster (tests/cluster/nemesis.py)", "", mach(x), "",
          f"`benches/run.py chaos --faults {x.get('planned', x['faults'])} --seed {x['seed']}`:",
          f"three QEMU VMs (TCG) of tests/cluster/ on o2cb (dead_threshold {dead}), the static",
@@ -1032,9 +1036,11 @@ def chaos(args):
         r["seconds"] = time.monotonic() - t0
     r["events_log"] = c.events_path
     r["knobs"] = dict(c.knobs)
+    commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()
     r["segments"] = [{k: r.get(k) for k in ("from", "to", "faults", "seconds")}
-                     | {"violations": len(r["violations"]),
-                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]
+                     | {"violations": len(r["violations"]), "commit": commit,
+                        "ended": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}]
     return merge_chaos(before, r) if before else r
 
 
