@@ -1015,7 +1015,10 @@ def chaos(args):
     import nemesis
     before = None
     if args.chaos_from:
-        before = load("chaos")
+        p = os.path.join(RESULTS, "chaos.json")
+        if os.path.exists(p):
+            with open(p) as fh:
+                before = json.load(fh)
         if args.seed is None or not before or before.get("seed") != args.seed \
                 or before.get("planned") != args.faults or before.get("to") != args.chaos_from:
             sys.exit(f"chaos --from {args.chaos_from}: benches/results/chaos.json must hold the segments "
