@@ -91,10 +91,19 @@ fn load_as(
 async fn run(cli: Cli) -> i32 {
     match cli.command {
         Cmd::CheckConfig => check::check_config(&cli.config),
-        Cmd::Run => match load(&cli.config, false) {
-            Ok(c) => crate::daemon::run(cli.config.clone(), c).await,
-            Err(code) => code,
-        },
+        Cmd::Run => {
+            let signals = match crate::daemon::signals() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return e.exit_code();
+                }
+            };
+            match load(&cli.config, false) {
+                Ok(c) => crate::daemon::run(cli.config.clone(), c, signals).await,
+                Err(code) => code,
+            }
+        }
         Cmd::Cleanup => match load_as(&cli.config, false, config::check::LockUse::Release) {
             Ok(c) => crate::daemon::cleanup(c).await,
             Err(code) => code,

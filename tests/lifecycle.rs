@@ -150,6 +150,56 @@ fn sigusr1_logs_the_status_and_usr2_does_not_kill() {
     assert_never_two_masters(&lab.events());
 }
 
+/// The syscall the main thread of `pid` is in, if one: `/proc/PID/syscall`
+/// starts with its number.
+fn syscall_of(pid: i32) -> Option<i64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// A SIGHUP, SIGUSR1 or SIGUSR2 that meets the daemon still starting is
+/// no death: it comes up and takes its lock. The nemesis run found a daemon
+/// restarted under load and sent a reload soon after gone without a word
+/// (the default action of SIGHUP ends a process). Here the daemon is held
+/// at a known point of its start: reading a config file that keeps
+/// changing, it waits for the file to settle (a sleep; nanosleep or
+/// clock_nanosleep), and the signals arrive then.
+#[test]
+fn signals_while_starting_do_not_kill_the_daemon() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut lab = Lab::new();
+    let config = lab.config("a", &lab.logging("web"));
+    let touching = Arc::new(AtomicBool::new(true));
+    let toucher = {
+        let (touching, config) = (touching.clone(), config.clone());
+        std::thread::spawn(move || {
+            let file = fs::File::open(&config).unwrap();
+            let end = Instant::now() + WAIT;
+            while touching.load(Ordering::SeqCst) && Instant::now() < end {
+                file.set_modified(std::time::SystemTime::now()).unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let stderr = lab.stderr_path("a");
+    let a = lab.spawn("a", &[], config, stderr);
+    let pid = lab.daemons[a].pid().as_raw();
+    wait_for(WAIT, "the daemon waiting for its config to settle", || {
+        matches!(syscall_of(pid), Some(35 | 230)).then_some(())
+    });
+    touching.store(false, Ordering::SeqCst);
+    toucher.join().unwrap();
+    for sig in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
+        lab.daemons[a].signal(sig);
+    }
+    lab.daemons[a].wait_state("web", "master");
+    let child = lab.daemons[a].child.as_mut().unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+    assert_eq!(lab.count("a acquire web"), 1);
+    assert_never_two_masters(&lab.events());
+}
+
 #[test]
 fn stop_during_a_long_acquire_step_cancels_it_and_rolls_back() {
     let mut lab = Lab::new();

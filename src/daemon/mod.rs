@@ -15,4 +15,4 @@ mod startup;
 mod supervisor;
 
 pub use cleanup::cleanup;
-pub use startup::{StartError, run};
+pub use startup::{StartError, catch_signals_early, run, signals};

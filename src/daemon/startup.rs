@@ -1,6 +1,6 @@
-//! `dlm-electd run` up to its first runner: the runtime dir (shared with
-//! `cleanup`), the lock dir's filesystem, the keeper, the control socket,
-//! signals, the backend, what a previous run left (`orphans`), metrics and
+//! `dlm-electd run` up to its first runner: signals (from `main` on), the
+//! runtime dir (shared with `cleanup`), the lock dir's filesystem, the
+//! keeper, the control socket, the backend, what a previous run left (`orphans`), metrics and
 //! membership. Each way to fail is a [`StartError`], logged once with its
 //! exit code.
 
@@ -127,9 +127,34 @@ fn place(cfg: &Config, key: impl Fn(&config::Places) -> &config::Place) -> Strin
     }
 }
 
-/// `dlm-electd run`. Returns the exit code.
-pub async fn run(path: PathBuf, cfg: Config) -> i32 {
-    match start(path, cfg).await {
+/// The signals the daemon answers, caught from `main` on (see
+/// [`catch_signals_early`]) and queued from here until the supervisor's
+/// loop reads them: taken before the config is read, so a SIGHUP while the
+/// daemon starts is a reload once it runs, and a SIGTERM a clean release.
+pub fn signals() -> Result<Signals, StartError> {
+    Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]).map_err(StartError::Signals)
+}
+
+/// From the first line of `main` of `dlm-electd run` until [`signals`]
+/// takes over: SIGHUP, SIGUSR1 and SIGUSR2 are caught and dropped instead of
+/// killing the process (their default). Found by the fault-injection run:
+/// a SIGHUP (`systemctl reload`, a config tool) meeting a daemon still
+/// starting under load ended it without a word. Dropping is right this
+/// early, because the config has not been read yet. SIGTERM and SIGINT keep
+/// their default until then: nothing is held yet. A handler (not SIG_IGN)
+/// so that hooks started later do not inherit an ignored signal.
+pub fn catch_signals_early() {
+    for sig in [SIGHUP, SIGUSR1, SIGUSR2] {
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Fails only for a signal that cannot be caught: not these.
+        let _ = signal_hook::flag::register(sig, dropped);
+    }
+}
+
+/// `dlm-electd run`, with the [`signals`] taken before `cfg` was read.
+/// Returns the exit code.
+pub async fn run(path: PathBuf, cfg: Config, signals: Signals) -> i32 {
+    match start(path, cfg, signals).await {
         Ok((sup, io)) => supervisor::serve(sup, io).await,
         Err(e) => {
             tracing::error!("{e}");
@@ -139,10 +164,13 @@ pub async fn run(path: PathBuf, cfg: Config) -> i32 {
 }
 
 /// Everything before the supervisor's loop, in this order: stored fds,
-/// runtime dir, hook tracking, lock dir, keeper, control socket, signals,
-/// backend, adoption, metrics, membership, then one runner per resource
+/// runtime dir, hook tracking, lock dir, keeper, control socket, backend, adoption, metrics, membership, then one runner per resource
 /// and the control socket's server.
-async fn start(path: PathBuf, cfg: Config) -> Result<(Supervisor, Io), StartError> {
+async fn start(
+    path: PathBuf,
+    cfg: Config,
+    signals: Signals,
+) -> Result<(Supervisor, Io), StartError> {
     // First, before any child (keeper, hook) starts: the lock fds systemd
     // kept for us across a restart, now close-on-exec.
     let stored = fdstore::take_stored();
@@ -170,8 +198,6 @@ async fn start(path: PathBuf, cfg: Config) -> Result<(Supervisor, Io), StartErro
             dir: cfg.daemon.runtime_dir.clone(),
             source,
         })?;
-    let signals =
-        Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]).map_err(StartError::Signals)?;
     let (changed, changed_rx) = watch::channel(());
     let (backend, file_backend) = backend(&cfg, keeper.as_ref(), locks.as_ref());
     // Kept open until exit: stored locks we could not let go (see adopt).

@@ -521,8 +521,16 @@ class Nemesis:
             self.write_config(i, BASE)
 
     def start_daemon(self, node):
+        """Starts the daemon and returns once its main() runs: from there on
+        it catches SIGHUP (see daemon::catch_signals_early). Until then, a
+        reload fault's SIGHUP would end the process the kernel is still
+        loading (the 8 MB binary comes over 9p: 1.5 s under TCG), which no
+        daemon can help; systemd holds a reload until the start is done."""
         self.c.check(node, "%s run --config %s >>/tmp/nem.log 2>&1 & echo $! >/tmp/nem.pid"
                      % (GUEST_BIN, self.cfg(node)))
+        caught = ("c=$(awk '/^SigCgt/ {print $2}' /proc/$(cat /tmp/nem.pid)/status) "
+                  "&& [ $(( 0x$c & 1 )) = 1 ]")
+        until(60, "daemon on node%d in main()" % node, lambda: self.c.exec(node, caught)[0] == 0)
 
     def daemon_alive(self, node):
         return self.c.exec(node, "kill -0 $(cat /tmp/nem.pid) 2>/dev/null")[0] == 0
