@@ -129,7 +129,8 @@ fn verify_catches_an_unknown_key() {
 }
 
 /// The example drop-ins, every commented setting of hooks.conf switched
-/// on, stay valid (o2cb.service is a stub: the host has no cluster stack).
+/// on, stay valid (o2cb, dlm and corosync are stubs: the host has no
+/// cluster stack).
 #[test]
 fn the_example_drop_ins_verify_clean() {
     let hooks = fs::read_to_string(repo("systemd/hooks.conf.example")).unwrap();
@@ -143,16 +144,18 @@ fn the_example_drop_ins_verify_clean() {
         .join("\n");
     assert!(all_on.contains("\nNoNewPrivileges=no"), "{all_on}");
     let dlmfs = fs::read_to_string(repo("systemd/dlmfs.conf.example")).unwrap();
+    let dlm = fs::read_to_string(repo("systemd/dlm.conf.example")).unwrap();
     let metrics = fs::read_to_string(repo("systemd/metrics.conf.example")).unwrap();
     let d = "etc/systemd/system/dlm-electd.service.d";
+    let stub = "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n";
     let root = root_with(&[
         (&format!("{d}/hooks.conf"), &all_on),
         (&format!("{d}/dlmfs.conf"), &dlmfs),
+        (&format!("{d}/dlm.conf"), &dlm),
         (&format!("{d}/metrics.conf"), &metrics),
-        (
-            "etc/systemd/system/o2cb.service",
-            "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n",
-        ),
+        ("etc/systemd/system/o2cb.service", stub),
+        ("etc/systemd/system/dlm.service", stub),
+        ("etc/systemd/system/corosync.service", stub),
     ]);
     assert_verifies(root.path(), "dlm-electd.service");
 }
@@ -265,4 +268,48 @@ fn the_unit_keeps_the_stop_and_crash_design() {
     assert!((10..=120).contains(&wd), "WatchdogSec {wd}s");
     let caps = get("CapabilityBoundingSet");
     assert_eq!(caps, ["CAP_NET_ADMIN CAP_NET_RAW"]);
+}
+
+/// The dlm backend inside the capability bounding set the unit leaves
+/// (CAP_NET_ADMIN CAP_NET_RAW) is refused before anything starts, exit 78,
+/// at `lock.backend`, naming the drop-in that adds what it needs; with the
+/// drop-in's CAP_SYS_ADMIN that check passes. Run as systemd would run it,
+/// with setpriv (root: it needs CAP_SETPCAP).
+#[test]
+fn the_dlm_backend_in_the_units_sandbox_names_the_drop_in() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root (setpriv --bounding-set)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("dlm-electd.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[node]\nname = \"n1\"\n[lock]\nbackend = \"dlm\"\n[daemon]\nruntime_dir = \"{}\"\n[[resource]]\nname = \"a\"\n",
+            dir.path().join("run").display()
+        ),
+    )
+    .unwrap();
+    let under = |bounding: &str, cmd: &str| {
+        let out = Command::new("setpriv")
+            .args(["--bounding-set", bounding, BIN, cmd, "--config"])
+            .arg(&cfg)
+            .output()
+            .expect("setpriv (util-linux)");
+        (out.status.code(), text(&out))
+    };
+    let at = format!(
+        "{}:4:11: key `lock.backend`: the dlm backend needs CAP_SYS_ADMIN",
+        cfg.display()
+    );
+    for cmd in ["check-config", "run"] {
+        let (code, out) = under("-all,+net_admin,+net_raw", cmd);
+        assert_eq!(code, Some(78), "{cmd}: {out}");
+        assert!(out.contains(&at), "{cmd}: {out}");
+        assert!(out.contains("examples/dlm.conf.example"), "{cmd}: {out}");
+        assert!(!dir.path().join("run").exists(), "{cmd} started something");
+    }
+    let (_, out) = under("-all,+net_admin,+net_raw,+sys_admin", "check-config");
+    assert!(!out.contains("needs CAP_SYS_ADMIN"), "{out}");
 }

@@ -60,3 +60,31 @@ fn the_dlm_backend_has_a_lockspace_waits_and_refuses_long_names() {
         "{e:?}"
     );
 }
+
+#[test]
+fn the_dlm_backend_without_cap_sys_admin_is_an_error_naming_the_drop_in() {
+    use super::check::{bounding_set, sandbox_error};
+    let text = "[lock]\nbackend = \"dlm\"\n[[resource]]\nname = \"a\"\n";
+    let (cfg, places) = validate_text(text).unwrap();
+    // The shipped unit's CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW.
+    let unit = bounding_set("Name:\tx\nCapBnd:\t0000000000003000\nCapAmb:\t0\n");
+    assert_eq!(unit, Some(0x3000));
+    let e = sandbox_error(&cfg, &places, unit).unwrap().to_string();
+    assert!(
+        e.starts_with("/etc/x.toml:2:11: key `lock.backend`: the dlm backend needs CAP_SYS_ADMIN"),
+        "{e}"
+    );
+    assert!(e.contains("examples/dlm.conf.example"), "{e}");
+    // With the drop-in's CAP_SYS_ADMIN added, and outside any sandbox.
+    assert!(sandbox_error(&cfg, &places, Some(0x3000 | 1 << 21)).is_none());
+    assert!(sandbox_error(&cfg, &places, bounding_set("CapBnd:\t000001ffffffffff\n")).is_none());
+    assert!(
+        sandbox_error(&cfg, &places, None).is_none(),
+        "unreadable: not said"
+    );
+    let (cfg, places) = validate_text("[[resource]]\nname = \"a\"\n").unwrap();
+    assert!(
+        sandbox_error(&cfg, &places, unit).is_none(),
+        "the file backend"
+    );
+}

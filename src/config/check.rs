@@ -106,6 +106,38 @@ pub fn oops_warning(
     })
 }
 
+/// `CAP_SYS_ADMIN`'s bit in a capability set.
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// The dlm backend in a process that cannot get `CAP_SYS_ADMIN`: the
+/// kernel lets only it create or leave a lockspace (fs/dlm/user.c,
+/// `device_write`). That is the shipped unit's sandbox
+/// (`CapabilityBoundingSet=` without it, and `PrivateDevices=`, which
+/// hides the DLM's devices), loosened by the drop-in `dlm.conf.example`.
+/// `bounding`: the `CapBnd:` mask of /proc/self/status, None when
+/// unreadable (not said).
+pub fn sandbox_error(cfg: &Config, places: &Places, bounding: Option<u64>) -> Option<ConfigError> {
+    let bounding = bounding?;
+    (cfg.lock.backend == Backend::Dlm && bounding & (1 << CAP_SYS_ADMIN) == 0).then(|| {
+        places.backend.error(
+            "key `lock.backend`: the dlm backend needs CAP_SYS_ADMIN (the kernel's DLM lets \
+             only it join or leave a lockspace) and the DLM's devices, and this process may \
+             have neither: under systemd, add the drop-in \
+             /usr/share/doc/dlm-electd/examples/dlm.conf.example as \
+             /etc/systemd/system/dlm-electd.service.d/dlm.conf (docs/dlm.md, \"Under \
+             systemd\")",
+        )
+    })
+}
+
+/// The `CapBnd:` mask in the text of /proc/self/status.
+pub fn bounding_set(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+}
+
 /// `check`, for a command that `uses` the locks so.
 pub fn check_as(
     cfg: &Config,
@@ -121,6 +153,17 @@ pub fn check_as(
             LockUse::Release => fs_warning = Some(e),
         }
     }
+    // `cleanup` in the same sandbox still runs the release steps: a warning.
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| bounding_set(&s));
+    let sandbox_warning = match (sandbox_error(cfg, places, bounding), uses) {
+        (Some(e), LockUse::Take) => {
+            errors.push(e);
+            None
+        }
+        (e, _) => e,
+    };
     if as_root {
         let mut dirs = vec![(
             "daemon.runtime_dir",
@@ -180,6 +223,7 @@ pub fn check_as(
         })
         .collect();
     warnings.extend(fs_warning);
+    warnings.extend(sandbox_warning);
     let panic_on_oops = std::fs::read_to_string(PANIC_ON_OOPS).ok();
     warnings.extend(oops_warning(cfg, places, panic_on_oops.as_deref()));
     // The units' and VIPs' warnings need D-Bus and netlink: `preflight`

@@ -1,0 +1,127 @@
+#!/bin/bash
+# unit.sh — the dlm backend under the shipped systemd unit (issue #22) on the
+# fsdlm-lab's two corosync VMs: the unit and drop-in as the packages install
+# them, the static binary as /usr/sbin/dlm-electd. The lab's dlm.conf has
+# enable_fencing=0, so the config sets lock.allow_unfenced.
+#
+#   U1 the unit alone (its sandbox: no CAP_SYS_ADMIN, a private /dev):
+#      `systemctl start` fails in ExecStartPre (check-config), exit 78,
+#      the journal names lock.backend and the dlm.conf.example drop-in;
+#      no lockspace joined
+#   U2 with the drop-in: node1 started first is master, node2 standby
+#      (the quorum watch's corosync-quorumtool works in the sandbox)
+#   U3 systemctl stop on node1: it releases (its release hook ran), node2
+#      master
+#   U4 both stopped: no lockspace left on either node
+#
+# Hooks append to /var/lib/dlm-electd/events.log (the unit's StateDirectory:
+# /tmp is private to the service, the rest of the system read-only).
+# Environment: LAB, CACHE, KEEP=1, BIN (as electd.sh).
+set -uo pipefail
+ME=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$ME/../.." && pwd)
+LAB=${LAB:-/work/shared/fsdlm-lab}
+export CACHE=${CACHE:-/var/tmp/fsdlm-lab/cache}
+HERE=$LAB
+# shellcheck source=/dev/null
+source "$LAB/lib.sh"
+# shellcheck source=lab.sh
+source "$ME/lab.sh"
+BIN=${BIN:-$REPO/target/x86_64-unknown-linux-gnu/release/dlm-electd}
+
+[ -f "$CACHE/base.raw" ] || { echo "no lab image in $CACHE (run $LAB/build-image.sh)" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "no static dlm-electd at $BIN (see README: static build)" >&2; exit 2; }
+LOGF=${LOGF:-$CACHE/unit-$(date -u +%Y%m%dT%H%M%SZ).log}
+exec > >(tee -a "$LOGF") 2>&1
+echo "unit.sh $(date -u +%FT%TZ), log $LOGF"
+S=$CACHE/share
+mkdir -p "$S"
+install -m 0755 "$BIN" "$S/dlm-electd"
+install -m 0644 "$REPO/systemd/dlm-electd.service" "$S/dlm-electd.service"
+install -m 0644 "$REPO/systemd/dlm.conf.example" "$S/dlm.conf.example"
+EV=/var/lib/dlm-electd/events.log
+cat >"$S/unit.toml" <<EOF
+[lock]
+backend = "dlm"
+lockspace = "electd"
+allow_unfenced = true
+[daemon]
+poll_interval = "250ms"
+[[resource]]
+name = "web"
+[[resource.action]]
+type = "exec"
+acquire = ["/bin/sh", "-c", "echo acquire >> $EV"]
+release = ["/bin/sh", "-c", "echo release >> $EV"]
+EOF
+chmod 0644 "$S/unit.toml"
+
+RESULTS=()
+pass() { RESULTS+=("PASS $*"); echo "PASS $*"; }
+failc() { RESULTS+=("FAIL $*"); echo "FAIL $*"; }
+state() {
+    local s
+    s=$(gq "$1" "dlm-electd status 2>/dev/null | awk '\$1==\"web\" {print \$2}'" 30)
+    echo "${s:-down}"
+}
+until_state() {
+    local i
+    for i in $(seq $(( $3 * 4 ))); do
+        [ "$(state "$1")" = "$2" ] && return 0
+        sleep 0.25
+    done
+    return 1
+}
+last_event() { gq "$1" "tail -n 1 $EV 2>/dev/null" 30; }
+lockspaces() { gq "$1" 'dlm_tool ls 2>/dev/null | grep -c "^name *electd" || true' 30; }
+
+boot_lab
+for n in node1 node2; do
+    gq $n "install -m 0755 /mnt/host/dlm-electd /usr/sbin/dlm-electd && \
+        install -m 0644 /mnt/host/dlm-electd.service /etc/systemd/system/dlm-electd.service && \
+        install -d -m 0755 /etc/dlm-electd && install -m 0644 /mnt/host/unit.toml /etc/dlm-electd/dlm-electd.toml && \
+        systemctl daemon-reload && systemctl --version | head -1" 120
+done
+
+log "U1 the unit alone: refused in ExecStartPre, naming the drop-in"
+since=$(gq node1 'date +%s' 30)
+gq node1 "systemctl start dlm-electd" 120; rc=$?
+j=$(gq node1 "journalctl -q -u dlm-electd -o cat --since=@$since" 60); echo "$j"
+if [ "$rc" != 0 ] && grep -q "key \`lock.backend\`: the dlm backend needs CAP_SYS_ADMIN" <<<"$j" \
+    && grep -q 'examples/dlm.conf.example' <<<"$j" && [ "$(lockspaces node1)" = 0 ]; then
+    pass "U1 start failed (rc $rc), the journal names lock.backend and the drop-in; no lockspace joined"
+else failc "U1 rc=$rc, lockspaces $(lockspaces node1)"; fi
+gq node1 "systemctl reset-failed dlm-electd; true" 30
+
+log "U2 with the drop-in: one master"
+for n in node1 node2; do
+    gq $n "mkdir -p /etc/systemd/system/dlm-electd.service.d && \
+        install -m 0644 /mnt/host/dlm.conf.example /etc/systemd/system/dlm-electd.service.d/dlm.conf && \
+        systemctl daemon-reload" 60
+done
+gq node1 "systemctl start dlm-electd" 300
+if until_state node1 master 60; then
+    gq node2 "systemctl start dlm-electd" 300
+    if until_state node2 standby 30 && [ "$(state node1)" = master ] && [ "$(last_event node1)" = acquire ]; then
+        pass "U2 node1 master under the unit (its acquire hook ran), node2 standby"
+    else failc "U2 node1 $(state node1), node2 $(state node2)"; fi
+else failc "U2 node1 never master: $(gq node1 'systemctl status --no-pager dlm-electd; journalctl -q -u dlm-electd -o cat | tail -20')"; fi
+
+log "U3 systemctl stop on node1: node2 takes over"
+t0=$(date +%s.%N)
+gq node1 "systemctl stop dlm-electd" 120
+if until_state node2 master 30 && [ "$(last_event node1)" = release ] && [ "$(last_event node2)" = acquire ]; then
+    pass "U3 node2 master $(awk -v a=$t0 -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}') s after the stop began; node1 released"
+else failc "U3 node2 $(state node2), events node1=$(last_event node1) node2=$(last_event node2)"; fi
+
+log "U4 both stopped: nothing left"
+gq node2 "systemctl stop dlm-electd" 120
+left=""
+for n in node1 node2; do [ "$(lockspaces $n)" = 0 ] || left="$left $n"; done
+if [ -z "$left" ] && [ "$(last_event node2)" = release ]; then pass "U4 no lockspace left on either node; node2's release hook ran"
+else failc "U4 lockspace still joined on:$left; node2 last event $(last_event node2)"; fi
+for n in node1 node2; do g $n "journalctl -q -u dlm-electd -o cat | tail -8" 30; done
+
+log "summary ($(date -u +%FT%TZ))"
+printf '%s\n' "${RESULTS[@]}"
+! printf '%s\n' "${RESULTS[@]}" | grep -q '^FAIL'
