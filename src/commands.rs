@@ -92,14 +92,21 @@ async fn run(cli: Cli) -> i32 {
     match cli.command {
         Cmd::CheckConfig => check::check_config(&cli.config),
         Cmd::Run => {
-            let signals = match crate::daemon::signals() {
+            let (signals, stop) = match crate::daemon::signals() {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!("{e}");
                     return e.exit_code();
                 }
             };
-            match load(&cli.config, false) {
+            let loaded = load(&cli.config, false);
+            // A stop asked while the config was read: nothing started yet,
+            // so nothing to release (once started, it releases first).
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                tracing::info!("stopped while reading the config: exiting before competing");
+                return exit::OK;
+            }
+            match loaded {
                 Ok(c) => crate::daemon::run(cli.config.clone(), c, signals).await,
                 Err(code) => code,
             }

@@ -157,18 +157,21 @@ fn syscall_of(pid: i32) -> Option<i64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-/// A SIGHUP, SIGUSR1 or SIGUSR2 that meets the daemon still starting is
-/// no death: it comes up and takes its lock. The nemesis run found a daemon
-/// restarted under load and sent a reload soon after gone without a word
-/// (the default action of SIGHUP ends a process). Here the daemon is held
-/// at a known point of its start: reading a config file that keeps
-/// changing, it waits for the file to settle (a sleep; nanosleep or
-/// clock_nanosleep), and the signals arrive then.
-#[test]
-fn signals_while_starting_do_not_kill_the_daemon() {
+/// Whether syscall `nr` is a sleep (`std::thread::sleep`).
+fn sleeping(nr: i64) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if nr == libc::SYS_nanosleep {
+        return true;
+    }
+    nr == libc::SYS_clock_nanosleep
+}
+
+/// Starts node a (one logging resource `web`) and returns its index once
+/// it is held at a known point of its start: reading a config file that
+/// keeps changing, it waits for the file to settle (a sleep).
+fn start_held_reading_config(lab: &mut Lab) -> usize {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
-    let mut lab = Lab::new();
     let config = lab.config("a", &lab.logging("web"));
     let touching = Arc::new(AtomicBool::new(true));
     let toucher = {
@@ -186,10 +189,21 @@ fn signals_while_starting_do_not_kill_the_daemon() {
     let a = lab.spawn("a", &[], config, stderr);
     let pid = lab.daemons[a].pid().as_raw();
     wait_for(WAIT, "the daemon waiting for its config to settle", || {
-        matches!(syscall_of(pid), Some(35 | 230)).then_some(())
+        syscall_of(pid).filter(|&nr| sleeping(nr)).map(|_| ())
     });
     touching.store(false, Ordering::SeqCst);
     toucher.join().unwrap();
+    a
+}
+
+/// A SIGHUP, SIGUSR1 or SIGUSR2 that meets the daemon still starting is
+/// no death: it comes up and takes its lock. The nemesis run found a daemon
+/// restarted under load and sent a reload soon after gone without a word
+/// (the default action of SIGHUP ends a process).
+#[test]
+fn signals_while_starting_do_not_kill_the_daemon() {
+    let mut lab = Lab::new();
+    let a = start_held_reading_config(&mut lab);
     for sig in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
         lab.daemons[a].signal(sig);
     }
@@ -198,6 +212,22 @@ fn signals_while_starting_do_not_kill_the_daemon() {
     assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
     assert_eq!(lab.count("a acquire web"), 1);
     assert_never_two_masters(&lab.events());
+}
+
+/// A SIGTERM while the config is read ends the start there, exit 0,
+/// before any lock is tried: nothing was acquired, so nothing released.
+#[test]
+fn sigterm_while_reading_the_config_exits_before_competing() {
+    let mut lab = Lab::new();
+    let a = start_held_reading_config(&mut lab);
+    lab.daemons[a].signal(Signal::SIGTERM);
+    assert_eq!(lab.daemons[a].wait_exit(), Some(0));
+    assert!(lab.daemons[a].log().contains("exiting before competing"));
+    assert!(lab.events().is_empty(), "{:?}", lab.events());
+    assert!(
+        !support::held(&lab.path("locks").join("web")),
+        "the lock is held"
+    );
 }
 
 #[test]

@@ -133,18 +133,21 @@ fn verify_catches_an_unknown_key() {
 /// cluster stack).
 #[test]
 fn the_example_drop_ins_verify_clean() {
-    let hooks = fs::read_to_string(repo("systemd/hooks.conf.example")).unwrap();
-    let all_on: String = hooks
-        .lines()
-        .map(|l| match l.strip_prefix('#') {
-            Some(s) if s.starts_with(|c: char| c.is_ascii_uppercase()) => s,
-            _ => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let switched_on = |text: String| -> String {
+        text.lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(s) if s.starts_with(|c: char| c.is_ascii_uppercase()) => s,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let all_on = switched_on(fs::read_to_string(repo("systemd/hooks.conf.example")).unwrap());
     assert!(all_on.contains("\nNoNewPrivileges=no"), "{all_on}");
     let dlmfs = fs::read_to_string(repo("systemd/dlmfs.conf.example")).unwrap();
-    let dlm = fs::read_to_string(repo("systemd/dlm.conf.example")).unwrap();
+    // Its lines for a Pacemaker-run dlm_controld too.
+    let dlm = switched_on(fs::read_to_string(repo("systemd/dlm.conf.example")).unwrap());
+    assert!(dlm.contains("\nPartOf=pacemaker.service"), "{dlm}");
     let metrics = fs::read_to_string(repo("systemd/metrics.conf.example")).unwrap();
     let d = "etc/systemd/system/dlm-electd.service.d";
     let stub = "[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n";
@@ -156,6 +159,7 @@ fn the_example_drop_ins_verify_clean() {
         ("etc/systemd/system/o2cb.service", stub),
         ("etc/systemd/system/dlm.service", stub),
         ("etc/systemd/system/corosync.service", stub),
+        ("etc/systemd/system/pacemaker.service", stub),
     ]);
     assert_verifies(root.path(), "dlm-electd.service");
 }
@@ -272,8 +276,9 @@ fn the_unit_keeps_the_stop_and_crash_design() {
 
 /// The dlm backend inside the capability bounding set the unit leaves
 /// (CAP_NET_ADMIN CAP_NET_RAW) is refused before anything starts, exit 78,
-/// at `lock.backend`, naming the drop-in that adds what it needs; with the
-/// drop-in's CAP_SYS_ADMIN that check passes. Run as systemd would run it,
+/// at `lock.backend`, naming the drop-in that adds what it needs; `cleanup`
+/// warns and leaves the lockspace alone; with the drop-in's CAP_SYS_ADMIN
+/// that check passes. Run as systemd would run it,
 /// with setpriv (root: it needs CAP_SETPCAP).
 #[test]
 fn the_dlm_backend_in_the_units_sandbox_names_the_drop_in() {
@@ -310,6 +315,16 @@ fn the_dlm_backend_in_the_units_sandbox_names_the_drop_in() {
         assert!(out.contains("examples/dlm.conf.example"), "{cmd}: {out}");
         assert!(!dir.path().join("run").exists(), "{cmd} started something");
     }
+    // ExecStopPost's cleanup in the same sandbox: a warning, the release
+    // steps, and no attempt at the lockspace (which would fail).
+    let (code, out) = under("-all,+net_admin,+net_raw", "cleanup");
+    assert_eq!(code, Some(0), "cleanup: {out}");
+    assert!(out.contains(&at), "cleanup: {out}");
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "cleanup said more (tried the lockspace?): {out}"
+    );
     let (_, out) = under("-all,+net_admin,+net_raw,+sys_admin", "check-config");
     assert!(!out.contains("needs CAP_SYS_ADMIN"), "{out}");
 }

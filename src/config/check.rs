@@ -107,7 +107,7 @@ pub fn oops_warning(
 }
 
 /// `CAP_SYS_ADMIN`'s bit in a capability set.
-const CAP_SYS_ADMIN: u32 = 21;
+pub const CAP_SYS_ADMIN: u32 = 21;
 
 /// The dlm backend in a process that cannot get `CAP_SYS_ADMIN`: the
 /// kernel lets only it create or leave a lockspace (fs/dlm/user.c,
@@ -128,6 +128,13 @@ pub fn sandbox_error(cfg: &Config, places: &Places, bounding: Option<u64>) -> Op
              systemd\")",
         )
     })
+}
+
+/// This process's bounding set, None when unreadable.
+pub fn own_bounding_set() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| bounding_set(&s))
 }
 
 /// The `CapBnd:` mask in the text of /proc/self/status.
@@ -154,10 +161,7 @@ pub fn check_as(
         }
     }
     // `cleanup` in the same sandbox still runs the release steps: a warning.
-    let bounding = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| bounding_set(&s));
-    let sandbox_warning = match (sandbox_error(cfg, places, bounding), uses) {
+    let sandbox_warning = match (sandbox_error(cfg, places, own_bounding_set()), uses) {
         (Some(e), LockUse::Take) => {
             errors.push(e);
             None

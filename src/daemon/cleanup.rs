@@ -32,10 +32,17 @@ pub async fn cleanup(cfg: Config) -> i32 {
         tracing::warn!("killed {n} hook process group(s) a dead daemon left running");
     }
     let backend = lock::open::backend(&super::startup::lock_settings(&cfg));
+    // The dlm backend in a sandbox that cannot join the lockspace (the
+    // unit without its dlm drop-in; `load` warned, naming it): the release
+    // steps run, the lock work is not tried. It would wait for a device
+    // the private /dev lacks, then fail; no daemon ran there to lock.
+    let locks = cfg.lock.backend != crate::config::Backend::Dlm
+        || crate::config::check::own_bounding_set()
+            .is_none_or(|b| b & (1 << crate::config::check::CAP_SYS_ADMIN) != 0);
     let mut rc = exit::OK;
     for spec in &cfg.resources {
         let span = tracing::info_span!("resource", resource = %spec.name);
-        if !clean_one(&instance, &backend, spec, &cfg)
+        if !clean_one(&instance, locks.then_some(&backend), spec, &cfg)
             .instrument(span)
             .await
         {
@@ -70,14 +77,17 @@ pub async fn cleanup(cfg: Config) -> i32 {
         }
     }
     let _ = std::fs::remove_file(control::socket_path(&cfg.daemon.runtime_dir));
-    let _ = tokio::task::spawn_blocking(move || backend.leave()).await;
+    if locks {
+        let _ = tokio::task::spawn_blocking(move || backend.leave()).await;
+    }
     rc
 }
 
 /// `cleanup` of one resource; false if something is left.
+/// `backend`: None where the lock work cannot be done (see `cleanup`).
 async fn clean_one(
     instance: &Instance,
-    backend: &Arc<dyn LockBackend>,
+    backend: Option<&Arc<dyn LockBackend>>,
     spec: &ResourceSpec,
     cfg: &Config,
 ) -> bool {
@@ -98,6 +108,9 @@ async fn clean_one(
     } else {
         tracing::debug!("no applied record: nothing of ours to undo");
     }
+    let Some(backend) = backend else {
+        return true;
+    };
     let mut ok = drop_stale(backend, &spec.lock, cfg.daemon.op_timeout).await;
     // Our candidate lock too (preferred nodes): a dead daemon's stays cached
     // on a dlmfs node and would make less preferred nodes defer to it.

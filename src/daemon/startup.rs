@@ -23,6 +23,7 @@ use signal_hook_tokio::Signals;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use tokio::sync::{mpsc, watch};
 
 /// Why the daemon (or `cleanup`) did not start. The text is the log line.
@@ -131,8 +132,16 @@ fn place(cfg: &Config, key: impl Fn(&config::Places) -> &config::Place) -> Strin
 /// [`catch_signals_early`]) and queued from here until the supervisor's
 /// loop reads them: taken before the config is read, so a SIGHUP while the
 /// daemon starts is a reload once it runs, and a SIGTERM a clean release.
-pub fn signals() -> Result<Signals, StartError> {
-    Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]).map_err(StartError::Signals)
+/// With them, a flag set by SIGTERM or SIGINT: a stop asked before the
+/// start began ends it there, before any lock is tried.
+pub fn signals() -> Result<(Signals, Arc<AtomicBool>), StartError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(StartError::Signals)?;
+    }
+    let signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2]).map_err(StartError::Signals)?;
+    Ok((signals, stop))
 }
 
 /// From the first line of `main` of `dlm-electd run` until [`signals`]
@@ -145,7 +154,7 @@ pub fn signals() -> Result<Signals, StartError> {
 /// so that hooks started later do not inherit an ignored signal.
 pub fn catch_signals_early() {
     for sig in [SIGHUP, SIGUSR1, SIGUSR2] {
-        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dropped = Arc::new(AtomicBool::new(false));
         // Fails only for a signal that cannot be caught: not these.
         let _ = signal_hook::flag::register(sig, dropped);
     }

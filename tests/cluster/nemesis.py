@@ -528,9 +528,11 @@ class Nemesis:
         daemon can help; systemd holds a reload until the start is done."""
         self.c.check(node, "%s run --config %s >>/tmp/nem.log 2>&1 & echo $! >/tmp/nem.pid"
                      % (GUEST_BIN, self.cfg(node)))
-        caught = ("c=$(awk '/^SigCgt/ {print $2}' /proc/$(cat /tmp/nem.pid)/status) "
-                  "&& [ $(( 0x$c & 1 )) = 1 ]")
-        until(60, "daemon on node%d in main()" % node, lambda: self.c.exec(node, caught)[0] == 0)
+        # rc 0: caught; 1: not yet; 2: the process is gone (heal_all says so).
+        caught = ("p=$(cat /tmp/nem.pid); [ -d /proc/$p ] || exit 2; "
+                  "c=$(awk '/^SigCgt/ {print $2}' /proc/$p/status) && [ $(( 0x$c & 1 )) = 1 ]")
+        until(60, "daemon on node%d in main()" % node,
+              lambda: self.c.exec(node, caught)[0] in (0, 2))
 
     def daemon_alive(self, node):
         return self.c.exec(node, "kill -0 $(cat /tmp/nem.pid) 2>/dev/null")[0] == 0

@@ -91,7 +91,8 @@ if [ "$rc" != 0 ] && grep -q "key \`lock.backend\`: the dlm backend needs CAP_SY
     && grep -q 'examples/dlm.conf.example' <<<"$j" && [ "$(lockspaces node1)" = 0 ]; then
     pass "U1 start failed (rc $rc), the journal names lock.backend and the drop-in; no lockspace joined"
 else failc "U1 rc=$rc, lockspaces $(lockspaces node1)"; fi
-gq node1 "systemctl reset-failed dlm-electd; true" 30
+# Restart=on-failure would try again (a restart is pending): end it.
+gq node1 "systemctl stop dlm-electd; systemctl reset-failed dlm-electd; true" 60
 
 log "U2 with the drop-in: one master"
 for n in node1 node2; do
