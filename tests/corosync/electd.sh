@@ -27,24 +27,10 @@
 # static dlm-electd; default the repo's static release build).
 set -uo pipefail
 ME=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$ME/../.." && pwd)
-LAB=${LAB:-/work/shared/fsdlm-lab}
-export CACHE=${CACHE:-/var/tmp/fsdlm-lab/cache}
-HERE=$LAB
-# shellcheck source=/dev/null
-source "$LAB/lib.sh"
 # shellcheck source=lab.sh
 source "$ME/lab.sh"
-BIN=${BIN:-$REPO/target/x86_64-unknown-linux-gnu/release/dlm-electd}
 E=/mnt/host/dlm-electd
-
-[ -f "$CACHE/base.raw" ] || { echo "no lab image in $CACHE (run $LAB/build-image.sh)" >&2; exit 2; }
-[ -x "$BIN" ] || { echo "no static dlm-electd at $BIN (see README: static build)" >&2; exit 2; }
-LOGF=${LOGF:-$CACHE/electd-$(date -u +%Y%m%dT%H%M%SZ).log}
-exec > >(tee -a "$LOGF") 2>&1
-echo "electd.sh $(date -u +%FT%TZ), log $LOGF"
-mkdir -p "$CACHE/share"
-install -m 0755 "$BIN" "$CACHE/share/dlm-electd"
+lab_begin electd
 
 conf() { # conf NAME ALLOW: a config in the share
     cat >"$CACHE/share/$1.toml" <<EOF
@@ -68,27 +54,9 @@ conf strict false
 conf unfenced true
 C=/mnt/host/unfenced.toml
 
-RESULTS=()
-pass() { RESULTS+=("PASS $*"); echo "PASS $*"; }
-failc() { RESULTS+=("FAIL $*"); echo "FAIL $*"; }
-# state NODE: web's state per `status` (or "down"); the lab's python3 has
-# no json module, so the table's STATE column
-state() {
-    local s
-    s=$(gq "$1" "$E status --config $C 2>/dev/null | awk '\$1==\"web\" {print \$2}'" 30)
-    echo "${s:-down}"
-}
-# until_state NODE STATE SECS
-until_state() {
-    local i
-    for i in $(seq $(( $3 * 4 ))); do
-        [ "$(state "$1")" = "$2" ] && return 0
-        sleep 0.25
-    done
-    return 1
-}
+STATUS="$E status --config $C"
+EV=/tmp/events.log
 start() { gq "$1" "systemd-run -q --unit=electd -p KillMode=process $E run --config $C" 60; }
-last_event() { gq "$1" "tail -n 1 /tmp/events.log 2>/dev/null" 30; }
 
 boot_lab
 g node1 'dlm_tool dump_config | grep -E "enable_fencing|enable_quorum"'
@@ -171,6 +139,4 @@ done
 if [ -z "$left" ] && [ "$(last_event node1)" = release ]; then pass "7 both daemons left the lockspace: gone on both nodes; node1's release hook ran"
 else failc "7 lockspace still joined on:$left; node1 last event $(last_event node1)"; fi
 
-log "summary ($(date -u +%FT%TZ))"
-printf '%s\n' "${RESULTS[@]}"
-! printf '%s\n' "${RESULTS[@]}" | grep -q '^FAIL'
+summary

@@ -19,24 +19,10 @@
 # Environment: LAB, CACHE, KEEP=1, BIN (as electd.sh).
 set -uo pipefail
 ME=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$ME/../.." && pwd)
-LAB=${LAB:-/work/shared/fsdlm-lab}
-export CACHE=${CACHE:-/var/tmp/fsdlm-lab/cache}
-HERE=$LAB
-# shellcheck source=/dev/null
-source "$LAB/lib.sh"
 # shellcheck source=lab.sh
 source "$ME/lab.sh"
-BIN=${BIN:-$REPO/target/x86_64-unknown-linux-gnu/release/dlm-electd}
-
-[ -f "$CACHE/base.raw" ] || { echo "no lab image in $CACHE (run $LAB/build-image.sh)" >&2; exit 2; }
-[ -x "$BIN" ] || { echo "no static dlm-electd at $BIN (see README: static build)" >&2; exit 2; }
-LOGF=${LOGF:-$CACHE/unit-$(date -u +%Y%m%dT%H%M%SZ).log}
-exec > >(tee -a "$LOGF") 2>&1
-echo "unit.sh $(date -u +%FT%TZ), log $LOGF"
+lab_begin unit
 S=$CACHE/share
-mkdir -p "$S"
-install -m 0755 "$BIN" "$S/dlm-electd"
 install -m 0644 "$REPO/systemd/dlm-electd.service" "$S/dlm-electd.service"
 install -m 0644 "$REPO/systemd/dlm.conf.example" "$S/dlm.conf.example"
 EV=/var/lib/dlm-electd/events.log
@@ -56,23 +42,7 @@ release = ["/bin/sh", "-c", "echo release >> $EV"]
 EOF
 chmod 0644 "$S/unit.toml"
 
-RESULTS=()
-pass() { RESULTS+=("PASS $*"); echo "PASS $*"; }
-failc() { RESULTS+=("FAIL $*"); echo "FAIL $*"; }
-state() {
-    local s
-    s=$(gq "$1" "dlm-electd status 2>/dev/null | awk '\$1==\"web\" {print \$2}'" 30)
-    echo "${s:-down}"
-}
-until_state() {
-    local i
-    for i in $(seq $(( $3 * 4 ))); do
-        [ "$(state "$1")" = "$2" ] && return 0
-        sleep 0.25
-    done
-    return 1
-}
-last_event() { gq "$1" "tail -n 1 $EV 2>/dev/null" 30; }
+STATUS="dlm-electd status"
 lockspaces() { gq "$1" 'dlm_tool ls 2>/dev/null | grep -c "^name *electd" || true' 30; }
 
 boot_lab
@@ -123,6 +93,4 @@ if [ -z "$left" ] && [ "$(last_event node2)" = release ]; then pass "U4 no locks
 else failc "U4 lockspace still joined on:$left; node2 last event $(last_event node2)"; fi
 for n in node1 node2; do g $n "journalctl -q -u dlm-electd -o cat | tail -8" 30; done
 
-log "summary ($(date -u +%FT%TZ))"
-printf '%s\n' "${RESULTS[@]}"
-! printf '%s\n' "${RESULTS[@]}" | grep -q '^FAIL'
+summary
