@@ -962,6 +962,10 @@ def chaos_report(x, mach):
               f" A thawed master's VIP answered beside the new master's in {g['n']} thaws, for at most"
               f" {g['max']:.0f} ms (median {g['median']:.0f} ms; the bound is 1 s)."
               if (g := x.get("vip_gone_after_thaw_ms")) else ""),
+          *([f"Daemons that exited on their own (a finding each, no violation): {len(ux)}."]
+            if (ux := x.get("unexpected_exits")) else []),
+          # What was found of them, written into chaos.json by hand.
+          *x.get("findings", []),
           "", "Time without a master, per fault type (s; every gap between one master interval",
           "of a resource and the next, charged to the fault on the node that lost it, else",
           "`fence` (o2cb fenced a node nobody had faulted), else `TYPE(after)` (a `preempt`",

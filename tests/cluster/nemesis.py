@@ -564,7 +564,10 @@ class Nemesis:
     # -- faults: each returns a note; the heal time is when it returns --
     def f_sigkill(self, node, p):  # node: the target (the busiest one if the step says so)
         self.c.check(node, "kill -9 $(cat /tmp/nem.pid)")
-        until(30, "daemon on node%d gone" % node, lambda: not self.daemon_alive(node))
+        # A daemon whose lock call sleeps in the kernel (dlmfs while the DLM
+        # waits for a partitioned node to be declared dead) exits only once
+        # that call returns: seen 30 s after a kill during a partition.
+        until(120, "daemon on node%d gone" % node, lambda: not self.daemon_alive(node))
         time.sleep(p["pause"])
         rc, _, err = self.c.exec(node, "%s cleanup --config %s" % (GUEST_BIN, self.cfg(node)), timeout=120)
         self.start_daemon(node)
