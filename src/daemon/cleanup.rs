@@ -78,7 +78,8 @@ pub async fn cleanup(cfg: Config) -> i32 {
     }
     let _ = std::fs::remove_file(control::socket_path(&cfg.daemon.runtime_dir));
     if locks {
-        let _ = tokio::task::spawn_blocking(move || backend.leave()).await;
+        let all_released = rc == exit::OK;
+        let _ = tokio::task::spawn_blocking(move || backend.leave(all_released)).await;
     }
     rc
 }

@@ -447,7 +447,7 @@ async fn shutdown(mut sup: Supervisor, io: Io, keeper_lost: bool) -> i32 {
         server,
         metrics_server,
         // Dropped last, at the end: until then these stored locks stay ours.
-        still_held: _still_held,
+        still_held,
         ..
     } = io;
     notify::stopping();
@@ -506,7 +506,8 @@ async fn shutdown(mut sup: Supervisor, io: Io, keeper_lost: bool) -> i32 {
         k.stop(!left.is_empty()).await;
     }
     let backend = sup.backend.clone();
-    let _ = tokio::task::spawn_blocking(move || backend.leave()).await;
+    let all_released = left.is_empty() && still_held.is_empty();
+    let _ = tokio::task::spawn_blocking(move || backend.leave(all_released)).await;
     notify::flush(Duration::from_secs(1));
     if keeper_lost {
         tracing::error!("stopped because the lock keeper died; start dlm-electd again");

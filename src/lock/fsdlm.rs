@@ -167,13 +167,29 @@ impl LockBackend for FsDlmBackend {
             .map(|h| Box::new(h) as Box<dyn HeldLock>))
     }
 
-    fn leave(&self) {
+    fn leave(&self, all_released: bool) {
         let joined = self.joined.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(ls) = joined else { return };
         if let Some(marker) = &self.marker {
             let _ = std::fs::remove_file(marker);
         }
-        if let Err(e) = ls.leave(&self.paths, false) {
+        // From user space a remove is plain or FORCEFREE (fs/dlm/user.c). A
+        // plain one is refused (EBUSY) while the lockspace holds any lock
+        // on this node, another node's too: the copy kept here of a lock
+        // whose resource this node masters, such as the one the standby
+        // was just granted (seen on the lab: the lockspace stayed after a
+        // master's stop). So: plain first, which keeps an orphan of ours
+        // for `cleanup`; forced only when nothing of ours is left, as
+        // lvmlockd and gfs2 leave. The other nodes' locks are rebuilt on a
+        // new master by their recovery.
+        let left = ls.leave_else_force(&self.paths, all_released);
+        if let Ok(true) = left {
+            tracing::info!(
+                "lockspace {}: left with FORCEFREE (none of our locks was left in it; other nodes' locks that this node mastered are rebuilt by their recovery)",
+                self.lockspace
+            );
+        }
+        if let Err(e) = left {
             // EBUSY: we were its last user and a lock is still held here
             // (an orphan for `cleanup`); the lockspace and our create stay,
             // so the marker does too.

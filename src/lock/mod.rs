@@ -109,11 +109,13 @@ pub trait LockBackend: Send + Sync {
         self.candidate_held(lock).map(Some)
     }
 
-    /// Lets go of what the backend joined for its locks, once every lock
-    /// it gave out is released (the daemon's way out, the end of
-    /// `cleanup`): the dlm backend's lockspace, which would otherwise stay
-    /// (and keep dlm.service from stopping). Nothing for the others.
-    fn leave(&self) {}
+    /// Lets go of what the backend joined for its locks (the daemon's way
+    /// out, the end of `cleanup`): the dlm backend's lockspace, which would
+    /// otherwise stay (and keep dlm.service from stopping). `all_released`:
+    /// the caller released every lock it took and kept none on purpose (a
+    /// failed release keeps its lock for `cleanup`), so nothing of ours in
+    /// the lockspace is worth keeping it for. Nothing for the others.
+    fn leave(&self, _all_released: bool) {}
 
     /// Whether [`LockBackend::wait_lock`] can wait for the holder to let go.
     fn can_wait(&self) -> bool {

@@ -12,6 +12,10 @@
 #      (the quorum watch's corosync-quorumtool works in the sandbox)
 #   U3 systemctl stop on node1: it releases (its release hook ran), node2
 #      master
+#   U3b node1 left its lockspace although it masters the DLM resource of
+#      the lock node2 now holds (a plain remove is refused then; the daemon
+#      forces when none of its own locks is left); node2 stays master, and
+#      node1 started again is standby
 #   U4 both stopped: no lockspace left on either node
 #
 # Hooks append to /var/lib/dlm-electd/events.log (the unit's StateDirectory:
@@ -84,6 +88,17 @@ gq node1 "systemctl stop dlm-electd" 120
 if until_state node2 master 30 && [ "$(last_event node1)" = release ] && [ "$(last_event node2)" = acquire ]; then
     pass "U3 node2 master $(awk -v a=$t0 -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}') s after the stop began; node1 released"
 else failc "U3 node2 $(state node2), events node1=$(last_event node1) node2=$(last_event node2)"; fi
+
+log "U3b node1 left its lockspace, though it masters the lock node2 now holds; node2's lock survived"
+# A plain remove is refused while this node keeps the copy of another
+# node's lock (fs/dlm/user.c: plain or FORCEFREE): the daemon then forces.
+if [ "$(lockspaces node1)" = 0 ] && [ "$(state node2)" = master ]; then
+    gq node1 "systemctl start dlm-electd" 300
+    if until_state node1 standby 30 && [ "$(state node2)" = master ]; then
+        pass "U3b node1's lockspace gone after its stop, node2 still master; node1 started again is standby (node2's lock held through the remastering)"
+    else failc "U3b after node1's restart: node1 $(state node1), node2 $(state node2)"; fi
+else failc "U3b node1 lockspaces $(lockspaces node1), node2 $(state node2): $(gq node1 'journalctl -q -u dlm-electd -o cat | tail -5')"; fi
+gq node1 "systemctl stop dlm-electd" 120
 
 log "U4 both stopped: nothing left"
 gq node2 "systemctl stop dlm-electd" 120

@@ -459,6 +459,23 @@ impl Lockspace {
         }
     }
 
+    /// [`leave`](Self::leave) plain, and if that is refused (EBUSY: some
+    /// lock is in the lockspace on this node) and `force_if_busy`, with
+    /// FORCEFREE. Ok(true) when it took the force.
+    pub fn leave_else_force(self, paths: &Paths, force_if_busy: bool) -> Result<bool, DlmError> {
+        let Lockspace { fd, minor, .. } = self;
+        drop(fd);
+        let control = Control::open(paths)?;
+        match control.remove_lockspace(minor, false) {
+            Ok(()) => Ok(false),
+            Err(DlmError::Sys {
+                errno: Errno::EBUSY,
+                ..
+            }) if force_if_busy => control.remove_lockspace(minor, true).map(|()| true),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Closes the device (the kernel unlocks what is still held through
     /// it, unless PERSISTENT, which stays as orphans) and gives back our
     /// create of the lockspace; see [`Control::remove_lockspace`] for
