@@ -107,7 +107,14 @@ pub fn oops_warning(
 }
 
 /// `CAP_SYS_ADMIN`'s bit in a capability set.
-pub const CAP_SYS_ADMIN: u32 = 21;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether this config's backend cannot join its lockspace here: the dlm
+/// backend, with CAP_SYS_ADMIN outside the process's `bounding` set
+/// (unreadable: not judged). See [`sandbox_error`].
+pub fn lockspace_out_of_reach(cfg: &Config, bounding: Option<u64>) -> bool {
+    cfg.lock.backend == Backend::Dlm && bounding.is_some_and(|b| b & (1 << CAP_SYS_ADMIN) == 0)
+}
 
 /// The dlm backend in a process that cannot get `CAP_SYS_ADMIN`: the
 /// kernel lets only it create or leave a lockspace (fs/dlm/user.c,
@@ -117,8 +124,7 @@ pub const CAP_SYS_ADMIN: u32 = 21;
 /// `bounding`: the `CapBnd:` mask of /proc/self/status, None when
 /// unreadable (not said).
 pub fn sandbox_error(cfg: &Config, places: &Places, bounding: Option<u64>) -> Option<ConfigError> {
-    let bounding = bounding?;
-    (cfg.lock.backend == Backend::Dlm && bounding & (1 << CAP_SYS_ADMIN) == 0).then(|| {
+    lockspace_out_of_reach(cfg, bounding).then(|| {
         places.backend.error(
             "key `lock.backend`: the dlm backend needs CAP_SYS_ADMIN (the kernel's DLM lets \
              only it join or leave a lockspace) and the DLM's devices, and this process may \

@@ -36,9 +36,10 @@ pub async fn cleanup(cfg: Config) -> i32 {
     // unit without its dlm drop-in; `load` warned, naming it): the release
     // steps run, the lock work is not tried. It would wait for a device
     // the private /dev lacks, then fail; no daemon ran there to lock.
-    let locks = cfg.lock.backend != crate::config::Backend::Dlm
-        || crate::config::check::own_bounding_set()
-            .is_none_or(|b| b & (1 << crate::config::check::CAP_SYS_ADMIN) != 0);
+    let locks = !crate::config::check::lockspace_out_of_reach(
+        &cfg,
+        crate::config::check::own_bounding_set(),
+    );
     let mut rc = exit::OK;
     for spec in &cfg.resources {
         let span = tracing::info_span!("resource", resource = %spec.name);

@@ -1,7 +1,7 @@
 //! `dlm-electd run` up to its first runner: signals (from `main` on), the
 //! runtime dir (shared with `cleanup`), the lock dir's filesystem, the
-//! keeper, the control socket, the backend, what a previous run left (`orphans`), metrics and
-//! membership. Each way to fail is a [`StartError`], logged once with its
+//! keeper, the control socket, the backend, what a previous run left
+//! (`orphans`), metrics and membership. Each way to fail is a [`StartError`], logged once with its
 //! exit code.
 
 use super::orphans::adopt;
@@ -173,8 +173,9 @@ pub async fn run(path: PathBuf, cfg: Config, signals: Signals) -> i32 {
 }
 
 /// Everything before the supervisor's loop, in this order: stored fds,
-/// runtime dir, hook tracking, lock dir, keeper, control socket, backend, adoption, metrics, membership, then one runner per resource
-/// and the control socket's server.
+/// runtime dir, hook tracking, lock dir, keeper, control socket, backend,
+/// adoption, metrics, membership, then one runner per resource and the
+/// control socket's server.
 async fn start(
     path: PathBuf,
     cfg: Config,
