@@ -65,7 +65,9 @@ pub struct StatusReport {
     pub resources: Vec<ResourceStatus>,
     /// `file` backend: how far its locks reach, judged from the lock dir's
     /// filesystem at start (`lock::filesystem`): host-local, or
-    /// cluster-wide with what a dead holder costs. Absent on dlmfs.
+    /// cluster-wide with what a dead holder costs. `dlm` backend: whether
+    /// dlm_controld fences (or `allow_unfenced` lets it run without).
+    /// Absent on dlmfs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locks: Option<String>,
     /// The node's drain (`dlm-electd drain`), while it is drained.

@@ -197,11 +197,14 @@ async fn start(
         ),
         // The node itself keeps a dead holder's dlmfs lock until `cleanup`;
         // a dead holder's dlm lock stays as an orphan (lock::fsdlm).
-        config::Backend::Dlmfs => None,
-        config::Backend::Dlm => {
-            judge_fencing(&cfg)?;
-            None
-        }
+        config::Backend::Dlmfs | config::Backend::Dlm => None,
+    };
+    // What `status` says about how far the locks reach: the file backend's
+    // filesystem, or the dlm backend's fencing (the admin must see that a
+    // node runs with `allow_unfenced`, not only its journal at start).
+    let reach = match cfg.lock.backend {
+        config::Backend::Dlm => Some(format!("dlm; fencing: {}", judge_fencing(&cfg)?)),
+        _ => locks.as_ref().map(|a| a.describe()),
     };
     let listener =
         control::bind(&cfg.daemon.runtime_dir).map_err(|source| StartError::ControlSocket {
@@ -250,7 +253,7 @@ async fn start(
         cfg,
     };
     tracing::info!(node = %sup.cfg.node, "starting: {} resource(s), {} backend", sup.cfg.resources.len(), sup.cfg.lock.backend);
-    super::publish::start(&sup, locks.as_ref().map(|a| a.describe()));
+    super::publish::start(&sup, reach.clone());
     for spec in sup.cfg.resources.clone() {
         sup.spawn(spec);
     }
@@ -259,7 +262,7 @@ async fn start(
         listener,
         control::Who {
             node: sup.cfg.node.clone(),
-            locks: locks.map(|a| a.describe()),
+            locks: reach,
             drain: Some(drain),
             probe: Some(probe),
         },
@@ -321,10 +324,11 @@ pub(super) fn lock_settings(cfg: &Config) -> lock::open::Settings<'_> {
 
 /// The dlm backend only where dlm_controld fences, or on the admin's word
 /// (`lock.allow_unfenced`): without fencing a partition gives two masters.
-fn judge_fencing(cfg: &Config) -> Result<(), StartError> {
+/// Ok: the verdict in words, for `status`.
+fn judge_fencing(cfg: &Config) -> Result<String, StartError> {
     use lock::fsdlm::Fencing;
     let f = Fencing::judge(lock::fsdlm::fencing(), cfg.lock.allow_unfenced);
-    match f {
+    match &f {
         Fencing::On => tracing::info!("dlm backend: fencing: {}", f.describe()),
         Fencing::OffAllowed | Fencing::UnknownAllowed(_) => {
             tracing::warn!("dlm backend: fencing: {}", f.describe())
@@ -338,11 +342,11 @@ fn judge_fencing(cfg: &Config) -> Result<(), StartError> {
         Fencing::Unknown(why) => {
             return Err(StartError::FencingUnknown {
                 at: place(cfg, |p| &p.backend),
-                why,
+                why: why.clone(),
             });
         }
     }
-    Ok(())
+    Ok(f.describe())
 }
 
 /// The lock backend: with a keeper (the `file` backend), one whose won

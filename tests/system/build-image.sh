@@ -20,8 +20,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 #  ocfs2-tools: o2cb, mkfs.ocfs2 (the cluster is set up with them, as a user does)
 #  linux-image-amd64/initramfs-tools: kernel 6.1 with ocfs2, ocfs2_dlmfs, 9p, virtio
 #  qemu-guest-agent: the host's command channel; iproute2/arping: what a VIP needs
+#  corosync/dlm-controld: the corosync stack of tests/system/corosync.py (the
+#    kernel's fs/dlm); installed disabled, that tier configures and starts them
 PKGS="systemd systemd-sysv udev dbus kmod procps iproute2 iputils-ping arping ocfs2-tools
-e2fsprogs linux-image-amd64 initramfs-tools qemu-guest-agent python3-minimal less"
+e2fsprogs linux-image-amd64 initramfs-tools qemu-guest-agent python3-minimal less
+corosync dlm-controld"
 
 key() { sha256sum | cut -c1-12; }
 ROOTKEY=$(echo "$SUITE $PKGS" | key)
@@ -82,6 +85,8 @@ for u in getty@tty1 e2scrub_reap serial-getty@hvc0 apt-daily.timer apt-daily-upg
     ln -sf /dev/null "$ROOT/etc/systemd/system/$u"
 done
 chroot "$ROOT" systemctl enable lab-net.service lab-events.service >/dev/null 2>&1
+# The o2cb scenarios never run corosync: it would join nobody and cost boot time.
+chroot "$ROOT" systemctl disable corosync.service dlm.service >/dev/null 2>&1 || true
 rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/*_Packages
 
 rm -rf "$OUT.tmp"; mkdir -p "$OUT.tmp"

@@ -13,6 +13,10 @@ booting the image's own kernel, with:
   * the QEMU guest agent on a virtio-serial port: sh() gives stdout, stderr
     and the real exit code, push() copies files in;
   * the host share (read-only 9p, /mnt/host in the guest);
+  * a fence channel, virtio-serial port org.dlm-electd.fence: the image's
+    fence_harness agent (dlm_controld's fence_all in the corosync tier) asks
+    "off K" there and the host powers node K off (kills its QEMU) before it
+    answers "ok K", as fence_virt's serial mode does on a real hypervisor;
   * virtio console hvc0, the event console: every line a guest writes there is
     stamped with the HOST monotonic clock on arrival, so lines of all nodes
     share one clock (the guests' clocks may differ).  The image's lab-events
@@ -256,6 +260,7 @@ class Node:
         self.agent = None
         self.ev = None
         self.reader = None
+        self.fence = None
 
 
 class Cluster:
@@ -275,6 +280,10 @@ class Cluster:
         self._events = []
         self._evlog = None
         self._closed = False
+        self._power = threading.Lock()  # one fence or power change at a time
+        # Seconds the fence device takes before it powers a node off (a
+        # scenario sets it to see what a node does before the fence lands).
+        self.fence_delay = 0
 
     # ---- lifecycle --------------------------------------------------------
     def _up(self, timeout):
@@ -316,8 +325,9 @@ class Cluster:
 
     def _launch(self, nd):
         r = lambda f: os.path.join(self.run, "%s.%s" % (nd.name, f))
-        _sh("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
-            "-b", os.path.join(self.image, "base.raw"), r("qcow2"))
+        if not os.path.exists(r("qcow2")):  # power_on() boots the same disk again
+            _sh("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
+                "-b", os.path.join(self.image, "base.raw"), r("qcow2"))
         if self.accel == "kvm":
             accel = ["-accel", "kvm", "-cpu", "host"]
         else:
@@ -351,6 +361,8 @@ class Cluster:
             "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0",
             "-chardev", "socket,id=ev,path=%s,server=on,wait=off" % r("ev.sock"),
             "-device", "virtconsole,chardev=ev,name=events",
+            "-chardev", "socket,id=fence,path=%s,server=on,wait=off" % r("fence.sock"),
+            "-device", "virtserialport,chardev=fence,name=org.dlm-electd.fence",
             "-virtfs", "local,path=%s,mount_tag=hostshare,security_model=none,readonly=on"
                        % self.share,
             "-device", "virtio-rng-pci",
@@ -363,6 +375,8 @@ class Cluster:
         nd.ev = self._connect(nd, r("ev.sock"))
         nd.reader = threading.Thread(target=self._read_events, args=(nd,), daemon=True)
         nd.reader.start()
+        nd.fence = self._connect(nd, r("fence.sock"))
+        threading.Thread(target=self._serve_fence, args=(nd, nd.fence), daemon=True).start()
 
     def _connect(self, nd, path):
         end = time.monotonic() + 30
@@ -395,6 +409,74 @@ class Cluster:
                 line, buf = buf.split(b"\n", 1)
                 self.add_event(nd.idx, line.decode("utf-8", "replace").strip("\r"), t)
 
+    def _serve_fence(self, nd, sock):
+        """The fence device: "off K" from a node's agent powers node K off, then
+        "ok K".  A request from a node that is itself off by then is dropped
+        (its QEMU is gone), so of two nodes racing to fence each other exactly
+        one survives, as with one real power switch."""
+        f = sock.makefile("rwb", buffering=0)
+        while True:
+            try:
+                line = f.readline()
+            except OSError:
+                return
+            if not line:
+                return
+            words = line.decode("ascii", "replace").split()
+            if len(words) != 2 or words[0] != "off" or not words[1].isdigit() \
+                    or int(words[1]) not in self.nodes:
+                continue
+            victim = int(words[1])
+            time.sleep(self.fence_delay)
+            with self._power:
+                if nd.proc.poll() is not None:
+                    return
+                self._power_off(victim, "fenced by %s" % nd.name)
+            try:
+                f.write(b"ok %d\n" % victim)
+            except OSError:
+                return
+
+    def _power_off(self, node, why):
+        nd = self.nodes[node]
+        if nd.proc.poll() is None:
+            nd.proc.kill()
+            nd.proc.wait(30)
+            self.add_event(node, "power off (%s)" % why)
+            for s in (nd.agent, nd.ev, nd.fence):
+                if s:
+                    s.close()
+
+    def power_off(self, node):
+        """Pull node's power: its QEMU is killed, the event log says so."""
+        with self._power:
+            self._power_off(node, "pulled")
+
+    def is_on(self, node):
+        return self.nodes[node].proc.poll() is None
+
+    def power_on(self, node, timeout=600):
+        """Boot a powered-off node again from its own disk; waits for systemd."""
+        nd = self.nodes[node]
+        with self._power:
+            if nd.proc.poll() is None:
+                return
+            self._launch(nd)
+        nd.agent.sync(total=timeout)
+        rc, out, _ = self.sh(node, "systemctl is-system-running --wait", timeout=timeout)
+        if out.strip() != "running":
+            raise HarnessError("%s: system is %r after power on" % (nd.name, out.strip()))
+
+    def isolate(self, node):
+        """Cut node off the private link (its tap leaves the bridge): both sides
+        stay up and see only silence, as when a switch port dies."""
+        _sh("ip", "-n", self.netns, "link", "set", "tap%d" % node, "nomaster")
+        self.add_event(node, "link cut")
+
+    def heal(self, node):
+        _sh("ip", "-n", self.netns, "link", "set", "tap%d" % node, "master", "br0")
+        self.add_event(node, "link healed")
+
     def add_event(self, node, text, t=None):
         with self._cond:
             ev = Event(time.monotonic() if t is None else t, node, text)
@@ -421,6 +503,8 @@ class Cluster:
                 nd.agent.close()
             if nd.ev:
                 nd.ev.close()
+            if nd.fence:
+                nd.fence.close()
         try:
             cleanup_stale(self.run)
         except Exception as e:  # must not hide the test's own error

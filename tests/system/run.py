@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""run.py [FILTER...] [--list] [--keep]
+"""run.py [FILTER...] [--list] [--keep] [--stack o2cb|corosync]
 
 The system tier: dlm-electd's Debian package on two Debian 12 VMs with systemd
-and an o2cb cluster set up with ocfs2-tools, as a user would.  Installs the host
+and an o2cb cluster set up with ocfs2-tools, as a user would; with --stack
+corosync, the corosync tier: the `dlm` backend on three such VMs running
+corosync + dlm_controld with a real fence path (corosync.py).  Installs the host
 tools it lacks (apt-get), builds the VM image (build-image.sh, cached), builds
 the package (or takes DLM_ELECTD_DEB=path), boots one cluster and runs the
 scenarios of scenarios.py in order on it; prints "N passed, N failed" last and
@@ -24,6 +26,11 @@ sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import harness  # noqa: E402
 import scenarios  # noqa: E402
+import corosync  # noqa: E402
+
+# Per stack: its scenarios, how many nodes, its run dir (each keeps its logs).
+STACKS = {"o2cb": (scenarios.REGISTRY, 2, "run"),
+          "corosync": (corosync.REGISTRY, 3, "run-corosync")}
 
 HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils",
               "debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ip": "iproute2"}
@@ -66,8 +73,11 @@ def main():
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--keep", action="store_true",
                     help="on failure, keep the VMs until Enter is pressed (debugging)")
+    ap.add_argument("--stack", choices=sorted(STACKS), default="o2cb")
     a = ap.parse_args()
-    todo = [s for s in scenarios.REGISTRY
+    registry, nodes, rundir = STACKS[a.stack]
+    run = os.environ.get("DLM_ELECTD_SYSTEM_RUN") or os.path.join(harness.CACHE, rundir)
+    todo = [s for s in registry
             if s.always or not a.filters or any(f in s.name for f in a.filters)]
     if a.list:
         for s in todo:
@@ -93,8 +103,9 @@ def main():
     c = None
     try:
         t0 = time.monotonic()
-        c = harness.up(2, image, timeout=600)  # TCG on a busy 2-core host: 1.5-4 min
-        print("booted 2 nodes in %.1f s (accel %s)" % (time.monotonic() - t0, c.accel), flush=True)
+        c = harness.up(nodes, image, timeout=600, run=run)  # TCG, busy 2-core host: 1.5-4 min
+        print("booted %d nodes in %.1f s (accel %s)" % (nodes, time.monotonic() - t0, c.accel),
+              flush=True)
         shutil.copy(deb, c.share)
         for f in os.listdir(os.path.join(HERE, "guest")):
             shutil.copy(os.path.join(HERE, "guest", f), c.share)

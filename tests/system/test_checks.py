@@ -16,8 +16,9 @@ VIP_DEL = "addr Deleted 2: eth0    inet 198.18.88.100/24 brd 198.18.88.255 scope
 class Log:
     """Stands in for a Cluster's event log only."""
 
-    def __init__(self, lines):
+    def __init__(self, lines, n=2):
         self.evs = [harness.Event(float(i), n, t) for i, (n, t) in enumerate(lines)]
+        self.nodes = dict.fromkeys(range(1, n + 1))
 
     def events(self, since=0):
         return self.evs[since:]
@@ -48,6 +49,18 @@ class Replay(unittest.TestCase):
         scenarios.no_two_masters(log, since=2)
         with self.assertRaises(scenarios.Fail):
             scenarios.no_two_masters(Log([(1, VIP_ADD), (2, "x"), (2, VIP_ADD)]), since=2)
+
+    def test_third_node_counts(self):
+        with self.assertRaisesRegex(scenarios.Fail, "vip on both"):
+            scenarios.no_two_masters(Log([(3, VIP_ADD), (1, VIP_ADD)], n=3))
+
+    def test_powered_off_holds_nothing(self):
+        # fenced with its VIP up: the new master's VIP after the power off is fine
+        scenarios.no_two_masters(Log([(1, VIP_ADD), (1, "power off (fenced by node2)"),
+                                      (2, VIP_ADD)], n=3))
+        with self.assertRaisesRegex(scenarios.Fail, "vip on both"):
+            scenarios.no_two_masters(Log([(1, VIP_ADD), (2, VIP_ADD),
+                                          (1, "power off (fenced by node2)")], n=3))
 
     def test_ignored_window(self):
         log = Log([(1, "unit start"), (2, "unit start"), (2, "unit stop")])
