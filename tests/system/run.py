@@ -28,9 +28,10 @@ import harness  # noqa: E402
 import scenarios  # noqa: E402
 import corosync  # noqa: E402
 
-# Per stack: its scenarios, how many nodes, its run dir (each keeps its logs).
-STACKS = {"o2cb": (scenarios.REGISTRY, 2, "run"),
-          "corosync": (corosync.REGISTRY, 3, "run-corosync")}
+# Per stack: its scenarios, how many nodes, its run dir (each keeps its
+# logs), and what it builds for the share before the VMs boot.
+STACKS = {"o2cb": (scenarios.REGISTRY, 2, "run", None),
+          "corosync": (corosync.REGISTRY, 3, "run-corosync", corosync.build_tools)}
 
 HOST_TOOLS = {"qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils",
               "debootstrap": "debootstrap", "mkfs.ext4": "e2fsprogs", "ip": "iproute2"}
@@ -75,7 +76,7 @@ def main():
                     help="on failure, keep the VMs until Enter is pressed (debugging)")
     ap.add_argument("--stack", choices=sorted(STACKS), default="o2cb")
     a = ap.parse_args()
-    registry, nodes, rundir = STACKS[a.stack]
+    registry, nodes, rundir, build_tools = STACKS[a.stack]
     run = os.environ.get("DLM_ELECTD_SYSTEM_RUN") or os.path.join(harness.CACHE, rundir)
     todo = [s for s in registry
             if s.always or not a.filters or any(f in s.name for f in a.filters)]
@@ -96,6 +97,7 @@ def main():
     t0 = time.monotonic()
     deb = build_deb()
     print("package: %s (%.1f s)" % (deb, time.monotonic() - t0), flush=True)
+    tools = build_tools(REPO) if build_tools else []
 
     harness.install_signal_handlers()
     signal.signal(signal.SIGALRM, _alarm)
@@ -106,7 +108,8 @@ def main():
         c = harness.up(nodes, image, timeout=600, run=run)  # TCG, busy 2-core host: 1.5-4 min
         print("booted %d nodes in %.1f s (accel %s)" % (nodes, time.monotonic() - t0, c.accel),
               flush=True)
-        shutil.copy(deb, c.share)
+        for f in [deb] + tools:
+            shutil.copy(f, c.share)
         for f in os.listdir(os.path.join(HERE, "guest")):
             shutil.copy(os.path.join(HERE, "guest", f), c.share)
         for s in todo:
