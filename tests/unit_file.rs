@@ -328,3 +328,47 @@ fn the_dlm_backend_in_the_units_sandbox_names_the_drop_in() {
     let (_, out) = under("-all,+net_admin,+net_raw,+sys_admin", "check-config");
     assert!(!out.contains("needs CAP_SYS_ADMIN"), "{out}");
 }
+
+/// ExecStopPost's `cleanup` after a dlm-backend daemon that left its
+/// lockspace on the way out (no `dlm-lockspace-joined` marker) does no lock
+/// work: on a node that lost quorum a join would wait `op_timeout` (the
+/// corosync tier saw a clean stop take 120 s longer). With the marker (a
+/// killed daemon's) it does try the lockspace, which this host, without a
+/// DLM, refuses: the contrast shows the skip is the marker's doing.
+#[test]
+fn cleanup_after_the_dlm_backend_left_its_lockspace_skips_the_lock_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let cfg = dir.path().join("dlm-electd.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[node]\nname = \"n1\"\n[lock]\nbackend = \"dlm\"\n[daemon]\nruntime_dir = \"{}\"\nop_timeout = \"2s\"\n[[resource]]\nname = \"a\"\n",
+            run.display()
+        ),
+    )
+    .unwrap();
+    let cleanup = || {
+        let out = Command::new(BIN)
+            .args(["cleanup", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    let (code, out) = cleanup();
+    assert_eq!(code, Some(0), "no marker: {out}");
+    assert!(!out.contains("lockspace"), "no marker, yet it tried: {out}");
+    if Path::new("/dev/misc/dlm-control").exists() {
+        eprintln!("skipped the contrast: this host has a DLM");
+        return;
+    }
+    fs::create_dir_all(&run).unwrap();
+    fs::write(run.join("dlm-lockspace-joined"), "dlm-electd\n").unwrap();
+    let (code, out) = cleanup();
+    assert_ne!(
+        code,
+        Some(0),
+        "with the marker it must try the lockspace: {out}"
+    );
+}

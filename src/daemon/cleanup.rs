@@ -39,7 +39,7 @@ pub async fn cleanup(cfg: Config) -> i32 {
     let locks = !crate::config::check::lockspace_out_of_reach(
         &cfg,
         crate::config::check::own_bounding_set(),
-    );
+    ) && !left_lockspace(&cfg);
     let mut rc = exit::OK;
     for spec in &cfg.resources {
         let span = tracing::info_span!("resource", resource = %spec.name);
@@ -53,7 +53,7 @@ pub async fn cleanup(cfg: Config) -> i32 {
     let configured: Vec<&str> = cfg.resources.iter().map(|r| r.name.as_str()).collect();
     for (name, record) in instance.orphans(&configured) {
         let span = tracing::info_span!("resource", resource = %name);
-        if !undo_orphan(&name, &record, &backend, &cfg)
+        if !undo_orphan(&name, &record, locks.then_some(&backend), &cfg)
             .instrument(span)
             .await
         {
@@ -83,6 +83,22 @@ pub async fn cleanup(cfg: Config) -> i32 {
         let _ = tokio::task::spawn_blocking(move || backend.leave(all_released)).await;
     }
     rc
+}
+
+/// The dlm backend's daemon left its lockspace on its way out (its marker
+/// is gone, `lock::fsdlm::MARKER`): no lock of ours is in the DLM, so
+/// there is no lock work. Joining the lockspace only to find nothing
+/// would wait, on a node that lost quorum, for a join that cannot finish
+/// there: the corosync tier saw a clean stop's `cleanup` spend its whole
+/// `op_timeout` (120 s) that way. A killed daemon leaves the marker, and a
+/// leave refused because a lock stayed writes it back.
+fn left_lockspace(cfg: &Config) -> bool {
+    let left = cfg.lock.backend == crate::config::Backend::Dlm
+        && !cfg.daemon.runtime_dir.join(lock::fsdlm::MARKER).exists();
+    if left {
+        tracing::debug!("dlm backend: no daemon here left its lockspace joined: no lock work");
+    }
+    left
 }
 
 /// `cleanup` of one resource; false if something is left.

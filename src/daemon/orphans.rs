@@ -46,7 +46,7 @@ pub(super) async fn adopt(
     let mut all_undone = true;
     for (name, record) in instance.orphans(&configured) {
         let span = tracing::info_span!("resource", resource = %name);
-        all_undone &= undo_orphan(&name, &record, backend, cfg)
+        all_undone &= undo_orphan(&name, &record, Some(backend), cfg)
             .instrument(span)
             .await;
     }
@@ -80,7 +80,7 @@ pub(super) async fn adopt(
 pub(super) async fn undo_orphan(
     name: &str,
     record: &Record,
-    backend: &Arc<dyn LockBackend>,
+    backend: Option<&Arc<dyn LockBackend>>,
     cfg: &Config,
 ) -> bool {
     let applied = match record.read() {
@@ -107,6 +107,9 @@ pub(super) async fn undo_orphan(
         return false;
     }
     record.clear();
+    let Some(backend) = backend else {
+        return true;
+    };
     let ok = drop_stale(backend, &applied.lock, cfg.daemon.op_timeout).await;
     if ok {
         tracing::info!("undone: release steps run, lock state dropped");
