@@ -137,10 +137,7 @@ def install(c, n):
                "/etc/systemd/system/dlm-electd.service.d/dlm.conf && "
                "sed -i 's/^backend = \"dlmfs\"/backend = \"dlm\"/' %s && "
                "grep -q '^backend = \"dlm\"' %s" % (MAIN, MAIN))
-    c.check(n, "install -m 0644 /mnt/host/demo-web.service /etc/systemd/system/ && "
-               "systemctl daemon-reload && "
-               "install -d -m 0755 /etc/dlm-electd/conf.d && "
-               "install -m 0644 /mnt/host/web.toml /etc/dlm-electd/conf.d/web.toml")
+    base.install_web(c, n)
 
 
 @scenario(timeout=900, always=True)

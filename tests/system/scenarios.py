@@ -213,11 +213,16 @@ def install_node(c, n):
     c.check(n, "mkdir -p /etc/systemd/system/dlm-electd.service.d && "
                "cp /usr/share/doc/dlm-electd/examples/dlmfs.conf.example "
                "/etc/systemd/system/dlm-electd.service.d/dlmfs.conf")
+    install_web(c, n)
+    c.check(n, "dlm-electd check-config")
+
+
+def install_web(c, n):
+    """The resource of both tiers: demo-web.service and the web.toml drop-in."""
     c.check(n, "install -m 0644 /mnt/host/demo-web.service /etc/systemd/system/ && "
                "systemctl daemon-reload && "
                "install -d -m 0755 /etc/dlm-electd/conf.d && "
-               "install -m 0644 /mnt/host/web.toml /etc/dlm-electd/conf.d/web.toml && "
-               "dlm-electd check-config")
+               "install -m 0644 /mnt/host/web.toml /etc/dlm-electd/conf.d/web.toml")
 
 
 @scenario(timeout=900, always=True)
