@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod drain;
 pub mod election;
 pub mod exit;
+pub mod fdlimit;
 pub mod fdstore;
 pub mod instance;
 pub mod keeper;

@@ -1,6 +1,6 @@
 use clap::Parser;
 use dlm_electd::cli::{Cli, Cmd};
-use dlm_electd::{commands, daemon, logging, memory};
+use dlm_electd::{commands, daemon, fdlimit, logging, memory};
 
 fn main() {
     // Before any thread exists: see memory.rs for why and what it saved.
@@ -11,6 +11,11 @@ fn main() {
         daemon::catch_signals_early();
     }
     logging::init(cli.verbose);
+    if let Cmd::Run = cli.command
+        && let Some((before, after)) = fdlimit::raise()
+    {
+        tracing::debug!("open-file limit raised from {before} to {after} (one fd per lock)");
+    }
     // exit() rather than returning: a lock call stuck in the kernel must not
     // keep the process alive, and the runtime's blocking threads are not
     // waited for.

@@ -2,7 +2,7 @@
 """Randomized fault injection on a 3-node o2cb cluster, with an independent
 checker (issue #21). Run as a scenario (the last of run.py's tier) it is a
 short round: 40 faults planned, none started after DLM_ELECTD_NEMESIS_BUDGET
-seconds (330).
+seconds (250).
 
 dlm-electd runs on every node with K resources (DLM_ELECTD_NEMESIS_RESOURCES,
 default 20) in dlmfs domain `nemesis`: r00..r02 carry a VIP on the bridge,
@@ -98,12 +98,12 @@ from suite import scenario
 
 K = int(os.environ.get("DLM_ELECTD_NEMESIS_RESOURCES", "20"))
 FAULTS = int(os.environ.get("DLM_ELECTD_NEMESIS_FAULTS", "40"))
-# The tier's round must stay near 8 minutes (the corosync tier shares the
+# The tier's round must stay near 5 minutes (the corosync tier shares the
 # 60-minute CI budget): no fault starts after this many seconds of faults
 # (0: none, the long runs of benches/run.py chaos). A fault can take 65 s
 # (a 40 s partition, o2cb's fence, a boot), boot and final checks about
-# 80 s: 330 s keeps the round near 8 minutes, about 25 faults.
-BUDGET_S = float(os.environ.get("DLM_ELECTD_NEMESIS_BUDGET", "330"))
+# 80 s: 250 s keeps the round near 6 minutes, 10 to 20 faults.
+BUDGET_S = float(os.environ.get("DLM_ELECTD_NEMESIS_BUDGET", "250"))
 SEED = os.environ.get("DLM_ELECTD_NEMESIS_SEED")
 DOMAIN = "nemesis"
 RUNTIME = "/run/dlm-electd-nem"
