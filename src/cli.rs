@@ -145,8 +145,9 @@ pub enum Cmd {
         /// starting with a letter or digit.
         #[arg(value_parser = parse_workload_name)]
         name: String,
-        /// If busy, keep trying (every poll_interval) for up to DURATION,
-        /// like 30s or 5m (at most 1h), then exit 75.
+        /// If busy, keep trying (every poll_interval; on the dlm backend
+        /// waiting in the DLM's queue) for up to DURATION, like 30s or 5m
+        /// (at most 1h), then exit 75.
         #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
         wait: Option<Duration>,
         /// The program and its arguments, after `--`.

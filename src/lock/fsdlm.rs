@@ -170,6 +170,22 @@ impl LockBackend for FsDlmBackend {
     fn leave(&self, all_released: bool) {
         let joined = self.joined.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(ls) = joined else { return };
+        if !all_released {
+            // An orphan of ours may stay: our create stays with it, and the
+            // marker that tells `cleanup` and the next start to adopt it and
+            // give the create back. A plain remove would only count down
+            // while another create is held (a workload lock's, another
+            // instance's), leaving the orphan with no marker to find it by,
+            // and letting the last other user's forced leave free it.
+            tracing::warn!(
+                "lockspace {}: not left, a lock of ours may be held in it (for `cleanup`)",
+                self.lockspace
+            );
+            if let Some(marker) = &self.marker {
+                let _ = std::fs::write(marker, format!("{}\n", self.lockspace));
+            }
+            return;
+        }
         if let Some(marker) = &self.marker {
             let _ = std::fs::remove_file(marker);
         }
@@ -178,11 +194,10 @@ impl LockBackend for FsDlmBackend {
         // on this node, another node's too: the copy kept here of a lock
         // whose resource this node masters, such as the one the standby
         // was just granted (seen on the lab: the lockspace stayed after a
-        // master's stop). So: plain first, which keeps an orphan of ours
-        // for `cleanup`; forced only when nothing of ours is left, as
-        // lvmlockd and gfs2 leave. The other nodes' locks are rebuilt on a
-        // new master by their recovery.
-        let left = ls.leave_else_force(&self.paths, all_released);
+        // master's stop). So: plain first, forced when refused (nothing of
+        // ours is left), as lvmlockd and gfs2 leave. The other nodes' locks
+        // are rebuilt on a new master by their recovery.
+        let left = ls.leave_else_force(&self.paths, true);
         if let Ok(true) = left {
             tracing::info!(
                 "lockspace {}: left with FORCEFREE (none of our locks was left in it; other nodes' locks that this node mastered are rebuilt by their recovery)",

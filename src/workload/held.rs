@@ -17,8 +17,9 @@
 //! flock held by the holder is what counts.
 
 use super::error::WorkloadError;
+use super::local::{bounded, try_local};
 use super::names::{LOCAL_DIR, cluster_name, local_path, record_path};
-use super::take::{Attempt, Held, bounded, take, try_local};
+use super::take::{Attempt, Held, take};
 use super::watch::look;
 use crate::config::{Backend, Config};
 use crate::exit;
@@ -357,11 +358,17 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
     }
 }
 
-/// dlmfs: unlinks `@NAME`, dropping the lock this node keeps cached. The
+/// dlmfs: unlinks `@NAME`, dropping the lock this node keeps cached. dlm:
+/// gives back the lockspace create the holder left (`workload::dlm`). The
 /// caller holds the name's local flock (no local trylock can race it).
 fn drop_cached(cfg: &Config, name: &str) -> Result<(), WorkloadError> {
-    if cfg.lock.backend != Backend::Dlmfs {
-        return Ok(());
+    match cfg.lock.backend {
+        Backend::File => return Ok(()),
+        Backend::Dlm => {
+            return super::dlm::drop_owed(&cfg.daemon.runtime_dir, name, cfg.daemon.op_timeout)
+                .map(drop);
+        }
+        Backend::Dlmfs => {}
     }
     if let Some(m) =
         crate::lock::dlmfs::cluster_stack_problem(Path::new(crate::lock::dlmfs::SYSFS_ROOT))

@@ -25,16 +25,26 @@
 //! holding another name's flock for the sweep would make a concurrent
 //! `run-locked` of that name see "busy" that is not.
 //!
+//! On the `dlm` backend the cluster lock is an fs/dlm lock `@NAME` in the
+//! configured lockspace, on an open of the lockspace device of its own
+//! (that fd is the one the program inherits), and a `--wait` waits in the
+//! DLM's queue instead of polling: see `dlm`.
+//!
 //! Every cluster lock call runs on a thread of its own under `op_timeout`:
-//! a dlmfs open may sleep in the kernel while the DLM recovers a dead node.
+//! a dlmfs open may sleep in the kernel while the DLM recovers a dead node,
+//! and so may an fs/dlm write.
 //!
 //! The parts, each importing only those below it: `names` (allowed names,
-//! paths), `take` (the two locks, bounded calls), `watch` (a holder's look
-//! at its `file` lock's names), `held` (`lock`/`unlock`: holder processes
-//! and their records), `stale` (what dead holders left), `run` (`run-locked`).
+//! paths), `error`, `local` (the node-local lock, bounded calls), `dlm`
+//! (the cluster lock on fs/dlm and the lockspace create it owes), `take`
+//! (the two locks), `watch` (a holder's look at its `file` lock's names),
+//! `held` (`lock`/`unlock`: holder processes and their records), `stale`
+//! (what dead holders left), `run` (`run-locked`).
 
+mod dlm;
 mod error;
 pub mod held;
+mod local;
 mod names;
 mod run;
 mod stale;

@@ -49,6 +49,17 @@ pub(super) fn record_path(runtime_dir: &Path, name: &str) -> PathBuf {
     runtime_dir.join(LOCAL_DIR).join(format!("{name}.held"))
 }
 
+/// dlm backend: the lockspace create a taker of `name` owes back (see
+/// `workload::dlm`).
+pub(super) fn joined_path(runtime_dir: &Path, name: &str) -> PathBuf {
+    runtime_dir
+        .join(LOCAL_DIR)
+        .join(format!("{name}.{JOINED_EXT}"))
+}
+
+/// The extension of [`joined_path`]'s records.
+pub(super) const JOINED_EXT: &str = "dlm-joined";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,8 @@
 
 use super::error::WorkloadError;
 use super::held::forget_dead;
+use super::local::{bounded, try_local};
 use super::names::{PREFIX, name_problem, record_path};
-use super::take::{bounded, try_local};
 use crate::config::{Backend, Config};
 use crate::lock::dlmfs;
 use nix::errno::Errno;
@@ -14,8 +14,17 @@ use std::path::Path;
 /// process holds it (a `run-locked` killed with SIGKILL whose program has
 /// ended since). Each under the name's local flock: a name whose flock is
 /// held is in use and left alone. Returns the names dropped. Nothing to do
-/// on `file` (the kernel drops an OFD lock with its last fd).
+/// on `file` (the kernel drops an OFD lock with its last fd). dlm: gives
+/// back the lockspace creates such holders left (`workload::dlm`).
 pub fn drop_stale(cfg: &Config) -> Result<Vec<String>, WorkloadError> {
+    if cfg.lock.backend == Backend::Dlm {
+        let rt = &cfg.daemon.runtime_dir;
+        let mut names = super::dlm::drop_stale(rt, cfg.daemon.op_timeout)?;
+        names.extend(forget_dead(rt));
+        names.sort();
+        names.dedup();
+        return Ok(names);
+    }
     if cfg.lock.backend != Backend::Dlmfs {
         // The kernel dropped a dead holder's lock with its fds: only its
         // record is left to clear.

@@ -1,72 +1,21 @@
-//! Taking a workload lock: the node-local lock first, then one attempt at
-//! the cluster lock on a thread of its own under `op_timeout` ([`bounded`]),
-//! polled until won or the wait is over ([`take`]); [`Held`] gives both up.
+//! Taking a workload lock: the node-local lock first (`local`), then one
+//! attempt at the cluster lock on a thread of its own under `op_timeout`
+//! (`local::bounded`), polled until won or the wait is over ([`take`]), or
+//! on dlm waiting in the DLM's queue (`dlm`); [`Held`] gives both up.
 
 use super::error::WorkloadError;
-use super::names::{LOCAL_DIR, cluster_name, local_path};
+use super::local::{bounded, try_local};
+use super::names::cluster_name;
 use crate::config::{Backend, Config, LockConfig};
 use crate::lock::LockError;
 use crate::lock::dlmfs::{self, DlmfsBackend};
 use crate::lock::file::FileBackend;
 use crate::lock::twin;
-use nix::errno::Errno;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// Step 1: the node-local lock; None if a local process holds it.
-///
-/// An OFD lock on `RUNTIME_DIR/workload/NAME.lock` taken like a `file`
-/// cluster lock (`lock::twin`: a hidden twin name, a /proc/locks scan
-/// before a fresh inode), so deleting the file or the whole runtime dir
-/// under a running program never lets a second local process in. That
-/// matters on dlmfs, where the cluster lock cannot tell two processes of
-/// one node apart. The scan is exact here: the lock is node-local by
-/// design. Plus a `flock` on the same fd, as versions before took it, so
-/// a program started by one of those still excludes us during an upgrade.
-pub(super) fn try_local(runtime_dir: &Path, name: &str) -> Result<Option<File>, WorkloadError> {
-    let names = twin::Names::new(&runtime_dir.join(LOCAL_DIR), name);
-    let Some(f) = twin::acquire(&names, None).map_err(|e| WorkloadError::Local(e.to_string()))?
-    else {
-        return Ok(None);
-    };
-    // Raw flock(2), not nix's Flock: that one unlocks explicitly on drop,
-    // which would free the lock for the program that inherited the fd too.
-    // SAFETY: flock on an fd we own; no memory is involved.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(Some(f));
-    }
-    // Closing `f` drops the OFD lock too (our only fd of it).
-    match Errno::last() {
-        Errno::EWOULDBLOCK => Ok(None),
-        errno => Err(WorkloadError::Flock {
-            path: local_path(runtime_dir, name),
-            errno,
-        }),
-    }
-}
-
-/// Runs `f` on a thread of its own and waits at most `limit`: a dlmfs call
-/// may sleep in the kernel (DLM recovery) and cannot be cancelled. A call
-/// that finishes after we gave up drops its result: a lock won that late is
-/// closed (dlmfs: left cached on the node for `drop_stale`).
-pub(super) fn bounded<T: Send + 'static>(
-    limit: Duration,
-    what: &'static str,
-    f: impl FnOnce() -> Result<T, WorkloadError> + Send + 'static,
-) -> Result<T, WorkloadError> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("lock-call".into())
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .map_err(WorkloadError::Thread)?;
-    rx.recv_timeout(limit)
-        .map_err(|_| WorkloadError::Timeout { what, limit })?
-}
 
 /// The cluster lock, held.
 struct Cluster {
@@ -78,6 +27,8 @@ struct Cluster {
     epoch: Option<u64>,
     /// file: the lock file's two names, for the holder's watch.
     names: Option<twin::Names>,
+    /// dlm: the lockspace create the lock needed, given back on release.
+    owed: Option<Box<super::dlm::Owed>>,
 }
 
 /// Step 2: one non-blocking attempt on the cluster lock; None if busy.
@@ -97,14 +48,11 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
                     dlmfs_path: None,
                     epoch: None,
                     names: Some(names),
+                    owed: None,
                 }))
         }
-        // Its lock is no file: the holder, epoch and watch below need
-        // their own dlm code first.
-        Backend::Dlm => Err(LockError::Failed(
-            "workload locks (run-locked, lock) are not built for the dlm backend yet (issue #22)"
-                .into(),
-        )),
+        // Taken by `take_dlm`, which waits in the DLM's queue instead.
+        Backend::Dlm => unreachable!("dlm workload locks are taken by take_dlm"),
         Backend::Dlmfs => {
             let be = DlmfsBackend::new(lock.mount.clone(), lock.domain.clone(), node);
             let path = be.join_unclaimed()?.join(&cname);
@@ -134,6 +82,7 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
                 dlmfs_path: Some(path),
                 epoch: Some(epoch),
                 names: None,
+                owed: None,
             }))
         }
     }
@@ -168,9 +117,11 @@ impl Held {
     }
 
     /// Gives both up: close, then (dlmfs) unlink while the local flock
-    /// still keeps every local trylock of the name away. Err if a process
-    /// that inherited the lock still holds it (dlmfs: unlink EBUSY; the
-    /// lock stays until it exits and a `cleanup` or `run-locked` runs).
+    /// still keeps every local trylock of the name away, or (dlm) give the
+    /// lockspace create back. Err if a process that inherited the lock
+    /// still holds it (dlmfs: unlink EBUSY; dlm: the name's local lock
+    /// still held; the lock stays until it exits and a `cleanup` or
+    /// `run-locked` runs).
     pub fn release(self, op_timeout: Duration) -> Result<(), WorkloadError> {
         let Held {
             name,
@@ -179,6 +130,9 @@ impl Held {
         } = self;
 
         drop(cluster.file);
+        if let Some(owed) = cluster.owed {
+            return release_dlm(name, local, *owed, op_timeout);
+        }
         let r = match cluster.dlmfs_path {
             Some(path) => bounded(op_timeout, "unlinking the lock", move || {
                 Ok(dlmfs::unlink(&path)?)
@@ -194,13 +148,43 @@ impl Held {
     }
 }
 
+/// dlm: the create given back once our copy of the lock's fd is closed. A
+/// plain give-back only counts down, or frees a lockspace with nothing
+/// left in it here; refused (the last create, locks still in it here:
+/// other nodes' it masters, or ours in a copy the program's children
+/// kept), it is forced only once the name's local lock, which those
+/// children share, is free again.
+fn release_dlm(
+    name: String,
+    local: File,
+    owed: super::dlm::Owed,
+    op_timeout: Duration,
+) -> Result<(), WorkloadError> {
+    let stays = |e| WorkloadError::StaysHeld {
+        name: name.clone(),
+        source: Box::new(e),
+    };
+    if owed.give_back(op_timeout, false).map_err(stays)? == super::dlm::Back::Given {
+        return Ok(());
+    }
+    drop(local);
+    let again = try_local(&owed.runtime_dir, &name).map_err(stays)?;
+    match again {
+        Some(_local) => owed.give_back(op_timeout, true).map(drop).map_err(stays),
+        None => Err(stays(WorkloadError::Local(
+            "a process that inherited the lock still holds it".into(),
+        ))),
+    }
+}
+
 pub enum Attempt {
     Held(Held),
     Busy,
 }
 
-/// One attempt at both locks, local first.
-pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, WorkloadError> {
+/// One attempt at both locks, local first. `queue` (dlm only): how long
+/// the cluster request may wait in the DLM's queue (None: not at all).
+fn try_take(cfg: &Config, name: &str, queue: Option<Duration>) -> Result<Attempt, WorkloadError> {
     // dlmfs: a node that may have been declared dead while frozen holds
     // nothing new (see `membership`); the daemon recorded the doubt.
     if cfg.lock.backend == Backend::Dlmfs
@@ -211,29 +195,46 @@ pub fn try_take(cfg: &Config, name: &str) -> Result<Attempt, WorkloadError> {
     let Some(local) = try_local(&cfg.daemon.runtime_dir, name)? else {
         return Ok(Attempt::Busy);
     };
-    let (lock, node, n) = (cfg.lock.clone(), cfg.node.clone(), name.to_string());
-    match bounded(cfg.daemon.op_timeout, "the lock call", move || {
-        Ok(try_cluster(&lock, &node, &n))
-    })?? {
-        Some(cluster) => Ok(Attempt::Held(Held {
+    let cluster = if cfg.lock.backend == Backend::Dlm {
+        let (rt, t) = (&cfg.daemon.runtime_dir, cfg.daemon.op_timeout);
+        super::dlm::take(&cfg.lock, rt, name, queue, t)?.map(|(file, owed)| Cluster {
+            file,
+            dlmfs_path: None,
+            epoch: None,
+            names: None,
+            owed: Some(Box::new(owed)),
+        })
+    } else {
+        let (lock, node, n) = (cfg.lock.clone(), cfg.node.clone(), name.to_string());
+        bounded(cfg.daemon.op_timeout, "the lock call", move || {
+            Ok(try_cluster(&lock, &node, &n))
+        })??
+    };
+    Ok(match cluster {
+        Some(cluster) => Attempt::Held(Held {
             name: name.to_string(),
             local,
             cluster,
-        })),
-        None => Ok(Attempt::Busy),
-    }
+        }),
+        None => Attempt::Busy,
+    })
 }
 
 /// Tries until the lock is won or `wait` (none: one attempt) is over.
-/// Polling every `poll_interval`, never a blocking lock call: a blocking
-/// dlmfs open sleeps uninterruptibly. The default signal dispositions apply
-/// meanwhile, so Ctrl-C or SIGTERM end the wait. A cluster that is not
-/// ready (not up yet, or changing membership: a node just died) is retried
-/// like a busy lock while the wait lasts.
+/// dlmfs and file: polling every `poll_interval`, never a blocking lock
+/// call (a blocking dlmfs open sleeps uninterruptibly). dlm: the request
+/// waits in the DLM's queue, granted the instant the holder lets go
+/// (`workload::dlm`); only a local holder of the name is polled for. The
+/// default signal dispositions apply meanwhile, so Ctrl-C or SIGTERM end
+/// the wait (a closed fd's queued request is cancelled by the kernel). A
+/// cluster that is not ready (not up yet, or changing membership: a node
+/// just died) is retried like a busy lock while the wait lasts.
 pub fn take(cfg: &Config, name: &str, wait: Option<Duration>) -> Result<Attempt, WorkloadError> {
     let deadline = Instant::now() + wait.unwrap_or(Duration::ZERO);
     loop {
-        let retry = match try_take(cfg, name) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let queue = (cfg.lock.backend == Backend::Dlm && !left.is_zero()).then_some(left);
+        let retry = match try_take(cfg, name, queue) {
             Ok(Attempt::Busy) => Ok(()),
             Err(e @ WorkloadError::Lock(LockError::NotReady(_))) => Err(e),
             done => return done,
@@ -246,34 +247,5 @@ pub fn take(cfg: &Config, name: &str, wait: Option<Duration>) -> Result<Attempt,
         }
         let left = deadline.saturating_duration_since(Instant::now());
         std::thread::sleep(cfg.daemon.poll_interval.min(left));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_local_lock_excludes_a_second_taker_until_closed() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = try_local(dir.path(), "vm1").unwrap().expect("free");
-        assert!(try_local(dir.path(), "vm1").unwrap().is_none());
-        assert!(try_local(dir.path(), "vm2").unwrap().is_some());
-        drop(first);
-        crate::testing::eventually("vm1 free once closed", || {
-            try_local(dir.path(), "vm1").unwrap()
-        });
-    }
-
-    #[test]
-    fn bounded_gives_up_on_a_call_that_does_not_return() {
-        let e = bounded(Duration::from_millis(50), "the lock call", || {
-            std::thread::sleep(Duration::from_secs(5));
-            Ok(())
-        })
-        .unwrap_err();
-        assert!(matches!(e, WorkloadError::Timeout { .. }), "{e}");
-        assert!(e.to_string().contains("did not finish within 50ms"), "{e}");
-        assert_eq!(bounded(Duration::from_secs(5), "x", || Ok(7)).unwrap(), 7);
     }
 }

@@ -246,6 +246,88 @@ def cs_kill_master(c):
     masters(c, on(c))
 
 
+WL_JOB = """#!/bin/sh
+# cs_workload's program: says it runs, holds until /run/wl-end is written.
+echo "wl held" > /dev/hvc0
+read x < /run/wl-end
+echo "wl done" > /dev/hvc0
+"""
+
+
+def run_locked_bg(c, n, args, tag):
+    """`dlm-electd run-locked ARGS -- wl-job` started on node n in a session
+    of its own (not a unit: a unit would kill the program with run-locked),
+    its stderr in /run/TAG.err."""
+    c.check(n, "setsid -f dlm-electd run-locked %s -- /usr/local/bin/wl-job "
+               "</dev/null >/dev/null 2>/run/%s.err" % (args, tag))
+
+
+def busy(c, n, what):
+    rc, _, err = c.sh(n, "dlm-electd run-locked job -- true", 60)
+    if rc != 75 or "busy" not in err:
+        raise Fail("node%d: run-locked job while %s: rc %d, %r (want 75, busy)"
+                   % (n, what, rc, err))
+
+
+def nothing_joined(c, n):
+    """Node n's daemon stopped: no lockspace is left on n (every create a
+    workload lock made was given back), then started again."""
+    c.check(n, "systemctl stop %s" % UNIT, 180)
+    left = c.check(n, "dlm_tool ls", 30)
+    if "name" in left:
+        raise Fail("node%d: a lockspace is left with dlm-electd stopped:\n%s" % (n, left))
+    c.check(n, "systemctl start %s" % UNIT, 180)
+
+
+@scenario(timeout=400)
+def cs_workload(c):
+    """run-locked on two nodes: never both, the end frees it for a queued waiter at once; SIGKILL, lock/unlock; nothing left joined"""
+    m = masters(c, on(c))
+    a, b = [n for n in on(c) if n != m][:2]
+    for n in (a, b):
+        c.push(n, WL_JOB, "/usr/local/bin/wl-job", 0o755)
+        c.check(n, "rm -f /run/wl-end && mkfifo /run/wl-end")
+    since = c.mark()
+    run_locked_bg(c, a, "job", "wl-a")
+    c.wait_event(r"^wl held", node=a, since=since, timeout=60)
+    busy(c, b, "node%d holds it" % a)
+    busy(c, a, "a local program holds it")
+    # A waiter on the other node, queued in the DLM (it says so).
+    run_locked_bg(c, b, "--wait 120s job", "wl-b")
+    until(30, "node%d's run-locked waiting in the DLM's queue" % b,
+          lambda: "waiting in the DLM's queue" in c.check(b, "cat /run/wl-b.err"), every=0.3)
+    since = c.mark()
+    c.check(a, "echo x > /run/wl-end")
+    done = c.wait_event(r"^wl done", node=a, since=since, timeout=30)
+    held = c.wait_event(r"^wl held", node=b, since=since, timeout=30)
+    gap = held.t - done.t
+    print("  node%d's program ended, node%d's started %.3f s later (host clock)" % (a, b, gap),
+          flush=True)
+    if gap < 0:
+        raise Fail("node%d's program started before node%d's ended" % (b, a))
+    # Granted on the holder's close, not at a poll (1 s).
+    if gap > 0.5:
+        raise Fail("the queued waiter started %.3f s after the holder's end" % gap)
+    # run-locked SIGKILLed: its program keeps the lock; its end frees it.
+    c.check(b, "pkill -KILL -f '^dlm-electd run-locked --wait 120s job'")
+    busy(c, a, "node%d's program outlives its killed run-locked" % b)
+    since = c.mark()
+    c.check(b, "echo x > /run/wl-end")
+    c.wait_event(r"^wl done", node=b, since=since, timeout=30)
+    c.check(a, "dlm-electd run-locked --wait 30s job -- true", 60)
+    # The killed one's lockspace create is owed, and `unlock` gives it back.
+    c.check(b, "test -e /run/dlm-electd/workload/job.dlm-joined")
+    c.check(b, "dlm-electd unlock job && ! test -e /run/dlm-electd/workload/job.dlm-joined", 60)
+    # `lock`/`unlock`: held by a holder process across the call.
+    c.check(a, "dlm-electd lock job", 60)
+    busy(c, b, "node%d's holder has it" % a)
+    c.check(a, "dlm-electd unlock job", 60)
+    c.check(b, "dlm-electd run-locked job -- true", 60)
+    for n in (a, b):
+        nothing_joined(c, n)
+    masters(c, on(c))
+
+
 @scenario(timeout=400)
 def cs_power_pull(c):
     """power pull of the master's node: fenced (already off), recovered, taken over; beside a raw lock"""

@@ -102,6 +102,13 @@ fn find_minor(paths: &Paths, name: &str) -> Result<Option<u32>, DlmError> {
     Ok(misc_minor(&text, name))
 }
 
+/// The misc minor of lockspace `name`'s device, None if no such lockspace
+/// is on this node: what a later [`Control::remove_lockspace`] of a
+/// create made by a process gone since needs.
+pub fn lockspace_minor(paths: &Paths, name: &str) -> Result<Option<u32>, DlmError> {
+    find_minor(paths, &format!("{DEVICE_PREFIX}{name}"))
+}
+
 /// Whether `path` is the character device `dev` (following symlinks, as
 /// udev's /dev/misc entries are).
 fn node_is(path: &Path, dev: libc::dev_t) -> bool {
@@ -318,6 +325,12 @@ impl Lockspace {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The open file as a plain fd (to hand to another process): its locks
+    /// live as long as any copy of it is open.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
     }
 
     /// The misc minor of the lockspace's device.

@@ -4,7 +4,6 @@
 //! the kernel does). `layout` is the header's offsets and constants,
 //! `wire` encodes requests and decodes results (both pure), `device` has
 //! the fds.
-//! Not a backend yet: nothing in the daemon uses it.
 //!
 //! Imports nothing of the crate (only libc, nix, thiserror), so the probe
 //! in tests/corosync/dlmprobe builds it from these files alone.
@@ -13,6 +12,6 @@ pub mod device;
 pub mod layout;
 pub mod wire;
 
-pub use device::{Control, DlmError, Lockspace, Paths};
+pub use device::{Control, DlmError, Lockspace, Paths, lockspace_minor};
 pub use layout::{Flags, Mode};
 pub use wire::{Ask, Event, Status};
