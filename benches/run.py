@@ -773,6 +773,8 @@ def write_report():
          "benches/run.py cluster     # --cluster-kills 6 --cluster-handovers 20 8 --cluster-poll 1s",
          "# random faults on three o2cb VMs with an independent checker (about 15 s a fault):",
          "benches/run.py chaos --faults 500 [--seed S]   # exit 1 on any violation",
+         "# the dlm backend on the corosync tier's three VMs (about 20 min):",
+         "benches/run.py corosync   # --cs-handovers 10 --cs-kills 2 --cs-sizes 100 1000",
          "```", "",
          "Measured here: handover 14 min (3 modes x 240 rounds, keepalived 100), footprint",
          "5 min (three 60 s windows), scale 1.5 min, soak 2.5 min, cluster 17 min by default (20",
@@ -906,6 +908,10 @@ def write_report():
                          f"median {q[1]:.2f}, p99 {q[2]:.2f} (n {q[3]}); median over median {mm:.2f}")
         L.append("")
 
+    x = load("corosync")
+    if x:
+        L += corosync_report(x, mach)
+
     x = load("chaos")
     if x:
         L += chaos_report(x, mach)
@@ -915,6 +921,45 @@ def write_report():
             L += [fh.read()]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as fh:
         fh.write("\n".join(L).rstrip() + "\n")
+
+
+def corosync_report(x, mach):
+    """BENCHMARKS.md's section on the dlm backend (benches/corosync.py)."""
+    h, p = x["handover"], x["pull"]
+    L = ["## VM cluster: the dlm backend (fs/dlm on corosync), beside the raw DLM", "", mach(x), "",
+         "Three QEMU VMs on this host (TCG, the corosync tier's Debian 12 image and harness,",
+         "tests/system), corosync 3 (knet, token 3 s + consensus 3.6 s) and dlm_controld",
+         "fencing through the host (a power-off), the `.deb` "
+         f"({x['deb']}), `backend = \"dlm\"`, standbys waiting in the DLM's queue",
+         "(the default), the tier's resource `web` (a VIP and demo-web.service). Every instant",
+         "is a line on the harness's event channel, stamped with the host's clock on arrival",
+         "(`benches/corosync.py`).", "",
+         "- **release**: `dlm-electd release --hold-off 1s web` on the master → the VIP deleted",
+         "  there → added on the other node. The raw floor in the same run: a dlmprobe",
+         "  (the daemon's own binding) holding an EX lock on one node unlocks, another node's",
+         "  queued dlmprobe is granted.",
+         "- **power pull**: the master's QEMU killed while a raw EX lock is held there and",
+         "  queued for on the two others → the raw grant, and the VIP up on a survivor",
+         "  (fence, which finds the node off, then DLM recovery, then our acquire).", "",
+         "| what | min | median | p99 | n |", "|---|---|---|---|---|"]
+    for label, st in [("release → VIP on the other node", h["vip_ms"]),
+                      ("raw: unlock → queued grant on the other node", h["raw_ms"]),
+                      ("power pull → VIP up on a survivor", p["vip_ms"]),
+                      ("power pull → raw lock granted on a survivor", p["raw_ms"])]:
+        L.append(f"| {label} " + fmt_stats(st))
+    L += ["", "Times in ms. Power pull, ours over the raw floor per pull: "
+          + ", ".join(f"{q:.2f}" for q in p["over_raw"]) + ".", "",
+          "Standby CPU (each node's `dlm-electd.service` cgroup, `cpu.stat`: the daemon and the",
+          "`corosync-quorumtool` it runs every second for the quorum watch) over a window once",
+          "every resource had a master, N resources without actions beside `web`:", "",
+          "| resources | window s | all mastered after s | node: masters, CPU % of a core |",
+          "|---|---|---|---|"]
+    for r in x["cpu"]:
+        L.append(f"| {r['n']} | {r['window_s']} | {r['settle_s']} | "
+                 + "; ".join(f"node{n['node']}: {n['masters']}, {n['cpu_pct']:.2f} %" for n in r["nodes"])
+                 + " |")
+    L.append("")
+    return L
 
 
 def chaos_report(x, mach):
@@ -1004,6 +1049,17 @@ def cleanup():
     shutil.rmtree(WORK, ignore_errors=True)
 
 
+def bench_corosync(args):
+    """The dlm backend on three corosync VMs: benches/corosync.py, a process
+    of its own (it imports tests/system's harness, whose name the cluster
+    part's tests/cluster harness already holds here)."""
+    subprocess.run([sys.executable, os.path.join(ROOT, "benches", "corosync.py"),
+                    "--handovers", str(args.cs_handovers), "--kills", str(args.cs_kills),
+                    "--sizes"] + [str(n) for n in args.cs_sizes], check=True)
+    with open(os.path.join(RESULTS, "corosync.json")) as fh:
+        return json.load(fh)
+
+
 def chaos(args):
     """tests/cluster/nemesis.py's schedule, args.faults long, on a 3-node
     o2cb cluster of its own (run dir: $DLM_ELECTD_CLUSTER_RUN).
@@ -1077,7 +1133,8 @@ def merge_chaos(a, b):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("parts", nargs="*", default=["handover", "footprint", "scale"],
-                    help="handover footprint scale soak cluster report (default: the first three)")
+                    help="handover footprint scale soak cluster chaos corosync report "
+                         "(default: the first three)")
     ap.add_argument("--count", type=int, default=100, help="handovers per poll and kind (release, sigterm)")
     ap.add_argument("--crash-count", type=int, default=20, help="handovers per poll by SIGKILL")
     ap.add_argument("--ka-count", type=int, default=100, help="keepalived handovers")
@@ -1099,6 +1156,10 @@ def main():
     ap.add_argument("--soak-kinds", nargs="+", default=["release", "sigterm", "kill"],
                     help="killall (daemon and keeper SIGKILLed together) leaves the VIP up "
                     "until the restart's reconcile: the check must catch it")
+    ap.add_argument("--cs-handovers", type=int, default=10, help="corosync: releases")
+    ap.add_argument("--cs-kills", type=int, default=2, help="corosync: power pulls of the master")
+    ap.add_argument("--cs-sizes", type=int, nargs="+", default=[100, 1000],
+                    help="corosync: resources for the standby CPU windows")
     ap.add_argument("--faults", type=int, default=200, help="chaos: faults to inject")
     ap.add_argument("--seed", type=int, default=None, help="chaos: the schedule's seed (default: random, "
                     "printed first)")
@@ -1113,7 +1174,7 @@ def main():
     if args.parts != ["report"]:
         if os.geteuid() != 0:
             sys.exit("benches/run.py needs root (network namespaces, VIPs)")
-        if set(args.parts) - {"cluster", "chaos", "report"} and not os.access(bin_path(), os.X_OK):
+        if set(args.parts) - {"cluster", "chaos", "corosync", "report"} and not os.access(bin_path(), os.X_OK):
             sys.exit(f"{bin_path()} missing: run `{STATIC_BUILD}` first")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
         os.makedirs(WORK, mode=0o700)
@@ -1125,7 +1186,8 @@ def main():
                 continue
             fn = {"handover": bench_handover, "footprint": bench_footprint,
                   "scale": bench_scale, "soak": soak,
-                  "cluster": lambda a: cluster.bench(a, stats), "chaos": chaos}[part]
+                  "cluster": lambda a: cluster.bench(a, stats), "chaos": chaos,
+                  "corosync": bench_corosync}[part]
             start = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             r = fn(args)
             if part in ("soak", "chaos"):

@@ -284,6 +284,7 @@ class Cluster:
         # Seconds the fence device takes before it powers a node off (a
         # scenario sets it to see what a node does before the fence lands).
         self.fence_delay = 0
+        self._arp = None  # (process, lines) of the ARP observer, once started
 
     # ---- lifecycle --------------------------------------------------------
     def _up(self, timeout):
@@ -485,11 +486,41 @@ class Cluster:
                 self._evlog.write("%.3f node%d %s\n" % ev)
             self._cond.notify_all()
 
+    def arp_answers(self, vips):
+        """Which MACs answered ARP for each of `vips`, probed every 10 ms from
+        the bridge by tests/cluster/arpwatch.py (run as a program in our
+        netns from the first call on; it trusts nothing a guest says).  Every
+        line so far: (t, vip, macs), t on the host's clock in seconds, macs
+        a tuple (two: two nodes answered one probe round)."""
+        if self._arp is None:
+            prog = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "cluster", "arpwatch.py")
+            proc = subprocess.Popen([sys.executable, prog, "br0", "10"] + list(vips),
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                    preexec_fn=_child_setup("/run/netns/" + self.netns))
+            lines = []
+
+            def read():
+                for line in proc.stdout:
+                    f = line.split()
+                    if len(f) == 4:
+                        lines.append((float(f[0]) / 1000.0, f[2],
+                                      () if f[3] == "-" else tuple(f[3].split(","))))
+            threading.Thread(target=read, name="arpwatch", daemon=True).start()
+            self._arp = (proc, lines)
+        proc, lines = self._arp
+        if proc.poll() is not None:
+            raise HarnessError("the ARP observer exited (%s)" % proc.returncode)
+        return list(lines)
+
     def down(self):
         """Kill every QEMU, delete the netns and the overlays.  Idempotent."""
         if self._closed:
             return
         self._closed = True
+        if self._arp is not None:
+            self._arp[0].kill()
+            self._arp[0].wait(10)
         for nd in self.nodes.values():
             if nd.proc and nd.proc.poll() is None:
                 nd.proc.kill()
