@@ -330,7 +330,7 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
     let _ = std::fs::remove_file(&path);
     let dlmfs = cfg.lock.backend == Backend::Dlmfs;
     match r {
-        Ok(()) => {
+        Ok(gave_back) => {
             match (ended, &rec) {
                 (Some(pid), _) => println!("{name}: unlocked (its holder, pid {pid}, ended)"),
                 (None, Some(r)) => println!(
@@ -341,6 +341,9 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
                     } else {
                         ""
                     }
+                ),
+                (None, None) if gave_back => println!(
+                    "{name}: not held on this node by `lock`; gave back the lockspace create a killed taker left"
                 ),
                 (None, None) if dlmfs => println!(
                     "{name}: not held on this node by `lock`; dropped the lock this node kept cached, if any"
@@ -361,12 +364,12 @@ pub fn unlock(cfg: &Config, name: &str) -> i32 {
 /// dlmfs: unlinks `@NAME`, dropping the lock this node keeps cached. dlm:
 /// gives back the lockspace create the holder left (`workload::dlm`). The
 /// caller holds the name's local flock (no local trylock can race it).
-fn drop_cached(cfg: &Config, name: &str) -> Result<(), WorkloadError> {
+/// True if a dlm create was owed and given back.
+fn drop_cached(cfg: &Config, name: &str) -> Result<bool, WorkloadError> {
     match cfg.lock.backend {
-        Backend::File => return Ok(()),
+        Backend::File => return Ok(false),
         Backend::Dlm => {
-            return super::dlm::drop_owed(&cfg.daemon.runtime_dir, name, cfg.daemon.op_timeout)
-                .map(drop);
+            return super::dlm::drop_owed(&cfg.daemon.runtime_dir, name, cfg.daemon.op_timeout);
         }
         Backend::Dlmfs => {}
     }
@@ -383,6 +386,7 @@ fn drop_cached(cfg: &Config, name: &str) -> Result<(), WorkloadError> {
     bounded(cfg.daemon.op_timeout, "unlinking the lock", move || {
         Ok(crate::lock::dlmfs::unlink(&path)?)
     })
+    .map(|()| false)
 }
 
 /// The holder process: keeps the inherited lock fds open until SIGKILLed.

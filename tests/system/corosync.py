@@ -336,7 +336,8 @@ def cs_workload(c):
     c.check(a, "dlm-electd run-locked --wait 30s job -- true", 60)
     # The killed one's lockspace create is owed, and `unlock` gives it back.
     c.check(b, "test -e /run/dlm-electd/workload/job.dlm-joined")
-    c.check(b, "dlm-electd unlock job && ! test -e /run/dlm-electd/workload/job.dlm-joined", 60)
+    c.check(b, "dlm-electd unlock job | grep -q 'gave back the lockspace create' && "
+               "! test -e /run/dlm-electd/workload/job.dlm-joined", 60)
     # `lock`/`unlock`: held by a holder process across the call.
     c.check(a, "dlm-electd lock job", 60)
     busy(c, b, "node%d's holder has it" % a)
