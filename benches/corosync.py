@@ -151,19 +151,7 @@ def power_pulls(c, count):
     for i in range(count):
         m = cs.masters(c, cs.NODES)
         rest = [n for n in cs.NODES if n != m]
-        c.check(m, "systemd-run -q --unit=rawhold %s --hold forever rawfloor raw" % PROBE)
-        until(30, "the raw lock held on node%d" % m,
-              lambda: "GRANTED" in c.check(m, "journalctl -q -o cat -u rawhold"), every=0.5)
-        for n in rest:
-            at = c.mark()
-            c.check(n, "systemd-run -q --unit=rawwait sh -c '%s'"
-                    % to_console("%s --wait --hold forever rawfloor raw" % PROBE, "raw"))
-            c.wait_event(r"^raw .*WAITING", node=n, since=at, timeout=30)
-        since = c.mark()
-        c.power_off(m)
-        off = c.wait_event(r"^power off \(pulled\)", node=m, since=since, timeout=10)
-        vip = c.wait_event(r"^addr \d+: .* inet %s/" % re.escape(VIP), since=since, timeout=180)
-        raw = c.wait_event(r"^raw .*GRANTED", since=since, timeout=60)
+        off, vip, raw = cs.pull_beside_raw(c, m, rest)
         out.append({"vip_s": vip.t - off.t, "raw_s": raw.t - off.t})
         print("  pull %d: node%d off; raw grant %.2f s, VIP up on node%d %.2f s"
               % (i + 1, m, raw.t - off.t, vip.node, vip.t - off.t), flush=True)

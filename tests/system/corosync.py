@@ -348,14 +348,11 @@ def cs_workload(c):
     masters(c, on(c))
 
 
-@scenario(timeout=400)
-def cs_power_pull(c):
-    """power pull of the master's node: fenced (already off), recovered, taken over; beside a raw lock"""
-    m = masters(c, NODES)
-    rest = [n for n in NODES if n != m]
-    # The floor: a raw EX lock (dlmprobe, the daemon's binding) held on the
-    # master's node and queued for on the others, each grant written to the
-    # event console, so both takeovers are timed on the host's clock.
+def pull_beside_raw(c, m, rest):
+    """Pulls the power of master m while a raw EX lock (dlmprobe, the
+    daemon's binding) is held there and queued for on `rest`, each grant
+    written to the event console, so both takeovers are timed on the host's
+    clock: the power-off, the VIP's addition and the raw grant events."""
     c.check(m, "systemd-run -q --unit=rawhold /mnt/host/dlmprobe --hold forever rawfloor raw")
     until(30, "the raw lock held on node%d" % m,
           lambda: "GRANTED" in c.check(m, "journalctl -q -o cat -u rawhold"), every=0.5)
@@ -369,6 +366,15 @@ def cs_power_pull(c):
     off = c.wait_event(r"^power off \(pulled\)", node=m, since=since, timeout=10)
     e = c.wait_event(r"^addr \d+: .* inet %s/" % re.escape(VIP), since=since, timeout=180)
     raw = c.wait_event(r"^raw .*GRANTED", since=since, timeout=60)
+    return off, e, raw
+
+
+@scenario(timeout=400)
+def cs_power_pull(c):
+    """power pull of the master's node: fenced (already off), recovered, taken over; beside a raw lock"""
+    m = masters(c, NODES)
+    rest = [n for n in NODES if n != m]
+    off, e, raw = pull_beside_raw(c, m, rest)
     print("  node%d pulled; the raw lock granted on node%d after %.1f s, the VIP up on node%d "
           "after %.1f s" % (m, raw.node, raw.t - off.t, e.node, e.t - off.t), flush=True)
     masters(c, rest)
