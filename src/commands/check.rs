@@ -56,6 +56,10 @@ pub(super) fn check_config(path: &Path) -> i32 {
                         "quorum: cannot tell ({why}): `run` competes for nothing until it can"
                     ),
                 }
+                println!(
+                    "lockspace: {}",
+                    crate::lock::fsdlm::lockspace_state(&c.lock.lockspace)
+                );
             }
             // A drain recorded for this node (also one the daemon
             // would read as damaged): `run` starts drained.

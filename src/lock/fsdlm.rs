@@ -357,6 +357,24 @@ fn not_ready(e: DlmError) -> LockError {
     }
 }
 
+/// What `check-config` says of the lockspace, read from /proc/misc
+/// without joining it (a join is a membership change on every node).
+pub fn lockspace_state(name: &str) -> String {
+    use super::dlm::device::{CONTROL_NAME, DEVICE_PREFIX, misc_minor};
+    let misc = std::fs::read_to_string(Paths::default().proc_misc).unwrap_or_default();
+    if misc_minor(&misc, CONTROL_NAME).is_none() {
+        return format!(
+            "{name}: the kernel's DLM is not loaded here (no {CONTROL_NAME} in /proc/misc): start dlm.service"
+        );
+    }
+    match misc_minor(&misc, &format!("{DEVICE_PREFIX}{name}")) {
+        Some(_) => format!("{name} is joined on this node"),
+        None => format!(
+            "{name} is not joined on this node; the kernel's DLM is loaded, and `run` joins it at its first lock call"
+        ),
+    }
+}
+
 /// Whether dlm_controld fences failed nodes before the DLM recovers their
 /// locks, from `dlm_tool dump_config` (its running settings, command line
 /// and dlm.conf together). Without fencing a partition gives two holders

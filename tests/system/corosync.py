@@ -198,9 +198,14 @@ def cs_setup(c):
         if "enable_fencing=1" not in c.check(n, "dlm_tool dump_config", 30):
             raise Fail("node%d: dlm_controld does not fence" % n)
         c.check(n, "dlm-electd check-config | grep -q '^fencing: dlm_controld fences'", 60)
+        c.check(n, "dlm-electd check-config | grep -q "
+                   "'^lockspace: dlm-electd is not joined on this node; the kernel.s DLM is loaded'",
+                60)
     for n in NODES:
         c.check(n, "systemctl enable --now %s" % UNIT, 180)
     masters(c, NODES)
+    c.check(1, "dlm-electd check-config | grep -q '^lockspace: dlm-electd is joined on this node'",
+            60)
     print("  one master after %.1f s" % (time.monotonic() - t0), flush=True)
 
 
