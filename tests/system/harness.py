@@ -248,6 +248,8 @@ class Agent:
         finally:
             self.call("guest-file-close", {"handle": h})
         if mode:
+            # An int is an octal mode (0o644): chmod wants its digits.
+            mode = "%o" % mode if isinstance(mode, int) else mode
             rc, _, err = self.sh("chmod %s '%s'" % (mode, remote))
             if rc:
                 raise HarnessError(err)
