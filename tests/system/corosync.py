@@ -316,6 +316,11 @@ def cs_workload(c):
     c.wait_event(r"^wl held", node=a, since=since, timeout=60)
     busy(c, b, "node%d holds it" % a)
     busy(c, a, "a local program holds it")
+    # A wait that runs out is cancelled in the DLM: busy, and nothing owed.
+    rc, _, err = c.sh(b, "dlm-electd run-locked --wait 2s job -- true", 60)
+    if rc != 75 or "still held after 2s" not in err:
+        raise Fail("node%d: a 2 s wait: rc %d, %r (want 75, still held after 2s)" % (b, rc, err))
+    c.check(b, "! test -e /run/dlm-electd/workload/job.dlm-joined")
     # A waiter on the other node, queued in the DLM (it says so).
     run_locked_bg(c, b, "--wait 120s job", "wl-b")
     until(30, "node%d's run-locked waiting in the DLM's queue" % b,
