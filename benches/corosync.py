@@ -13,8 +13,8 @@ JSON. Its own run dir (`run-corosync-bench`) so a test run can go beside it.
 - handover: `dlm-electd release --hold-off 1s web` on the master (the VIP
   and demo-web as in the tier) -> the VIP deleted there -> added on the node
   whose standby waited in the DLM's queue; the raw floor: a dlmprobe holding
-  an EX lock for 1 s, then unlocking, while another node's dlmprobe waits
-  queued: its UNLOCKED -> the other's GRANTED. Every instant is a line on
+  an EX lock until its stdin ends, while another node's dlmprobe waits
+  queued: the end of its stdin -> the other's GRANTED. Every instant is a line on
   the harness's event channel, stamped with the host's clock on arrival.
 - standby CPU: N resources without actions (a drop-in and a reload), each
   node's `dlm-electd.service` cgroup CPU (`cpu.stat` usage_usec: the daemon
@@ -65,16 +65,18 @@ def raw_handover(c, a, b):
     it; seconds from a's unlock to b's grant."""
     since = c.mark()
     # dlmprobe --hold stdin unlocks at EOF: the subshell ends when the fifo
-    # is written to.
+    # is written to, saying so first ("rawh eof": the instant the holder is
+    # told, as a VIP's deletion is for the daemon; dlmprobe's UNLOCKED comes
+    # only with the unlock's completion, after the other node's grant).
     c.check(a, "rm -f /run/rawh.go && mkfifo /run/rawh.go && systemd-run -q -G --unit=rawh-hold "
-               "sh -c '(read x < /run/rawh.go) | %s'"
+               "sh -c '(read x < /run/rawh.go; echo \"rawh eof\" > /dev/hvc0) | %s'"
             % to_console("%s --hold stdin rawbench h" % PROBE, "rawh"))
     c.wait_event(r"^rawh .*GRANTED", node=a, since=since, timeout=30)
     c.check(b, "systemd-run -q -G --unit=rawh-wait sh -c '%s'"
             % to_console("%s --wait --hold 0 rawbench h" % PROBE, "rawh"))
     c.wait_event(r"^rawh .*WAITING", node=b, since=since, timeout=30)
     c.check(a, "echo x > /run/rawh.go")
-    un = c.wait_event(r"^rawh .*UNLOCKED", node=a, since=since, timeout=30)
+    un = c.wait_event(r"^rawh eof", node=a, since=since, timeout=30)
     got = c.wait_event(r"^rawh .*GRANTED", node=b, since=since, timeout=30)
     # Each exits after its unlock; wait for both so the next round starts clean.
     for n in (a, b):
@@ -100,16 +102,22 @@ def handovers(c, count):
     return {"vip_ms": stats(daemon), "raw_ms": stats(raw)}
 
 
-def cgroup_usec(c, n):
-    out = c.check(n, "cat /sys/fs/cgroup/system.slice/dlm-electd.service/cpu.stat")
-    return int(re.search(r"^usage_usec (\d+)", out, re.M).group(1))
+def cpu_usec(c, n):
+    """(the dlm-electd.service cgroup's CPU, the daemon process's own) in
+    microseconds: the difference is what it runs, corosync-quorumtool a
+    second for the quorum watch."""
+    out = c.check(n, "cat /sys/fs/cgroup/system.slice/dlm-electd.service/cpu.stat; "
+                     "pid=$(systemctl show -p MainPID --value dlm-electd); "
+                     "cat /proc/$pid/task/*/schedstat | awk '{s+=$1} END {print \"own\", s}'")
+    return (int(re.search(r"^usage_usec (\d+)", out, re.M).group(1)),
+            int(re.search(r"^own (\d+)", out, re.M).group(1)) // 1000)
 
 
 def standby_cpu(c, size, window):
     """CPU of each node's dlm-electd.service over `window` s with `size`
     resources without actions beside `web`."""
     body = "".join('[[resource]]\nname = "b%d"\n' % i for i in range(size))
-    for n in cs.NODES:
+    for n in cs.NODES if size else ():
         c.push(n, body, "/etc/dlm-electd/conf.d/bench.toml", 0o600)
         c.check(n, "systemctl reload dlm-electd", 120)
 
@@ -123,25 +131,26 @@ def standby_cpu(c, size, window):
     until(900, "all %d resources mastered" % (size + 1), all_mastered, every=2)
     settle = time.monotonic() - t0
     time.sleep(5)  # the reload's own work done before the window opens
-    before = {n: cgroup_usec(c, n) for n in cs.NODES}
+    before = {n: cpu_usec(c, n) for n in cs.NODES}
     t0 = time.monotonic()
     time.sleep(window)
     wall = time.monotonic() - t0
-    after = {n: cgroup_usec(c, n) for n in cs.NODES}
+    after = {n: cpu_usec(c, n) for n in cs.NODES}
     masters = {}
     for n in cs.NODES:
         st = json.loads(c.check(n, "dlm-electd status --json", 60))
         masters[n] = sum(1 for r in st.get("resources", []) if r.get("state") == "master")
     rows = [{"node": n, "masters": masters[n],
-             "cpu_pct": 100.0 * (after[n] - before[n]) / 1e6 / wall} for n in cs.NODES]
-    for n in cs.NODES:
+             "cpu_pct": 100.0 * (after[n][0] - before[n][0]) / 1e6 / wall,
+             "daemon_pct": 100.0 * (after[n][1] - before[n][1]) / 1e6 / wall} for n in cs.NODES]
+    for n in cs.NODES if size else ():
         c.check(n, "rm -f /etc/dlm-electd/conf.d/bench.toml && systemctl reload dlm-electd", 120)
     until(300, "back to web alone", lambda: all(
         len(json.loads(c.check(n, "dlm-electd status --json", 60)).get("resources", [])) == 1
         for n in cs.NODES), every=2)
     print("  %d resources: all mastered %.1f s after the reload; CPU over %.0f s: %s"
-          % (size, settle, wall, ", ".join("node%d (%d master) %.2f %%" % (r["node"], r["masters"],
-                                                                         r["cpu_pct"]) for r in rows)),
+          % (size, settle, wall, ", ".join("node%d (%d master) %.2f %% (daemon %.2f %%)" % (
+              r["node"], r["masters"], r["cpu_pct"], r["daemon_pct"]) for r in rows)),
           flush=True)
     return {"n": size, "window_s": round(wall, 1), "settle_s": round(settle, 1), "nodes": rows}
 
@@ -169,7 +178,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--handovers", type=int, default=10)
     ap.add_argument("--kills", type=int, default=2)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[0, 100, 1000],
+                    help="resources beside web for the CPU windows (0: web alone)")
     ap.add_argument("--window", type=float, default=60)
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -193,8 +203,12 @@ def main():
         r = {"deb": os.path.basename(deb), "handover": handovers(c, a.handovers),
              "cpu": [standby_cpu(c, n, a.window) for n in a.sizes],
              "pull": power_pulls(c, a.kills)}
-    except Fail as e:
-        sys.exit("corosync bench: %s" % e)
+    except Exception as e:
+        for n in cs.NODES:
+            if c is not None and c.is_on(n):
+                print("--- node%d: dlm-electd journal tail ---\n%s" % (n, c.sh(
+                    n, "journalctl -q -u dlm-electd -n 80 --no-hostname", 60)[1]), flush=True)
+        sys.exit("corosync bench: %s: %s" % (type(e).__name__, e))
     finally:
         if c is not None:
             c.down()

@@ -774,7 +774,7 @@ def write_report():
          "# random faults on three o2cb VMs with an independent checker (about 15 s a fault):",
          "benches/run.py chaos --faults 500 [--seed S]   # exit 1 on any violation",
          "# the dlm backend on the corosync tier's three VMs (about 20 min):",
-         "benches/run.py corosync   # --cs-handovers 10 --cs-kills 2 --cs-sizes 100 1000",
+         "benches/run.py corosync   # --cs-handovers 10 --cs-kills 2 --cs-sizes 0 100 1000",
          "```", "",
          "Measured here: handover 14 min (3 modes x 240 rounds, keepalived 100), footprint",
          "5 min (three 60 s windows), scale 1.5 min, soak 2.5 min, cluster 17 min by default (20",
@@ -936,28 +936,32 @@ def corosync_report(x, mach):
          "(`benches/corosync.py`).", "",
          "- **release**: `dlm-electd release --hold-off 1s web` on the master → the VIP deleted",
          "  there → added on the other node. The raw floor in the same run: a dlmprobe",
-         "  (the daemon's own binding) holding an EX lock on one node unlocks, another node's",
-         "  queued dlmprobe is granted.",
+         "  (the daemon's own binding) holding an EX lock on one node is told to unlock (its",
+         "  stdin ends) → another node's queued dlmprobe is granted.",
          "- **power pull**: the master's QEMU killed while a raw EX lock is held there and",
          "  queued for on the two others → the raw grant, and the VIP up on a survivor",
          "  (fence, which finds the node off, then DLM recovery, then our acquire).", "",
          "| what | min | median | p99 | n |", "|---|---|---|---|---|"]
     for label, st in [("release → VIP on the other node", h["vip_ms"]),
-                      ("raw: unlock → queued grant on the other node", h["raw_ms"]),
+                      ("raw: told to unlock → queued grant on the other node", h["raw_ms"]),
                       ("power pull → VIP up on a survivor", p["vip_ms"]),
                       ("power pull → raw lock granted on a survivor", p["raw_ms"])]:
         L.append(f"| {label} " + fmt_stats(st))
-    L += ["", "Times in ms. Power pull, ours over the raw floor per pull: "
-          + ", ".join(f"{q:.2f}" for q in p["over_raw"]) + ".", "",
-          "Standby CPU (each node's `dlm-electd.service` cgroup, `cpu.stat`: the daemon and the",
-          "`corosync-quorumtool` it runs every second for the quorum watch) over a window once",
-          "every resource had a master, N resources without actions beside `web`:", "",
-          "| resources | window s | all mastered after s | node: masters, CPU % of a core |",
+    L += ["", "Times in ms." + (" Power pull, ours over the raw floor per pull: "
+                                 + ", ".join(f"{q:.2f}" for q in p["over_raw"]) + "." if p["over_raw"]
+                                 else " No power pull in this run (`--cs-kills 0`): the corosync "
+                                 "tier's log times one a run (`cs_power_pull`)."), "",
+          "CPU (each node's `dlm-electd.service` cgroup, `cpu.stat`: the daemon and the",
+          "`corosync-quorumtool` it runs every second for the quorum watch; in brackets the",
+          "daemon's own, from its threads' schedstat) over a window once every resource had a",
+          "master, N resources without actions beside `web` (TCG: a guest's CPU costs several",
+          "times a real one's, fork and exec most):", "",
+          "| resources | window s | all mastered after s | node: masters, CPU % of a core (daemon's own) |",
           "|---|---|---|---|"]
     for r in x["cpu"]:
         L.append(f"| {r['n']} | {r['window_s']} | {r['settle_s']} | "
-                 + "; ".join(f"node{n['node']}: {n['masters']}, {n['cpu_pct']:.2f} %" for n in r["nodes"])
-                 + " |")
+                 + "; ".join(f"node{n['node']}: {n['masters']}, {n['cpu_pct']:.2f} % ({n.get('daemon_pct', 0):.2f} %)"
+                             for n in r["nodes"]) + " |")
     L.append("")
     return L
 
@@ -1158,7 +1162,7 @@ def main():
                     "until the restart's reconcile: the check must catch it")
     ap.add_argument("--cs-handovers", type=int, default=10, help="corosync: releases")
     ap.add_argument("--cs-kills", type=int, default=2, help="corosync: power pulls of the master")
-    ap.add_argument("--cs-sizes", type=int, nargs="+", default=[100, 1000],
+    ap.add_argument("--cs-sizes", type=int, nargs="+", default=[0, 100, 1000],
                     help="corosync: resources for the standby CPU windows")
     ap.add_argument("--faults", type=int, default=200, help="chaos: faults to inject")
     ap.add_argument("--seed", type=int, default=None, help="chaos: the schedule's seed (default: random, "
