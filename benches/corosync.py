@@ -106,11 +106,15 @@ def cpu_usec(c, n):
     """(the dlm-electd.service cgroup's CPU, the daemon process's own) in
     microseconds: the difference is what it runs, corosync-quorumtool a
     second for the quorum watch."""
+    # utime + stime of /proc/PID/stat: they keep the time of threads that
+    # ended (a sum over /proc/PID/task/*/schedstat loses it), in ticks.
     out = c.check(n, "cat /sys/fs/cgroup/system.slice/dlm-electd.service/cpu.stat; "
                      "pid=$(systemctl show -p MainPID --value dlm-electd); "
-                     "cat /proc/$pid/task/*/schedstat | awk '{s+=$1} END {print \"own\", s}'")
+                     "echo own $(sed 's/.*) //' /proc/$pid/stat | awk '{print $12 + $13}') "
+                     "$(getconf CLK_TCK)")
+    own = re.search(r"^own (\d+) (\d+)", out, re.M)
     return (int(re.search(r"^usage_usec (\d+)", out, re.M).group(1)),
-            int(re.search(r"^own (\d+)", out, re.M).group(1)) // 1000)
+            int(own.group(1)) * 1_000_000 // int(own.group(2)))
 
 
 def standby_cpu(c, size, window):
@@ -142,7 +146,8 @@ def standby_cpu(c, size, window):
         masters[n] = sum(1 for r in st.get("resources", []) if r.get("state") == "master")
     rows = [{"node": n, "masters": masters[n],
              "cpu_pct": 100.0 * (after[n][0] - before[n][0]) / 1e6 / wall,
-             "daemon_pct": 100.0 * (after[n][1] - before[n][1]) / 1e6 / wall} for n in cs.NODES]
+             "daemon_stat_pct": 100.0 * (after[n][1] - before[n][1]) / 1e6 / wall}
+            for n in cs.NODES]
     for n in cs.NODES if size else ():
         c.check(n, "rm -f /etc/dlm-electd/conf.d/bench.toml && systemctl reload dlm-electd", 120)
     until(300, "back to web alone", lambda: all(
@@ -150,7 +155,7 @@ def standby_cpu(c, size, window):
         for n in cs.NODES), every=2)
     print("  %d resources: all mastered %.1f s after the reload; CPU over %.0f s: %s"
           % (size, settle, wall, ", ".join("node%d (%d master) %.2f %% (daemon %.2f %%)" % (
-              r["node"], r["masters"], r["cpu_pct"], r["daemon_pct"]) for r in rows)),
+              r["node"], r["masters"], r["cpu_pct"], r["daemon_stat_pct"]) for r in rows)),
           flush=True)
     return {"n": size, "window_s": round(wall, 1), "settle_s": round(settle, 1), "nodes": rows}
 

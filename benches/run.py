@@ -953,14 +953,17 @@ def corosync_report(x, mach):
                                  "tier's log times one a run (`cs_power_pull`)."), "",
           "CPU (each node's `dlm-electd.service` cgroup, `cpu.stat`: the daemon and the",
           "`corosync-quorumtool` it runs every second for the quorum watch; in brackets the",
-          "daemon's own, from its threads' schedstat) over a window once every resource had a",
-          "master, N resources without actions beside `web` (TCG: a guest's CPU costs several",
-          "times a real one's, fork and exec most):", "",
+          "daemon's own, utime + stime of /proc/PID/stat, where the run measured it) over a",
+          "window once every resource had a master, N resources without actions beside `web`",
+          "(TCG: a guest's CPU costs several times a real one's, fork and exec most):", "",
           "| resources | window s | all mastered after s | node: masters, CPU % of a core (daemon's own) |",
           "|---|---|---|---|"]
+
+    def own(n):
+        return f" ({n['daemon_stat_pct']:.2f} %)" if "daemon_stat_pct" in n else ""
     for r in x["cpu"]:
         L.append(f"| {r['n']} | {r['window_s']} | {r['settle_s']} | "
-                 + "; ".join(f"node{n['node']}: {n['masters']}, {n['cpu_pct']:.2f} % ({n.get('daemon_pct', 0):.2f} %)"
+                 + "; ".join(f"node{n['node']}: {n['masters']}, {n['cpu_pct']:.2f} %{own(n)}"
                              for n in r["nodes"]) + " |")
     L.append("")
     return L
