@@ -3,6 +3,7 @@
 //! reload; USR1: log the status table), sd_notify and the watchdog, admin
 //! requests from the control socket; and the way out.
 
+use super::watchdog::{Beat, Watchdog};
 use crate::config::{ActionSpec, Config, ResourceSpec};
 use crate::control::{self, Admin, AdminCall};
 use crate::election::runner::{Request, Runner};
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -143,16 +144,13 @@ impl Supervisor {
         }
         let joins = futures::future::join_all(joins);
         tokio::pin!(joins);
-        let period = notify::watchdog_period();
-        let mut wd = watchdog_timer(period);
+        let mut wd = Watchdog::new();
         let results = loop {
             tokio::select! {
                 r = &mut joins => break r,
-                _ = wd.tick(), if period.is_some() => {
-                    if self.all_alive(Duration::from_secs(1)).await {
-                        notify::watchdog();
-                    }
-                }
+                beat = wd.next() => if let Beat::Due = beat {
+                    wd.start(self.pingers());
+                },
             }
         };
         let mut finals = Vec::new();
@@ -280,24 +278,9 @@ impl Supervisor {
         tracing::info!("reloaded {}", self.path.display());
     }
 
-    /// True when every runner answers a ping within `wait`: the event loop
-    /// and every runner loop are alive (a lock call stuck in the kernel
-    /// does not stop its runner from answering).
-    async fn all_alive(&self, wait: Duration) -> bool {
-        let pings = self.runners.values().map(|r| {
-            let tx = r.tx.clone();
-            async move {
-                let (reply, rx) = oneshot::channel();
-                tx.send(Request::Ping(reply)).await.is_ok()
-                    && tokio::time::timeout(wait, rx)
-                        .await
-                        .is_ok_and(|r| r.is_ok())
-            }
-        });
-        futures::future::join_all(pings)
-            .await
-            .into_iter()
-            .all(|ok| ok)
+    /// Every runner's sender, for a watchdog round.
+    fn pingers(&self) -> Vec<mpsc::Sender<Request>> {
+        self.runners.values().map(|r| r.tx.clone()).collect()
     }
 
     /// READY=1 once every resource reached its start state (with none, at
@@ -337,12 +320,6 @@ impl Supervisor {
 /// The watchdog's tick. Ticks missed while the loop was busy elsewhere (a
 /// reload) are skipped, not sent in a burst: a burst of WATCHDOG=1 can fill
 /// the notify socket's queue, and sending then blocks the whole loop.
-fn watchdog_timer(period: Option<Duration>) -> tokio::time::Interval {
-    let mut wd = tokio::time::interval(period.unwrap_or(Duration::from_secs(3600)));
-    wd.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    wd
-}
-
 /// What the supervisor's loop listens to and ends, besides the runners.
 pub(super) struct Io {
     pub(super) signals: Signals,
@@ -374,8 +351,7 @@ pub(super) async fn serve(mut sup: Supervisor, mut io: Io) -> i32 {
 async fn event_loop(sup: &mut Supervisor, io: &mut Io) -> bool {
     let mut ready = false;
     sup.notify(&mut ready);
-    let wd_period = notify::watchdog_period();
-    let mut wd = watchdog_timer(wd_period);
+    let mut wd = Watchdog::new();
     // The drain, for its metric (the runners follow it themselves).
     let mut drain = sup.drain.watch.subscribe();
     sup.drain_metric(&mut drain);
@@ -426,13 +402,9 @@ async fn event_loop(sup: &mut Supervisor, io: &mut Io) -> bool {
                 }
                 None => { let _ = call.reply.send(Err(format!("no resource named {:?}", call.resource))); }
             },
-            _ = wd.tick(), if wd_period.is_some() => {
-                if sup.all_alive(Duration::from_secs(1)).await {
-                    notify::watchdog();
-                } else {
-                    tracing::error!("a resource runner did not answer; not feeding the watchdog");
-                }
-            }
+            beat = wd.next() => if let Beat::Due = beat {
+                wd.start(sup.pingers());
+            },
         }
     }
 }

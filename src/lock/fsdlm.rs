@@ -341,28 +341,20 @@ fn ask(mode: Mode, flags: Flags) -> Ask {
 
 /// The completion of `lkid`, waiting at most [`ANSWER`].
 fn answer(ls: &Lockspace, lkid: u32, lock: &str) -> Result<Status, LockError> {
-    loop {
-        match ls.next_event(Some(ANSWER)).map_err(failed)? {
-            Some(Event::Completion {
-                lkid: l, status, ..
-            }) if l == lkid => return Ok(status),
-            // Nothing else is ours to read on this open (no BASTs asked).
-            Some(_) => continue,
-            None => {
-                return Err(LockError::Failed(format!(
-                    "no answer from the DLM about {lock} within {ANSWER:?}"
-                )));
-            }
-        }
-    }
+    ls.completion(lkid, ANSWER).map_err(failed)?.ok_or_else(|| {
+        LockError::Failed(format!(
+            "no answer from the DLM about {lock} within {ANSWER:?}"
+        ))
+    })
 }
 
 fn failed(e: DlmError) -> LockError {
     LockError::Failed(e.to_string())
 }
 
-/// Joining fails this way while the cluster is coming up: retried later.
-fn not_ready(e: DlmError) -> LockError {
+/// Joining fails this way while the cluster is coming up: retried later
+/// (the election), or said as "not ready" (workload locks).
+pub(crate) fn not_ready(e: DlmError) -> LockError {
     match e {
         DlmError::NotLoaded(_) | DlmError::NoDaemon(_) => LockError::NotReady(e.to_string()),
         e => LockError::Failed(e.to_string()),

@@ -31,8 +31,8 @@ use super::local::{bounded, try_local};
 use super::names::{JOINED_EXT, LOCAL_DIR, cluster_name, joined_path};
 use crate::config::LockConfig;
 use crate::lock::LockError;
-use crate::lock::dlm::{Ask, Control, DlmError, Event, Flags, Lockspace, Mode, Paths, Status};
-use crate::lock::fsdlm::{Fencing, fencing};
+use crate::lock::dlm::{Ask, Control, DlmError, Flags, Lockspace, Mode, Paths, Status};
+use crate::lock::fsdlm::{Fencing, fencing, not_ready};
 use nix::errno::Errno;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -74,11 +74,21 @@ impl Owed {
 
 /// Refuses workload locks where dlm_controld does not fence, as `run`
 /// refuses the daemon: a partition would give two holders (docs/dlm.md).
+/// Judged once per command: a `--wait` tries again and again, and neither
+/// `dlm_tool dump_config` nor its warning is worth repeating each time.
 fn check_fencing(lock: &LockConfig) -> Result<(), WorkloadError> {
+    static PASSED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if PASSED.get().is_some() {
+        return Ok(());
+    }
     match Fencing::judge(fencing(), lock.allow_unfenced) {
-        Fencing::On => Ok(()),
+        Fencing::On => {
+            let _ = PASSED.set(());
+            Ok(())
+        }
         f @ (Fencing::OffAllowed | Fencing::UnknownAllowed(_)) => {
             eprintln!("dlm-electd: warning: fencing {}", f.describe());
+            let _ = PASSED.set(());
             Ok(())
         }
         Fencing::Off => Err(WorkloadError::Stack(
@@ -93,7 +103,8 @@ fn check_fencing(lock: &LockConfig) -> Result<(), WorkloadError> {
 /// Joins the lockspace and records the create (settling one a killed
 /// taker of `name` left: ours stands for it from now on).
 fn join(lock: &LockConfig, runtime_dir: &Path, name: &str) -> Result<Lockspace, WorkloadError> {
-    let ls = Lockspace::join(&lock.lockspace, &Paths::default()).map_err(joining)?;
+    let ls = Lockspace::join(&lock.lockspace, &Paths::default())
+        .map_err(|e| WorkloadError::Lock(not_ready(e)))?;
     let record = joined_path(runtime_dir, name);
     if record.exists() {
         // Two creates owed for one name now: one goes back at once (ours
@@ -197,12 +208,16 @@ fn outcome(
 ) -> Result<bool, WorkloadError> {
     let within = wait.unwrap_or(op_timeout);
     let start = Instant::now();
-    let mut first = completion(ls, lkid, within.min(SAY_QUEUED))?;
+    let mut first = ls
+        .completion(lkid, within.min(SAY_QUEUED))
+        .map_err(failed)?;
     if first.is_none() && within > SAY_QUEUED {
         if wait.is_some() {
             say_queued();
         }
-        first = completion(ls, lkid, within.saturating_sub(start.elapsed()))?;
+        first = ls
+            .completion(lkid, within.saturating_sub(start.elapsed()))
+            .map_err(failed)?;
     }
     match first {
         Some(Status::Granted) => return Ok(true),
@@ -211,7 +226,7 @@ fn outcome(
         None => {}
     }
     ls.cancel(lkid).map_err(failed)?;
-    match completion(ls, lkid, op_timeout)? {
+    match ls.completion(lkid, op_timeout).map_err(failed)? {
         Some(Status::Cancelled) => Ok(false),
         Some(Status::Granted) => {
             ls.unlock(lkid, Flags::NONE, None).map_err(failed)?;
@@ -222,26 +237,6 @@ fn outcome(
             what: "cancelling the queued request",
             limit: op_timeout,
         }),
-    }
-}
-
-/// The completion of `lkid` within `within`, None if none came.
-fn completion(
-    ls: &Lockspace,
-    lkid: u32,
-    within: Duration,
-) -> Result<Option<Status>, WorkloadError> {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match ls.next_event(Some(left)).map_err(failed)? {
-            Some(Event::Completion {
-                lkid: l, status, ..
-            }) if l == lkid => return Ok(Some(status)),
-            // One lock per open, no blocking ASTs asked: nothing else is ours.
-            Some(_) => continue,
-            None => return Ok(None),
-        }
     }
 }
 
@@ -339,15 +334,6 @@ pub(super) fn drop_stale(
 
 fn failed(e: DlmError) -> WorkloadError {
     WorkloadError::Lock(LockError::Failed(e.to_string()))
-}
-
-/// Joining fails this way while the cluster is coming up: retried while a
-/// wait lasts, as on the other backends.
-fn joining(e: DlmError) -> WorkloadError {
-    WorkloadError::Lock(match e {
-        DlmError::NotLoaded(_) | DlmError::NoDaemon(_) => LockError::NotReady(e.to_string()),
-        e => LockError::Failed(e.to_string()),
-    })
 }
 
 fn ended(status: Status) -> WorkloadError {

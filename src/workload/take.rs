@@ -51,8 +51,9 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
                     owed: None,
                 }))
         }
-        // Taken by `take_dlm`, which waits in the DLM's queue instead.
-        Backend::Dlm => unreachable!("dlm workload locks are taken by take_dlm"),
+        // `try_take` hands dlm to `workload::dlm::take`, which waits in the
+        // DLM's queue instead.
+        Backend::Dlm => unreachable!("dlm workload locks are taken by workload::dlm::take"),
         Backend::Dlmfs => {
             let be = DlmfsBackend::new(lock.mount.clone(), lock.domain.clone(), node);
             let path = be.join_unclaimed()?.join(&cname);

@@ -18,7 +18,7 @@
 //!   stays after we are gone (and `dlm.service` will not stop).
 
 use super::layout::{self, Flags, LVB_LEN};
-use super::wire::{self, Ask, Event};
+use super::wire::{self, Ask, Event, Status};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -469,6 +469,23 @@ impl Lockspace {
                 return Ok(None);
             }
             self.wait_readable(left)?;
+        }
+    }
+
+    /// The completion of `lkid`, waiting up to `within` (None: it did not
+    /// come). For an open with one lock and no blocking ASTs asked, where
+    /// any other result is nobody's and is skipped.
+    pub fn completion(&self, lkid: u32, within: Duration) -> Result<Option<Status>, DlmError> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_event(Some(left))? {
+                Some(Event::Completion {
+                    lkid: l, status, ..
+                }) if l == lkid => return Ok(Some(status)),
+                Some(_) => continue,
+                None => return Ok(None),
+            }
         }
     }
 
