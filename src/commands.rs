@@ -50,7 +50,13 @@ pub fn dispatch(cli: Cli) -> i32 {
             Err(code) => code,
         };
     }
+    // At least two workers, even on one CPU: a burst of runners (1,000
+    // resources starting at once) or a write blocked on a slow journald
+    // then holds up one worker, not the supervisor and the watchdog's
+    // round with it (seen on one-vCPU VMs: systemd killed a working daemon).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
     match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {

@@ -11,21 +11,35 @@
 //! follow this watch as they follow a frozen node's doubt (`membership`):
 //! Some(why) while the node is not quorate, None once it is again.
 //!
-//! How it reads quorum: `corosync-quorumtool -s` every `EVERY` (exit 0
-//! quorate, 2 not; `lock::fsdlm::quorate`), on a thread of its own. A
-//! poll, not corosync's quorum tracking: tracking needs libquorum's IPC
-//! (libqb), which the static binary does not link, and `corosync-quorumtool
-//! -m` prints into a block-buffered pipe. Corosync itself only notices a
-//! lost partition after its token timeout and consensus (about 7 s at its
-//! defaults), so a second more is a small share of it; one run costs a
-//! fork and a few ms of CPU. The judgement is pure (`Judge`).
+//! How it reads quorum, without linking libquorum (its IPC is libqb's, which
+//! the static binary does not carry): corosync's own change notifications,
+//! through `corosync-quorumtool -m` kept running on a pseudo-terminal
+//! ([`Monitor`]; on a pipe it block-buffers what it prints, so nothing
+//! would arrive), each `Quorate:` line it prints an answer; and
+//! `corosync-quorumtool -s` at start, when the monitor (re)starts, and every
+//! [`RECHECK`] as a net (a change between the monitor's start and its
+//! tracking, a corosync that hangs without exiting). Where the monitor
+//! cannot run (no pseudo-terminal in a sandbox), `-s` every [`EVERY`], as
+//! before the monitor: measured on the corosync VMs, that poll's fork and
+//! exec a second cost each node about 10 % of a TCG vCPU. Corosync itself
+//! only notices a lost partition after its token timeout and consensus
+//! (about 7 s at its defaults); the monitor hears of it the moment corosync
+//! decides. The judgement is pure (`Judge`).
 
 use crate::membership::Doubt;
-use std::time::Duration;
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// How often the watch asks corosync.
+/// How often the watch asks corosync when no monitor runs.
 pub const EVERY: Duration = Duration::from_secs(1);
+
+/// How often the watch asks corosync beside a running monitor.
+pub const RECHECK: Duration = Duration::from_secs(30);
 
 /// How many failed asks in a row make a node that was quorate doubt it:
 /// one failure can be corosync busy with a membership change; a second,
@@ -67,11 +81,22 @@ impl Judge {
     }
 }
 
+/// Where the watch's answers come from.
+pub trait Source: Send + 'static {
+    /// One answer, asked now.
+    fn ask(&mut self) -> Result<bool, String>;
+    /// Waits up to `within` for news: Some(answer) when told of one, None
+    /// when the time is up (the watch then [`asks`](Self::ask)).
+    fn next(&mut self, within: Duration) -> Option<Result<bool, String>>;
+    /// How long to wait for news before asking again.
+    fn recheck(&self) -> Duration;
+}
+
 /// Starts the watch: the first answer is had before this returns, so the
-/// runners start with it; then a thread asks every `every`.
-pub fn watch(read: impl Fn() -> Result<bool, String> + Send + 'static, every: Duration) -> Doubt {
+/// runners start with it; then a thread follows `source`.
+pub fn watch(mut source: impl Source) -> Doubt {
     let mut judge = Judge::default();
-    let first = judge.seen(read()).clone();
+    let first = judge.seen(source.ask()).clone();
     if let Some(why) = &first {
         tracing::warn!("{why}: not master and not competing until it is");
     }
@@ -80,8 +105,9 @@ pub fn watch(read: impl Fn() -> Result<bool, String> + Send + 'static, every: Du
         .name("quorum-watch".into())
         .spawn(move || {
             loop {
-                std::thread::sleep(every);
-                let now = judge.seen(read()).clone();
+                let within = source.recheck();
+                let answer = source.next(within).unwrap_or_else(|| source.ask());
+                let now = judge.seen(answer).clone();
                 tx.send_if_modified(|d| {
                     if *d == now {
                         return false;
@@ -106,6 +132,168 @@ pub fn watch(read: impl Fn() -> Result<bool, String> + Send + 'static, every: Du
         tracing::error!("cannot start the quorum watch ({e}); quorum loss is left to fencing");
     }
     rx
+}
+
+/// Corosync, through `corosync-quorumtool`: `-s` to ask, `-m` on a
+/// pseudo-terminal for news.
+#[derive(Default)]
+pub struct Corosync {
+    monitor: Option<Monitor>,
+    /// The monitor cannot run here: said once, polled from then on.
+    no_monitor: bool,
+    /// When the last monitor started: one that ends at once is restarted
+    /// no sooner than [`EVERY`] after.
+    started: Option<Instant>,
+    /// Monitors in a row that ended within [`SHORT_LIVED`] of their start
+    /// (a corosync without quorum configured: `-m` prints the status and
+    /// exits); at [`GIVE_UP_AFTER`] the watch polls instead.
+    short_lived: u32,
+}
+
+const SHORT_LIVED: Duration = Duration::from_secs(10);
+const GIVE_UP_AFTER: u32 = 3;
+
+impl Source for Corosync {
+    fn ask(&mut self) -> Result<bool, String> {
+        crate::lock::fsdlm::quorate()
+    }
+
+    fn next(&mut self, within: Duration) -> Option<Result<bool, String>> {
+        if self.no_monitor {
+            std::thread::sleep(within);
+            return None;
+        }
+        let Some(m) = &mut self.monitor else {
+            if let Some(t) = self.started {
+                std::thread::sleep(EVERY.saturating_sub(t.elapsed()));
+            }
+            self.started = Some(Instant::now());
+            match Monitor::start("corosync-quorumtool", &["-m", "-i"]) {
+                Ok(m) => self.monitor = Some(m),
+                Err(why) => {
+                    tracing::warn!(
+                        "cannot follow corosync's quorum changes ({why}): asking every {EVERY:?} instead"
+                    );
+                    self.no_monitor = true;
+                }
+            }
+            // Asked at once: a change before the monitor tracks is missed
+            // by it.
+            return None;
+        };
+        match m.next(within) {
+            Ok(Some(quorate)) => Some(Ok(quorate)),
+            Ok(None) => None,
+            Err(why) => {
+                self.monitor = None;
+                let short = self.started.is_some_and(|t| t.elapsed() < SHORT_LIVED);
+                self.short_lived = if short { self.short_lived + 1 } else { 0 };
+                if self.short_lived >= GIVE_UP_AFTER {
+                    tracing::warn!(
+                        "{why}, {GIVE_UP_AFTER} times in a row within {SHORT_LIVED:?} of its start: asking every {EVERY:?} instead"
+                    );
+                    self.no_monitor = true;
+                }
+                Some(Err(why))
+            }
+        }
+    }
+
+    fn recheck(&self) -> Duration {
+        if self.no_monitor { EVERY } else { RECHECK }
+    }
+}
+
+/// A program (`corosync-quorumtool -m -i`) with its stdout on a
+/// pseudo-terminal, so that its stdio is line-buffered. Killed when dropped, and by the kernel if the daemon
+/// dies first (`PR_SET_PDEATHSIG`).
+struct Monitor {
+    child: std::process::Child,
+    pty: OwnedFd,
+    /// What was read and not yet a whole line.
+    partial: Vec<u8>,
+}
+
+impl Monitor {
+    fn start(prog: &str, args: &[&str]) -> Result<Monitor, String> {
+        use std::os::unix::process::CommandExt;
+        let pty = nix::pty::openpty(None, None).map_err(|e| format!("no pseudo-terminal: {e}"))?;
+        for fd in [&pty.master, &pty.slave] {
+            // Hooks and the keeper never inherit either end.
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+                .map_err(|e| format!("cannot set FD_CLOEXEC on a pseudo-terminal: {e}"))?;
+        }
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(pty.slave))
+            .stderr(Stdio::null());
+        // SAFETY: only an async-signal-safe call between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("cannot run {prog}: {e}"))?;
+        // `cmd` held the slave; dropped, the child's copy is the only one
+        // left, so its exit reads as EIO here.
+        drop(cmd);
+        Ok(Monitor {
+            child,
+            pty: pty.master,
+            partial: Vec::new(),
+        })
+    }
+
+    /// The next `Quorate:` line within `within`: Ok(None) if none came,
+    /// Err once the monitor ended.
+    fn next(&mut self, within: Duration) -> Result<Option<bool>, String> {
+        let end = Instant::now() + within;
+        loop {
+            while let Some(nl) = self.partial.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.partial.drain(..=nl).collect();
+                if let Some(q) = crate::lock::fsdlm::quorate_line(&String::from_utf8_lossy(&line)) {
+                    return Ok(Some(q));
+                }
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let mut fds = [PollFd::new(self.pty.as_fd(), PollFlags::POLLIN)];
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(format!("cannot poll the quorum monitor: {e}")),
+            }
+            let mut buf = [0u8; 1024];
+            match nix::unistd::read(&self.pty, &mut buf) {
+                Ok(n) if n > 0 => self.partial.extend_from_slice(&buf[..n]),
+                Err(Errno::EINTR) | Err(Errno::EAGAIN) => {}
+                // EOF, or EIO once the child's end is closed: it ended.
+                _ => return Err(self.ended()),
+            }
+        }
+    }
+
+    fn ended(&mut self) -> String {
+        let _ = self.child.kill();
+        match self.child.wait() {
+            Ok(s) => format!("the quorum monitor (corosync-quorumtool -m) ended ({s})"),
+            Err(e) => format!("the quorum monitor ended (cannot wait for it: {e})"),
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]
@@ -136,14 +324,25 @@ mod tests {
         assert!(j.seen(Err("not running".into())).is_some());
     }
 
-    #[test]
-    fn the_watch_follows_the_answers() {
-        use std::sync::{Arc, Mutex};
-        let answer = Arc::new(Mutex::new(Ok(true)));
-        let a = answer.clone();
-        let mut rx = watch(move || a.lock().unwrap().clone(), Duration::from_millis(5));
-        assert_eq!(*rx.borrow_and_update(), None, "quorate at start");
-        *answer.lock().unwrap() = Ok(false);
+    /// Answers asked from `asked`, news from a channel.
+    struct Fake {
+        asked: std::sync::Arc<std::sync::Mutex<Result<bool, String>>>,
+        news: std::sync::mpsc::Receiver<Result<bool, String>>,
+    }
+
+    impl Source for Fake {
+        fn ask(&mut self) -> Result<bool, String> {
+            self.asked.lock().unwrap().clone()
+        }
+        fn next(&mut self, within: Duration) -> Option<Result<bool, String>> {
+            self.news.recv_timeout(within).ok()
+        }
+        fn recheck(&self) -> Duration {
+            Duration::from_millis(20)
+        }
+    }
+
+    fn changed(rx: &mut Doubt) -> Option<String> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -151,17 +350,52 @@ mod tests {
         rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(5), rx.changed())
                 .await
-                .unwrap()
+                .expect("the watch did not change within 5 s")
                 .unwrap();
         });
-        assert!(rx.borrow_and_update().is_some());
-        *answer.lock().unwrap() = Ok(true);
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), rx.changed())
-                .await
-                .unwrap()
-                .unwrap();
+        rx.borrow_and_update().clone()
+    }
+
+    #[test]
+    fn the_watch_follows_news_and_asks_again_when_none_comes() {
+        use std::sync::{Arc, Mutex};
+        let asked = Arc::new(Mutex::new(Ok(true)));
+        let (tell, news) = std::sync::mpsc::channel();
+        let mut rx = watch(Fake {
+            asked: asked.clone(),
+            news,
         });
-        assert_eq!(*rx.borrow(), None);
+        assert_eq!(*rx.borrow_and_update(), None, "quorate at start");
+        tell.send(Ok(false)).unwrap();
+        assert!(changed(&mut rx).unwrap().contains("not quorate"));
+        tell.send(Ok(true)).unwrap();
+        assert_eq!(changed(&mut rx), None);
+        // No news: the recheck's ask finds it.
+        *asked.lock().unwrap() = Ok(false);
+        assert!(changed(&mut rx).unwrap().contains("not quorate"));
+    }
+
+    #[test]
+    fn the_monitor_reads_each_line_as_printed_through_stdio_buffering() {
+        // python3's print() block-buffers into a pipe and line-buffers
+        // into a terminal, as corosync-quorumtool's printf does.
+        let script = "import time\nprint('Quorum information')\nprint('Quorate:          No')\ntime.sleep(0.3)\nprint('Quorate:          Yes')\ntime.sleep(30)";
+        let mut m = Monitor::start("python3", &["-c", script]).unwrap();
+        let t = Instant::now();
+        assert_eq!(m.next(Duration::from_secs(10)), Ok(Some(false)));
+        assert_eq!(m.next(Duration::from_secs(10)), Ok(Some(true)));
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "lines came as printed"
+        );
+        assert_eq!(m.next(Duration::from_millis(50)), Ok(None), "no news");
+    }
+
+    #[test]
+    fn the_monitor_says_when_it_ended() {
+        let mut m = Monitor::start("sh", &["-c", "echo 'Quorate: Yes'; exit 3"]).unwrap();
+        assert_eq!(m.next(Duration::from_secs(10)), Ok(Some(true)));
+        let e = m.next(Duration::from_secs(10)).unwrap_err();
+        assert!(e.contains("ended") && e.contains('3'), "{e}");
     }
 }

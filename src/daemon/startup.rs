@@ -392,7 +392,7 @@ fn membership(cfg: &Config) -> crate::membership::Doubt {
         // is powered off, never resumed beside the new master. What is
         // watched instead is quorum: a master cut off from it gives up
         // before the fence lands (see quorum).
-        config::Backend::Dlm => crate::quorum::watch(lock::fsdlm::quorate, crate::quorum::EVERY),
+        config::Backend::Dlm => crate::quorum::watch(crate::quorum::Corosync::default()),
         config::Backend::File => crate::membership::never(),
     }
 }

@@ -472,10 +472,15 @@ pub fn quorate() -> Result<bool, String> {
 
 /// The `Quorate:` line of `corosync-quorumtool -s`.
 fn quorate_in(out: &str) -> Option<bool> {
-    out.lines()
-        .filter_map(|l| l.trim().strip_prefix("Quorate:"))
+    out.lines().find_map(quorate_line)
+}
+
+/// The answer in a `Quorate: Yes|No` line, as `corosync-quorumtool -s` and
+/// `-m` print it (on a terminal, ending in CR LF).
+pub fn quorate_line(line: &str) -> Option<bool> {
+    line.trim()
+        .strip_prefix("Quorate:")
         .map(|v| v.trim() == "Yes")
-        .next()
 }
 
 /// A command's stdout, killed if it runs past `limit`; an error unless it
@@ -545,6 +550,11 @@ mod tests {
         assert_eq!(quorate_in(out), Some(true));
         assert_eq!(quorate_in(&out.replace("Yes", "No")), Some(false));
         assert_eq!(quorate_in("Cannot initialize QUORUM service\n"), None);
+        assert_eq!(
+            quorate_line("Quorate:          Yes\r\n"),
+            Some(true),
+            "as -m prints it on a terminal"
+        );
     }
 
     #[test]
