@@ -951,19 +951,18 @@ def corosync_report(x, mach):
                                  + ", ".join(f"{q:.2f}" for q in p["over_raw"]) + "." if p["over_raw"]
                                  else " No power pull in this run (`--cs-kills 0`): the corosync "
                                  "tier's log times one a run (`cs_power_pull`)."), "",
-          "CPU (each node's `dlm-electd.service` cgroup, `cpu.stat`: the daemon and the",
-          "`corosync-quorumtool` it runs every second for the quorum watch; in brackets the",
-          "daemon's own, utime + stime of /proc/PID/stat, where the run measured it) over a",
-          "window once every resource had a master, N resources without actions beside `web`",
-          "(TCG: a guest's CPU costs several times a real one's, fork and exec most):", "",
-          "| resources | window s | all mastered after s | node: masters, CPU % of a core (daemon's own) |",
+          "CPU (each node's `dlm-electd.service` cgroup, `cpu.stat`: the daemon and its quorum",
+          "watch's `corosync-quorumtool -m`, with `-s` every 30 s) over a window once every",
+          "resource had a master, N resources without actions beside `web` added by a reload",
+          "on each node (TCG: a guest's CPU costs several times a real one's, fork and exec",
+          "most); restarts: systemd's restarts of the daemon since that reload (a watchdog",
+          "kill would show here):", "",
+          "| resources | window s | all mastered after s | node: masters, CPU % of a core, restarts |",
           "|---|---|---|---|"]
-
-    def own(n):
-        return f" ({n['daemon_stat_pct']:.2f} %)" if "daemon_stat_pct" in n else ""
     for r in x["cpu"]:
         L.append(f"| {r['n']} | {r['window_s']} | {r['settle_s']} | "
-                 + "; ".join(f"node{n['node']}: {n['masters']}, {n['cpu_pct']:.2f} %{own(n)}"
+                 + "; ".join(f"node{n['node']}: {n['masters']}, {n['cpu_pct']:.2f} %"
+                             + (f", {n['restarts']}" if "restarts" in n else "")
                              for n in r["nodes"]) + " |")
     L.append("")
     return L
