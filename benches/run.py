@@ -773,7 +773,7 @@ def write_report():
          "benches/run.py cluster     # --cluster-kills 6 --cluster-handovers 20 8 --cluster-poll 1s",
          "# random faults on three o2cb VMs with an independent checker (about 15 s a fault):",
          "benches/run.py chaos --faults 500 [--seed S]   # exit 1 on any violation",
-         "# the dlm backend on the corosync tier's three VMs (about 20 min):",
+         "# the dlm backend on the corosync tier's three VMs (about 10 min):",
          "benches/run.py corosync   # --cs-handovers 10 --cs-kills 2 --cs-sizes 0 100 1000",
          "```", "",
          "Measured here: handover 14 min (3 modes x 240 rounds, keepalived 100), footprint",
