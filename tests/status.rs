@@ -330,3 +330,21 @@ fn status_without_resources_says_no_resources_configured() {
     let json: Value = serde_json::from_slice(&cli_ok(&cfg, &["status", "--json"]).stdout).unwrap();
     assert_eq!(json["resources"], serde_json::json!([]));
 }
+
+/// The daemon's first answer to `status` lists every configured resource:
+/// the control socket may answer before every runner has had a turn (more
+/// than one runtime worker), so each is on the board before it runs.
+#[test]
+fn the_first_status_answer_lists_every_resource() {
+    let mut lab = Lab::new();
+    let resources: String = (0..300)
+        .map(|i| format!("[[resource]]\nname = \"r{i}\"\n"))
+        .collect();
+    let a = lab.start("a", &resources);
+    let first = wait_for(WAIT, "a first status answer", || lab.daemons[a].status());
+    let listed = first["resources"].as_array().unwrap().len();
+    assert_eq!(
+        listed, 300,
+        "the first answer listed {listed} of 300: {first}"
+    );
+}

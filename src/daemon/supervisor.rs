@@ -125,7 +125,8 @@ impl Supervisor {
             drain: self.drain.watch.subscribe(),
         };
         let span = tracing::info_span!("resource", resource = %spec.name);
-        let join = tokio::spawn(runner.run(rx).instrument(span));
+        let run = span.in_scope(|| runner.run(rx));
+        let join = tokio::spawn(run.instrument(span));
         self.runners
             .insert(spec.name.clone(), Running { spec, tx, join });
     }

@@ -123,9 +123,18 @@ impl Runner {
     /// Runs until shutdown has released everything (or the request channel
     /// closes, which is a shutdown too); returns the final status, which
     /// says whether the lock is still held.
-    pub async fn run(self, requests: mpsc::Receiver<Request>) -> ResourceStatus {
-        let (task, cmd) = Task::new(self);
-        task.drive(cmd, requests).await
+    ///
+    /// The resource is on the status board when this returns, before the
+    /// future first runs: with more than one runtime worker the control
+    /// socket may answer `status` before every runner got a turn, and it
+    /// must list every resource (seen on the VM tier: an empty list).
+    pub fn run(
+        self,
+        requests: mpsc::Receiver<Request>,
+    ) -> impl Future<Output = ResourceStatus> + Send + 'static {
+        let (mut task, cmd) = Task::new(self);
+        task.publish();
+        task.drive(cmd, requests)
     }
 
     /// Listed in `prefer`: a task that holds our candidate lock while the
