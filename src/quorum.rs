@@ -139,19 +139,37 @@ pub fn watch(mut source: impl Source) -> Doubt {
 #[derive(Default)]
 pub struct Corosync {
     monitor: Option<Monitor>,
-    /// The monitor cannot run here: said once, polled from then on.
-    no_monitor: bool,
+    /// The monitor could not run: polled until then, when it is tried
+    /// again (corosync may have been down at the daemon's start).
+    poll_until: Option<Instant>,
+    /// Whether polling instead was said (once, not at every retry).
+    said: bool,
     /// When the last monitor started: one that ends at once is restarted
     /// no sooner than [`EVERY`] after.
     started: Option<Instant>,
     /// Monitors in a row that ended within [`SHORT_LIVED`] of their start
-    /// (a corosync without quorum configured: `-m` prints the status and
-    /// exits); at [`GIVE_UP_AFTER`] the watch polls instead.
+    /// (corosync not running, or without quorum configured: `-m` prints
+    /// the status and exits); at [`GIVE_UP_AFTER`] the watch polls for
+    /// [`RETRY_AFTER`].
     short_lived: u32,
 }
 
 const SHORT_LIVED: Duration = Duration::from_secs(10);
 const GIVE_UP_AFTER: u32 = 3;
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+impl Corosync {
+    /// Polls for [`RETRY_AFTER`] instead of following the monitor.
+    fn poll_for_now(&mut self, why: &str) {
+        if !self.said {
+            self.said = true;
+            tracing::warn!(
+                "cannot follow corosync's quorum changes ({why}): asking every {EVERY:?} instead, and trying again every {RETRY_AFTER:?}"
+            );
+        }
+        self.poll_until = Some(Instant::now() + RETRY_AFTER);
+    }
+}
 
 impl Source for Corosync {
     fn ask(&mut self) -> Result<bool, String> {
@@ -159,7 +177,7 @@ impl Source for Corosync {
     }
 
     fn next(&mut self, within: Duration) -> Option<Result<bool, String>> {
-        if self.no_monitor {
+        if self.poll_until.is_some_and(|t| Instant::now() < t) {
             std::thread::sleep(within);
             return None;
         }
@@ -170,12 +188,7 @@ impl Source for Corosync {
             self.started = Some(Instant::now());
             match Monitor::start("corosync-quorumtool", &["-m", "-i"]) {
                 Ok(m) => self.monitor = Some(m),
-                Err(why) => {
-                    tracing::warn!(
-                        "cannot follow corosync's quorum changes ({why}): asking every {EVERY:?} instead"
-                    );
-                    self.no_monitor = true;
-                }
+                Err(why) => self.poll_for_now(&why),
             }
             // Asked at once: a change before the monitor tracks is missed
             // by it.
@@ -189,10 +202,10 @@ impl Source for Corosync {
                 let short = self.started.is_some_and(|t| t.elapsed() < SHORT_LIVED);
                 self.short_lived = if short { self.short_lived + 1 } else { 0 };
                 if self.short_lived >= GIVE_UP_AFTER {
-                    tracing::warn!(
-                        "{why}, {GIVE_UP_AFTER} times in a row within {SHORT_LIVED:?} of its start: asking every {EVERY:?} instead"
-                    );
-                    self.no_monitor = true;
+                    self.short_lived = 0;
+                    self.poll_for_now(&format!(
+                        "{why}, {GIVE_UP_AFTER} times in a row within {SHORT_LIVED:?} of its start"
+                    ));
                 }
                 Some(Err(why))
             }
@@ -200,7 +213,11 @@ impl Source for Corosync {
     }
 
     fn recheck(&self) -> Duration {
-        if self.no_monitor { EVERY } else { RECHECK }
+        if self.monitor.is_some() {
+            RECHECK
+        } else {
+            EVERY
+        }
     }
 }
 
