@@ -18,8 +18,9 @@ JSON. Its own run dir (`run-corosync-bench`) so a test run can go beside it.
   the harness's event channel, stamped with the host's clock on arrival.
 - standby CPU: N resources without actions (a drop-in and a reload), each
   node's `dlm-electd.service` cgroup CPU (`cpu.stat` usage_usec: the daemon
-  and the `corosync-quorumtool` it runs every second) over a window, once
-  every resource has a master.
+  and its quorum watch's `corosync-quorumtool -m`) over a window, once
+  every resource has a master, and systemd's restarts of the daemon since
+  the reload.
 - power pull: the master's QEMU killed while a raw lock is held there and
   queued for on the others: the raw grant and the VIP's takeover, from the
   power-off; the node is booted again before the next pull.
@@ -102,7 +103,7 @@ def handovers(c, count):
     return {"vip_ms": stats(daemon), "raw_ms": stats(raw)}
 
 
-def cpu_usec(c, n):
+def cgroup_usec(c, n):
     """The dlm-electd.service cgroup's CPU (the daemon and the quorum
     watch's corosync-quorumtool) in microseconds."""
     out = c.check(n, "cat /sys/fs/cgroup/system.slice/dlm-electd.service/cpu.stat")
@@ -133,11 +134,11 @@ def standby_cpu(c, size, window):
     until(900, "all %d resources mastered" % (size + 1), all_mastered, every=2)
     settle = time.monotonic() - t0
     time.sleep(5)  # the reload's own work done before the window opens
-    before = {n: cpu_usec(c, n) for n in cs.NODES}
+    before = {n: cgroup_usec(c, n) for n in cs.NODES}
     t0 = time.monotonic()
     time.sleep(window)
     wall = time.monotonic() - t0
-    after = {n: cpu_usec(c, n) for n in cs.NODES}
+    after = {n: cgroup_usec(c, n) for n in cs.NODES}
     masters = {}
     for n in cs.NODES:
         st = json.loads(c.check(n, "dlm-electd status --json", 60))

@@ -19,9 +19,10 @@
 //! `corosync-quorumtool -s` at start, when the monitor (re)starts, and every
 //! [`RECHECK`] as a net (a change between the monitor's start and its
 //! tracking, a corosync that hangs without exiting). Where the monitor
-//! cannot run (no pseudo-terminal in a sandbox), `-s` every [`EVERY`], as
-//! before the monitor: measured on the corosync VMs, that poll's fork and
-//! exec a second cost each node about 10 % of a TCG vCPU. Corosync itself
+//! cannot run or keeps ending at once (no pseudo-terminal, corosync not up
+//! yet), `-s` every [`EVERY`] for a minute at a time, then the monitor is
+//! tried again: measured on the corosync VMs, that poll's fork and exec a
+//! second cost each node about 10 % of a TCG vCPU. Corosync itself
 //! only notices a lost partition after its token timeout and consensus
 //! (about 7 s at its defaults); the monitor hears of it the moment corosync
 //! decides. The judgement is pure (`Judge`).
@@ -222,8 +223,9 @@ impl Source for Corosync {
 }
 
 /// A program (`corosync-quorumtool -m -i`) with its stdout on a
-/// pseudo-terminal, so that its stdio is line-buffered. Killed when dropped, and by the kernel if the daemon
-/// dies first (`PR_SET_PDEATHSIG`).
+/// pseudo-terminal, so that its stdio is line-buffered. Killed when
+/// dropped, and by the kernel if the daemon dies first
+/// (`PR_SET_PDEATHSIG`).
 struct Monitor {
     child: std::process::Child,
     pty: OwnedFd,

@@ -7,7 +7,7 @@ mod support;
 use nix::sys::signal::Signal;
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
-use support::lab::Lab;
+use support::lab::{Lab, bare_resources};
 use support::{Daemon, WAIT};
 
 /// A stand-in for the service manager's socket in `lab`'s dir, whose reads
@@ -241,9 +241,7 @@ fn ready_survives_a_burst_of_status_changes_read_late() {
             }
         })
     };
-    let res: String = (0..1000)
-        .map(|i| format!("[[resource]]\nname = \"r{i}\"\n"))
-        .collect();
+    let res = bare_resources(1000);
     let i = lab.start_under("a", &["/usr/bin/env", notify.as_str()], &res);
     support::wait_for(Duration::from_secs(60), "1000 masters", || {
         let s = lab.daemons[i].status()?;
@@ -267,9 +265,7 @@ fn ready_survives_a_burst_of_status_changes_read_late() {
 #[test]
 fn many_resources_are_counted_in_status() {
     let mut lab = Lab::new();
-    let res: String = (0..40)
-        .map(|i| format!("[[resource]]\nname = \"r{i}\"\n"))
-        .collect();
+    let res = bare_resources(40);
     let (sock_a, notify_a) = notify_socket(&lab, Duration::from_millis(200));
     let a = lab.start_under("a", &["/usr/bin/env", notify_a.as_str()], &res);
     let got = read_until(&sock_a, "READY=1");

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use support::lab::Lab;
+use support::lab::{Lab, bare_resources};
 use support::{BIN, WAIT, cli, cli_ok, wait_for};
 
 fn now_ms() -> u64 {
@@ -337,9 +337,7 @@ fn status_without_resources_says_no_resources_configured() {
 #[test]
 fn the_first_status_answer_lists_every_resource() {
     let mut lab = Lab::new();
-    let resources: String = (0..300)
-        .map(|i| format!("[[resource]]\nname = \"r{i}\"\n"))
-        .collect();
+    let resources = bare_resources(300);
     let a = lab.start("a", &resources);
     let first = wait_for(WAIT, "a first status answer", || lab.daemons[a].status());
     let listed = first["resources"].as_array().unwrap().len();

@@ -1,7 +1,8 @@
 //! The supervisor: one runner per resource, stopped through one function
 //! for reload and shutdown; signals (TERM/INT: release and exit; HUP:
-//! reload; USR1: log the status table), sd_notify and the watchdog, admin
-//! requests from the control socket; and the way out.
+//! reload; USR1: log the status table), sd_notify and the watchdog's
+//! rounds (`watchdog`), admin requests from the control socket; and the
+//! way out.
 
 use super::watchdog::{Beat, Watchdog};
 use crate::config::{ActionSpec, Config, ResourceSpec};
@@ -318,9 +319,6 @@ impl Supervisor {
     }
 }
 
-/// The watchdog's tick. Ticks missed while the loop was busy elsewhere (a
-/// reload) are skipped, not sent in a burst: a burst of WATCHDOG=1 can fill
-/// the notify socket's queue, and sending then blocks the whole loop.
 /// What the supervisor's loop listens to and ends, besides the runners.
 pub(super) struct Io {
     pub(super) signals: Signals,

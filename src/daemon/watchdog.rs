@@ -3,7 +3,7 @@
 //!
 //! A round runs as a task of its own, so the supervisor's loop goes on
 //! answering signals and admin requests while it waits. A runner is given
-//! half the feeding period to answer ([`Beat::answer_within`]): it answers
+//! half the feeding period to answer: it answers
 //! between two events of its loop, so what this catches is a loop that is
 //! stuck (a deadlock, a blocking call on the runtime), not one that is
 //! slow. A lock call stuck in the kernel does not hold its runner up (it is
@@ -24,6 +24,8 @@ use tokio::time::{Interval, MissedTickBehavior};
 pub(super) struct Watchdog {
     /// None: systemd watches nothing; no rounds.
     period: Option<Duration>,
+    /// How long a runner has to answer a round's ping: half the period.
+    within: Duration,
     timer: Interval,
     round: Option<JoinHandle<bool>>,
 }
@@ -36,20 +38,17 @@ pub(super) enum Beat {
     Ended,
 }
 
-impl Beat {
-    /// How long a runner has to answer a round's ping.
-    pub(super) fn answer_within(period: Duration) -> Duration {
-        period / 2
-    }
-}
-
 impl Watchdog {
     pub(super) fn new() -> Watchdog {
         let period = notify::watchdog_period();
         let mut timer = tokio::time::interval(period.unwrap_or(Duration::from_secs(3600)));
+        // Ticks missed while the loop was busy elsewhere (a reload) are
+        // skipped, not run in a burst: a burst of WATCHDOG=1 can fill the
+        // notify socket's queue, and sending then blocks the whole loop.
         timer.set_missed_tick_behavior(MissedTickBehavior::Skip);
         Watchdog {
             period,
+            within: period.unwrap_or_default() / 2,
             timer,
             round: None,
         }
@@ -69,7 +68,7 @@ impl Watchdog {
                 } else {
                     tracing::error!(
                         "a resource runner did not answer within {:?}; not feeding the watchdog",
-                        Beat::answer_within(self.period.unwrap_or_default())
+                        self.within
                     );
                 }
                 Beat::Ended
@@ -83,8 +82,7 @@ impl Watchdog {
 
     /// Pings every runner in `runners`, as a task.
     pub(super) fn start(&mut self, runners: Vec<mpsc::Sender<Request>>) {
-        let within = Beat::answer_within(self.period.unwrap_or_default());
-        self.round = Some(tokio::spawn(all_answer(runners, within)));
+        self.round = Some(tokio::spawn(all_answer(runners, self.within)));
     }
 }
 

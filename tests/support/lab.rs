@@ -228,6 +228,13 @@ fn orphan_keeper(stderr: &Path) -> Option<i32> {
     })
 }
 
+/// `n` resources named r0, r1, ... without actions.
+pub fn bare_resources(n: usize) -> String {
+    (0..n)
+        .map(|i| format!("[[resource]]\nname = \"r{i}\"\n"))
+        .collect()
+}
+
 /// `[[resource]]` `name` with one exec action; `acquire` and `release` are
 /// TOML arrays (see `log_hook`).
 pub fn exec_resource(name: &str, acquire: &str, release: &str) -> String {
