@@ -139,7 +139,7 @@ async fn run(cli: Cli) -> i32 {
             cluster: true,
         } => match load_as(&cli.config, false, config::check::LockUse::Release) {
             Ok(c) if watch => watch_with(&cli.config, json, interval, Some(&c)).await,
-            Ok(c) => match cluster::text(&c, json, true) {
+            Ok(c) => match cluster::text(&c, json, true).await {
                 Ok(t) => out(&t),
                 Err(e) => {
                     eprintln!("dlm-electd: {e}");
@@ -362,7 +362,7 @@ async fn watch_with(
         let frame = async {
             tick.tick().await;
             match cluster {
-                Some(c) => cluster::text(c, json, false),
+                Some(c) => cluster::text(c, json, false).await,
                 None => fetch(config)
                     .await
                     .map(|s| render(Some(&s), &held(config), json, false)),

@@ -53,6 +53,9 @@ pub enum Request {
     Held {
         resource: String,
     },
+    /// Every node's record and every resource's lock, read through the
+    /// lock manager (`status --cluster` on dlmfs and dlm).
+    Cluster,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,7 +90,19 @@ pub struct Who {
     pub drain: Option<Arc<Drainer>>,
     /// What a `held` request asks. None: it cannot be asked (tests).
     pub probe: Option<Arc<Probe>>,
+    /// Answers a `cluster` request (blocking: run on a thread of its own).
+    /// None: this daemon's backend keeps no records in the lock manager.
+    pub cluster: Option<ClusterReader>,
 }
+
+/// Reads the cluster for a `cluster` request: a JSON document the client
+/// knows (`cluster::store`'s); control does not name cluster's types,
+/// since cluster's records embed a `StatusReport`.
+pub type ClusterReader = Arc<dyn Fn() -> Result<serde_json::Value, String> + Send + Sync>;
+
+/// How long a `cluster` request may take: a read waits for each node's
+/// record in the DLM, and through a recovery of a dead node.
+pub const CLUSTER_WAIT: Duration = Duration::from_secs(30);
 
 /// The drain record's place and the runners' watch of it.
 pub struct Drainer {
@@ -153,6 +168,9 @@ pub struct Reply {
     /// The answer to `drain`: what the daemon follows now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain: Option<DrainAnswer>,
+    /// The answer to `cluster` (see [`ClusterReader`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<serde_json::Value>,
 }
 
 /// What a daemon follows after a `drain` request: the record it read, and
@@ -205,6 +223,7 @@ pub async fn serve(
         locks: None,
         drain: None,
         probe: None,
+        cluster: None,
     };
     serve_as(listener, who, board, release).await
 }
@@ -374,6 +393,7 @@ async fn answer(
             None => error_reply("this daemon cannot be drained".into()),
         },
         Ok(Request::Held { resource }) => held(node.probe, &board, &resource).await,
+        Ok(Request::Cluster) => cluster(node.cluster).await,
         Ok(Request::Release {
             resource,
             hold_off_ms,
@@ -460,6 +480,27 @@ async fn held(probe: Option<Arc<Probe>>, board: &Board, resource: &str) -> Reply
         Err(_) => error_reply(format!(
             "the probe did not return within op_timeout ({:?})",
             p.op_timeout
+        )),
+    }
+}
+
+/// Reads the cluster on the blocking pool, bounded by [`CLUSTER_WAIT`].
+async fn cluster(reader: Option<ClusterReader>) -> Reply {
+    let Some(read) = reader else {
+        return error_reply(
+            "this daemon's backend keeps no records in the lock manager (file: the client reads the lock dir itself)".into(),
+        );
+    };
+    let call = tokio::task::spawn_blocking(move || read());
+    match tokio::time::timeout(CLUSTER_WAIT, call).await {
+        Ok(Ok(Ok(v))) => Reply {
+            cluster: Some(v),
+            ..Reply::default()
+        },
+        Ok(Ok(Err(e))) => error_reply(e),
+        Ok(Err(e)) => error_reply(format!("reading the cluster failed: {e}")),
+        Err(_) => error_reply(format!(
+            "the cluster could not be read within {CLUSTER_WAIT:?}: a lock call waits (the DLM recovering a dead node, until it is fenced); try again"
         )),
     }
 }

@@ -13,15 +13,22 @@
 //!
 //! Where records live is the backend's: `file` keeps them beside the lock
 //! files (`LOCK_DIR/.nodes/`, so on a cluster filesystem every node reads
-//! every other's). dlmfs and dlm (records in lock value blocks) are next.
+//! every other's); dlmfs and dlm keep them in lock value blocks, read by
+//! the daemon for its `status --cluster` client (a dlmfs lock call can
+//! sleep through a recovery: a daemon's thread can wait that out, a
+//! client could not even exit).
 //!
 //! `record` (what a node publishes), `file` (the `file` backend's
-//! records: the daemon's publisher, the client's reader), `view` (pure:
-//! records and lock probes into one row per resource).
+//! records: the daemon's publisher, the client's reader), `chunks` (pure:
+//! a record as lock values), `store` (the records in lock values: the
+//! daemon's publisher and reader), `view` (pure: records and lock probes
+//! into one row per resource).
 
+pub mod chunks;
 pub mod file;
 pub mod record;
+pub mod store;
 pub mod view;
 
 pub use record::NodeRecord;
-pub use view::{ClusterView, Master, NodeSeen};
+pub use view::{ClusterView, Held, Master, NodeSeen};

@@ -6,7 +6,7 @@ use crate::state::Status;
 use serde::Serialize;
 
 /// A node as the reader found it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NodeSeen {
     pub name: String,
     /// Its presence lock is held: its daemon runs.
@@ -73,8 +73,23 @@ pub struct Wanted<'a> {
     pub lock: &'a str,
     /// Its `prefer` order (empty: none).
     pub prefer: &'a [String],
-    /// Whether some process holds its lock now (or why that is unknown).
-    pub held: Result<bool, String>,
+    /// Whether some process holds its lock now.
+    pub held: Held,
+}
+
+/// What the backend says of a resource's lock.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Held {
+    Yes,
+    No,
+    /// Not asked: dlmfs has no probe that leaves nothing behind (a granted
+    /// trylock stays cached and keeps the others out). One running node's
+    /// claim is then believed: the DLM lets one node hold the lock, and a
+    /// record counts only while its node's presence lock is held.
+    NotAsked,
+    /// Asking failed, with why.
+    Unknown(String),
 }
 
 pub fn judge(wanted: &[Wanted], mut seen: Vec<NodeSeen>) -> ClusterView {
@@ -115,18 +130,21 @@ fn row(w: &Wanted, seen: &[NodeSeen]) -> Row {
         states.push(state);
     }
     let master = match (claims.as_slice(), &w.held) {
-        (_, Err(e)) => Master::Unknown {
+        (_, Held::Unknown(e)) => Master::Unknown {
             why: format!("the lock cannot be asked: {e}"),
         },
-        ([(node, since)], Ok(true)) => Master::Node {
+        ([(node, since)], Held::Yes | Held::NotAsked) => Master::Node {
             node: node.clone(),
             since_ms: *since,
         },
-        ([], Ok(false)) => Master::Nobody,
-        ([], Ok(true)) => Master::Unknown {
+        ([], Held::No) => Master::Nobody,
+        ([], Held::NotAsked) => Master::Unknown {
+            why: "no running node says it is master (this backend cannot be asked whether the lock is held: a killed daemon's lock keeper may hold it, or one is starting or releasing)".into(),
+        },
+        ([], Held::Yes) => Master::Unknown {
             why: "the lock is held, but no running node says it is master (one starting or releasing, or a lock keeper finishing a killed daemon's release)".into(),
         },
-        ([(node, _)], Ok(false)) => Master::Unknown {
+        ([(node, _)], Held::No) => Master::Unknown {
             why: format!("{node} says it is master but the lock is free (its record is behind)"),
         },
         (many, _) => Master::Unknown {
@@ -194,7 +212,7 @@ mod tests {
         }
     }
 
-    fn wanted(name: &str, held: Result<bool, String>) -> Wanted<'_> {
+    fn wanted(name: &str, held: Held) -> Wanted<'_> {
         Wanted {
             name,
             lock: name,
@@ -210,7 +228,7 @@ mod tests {
             node("a", true, vec![res("web", Status::Master, 7)]),
             node("c", false, vec![res("web", Status::Master, 3)]),
         ];
-        let v = judge(&[wanted("web", Ok(true))], seen.clone());
+        let v = judge(&[wanted("web", Held::Yes)], seen.clone());
         let names: Vec<&str> = v.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "c"], "sorted");
         assert_eq!(
@@ -223,14 +241,20 @@ mod tests {
         );
         assert_eq!(v.resources[0].nodes, ["master", "standby", "down"]);
         // The lock free: a's record is behind, so no master as fact.
-        let v = judge(&[wanted("web", Ok(false))], seen.clone());
+        let v = judge(&[wanted("web", Held::No)], seen.clone());
         assert!(matches!(&v.resources[0].master, Master::Unknown { why } if why.contains("free")));
         // Nobody says so, the lock held: unknown; free: nobody.
         let quiet = vec![node("b", true, vec![res("web", Status::Standby, 5)])];
-        let v = judge(&[wanted("web", Ok(true))], quiet.clone());
+        let v = judge(&[wanted("web", Held::Yes)], quiet.clone());
         assert!(matches!(v.resources[0].master, Master::Unknown { .. }));
-        let v = judge(&[wanted("web", Ok(false))], quiet);
+        let v = judge(&[wanted("web", Held::No)], quiet.clone());
         assert_eq!(v.resources[0].master, Master::Nobody);
+        // dlmfs, not asked: a running node's one claim is believed, no
+        // claim is unknown (a keeper may hold the lock), never "nobody".
+        let v = judge(&[wanted("web", Held::NotAsked)], seen.clone());
+        assert!(matches!(&v.resources[0].master, Master::Node { node, .. } if node == "a"));
+        let v = judge(&[wanted("web", Held::NotAsked)], quiet);
+        assert!(matches!(v.resources[0].master, Master::Unknown { .. }));
     }
 
     #[test]
@@ -250,9 +274,9 @@ mod tests {
                 name: "web",
                 lock: "web",
                 prefer: &prefer,
-                held: Ok(true),
+                held: Held::Yes,
             },
-            wanted("db", Err("dlmfs cannot be asked".into())),
+            wanted("db", Held::Unknown("timed out".into())),
         ];
         let v = judge(&w, seen);
         assert!(

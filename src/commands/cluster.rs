@@ -1,17 +1,20 @@
 //! `status --cluster`: every node's record and every resource's lock,
 //! judged by `cluster::view`, as a table or JSON.
 
-use crate::cluster::view::{self, ClusterView, Master, Wanted};
+use crate::cluster::store::Answer;
+use crate::cluster::view::{self, ClusterView, Held, Master, NodeSeen, Wanted};
 use crate::config::{self, Config};
+use crate::control::{self, ControlError, Request};
 use crate::lock::LockBackend;
 use crate::lock::file::FileBackend;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The cluster view of `cfg`'s resources, rendered: a table, or JSON
 /// (`pretty`, else on one line, as `--watch` gives one document a line).
-pub(super) fn text(cfg: &Config, json: bool, pretty: bool) -> Result<String, String> {
-    let v = view_of(cfg)?;
+pub(super) async fn text(cfg: &Config, json: bool, pretty: bool) -> Result<String, String> {
+    let v = view_of(cfg).await?;
     if json {
         let t = if pretty {
             serde_json::to_string_pretty(&v)
@@ -23,22 +26,16 @@ pub(super) fn text(cfg: &Config, json: bool, pretty: bool) -> Result<String, Str
     Ok(table(&v))
 }
 
-/// The cluster view of `cfg`'s resources; Err on a backend without node
-/// records yet.
-pub(super) fn view_of(cfg: &Config) -> Result<ClusterView, String> {
-    if cfg.lock.backend != config::Backend::File {
-        return Err(format!(
-            "status --cluster reads node records, which only the file backend publishes so far (the {} backend's are next); `status` shows this node",
-            cfg.lock.backend
-        ));
-    }
-    let seen = crate::cluster::file::read(&cfg.lock.dir).map_err(|e| {
-        format!(
-            "cannot read {}: {e}",
-            cfg.lock.dir.join(crate::cluster::file::DIR).display()
-        )
-    })?;
-    let backend = FileBackend::new(cfg.lock.dir.clone(), cfg.lock.standby);
+/// The cluster view of `cfg`'s resources: on `file` read from the lock
+/// dir here, on dlmfs and dlm asked of this node's daemon (which reads the
+/// records in the lock manager: a dlmfs call can sleep through a
+/// recovery, which a daemon's thread can wait out and a client could not).
+pub(super) async fn view_of(cfg: &Config) -> Result<ClusterView, String> {
+    let (seen, held) = if cfg.lock.backend == config::Backend::File {
+        from_lock_dir(cfg)?
+    } else {
+        from_daemon(cfg).await?
+    };
     let wanted: Vec<Wanted> = cfg
         .resources
         .iter()
@@ -46,14 +43,57 @@ pub(super) fn view_of(cfg: &Config) -> Result<ClusterView, String> {
             name: &r.name,
             lock: &r.lock,
             prefer: &r.prefer,
-            held: match backend.held(&r.lock) {
-                Ok(Some(h)) => Ok(h),
-                Ok(None) => Err("the backend cannot be asked".into()),
-                Err(e) => Err(e.to_string()),
-            },
+            held: held.get(&r.lock).cloned().unwrap_or_else(|| {
+                Held::Unknown("this node's daemon does not run it (a config not reloaded?)".into())
+            }),
         })
         .collect();
     Ok(view::judge(&wanted, seen))
+}
+
+type Read = (Vec<NodeSeen>, HashMap<String, Held>);
+
+fn from_lock_dir(cfg: &Config) -> Result<Read, String> {
+    let seen = crate::cluster::file::read(&cfg.lock.dir).map_err(|e| {
+        format!(
+            "cannot read {}: {e}",
+            cfg.lock.dir.join(crate::cluster::file::DIR).display()
+        )
+    })?;
+    let backend = FileBackend::new(cfg.lock.dir.clone(), cfg.lock.standby);
+    let held = cfg
+        .resources
+        .iter()
+        .map(|r| {
+            let h = match backend.held(&r.lock) {
+                Ok(Some(true)) => Held::Yes,
+                Ok(Some(false)) => Held::No,
+                Ok(None) => Held::NotAsked,
+                Err(e) => Held::Unknown(e.to_string()),
+            };
+            (r.lock.clone(), h)
+        })
+        .collect();
+    Ok((seen, held))
+}
+
+async fn from_daemon(cfg: &Config) -> Result<Read, String> {
+    let wait = control::CLUSTER_WAIT + Duration::from_secs(5);
+    let reply = control::call(&cfg.daemon.runtime_dir, &Request::Cluster, wait)
+        .await
+        .map_err(|e| match e {
+            ControlError::NotRunning { .. } => format!(
+                "on the {} backend status --cluster reads the cluster through this node's daemon, and it is not running ({e}); start it, or ask on a node where it runs",
+                cfg.lock.backend
+            ),
+            e => e.to_string(),
+        })?;
+    if let Some(e) = reply.error {
+        return Err(e);
+    }
+    let a: Answer = serde_json::from_value(reply.cluster.ok_or("the daemon sent no cluster")?)
+        .map_err(|e| format!("bad answer from the daemon: {e}"))?;
+    Ok((a.nodes, a.held.into_iter().collect()))
 }
 
 /// The resources of `v` that no running node but `me` could be master of

@@ -35,7 +35,7 @@ pub(super) async fn drain(
             return exit::CONFIG;
         }
     };
-    if !force && let Some(code) = last_one(config) {
+    if !force && let Some(code) = last_one(config).await {
         return code;
     }
     let d = Drain {
@@ -94,8 +94,8 @@ pub(super) async fn drain(
 
 /// Without `--force`: refuses (Some(exit code)) when some resource has no
 /// other running node that could be master of it, as far as the node
-/// records tell (`file`); elsewhere nothing to check yet.
-fn last_one(config: &Path) -> Option<i32> {
+/// records tell (`status --cluster`'s view).
+async fn last_one(config: &Path) -> Option<i32> {
     let cfg = match crate::preflight::load_checked_as(config, config::check::LockUse::Release) {
         Ok(l) => l.config,
         Err(e) => {
@@ -105,11 +105,16 @@ fn last_one(config: &Path) -> Option<i32> {
             return Some(exit::CONFIG);
         }
     };
-    if cfg.lock.backend != config::Backend::File {
-        return None;
-    }
-    let v = match super::cluster::view_of(&cfg) {
+    let v = match super::cluster::view_of(&cfg).await {
         Ok(v) => v,
+        // dlmfs and dlm read the cluster through this node's daemon: one
+        // that is not running masters nothing here to hand over.
+        Err(e) if cfg.lock.backend != config::Backend::File => {
+            eprintln!(
+                "dlm-electd: drain: cannot check that other nodes could take over ({e}); draining anyway"
+            );
+            return None;
+        }
         Err(e) => {
             eprintln!(
                 "dlm-electd: drain: cannot check that other nodes could take over ({e}); nothing changed; --force drains anyway"

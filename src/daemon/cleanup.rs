@@ -60,6 +60,20 @@ pub async fn cleanup(cfg: Config) -> i32 {
             rc = exit::FAILURE;
         }
     }
+    // A killed daemon's presence lock for `status --cluster`, cached here
+    // (dlmfs): the other nodes would see it as running until dropped.
+    if locks && cfg.lock.backend == crate::config::Backend::Dlmfs {
+        let (b, name) = (backend.clone(), crate::cluster::chunks::presence(&cfg.node));
+        let op = cfg.daemon.op_timeout;
+        let call = tokio::task::spawn_blocking(move || b.clear_stale(&name));
+        match tokio::time::timeout(op, call).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("cannot drop this node's presence lock: {e}"),
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!("dropping this node's presence lock did not finish")
+            }
+        }
+    }
     // Workload locks a killed `run-locked` left cached on this node (dlmfs),
     // once their programs ended; one a local program still holds is kept.
     let c = cfg.clone();

@@ -1,18 +1,27 @@
 //! The node's record for `status --cluster` (`cluster`): written at start
 //! and after every change of the status board or the drain, a burst of
 //! changes (a takeover of 1,000 resources) coalesced into one write per
-//! `COALESCE`. Writes are blocking file I/O: on the blocking pool.
+//! `COALESCE`. `file` writes it beside its locks, dlmfs and dlm in lock
+//! value blocks (`cluster::store`); both are blocking calls, on the
+//! blocking pool. Also the reader a `cluster` request of the control
+//! socket runs on dlmfs and dlm.
 
-use crate::cluster::file::Publisher;
-use crate::control::StatusReport;
+use crate::cluster::{file, store};
+use crate::config::Backend;
+use crate::control::{ClusterReader, StatusReport};
 use crate::drain::Drain;
 use crate::election::Board;
-use std::sync::Arc;
+use crate::lock::{LockBackend, LockError};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 
 /// At most one record write per this much time.
 pub const COALESCE: Duration = Duration::from_millis(200);
+
+/// How long before a publisher that could not start (the cluster not up
+/// yet) tries again.
+const RETRY: Duration = Duration::from_secs(5);
 
 /// What the record says besides the board.
 pub struct Node {
@@ -20,39 +29,118 @@ pub struct Node {
     pub locks: Option<String>,
 }
 
-/// Starts publishing `sup`'s node: beside the file backend's locks (the
-/// other backends' records are not built yet). `locks`: how far they reach.
-pub(super) fn start(sup: &super::supervisor::Supervisor, locks: Option<String>) {
-    if sup.cfg.lock.backend != crate::config::Backend::File {
-        return;
-    }
-    match Publisher::start(&sup.cfg.lock.dir, &sup.cfg.node) {
-        Ok(p) => {
-            let node = Node {
-                name: sup.cfg.node.clone(),
-                locks,
-            };
-            tokio::spawn(publish(
-                p,
-                node,
-                sup.board.clone(),
-                sup.changed.subscribe(),
-                sup.drain.watch.subscribe(),
-            ));
+/// Where the records go.
+enum Records {
+    File(file::Publisher),
+    Values(store::Publisher),
+}
+
+impl Records {
+    fn write(&self, report: StatusReport) -> Result<(), String> {
+        match self {
+            Records::File(p) => p.write(report).map_err(|e| e.to_string()),
+            Records::Values(p) => p.write(report),
         }
-        Err(why) => tracing::warn!("status --cluster will not show this node: {why}"),
     }
+}
+
+/// The publisher in lock values, once it runs: the way out closes it
+/// before the backend leaves its lockspace (fs/dlm: a lockspace with our
+/// locks in it would not be left plainly).
+#[derive(Clone, Default)]
+pub struct Published(Arc<OnceLock<Arc<Records>>>);
+
+impl Published {
+    /// Lets go of the presence lock and the value locks (blocking).
+    pub fn close(&self) {
+        if let Some(r) = self.0.get()
+            && let Records::Values(p) = &**r
+        {
+            p.close();
+        }
+    }
+}
+
+/// Starts publishing `sup`'s node. `locks`: how far its locks reach.
+pub(super) fn start(sup: &super::supervisor::Supervisor, locks: Option<String>) -> Published {
+    let published = Published::default();
+    let node = Node {
+        name: sup.cfg.node.clone(),
+        locks,
+    };
+    let open: Open = match sup.cfg.lock.backend {
+        Backend::File => {
+            let (dir, name) = (sup.cfg.lock.dir.clone(), sup.cfg.node.clone());
+            Arc::new(move || {
+                file::Publisher::start(&dir, &name)
+                    .map(Records::File)
+                    .map_err(Opening::Refused)
+            })
+        }
+        Backend::Dlmfs | Backend::Dlm => {
+            let (backend, name) = (sup.backend.clone(), sup.cfg.node.clone());
+            Arc::new(move || open_values(&*backend, &name))
+        }
+    };
+    tokio::spawn(publish(
+        open,
+        published.clone(),
+        node,
+        sup.board.clone(),
+        sup.changed.subscribe(),
+        sup.drain.watch.subscribe(),
+    ));
+    published
+}
+
+/// Starts the publisher (blocking); tried again while not ready.
+type Open = Arc<dyn Fn() -> Result<Records, Opening> + Send + Sync>;
+
+/// Why a publisher did not start.
+enum Opening {
+    /// Not yet: the cluster is not up.
+    NotReady(String),
+    /// For good (said once).
+    Refused(String),
+}
+
+fn open_values(backend: &dyn LockBackend, node: &str) -> Result<Records, Opening> {
+    let values = match backend.value_locks() {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(Opening::Refused("the backend has no lock values".into())),
+        Err(LockError::NotReady(e)) => return Err(Opening::NotReady(e)),
+        Err(e) => return Err(Opening::NotReady(e.to_string())),
+    };
+    store::Publisher::start(values, node)
+        .map(Records::Values)
+        .map_err(Opening::Refused)
 }
 
 /// Runs for the daemon's life (aborted with its runtime).
 async fn publish(
-    p: Publisher,
+    open: Open,
+    published: Published,
     node: Node,
     board: Board,
     mut changed: watch::Receiver<()>,
     mut drain: watch::Receiver<Option<Drain>>,
 ) {
-    let p = Arc::new(p);
+    let p = loop {
+        let o = open.clone();
+        match tokio::task::spawn_blocking(move || o()).await {
+            Ok(Ok(p)) => break Arc::new(p),
+            Ok(Err(Opening::Refused(why))) => {
+                tracing::warn!("status --cluster will not show this node: {why}");
+                return;
+            }
+            Ok(Err(Opening::NotReady(why))) => {
+                tracing::debug!("the node's record waits for the cluster: {why}");
+                tokio::time::sleep(RETRY).await;
+            }
+            Err(_) => return,
+        }
+    };
+    let _ = published.0.set(p.clone());
     let mut failing = false;
     loop {
         changed.borrow_and_update();
@@ -84,4 +172,18 @@ async fn publish(
         }
         tokio::time::sleep(COALESCE).await;
     }
+}
+
+/// The reader for `cluster` requests, on dlmfs and dlm: every node's
+/// record, and whether each of this daemon's resources' locks is held.
+pub(super) fn reader(sup: &super::supervisor::Supervisor) -> Option<ClusterReader> {
+    if sup.cfg.lock.backend == Backend::File {
+        return None;
+    }
+    let (backend, me, board) = (sup.backend.clone(), sup.cfg.node.clone(), sup.board.clone());
+    Some(Arc::new(move || {
+        let locks = board.snapshot().into_iter().map(|r| r.lock).collect();
+        let a = store::answer(&*backend, &me, locks)?;
+        serde_json::to_value(a).map_err(|e| e.to_string())
+    }))
 }

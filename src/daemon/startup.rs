@@ -250,10 +250,11 @@ async fn start(
         changed,
         runners: HashMap::new(),
         links: supervisor::link_watch(&cfg, None).await,
+        published: Default::default(),
         cfg,
     };
     tracing::info!(node = %sup.cfg.node, "starting: {} resource(s), {} backend", sup.cfg.resources.len(), sup.cfg.lock.backend);
-    super::publish::start(&sup, reach.clone());
+    sup.published = super::publish::start(&sup, reach.clone());
     for spec in sup.cfg.resources.clone() {
         sup.spawn(spec);
     }
@@ -265,6 +266,7 @@ async fn start(
             locks: reach,
             drain: Some(drain),
             probe: Some(probe),
+            cluster: super::publish::reader(&sup),
         },
         sup.board.clone(),
         release_tx,

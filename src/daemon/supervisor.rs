@@ -54,6 +54,8 @@ pub(super) struct Supervisor {
     pub(super) links: Option<crate::links::Links>,
     /// The node's drain: the record's place and the runners' watch of it.
     pub(super) drain: Arc<control::Drainer>,
+    /// The node's record for `status --cluster`, closed on the way out.
+    pub(super) published: super::publish::Published,
 }
 
 /// Whether two versions of a resource hold and do the same: same lock, same
@@ -476,6 +478,10 @@ async fn shutdown(mut sup: Supervisor, io: Io, keeper_lost: bool) -> i32 {
     if let Some(k) = keeper {
         k.stop(!left.is_empty()).await;
     }
+    // Our record's locks go before the lockspace is left (fs/dlm), and a
+    // dlmfs presence lock must not stay cached here as if we still ran.
+    let published = sup.published.clone();
+    let _ = tokio::task::spawn_blocking(move || published.close()).await;
     let backend = sup.backend.clone();
     let all_released = left.is_empty() && still_held.is_empty();
     let _ = tokio::task::spawn_blocking(move || backend.leave(all_released)).await;

@@ -305,6 +305,10 @@ impl LockBackend for DlmfsBackend {
         Ok(None)
     }
 
+    fn value_locks(&self) -> Result<Option<Box<dyn super::lvb::ValueLocks>>, LockError> {
+        Ok(Some(Box::new(super::lvb::DlmfsValues::new(self.join()?))))
+    }
+
     /// A PR trylock, closed at once and never unlinked (an unlink racing
     /// a local open can hang, docs/dlmfs.md §1.4): busy iff another node
     /// holds EX, i.e. its owner is a candidate. A PR left cached here

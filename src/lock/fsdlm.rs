@@ -283,6 +283,13 @@ impl LockBackend for FsDlmBackend {
         }
     }
 
+    /// Through an open of its own (so its locks go with it, and never
+    /// to a keeper).
+    fn value_locks(&self) -> Result<Option<Box<dyn super::lvb::ValueLocks>>, LockError> {
+        let ls = self.open()?;
+        Ok(Some(Box::new(super::lvb::FsDlmValues::new(ls, ANSWER))))
+    }
+
     fn candidate_held(&self, lock: &str) -> Result<bool, LockError> {
         // A PR probe, unlocked at once: unlike dlmfs nothing stays cached.
         match self.request(lock, Mode::Pr, Flags::NONE)? {

@@ -10,6 +10,7 @@ pub mod file;
 pub mod filesystem;
 pub mod fsdlm;
 pub mod interrupt;
+pub mod lvb;
 pub mod open;
 pub mod twin;
 
@@ -107,6 +108,13 @@ pub trait LockBackend: Send + Sync {
     /// probe would stay cached and keep the others out).
     fn held(&self, lock: &str) -> Result<Option<bool>, LockError> {
         self.candidate_held(lock).map(Some)
+    }
+
+    /// Locks that carry a value, for the node records of `status
+    /// --cluster` (`lock::lvb`). None: the backend has none (`file` keeps
+    /// its records as files).
+    fn value_locks(&self) -> Result<Option<Box<dyn lvb::ValueLocks>>, LockError> {
+        Ok(None)
     }
 
     /// Lets go of what the backend joined for its locks (the daemon's way

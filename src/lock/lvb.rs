@@ -1,0 +1,342 @@
+//! Locks that carry a value: the DLM's lock value block (LVB), on dlmfs and
+//! on fs/dlm. `status --cluster` keeps each node's record in them
+//! (`cluster::store`), so the cluster is read through the lock manager
+//! itself. The `file` backend has none (its records are files).
+//!
+//! The DLM hands a lock's value to the next holder: a writer takes the lock
+//! EX, sets the value and lets it down (dlmfs: a close, the value goes
+//! with the downconvert another node's request causes; fs/dlm: a
+//! conversion to NL, which we keep so the value outlives the write); a
+//! reader takes PR and gets the value with the grant. Both wait in the DLM
+//! queue, never in a loop of trylocks: a dlmfs trylock sends the holder no
+//! blocking AST, so a lock cached at EX on an idle node would refuse it
+//! forever (docs/dlmfs.md §1.2). Waits are short (the other side holds the
+//! lock for one write or read) but can last a node's recovery: callers run
+//! them on threads of their own.
+
+use super::LockError;
+use super::dlm::{Ask, Flags, Lockspace, Mode, Status};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode as Perm;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub trait ValueLocks: Send + Sync {
+    /// Bytes in a value (dlmfs 64, fs/dlm 32).
+    fn value_len(&self) -> usize;
+
+    /// Makes `value` (at most [`Self::value_len`] bytes, zero-padded) the
+    /// value of lock `name`, waiting for readers to let go.
+    fn write(&self, name: &str, value: &[u8]) -> Result<(), LockError>;
+
+    /// The value of lock `name`, waiting for a writer to let go. None: it
+    /// has none (never written, or lost with its writer's node).
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, LockError>;
+
+    /// Takes `name` EX until [`Self::let_go`] or [`Self::close`]. `wait`:
+    /// queue for it (for a lock held only for moments); else one try,
+    /// false when busy.
+    fn hold(&self, name: &str, wait: bool) -> Result<bool, LockError>;
+
+    /// Gives up a lock taken by [`Self::hold`].
+    fn let_go(&self, name: &str);
+
+    /// Whether some process holds `name` EX now (a lock others keep with
+    /// [`Self::hold`]). Leaves nothing behind that would refuse its
+    /// holder's next try.
+    fn held(&self, name: &str) -> Result<bool, LockError>;
+
+    /// Lets go of everything this holds; what it wrote stays readable
+    /// only as long as the lock manager keeps it (see each backend).
+    fn close(&self);
+}
+
+/// dlmfs: lock files in the domain directory. A file's content is its
+/// 64-byte LVB (docs/dlmfs.md §1.5).
+pub struct DlmfsValues {
+    dir: PathBuf,
+    held: Mutex<HashMap<String, File>>,
+}
+
+impl DlmfsValues {
+    pub fn new(dir: PathBuf) -> DlmfsValues {
+        DlmfsValues {
+            dir,
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn open(&self, name: &str, flags: OFlag) -> Result<Option<File>, LockError> {
+        let path = self.dir.join(name);
+        match nix::fcntl::open(
+            &path,
+            flags | OFlag::O_CREAT | OFlag::O_CLOEXEC,
+            Perm::from_bits_truncate(0o600),
+        ) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(Errno::ETXTBSY) | Err(Errno::EAGAIN) if flags.contains(OFlag::O_NONBLOCK) => {
+                Ok(None)
+            }
+            Err(e) => Err(LockError::Failed(format!(
+                "cannot open {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// A blocking open: queued in the DLM (a BAST makes an idle holder's
+    /// node let go). On o2cb it sleeps only while another process really
+    /// holds the lock, or during a recovery.
+    fn wait_open(&self, name: &str, flags: OFlag) -> Result<File, LockError> {
+        self.open(name, flags)?
+            .ok_or_else(|| LockError::Failed(format!("{name}: no lock")))
+    }
+}
+
+impl ValueLocks for DlmfsValues {
+    fn value_len(&self) -> usize {
+        64
+    }
+
+    fn write(&self, name: &str, value: &[u8]) -> Result<(), LockError> {
+        let f = self.wait_open(name, OFlag::O_RDWR)?;
+        let mut buf = [0u8; 64];
+        buf[..value.len()].copy_from_slice(value);
+        // The whole 64 bytes: a write keeps the bytes it does not cover.
+        f.write_all_at(&buf, 0)
+            .map_err(|e| LockError::Failed(format!("cannot write lock {name}'s value: {e}")))
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, LockError> {
+        let f = self.wait_open(name, OFlag::O_RDONLY)?;
+        let mut buf = vec![0u8; 64];
+        let n = f
+            .read_at(&mut buf, 0)
+            .map_err(|e| LockError::Failed(format!("cannot read lock {name}'s value: {e}")))?;
+        // EOF: invalid; all zero: never written, or zeroed by recovery
+        // because its writer's node died holding EX (o2cb).
+        buf.truncate(n);
+        Ok((n > 0 && buf.iter().any(|&b| b != 0)).then_some(buf))
+    }
+
+    fn hold(&self, name: &str, wait: bool) -> Result<bool, LockError> {
+        let flags = if wait {
+            OFlag::O_RDWR
+        } else {
+            OFlag::O_RDWR | OFlag::O_NONBLOCK
+        };
+        let Some(f) = self.open(name, flags)? else {
+            return Ok(false);
+        };
+        self.held.lock().unwrap().insert(name.to_string(), f);
+        Ok(true)
+    }
+
+    /// Closes it. The node keeps the lock cached at EX until another
+    /// node's queued request: a guard (waited for) needs no more.
+    fn let_go(&self, name: &str) {
+        self.held.lock().unwrap().remove(name);
+    }
+
+    /// A PR trylock. Granted (nobody holds it): the grant would stay
+    /// cached on this node and refuse the holder's next trylock, so the
+    /// file is unlinked at once, which unlocks it (§1.4; only one probe of
+    /// a name runs at a time on a node: the caller's job).
+    fn held(&self, name: &str) -> Result<bool, LockError> {
+        match self.open(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK)? {
+            None => Ok(true),
+            Some(f) => {
+                drop(f);
+                match nix::unistd::unlink(&self.dir.join(name)) {
+                    Ok(()) | Err(Errno::ENOENT) | Err(Errno::EBUSY) => Ok(false),
+                    Err(e) => Err(LockError::Failed(format!(
+                        "cannot unlink probe {name}: {e}"
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Closes what it holds and unlinks those files: a lock cached at EX
+    /// after its holder left would keep answering "held" to every other
+    /// node's probe.
+    fn close(&self) {
+        let held: Vec<String> = self.held.lock().unwrap().drain().map(|(n, _)| n).collect();
+        for name in held {
+            let _ = nix::unistd::unlink(&self.dir.join(name));
+        }
+    }
+}
+
+/// fs/dlm: locks through one open of the lockspace device (so they go
+/// with the process). What it wrote is kept at NL, which keeps the value
+/// in the DLM; a resource nobody holds is forgotten, value and all.
+pub struct FsDlmValues {
+    ls: Mutex<Option<Lockspace>>,
+    /// Lock ids by name: NL after a write, EX while held.
+    locks: Mutex<HashMap<String, u32>>,
+    within: Duration,
+}
+
+impl FsDlmValues {
+    /// `within`: how long a result is awaited.
+    pub fn new(ls: Lockspace, within: Duration) -> FsDlmValues {
+        FsDlmValues {
+            ls: Mutex::new(Some(ls)),
+            locks: Mutex::new(HashMap::new()),
+            within,
+        }
+    }
+
+    /// One call on the device and its completion, with the LVB it brought.
+    fn call(
+        &self,
+        name: &str,
+        start: impl FnOnce(&Lockspace) -> Result<u32, super::dlm::DlmError>,
+    ) -> Result<Done, LockError> {
+        let guard = self.ls.lock().unwrap();
+        let ls = guard
+            .as_ref()
+            .ok_or_else(|| LockError::Failed("closed".into()))?;
+        let lkid = start(ls).map_err(|e| LockError::Failed(e.to_string()))?;
+        let deadline = std::time::Instant::now() + self.within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match ls.next_event(Some(left)) {
+                Ok(Some(super::dlm::Event::Completion {
+                    lkid: l,
+                    status,
+                    sb_flags,
+                    lvb,
+                    ..
+                })) if l == lkid => return Ok((lkid, status, sb_flags, lvb)),
+                Ok(Some(_)) => continue,
+                Ok(None) => {
+                    return Err(LockError::Failed(format!(
+                        "no answer from the DLM about {name} within {:?}",
+                        self.within
+                    )));
+                }
+                Err(e) => return Err(LockError::Failed(e.to_string())),
+            }
+        }
+    }
+
+    fn expect(name: &str, what: &str, status: Status) -> Result<(), LockError> {
+        match status {
+            Status::Granted | Status::Unlocked => Ok(()),
+            other => Err(LockError::Failed(format!(
+                "{what} of {name} ended {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A call's lock id, status, `DLM_SBF_*` flags and value.
+type Done = (u32, Status, u8, Option<[u8; 32]>);
+
+fn ask(mode: Mode, flags: Flags) -> Ask {
+    Ask {
+        mode,
+        flags,
+        tag: 0,
+        bast: false,
+    }
+}
+
+impl ValueLocks for FsDlmValues {
+    fn value_len(&self) -> usize {
+        32
+    }
+
+    fn write(&self, name: &str, value: &[u8]) -> Result<(), LockError> {
+        let mut lvb = [0u8; 32];
+        lvb[..value.len()].copy_from_slice(value);
+        let known = self.locks.lock().unwrap().get(name).copied();
+        let ex = ask(Mode::Ex, Flags::VALBLK);
+        let lkid = match known {
+            Some(lkid) => {
+                let (_, st, _, _) =
+                    self.call(name, |ls| ls.convert(&ex, lkid, None).map(|()| lkid))?;
+                Self::expect(name, "conversion to EX", st)?;
+                lkid
+            }
+            None => {
+                let (lkid, st, _, _) = self.call(name, |ls| ls.request(&ex, name.as_bytes()))?;
+                Self::expect(name, "EX request", st)?;
+                self.locks.lock().unwrap().insert(name.to_string(), lkid);
+                lkid
+            }
+        };
+        // Down to NL with the value: the conversion writes it.
+        let nl = ask(Mode::Nl, Flags::VALBLK);
+        let (_, st, _, _) =
+            self.call(name, |ls| ls.convert(&nl, lkid, Some(&lvb)).map(|()| lkid))?;
+        Self::expect(name, "conversion to NL", st)
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, LockError> {
+        let pr = ask(Mode::Pr, Flags::VALBLK);
+        let (lkid, st, sb_flags, lvb) = self.call(name, |ls| ls.request(&pr, name.as_bytes()))?;
+        Self::expect(name, "PR request", st)?;
+        let (_, st, _, _) =
+            self.call(name, |ls| ls.unlock(lkid, Flags::NONE, None).map(|()| lkid))?;
+        Self::expect(name, "unlock", st)?;
+        // DLM_SBF_VALNOTVALID: lost in a recovery.
+        Ok(lvb
+            .filter(|v| sb_flags & 2 == 0 && v.iter().any(|&b| b != 0))
+            .map(|v| v.to_vec()))
+    }
+
+    fn hold(&self, name: &str, wait: bool) -> Result<bool, LockError> {
+        let flags = if wait { Flags::NONE } else { Flags::NOQUEUE };
+        let (lkid, st, _, _) = self.call(name, |ls| {
+            ls.request(&ask(Mode::Ex, flags), name.as_bytes())
+        })?;
+        match st {
+            Status::Granted => {
+                self.locks.lock().unwrap().insert(name.to_string(), lkid);
+                Ok(true)
+            }
+            Status::Busy => Ok(false),
+            other => Err(LockError::Failed(format!(
+                "EX request of {name} ended {other:?}"
+            ))),
+        }
+    }
+
+    fn let_go(&self, name: &str) {
+        let Some(lkid) = self.locks.lock().unwrap().remove(name) else {
+            return;
+        };
+        let _ = self.call(name, |ls| ls.unlock(lkid, Flags::NONE, None).map(|()| lkid));
+    }
+
+    /// A NOQUEUE PR request (no BAST), unlocked at once when granted.
+    fn held(&self, name: &str) -> Result<bool, LockError> {
+        let pr = ask(Mode::Pr, Flags::NOQUEUE);
+        let (lkid, st, _, _) = self.call(name, |ls| ls.request(&pr, name.as_bytes()))?;
+        match st {
+            Status::Busy => Ok(true),
+            Status::Granted => {
+                let _ = self.call(name, |ls| ls.unlock(lkid, Flags::NONE, None).map(|()| lkid));
+                Ok(false)
+            }
+            other => Err(LockError::Failed(format!(
+                "PR probe of {name} ended {other:?}"
+            ))),
+        }
+    }
+
+    /// Closes the device: the kernel unlocks all of it (nothing is
+    /// PERSISTENT here).
+    fn close(&self) {
+        self.locks.lock().unwrap().clear();
+        self.ls.lock().unwrap().take();
+    }
+}
