@@ -24,6 +24,7 @@ no hook process per resource. The resolution is the channel's jitter: each
 node sends 50 events carrying its own CLOCK_MONOTONIC 10 ms apart, and the
 spread of (host stamp - guest stamp) is reported.
 """
+import json
 import os
 import random
 import re
@@ -180,13 +181,29 @@ class Size:
                 "raw_ms": raw.t_ms - k.t_ms, "raw_sweeps": int(raw.text.split("sweeps=")[1].split()[0]),
                 "boot_s": boot}
 
+    def view(self, log):
+        """`status --cluster --json` on each node as an admin runs it (its
+        time includes the guest agent's round trip and the CLI's start):
+        every node's record read from the DLM's lock value blocks."""
+        out = []
+        for node in range(self.c.n):
+            t0 = time.monotonic()
+            v = json.loads(self.c.check(node, f"{G_BIN} status --cluster --json --config "
+                                        f"{self.cfg[node]}", timeout=120))
+            took = time.monotonic() - t0
+            named = sum(1 for x in v["resources"] if x["master"].get("kind") == "node")
+            out.append({"node": node, "s": round(took, 2), "named": named})
+            log(f"cluster: {self.n} resources, status --cluster on node{node}: {took:.2f} s, "
+                f"{named} masters named")
+        return out
+
     def run(self, handovers, kills, log):
         """`handovers` releases (alternating), then `kills` power pulls."""
         c = self.c
         self.start(0, "all-master")
         self.start(1, "all-standby")
         m, s = 0, 1
-        res = {"handover": [], "kill": []}
+        res = {"handover": [], "kill": [], "view": self.view(log)}
         for i in range(handovers):
             r = self.handover(m, s)
             log(f"cluster: {self.n} resources, handover {i + 1}/{handovers} node{m} -> node{s}: "
@@ -224,7 +241,7 @@ def bench(args, stats, log=lambda s: print(s, flush=True)):
             r = size.run(handovers, args.cluster_kills, log)
             for node in range(c.n):
                 size.stop(node)
-            row = {"n": n}
+            row = {"n": n, "status_cluster": r["view"]}
             for kind in ("handover", "kill"):
                 rs = r[kind]
                 row[kind] = {k: stats([x[k] for x in rs]) for k in ("first_ms", "all_ms")}

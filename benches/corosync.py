@@ -149,14 +149,24 @@ def standby_cpu(c, size, window):
              "cpu_pct": 100.0 * (after[n] - before[n]) / 1e6 / wall,
              "restarts": restarts(c, n) - restarts0[n]}
             for n in cs.NODES]
+    # `status --cluster` as an admin runs it on each node (through the
+    # guest agent: the time includes its round trip and the CLI's start):
+    # every node's record read from the DLM, every lock probed.
+    for r in rows:
+        t0 = time.monotonic()
+        v = json.loads(c.check(r["node"], "dlm-electd status --cluster --json", 120))
+        r["cluster_s"] = round(time.monotonic() - t0, 2)
+        r["cluster_named"] = sum(1 for x in v["resources"] if x["master"].get("kind") == "node")
     for n in cs.NODES if size else ():
         c.check(n, "rm -f /etc/dlm-electd/conf.d/bench.toml && systemctl reload dlm-electd", 120)
     until(300, "back to web alone", lambda: all(
         len(json.loads(c.check(n, "dlm-electd status --json", 60)).get("resources", [])) == 1
         for n in cs.NODES), every=2)
     print("  %d resources: all mastered %.1f s after the reload; CPU over %.0f s: %s"
-          % (size, settle, wall, ", ".join("node%d (%d master) %.2f %%, %d restarts" % (
-              r["node"], r["masters"], r["cpu_pct"], r["restarts"]) for r in rows)),
+          % (size, settle, wall, ", ".join(
+              "node%d (%d master) %.2f %%, %d restarts, status --cluster %.2f s naming %d masters"
+              % (r["node"], r["masters"], r["cpu_pct"], r["restarts"], r["cluster_s"],
+                 r["cluster_named"]) for r in rows)),
           flush=True)
     return {"n": size, "window_s": round(wall, 1), "settle_s": round(settle, 1), "nodes": rows}
 

@@ -111,8 +111,9 @@ pub enum Cmd {
         #[arg(long)]
         wait: bool,
         /// Drain even when no other running node could take over some
-        /// resource (checked on the `file` backend, from the node records
-        /// `status --cluster` reads; the other backends cannot tell yet).
+        /// resource (checked from the node records `status --cluster`
+        /// reads; on dlmfs and dlm through this node's daemon, so a node
+        /// whose daemon is stopped drains unchecked).
         #[arg(long)]
         force: bool,
         /// How long --wait waits: a DURATION from 1s to 24h.

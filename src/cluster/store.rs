@@ -5,9 +5,10 @@
 //!
 //! - The **roster** (a blob) lists every node name that published; a
 //!   publisher adds its own under the roster's guard lock, and checks at
-//!   each write that it is still there (on fs/dlm a value lives only while
-//!   some node keeps a lock on it, so a roster written by nodes that have
-//!   all stopped is gone).
+//!   each write (and every `publish::RECHECK`) that it is still there: the
+//!   roster can be lost (fs/dlm: its value, held at NL by its writers, is
+//!   invalid after a recovery; dlmfs: zeroed when its last writer's node
+//!   dies). Readers add the cluster stack's node names to it.
 //! - A node's **presence lock** is held EX by its daemon; a reader's probe
 //!   finds it busy while the daemon runs and free once it stopped, died, or
 //!   its node was recovered.
@@ -84,7 +85,7 @@ impl Publisher {
             names.push(self.node.clone());
             names.sort();
             let chunks = chunks::pack(&chunks::roster(&names), self.values.value_len());
-            write_blob(&*self.values, ROSTER, &chunks, &[])
+            write_blob(&*self.values, ROSTER, &chunks, &[], true)
         })();
         self.values.let_go(ROSTER_GUARD);
         r
@@ -102,7 +103,13 @@ impl Publisher {
         let mut last = self.last.lock().unwrap();
         // Forgotten until written whole: a failed write is redone whole.
         let before = std::mem::take(&mut *last);
-        write_blob(&*self.values, &chunks::record(&self.node), &new, &before)?;
+        write_blob(
+            &*self.values,
+            &chunks::record(&self.node),
+            &new,
+            &before,
+            false,
+        )?;
         *last = new;
         Ok(())
     }
@@ -114,22 +121,23 @@ impl Publisher {
 }
 
 /// Writes `new` as blob `blob`: the chunks that differ from `before`, the
-/// first (the header) last.
+/// first (the header) last. `shared`: other nodes write it too (the roster).
 fn write_blob(
     values: &dyn ValueLocks,
     blob: &str,
     new: &[Vec<u8>],
     before: &[Vec<u8>],
+    shared: bool,
 ) -> Result<(), String> {
     for (k, c) in new.iter().enumerate().skip(1) {
         if before.get(k) != Some(c) {
             values
-                .write(&chunks::chunk(blob, k), c)
+                .write(&chunks::chunk(blob, k), c, shared)
                 .map_err(|e| e.to_string())?;
         }
     }
     values
-        .write(&chunks::chunk(blob, 0), &new[0])
+        .write(&chunks::chunk(blob, 0), &new[0], shared)
         .map_err(|e| e.to_string())
 }
 
@@ -172,15 +180,21 @@ fn read_roster(values: &dyn ValueLocks) -> Result<Vec<String>, String> {
 /// lock can hang (docs/dlmfs.md §1.4).
 static READING: Mutex<()> = Mutex::new(());
 
-/// Every node on the roster, with whether its daemon runs and, if it
+/// Every node on the roster, in the cluster stack's node list or in
+/// `known` (`[cluster] nodes`), with whether its daemon runs and, if it
 /// does, its record. `me`: this node, running (its own presence lock is
-/// held here, so a probe would say busy anyway) and always listed.
-pub fn read(values: &dyn ValueLocks, me: &str) -> Result<Vec<NodeSeen>, String> {
+/// held here, so a probe would say busy anyway) and always listed. The
+/// roster alone would do but for a moment after it was lost (see the
+/// module doc): the stack's names are each node's hostname, dlm-electd's
+/// default node name.
+pub fn read(values: &dyn ValueLocks, me: &str, known: &[String]) -> Result<Vec<NodeSeen>, String> {
     let _one = READING.lock().unwrap_or_else(|p| p.into_inner());
     let mut names = read_roster(values)?;
-    if !names.iter().any(|n| n == me) {
-        names.push(me.to_string());
-    }
+    names.extend(values.stack_nodes());
+    names.extend(known.iter().cloned());
+    names.push(me.to_string());
+    names.sort();
+    names.dedup();
     Ok(names
         .into_iter()
         .map(|name| {
@@ -229,12 +243,17 @@ pub struct Answer {
 
 /// Reads the cluster through `backend`'s lock values (a fresh set, closed
 /// after: on fs/dlm an open of the lockspace of its own).
-pub fn answer(backend: &dyn LockBackend, me: &str, locks: Vec<String>) -> Result<Answer, String> {
+pub fn answer(
+    backend: &dyn LockBackend,
+    me: &str,
+    known: &[String],
+    locks: Vec<String>,
+) -> Result<Answer, String> {
     let values = backend
         .value_locks()
         .map_err(|e| format!("cannot reach the lock manager: {e}"))?
         .ok_or("this backend keeps no records in the lock manager")?;
-    let nodes = read(&*values, me);
+    let nodes = read(&*values, me, known);
     values.close();
     let held = locks
         .into_iter()
@@ -275,7 +294,7 @@ mod tests {
         fn value_len(&self) -> usize {
             32
         }
-        fn write(&self, name: &str, value: &[u8]) -> Result<(), LockError> {
+        fn write(&self, name: &str, value: &[u8], _shared: bool) -> Result<(), LockError> {
             let mut v = value.to_vec();
             v.resize(32, 0);
             self.0.values.lock().unwrap().insert(name.into(), v);
@@ -301,6 +320,9 @@ mod tests {
             for n in self.1.lock().unwrap().drain(..) {
                 self.0.held.lock().unwrap().remove(&n);
             }
+        }
+        fn stack_nodes(&self) -> Vec<String> {
+            vec!["d".into()]
         }
     }
 
@@ -336,14 +358,19 @@ mod tests {
         a.write(report("a", 300)).unwrap();
         b.write(report("b/long name", 2)).unwrap();
         a.write(report("a", 301)).unwrap();
-        let seen = read(&*node(), "c").unwrap();
+        let seen = read(&*node(), "c", &["e".into()]).unwrap();
         let names: Vec<&str> = seen.iter().map(|n| n.name.as_str()).collect();
-        assert_eq!(names, ["a", "b/long name", "c"]);
+        assert_eq!(
+            names,
+            ["a", "b/long name", "c", "d", "e"],
+            "roster, me, stack, config"
+        );
         assert!(seen[0].running && seen[1].running && seen[2].running);
+        assert!(!seen[3].running && !seen[4].running, "never started");
         assert_eq!(seen[0].record.as_ref().unwrap().report.resources.len(), 301);
         assert!(seen[2].record.is_none(), "c never published");
         b.close();
-        let seen = read(&*node(), "a").unwrap();
+        let seen = read(&*node(), "a", &[]).unwrap();
         assert!(!seen[1].running && seen[1].record.is_none());
         // The roster lost (fs/dlm: nobody kept a lock on it): the next
         // write puts the writer back.
@@ -352,7 +379,7 @@ mod tests {
             .unwrap()
             .retain(|k, _| !k.starts_with(ROSTER));
         a.write(report("a", 1)).unwrap();
-        let seen = read(&*node(), "z").unwrap();
+        let seen = read(&*node(), "z", &[]).unwrap();
         assert_eq!(seen[0].name, "a");
         assert_eq!(seen[0].record.as_ref().unwrap().report.resources.len(), 1);
     }

@@ -19,6 +19,10 @@ use tokio::sync::watch;
 /// At most one record write per this much time.
 pub const COALESCE: Duration = Duration::from_millis(200);
 
+/// A write (only what changed, nothing if nothing did) at least this
+/// often: it also puts the node back on a lost roster (`cluster::store`).
+pub const RECHECK: Duration = Duration::from_secs(30);
+
 /// How long before a publisher that could not start (the cluster not up
 /// yet) tries again.
 const RETRY: Duration = Duration::from_secs(5);
@@ -169,6 +173,7 @@ async fn publish(
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
             Ok(()) = drain.changed() => {}
+            () = tokio::time::sleep(RECHECK) => {}
         }
         tokio::time::sleep(COALESCE).await;
     }
@@ -181,9 +186,19 @@ pub(super) fn reader(sup: &super::supervisor::Supervisor) -> Option<ClusterReade
         return None;
     }
     let (backend, me, board) = (sup.backend.clone(), sup.cfg.node.clone(), sup.board.clone());
+    // The names the config knows: every `prefer` list (`[cluster] nodes`
+    // is resolved into them).
+    let mut known: Vec<String> = sup
+        .cfg
+        .resources
+        .iter()
+        .flat_map(|r| r.prefer.clone())
+        .collect();
+    known.sort();
+    known.dedup();
     Some(Arc::new(move || {
         let locks = board.snapshot().into_iter().map(|r| r.lock).collect();
-        let a = store::answer(&*backend, &me, locks)?;
+        let a = store::answer(&*backend, &me, &known, locks)?;
         serde_json::to_value(a).map_err(|e| e.to_string())
     }))
 }

@@ -306,7 +306,10 @@ impl LockBackend for DlmfsBackend {
     }
 
     fn value_locks(&self) -> Result<Option<Box<dyn super::lvb::ValueLocks>>, LockError> {
-        Ok(Some(Box::new(super::lvb::DlmfsValues::new(self.join()?))))
+        Ok(Some(Box::new(super::lvb::DlmfsValues::new(
+            self.join()?,
+            self.sysfs.clone(),
+        ))))
     }
 
     /// A PR trylock, closed at once and never unlinked (an unlink racing

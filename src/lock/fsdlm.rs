@@ -477,6 +477,16 @@ pub fn quorate() -> Result<bool, String> {
     })
 }
 
+/// corosync's configured nodes, as `corosync-cmapctl -b nodelist.node`
+/// prints them (`nodelist.node.0.name (str) = node1`), bounded.
+pub(crate) fn cmap_nodelist() -> Result<String, String> {
+    bounded_output(
+        "corosync-cmapctl",
+        &["-b", "nodelist.node"],
+        Duration::from_secs(5),
+    )
+}
+
 /// The `Quorate:` line of `corosync-quorumtool -s`.
 fn quorate_in(out: &str) -> Option<bool> {
     out.lines().find_map(quorate_line)

@@ -31,8 +31,9 @@ pub trait ValueLocks: Send + Sync {
     fn value_len(&self) -> usize;
 
     /// Makes `value` (at most [`Self::value_len`] bytes, zero-padded) the
-    /// value of lock `name`, waiting for readers to let go.
-    fn write(&self, name: &str, value: &[u8]) -> Result<(), LockError>;
+    /// value of lock `name`, waiting for readers to let go. `shared`: other
+    /// nodes write this lock too (see [`FsDlmValues`] for what it costs).
+    fn write(&self, name: &str, value: &[u8], shared: bool) -> Result<(), LockError>;
 
     /// The value of lock `name`, waiting for a writer to let go. None: it
     /// has none (never written, or lost with its writer's node).
@@ -54,6 +55,10 @@ pub trait ValueLocks: Send + Sync {
     /// Lets go of everything this holds; what it wrote stays readable
     /// only as long as the lock manager keeps it (see each backend).
     fn close(&self);
+
+    /// The node names the cluster stack is configured with (best effort,
+    /// empty if it cannot tell): o2cb's configfs, corosync's nodelist.
+    fn stack_nodes(&self) -> Vec<String>;
 }
 
 /// dlmfs: lock files in the domain directory. A file's content is its
@@ -61,13 +66,16 @@ pub trait ValueLocks: Send + Sync {
 pub struct DlmfsValues {
     dir: PathBuf,
     held: Mutex<HashMap<String, File>>,
+    /// Root of sysfs (configfs is under it).
+    sysfs: PathBuf,
 }
 
 impl DlmfsValues {
-    pub fn new(dir: PathBuf) -> DlmfsValues {
+    pub fn new(dir: PathBuf, sysfs: PathBuf) -> DlmfsValues {
         DlmfsValues {
             dir,
             held: Mutex::new(HashMap::new()),
+            sysfs,
         }
     }
 
@@ -103,7 +111,10 @@ impl ValueLocks for DlmfsValues {
         64
     }
 
-    fn write(&self, name: &str, value: &[u8]) -> Result<(), LockError> {
+    /// The node keeps the lock cached at EX, then at PR once another
+    /// node read it: either keeps the value, unless this node dies while
+    /// at EX (o2cb's recovery zeroes it then).
+    fn write(&self, name: &str, value: &[u8], _shared: bool) -> Result<(), LockError> {
         let f = self.wait_open(name, OFlag::O_RDWR)?;
         let mut buf = [0u8; 64];
         buf[..value.len()].copy_from_slice(value);
@@ -171,11 +182,37 @@ impl ValueLocks for DlmfsValues {
             let _ = nix::unistd::unlink(&self.dir.join(name));
         }
     }
+
+    /// `/sys/kernel/config/cluster/CLUSTER/node/NAME`: o2cb's node names
+    /// (each the node's hostname, which o2cb requires).
+    fn stack_nodes(&self) -> Vec<String> {
+        let clusters = self.sysfs.join("kernel/config/cluster");
+        let mut names: Vec<String> = std::fs::read_dir(clusters)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|c| {
+                std::fs::read_dir(c.path().join("node"))
+                    .into_iter()
+                    .flatten()
+            })
+            .flatten()
+            .filter_map(|n| n.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 /// fs/dlm: locks through one open of the lockspace device (so they go
-/// with the process). What it wrote is kept at NL, which keeps the value
-/// in the DLM; a resource nobody holds is forgotten, value and all.
+/// with the process). After a write the lock is kept, which keeps the
+/// value (a resource nobody holds is forgotten, value and all): at PR,
+/// which readers share and which keeps the value through a recovery; a
+/// `shared` lock at NL, since another writer's EX must get past it, and
+/// after a recovery (a node died or left the lockspace) a value held only
+/// at NL or CR is invalid (`recover_lvb` in fs/dlm/recover.c; seen in the
+/// corosync tier: the roster was gone after a node's daemon stopped).
 pub struct FsDlmValues {
     ls: Mutex<Option<Lockspace>>,
     /// Lock ids by name: NL after a write, EX while held.
@@ -254,7 +291,7 @@ impl ValueLocks for FsDlmValues {
         32
     }
 
-    fn write(&self, name: &str, value: &[u8]) -> Result<(), LockError> {
+    fn write(&self, name: &str, value: &[u8], shared: bool) -> Result<(), LockError> {
         let mut lvb = [0u8; 32];
         lvb[..value.len()].copy_from_slice(value);
         let known = self.locks.lock().unwrap().get(name).copied();
@@ -273,11 +310,12 @@ impl ValueLocks for FsDlmValues {
                 lkid
             }
         };
-        // Down to NL with the value: the conversion writes it.
-        let nl = ask(Mode::Nl, Flags::VALBLK);
-        let (_, st, _, _) =
-            self.call(name, |ls| ls.convert(&nl, lkid, Some(&lvb)).map(|()| lkid))?;
-        Self::expect(name, "conversion to NL", st)
+        // Down with the value: the conversion from EX writes it.
+        let down = ask(if shared { Mode::Nl } else { Mode::Pr }, Flags::VALBLK);
+        let (_, st, _, _) = self.call(name, |ls| {
+            ls.convert(&down, lkid, Some(&lvb)).map(|()| lkid)
+        })?;
+        Self::expect(name, "conversion down", st)
     }
 
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>, LockError> {
@@ -338,5 +376,24 @@ impl ValueLocks for FsDlmValues {
     fn close(&self) {
         self.locks.lock().unwrap().clear();
         self.ls.lock().unwrap().take();
+    }
+
+    /// The `name` of each node in corosync's nodelist
+    /// (`corosync-cmapctl -b nodelist.node`), bounded.
+    fn stack_nodes(&self) -> Vec<String> {
+        let out = super::fsdlm::cmap_nodelist().unwrap_or_default();
+        let mut names: Vec<String> = out
+            .lines()
+            .filter_map(|l| {
+                let (key, value) = l.split_once(" = ")?;
+                key.strip_prefix("nodelist.node.")?
+                    .split_once('.')
+                    .filter(|(_, k)| k.starts_with("name "))?;
+                Some(value.trim().to_string())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 }

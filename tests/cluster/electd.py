@@ -558,3 +558,88 @@ def test_drain_hands_over_and_outlives_a_power_pull(c):
     finally:
         stop_all(c, 2)
     assert_one_master(c, m0)
+
+
+def cluster_view(c, node, cfg):
+    """`status --cluster --json` on node, and how long it took (s)."""
+    t0 = time.monotonic()
+    out = c.check(node, "%s status --cluster --json --config %s" % (GUEST_BIN, cfg), timeout=60)
+    return json.loads(out), time.monotonic() - t0
+
+
+def view_agrees(v, res, master, running, drained=()):
+    """View v names `master` (a node name; None: no node as fact) master of
+    res, and lists exactly `running` running and `drained` drained."""
+    m = [r for r in v["resources"] if r["name"] == res][0]["master"]
+    if (m.get("node") if m.get("kind") == "node" else None) != master:
+        return False
+    return (sorted(x["name"] for x in v["nodes"] if x["running"]) == sorted(running) and
+            sorted(x["name"] for x in v["nodes"] if x.get("drain")) == sorted(drained))
+
+
+def views_agree(c, asked, cfgs, res, master, running, drained=(), what=""):
+    """Every node in `asked` says so within a minute; the slowest answer."""
+    took = []
+
+    def ok():
+        vs = [cluster_view(c, n, cfgs[n]) for n in asked]
+        took[:] = [t for _, t in vs]
+        return all(view_agrees(v, res, master, running, drained) for v, _ in vs)
+    until(60, "status --cluster on %s: %s" % (list(asked), what), ok, every=0.5)
+    return max(took)
+
+
+@scenario(nodes=3, fresh=True, timeout=400, **FAST)
+def test_cluster_view_through_the_dlm(c):
+    """`status --cluster` on each node reads every node's record from the
+    DLM's lock value blocks: it names the one master and who runs, and
+    agrees with the event log after a release, a drain, SIGKILL + cleanup
+    and a power pull (once the DLM has recovered the dead node)."""
+    m0 = c.mark()
+    cfgs = run_all(c, 3, ["web", "db"])
+    try:
+        name = {i: status(c, i, cfgs[i])["node"] for i in range(3)}
+        everyone = list(name.values())
+        m = sole_master(c, range(3), cfgs.get, "web")
+        t = views_agree(c, range(3), cfgs, "web", name[m], everyone, what="the master")
+        print("  every node names %s master of web (slowest answer %.2f s)" % (name[m], t))
+        c.check(m, "%s release --hold-off 2s web --config %s" % (GUEST_BIN, cfgs[m]), timeout=60)
+        new = sole_master(c, range(3), cfgs.get, "web")
+        assert new != m or last_event(c, m, "release web", m0), "a release happened"
+        views_agree(c, range(3), cfgs, "web", name[new], everyone, what="after a release")
+        # Drained: the table and JSON show it with its reason, everywhere.
+        c.check(new, "%s drain --reason 'kernel update' --wait --config %s"
+                % (GUEST_BIN, cfgs[new]), timeout=120)
+        rest = [i for i in range(3) if i != new]
+        m3 = sole_master(c, rest, cfgs.get, "web")
+        views_agree(c, range(3), cfgs, "web", name[m3], everyone, drained=[name[new]],
+                    what="%s drained" % name[new])
+        table = c.check(rest[0], "%s status --cluster --config %s" % (GUEST_BIN, cfgs[rest[0]]))
+        assert "kernel update" in table, table
+        c.check(new, "%s undrain --config %s" % (GUEST_BIN, cfgs[new]), timeout=60)
+        views_agree(c, range(3), cfgs, "web", name[m3], everyone, what="undrained")
+        # SIGKILL of the master's daemon: its presence lock stays cached on
+        # its node (dlmfs), so it still shows as running, master, while its
+        # lock is kept; cleanup (ExecStopPost) drops both: another node is
+        # master and it shows down.
+        signal(c, m3, "KILL")
+        others = [i for i in range(3) if i != m3]
+        views_agree(c, others, cfgs, "web", name[m3], everyone, what="killed, before cleanup")
+        c.check(m3, "%s cleanup --config %s" % (GUEST_BIN, cfgs[m3]), timeout=60)
+        m4 = sole_master(c, others, cfgs.get, "web")
+        alive_names = [name[i] for i in others]
+        views_agree(c, others, cfgs, "web", name[m4], alive_names, what="after cleanup")
+        # Power pull of the master's node: down in the survivors' view once
+        # the DLM has recovered it, the new master named.
+        c.kill(m4)
+        last = [i for i in others if i != m4][0]
+        sole_master(c, [last], cfgs.get, "web", timeout=120)
+        t0 = time.monotonic()
+        views_agree(c, [last], cfgs, "web", name[last], [name[last]], what="after a power pull")
+        print("  %s pulled: %s master, %s's view agrees %.1f s after the takeover"
+              % (name[m4], name[last], name[last], time.monotonic() - t0))
+    finally:
+        for i in range(3):
+            if c.alive(i) and alive(c, i):
+                signal(c, i, "TERM")
+    assert_one_master(c, m0)

@@ -258,6 +258,81 @@ def cs_handover(c):
                    sorted(gaps)[1])
 
 
+def cluster_view(c, n):
+    """`status --cluster --json` on node n, and how long it took (s)."""
+    t0 = time.monotonic()
+    v = json.loads(c.check(n, "dlm-electd status --cluster --json", 60))
+    return v, time.monotonic() - t0
+
+
+def view_says(v, master, running, drained=()):
+    """Whether view v names node<master> master of web (None: no node as
+    fact), lists exactly `running` as running and `drained` as drained."""
+    web = [r for r in v["resources"] if r["name"] == "web"][0]["master"]
+    if master is None:
+        if web.get("kind") == "node":
+            return False
+    elif web.get("kind") != "node" or web["node"] != "node%d" % master:
+        return False
+    runs = sorted(x["name"] for x in v["nodes"] if x["running"])
+    drains = sorted(x["name"] for x in v["nodes"] if x.get("drain"))
+    return (runs == ["node%d" % k for k in sorted(running)] and
+            drains == ["node%d" % k for k in sorted(drained)])
+
+
+def views_agree(c, asked, master, running, drained=(), what=""):
+    """Every node in `asked` says so within a minute; the slowest answer."""
+    took, seen = [], []
+
+    def ok():
+        vs = parallel(lambda n: cluster_view(c, n), *[(n,) for n in asked])
+        took[:] = [t for _, t in vs]
+        seen[:] = [v for v, _ in vs]
+        return all(view_says(v, master, running, drained) for v, _ in vs)
+    try:
+        until(60, "status --cluster on %s: %s" % (asked, what), ok, every=1)
+    except Fail as e:
+        raise Fail("%s; the last views:\n%s" % (e, "\n".join(json.dumps(v) for v in seen)))
+    return max(took)
+
+
+@scenario(timeout=400)
+def cs_cluster_view(c):
+    """status --cluster from every node, read through the DLM: the master and who runs, after a release, a drain and a stop"""
+    nodes = on(c)
+    m = masters(c, nodes)
+    t = views_agree(c, nodes, m, nodes, what="node%d master" % m)
+    print("  every node names node%d master (slowest answer %.2f s)" % (m, t), flush=True)
+    until(30, "no node holding off", lambda: all(competing(c, n) for n in nodes), every=0.5)
+    c.check(m, "dlm-electd release --hold-off 2s web", 60)
+    new = masters(c, nodes)
+    views_agree(c, nodes, new, nodes, what="node%d master after a release" % new)
+    # Drained: the master hands over, every view shows the drain.
+    c.check(new, "dlm-electd drain --reason 'kernel update' --wait --timeout 60s", 120)
+    third = [n for n in nodes if n != new]
+
+    def moved():
+        s = [snap(c, n) for n in third]
+        return [x.node for x in s if x.master]
+    until(60, "a master other than the drained node%d" % new, lambda: len(moved()) == 1)
+    m3 = moved()[0]
+    views_agree(c, nodes, m3, nodes, drained=[new], what="node%d drained" % new)
+    out = c.check(third[0], "dlm-electd status --cluster", 60)
+    if "kernel update" not in out:
+        raise Fail("the table does not show the drain's reason:\n%s" % out)
+    c.check(new, "dlm-electd undrain", 60)
+    views_agree(c, nodes, m3, nodes, what="undrained")
+    # A stopped daemon: down in every other view at once (its presence lock
+    # went with it), and back when started.
+    s = [n for n in nodes if n != m3][0]
+    c.check(s, "systemctl stop %s" % UNIT, 180)
+    rest = [n for n in nodes if n != s]
+    views_agree(c, rest, m3, rest, what="node%d stopped" % s)
+    c.check(s, "systemctl start %s" % UNIT, 180)
+    views_agree(c, nodes, m3, nodes, what="node%d started again" % s)
+    masters(c, nodes)
+
+
 @scenario(timeout=300)
 def cs_kill_master(c):
     """SIGKILL of the master's daemon: its orphan lock keeps the others out until cleanup ran; of a standby's: back standby"""
@@ -400,7 +475,8 @@ def cs_power_pull(c):
     off, e, raw = pull_beside_raw(c, m, rest)
     print("  node%d pulled; the raw lock granted on node%d after %.1f s, the VIP up on node%d "
           "after %.1f s" % (m, raw.node, raw.t - off.t, e.node, e.t - off.t), flush=True)
-    masters(c, rest)
+    new = masters(c, rest)
+    views_agree(c, rest, new, rest, what="node%d pulled and recovered" % m)
     for n in rest:
         # dlmprobe dies on SIGTERM without leaving its lockspace: give back
         # its create, or dlm.service could not stop later (cs_two_node).
