@@ -224,6 +224,25 @@ class Size:
         return res
 
 
+def view_bench(args, log=lambda s: print(s, flush=True)):
+    """`status --cluster` on dlmfs: at each size, a daemon master of all on
+    node0 and one standby on node1, the view asked on each node twice."""
+    check_bin()
+    c = harness.up(2, run=RUN, **KNOBS)
+    with c:
+        install(c)
+        sizes = []
+        for n in args.view_sizes:
+            size = Size(c, n, args.cluster_poll)
+            size.start(0, "all-master")
+            size.start(1, "all-standby")
+            sizes.append({"n": n, "runs": size.view(log) + size.view(log)})
+            for node in range(c.n):
+                size.stop(node)
+        return {"sizes": sizes, "poll": args.cluster_poll, "knobs": c.knobs, "accel": c.accel,
+                "boot_s": c.boot_times()}
+
+
 def bench(args, stats, log=lambda s: print(s, flush=True)):
     check_bin()
     c = harness.up(2, run=RUN, **KNOBS)

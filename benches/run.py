@@ -771,6 +771,7 @@ def write_report():
          "benches/run.py report      # only rewrite BENCHMARKS.md from benches/results/",
          "# the VM cluster part (dlmfs; boots two o2cb VMs, about 17 min):",
          "benches/run.py cluster     # --cluster-kills 6 --cluster-handovers 20 8 --cluster-poll 1s",
+         "benches/run.py view        # status --cluster on dlmfs, --view-sizes 100 1000 (two VMs)",
          "# random faults on three o2cb VMs with an independent checker (about 15 s a fault):",
          "benches/run.py chaos --faults 500 [--seed S]   # exit 1 on any violation",
          "# the dlm backend on the corosync tier's three VMs (about 10 min):",
@@ -908,6 +909,26 @@ def write_report():
                          f"median {q[1]:.2f}, p99 {q[2]:.2f} (n {q[3]}); median over median {mm:.2f}")
         L.append("")
 
+    x = load("view")
+    if x:
+        L += ["## VM cluster: `status --cluster` on dlmfs", "", mach(x), "",
+              "Two o2cb VMs (TCG; dead threshold %s), a daemon master of N resources on node0,"
+              % x["knobs"].get("dead_threshold"),
+              "a standby of the same N on node1; `dlm-electd status --cluster --json` run on each",
+              "node twice, as an admin runs it (through the guest agent: the time includes its",
+              "round trip and the CLI's start). The client asks its node's daemon, which reads",
+              "every node's record from the DLM's lock value blocks (`benches/cluster.py`,",
+              "`Size.view`). Every run named a master for every resource, or says so.", "",
+              "| resources | node0 runs s | node1 runs s | masters named |", "|---|---|---|---|"]
+        for r in x["sizes"]:
+            by = {0: [], 1: []}
+            for v in r["runs"]:
+                by.setdefault(v["node"], []).append(v)
+            L.append(f"| {r['n']} | " + ", ".join(f"{v['s']:.2f}" for v in by[0]) + " | "
+                     + ", ".join(f"{v['s']:.2f}" for v in by[1]) + " | "
+                     + ", ".join(str(v["named"]) for v in r["runs"]) + " |")
+        L.append("")
+
     x = load("corosync")
     if x:
         L += corosync_report(x, mach)
@@ -964,6 +985,16 @@ def corosync_report(x, mach):
                  + "; ".join(f"node{n['node']}: {n['masters']}, {n['cpu_pct']:.2f} %"
                              + (f", {n['restarts']}" if "restarts" in n else "")
                              for n in r["nodes"]) + " |")
+    if any("cluster_s" in n for r in x["cpu"] for n in r["nodes"]):
+        L += ["", "`dlm-electd status --cluster --json` on each node after that window, as an admin",
+              "runs it (through the guest agent: its round trip and the CLI's start included): the",
+              "daemon reads every node's record from the DLM's lock value blocks and probes every",
+              "resource's lock (a NOQUEUE PR each):", "",
+              "| resources | node: seconds (masters named) |", "|---|---|"]
+        for r in x["cpu"]:
+            L.append(f"| {r['n'] + 1} | " + "; ".join(
+                f"node{n['node']}: {n['cluster_s']:.2f} s ({n['cluster_named']})"
+                for n in r["nodes"] if "cluster_s" in n) + " |")
     L.append("")
     return L
 
@@ -1139,7 +1170,7 @@ def merge_chaos(a, b):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("parts", nargs="*", default=["handover", "footprint", "scale"],
-                    help="handover footprint scale soak cluster chaos corosync report "
+                    help="handover footprint scale soak cluster view chaos corosync report "
                          "(default: the first three)")
     ap.add_argument("--count", type=int, default=100, help="handovers per poll and kind (release, sigterm)")
     ap.add_argument("--crash-count", type=int, default=20, help="handovers per poll by SIGKILL")
@@ -1159,6 +1190,8 @@ def main():
                     help="cluster: releases per size, in the order of --cluster-sizes (the last repeats)")
     ap.add_argument("--cluster-kills", type=int, default=6, help="cluster: node kills per size")
     ap.add_argument("--cluster-poll", default="1s", help="cluster: the daemons' poll_interval")
+    ap.add_argument("--view-sizes", type=int, nargs="+", default=[100, 1000],
+                    help="view: resources per daemon for `status --cluster` on dlmfs")
     ap.add_argument("--soak-kinds", nargs="+", default=["release", "sigterm", "kill"],
                     help="killall (daemon and keeper SIGKILLed together) leaves the VIP up "
                     "until the restart's reconcile: the check must catch it")
@@ -1180,7 +1213,7 @@ def main():
     if args.parts != ["report"]:
         if os.geteuid() != 0:
             sys.exit("benches/run.py needs root (network namespaces, VIPs)")
-        if set(args.parts) - {"cluster", "chaos", "corosync", "report"} and not os.access(bin_path(), os.X_OK):
+        if set(args.parts) - {"cluster", "view", "chaos", "corosync", "report"} and not os.access(bin_path(), os.X_OK):
             sys.exit(f"{bin_path()} missing: run `{STATIC_BUILD}` first")
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
         os.makedirs(WORK, mode=0o700)
@@ -1193,6 +1226,7 @@ def main():
             fn = {"handover": bench_handover, "footprint": bench_footprint,
                   "scale": bench_scale, "soak": soak,
                   "cluster": lambda a: cluster.bench(a, stats), "chaos": chaos,
+                  "view": cluster.view_bench,
                   "corosync": bench_corosync}[part]
             start = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
             r = fn(args)

@@ -19,8 +19,8 @@ use tokio::sync::watch;
 /// At most one record write per this much time.
 pub const COALESCE: Duration = Duration::from_millis(200);
 
-/// A write (only what changed, nothing if nothing did) at least this
-/// often: it also puts the node back on a lost roster (`cluster::store`).
+/// How often the node checks it is on the roster (`cluster::store`): it
+/// can be lost, and a record nobody finds is no record.
 pub const RECHECK: Duration = Duration::from_secs(30);
 
 /// How long before a publisher that could not start (the cluster not up
@@ -44,6 +44,14 @@ impl Records {
         match self {
             Records::File(p) => p.write(report).map_err(|e| e.to_string()),
             Records::Values(p) => p.write(report),
+        }
+    }
+
+    /// Puts the node back on a lost roster (lock values only).
+    fn recheck(&self) -> Result<(), String> {
+        match self {
+            Records::File(_) => Ok(()),
+            Records::Values(p) => p.enrol(),
         }
     }
 }
@@ -170,10 +178,19 @@ async fn publish(
             }
             Ok(Err(_)) | Err(_) => {}
         }
-        tokio::select! {
-            r = changed.changed() => if r.is_err() { return },
-            Ok(()) = drain.changed() => {}
-            () = tokio::time::sleep(RECHECK) => {}
+        // Nothing changed for RECHECK: only the roster is looked at (a
+        // rewrite would move every chunk, the record holding its time).
+        loop {
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { return } else { break },
+                Ok(()) = drain.changed() => break,
+                () = tokio::time::sleep(RECHECK) => {
+                    let r = p.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || r.recheck()).await {
+                        tracing::debug!("the roster's recheck failed: {e}");
+                    }
+                }
+            }
         }
         tokio::time::sleep(COALESCE).await;
     }
