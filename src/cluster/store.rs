@@ -20,7 +20,7 @@ use super::record::NodeRecord;
 use super::view::{Held, NodeSeen};
 use crate::control::StatusReport;
 use crate::lock::LockBackend;
-use crate::lock::lvb::ValueLocks;
+use crate::lock::ValueLocks;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

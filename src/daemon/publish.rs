@@ -7,7 +7,7 @@
 //! socket runs on dlmfs and dlm.
 
 use crate::cluster::{file, store};
-use crate::config::Backend;
+use crate::config::{Backend, Config};
 use crate::control::{ClusterReader, StatusReport};
 use crate::drain::Drain;
 use crate::election::Board;
@@ -73,16 +73,28 @@ impl Published {
     }
 }
 
-/// Starts publishing `sup`'s node. `locks`: how far its locks reach.
-pub(super) fn start(sup: &super::supervisor::Supervisor, locks: Option<String>) -> Published {
+/// What a publisher follows: the daemon's status board and drain.
+pub(super) struct Follow {
+    pub board: Board,
+    pub changed: watch::Receiver<()>,
+    pub drain: watch::Receiver<Option<Drain>>,
+}
+
+/// Starts publishing the node of `cfg`. `locks`: how far its locks reach.
+pub(super) fn start(
+    cfg: &Config,
+    backend: &Arc<dyn LockBackend>,
+    follow: Follow,
+    locks: Option<String>,
+) -> Published {
     let published = Published::default();
     let node = Node {
-        name: sup.cfg.node.clone(),
+        name: cfg.node.clone(),
         locks,
     };
-    let open: Open = match sup.cfg.lock.backend {
+    let open: Open = match cfg.lock.backend {
         Backend::File => {
-            let (dir, name) = (sup.cfg.lock.dir.clone(), sup.cfg.node.clone());
+            let (dir, name) = (cfg.lock.dir.clone(), cfg.node.clone());
             Arc::new(move || {
                 file::Publisher::start(&dir, &name)
                     .map(Records::File)
@@ -90,18 +102,11 @@ pub(super) fn start(sup: &super::supervisor::Supervisor, locks: Option<String>) 
             })
         }
         Backend::Dlmfs | Backend::Dlm => {
-            let (backend, name) = (sup.backend.clone(), sup.cfg.node.clone());
+            let (backend, name) = (backend.clone(), cfg.node.clone());
             Arc::new(move || open_values(&*backend, &name))
         }
     };
-    tokio::spawn(publish(
-        open,
-        published.clone(),
-        node,
-        sup.board.clone(),
-        sup.changed.subscribe(),
-        sup.drain.watch.subscribe(),
-    ));
+    tokio::spawn(publish(open, published.clone(), node, follow));
     published
 }
 
@@ -129,14 +134,12 @@ fn open_values(backend: &dyn LockBackend, node: &str) -> Result<Records, Opening
 }
 
 /// Runs for the daemon's life (aborted with its runtime).
-async fn publish(
-    open: Open,
-    published: Published,
-    node: Node,
-    board: Board,
-    mut changed: watch::Receiver<()>,
-    mut drain: watch::Receiver<Option<Drain>>,
-) {
+async fn publish(open: Open, published: Published, node: Node, follow: Follow) {
+    let Follow {
+        board,
+        mut changed,
+        mut drain,
+    } = follow;
     let p = loop {
         let o = open.clone();
         match tokio::task::spawn_blocking(move || o()).await {
@@ -198,15 +201,18 @@ async fn publish(
 
 /// The reader for `cluster` requests, on dlmfs and dlm: every node's
 /// record, and whether each of this daemon's resources' locks is held.
-pub(super) fn reader(sup: &super::supervisor::Supervisor) -> Option<ClusterReader> {
-    if sup.cfg.lock.backend == Backend::File {
+pub(super) fn reader(
+    cfg: &Config,
+    backend: &Arc<dyn LockBackend>,
+    board: &Board,
+) -> Option<ClusterReader> {
+    if cfg.lock.backend == Backend::File {
         return None;
     }
-    let (backend, me, board) = (sup.backend.clone(), sup.cfg.node.clone(), sup.board.clone());
+    let (backend, me, board) = (backend.clone(), cfg.node.clone(), board.clone());
     // The names the config knows: every `prefer` list (`[cluster] nodes`
     // is resolved into them).
-    let mut known: Vec<String> = sup
-        .cfg
+    let mut known: Vec<String> = cfg
         .resources
         .iter()
         .flat_map(|r| r.prefer.clone())

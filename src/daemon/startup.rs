@@ -254,7 +254,12 @@ async fn start(
         cfg,
     };
     tracing::info!(node = %sup.cfg.node, "starting: {} resource(s), {} backend", sup.cfg.resources.len(), sup.cfg.lock.backend);
-    sup.published = super::publish::start(&sup, reach.clone());
+    let follow = super::publish::Follow {
+        board: sup.board.clone(),
+        changed: sup.changed.subscribe(),
+        drain: sup.drain.watch.subscribe(),
+    };
+    sup.published = super::publish::start(&sup.cfg, &sup.backend, follow, reach.clone());
     for spec in sup.cfg.resources.clone() {
         sup.spawn(spec);
     }
@@ -266,7 +271,7 @@ async fn start(
             locks: reach,
             drain: Some(drain),
             probe: Some(probe),
-            cluster: super::publish::reader(&sup),
+            cluster: super::publish::reader(&sup.cfg, &sup.backend, &sup.board),
         },
         sup.board.clone(),
         release_tx,

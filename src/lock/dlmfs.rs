@@ -305,7 +305,7 @@ impl LockBackend for DlmfsBackend {
         Ok(None)
     }
 
-    fn value_locks(&self) -> Result<Option<Box<dyn super::lvb::ValueLocks>>, LockError> {
+    fn value_locks(&self) -> Result<Option<Box<dyn super::ValueLocks>>, LockError> {
         Ok(Some(Box::new(super::lvb::DlmfsValues::new(
             self.join()?,
             self.sysfs.clone(),

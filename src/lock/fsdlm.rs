@@ -285,9 +285,13 @@ impl LockBackend for FsDlmBackend {
 
     /// Through an open of its own (so its locks go with it, and never
     /// to a keeper).
-    fn value_locks(&self) -> Result<Option<Box<dyn super::lvb::ValueLocks>>, LockError> {
+    fn value_locks(&self) -> Result<Option<Box<dyn super::ValueLocks>>, LockError> {
         let ls = self.open()?;
-        Ok(Some(Box::new(super::lvb::FsDlmValues::new(ls, ANSWER))))
+        Ok(Some(Box::new(super::lvb::FsDlmValues::new(
+            ls,
+            ANSWER,
+            corosync_nodes,
+        ))))
     }
 
     fn candidate_held(&self, lock: &str) -> Result<bool, LockError> {
@@ -338,12 +342,7 @@ impl Drop for DlmLock {
 /// A request of ours: no tag (one lock per open, so results need none),
 /// no blocking ASTs.
 fn ask(mode: Mode, flags: Flags) -> Ask {
-    Ask {
-        mode,
-        flags,
-        tag: 0,
-        bast: false,
-    }
+    Ask::plain(mode, flags)
 }
 
 /// The completion of `lkid`, waiting at most [`ANSWER`].
@@ -477,14 +476,31 @@ pub fn quorate() -> Result<bool, String> {
     })
 }
 
-/// corosync's configured nodes, as `corosync-cmapctl -b nodelist.node`
-/// prints them (`nodelist.node.0.name (str) = node1`), bounded.
-pub(crate) fn cmap_nodelist() -> Result<String, String> {
-    bounded_output(
+/// The `name` of each node in corosync's nodelist, as `corosync-cmapctl
+/// -b nodelist.node` prints them (`nodelist.node.0.name (str) = node1`),
+/// bounded; none if it cannot be run.
+fn corosync_nodes() -> Vec<String> {
+    let out = bounded_output(
         "corosync-cmapctl",
         &["-b", "nodelist.node"],
         Duration::from_secs(5),
     )
+    .unwrap_or_default();
+    nodelist_names(&out)
+}
+
+fn nodelist_names(out: &str) -> Vec<String> {
+    let mut names: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let (key, value) = l.split_once(" = ")?;
+            let (_, field) = key.strip_prefix("nodelist.node.")?.split_once('.')?;
+            field.starts_with("name ").then(|| value.trim().to_string())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// The `Quorate:` line of `corosync-quorumtool -s`.
@@ -560,6 +576,15 @@ fn bounded_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_names_are_read_from_corosyncs_nodelist() {
+        let out = "nodelist.node.0.name (str) = node1\nnodelist.node.0.nodeid (u32) = 1\n\
+                   nodelist.node.0.ring0_addr (str) = 198.18.88.11\n\
+                   nodelist.node.1.name (str) = node2\nnodelist.node.10.name (str) = b\n";
+        assert_eq!(nodelist_names(out), ["b", "node1", "node2"]);
+        assert!(nodelist_names("").is_empty());
+    }
 
     #[test]
     fn quorum_is_read_from_the_quorate_line() {

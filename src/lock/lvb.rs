@@ -14,8 +14,8 @@
 //! lock for one write or read) but can last a node's recovery: callers run
 //! them on threads of their own.
 
-use super::LockError;
 use super::dlm::{Ask, Flags, Lockspace, Mode, Status};
+use super::{LockError, ValueLocks};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode as Perm;
@@ -25,41 +25,6 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
-
-pub trait ValueLocks: Send + Sync {
-    /// Bytes in a value (dlmfs 64, fs/dlm 32).
-    fn value_len(&self) -> usize;
-
-    /// Makes `value` (at most [`Self::value_len`] bytes, zero-padded) the
-    /// value of lock `name`, waiting for readers to let go. `shared`: other
-    /// nodes write this lock too (see [`FsDlmValues`] for what it costs).
-    fn write(&self, name: &str, value: &[u8], shared: bool) -> Result<(), LockError>;
-
-    /// The value of lock `name`, waiting for a writer to let go. None: it
-    /// has none (never written, or lost with its writer's node).
-    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, LockError>;
-
-    /// Takes `name` EX until [`Self::let_go`] or [`Self::close`]. `wait`:
-    /// queue for it (for a lock held only for moments); else one try,
-    /// false when busy.
-    fn hold(&self, name: &str, wait: bool) -> Result<bool, LockError>;
-
-    /// Gives up a lock taken by [`Self::hold`].
-    fn let_go(&self, name: &str);
-
-    /// Whether some process holds `name` EX now (a lock others keep with
-    /// [`Self::hold`]). Leaves nothing behind that would refuse its
-    /// holder's next try.
-    fn held(&self, name: &str) -> Result<bool, LockError>;
-
-    /// Lets go of everything this holds; what it wrote stays readable
-    /// only as long as the lock manager keeps it (see each backend).
-    fn close(&self);
-
-    /// The node names the cluster stack is configured with (best effort,
-    /// empty if it cannot tell): o2cb's configfs, corosync's nodelist.
-    fn stack_nodes(&self) -> Vec<String>;
-}
 
 /// dlmfs: lock files in the domain directory. A file's content is its
 /// 64-byte LVB (docs/dlmfs.md §1.5).
@@ -215,18 +180,21 @@ impl ValueLocks for DlmfsValues {
 /// corosync tier: the roster was gone after a node's daemon stopped).
 pub struct FsDlmValues {
     ls: Mutex<Option<Lockspace>>,
-    /// Lock ids by name: NL after a write, EX while held.
+    /// Lock ids by name: PR or NL after a write, EX while held.
     locks: Mutex<HashMap<String, u32>>,
     within: Duration,
+    /// corosync's node names (the backend's: it runs corosync's tools).
+    stack_nodes: fn() -> Vec<String>,
 }
 
 impl FsDlmValues {
     /// `within`: how long a result is awaited.
-    pub fn new(ls: Lockspace, within: Duration) -> FsDlmValues {
+    pub fn new(ls: Lockspace, within: Duration, stack_nodes: fn() -> Vec<String>) -> FsDlmValues {
         FsDlmValues {
             ls: Mutex::new(Some(ls)),
             locks: Mutex::new(HashMap::new()),
             within,
+            stack_nodes,
         }
     }
 
@@ -278,12 +246,7 @@ impl FsDlmValues {
 type Done = (u32, Status, u8, Option<[u8; 32]>);
 
 fn ask(mode: Mode, flags: Flags) -> Ask {
-    Ask {
-        mode,
-        flags,
-        tag: 0,
-        bast: false,
-    }
+    Ask::plain(mode, flags)
 }
 
 impl ValueLocks for FsDlmValues {
@@ -378,22 +341,7 @@ impl ValueLocks for FsDlmValues {
         self.ls.lock().unwrap().take();
     }
 
-    /// The `name` of each node in corosync's nodelist
-    /// (`corosync-cmapctl -b nodelist.node`), bounded.
     fn stack_nodes(&self) -> Vec<String> {
-        let out = super::fsdlm::cmap_nodelist().unwrap_or_default();
-        let mut names: Vec<String> = out
-            .lines()
-            .filter_map(|l| {
-                let (key, value) = l.split_once(" = ")?;
-                key.strip_prefix("nodelist.node.")?
-                    .split_once('.')
-                    .filter(|(_, k)| k.starts_with("name "))?;
-                Some(value.trim().to_string())
-            })
-            .collect();
-        names.sort();
-        names.dedup();
-        names
+        (self.stack_nodes)()
     }
 }

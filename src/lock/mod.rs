@@ -113,7 +113,7 @@ pub trait LockBackend: Send + Sync {
     /// Locks that carry a value, for the node records of `status
     /// --cluster` (`lock::lvb`). None: the backend has none (`file` keeps
     /// its records as files).
-    fn value_locks(&self) -> Result<Option<Box<dyn lvb::ValueLocks>>, LockError> {
+    fn value_locks(&self) -> Result<Option<Box<dyn ValueLocks>>, LockError> {
         Ok(None)
     }
 
@@ -161,4 +161,42 @@ pub trait HeldLock: Send {
     }
     /// Gives the lock up so another node can take it.
     fn release(self: Box<Self>) -> Result<(), LockError>;
+}
+
+/// Locks that carry a value: the DLM's lock value block (LVB), on dlmfs
+/// and fs/dlm (`lvb` has both); `status --cluster` keeps each node's
+/// record in them (`cluster::store`).
+pub trait ValueLocks: Send + Sync {
+    /// Bytes in a value (dlmfs 64, fs/dlm 32).
+    fn value_len(&self) -> usize;
+
+    /// Makes `value` (at most [`Self::value_len`] bytes, zero-padded) the
+    /// value of lock `name`, waiting for readers to let go. `shared`: other
+    /// nodes write this lock too (see [`FsDlmValues`] for what it costs).
+    fn write(&self, name: &str, value: &[u8], shared: bool) -> Result<(), LockError>;
+
+    /// The value of lock `name`, waiting for a writer to let go. None: it
+    /// has none (never written, or lost with its writer's node).
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>, LockError>;
+
+    /// Takes `name` EX until [`Self::let_go`] or [`Self::close`]. `wait`:
+    /// queue for it (for a lock held only for moments); else one try,
+    /// false when busy.
+    fn hold(&self, name: &str, wait: bool) -> Result<bool, LockError>;
+
+    /// Gives up a lock taken by [`Self::hold`].
+    fn let_go(&self, name: &str);
+
+    /// Whether some process holds `name` EX now (a lock others keep with
+    /// [`Self::hold`]). Leaves nothing behind that would refuse its
+    /// holder's next try.
+    fn held(&self, name: &str) -> Result<bool, LockError>;
+
+    /// Lets go of everything this holds; what it wrote stays readable
+    /// only as long as the lock manager keeps it (see each backend).
+    fn close(&self);
+
+    /// The node names the cluster stack is configured with (best effort,
+    /// empty if it cannot tell): o2cb's configfs, corosync's nodelist.
+    fn stack_nodes(&self) -> Vec<String>;
 }

@@ -147,6 +147,19 @@ pub struct Ask {
     pub bast: bool,
 }
 
+impl Ask {
+    /// A request with no tag and no blocking ASTs: for an open whose
+    /// results need no telling apart.
+    pub fn plain(mode: Mode, flags: Flags) -> Ask {
+        Ask {
+            mode,
+            flags,
+            tag: 0,
+            bast: false,
+        }
+    }
+}
+
 fn lock_request(
     ask: &Ask,
     flags: u32,
