@@ -913,7 +913,7 @@ def write_report():
     if x:
         L += ["## VM cluster: `status --cluster` on dlmfs", "", mach(x), "",
               "Two o2cb VMs (TCG; dead threshold %s), a daemon master of N resources on node0,"
-              % x["knobs"].get("dead_threshold"),
+              % x["knobs"].get("dead"),
               "a standby of the same N on node1; `dlm-electd status --cluster --json` run on each",
               "node twice, as an admin runs it (through the guest agent: the time includes its",
               "round trip and the CLI's start). The client asks its node's daemon, which reads",

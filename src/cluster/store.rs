@@ -156,9 +156,10 @@ fn read_blob(values: &dyn ValueLocks, blob: &str) -> Result<Option<Vec<u8>>, Str
         let Some(h) = chunks::head(&first) else {
             return Ok(None);
         };
+        let rest: Vec<String> = (1..h.count).map(|k| chunks::chunk(blob, k)).collect();
         let mut all = vec![first];
-        for v in in_parallel(1..h.count, value) {
-            all.push(v?.unwrap_or_default());
+        for v in values.read_many(&rest) {
+            all.push(v.map_err(|e| e.to_string())?.unwrap_or_default());
         }
         match chunks::unpack(h, &all) {
             Ok(p) => return Ok(Some(p)),
@@ -166,30 +167,6 @@ fn read_blob(values: &dyn ValueLocks, blob: &str) -> Result<Option<Vec<u8>>, Str
         }
     }
     Err(format!("{blob}: {why} ({READS} reads)"))
-}
-
-/// How many lock calls a read has under way at once: each waits on a
-/// round trip (or a holder's downconvert) far more than on the CPU.
-const PARALLEL: usize = 8;
-
-/// `f` of each of `ks`, in order, up to [`PARALLEL`] at a time.
-fn in_parallel<T: Send>(ks: std::ops::Range<usize>, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let ks: Vec<usize> = ks.collect();
-    if ks.len() < 2 {
-        return ks.into_iter().map(f).collect();
-    }
-    let per = ks.len().div_ceil(PARALLEL);
-    std::thread::scope(|s| {
-        let f = &f;
-        let parts: Vec<_> = ks
-            .chunks(per)
-            .map(|part| s.spawn(move || part.iter().map(|&k| f(k)).collect::<Vec<T>>()))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().expect("a read thread panicked"))
-            .collect()
-    })
 }
 
 fn read_roster(values: &dyn ValueLocks) -> Result<Vec<String>, String> {
@@ -219,14 +196,21 @@ pub fn read(values: &dyn ValueLocks, me: &str, known: &[String]) -> Result<Vec<N
     names.push(me.to_string());
     names.sort();
     names.dedup();
+    let others: Vec<String> = names
+        .iter()
+        .filter(|n| *n != me)
+        .map(|n| chunks::presence(n))
+        .collect();
+    let mut probes = values.held_many(&others).into_iter();
     Ok(names
         .into_iter()
         .map(|name| {
             let running = if name == me {
                 Ok(true)
             } else {
-                values
-                    .held(&chunks::presence(&name))
+                probes
+                    .next()
+                    .unwrap_or_else(|| Err(crate::lock::LockError::Failed("not probed".into())))
                     .map_err(|e| e.to_string())
             };
             let (running, mut error) = match running {

@@ -100,6 +100,12 @@ impl ValueLocks for DlmfsValues {
         Ok((n > 0 && buf.iter().any(|&b| b != 0)).then_some(buf))
     }
 
+    /// Up to [`PARALLEL`] opens at once: each waits on a round trip (or a
+    /// holder's downconvert) far more than on the CPU.
+    fn read_many(&self, names: &[String]) -> Vec<Result<Option<Vec<u8>>, LockError>> {
+        in_parallel(names, |n| self.read(n))
+    }
+
     fn hold(&self, name: &str, wait: bool) -> Result<bool, LockError> {
         let flags = if wait {
             OFlag::O_RDWR
@@ -170,6 +176,28 @@ impl ValueLocks for DlmfsValues {
     }
 }
 
+/// How many dlmfs opens a read has under way at once.
+const PARALLEL: usize = 8;
+
+/// `f` of each of `items`, in order, up to [`PARALLEL`] at a time.
+fn in_parallel<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> T + Sync) -> Vec<T> {
+    if items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(PARALLEL);
+    std::thread::scope(|s| {
+        let f = &f;
+        let parts: Vec<_> = items
+            .chunks(per)
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<T>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("a read thread panicked"))
+            .collect()
+    })
+}
+
 /// fs/dlm: locks through one open of the lockspace device (so they go
 /// with the process). After a write the lock is kept, which keeps the
 /// value (a resource nobody holds is forgotten, value and all): at PR,
@@ -230,6 +258,98 @@ impl FsDlmValues {
                 Err(e) => return Err(LockError::Failed(e.to_string())),
             }
         }
+    }
+
+    /// One request of `ask` for each of `names`, all written before any
+    /// completion is awaited (one DLM round for the lot, not one per
+    /// lock); each one's completion, in order. Then the granted ones are
+    /// unlocked the same way when `unlock`.
+    fn batch(&self, names: &[String], ask: &Ask) -> Vec<Result<Done, LockError>> {
+        let guard = self.ls.lock().unwrap();
+        let Some(ls) = guard.as_ref() else {
+            return names
+                .iter()
+                .map(|_| Err(LockError::Failed("closed".into())))
+                .collect();
+        };
+        let mut out: Vec<Option<Result<Done, LockError>>> = Vec::with_capacity(names.len());
+        let mut pending = HashMap::new();
+        for (i, n) in names.iter().enumerate() {
+            match ls.request(ask, n.as_bytes()) {
+                Ok(lkid) => {
+                    pending.insert(lkid, i);
+                    out.push(None);
+                }
+                Err(e) => out.push(Some(Err(LockError::Failed(e.to_string())))),
+            }
+        }
+        let got = Self::completions(ls, pending, self.within, |lkid, st, fl, lvb| {
+            (lkid, st, fl, lvb)
+        });
+        for (i, r) in got {
+            out[i] = Some(r);
+        }
+        // Granted: unlocked, their completions read (nothing left behind).
+        let granted: HashMap<u32, usize> = out
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r {
+                Some(Ok((lkid, Status::Granted, _, _))) => Some((*lkid, i)),
+                _ => None,
+            })
+            .filter(|(lkid, _)| ls.unlock(*lkid, Flags::NONE, None).is_ok())
+            .collect();
+        let _ = Self::completions(ls, granted, self.within, |_, _, _, _| ());
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(LockError::Failed("no answer from the DLM".into()))))
+            .collect()
+    }
+
+    /// The completions of `pending` (lock id → index), read until each
+    /// came or `within` passed; those that did not come are errors.
+    fn completions<T>(
+        ls: &Lockspace,
+        mut pending: HashMap<u32, usize>,
+        within: Duration,
+        f: impl Fn(u32, Status, u8, Option<[u8; 32]>) -> T,
+    ) -> Vec<(usize, Result<T, LockError>)> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + within;
+        while !pending.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match ls.next_event(Some(left)) {
+                Ok(Some(super::dlm::Event::Completion {
+                    lkid,
+                    status,
+                    sb_flags,
+                    lvb,
+                    ..
+                })) => {
+                    if let Some(i) = pending.remove(&lkid) {
+                        out.push((i, Ok(f(lkid, status, sb_flags, lvb))));
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => {
+                    let e = e.to_string();
+                    out.extend(
+                        pending
+                            .drain()
+                            .map(|(_, i)| (i, Err(LockError::Failed(e.clone())))),
+                    );
+                }
+            }
+        }
+        out.extend(pending.into_values().map(|i| {
+            (
+                i,
+                Err(LockError::Failed(format!(
+                    "no answer from the DLM within {within:?}"
+                ))),
+            )
+        }));
+        out
     }
 
     fn expect(name: &str, what: &str, status: Status) -> Result<(), LockError> {
@@ -316,6 +436,35 @@ impl ValueLocks for FsDlmValues {
             return;
         };
         let _ = self.call(name, |ls| ls.unlock(lkid, Flags::NONE, None).map(|()| lkid));
+    }
+
+    /// All requested at once, then all answers (see `batch`).
+    fn read_many(&self, names: &[String]) -> Vec<Result<Option<Vec<u8>>, LockError>> {
+        self.batch(names, &ask(Mode::Pr, Flags::VALBLK))
+            .into_iter()
+            .zip(names)
+            .map(|(r, n)| {
+                let (_, st, sb_flags, lvb) = r?;
+                Self::expect(n, "PR request", st)?;
+                Ok(lvb
+                    .filter(|v| sb_flags & 2 == 0 && v.iter().any(|&b| b != 0))
+                    .map(|v| v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn held_many(&self, names: &[String]) -> Vec<Result<bool, LockError>> {
+        self.batch(names, &ask(Mode::Pr, Flags::NOQUEUE))
+            .into_iter()
+            .zip(names)
+            .map(|(r, n)| match r?.1 {
+                Status::Busy => Ok(true),
+                Status::Granted => Ok(false),
+                other => Err(LockError::Failed(format!(
+                    "PR probe of {n} ended {other:?}"
+                ))),
+            })
+            .collect()
     }
 
     /// A NOQUEUE PR request (no BAST), unlocked at once when granted.

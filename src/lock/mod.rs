@@ -192,6 +192,18 @@ pub trait ValueLocks: Send + Sync {
     /// holder's next try.
     fn held(&self, name: &str) -> Result<bool, LockError>;
 
+    /// [`Self::read`] of each of `names`, in order; a backend may run them
+    /// at once.
+    fn read_many(&self, names: &[String]) -> Vec<Result<Option<Vec<u8>>, LockError>> {
+        names.iter().map(|n| self.read(n)).collect()
+    }
+
+    /// [`Self::held`] of each of `names`, in order; a backend may run them
+    /// at once.
+    fn held_many(&self, names: &[String]) -> Vec<Result<bool, LockError>> {
+        names.iter().map(|n| self.held(n)).collect()
+    }
+
     /// Lets go of everything this holds; what it wrote stays readable
     /// only as long as the lock manager keeps it (see each backend).
     fn close(&self);
