@@ -98,3 +98,27 @@ fn every_node_sees_the_same_master_and_a_killed_one_goes_down() {
     assert_eq!(v["resources"][0]["nodes"][0], "down", "{v}");
     support::assert_never_two_masters(&lab.events());
 }
+
+/// dlmfs and dlm read the cluster through this node's daemon (a lock call
+/// can sleep through a recovery, which a client could not wait out): with
+/// none running, the client says so and exits 1, touching no lock.
+#[test]
+fn on_a_dlm_backend_the_client_asks_its_daemon_and_says_when_none_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lock]\nbackend = \"dlm\"\n[daemon]\nruntime_dir = \"{0}/run\"\nstate_dir = \"{0}/state\"\n[[resource]]\nname = \"web\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = support::cli(&config, &["status", "--cluster"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("through this node's daemon") && err.contains("not running"),
+        "{err}"
+    );
+}

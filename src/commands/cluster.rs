@@ -83,7 +83,7 @@ async fn from_daemon(cfg: &Config) -> Result<Read, String> {
         .await
         .map_err(|e| match e {
             ControlError::NotRunning { .. } => format!(
-                "on the {} backend status --cluster reads the cluster through this node's daemon, and it is not running ({e}); start it, or ask on a node where it runs",
+                "on the {} backend status --cluster reads the cluster through this node's daemon: {e}; start it, or ask on a node where it runs",
                 cfg.lock.backend
             ),
             e => e.to_string(),
