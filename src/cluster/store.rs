@@ -266,12 +266,7 @@ pub fn answer(
     let held = locks
         .into_iter()
         .map(|l| {
-            let h = match backend.held(&l) {
-                Ok(Some(true)) => Held::Yes,
-                Ok(Some(false)) => Held::No,
-                Ok(None) => Held::NotAsked,
-                Err(e) => Held::Unknown(e.to_string()),
-            };
+            let h = Held::from_probe(backend.held(&l).map_err(|e| e.to_string()));
             (l, h)
         })
         .collect();

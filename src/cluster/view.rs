@@ -92,6 +92,18 @@ pub enum Held {
     Unknown(String),
 }
 
+impl Held {
+    /// What `LockBackend::held` answered (None: it cannot be asked).
+    pub fn from_probe(probe: Result<Option<bool>, String>) -> Held {
+        match probe {
+            Ok(Some(true)) => Held::Yes,
+            Ok(Some(false)) => Held::No,
+            Ok(None) => Held::NotAsked,
+            Err(e) => Held::Unknown(e),
+        }
+    }
+}
+
 pub fn judge(wanted: &[Wanted], mut seen: Vec<NodeSeen>) -> ClusterView {
     seen.sort_by(|a, b| a.name.cmp(&b.name));
     let nodes = seen
@@ -255,6 +267,14 @@ mod tests {
         assert!(matches!(&v.resources[0].master, Master::Node { node, .. } if node == "a"));
         let v = judge(&[wanted("web", Held::NotAsked)], quiet);
         assert!(matches!(v.resources[0].master, Master::Unknown { .. }));
+    }
+
+    #[test]
+    fn a_probes_answer_is_a_held_state() {
+        assert_eq!(Held::from_probe(Ok(Some(true))), Held::Yes);
+        assert_eq!(Held::from_probe(Ok(Some(false))), Held::No);
+        assert_eq!(Held::from_probe(Ok(None)), Held::NotAsked);
+        assert_eq!(Held::from_probe(Err("x".into())), Held::Unknown("x".into()));
     }
 
     #[test]

@@ -65,12 +65,7 @@ fn from_lock_dir(cfg: &Config) -> Result<Read, String> {
         .resources
         .iter()
         .map(|r| {
-            let h = match backend.held(&r.lock) {
-                Ok(Some(true)) => Held::Yes,
-                Ok(Some(false)) => Held::No,
-                Ok(None) => Held::NotAsked,
-                Err(e) => Held::Unknown(e.to_string()),
-            };
+            let h = Held::from_probe(backend.held(&r.lock).map_err(|e| e.to_string()));
             (r.lock.clone(), h)
         })
         .collect();

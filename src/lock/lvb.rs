@@ -362,6 +362,12 @@ impl FsDlmValues {
     }
 }
 
+/// The answer of a batch of one.
+fn one<T>(mut v: Vec<Result<T, LockError>>) -> Result<T, LockError> {
+    v.pop()
+        .unwrap_or_else(|| Err(LockError::Failed("no answer".into())))
+}
+
 /// A call's lock id, status, `DLM_SBF_*` flags and value.
 type Done = (u32, Status, u8, Option<[u8; 32]>);
 
@@ -401,17 +407,9 @@ impl ValueLocks for FsDlmValues {
         Self::expect(name, "conversion down", st)
     }
 
+    /// A batch of one (see `read_many`).
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>, LockError> {
-        let pr = ask(Mode::Pr, Flags::VALBLK);
-        let (lkid, st, sb_flags, lvb) = self.call(name, |ls| ls.request(&pr, name.as_bytes()))?;
-        Self::expect(name, "PR request", st)?;
-        let (_, st, _, _) =
-            self.call(name, |ls| ls.unlock(lkid, Flags::NONE, None).map(|()| lkid))?;
-        Self::expect(name, "unlock", st)?;
-        // DLM_SBF_VALNOTVALID: lost in a recovery.
-        Ok(lvb
-            .filter(|v| sb_flags & 2 == 0 && v.iter().any(|&b| b != 0))
-            .map(|v| v.to_vec()))
+        one(self.read_many(&[name.to_string()]))
     }
 
     fn hold(&self, name: &str, wait: bool) -> Result<bool, LockError> {
@@ -453,6 +451,7 @@ impl ValueLocks for FsDlmValues {
             .collect()
     }
 
+    /// NOQUEUE PR requests (no BAST), the granted ones unlocked at once.
     fn held_many(&self, names: &[String]) -> Vec<Result<bool, LockError>> {
         self.batch(names, &ask(Mode::Pr, Flags::NOQUEUE))
             .into_iter()
@@ -467,20 +466,9 @@ impl ValueLocks for FsDlmValues {
             .collect()
     }
 
-    /// A NOQUEUE PR request (no BAST), unlocked at once when granted.
+    /// A batch of one (see `held_many`).
     fn held(&self, name: &str) -> Result<bool, LockError> {
-        let pr = ask(Mode::Pr, Flags::NOQUEUE);
-        let (lkid, st, _, _) = self.call(name, |ls| ls.request(&pr, name.as_bytes()))?;
-        match st {
-            Status::Busy => Ok(true),
-            Status::Granted => {
-                let _ = self.call(name, |ls| ls.unlock(lkid, Flags::NONE, None).map(|()| lkid));
-                Ok(false)
-            }
-            other => Err(LockError::Failed(format!(
-                "PR probe of {name} ended {other:?}"
-            ))),
-        }
+        one(self.held_many(&[name.to_string()]))
     }
 
     /// Closes the device: the kernel unlocks all of it (nothing is
