@@ -54,6 +54,8 @@ fn every_node_sees_the_same_master_and_a_killed_one_goes_down() {
             .then_some(v)
     });
     assert_eq!(master(&v).as_deref(), Some("a"), "{v}");
+    // a made both lock files: each resource's first mastership.
+    assert_eq!(v["resources"][0]["master"]["epoch"], 1, "{v}");
     for cfg in &cfgs {
         assert_eq!(
             master(&view(cfg)).as_deref(),
@@ -96,6 +98,9 @@ fn every_node_sees_the_same_master_and_a_killed_one_goes_down() {
         (master(&v).as_deref() == Some("b")).then_some(v)
     });
     assert_eq!(v["resources"][0]["nodes"][0], "down", "{v}");
+    // The next mastership is numbered on from the record a left in the
+    // lock file, though a died without a release.
+    assert_eq!(v["resources"][0]["master"]["epoch"], 2, "{v}");
     support::assert_never_two_masters(&lab.events());
 }
 

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use support::lab::Lab;
 use support::{WAIT, cli_ok, wait_for};
 
-/// A daemon-wide `[[notify]]` appending `node resource prev>state seq` to
-/// alerts.log, and resource `web` logging its steps.
+/// A daemon-wide `[[notify]]` appending `node resource prev>state seq
+/// eEPOCH` to alerts.log (the epoch while this node holds the lock), and
+/// resource `web` logging its steps.
 fn with_alert_log(lab: &Lab) -> String {
     format!(
-        "{}[[notify]]\nexec = [\"/bin/sh\", \"-c\", \"echo \\\"$DLM_ELECTD_NODE $DLM_ELECTD_RESOURCE $DLM_ELECTD_PREVIOUS_STATE>$DLM_ELECTD_STATE $DLM_ELECTD_SEQ\\\" >> {}\"]\n",
+        "{}[[notify]]\nexec = [\"/bin/sh\", \"-c\", \"echo \\\"$DLM_ELECTD_NODE $DLM_ELECTD_RESOURCE $DLM_ELECTD_PREVIOUS_STATE>$DLM_ELECTD_STATE $DLM_ELECTD_SEQ e$DLM_ELECTD_EPOCH\\\" >> {}\"]\n",
         lab.logging("web"),
         lab.path("alerts.log").display()
     )
@@ -45,7 +46,11 @@ fn every_state_change_runs_the_alert_in_order() {
     wait_alerts(
         &lab,
         "a",
-        &[">standby 0", "standby>acquiring 1", "acquiring>master 2"],
+        &[
+            ">standby 0 e",
+            "standby>acquiring 1 e1",
+            "acquiring>master 2 e1",
+        ],
     );
     let b = lab.start("b", &res);
     lab.daemons[b].wait_state("web", "standby");
@@ -58,24 +63,29 @@ fn every_state_change_runs_the_alert_in_order() {
         &lab,
         "a",
         &[
-            ">standby 0",
-            "standby>acquiring 1",
-            "acquiring>master 2",
-            "master>releasing 3",
-            "releasing>standby 4",
+            ">standby 0 e",
+            "standby>acquiring 1 e1",
+            "acquiring>master 2 e1",
+            "master>releasing 3 e1",
+            "releasing>standby 4 e",
         ],
     );
+    // The next master's epoch is one on: it read a's record in the lock.
     wait_alerts(
         &lab,
         "b",
-        &[">standby 0", "standby>acquiring 1", "acquiring>master 2"],
+        &[
+            ">standby 0 e",
+            "standby>acquiring 1 e2",
+            "acquiring>master 2 e2",
+        ],
     );
     // The stop's own changes are alerted before the daemon exits.
     lab.daemons[b].stop();
     let b_seen = alerts(&lab, "b");
     assert_eq!(
         b_seen[3..],
-        ["master>releasing 3", "releasing>standby 4"],
+        ["master>releasing 3 e2", "releasing>standby 4 e"],
         "{b_seen:?}"
     );
 }

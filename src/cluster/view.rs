@@ -26,6 +26,10 @@ pub enum Master {
         node: String,
         /// When it became master: Unix time in ms on *its* clock.
         since_ms: u64,
+        /// Its mastership's number in the resource's transitions (the
+        /// holder record in the lock; none on `dlm`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
     },
     /// Nobody says so and nobody holds the lock.
     Nobody,
@@ -134,7 +138,7 @@ fn row(w: &Wanted, seen: &[NodeSeen]) -> Row {
             (true, None) => "-".to_string(),
             (true, Some(r)) => {
                 if r.state == Status::Master {
-                    claims.push((n.name.clone(), r.since_ms));
+                    claims.push((n.name.clone(), r.since_ms, r.epoch));
                 }
                 describe(r, rank(w.prefer, &n.name))
             }
@@ -145,9 +149,10 @@ fn row(w: &Wanted, seen: &[NodeSeen]) -> Row {
         (_, Held::Unknown(e)) => Master::Unknown {
             why: format!("the lock cannot be asked: {e}"),
         },
-        ([(node, since)], Held::Yes | Held::NotAsked) => Master::Node {
+        ([(node, since, epoch)], Held::Yes | Held::NotAsked) => Master::Node {
             node: node.clone(),
             since_ms: *since,
+            epoch: *epoch,
         },
         ([], Held::No) => Master::Nobody,
         ([], Held::NotAsked) => Master::Unknown {
@@ -156,14 +161,14 @@ fn row(w: &Wanted, seen: &[NodeSeen]) -> Row {
         ([], Held::Yes) => Master::Unknown {
             why: "the lock is held, but no running node says it is master (one starting or releasing, or a lock keeper finishing a killed daemon's release)".into(),
         },
-        ([(node, _)], Held::No) => Master::Unknown {
+        ([(node, _, _)], Held::No) => Master::Unknown {
             why: format!("{node} says it is master but the lock is free (its record is behind)"),
         },
         (many, _) => Master::Unknown {
             why: format!(
                 "{} each say they are master (a record behind a handover)",
                 many.iter()
-                    .map(|(n, _)| n.as_str())
+                    .map(|(n, _, _)| n.as_str())
                     .collect::<Vec<_>>()
                     .join(" and ")
             ),
@@ -247,7 +252,8 @@ mod tests {
             v.resources[0].master,
             Master::Node {
                 node: "a".into(),
-                since_ms: 7
+                since_ms: 7,
+                epoch: None
             },
             "c is down: its record does not count"
         );

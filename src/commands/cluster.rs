@@ -178,10 +178,21 @@ fn table(v: &ClusterView) -> String {
                 .max(n.name.len())
         })
         .collect();
+    let epoch = |m: &Master| match m {
+        Master::Node { epoch: Some(e), .. } => e.to_string(),
+        _ => "-".into(),
+    };
+    let we = v
+        .resources
+        .iter()
+        .map(|r| epoch(&r.master).len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
     let _ = write!(
         t,
-        "{:<wn$}  {:<wm$}  {:<20}",
-        "RESOURCE", "MASTER", "SINCE (ITS CLOCK)"
+        "{:<wn$}  {:<wm$}  {:<20}  {:<we$}",
+        "RESOURCE", "MASTER", "SINCE (ITS CLOCK)", "EPOCH"
     );
     for (n, w) in v.nodes.iter().zip(&widths) {
         let _ = write!(t, "  {:<w$}", n.name);
@@ -196,9 +207,10 @@ fn table(v: &ClusterView) -> String {
         };
         let _ = write!(
             t,
-            "{:<wn$}  {:<wm$}  {since:<20}",
+            "{:<wn$}  {:<wm$}  {since:<20}  {:<we$}",
             r.name,
-            master(&r.master)
+            master(&r.master),
+            epoch(&r.master)
         );
         for (s, w) in r.nodes.iter().zip(&widths) {
             let _ = write!(t, "  {s:<w$}");

@@ -373,7 +373,8 @@ fn backend(
         FdStore::check_room(cfg.resources.len());
         guards.push(Arc::new(store));
     }
-    let mut fb = FileBackend::with_guards(cfg.lock.dir.clone(), cfg.lock.standby, guards);
+    let mut fb =
+        FileBackend::with_guards(cfg.lock.dir.clone(), cfg.lock.standby, guards).as_node(&cfg.node);
     if let Some(a) = locks {
         fb = fb.judged_on(a.f_type);
     }

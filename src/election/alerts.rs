@@ -11,6 +11,7 @@
 //! next alert that runs (`DLM_ELECTD_DROPPED`). Each alert carries the
 //! time of its change (`DLM_ELECTD_SINCE_MS`), since it may run late.
 
+use super::status::ResourceStatus;
 use crate::action::{Cancel, Ctx, exec};
 use crate::config::NotifySpec;
 use crate::state::Status;
@@ -72,17 +73,15 @@ impl Alerts {
     }
 
     /// The resource went from `previous` (None: its first state) to
-    /// `state` at `since_ms` (Unix time in ms); `seq` counts its changes.
-    /// Never waits.
+    /// `now`'s state. Never waits.
     pub(super) fn changed(
         &mut self,
         specs: &[NotifySpec],
         previous: Option<Status>,
-        state: Status,
+        now: &ResourceStatus,
         reason: Option<&str>,
-        seq: u64,
-        since_ms: u64,
     ) {
+        let (state, seq, since_ms) = (now.state, now.transitions, now.since_ms);
         let wanted: Vec<NotifySpec> = specs
             .iter()
             .filter(|n| n.states.as_ref().is_none_or(|s| s.contains(&state)))
@@ -100,6 +99,10 @@ impl Alerts {
             ("DLM_ELECTD_REASON".into(), reason.unwrap_or("").into()),
             ("DLM_ELECTD_SEQ".into(), seq.to_string()),
             ("DLM_ELECTD_SINCE_MS".into(), since_ms.to_string()),
+            (
+                "DLM_ELECTD_EPOCH".into(),
+                now.epoch.map(|e| e.to_string()).unwrap_or_default(),
+            ),
         ]);
         let (ctx, cancel) = (self.ctx.clone(), self.cancel.clone());
         let (queue, _) = self.queue.get_or_insert_with(|| {

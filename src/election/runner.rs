@@ -544,6 +544,7 @@ impl Task {
         let (state, err) = (m.status(), m.last_error().map(str::to_string));
         let health = checker.map(|c| c.health.as_str().to_string());
         let health_error = checker.and_then(|c| c.error.clone());
+        let epoch = self.held.as_ref().and_then(|h| h.epoch());
         let mut st = match last {
             Some(l)
                 if l.state == state
@@ -555,7 +556,8 @@ impl Task {
                     && l.failures == failures
                     && l.failed_until_ms == failed_until
                     && l.handover_to.as_ref() == handover.as_ref().map(|h| &h.0)
-                    && l.handover_at_ms == handover.as_ref().map(|h| h.1) =>
+                    && l.handover_at_ms == handover.as_ref().map(|h| h.1)
+                    && l.epoch == epoch =>
             {
                 return;
             }
@@ -584,6 +586,7 @@ impl Task {
         st.failures = failures;
         st.failed_until_ms = failed_until;
         (st.handover_to, st.handover_at_ms) = handover.unzip();
+        st.epoch = epoch;
         self.r.board.publish(st.clone());
         if changed {
             // Why: the last failure, else why the health check fails;
@@ -605,15 +608,8 @@ impl Task {
                     })
                 })
                 .or(drain);
-            let (seq, since) = (st.transitions, st.since_ms);
-            self.alerts.changed(
-                &self.r.spec.notify,
-                previous,
-                state,
-                reason.as_deref(),
-                seq,
-                since,
-            );
+            self.alerts
+                .changed(&self.r.spec.notify, previous, &st, reason.as_deref());
         }
         self.last = Some(st);
         self.r.changed.send_replace(());

@@ -44,6 +44,11 @@ pub struct ResourceStatus {
     pub handover_to: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handover_at_ms: Option<u64>,
+    /// While this node holds the lock: its mastership's number in the
+    /// resource's transitions, from the holder record in the lock
+    /// (`lock::holder`; not on `dlm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
     /// State changes since the daemon started this resource (its first
     /// state is none).
     #[serde(default)]
@@ -69,6 +74,7 @@ impl ResourceStatus {
             failed_until_ms: None,
             handover_to: None,
             handover_at_ms: None,
+            epoch: None,
             transitions: 0,
             settled: false,
         }

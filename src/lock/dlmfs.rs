@@ -174,37 +174,6 @@ pub fn cluster_stack_problem(sysfs_root: &Path) -> Option<String> {
     }
 }
 
-/// The record we leave in the LVB for the next holder: who we were and a
-/// term number. o2cb zeroes the LVB when an EX holder's node dies, so the
-/// term restarts at 1 after a node death: informational only. The epoch
-/// comes first: a node name may be 64 bytes, and what does not fit in the
-/// 64-byte LVB is cut (the name, then; it only informs).
-pub(crate) fn lvb_record(node: &str, epoch: u64) -> [u8; LVB_LEN] {
-    let mut buf = [0u8; LVB_LEN];
-    let text = format!("dlm-electd epoch={epoch} node={node}\n");
-    let n = text.len().min(LVB_LEN);
-    buf[..n].copy_from_slice(&text.as_bytes()[..n]);
-    buf
-}
-
-pub(crate) fn parse_lvb(buf: &[u8]) -> (Option<String>, u64) {
-    let text = String::from_utf8_lossy(buf);
-    let text = text.trim_end_matches('\0').trim();
-    if text.is_empty() {
-        return (None, 0);
-    }
-    let field = |k: &str| {
-        text.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .map(str::to_string)
-    };
-    let epoch = field("epoch=").and_then(|e| e.parse().ok()).unwrap_or(0);
-    (
-        Some(field("node=").unwrap_or_else(|| text.to_string())),
-        epoch,
-    )
-}
-
 /// One trylock of the dlmfs lock at `path`: EX (read-write), created if
 /// missing, close-on-exec, and never a blocking open (that would sleep
 /// uninterruptibly while another node holds the lock). None: busy —
@@ -244,9 +213,9 @@ impl LockBackend for DlmfsBackend {
         };
         let mut buf = [0u8; LVB_LEN];
         let n = file.read_at(&mut buf, 0).unwrap_or(0);
-        let (previous, epoch) = parse_lvb(&buf[..n]);
+        let (previous, epoch) = super::holder::parse(&buf[..n]);
         // Always all 64 bytes: a short write keeps the old tail.
-        if let Err(e) = file.write_at(&lvb_record(&self.node, epoch + 1), 0) {
+        if let Err(e) = file.write_at(&super::holder::record(&self.node, epoch + 1), 0) {
             tracing::warn!(lock, error = %e, "cannot write the lock value block");
         }
         Ok(TryLock::Acquired(Box::new(DlmfsLock {
@@ -366,6 +335,10 @@ impl HeldLock for DlmfsLock {
         })
     }
 
+    fn epoch(&self) -> Option<u64> {
+        (self.epoch > 0).then_some(self.epoch)
+    }
+
     fn release(self: Box<Self>) -> Result<(), LockError> {
         let DlmfsLock { file, path, .. } = *self;
         drop(file);
@@ -453,24 +426,5 @@ mod tests {
         }
         assert_eq!(be(o2cb.path().into()).clear_stale("web"), Ok(()));
         assert!(!mount.path().join("d").exists());
-    }
-
-    #[test]
-    fn lvb_round_trip() {
-        let b = lvb_record("node-a", 7);
-        assert_eq!(parse_lvb(&b), (Some("node-a".into()), 7));
-        assert_eq!(parse_lvb(&[0u8; 64]), (None, 0));
-        // Issue 19 item 17: a 64-byte node name no longer cuts the epoch
-        // off (it did from about 40 bytes on); the name is what is cut.
-        let long = "n".repeat(64);
-        let (who, epoch) = parse_lvb(&lvb_record(&long, 123_456));
-        assert_eq!(epoch, 123_456);
-        assert!(long.starts_with(who.as_deref().unwrap()), "{who:?}");
-        // A record of an earlier version (name first) still reads.
-        assert_eq!(
-            parse_lvb(b"dlm-electd node=b epoch=4\n"),
-            (Some("b".into()), 4)
-        );
-        assert_eq!(parse_lvb(&[]), (None, 0));
     }
 }

@@ -56,6 +56,9 @@ pub struct FileBackend {
     /// The statfs type of the filesystem the lock dir was judged on at
     /// start (`super::filesystem`); None: not checked (tests, `cleanup`).
     judged: Option<u32>,
+    /// This node's name, for the holder record a new master leaves in the
+    /// lock file (`super::holder`).
+    node: String,
 }
 
 /// A lock fd kept for us by systemd across a restart.
@@ -82,7 +85,14 @@ impl FileBackend {
             adopted: Mutex::new(HashMap::new()),
             canonical: std::sync::OnceLock::new(),
             judged: None,
+            node: String::new(),
         }
+    }
+
+    /// Names `node` in the holder records its wins leave (`super::holder`).
+    pub fn as_node(mut self, node: &str) -> Self {
+        self.node = node.to_string();
+        self
     }
 
     /// Takes locks only while the lock dir is on a filesystem of type
@@ -336,7 +346,14 @@ fn open_failed(path: &Path, e: std::io::Error) -> LockError {
 impl FileBackend {
     /// A lock just won: hand it to every guard (keeper, fd store) before
     /// it counts as won; one refusing means giving it up again.
-    fn won(&self, lock: &str, names: Names, file: File) -> Result<Box<dyn HeldLock>, LockError> {
+    /// `resumed`: our previous run's lock, whose holder record is ours.
+    fn won(
+        &self,
+        lock: &str,
+        names: Names,
+        file: File,
+        resumed: bool,
+    ) -> Result<Box<dyn HeldLock>, LockError> {
         let path = names.main().to_path_buf();
         for (i, g) in self.guards.iter().enumerate() {
             if let Err(e) = g.hold(lock, file.as_fd(), names.start()) {
@@ -351,14 +368,35 @@ impl FileBackend {
                 )));
             }
         }
+        let (previous, epoch) = holder_epoch(&file, &self.node, resumed);
         Ok(Box::new(FileLock {
             file: Some(file),
             path,
             names: Some(names),
             lock: lock.to_string(),
             guards: self.guards.clone(),
+            previous: Some(previous),
+            epoch: Some(epoch),
         }))
     }
+}
+
+/// The holder record in a lock file we just won (`super::holder`): a
+/// fresh win reads the last one and writes ours, one epoch on; a resumed
+/// lock keeps the record our previous run wrote. Unwritable (a read-only
+/// lock dir): the lock still counts, the epoch only informs.
+fn holder_epoch(file: &File, node: &str, resumed: bool) -> (Option<String>, u64) {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; super::holder::LEN];
+    let n = file.read_at(&mut buf, 0).unwrap_or(0);
+    let (previous, epoch) = super::holder::parse(&buf[..n]);
+    if resumed && epoch > 0 {
+        return (previous, epoch);
+    }
+    if let Err(e) = file.write_at(&super::holder::record(node, epoch + 1), 0) {
+        tracing::warn!(error = %e, "cannot write the holder record in the lock file");
+    }
+    (previous, epoch + 1)
 }
 
 impl LockBackend for FileBackend {
@@ -369,11 +407,11 @@ impl LockBackend for FileBackend {
                 "{} was still locked by the previous run of this service (systemd's fd store kept it): resuming as its holder",
                 names.main().display()
             );
-            return self.won(lock, names, file).map(TryLock::Acquired);
+            return self.won(lock, names, file, true).map(TryLock::Acquired);
         }
         self.on_judged_filesystem()?;
         match twin::acquire(&names, None)? {
-            Some(file) => self.won(lock, names, file).map(TryLock::Acquired),
+            Some(file) => self.won(lock, names, file, false).map(TryLock::Acquired),
             None => Ok(TryLock::Busy),
         }
     }
@@ -395,6 +433,8 @@ impl LockBackend for FileBackend {
                 names: None,
                 lock: lock.to_string(),
                 guards: Vec::new(),
+                previous: None,
+                epoch: None,
             }))),
             Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(None),
             Err(e) => Err(LockError::Failed(format!(
@@ -460,7 +500,7 @@ impl LockBackend for FileBackend {
                     let _ = ofd_setlk(&file, false);
                     return Ok(None);
                 }
-                Some(file) => return self.won(lock, names, file).map(Some),
+                Some(file) => return self.won(lock, names, file, false).map(Some),
                 None if stop.is_stopped() => return Ok(None),
                 // Busy without a file to wait on: both names are gone and
                 // the old holder (listed in /proc/locks) is still releasing.
@@ -487,6 +527,10 @@ pub struct FileLock {
     lock: String,
     /// Each holds a copy of the fd.
     guards: Vec<Arc<dyn FdGuard>>,
+    /// The holder record found on winning (Some(None): none), and our
+    /// epoch; None for a candidate lock.
+    previous: Option<Option<String>>,
+    epoch: Option<u64>,
 }
 
 impl FileLock {
@@ -512,6 +556,18 @@ impl FileLock {
 }
 
 impl HeldLock for FileLock {
+    fn previous_holder(&self) -> Option<String> {
+        let epoch = self.epoch?;
+        Some(match self.previous.as_ref()? {
+            Some(p) => format!("previous holder {p}, now epoch {epoch}"),
+            None => format!("no previous holder recorded (a new lock file), now epoch {epoch}"),
+        })
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
     fn still_held(&self) -> Option<StillHeld> {
         let names = self.names.clone()?;
         // A duplicate of the fd (same open file description): after our
@@ -551,6 +607,35 @@ mod tests {
             .open(path)
             .unwrap();
         ofd_setlk(&f, true).is_err()
+    }
+
+    #[test]
+    fn each_new_holder_numbers_its_mastership_one_on_from_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = |n: &str| FileBackend::new(dir.path().to_path_buf(), Standby::Poll).as_node(n);
+        let (a, b) = (on("a"), on("b"));
+        let TryLock::Acquired(h) = a.try_lock("web").unwrap() else {
+            panic!("free")
+        };
+        assert_eq!(h.epoch(), Some(1));
+        assert!(h.previous_holder().unwrap().contains("no previous holder"));
+        assert!(matches!(b.try_lock("web").unwrap(), TryLock::Busy));
+        h.release().unwrap();
+        let TryLock::Acquired(h) = b.try_lock("web").unwrap() else {
+            panic!("released")
+        };
+        assert_eq!(h.epoch(), Some(2));
+        assert_eq!(
+            h.previous_holder().as_deref(),
+            Some("previous holder a, now epoch 2")
+        );
+        // The record sits below the lock's range (`twin`): nothing else
+        // is in the file.
+        let text = std::fs::read(dir.path().join("web.lock")).unwrap();
+        assert_eq!(super::super::holder::parse(&text), (Some("b".into()), 2));
+        // A candidate lock has no epoch.
+        let c = a.take_candidate("web.c1").unwrap().unwrap();
+        assert_eq!(c.epoch(), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod dlmfs;
 pub mod file;
 pub mod filesystem;
 pub mod fsdlm;
+pub mod holder;
 pub mod interrupt;
 pub mod lvb;
 pub mod open;
@@ -149,6 +150,12 @@ pub trait LockBackend: Send + Sync {
 pub trait HeldLock: Send {
     /// What the previous holder left behind, when the backend can tell.
     fn previous_holder(&self) -> Option<String> {
+        None
+    }
+    /// This mastership's number in the resource's transitions, from the
+    /// record the holders leave in the lock (`holder`). None: the backend
+    /// keeps none (fs/dlm), or a candidate lock.
+    fn epoch(&self) -> Option<u64> {
         None
     }
     /// A check, run at every poll while master (on the blocking pool),

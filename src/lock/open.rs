@@ -28,7 +28,7 @@ pub struct Settings<'a> {
 /// with one: see `daemon`).
 pub fn backend(s: &Settings) -> Arc<dyn LockBackend> {
     match s.kind {
-        Backend::File => Arc::new(FileBackend::new(s.dir.to_path_buf(), s.standby)),
+        Backend::File => Arc::new(FileBackend::new(s.dir.to_path_buf(), s.standby).as_node(s.node)),
         Backend::Dlmfs => Arc::new(DlmfsBackend::new(
             s.mount.to_path_buf(),
             s.domain.to_string(),

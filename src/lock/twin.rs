@@ -54,7 +54,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Where lock ranges start: far beyond any data (lock files stay empty),
+/// Where lock ranges start: far beyond any data (a lock file holds at
+/// most the 64-byte holder record, `super::holder`),
 /// plus 56 bits of a hash of the lock dir and name.
 const BASE: i64 = 1 << 60;
 

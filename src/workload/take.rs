@@ -70,9 +70,9 @@ fn try_cluster(lock: &LockConfig, node: &str, name: &str) -> Result<Option<Clust
             };
             let mut buf = [0u8; dlmfs::LVB_LEN];
             let n = file.read_at(&mut buf, 0).unwrap_or(0);
-            let epoch = dlmfs::parse_lvb(&buf[..n]).1 + 1;
+            let epoch = crate::lock::holder::parse(&buf[..n]).1 + 1;
             // All 64 bytes: a short write keeps the old tail.
-            if let Err(e) = file.write_at(&dlmfs::lvb_record(node, epoch), 0) {
+            if let Err(e) = file.write_at(&crate::lock::holder::record(node, epoch), 0) {
                 tracing::warn!(
                     "cannot write the lock value block of {}: {e}",
                     path.display()

@@ -577,6 +577,11 @@ def view_agrees(v, res, master, running, drained=()):
             sorted(x["name"] for x in v["nodes"] if x.get("drain")) == sorted(drained))
 
 
+def epoch_of(v, res):
+    """The master's epoch of res in view v (None: none shown)."""
+    return [r for r in v["resources"] if r["name"] == res][0]["master"].get("epoch")
+
+
 def views_agree(c, asked, cfgs, res, master, running, drained=(), what=""):
     """Every node in `asked` says so within a minute; the slowest answer."""
     took = []
@@ -603,7 +608,7 @@ def test_cluster_view_through_the_dlm(c):
         # acquire step's event.
         with open(os.path.join(c.share, "cfg", "view%d.toml" % i), "a") as f:
             f.write('[[notify]]\nexec = ["/bin/sh", "-c", "echo \\"alert $DLM_ELECTD_RESOURCE '
-                    '$DLM_ELECTD_STATE\\" > /dev/virtio-ports/events"]\nstates = ["master"]\n')
+                    '$DLM_ELECTD_STATE $DLM_ELECTD_EPOCH\\" > /dev/virtio-ports/events"]\nstates = ["master"]\n')
         start(c, i, cfgs[i])
     try:
         name = {i: until(60, "node%d's daemon answering" % i,
@@ -612,17 +617,24 @@ def test_cluster_view_through_the_dlm(c):
         m = sole_master(c, range(3), cfgs.get, "web")
         t = views_agree(c, range(3), cfgs, "web", name[m], everyone, what="the master")
         print("  every node names %s master of web (slowest answer %.2f s)" % (name[m], t))
+        # The epoch from the holder record in the lock value block.
+        e0 = epoch_of(cluster_view(c, m, cfgs[m])[0], "web")
+        assert isinstance(e0, int) and e0 >= 1, e0
         mk = c.mark()
         c.check(m, "%s release --hold-off 2s web --config %s" % (GUEST_BIN, cfgs[m]), timeout=60)
         acq = c.wait_event("^acquire web$", since=mk, timeout=60)
         new = acq.node
-        alert = c.wait_event("^alert web master$", node=new, since=mk, timeout=30)
+        # Its alert carries the next epoch: read from the old master's record.
+        alert = c.wait_event("^alert web master %d$" % (e0 + 1), node=new, since=mk, timeout=30)
         assert alert.t_ms - acq.t_ms <= 1000, "alert %d ms after the acquire" % (
             alert.t_ms - acq.t_ms)
         print("  %s master after a release; its alert %d ms after its acquire step"
               % (name[new], alert.t_ms - acq.t_ms))
         assert sole_master(c, range(3), cfgs.get, "web") == new
         views_agree(c, range(3), cfgs, "web", name[new], everyone, what="after a release")
+        for i in range(3):
+            e1 = epoch_of(cluster_view(c, i, cfgs[i])[0], "web")
+            assert e1 == e0 + 1, "node%d shows epoch %s after %s" % (i, e1, e0)
         # Drained: the table and JSON show it with its reason, everywhere.
         c.check(new, "%s drain --reason 'kernel update' --wait --config %s"
                 % (GUEST_BIN, cfgs[new]), timeout=120)
