@@ -59,6 +59,9 @@ pub struct FileBackend {
     /// This node's name, for the holder record a new master leaves in the
     /// lock file (`super::holder`).
     node: String,
+    /// Per lock, the inode its last try found busy, kept open so that the
+    /// next try is one lock call (`twin::try_keeping_busy`).
+    busy: Mutex<HashMap<String, File>>,
 }
 
 /// A lock fd kept for us by systemd across a restart.
@@ -86,6 +89,7 @@ impl FileBackend {
             canonical: std::sync::OnceLock::new(),
             judged: None,
             node: String::new(),
+            busy: Mutex::new(HashMap::new()),
         }
     }
 
@@ -410,7 +414,12 @@ impl LockBackend for FileBackend {
             return self.won(lock, names, file, true).map(TryLock::Acquired);
         }
         self.on_judged_filesystem()?;
-        match twin::acquire(&names, None)? {
+        let mut busy = self.busy.lock().unwrap().remove(lock);
+        let got = twin::try_keeping_busy(&names, &mut busy)?;
+        if let Some(file) = busy {
+            self.busy.lock().unwrap().insert(lock.to_string(), file);
+        }
+        match got {
             Some(file) => self.won(lock, names, file, false).map(TryLock::Acquired),
             None => Ok(TryLock::Busy),
         }

@@ -629,6 +629,57 @@ impl From<TwinError> for super::LockError {
 /// at the lock named by `names`: Some(file) won, with both names naming
 /// its inode; None busy (or, waiting, told to stop).
 pub fn acquire(names: &Names, wait: Option<&dyn Fn() -> bool>) -> Result<Option<File>, TwinError> {
+    acquire_keeping(names, wait, &mut None)
+}
+
+/// One non-blocking attempt for a polling standby, which keeps the inode
+/// it found busy open in `busy` between tries: a try is then one lock
+/// call on it instead of an open, a stat, a lock call and a close.
+///
+/// Busy on that inode means busy, whatever the names say by now: whoever
+/// holds it is the only holder of this lock until it lets go (the proof
+/// in the module comment: a newcomer's inode is never won while another
+/// is held). Once it is free, the lock is taken on it and settled like
+/// any other (both names must name it); an inode the names have left is
+/// let go and the names are opened afresh.
+pub fn try_keeping_busy(names: &Names, busy: &mut Option<File>) -> Result<Option<File>, TwinError> {
+    if let Some(file) = busy.take() {
+        match lock_at(&file, names.start) {
+            Err(Errno::EAGAIN) | Err(Errno::EACCES) => {
+                *busy = Some(file);
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(TwinError::Lock {
+                    path: names.main.clone(),
+                    source: e,
+                });
+            }
+            Ok(()) => match names.settle(&file) {
+                Ok(Settled::Won) => return Ok(Some(file)),
+                Ok(Settled::Busy) => {
+                    unlock(&file);
+                    return Ok(None);
+                }
+                // The names moved on: open them afresh below.
+                Ok(Settled::Retry) => unlock(&file),
+                Err(e) => {
+                    unlock(&file);
+                    return Err(e);
+                }
+            },
+        }
+    }
+    acquire_keeping(names, None, busy)
+}
+
+/// `acquire`; a non-blocking attempt that finds an existing inode busy
+/// leaves it open in `busy`.
+fn acquire_keeping(
+    names: &Names,
+    wait: Option<&dyn Fn() -> bool>,
+    busy: &mut Option<File>,
+) -> Result<Option<File>, TwinError> {
     for _ in 0..ROUNDS {
         let file = match names.open()? {
             Opened::Existing(f) => f,
@@ -639,7 +690,10 @@ pub fn acquire(names: &Names, wait: Option<&dyn Fn() -> bool>) -> Result<Option<
         match wait {
             None => match lock_at(&file, names.start) {
                 Ok(()) => {}
-                Err(Errno::EAGAIN) | Err(Errno::EACCES) => return Ok(None),
+                Err(Errno::EAGAIN) | Err(Errno::EACCES) => {
+                    *busy = Some(file);
+                    return Ok(None);
+                }
                 Err(e) => {
                     return Err(TwinError::Lock {
                         path: names.main.clone(),
@@ -817,6 +871,31 @@ mod tests {
             });
             assert!(churned > 0, "the other locks came and went");
         }
+    }
+
+    #[test]
+    fn a_polling_standby_keeps_the_busy_inode_and_follows_the_names_once_it_is_free() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, a) = held(dir.path(), "web");
+        let ino = |f: &File| f.metadata().unwrap().ino();
+        let mut busy = None;
+        assert!(try_keeping_busy(&n, &mut busy).unwrap().is_none());
+        assert_eq!(busy.as_ref().map(ino), Some(ino(&a)), "kept open");
+        assert!(try_keeping_busy(&n, &mut busy).unwrap().is_none());
+        // The holder's names deleted and a new lock made and held by C
+        // after A let go: the kept inode is free but named no more, so the
+        // try follows the names and finds C's inode busy.
+        std::fs::remove_file(n.main()).unwrap();
+        std::fs::remove_file(n.twin()).unwrap();
+        drop(a);
+        let c = acquire(&n, None).unwrap().expect("a fresh lock");
+        assert!(try_keeping_busy(&n, &mut busy).unwrap().is_none());
+        assert_eq!(busy.as_ref().map(ino), Some(ino(&c)), "now C's inode");
+        // C lets go: the kept inode is won, both names naming it.
+        drop(c);
+        let won = try_keeping_busy(&n, &mut busy).unwrap().expect("free");
+        assert!(busy.is_none());
+        assert_eq!(n.keep(&won).unwrap(), None, "both names name it");
     }
 
     #[test]
