@@ -1,4 +1,4 @@
-//! The open-file limit: one fd per lock held or waited for (and per device
+//! The open-file limit: one fd per lock held, waited for or polled (and per device
 //! open on the dlm backend), so a daemon with a thousand resources needs
 //! more than the soft limit of 1,024 that a login shell or systemd gives.
 //! Run by hand, the daemon raises its soft limit to the hard one itself.

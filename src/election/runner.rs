@@ -508,6 +508,7 @@ impl Task {
     /// After `Exit`: ends what still runs and returns the final status.
     async fn finish(mut self) -> ResourceStatus {
         retire(std::mem::replace(&mut self.op, Op::Idle), self.r.op_timeout).await;
+        self.r.backend.forget(&self.r.spec.lock);
         self.answer_release();
         if let Some(c) = self.checker.take() {
             c.stop().await;

@@ -490,6 +490,10 @@ impl LockBackend for FileBackend {
         self.standby == Standby::Wait
     }
 
+    fn forget(&self, lock: &str) {
+        self.busy.lock().unwrap().remove(lock);
+    }
+
     fn wait_lock(
         &self,
         lock: &str,
@@ -645,6 +649,12 @@ mod tests {
         // A candidate lock has no epoch.
         let c = a.take_candidate("web.c1").unwrap().unwrap();
         assert_eq!(c.epoch(), None);
+        // a, busy now, keeps b's inode open for its next try until told
+        // to forget the lock.
+        assert!(matches!(a.try_lock("web").unwrap(), TryLock::Busy));
+        assert!(a.busy.lock().unwrap().contains_key("web"));
+        a.forget("web");
+        assert!(a.busy.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -126,6 +126,11 @@ pub trait LockBackend: Send + Sync {
     /// the lockspace is worth keeping it for. Nothing for the others.
     fn leave(&self, _all_released: bool) {}
 
+    /// Drops what the backend keeps between tries of `lock` (the `file`
+    /// backend's busy inode, kept open): its resource's runner ended (a
+    /// reload took it out, or the daemon stops). Never blocks.
+    fn forget(&self, _lock: &str) {}
+
     /// Whether [`LockBackend::wait_lock`] can wait for the holder to let go.
     fn can_wait(&self) -> bool {
         false
