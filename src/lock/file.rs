@@ -693,10 +693,11 @@ mod tests {
         // The whole-file lock it was stored with now shows from this
         // lock's start (what the /proc/locks scan looks for).
         let start = backend.names("web").start();
-        assert!(twin::other_holder(start, 0).unwrap());
+        assert!(crate::lock::proc_locks::other_holder(start, 0).unwrap());
         resumed.release().unwrap();
         crate::testing::eventually("released", || {
-            (!twin::other_holder(start, 0).unwrap() && !busy(&web_path)).then_some(())
+            (!crate::lock::proc_locks::other_holder(start, 0).unwrap() && !busy(&web_path))
+                .then_some(())
         });
         assert!(busy(&old_path), "held until let go");
         drop(gone);

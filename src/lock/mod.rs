@@ -13,6 +13,7 @@ pub mod holder;
 pub mod interrupt;
 pub mod lvb;
 pub mod open;
+pub mod proc_locks;
 pub mod twin;
 
 pub use interrupt::WaitStop;
