@@ -2,7 +2,7 @@
 //! judged by `cluster::view`, as a table or JSON.
 
 use crate::cluster::store::Answer;
-use crate::cluster::view::{self, ClusterView, Held, Master, NodeSeen, Wanted};
+use crate::cluster::view::{self, ClusterView, Held, Master, NodeSeen, Row, Wanted};
 use crate::config::{self, Config};
 use crate::control::{self, ControlError, Request};
 use crate::lock::LockBackend;
@@ -145,25 +145,22 @@ fn table(v: &ClusterView) -> String {
         t.push_str("no resources configured\n");
         return t;
     }
-    let wn = v
-        .resources
-        .iter()
-        .map(|r| r.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(8);
+    // A column as wide as its heading or its widest row.
+    let width = |cell: &dyn Fn(&Row) -> usize, heading: usize| {
+        v.resources.iter().map(cell).max().unwrap_or(0).max(heading)
+    };
+    let wn = width(&|r| r.name.len(), 8);
     let master = |m: &Master| match m {
         Master::Node { node, .. } => node.clone(),
         Master::Nobody => "none".into(),
         Master::Unknown { .. } => "?".into(),
     };
-    let wm = v
-        .resources
-        .iter()
-        .map(|r| master(&r.master).len())
-        .max()
-        .unwrap_or(0)
-        .max(6);
+    let wm = width(&|r| master(&r.master).len(), 6);
+    let epoch = |m: &Master| match m {
+        Master::Node { epoch: Some(e), .. } => e.to_string(),
+        _ => "-".into(),
+    };
+    let we = width(&|r| epoch(&r.master).len(), 5);
     // One column per node, as wide as its name or its widest state.
     let widths: Vec<usize> = v
         .nodes
@@ -178,17 +175,6 @@ fn table(v: &ClusterView) -> String {
                 .max(n.name.len())
         })
         .collect();
-    let epoch = |m: &Master| match m {
-        Master::Node { epoch: Some(e), .. } => e.to_string(),
-        _ => "-".into(),
-    };
-    let we = v
-        .resources
-        .iter()
-        .map(|r| epoch(&r.master).len())
-        .max()
-        .unwrap_or(0)
-        .max(5);
     let _ = write!(
         t,
         "{:<wn$}  {:<wm$}  {:<20}  {:<we$}",

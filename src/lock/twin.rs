@@ -565,33 +565,49 @@ pub fn acquire(names: &Names, wait: Option<&dyn Fn() -> bool>) -> Result<Option<
 /// let go and the names are opened afresh.
 pub fn try_keeping_busy(names: &Names, busy: &mut Option<File>) -> Result<Option<File>, TwinError> {
     if let Some(file) = busy.take() {
-        match lock_at(&file, names.start) {
-            Err(Errno::EAGAIN) | Err(Errno::EACCES) => {
-                *busy = Some(file);
-                return Ok(None);
-            }
-            Err(e) => {
-                return Err(TwinError::Lock {
-                    path: names.main.clone(),
-                    source: e,
-                });
-            }
-            Ok(()) => match names.settle(&file) {
-                Ok(Settled::Won) => return Ok(Some(file)),
-                Ok(Settled::Busy) => {
-                    unlock(&file);
-                    return Ok(None);
-                }
-                // The names moved on: open them afresh below.
-                Ok(Settled::Retry) => unlock(&file),
-                Err(e) => {
-                    unlock(&file);
-                    return Err(e);
-                }
-            },
+        let Some(file) = lock_or_keep(names, file, busy)? else {
+            return Ok(None);
+        };
+        match settle_locked(names, file)? {
+            (Settled::Won, won) => return Ok(won),
+            (Settled::Busy, _) => return Ok(None),
+            // The names moved on: open them afresh below.
+            (Settled::Retry, _) => {}
         }
     }
     acquire_keeping(names, None, busy)
+}
+
+/// One non-blocking lock call on `file`: Some(file) locked; None busy,
+/// `file` then kept open in `busy`.
+fn lock_or_keep(
+    names: &Names,
+    file: File,
+    busy: &mut Option<File>,
+) -> Result<Option<File>, TwinError> {
+    match lock_at(&file, names.start) {
+        Ok(()) => Ok(Some(file)),
+        Err(Errno::EAGAIN) | Err(Errno::EACCES) => {
+            *busy = Some(file);
+            Ok(None)
+        }
+        Err(e) => Err(TwinError::Lock {
+            path: names.main.clone(),
+            source: e,
+        }),
+    }
+}
+
+/// Settles the lock just taken on `file`: won, it is handed back still
+/// locked; anything else (an error too) unlocks it first.
+fn settle_locked(names: &Names, file: File) -> Result<(Settled, Option<File>), TwinError> {
+    match names.settle(&file) {
+        Ok(Settled::Won) => Ok((Settled::Won, Some(file))),
+        other => {
+            unlock(&file);
+            other.map(|s| (s, None))
+        }
+    }
 }
 
 /// `acquire`; a non-blocking attempt that finds an existing inode busy
@@ -608,19 +624,10 @@ fn acquire_keeping(
             Opened::Busy => return Ok(None),
             Opened::Raced => continue,
         };
-        match wait {
-            None => match lock_at(&file, names.start) {
-                Ok(()) => {}
-                Err(Errno::EAGAIN) | Err(Errno::EACCES) => {
-                    *busy = Some(file);
-                    return Ok(None);
-                }
-                Err(e) => {
-                    return Err(TwinError::Lock {
-                        path: names.main.clone(),
-                        source: e,
-                    });
-                }
+        let file = match wait {
+            None => match lock_or_keep(names, file, busy)? {
+                Some(locked) => locked,
+                None => return Ok(None),
             },
             Some(stopped) => loop {
                 if stopped() {
@@ -628,7 +635,7 @@ fn acquire_keeping(
                 }
                 // EINTR: see WaitStop.
                 match lock_at_wait(&file, names.start) {
-                    Ok(()) => break,
+                    Ok(()) => break file,
                     Err(Errno::EINTR) => continue,
                     Err(e) => {
                         return Err(TwinError::Wait {
@@ -638,18 +645,11 @@ fn acquire_keeping(
                     }
                 }
             },
-        }
-        match names.settle(&file) {
-            Ok(Settled::Won) => return Ok(Some(file)),
-            Ok(Settled::Busy) => {
-                unlock(&file);
-                return Ok(None);
-            }
-            Ok(Settled::Retry) => unlock(&file),
-            Err(e) => {
-                unlock(&file);
-                return Err(e);
-            }
+        };
+        match settle_locked(names, file)? {
+            (Settled::Won, won) => return Ok(won),
+            (Settled::Busy, _) => return Ok(None),
+            (Settled::Retry, _) => {}
         }
     }
     Ok(None)
