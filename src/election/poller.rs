@@ -50,6 +50,9 @@ struct Entry {
     done: oneshot::Sender<Outcome>,
     /// Cancelled while its try ran: report whatever the try found.
     cancelled: bool,
+    /// Woken ([`Ticket::waker`]) while its try ran: that try may have come
+    /// too early, so the next one is due at once.
+    woken: bool,
 }
 
 #[derive(Default)]
@@ -131,6 +134,7 @@ pub fn add(
             call,
             done,
             cancelled: false,
+            woken: false,
         },
     );
     let earliest = st.due.first().is_none_or(|&(t, _)| at < t);
@@ -145,6 +149,14 @@ pub fn add(
 }
 
 impl Ticket {
+    /// Makes the entry's next try due now, from any thread (a lock's
+    /// doorbell rang, `lock::bell`): the one after the running try if one
+    /// runs; nothing once the entry is gone (ids are never reused).
+    pub fn waker(&self) -> crate::lock::Wake {
+        let id = self.0;
+        std::sync::Arc::new(move || try_now(id))
+    }
+
     /// From the next try on.
     pub fn set_every(&self, every: Duration) {
         if let Some(e) = lock().entries.get_mut(&self.0) {
@@ -170,6 +182,25 @@ impl Ticket {
         st.entries.remove(&self.0);
         false
     }
+}
+
+fn try_now(id: u64) {
+    let mut st = lock();
+    let now = Instant::now();
+    let Some(e) = st.entries.get_mut(&id) else {
+        return;
+    };
+    if e.attempt.is_none() {
+        e.woken = true;
+        return;
+    }
+    let Some(at) = e.due.filter(|&at| at > now) else {
+        return;
+    };
+    e.due = Some(now);
+    st.due.remove(&(at, id));
+    st.due.insert((now, id));
+    SHARED.wake.notify_all();
 }
 
 impl Drop for Ticket {
@@ -238,7 +269,11 @@ fn run() {
         match r {
             Ok(TryLock::Busy) if !stalled && !e.cancelled => {
                 e.attempt = Some(attempt);
-                let at = slot(Instant::now() + jittered(e.every), e.every);
+                let at = if std::mem::take(&mut e.woken) {
+                    Instant::now()
+                } else {
+                    slot(Instant::now() + jittered(e.every), e.every)
+                };
                 e.due = Some(at);
                 let earliest = st.due.first().is_none_or(|&(t, _)| at < t);
                 st.due.insert((at, id));

@@ -346,7 +346,11 @@ impl Task {
             Waiter::start(r.backend.clone(), r.spec.lock.clone())
         } else {
             let poll = self.m.poll();
-            Waiter::poll(r.attempt(true, poll), first, poll, r.op_timeout)
+            Waiter::poll(
+                r.attempt(true, poll),
+                (first, poll, r.op_timeout),
+                (&*r.backend, &r.spec.lock),
+            )
         };
         self.op = match w {
             Ok(w) => Op::Wait(w),

@@ -51,6 +51,9 @@ enum How {
         /// The try in progress, and after how long it counts as stalled.
         call: Arc<Call>,
         op_timeout: Duration,
+        /// The lock's doorbell, watched while this polls (dlmfs:
+        /// `LockBackend::watch_release`).
+        _bell: Option<Box<dyn Send>>,
     },
 }
 
@@ -110,24 +113,26 @@ impl Waiter {
 
     /// Polls on the daemon's shared schedule (`poller`): `attempt` after
     /// `first`, then every `every` plus up to a tenth, until one does not
-    /// find the lock busy. A try that runs past `op_timeout` is reported by
-    /// [`Waiter::stall_watch`].
+    /// find the lock busy; at once whenever `backend` says `lock` was let
+    /// go (`LockBackend::watch_release`). A try that runs past `op_timeout`
+    /// is reported by [`Waiter::stall_watch`].
     pub fn poll(
         attempt: Attempt,
-        first: Duration,
-        every: Duration,
-        op_timeout: Duration,
+        (first, every, op_timeout): (Duration, Duration, Duration),
+        (backend, lock): (&dyn LockBackend, &str),
     ) -> Result<Waiter, NoWaiter> {
         let call = Arc::new(Call::default());
         let (tx, done) = oneshot::channel();
         let ticket = poller::add(attempt, first, every, call.clone(), tx)
             .map_err(|e| NoWaiter::Failed(LockError::Failed(e.to_string())))?;
+        let _bell = backend.watch_release(lock, ticket.waker());
         Ok(Waiter {
             done,
             how: How::Poll {
                 ticket,
                 call,
                 op_timeout,
+                _bell,
             },
         })
     }
@@ -252,6 +257,68 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// A backend with a doorbell the test rings by hand (`bell`); the
+    /// tries are the test's own attempts, so nothing else is called.
+    #[derive(Default)]
+    struct Bell(std::sync::Mutex<Option<crate::lock::Wake>>);
+    impl LockBackend for Bell {
+        fn try_lock(&self, _: &str) -> Result<TryLock, LockError> {
+            unreachable!()
+        }
+        fn clear_stale(&self, _: &str) -> Result<(), LockError> {
+            unreachable!()
+        }
+        fn take_candidate(&self, _: &str) -> Result<Option<Box<dyn HeldLock>>, LockError> {
+            unreachable!()
+        }
+        fn candidate_held(&self, _: &str) -> Result<bool, LockError> {
+            unreachable!()
+        }
+        fn watch_release(&self, _: &str, wake: crate::lock::Wake) -> Option<Box<dyn Send>> {
+            *self.0.lock().unwrap() = Some(wake);
+            None
+        }
+    }
+
+    fn polled(
+        attempt: Attempt,
+        first: Duration,
+        every: Duration,
+        op: Duration,
+    ) -> Result<Waiter, NoWaiter> {
+        Waiter::poll(attempt, (first, every, op), (&Bell::default(), "l"))
+    }
+
+    #[tokio::test]
+    async fn a_doorbell_makes_the_next_try_now_not_at_its_time() {
+        let tries = Arc::new(AtomicU64::new(0));
+        let t = tries.clone();
+        let attempt: Attempt = Box::new(move || {
+            Ok(if t.fetch_add(1, Ordering::SeqCst) < 1 {
+                TryLock::Busy
+            } else {
+                TryLock::Acquired(Box::new(Held))
+            })
+        });
+        let bell = Bell::default();
+        let hour = Duration::from_secs(3600);
+        let mut w = Waiter::poll(attempt, (MS, hour, hour), (&bell, "l"))
+            .ok()
+            .unwrap();
+        // The first try (busy) is made; the next would be an hour later.
+        let end = Instant::now() + Duration::from_secs(10);
+        while tries.load(Ordering::SeqCst) < 1 {
+            assert!(Instant::now() < end, "no first try");
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+        }
+        let wake = bell.0.lock().unwrap().clone().expect("the bell is watched");
+        wake();
+        let r = tokio::time::timeout(Duration::from_secs(10), w.finished()).await;
+        assert!(matches!(r, Ok(Ok(Some(_)))), "won at the ring");
+        assert_eq!(tries.load(Ordering::SeqCst), 2);
+    }
+
     #[tokio::test]
     async fn polls_until_the_lock_is_free_and_reports_only_then() {
         let tries = Arc::new(AtomicU64::new(0));
@@ -263,7 +330,7 @@ mod tests {
                 TryLock::Acquired(Box::new(Held))
             })
         });
-        let mut w = Waiter::poll(attempt, MS, 5 * MS, Duration::from_secs(60))
+        let mut w = polled(attempt, MS, 5 * MS, Duration::from_secs(60))
             .ok()
             .unwrap();
         let r = tokio::time::timeout(Duration::from_secs(10), w.finished()).await;
@@ -279,7 +346,7 @@ mod tests {
             let _ = gate.recv();
             Ok(TryLock::Busy)
         });
-        let mut w = Waiter::poll(attempt, MS, 5 * MS, 100 * MS).ok().unwrap();
+        let mut w = polled(attempt, MS, 5 * MS, 100 * MS).ok().unwrap();
         let stall = w.stall_watch();
         tokio::select! {
             () = stall => {}
@@ -301,7 +368,7 @@ mod tests {
             let _ = gate.recv();
             Ok(TryLock::Busy)
         });
-        let a = Waiter::poll(stuck, MS, 5 * MS, Duration::from_secs(60))
+        let a = polled(stuck, MS, 5 * MS, Duration::from_secs(60))
             .ok()
             .unwrap();
         let tries = Arc::new(AtomicU64::new(0));
@@ -313,7 +380,7 @@ mod tests {
                 TryLock::Acquired(Box::new(Held))
             })
         });
-        let mut b = Waiter::poll(other, 20 * MS, 5 * MS, Duration::from_secs(60))
+        let mut b = polled(other, 20 * MS, 5 * MS, Duration::from_secs(60))
             .ok()
             .unwrap();
         let r = tokio::time::timeout(Duration::from_secs(20), b.finished()).await;
@@ -328,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn cancel_ends_a_sleeping_poller_at_once() {
         let attempt: Attempt = Box::new(|| Ok(TryLock::Busy));
-        let w = Waiter::poll(
+        let w = polled(
             attempt,
             Duration::from_secs(3600),
             Duration::from_secs(3600),

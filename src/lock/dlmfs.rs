@@ -223,6 +223,7 @@ impl LockBackend for DlmfsBackend {
             path,
             previous,
             epoch: epoch + 1,
+            bell: Some((dir, lock.to_string())),
         })))
     }
 
@@ -252,6 +253,7 @@ impl LockBackend for DlmfsBackend {
                     path,
                     previous: None,
                     epoch: 0,
+                    bell: None,
                 })))
             }
             // The inode is being unlinked by us (an earlier release).
@@ -272,6 +274,11 @@ impl LockBackend for DlmfsBackend {
     /// (§1.4). So `drain --wait` says it cannot tell on dlmfs.
     fn held(&self, _lock: &str) -> Result<Option<bool>, LockError> {
         Ok(None)
+    }
+
+    fn watch_release(&self, lock: &str, wake: super::Wake) -> Option<Box<dyn Send>> {
+        let guard = super::bell::watch(&self.domain_dir(), lock, wake)?;
+        Some(Box::new(guard))
     }
 
     fn value_locks(&self) -> Result<Option<Box<dyn super::ValueLocks>>, LockError> {
@@ -325,6 +332,9 @@ pub struct DlmfsLock {
     path: PathBuf,
     previous: Option<String>,
     epoch: u64,
+    /// The domain directory and election lock whose doorbell a release
+    /// rings (`bell`); None for a candidate lock, which nobody watches.
+    bell: Option<(PathBuf, String)>,
 }
 
 impl HeldLock for DlmfsLock {
@@ -340,11 +350,18 @@ impl HeldLock for DlmfsLock {
     }
 
     fn release(self: Box<Self>) -> Result<(), LockError> {
-        let DlmfsLock { file, path, .. } = *self;
+        let DlmfsLock {
+            file, path, bell, ..
+        } = *self;
         drop(file);
         // Without the unlink the node keeps the lock cached and other nodes'
         // trylocks fail until this node dies.
-        unlink(&path)
+        unlink(&path)?;
+        // Free for all now: tell the standbys at once.
+        if let Some((dir, lock)) = bell {
+            super::bell::ring(&dir, &lock);
+        }
+        Ok(())
     }
 }
 

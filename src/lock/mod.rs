@@ -4,6 +4,7 @@
 //! DLM recovers a dead node), so callers run them on the blocking pool under
 //! a deadline, never on the async runtime.
 
+pub mod bell;
 pub mod dlm;
 pub mod dlmfs;
 pub mod file;
@@ -73,6 +74,10 @@ pub enum LockError {
 /// not name the types of the layers above.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Called, from a thread of the backend's, when a polling standby's next
+/// try had better be now ([`LockBackend::watch_release`]).
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
 /// See [`HeldLock::still_held`].
 pub type StillHeld = Arc<dyn Fn() -> Result<(), BoxError> + Send + Sync>;
 
@@ -131,6 +136,15 @@ pub trait LockBackend: Send + Sync {
     /// backend's busy inode, kept open): its resource's runner ended (a
     /// reload took it out, or the daemon stops). Never blocks.
     fn forget(&self, _lock: &str) {}
+
+    /// Tells a polling standby of `lock` early that the holder let go,
+    /// where the backend can (dlmfs: the lock's doorbell, `bell`): `wake`
+    /// is called when a try is worth making now. A hint only, the tries
+    /// decide; it stops when the returned guard is dropped. Never blocks.
+    /// None: the backend has no such thing.
+    fn watch_release(&self, _lock: &str, _wake: Wake) -> Option<Box<dyn Send>> {
+        None
+    }
 
     /// Whether [`LockBackend::wait_lock`] can wait for the holder to let go.
     fn can_wait(&self) -> bool {

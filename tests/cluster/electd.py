@@ -33,7 +33,7 @@ def install(c):
 
 
 def config(c, name, resources, mount="/dlm", runtime="/run/dlm-electd", domain="electd", op_timeout="2m",
-           metrics=None, node=None, state="/var/lib/dlm-electd"):
+           metrics=None, node=None, state="/var/lib/dlm-electd", poll=POLL):
     """Write a config into the share; returns its guest path. `metrics`:
     the `[metrics] listen` address, if any; `node`: a `[node] name`;
     `state`: the state dir (the guest's / is a tmpfs: a drain meant to
@@ -41,7 +41,7 @@ def config(c, name, resources, mount="/dlm", runtime="/run/dlm-electd", domain="
     os.makedirs(os.path.join(c.share, "cfg"), mode=0o755, exist_ok=True)
     text = ['[lock]\nbackend = "dlmfs"\nmount = "%s"\ndomain = "%s"\n' % (mount, domain),
             '[daemon]\nruntime_dir = "%s"\nstate_dir = "%s"\npoll_interval = "%s"\nop_timeout = "%s"\n'
-            % (runtime, state, POLL, op_timeout)]
+            % (runtime, state, poll, op_timeout)]
     if node:
         text.insert(0, '[node]\nname = "%s"\n' % node)
     if metrics:
@@ -228,6 +228,56 @@ def test_switchover_release_hold_off(c):
         if third == old:
             assert time.monotonic() - t0 >= 20, "old master came back inside its hold-off"
         assert_one_master(c, m0)
+    finally:
+        stop_all(c, 3)
+    assert_one_master(c, m0)
+
+
+# web's doorbell: lock::bell::name("web"), FNV-1a of the lock's name.
+WEB_BELL = "@~b5ea0e11948721ef1"
+
+
+def bell_open(c, node, tag="electd"):
+    pid = c.check(node, "cat /tmp/%s.pid" % tag).strip()
+    return WEB_BELL in c.check(node, "ls -l /proc/%s/fd" % pid)
+
+
+@scenario(nodes=3, **FAST)
+def test_doorbell_hands_over_long_before_the_next_poll(c):
+    """Standbys poll every 20 s, but a release rings the lock's doorbell
+    (docs/dlmfs.md, "Doorbell"): a standby tries at once. Two handovers,
+    each must land within 3 s of the release (by polling alone, about 1 in
+    7 would); never two masters, and the ringer leaves no thread behind."""
+    m0 = c.mark()
+    install(c)
+    cfgs = {i: config(c, "bell%d" % i, ["web"], poll="20s") for i in range(3)}
+    for i in range(3):
+        start(c, i, cfgs[i])
+    try:
+        # At start every standby's first try is at once: one master.
+        old = sole_master(c, range(3), cfgs.get, "web")
+        held_off = set()
+        for round_ in range(2):
+            # Every standby that may take over holds the bell (its watcher
+            # opens it at once, and again a second after each ring).
+            for i in set(range(3)) - {old} - held_off:
+                until(30, "node%d's daemon holding web's doorbell" % i,
+                      lambda: bell_open(c, i))
+            c.check(old, "%s release web --hold-off 60s --config %s" % (GUEST_BIN, cfgs[old]), timeout=60)
+            new = sole_master(c, [i for i in range(3) if i != old], cfgs.get, "web", timeout=30)
+            rel = last_event(c, old, "release web", m0)
+            acq = last_event(c, new, "acquire web", m0)
+            assert rel and acq and rel.t_ms <= acq.t_ms, (rel, acq)
+            took = (acq.t_ms - rel.t_ms) / 1000
+            print("  round %d: node%d -> node%d, release -> acquire %.2f s (poll 20 s)" % (round_, old, new, took))
+            assert took < 3, "took %.2f s: the doorbell did not wake the standby" % took
+            assert_one_master(c, m0)
+            held_off.add(old)
+            old = new
+        # The rings ended: no node has a thread stuck in one.
+        for i in range(3):
+            pid = c.check(i, "cat /tmp/electd.pid").strip()
+            assert "lock-bell" not in c.check(i, "cat /proc/%s/task/*/comm" % pid), i
     finally:
         stop_all(c, 3)
     assert_one_master(c, m0)
