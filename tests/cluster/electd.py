@@ -277,7 +277,12 @@ def test_doorbell_hands_over_long_before_the_next_poll(c):
         # The rings ended: no node has a thread stuck in one.
         for i in range(3):
             pid = c.check(i, "cat /tmp/electd.pid").strip()
-            assert "lock-bell" not in c.check(i, "cat /proc/%s/task/*/comm" % pid), i
+            ringer = ("for t in /proc/%s/task/*; do grep -qx lock-bell $t/comm && "
+                      "{ echo $t; cat $t/wchan; echo; cat $t/stack; }; done; true" % pid)
+            try:
+                until(10, "node%d's rings to end" % i, lambda: not c.check(i, ringer).strip())
+            except TimeoutError:
+                raise AssertionError("node%d: a ring thread is stuck:\n%s" % (i, c.check(i, ringer)))
     finally:
         stop_all(c, 3)
     assert_one_master(c, m0)
