@@ -44,6 +44,10 @@ use std::time::{Duration, Instant};
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// The epoll event that means "look at the watches again".
 const KICK: u64 = u64::MAX;
+/// Rings in flight at most: a daemon stopping with thousands of resources
+/// rings the first ones, and the standbys of the others find them free at
+/// their next try, as without a bell (a thread and a queued request each).
+const MAX_RINGS: usize = 64;
 
 /// The bell of election lock `lock`: a name of its own in the domain, under
 /// the `@~` prefix no election or workload lock can have, short enough for
@@ -253,12 +257,15 @@ fn listen(sh: &Shared) {
 /// Rings the bell of election lock `lock` in domain directory `dir`, which
 /// this node has just released (closed and unlinked), on a thread of its
 /// own that nobody waits for (see the module's comment for its bound). At
-/// most one ring per lock at a time; a ring that cannot start is a poll
-/// interval lost, nothing more.
+/// most one ring per lock and [`MAX_RINGS`] in all at a time; a ring that
+/// does not start is a poll interval lost, nothing more.
 pub fn ring(dir: &Path, lock: &str) {
     let Some(sh) = shared() else { return };
-    if !locked(&sh.ringing).insert(lock.to_string()) {
-        return;
+    {
+        let mut ringing = locked(&sh.ringing);
+        if ringing.len() >= MAX_RINGS || !ringing.insert(lock.to_string()) {
+            return;
+        }
     }
     let (path, lock) = (dir.join(name(lock)), lock.to_string());
     let s = sh.clone();
@@ -276,8 +283,8 @@ pub fn ring(dir: &Path, lock: &str) {
                         drop(fd);
                         // The EX would stay cached here and refuse every
                         // standby's PR trylock: unlink is the real unlock.
-                        if let Err(e) = super::dlmfs::unlink(&path) {
-                            tracing::debug!(lock, "{e}");
+                        if let Err(e) = nix::unistd::unlink(&path) {
+                            tracing::debug!(lock, "cannot unlink the lock's doorbell: {e}");
                         }
                     }
                     Err(e) => tracing::debug!(lock, "cannot ring the lock's doorbell: {e}"),
