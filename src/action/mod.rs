@@ -169,11 +169,13 @@ pub async fn while_master(actions: Vec<ActionSpec>) {
         tick.tick().await;
         // Right after a freeze, not before the node's membership was
         // judged (dlmfs): a node in doubt announces nothing more.
-        if !crate::membership::judged(crate::membership::TICK * 5).await {
+        // Boxed, here and below: this loop lives as long as mastership, one
+        // per resource, and only these rare steps' states are large.
+        if !Box::pin(crate::membership::judged(crate::membership::TICK * 5)).await {
             continue;
         }
         for v in &vips {
-            if let Err(e) = vip::announce(v).await {
+            if let Err(e) = Box::pin(vip::announce(v)).await {
                 tracing::warn!("re-announcing {}: {e}", v.address);
             }
         }

@@ -52,7 +52,8 @@ pub(super) async fn hold(
         let Some(p) = preempt else {
             return std::future::pending().await;
         };
-        outranked(p, every, op_timeout).await
+        // Boxed: only `preempt` masters carry its state.
+        Box::pin(outranked(p, every, op_timeout)).await
     };
     tokio::select! {
         () = &mut refresh => unreachable!("while_master never returns"),
