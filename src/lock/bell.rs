@@ -32,7 +32,7 @@ use nix::poll::PollTimeout;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::stat::Mode;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -44,10 +44,11 @@ use std::time::{Duration, Instant};
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// The epoll event that means "look at the watches again".
 const KICK: u64 = u64::MAX;
-/// Rings in flight at most: a daemon stopping with thousands of resources
-/// rings the first ones, and the standbys of the others find them free at
-/// their next try, as without a bell (a thread and a queued request each).
-const MAX_RINGS: usize = 64;
+/// Ringing threads at most. A ring takes a moment (one DLM request, the
+/// standbys' downconverts), so a daemon that stops with thousands of
+/// resources rings them all through these few, queued; a ring stuck until
+/// the DLM recovers a dead node holds up only its own thread.
+const MAX_RINGERS: usize = 8;
 
 /// The bell of election lock `lock`: a name of its own in the domain, under
 /// the `@~` prefix no election or workload lock can have, short enough for
@@ -77,12 +78,21 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    /// Election locks whose bell this daemon is ringing: not watched here
-    /// meanwhile (a local PR open would wait for the ring and then keep
-    /// the ringer's unlink out).
-    ringing: Mutex<HashSet<String>>,
+    rings: Mutex<Rings>,
     epoll: Epoll,
     kick: EventFd,
+}
+
+#[derive(Default)]
+struct Rings {
+    /// Election locks whose bell this daemon is ringing or about to: not
+    /// watched here meanwhile (a local PR open would wait for the ring and
+    /// then keep the ringer's unlink out).
+    ringing: HashSet<String>,
+    /// Bells to ring (path, election lock), in order.
+    queue: VecDeque<(PathBuf, String)>,
+    /// Ringing threads alive.
+    ringers: usize,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,7 +108,7 @@ fn shared() -> Option<&'static Arc<Shared>> {
             let start = || -> std::io::Result<Arc<Shared>> {
                 let sh = Arc::new(Shared {
                     state: Mutex::default(),
-                    ringing: Mutex::default(),
+                    rings: Mutex::default(),
                     epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
                     kick: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
                 });
@@ -182,7 +192,7 @@ fn listen(sh: &Shared) {
             .map(|(id, w)| (*id, w.path.clone(), w.lock.clone()))
             .collect();
         for (id, path, lock) in due {
-            let r = if locked(&sh.ringing).contains(&lock) {
+            let r = if locked(&sh.rings).ringing.contains(&lock) {
                 Ok(None)
             } else {
                 open_shared(&path)
@@ -255,45 +265,64 @@ fn listen(sh: &Shared) {
 }
 
 /// Rings the bell of election lock `lock` in domain directory `dir`, which
-/// this node has just released (closed and unlinked), on a thread of its
-/// own that nobody waits for (see the module's comment for its bound). At
-/// most one ring per lock and [`MAX_RINGS`] in all at a time; a ring that
-/// does not start is a poll interval lost, nothing more.
+/// this node has just released (closed and unlinked), on a ringing thread
+/// that nobody waits for (see the module's comment for its bound). At most
+/// one ring per lock at a time; a ring that does not happen is a poll
+/// interval lost, nothing more.
 pub fn ring(dir: &Path, lock: &str) {
     let Some(sh) = shared() else { return };
-    {
-        let mut ringing = locked(&sh.ringing);
-        if ringing.len() >= MAX_RINGS || !ringing.insert(lock.to_string()) {
-            return;
-        }
+    let mut rings = locked(&sh.rings);
+    if !rings.ringing.insert(lock.to_string()) {
+        return;
     }
-    let (path, lock) = (dir.join(name(lock)), lock.to_string());
+    rings
+        .queue
+        .push_back((dir.join(name(lock)), lock.to_string()));
+    if rings.ringers >= MAX_RINGERS {
+        return;
+    }
     let s = sh.clone();
     let spawned = std::thread::Builder::new()
         .name("lock-bell".into())
         .stack_size(128 * 1024)
-        .spawn({
-            let lock = lock.clone();
-            move || {
-                // Blocking: a queued EX request is what sends the standbys'
-                // PR holds a BAST.
-                let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC;
-                match nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)) {
-                    Ok(fd) => {
-                        drop(fd);
-                        // The EX would stay cached here and refuse every
-                        // standby's PR trylock: unlink is the real unlock.
-                        if let Err(e) = nix::unistd::unlink(&path) {
-                            tracing::debug!(lock, "cannot unlink the lock's doorbell: {e}");
-                        }
-                    }
-                    Err(e) => tracing::debug!(lock, "cannot ring the lock's doorbell: {e}"),
+        .spawn(move || ringer(&s));
+    match spawned {
+        Ok(_) => rings.ringers += 1,
+        // Queued for a ringer alive, if any; else lost with the queue.
+        Err(_) if rings.ringers == 0 => {
+            rings.queue.clear();
+            rings.ringing.clear();
+        }
+        Err(_) => {}
+    }
+}
+
+/// A ringing thread: rings queued bells until there are none.
+fn ringer(sh: &Shared) {
+    loop {
+        let (path, lock) = {
+            let mut rings = locked(&sh.rings);
+            let Some(next) = rings.queue.pop_front() else {
+                rings.ringers -= 1;
+                return;
+            };
+            next
+        };
+        // Blocking: a queued EX request is what sends the standbys' PR
+        // holds a BAST.
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC;
+        match nix::fcntl::open(&path, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => {
+                drop(fd);
+                // The EX would stay cached here and refuse every standby's
+                // PR trylock: unlink is the real unlock.
+                if let Err(e) = nix::unistd::unlink(&path) {
+                    tracing::debug!(lock, "cannot unlink the lock's doorbell: {e}");
                 }
-                locked(&s.ringing).remove(&lock);
             }
-        });
-    if spawned.is_err() {
-        locked(&sh.ringing).remove(&lock);
+            Err(e) => tracing::debug!(lock, "cannot ring the lock's doorbell: {e}"),
+        }
+        locked(&sh.rings).ringing.remove(&lock);
     }
 }
 
@@ -309,5 +338,35 @@ mod tests {
         assert_eq!(name(&long).len(), 19);
         assert!(name(&long).starts_with("@~"));
         assert_ne!(name("web"), name("db"));
+    }
+
+    /// Off dlmfs a ring's open is granted at once, which leaves the pool
+    /// to test: every ring queued is rung (its bell made and unlinked) on
+    /// at most MAX_RINGERS threads, which end when the queue is empty.
+    #[test]
+    fn many_rings_are_queued_on_a_few_threads_and_all_rung() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..200 {
+            ring(dir.path(), &format!("pool-test-{i}"));
+        }
+        let sh = shared().expect("a watcher");
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let rings = locked(&sh.rings);
+            assert!(rings.ringers <= MAX_RINGERS, "{} ringers", rings.ringers);
+            let left = rings
+                .ringing
+                .iter()
+                .filter(|l| l.starts_with("pool-test-"))
+                .count();
+            if left == 0 {
+                break;
+            }
+            drop(rings);
+            assert!(Instant::now() < end, "{left} rings never rung");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let bells: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(bells.is_empty(), "bells left: {bells:?}");
     }
 }
