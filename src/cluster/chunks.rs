@@ -15,6 +15,7 @@
 //! dlmfs file name cannot), so records are found through the roster.
 
 use super::record::NodeRecord;
+use crate::lock::fnv;
 
 const MAGIC: [u8; 2] = *b"dE";
 const VERSION: u8 = 1;
@@ -39,13 +40,6 @@ pub fn record(node: &str) -> String {
 /// Chunk `k` of blob `blob`. At most 31 bytes for the names above (dlmfs).
 pub fn chunk(blob: &str, k: usize) -> String {
     format!("{blob}.{k:x}")
-}
-
-/// FNV-1a, 64 bits: names and torn-read checks, not security.
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// `payload` as chunk values of `len` bytes each (the last zero-padded).

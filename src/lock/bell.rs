@@ -1,5 +1,5 @@
 //! A dlmfs lock's doorbell: how a polling standby learns at once that the
-//! master let go, instead of at its next try (docs/dlmfs.md, "Doorbell").
+//! master let go, instead of at its next try (docs/dlmfs.md, "The doorbell").
 //!
 //! dlmfs tells a *holder* that another node queued a conflicting request
 //! (`poll()` on its fd turns readable with the BAST), but a standby must not
@@ -52,13 +52,10 @@ const MAX_RINGERS: usize = 8;
 
 /// The bell of election lock `lock`: a name of its own in the domain, under
 /// the `@~` prefix no election or workload lock can have, short enough for
-/// dlmfs whatever the lock's length (FNV-1a: the same on every node and
+/// dlmfs whatever the lock's length (`fnv`: the same on every node and
 /// every build).
 pub fn name(lock: &str) -> String {
-    let h = lock.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("@~b{h:016x}")
+    format!("@~b{:016x}", super::fnv(lock.as_bytes()))
 }
 
 struct Watch {

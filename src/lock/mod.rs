@@ -74,6 +74,15 @@ pub enum LockError {
 /// not name the types of the layers above.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// FNV-1a, 64 bits: names of the DLM locks made from other names (a lock's
+/// doorbell, a node's records) and torn-read checks; not security. Pinned:
+/// every node, whatever its build, must make the same names.
+pub fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Called, from a thread of the backend's, when a polling standby's next
 /// try had better be now ([`LockBackend::watch_release`]).
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
